@@ -1,0 +1,309 @@
+"""Typed wire objects of the DeepSeek API (deepseek-api.md §3-§5), decoded and encoded with msgspec.
+
+Responses are decoded leniently: every field has a default, unknown fields are ignored and enum-like
+fields (finish_reason, role, model, object) are plain `str`, so a new finish_reason or a new model
+name never breaks decoding. Private deployments (vLLM, SGLang, Ollama) omit fields DeepSeek always
+sends; defaults cover that too.
+
+Request-side structs use `UNSET` as the default so that only what the caller set goes on the wire
+(`omit_defaults`); `None` is sent as JSON null where the API allows it (e.g. `thinking: null`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+__all__ = [
+    "Balance",
+    "BalanceInfo",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "Choice",
+    "ChoiceDelta",
+    "ChoiceDeltaToolCall",
+    "ChoiceDeltaToolCallFunction",
+    "ChoiceLogprobs",
+    "ChunkChoice",
+    "Completion",
+    "CompletionChoice",
+    "CompletionLogprobs",
+    "CompletionTokensDetails",
+    "ErrorObject",
+    "FinishReason",
+    "Function",
+    "FunctionDefinition",
+    "Model",
+    "ModelList",
+    "PromptTokensDetails",
+    "ResponseFormat",
+    "StreamOptions",
+    "Thinking",
+    "Tool",
+    "ToolCall",
+    "TopLogprob",
+    "TokenLogprob",
+    "Usage",
+]
+
+#: Known values; decoded as plain `str` so that new ones never break decoding.
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "insufficient_system_resource"]
+
+
+class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Base of every wire struct: keyword construction, compact encoding, dict/JSON helpers."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object as plain JSON-compatible Python values (what openai's `model_dump()` gives)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+    def to_json(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Request side (deepseek-api.md §3). Messages may also be passed as plain dicts.
+
+
+class Thinking(_Wire):
+    """`thinking: {"type": "enabled" | "disabled"}`; top-level on the wire (§3.2)."""
+
+    type: str = "enabled"
+
+
+class ResponseFormat(_Wire):
+    """`{"type": "text" | "json_object"}`; json_schema is not supported by DeepSeek (§3.2)."""
+
+    type: str = "text"
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | UnsetType = UNSET
+
+
+class FunctionDefinition(_Wire):
+    name: str
+    description: str | UnsetType = UNSET
+    parameters: dict[str, Any] | UnsetType = UNSET
+    strict: bool | UnsetType = UNSET  # Beta: only honoured under /beta (§5.7)
+
+
+class Tool(_Wire):
+    function: FunctionDefinition
+    type: str = "function"
+
+
+# ---------------------------------------------------------------------------------------------
+# Response side (deepseek-api.md §4).
+
+
+class ErrorObject(_Wire, gc=False):
+    """DeepSeek's `{"error": {message, type, param, code}}`, also used for error events in streams."""
+
+    message: str = ""
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+
+class TopLogprob(_Wire, gc=False):
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(_Wire, gc=False):
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = []
+
+
+class ChoiceLogprobs(_Wire, gc=False):
+    """`choice.logprobs`: answer tokens, and in thinking mode the reasoning tokens too (§3.2)."""
+
+    content: list[TokenLogprob] | None = None
+    reasoning_content: list[TokenLogprob] | None = None
+
+
+class PromptTokensDetails(_Wire, gc=False):
+    cached_tokens: int | None = None
+
+
+class CompletionTokensDetails(_Wire, gc=False):
+    reasoning_tokens: int | None = None
+
+
+class Usage(_Wire, gc=False):
+    """Token usage. `prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens` on DeepSeek;
+    `completion_tokens_details` is absent when thinking was off (§4.1)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_cache_hit_tokens: int | None = None
+    prompt_cache_miss_tokens: int | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+    @property
+    def reasoning_tokens(self) -> int:
+        d = self.completion_tokens_details
+        return (d.reasoning_tokens or 0) if d is not None else 0
+
+
+class Function(_Wire, gc=False):
+    name: str = ""
+    arguments: str = ""  # a JSON *string*, possibly invalid (0.04% one-brace-off, §4.2)
+
+
+class ToolCall(_Wire, gc=False):
+    id: str = ""
+    type: str = "function"
+    function: Function = msgspec.field(default_factory=Function)
+
+
+class ChatCompletionMessage(_Wire, gc=False):
+    role: str = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class Choice(_Wire, gc=False):
+    index: int = 0
+    message: ChatCompletionMessage = msgspec.field(default_factory=ChatCompletionMessage)
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletion(_Wire, gc=False):
+    id: str = ""
+    object: str = "chat.completion"
+    created: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[Choice] = []
+    usage: Usage | None = None
+
+
+class ChoiceDeltaToolCallFunction(_Wire, gc=False):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(_Wire, gc=False):
+    """A tool-call fragment: the first carries id/type/name, the rest only index + arguments (§4.2).
+    `index` defaults to 0 for servers that omit it."""
+
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: ChoiceDeltaToolCallFunction | None = None
+
+
+class ChoiceDelta(_Wire, gc=False):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
+
+
+class ChunkChoice(_Wire, gc=False):
+    index: int = 0
+    delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Wire, gc=False):
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[ChunkChoice] = []
+    usage: Usage | None = None
+    #: Set when the server sent an error object inside the stream; the client raises instead of
+    #: yielding such a chunk.
+    error: ErrorObject | None = None
+
+
+class CompletionLogprobs(_Wire, gc=False):
+    """FIM logprobs (OpenAI legacy completions shape, §5.5)."""
+
+    text_offset: list[int] | None = None
+    token_logprobs: list[float | None] | None = None
+    tokens: list[str] | None = None
+    top_logprobs: list[dict[str, float] | None] | None = None
+
+
+class CompletionChoice(_Wire, gc=False):
+    index: int = 0
+    text: str = ""
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class Completion(_Wire, gc=False):
+    """`text_completion` object of FIM (`POST /beta/completions`)."""
+
+    id: str = ""
+    object: str = "text_completion"
+    created: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[CompletionChoice] = []
+    usage: Usage | None = None
+    error: ErrorObject | None = None
+
+
+class Model(_Wire, gc=False):
+    id: str = ""
+    object: str = "model"
+    owned_by: str = ""
+    created: int | None = None
+
+
+class ModelList(_Wire, gc=False):
+    object: str = "list"
+    data: list[Model] = []
+
+    def __iter__(self) -> Any:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class BalanceInfo(_Wire, gc=False):
+    """Amounts are decimal *strings* on the wire (§5.2)."""
+
+    currency: str = ""
+    total_balance: str = "0"
+    granted_balance: str = "0"
+    topped_up_balance: str = "0"
+
+
+class Balance(_Wire, gc=False):
+    is_available: bool = False
+    balance_infos: list[BalanceInfo] = []
+
+
+class ErrorBody(_Wire, gc=False):
+    error: ErrorObject | None = None
+
+
+ResponseObject = Union[ChatCompletion, ChatCompletionChunk, Completion, ModelList, Balance]
+
+# Decoders are built once: msgspec compiles a decoder per type on first use and reuses it.
+chat_completion_decoder = msgspec.json.Decoder(ChatCompletion)
+chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
+completion_decoder = msgspec.json.Decoder(Completion)
+model_list_decoder = msgspec.json.Decoder(ModelList)
+balance_decoder = msgspec.json.Decoder(Balance)
+error_body_decoder = msgspec.json.Decoder(ErrorBody)
