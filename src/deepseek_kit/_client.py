@@ -1,0 +1,167 @@
+"""`AsyncClient`: settings, the pipeline of steps, and the OpenAI-shaped resources.
+
+The pipeline is built once per client (DESIGN.md "Layers"): retry -> auth -> attempt (transport).
+Later steps (metrics, cache, router, limits) slot in around these without touching the resources.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Protocol
+
+from ._errors import UsageError, redact
+from ._http import Attempt
+from ._request import Request, Response
+from ._retry import RetryPolicy, RetryStep
+from ._settings import DEFAULT_BASE_URL, resolve
+from ._timeouts import DEFAULT_TIMEOUT, Timeout
+from ._transport import AiohttpTransport, Transport
+from ._version import __version__
+
+__all__ = ["AsyncClient", "AuthStep", "Step"]
+
+CallNext = Callable[[Request], Awaitable[Response]]
+
+
+class Step(Protocol):
+    async def handle(self, request: Request, call_next: CallNext) -> Response: ...
+
+
+class AuthStep:
+    """Adds `Authorization: Bearer <key>` just above the transport, so a retry (or, later, a
+    refreshed token) applies to every attempt. No key: no header (private deployments)."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self._header = f"Bearer {api_key}" if api_key else None
+
+    async def handle(self, request: Request, call_next: CallNext) -> Response:
+        if self._header is not None:
+            request.headers["Authorization"] = self._header
+        return await call_next(request)
+
+
+def _beta_url(base_url: str) -> str:
+    """DeepSeek serves prefix completion and FIM under /beta (deepseek-api.md §1.1)."""
+    for suffix in ("/v1", "/beta"):
+        if base_url.endswith(suffix):
+            base_url = base_url[: -len(suffix)]
+            break
+    return base_url + "/beta"
+
+
+class AsyncClient:
+    """Async DeepSeek client.
+
+    `AsyncClient()` reads DEEPSEEK_API_KEY / DEEPSEEK_BASE_URL, then the config file. Pass
+    `timeout=Timeout(...)` (or seconds), `max_retries=` or a full `retry=RetryPolicy(...)`,
+    `transport=` to replace the network (MockTransport in unit tests), `steps=` to add pipeline
+    steps outside retry.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: Timeout | float | None = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        transport: Transport | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        beta_base_url: str | None = None,
+        max_connections: int = 1000,
+        trust_env: bool = False,
+        profile: str | None = None,
+        config_file: str | None = None,
+        steps: list[Step] | None = None,
+    ) -> None:
+        key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
+        if not key and url == DEFAULT_BASE_URL:
+            raise UsageError(
+                "No DeepSeek API key: set DEEPSEEK_API_KEY, pass api_key=..., or put api_key in "
+                "the config file (~/.deepseek-kit/config.toml)."
+            )
+        self._api_key = key
+        self.base_url = url
+        self.beta_base_url = (beta_base_url or cfg.get("beta_base_url") or _beta_url(url)).rstrip("/")
+        self.timeout = Timeout.coerce(timeout)
+        policy = retry or RetryPolicy()
+        if max_retries is not None:
+            policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
+        self.retry = policy
+        self.config = cfg
+        self._transport: Transport = transport or AiohttpTransport(
+            max_connections=max_connections, trust_env=trust_env)
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"deepseek-kit/{__version__}",
+        }
+        if default_headers:
+            self._headers.update(default_headers)
+        self._closed = False
+        all_steps: list[Step] = [*(steps or []), RetryStep(policy), AuthStep(key)]
+        call: CallNext = Attempt(self._transport, secrets=(key,))
+        for step in reversed(all_steps):
+            call = functools.partial(step.handle, call_next=call)
+        self._call = call
+
+        from ._resources import Beta, Chat, Models, User
+
+        self.chat = Chat(self)
+        self.models = Models(self)
+        self.user = User(self)
+        self.beta = Beta(self)
+
+    @property
+    def api_key(self) -> str | None:
+        return self._api_key
+
+    def __repr__(self) -> str:
+        key = "****" + self._api_key[-4:] if self._api_key else None
+        return f"AsyncClient(base_url={self.base_url!r}, api_key={key!r})"
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._api_key)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        stream: bool = False,
+        beta: bool = False,
+        timeout: Timeout | float | None | Any = ...,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one API call through the pipeline (used by the resources; public for new
+        endpoints the typed surface does not cover yet)."""
+        if self._closed:
+            raise UsageError("this client is closed; create a new AsyncClient")
+        headers = dict(self._headers)
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        if extra_headers:
+            headers.update(extra_headers)
+        t = self.timeout if timeout is ... else Timeout.coerce(timeout)
+        url = (self.beta_base_url if beta else self.base_url) + path
+        req = Request(method, url, path, body=body, headers=headers, stream=stream, timeout=t,
+                      max_retries=max_retries)
+        return await self._call(req)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,79 @@
+"""The `Request` value that travels down the pipeline, and the `Response` that travels back up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ._timeouts import Timeout
+
+if TYPE_CHECKING:
+    from ._events import EventReader
+
+__all__ = ["Request", "Response"]
+
+
+class Request:
+    """One API call: method, full URL, headers (without auth until the auth step adds it), the
+    encoded JSON body, whether it streams, its timeout, and free-form `options` for pipeline steps.
+    `repr()` never shows headers, so the key cannot leak through it."""
+
+    __slots__ = ("body", "headers", "max_retries", "method", "options", "path", "stream", "timeout", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        timeout: Timeout,
+        max_retries: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.path = path
+        self.body = body
+        self.headers = headers if headers is not None else {}
+        self.stream = stream
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.options = options if options is not None else {}
+
+    @property
+    def origin(self) -> str:
+        p = urlsplit(self.url)
+        return f"{p.scheme}://{p.netloc}"
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.url}, stream={self.stream})"
+
+
+class Response:
+    """A successful (2xx) response. Non-stream: `body` holds the JSON bytes, leading keep-alive
+    whitespace stripped. Stream: `events` yields data payloads, the first one already read."""
+
+    __slots__ = ("attempts", "body", "events", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        body: bytes = b"",
+        events: EventReader | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.events = events
+        self.attempts = attempts
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.headers.get("x-ds-trace-id")

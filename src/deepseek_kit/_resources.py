@@ -1,0 +1,220 @@
+"""OpenAI-shaped resources: `chat.completions`, `models`, `user`, `beta.completions`.
+
+Each builds a JSON body from keyword arguments (only what the caller set goes on the wire;
+`extra_body` fields pass through untouched), sends it through the client's pipeline and decodes
+the answer into msgspec structs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import msgspec
+
+from ._errors import APIConnectionError, UsageError, redact
+from ._stream import AsyncCompletionStream, AsyncStream
+from ._types import (
+    Balance,
+    ChatCompletion,
+    ChatCompletionMessage,
+    Completion,
+    ModelList,
+    balance_decoder,
+    chat_completion_decoder,
+    completion_decoder,
+    model_list_decoder,
+)
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+    from ._request import Response
+
+__all__ = ["Beta", "Chat", "ChatCompletions", "Completions", "Models", "User"]
+
+NOT_GIVEN: Any = msgspec.UNSET
+_encode = msgspec.json.Encoder().encode
+
+Message = Mapping[str, Any] | ChatCompletionMessage | msgspec.Struct
+
+
+def _thinking(value: Any) -> Any:
+    """Accept True/False, "enabled"/"disabled", {"type": ...} or None (sent as null)."""
+    if value is True:
+        return {"type": "enabled"}
+    if value is False:
+        return {"type": "disabled"}
+    if isinstance(value, str):
+        return {"type": value}
+    return value
+
+
+def _message(m: Any) -> Any:
+    """Dicts pass through. An assistant message struct (e.g. a previous answer) becomes a dict
+    that keeps reasoning_content and tool_calls and sends `content: ""` instead of omitting it:
+    DeepSeek requires the key, and some gateways reject null (deepseek-api.md §3.1)."""
+    if isinstance(m, ChatCompletionMessage):
+        d = m.to_dict()
+        if d.get("content") is None:
+            d["content"] = ""
+        return d
+    if isinstance(m, msgspec.Struct):
+        return msgspec.to_builtins(m)
+    return m
+
+
+def _body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> bytes:
+    body = {k: v for k, v in fields.items() if v is not NOT_GIVEN}
+    if extra_body:
+        body.update(extra_body)
+    try:
+        return _encode(body)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise UsageError(f"request body is not JSON-serialisable: {exc}") from None
+
+
+def _decode(resp: Response, decoder: msgspec.json.Decoder[Any], what: str) -> Any:
+    try:
+        return decoder.decode(resp.body)
+    except msgspec.DecodeError as exc:
+        snippet = redact(resp.body[:200].decode("utf-8", "replace"))
+        raise APIConnectionError(f"the server sent a malformed {what} ({exc}): {snippet!r}") from None
+
+
+class ChatCompletions:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False,
+                     **kwargs: Any) -> ChatCompletion: ...
+
+    @overload
+    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True],
+                     **kwargs: Any) -> AsyncStream: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: bool = False,
+        thinking: Any = NOT_GIVEN,
+        reasoning_effort: str | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        response_format: Mapping[str, Any] | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
+        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
+        logprobs: bool | None = NOT_GIVEN,
+        top_logprobs: int | None = NOT_GIVEN,
+        user_id: str | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+    ) -> ChatCompletion | AsyncStream:
+        """POST /chat/completions. A last assistant message with `prefix: True` (chat prefix
+        completion, Beta) is sent to the /beta base URL automatically."""
+        if not isinstance(model, str) or not model:
+            raise UsageError("model is required, e.g. model='deepseek-flash'")
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+            raise UsageError("messages must be a list of {'role': ..., 'content': ...} messages")
+        msgs = [_message(m) for m in messages]
+        if not msgs:
+            raise UsageError("messages must contain at least one message")
+        last = msgs[-1]
+        beta = isinstance(last, Mapping) and bool(last.get("prefix"))
+        body = _body({
+            "model": model, "messages": msgs, "stream": stream if stream else NOT_GIVEN,
+            "thinking": _thinking(thinking), "reasoning_effort": reasoning_effort,
+            "max_tokens": max_tokens, "response_format": response_format, "stop": stop,
+            "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
+            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+            "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
+            "top_logprobs": top_logprobs, "user_id": user_id,
+        }, extra_body)
+        resp = await self._client.request("POST", "/chat/completions", body=body, stream=stream, beta=beta,
+                                          timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers)
+        if stream:
+            return AsyncStream(resp)
+        return _decode(resp, chat_completion_decoder, "chat completion")  # type: ignore[no-any-return]
+
+
+class Chat:
+    def __init__(self, client: AsyncClient) -> None:
+        self.completions = ChatCompletions(client)
+
+
+class Completions:
+    """FIM completion (Beta): POST /beta/completions. Non-thinking mode only on DeepSeek."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        suffix: str | None = NOT_GIVEN,
+        stream: bool = False,
+        echo: bool | None = NOT_GIVEN,
+        logprobs: int | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+    ) -> Completion | AsyncCompletionStream:
+        if not isinstance(prompt, str):
+            raise UsageError("prompt must be a string")
+        body = _body({
+            "model": model, "prompt": prompt, "suffix": suffix, "stream": stream if stream else NOT_GIVEN,
+            "echo": echo, "logprobs": logprobs, "max_tokens": max_tokens, "stop": stop,
+            "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
+            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+        }, extra_body)
+        resp = await self._client.request("POST", "/completions", body=body, stream=stream, beta=True,
+                                          timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers)
+        if stream:
+            return AsyncCompletionStream(resp)
+        return _decode(resp, completion_decoder, "completion")  # type: ignore[no-any-return]
+
+
+class Beta:
+    def __init__(self, client: AsyncClient) -> None:
+        self.completions = Completions(client)
+
+
+class Models:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self, *, timeout: Any = ..., max_retries: int | None = None) -> ModelList:
+        """GET /models."""
+        resp = await self._client.request("GET", "/models", timeout=timeout, max_retries=max_retries)
+        return _decode(resp, model_list_decoder, "model list")  # type: ignore[no-any-return]
+
+
+class User:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def balance(self, *, timeout: Any = ..., max_retries: int | None = None) -> Balance:
+        """GET /user/balance (amounts are decimal strings)."""
+        resp = await self._client.request("GET", "/user/balance", timeout=timeout, max_retries=max_retries)
+        return _decode(resp, balance_decoder, "balance")  # type: ignore[no-any-return]

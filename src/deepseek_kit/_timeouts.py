@@ -1,0 +1,159 @@
+"""Timeouts that see through keep-alives: the `Timeout` value and the per-attempt `Watchdog`.
+
+DeepSeek holds queued requests open with `: keep-alive` comments (streams) or blank lines
+(non-stream) for up to 10 minutes, and has been seen sending comments forever after the last chunk
+(deepseek-api.md §4.4, harness discussion #6959). A socket read timeout is re-armed by every such
+byte and never fires. So the first-token and idle limits here count only *real* events: the
+stream reader stamps `last` when it parses a data event, and nothing else touches it.
+
+One timer per attempt, not one per chunk: the watchdog schedules a single `call_at` for the nearest
+deadline; when it fires it re-reads the stamps and either aborts or re-schedules itself for the new
+nearest deadline. Per chunk the cost is one attribute store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._errors import UsageError
+
+__all__ = ["DEFAULT_TIMEOUT", "Timeout", "Watchdog"]
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Limits in seconds (None = no limit).
+
+    - connect: establishing the TCP/TLS connection.
+    - first_token: from sending the request to the first real event (stream) or the first
+      non-blank body byte (non-stream); keep-alives do not count. Also bounds waiting for headers.
+    - idle: the longest gap between two real stream events once the first arrived.
+    - total: the whole attempt, headers to last byte.
+    - tail: after the final chunk (finish_reason seen), how long to wait for `[DONE]` before
+      ending the stream normally; guards against keep-alives forever after the answer.
+    """
+
+    connect: float | None = 10.0
+    first_token: float | None = 120.0
+    idle: float | None = 60.0
+    total: float | None = 900.0
+    tail: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "first_token", "idle", "total", "tail"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or v <= 0 or math.isnan(v)):
+                raise UsageError(f"Timeout.{name} must be a positive number of seconds or None, got {v!r}")
+
+    @classmethod
+    def coerce(cls, value: Timeout | float | int | None) -> Timeout:
+        """Accept a Timeout, a single number (used for every phase; total stays as given) or None."""
+        if value is None:
+            return cls(connect=None, first_token=None, idle=None, total=None)
+        if isinstance(value, Timeout):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            v = float(value)
+            return cls(connect=v, first_token=v, idle=v, total=v)
+        raise UsageError(f"timeout must be a Timeout, a number of seconds or None, got {type(value).__name__}")
+
+
+DEFAULT_TIMEOUT = Timeout()
+
+
+class Watchdog:
+    """Enforces first_token / idle / total / tail for one attempt with a single timer.
+
+    `abort` is called once, from the event loop, when a limit passes; `fired` then names it.
+    The reader sets `last` (loop time of the latest real event) and `started_body` once the first
+    real event arrived; `done` switches to the tail limit.
+    """
+
+    __slots__ = (
+        "_abort", "_deadline", "_handle", "_loop", "_tail", "done", "fired", "first_token", "idle", "last",
+        "reading", "start", "started_body", "total",
+    )
+
+    def __init__(self, timeout: Timeout, abort: Callable[[], None], deadline: float | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._abort = abort
+        self.first_token = timeout.first_token
+        self.idle = timeout.idle
+        self.total = timeout.total
+        self._tail = timeout.tail
+        self.start = self.last = self._loop.time()
+        # `deadline` (loop time) is the whole call's end, across retries; `total` is counted from
+        # the first attempt by the retry step and passed down as that deadline.
+        if self.total is not None:
+            end = self.start + self.total
+            self._deadline: float | None = end if deadline is None else min(end, deadline)
+        else:
+            self._deadline = deadline
+        self.started_body = False
+        self.done = False
+        self.reading = True
+        self.fired: str | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._schedule()
+
+    def _next_deadline(self) -> tuple[float, str] | None:
+        best: tuple[float, str] | None = None
+        if self._deadline is not None:
+            best = (self._deadline, "total")
+        if self.done:
+            cand: tuple[float, str] | None = (self.last + self._tail, "tail")
+        elif not self.started_body:
+            cand = (self.start + self.first_token, "first_token") if self.first_token is not None else None
+        else:
+            cand = (self.last + self.idle, "idle") if self.idle is not None else None
+        if cand is not None and (best is None or cand[0] < best[0]):
+            best = cand
+        return best
+
+    def _schedule(self) -> None:
+        nxt = self._next_deadline()
+        self._handle = self._loop.call_at(nxt[0], self._fire) if nxt is not None else None
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self.fired is not None:
+            return
+        nxt = self._next_deadline()
+        if nxt is None:
+            return
+        when, which = nxt
+        now = self._loop.time()
+        if when > now:  # progress since this timer was set: sleep until the new deadline
+            self._handle = self._loop.call_at(when, self._fire)
+            return
+        if which == "idle" and not self.reading:
+            # The caller is busy between chunks, not the server: don't blame the server for it.
+            self.last = now
+            self._schedule()
+            return
+        self.fired = which
+        self._abort()
+
+    def limit(self, which: str) -> float:
+        return {"first_token": self.first_token, "idle": self.idle, "total": self.total,
+                "tail": self._tail}.get(which) or 0.0
+
+    def finish(self) -> None:
+        """The answer is complete: from now on only the short tail limit applies."""
+        self.done = True
+        self.last = self._loop.time()
+        self.reschedule()
+
+    def reschedule(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self.fired is None:
+            self._schedule()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
