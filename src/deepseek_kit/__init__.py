@@ -28,7 +28,7 @@ from ._errors import (
 )
 from ._request import Request, Response
 from ._retry import RetryPolicy
-from ._sse import SSEDecoder, ServerSentEvent
+from ._sse import ServerSentEvent, SSEDecoder
 from ._stream import AsyncCompletionStream, AsyncStream
 from ._sync import Client, CompletionStream, Stream
 from ._timeouts import Timeout

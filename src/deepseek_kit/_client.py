@@ -134,7 +134,7 @@ class AsyncClient:
         body: bytes | None = None,
         stream: bool = False,
         beta: bool = False,
-        timeout: Timeout | float | None | Any = ...,
+        timeout: Timeout | float | Any | None = ...,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Response:

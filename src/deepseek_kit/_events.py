@@ -10,6 +10,8 @@ ends the stream normally instead of hanging it.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from ._errors import APIConnectionError, APITimeoutError
 from ._sse import DONE, SSEDecoder
 from ._timeouts import Watchdog
@@ -39,7 +41,7 @@ class EventReader:
         self._source = source
         self._wd = watchdog
         self._dec = SSEDecoder()
-        self._errors = read_errors + (APIConnectionError,)
+        self._errors: tuple[type[BaseException], ...] = (*read_errors, APIConnectionError)
         self._queue: list[bytes] = []
         self._i = 0
         self._loop_time = asyncio.get_running_loop().time
@@ -78,14 +80,14 @@ class EventReader:
             if wd.fired is not None:
                 return self._on_timeout()
             if err is not None or data is None:
-                return self._broken(f"connection lost mid-stream: {err or 'reset'}")
+                self._broken(f"connection lost mid-stream: {err or 'reset'}")
             if not data:  # EOF
                 events = self._dec.flush()
                 if not events:
                     if self.finished:
                         self._end()
                         return None
-                    return self._broken("the server closed the stream before [DONE]")
+                    self._broken("the server closed the stream before [DONE]")
             else:
                 events = self._dec.feed(data)
                 if not events:
@@ -107,7 +109,7 @@ class EventReader:
             self.finished = True
             self._wd.finish()
 
-    def _on_timeout(self) -> None:
+    def _on_timeout(self) -> bytes | None:
         which = self._wd.fired or "idle"
         if which == "tail" or (self.finished and which in ("idle", "total")):
             # Complete answer, then only keep-alives: end normally; the connection is dropped.
@@ -117,7 +119,7 @@ class EventReader:
         self.close()
         raise StreamBroken(f"{which} timeout", which, self._wd.limit(which))
 
-    def _broken(self, reason: str) -> None:
+    def _broken(self, reason: str) -> NoReturn:
         self.close()
         raise StreamBroken(reason)
 

@@ -57,7 +57,7 @@ class Attempt:
     def read_errors(self) -> tuple[type[BaseException], ...]:
         if self._read_errors is None:
             errs = getattr(self.transport, "read_errors", ())
-            self._read_errors = tuple(errs) + (OSError, asyncio.IncompleteReadError)
+            self._read_errors = (*tuple(errs), OSError, asyncio.IncompleteReadError)
         return self._read_errors
 
     async def __call__(self, request: Request) -> Response:

@@ -86,12 +86,60 @@ class ChatCompletions:
         self._client = client
 
     @overload
-    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False,
-                     **kwargs: Any) -> ChatCompletion: ...
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[False] = False,
+        thinking: Any = NOT_GIVEN,
+        reasoning_effort: str | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        response_format: Mapping[str, Any] | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
+        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
+        logprobs: bool | None = NOT_GIVEN,
+        top_logprobs: int | None = NOT_GIVEN,
+        user_id: str | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+    ) -> ChatCompletion: ...
 
     @overload
-    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True],
-                     **kwargs: Any) -> AsyncStream: ...
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[True],
+        thinking: Any = NOT_GIVEN,
+        reasoning_effort: str | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        response_format: Mapping[str, Any] | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
+        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
+        logprobs: bool | None = NOT_GIVEN,
+        top_logprobs: int | None = NOT_GIVEN,
+        user_id: str | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+    ) -> AsyncStream: ...
 
     async def create(
         self,

@@ -45,10 +45,10 @@ def load_config(path: Path | None = None, profile: str | None = None) -> dict[st
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
     try:
         with p.open("rb") as f:
-            data = tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read config file {p}: {exc}") from None
     profiles = data.pop("profiles", {}) or {}

@@ -9,6 +9,7 @@ exit) drops the connection at once, so an unread stream never holds a pooled soc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -52,6 +53,9 @@ class _BaseStream(Generic[T]):
     def __aiter__(self) -> _BaseStream[T]:
         return self
 
+    async def __anext__(self) -> T:
+        raise NotImplementedError
+
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -61,10 +65,8 @@ class _BaseStream(Generic[T]):
         # A stream dropped without being read to the end must not leak its socket.
         reader = getattr(self, "_reader", None)
         if reader is not None and not reader.closed:
-            try:
+            with contextlib.suppress(Exception):
                 reader.close()
-            except Exception:  # noqa: BLE001 - interpreter shutdown, closed loop
-                pass
 
     def _partial(self) -> ChatCompletion | None:
         return None

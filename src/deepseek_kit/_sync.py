@@ -8,8 +8,9 @@ round-trip to the loop thread; `Client` is safe to share between threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -59,10 +60,13 @@ S = TypeVar("S", AsyncStream, AsyncCompletionStream)
 class _SyncStream(Generic[S]):
     def __init__(self, runner: _LoopThread, inner: S) -> None:
         self._runner = runner
-        self._inner = inner
+        self._inner: S = inner
 
     def __iter__(self) -> _SyncStream[S]:
         return self
+
+    def __next__(self) -> Any:
+        return self._next()
 
     def _next(self) -> Any:
         try:
@@ -76,7 +80,9 @@ class _SyncStream(Generic[S]):
     def __enter__(self) -> _SyncStream[S]:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     @property
@@ -192,13 +198,13 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __del__(self) -> None:
         runner = getattr(self, "_runner", None)
         if runner is not None and not runner.loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):
                 runner.loop.call_soon_threadsafe(runner.loop.stop)
-            except RuntimeError:
-                pass

@@ -58,7 +58,8 @@ class Timeout:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             v = float(value)
             return cls(connect=v, first_token=v, idle=v, total=v)
-        raise UsageError(f"timeout must be a Timeout, a number of seconds or None, got {type(value).__name__}")
+        raise UsageError(
+            f"timeout must be a Timeout, a number of seconds or None, got {type(value).__name__}")
 
 
 DEFAULT_TIMEOUT = Timeout()
@@ -77,7 +78,9 @@ class Watchdog:
         "reading", "start", "started_body", "total",
     )
 
-    def __init__(self, timeout: Timeout, abort: Callable[[], None], deadline: float | None = None) -> None:
+    def __init__(
+        self, timeout: Timeout, abort: Callable[[], None], deadline: float | None = None
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._abort = abort
         self.first_token = timeout.first_token

@@ -162,7 +162,7 @@ def _describe(exc: BaseException, request: Request) -> str:
 
 # ---------------------------------------------------------------------------------------------
 
-MockBody = Union[bytes, str, Iterable[bytes], AsyncIterator[bytes]]
+MockBody = Union[bytes, str, Iterable[bytes], AsyncIterator[bytes]]  # noqa: UP007 (runtime alias, py3.10)
 
 
 @dataclass
@@ -179,10 +179,10 @@ class _MockSource:
         if isinstance(body, bytes):
             self._sync: Iterable[bytes] | None = iter([body] if body else [])
             self._async: AsyncIterator[bytes] | None = None
-        elif hasattr(body, "__anext__"):
-            self._sync, self._async = None, body  # type: ignore[assignment]
+        elif isinstance(body, AsyncIterator):
+            self._sync, self._async = None, body
         else:
-            self._sync, self._async = iter(body), None  # type: ignore[arg-type]
+            self._sync, self._async = iter(body), None
         self.aborted = False
 
     async def read(self) -> bytes:
@@ -194,7 +194,7 @@ class _MockSource:
             except StopAsyncIteration:
                 return b""
         assert self._sync is not None
-        return next(iter(self._sync), b"")  # type: ignore[call-overload, no-any-return]
+        return next(iter(self._sync), b"")
 
     def abort(self) -> None:
         self.aborted = True
@@ -206,7 +206,7 @@ class _MockSource:
         return False
 
 
-Handler = Callable[[Request], Union[MockResponse, Awaitable[MockResponse]]]
+Handler = Callable[[Request], MockResponse | Awaitable[MockResponse]]
 
 
 class MockTransport:

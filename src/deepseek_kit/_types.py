@@ -11,7 +11,7 @@ Request-side structs use `UNSET` as the default so that only what the caller set
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -42,10 +42,10 @@ __all__ = [
     "ResponseFormat",
     "StreamOptions",
     "Thinking",
+    "TokenLogprob",
     "Tool",
     "ToolCall",
     "TopLogprob",
-    "TokenLogprob",
     "Usage",
 ]
 
@@ -297,8 +297,6 @@ class Balance(_Wire, gc=False):
 class ErrorBody(_Wire, gc=False):
     error: ErrorObject | None = None
 
-
-ResponseObject = Union[ChatCompletion, ChatCompletionChunk, Completion, ModelList, Balance]
 
 # Decoders are built once: msgspec compiles a decoder per type on first use and reuses it.
 chat_completion_decoder = msgspec.json.Decoder(ChatCompletion)
