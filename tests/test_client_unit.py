@@ -1,0 +1,221 @@
+"""Pure-logic client tests over MockTransport: request building, error mapping, retry decisions,
+settings precedence, secrets. Everything that streams over a socket is in test_client_live.py."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+import deepseek_kit
+from deepseek_kit import (
+    APIConnectionError,
+    APIStatusError,
+    AsyncClient,
+    AuthenticationError,
+    BadRequestError,
+    EmptyResponseError,
+    InsufficientBalanceError,
+    MockResponse,
+    MockTransport,
+    RateLimitError,
+    RetryPolicy,
+    ServiceUnavailableError,
+    Timeout,
+    UnprocessableEntityError,
+    UsageError,
+)
+from deepseek_kit._retry import retry_after_seconds
+
+KEY = "sk-unit-test-secret-key-0123456789"
+OK = msgspec.json.encode({
+    "id": "i", "object": "chat.completion", "created": 1, "model": "deepseek-flash",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+})
+FAST = RetryPolicy(max_retries=3, initial_delay=0.001, max_delay=0.002)
+
+
+def client(handler, **kw):
+    t = MockTransport(handler)
+    kw.setdefault("retry", FAST)
+    return AsyncClient(api_key=KEY, base_url="http://unit.test", transport=t, **kw), t
+
+
+def test_all_is_sorted_and_complete():
+    names = deepseek_kit.__all__
+    assert names == sorted(names)
+    for n in names:
+        assert hasattr(deepseek_kit, n), n
+
+
+async def test_body_has_only_given_fields_and_extra_body_passes_through():
+    c, t = client(lambda r: MockResponse(200, OK))
+    await c.chat.completions.create(
+        model="deepseek-flash", messages=[{"role": "user", "content": "hi"}], thinking=False,
+        reasoning_effort="max", tools=[{"type": "function", "function": {"name": "f"}}],
+        user_id="u-1", extra_body={"custom_field": [1, 2]}, temperature=None,
+    )
+    req = t.requests[0]
+    body = json.loads(req.body)
+    assert body == {
+        "model": "deepseek-flash", "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "disabled"}, "reasoning_effort": "max",
+        "tools": [{"type": "function", "function": {"name": "f"}}], "user_id": "u-1",
+        "custom_field": [1, 2], "temperature": None,
+    }
+    assert req.url == "http://unit.test/chat/completions"
+    assert req.headers["Authorization"] == f"Bearer {KEY}"
+    assert KEY not in repr(req) and KEY not in repr(c)
+
+
+async def test_prefix_completion_goes_to_beta_and_previous_answer_is_resendable():
+    c, t = client(lambda r: MockResponse(200, OK))
+    first = await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    msg = first.choices[0].message
+    await c.chat.completions.create(model="m", messages=[
+        {"role": "user", "content": "x"}, msg, {"role": "assistant", "content": "```py\n", "prefix": True}])
+    req = t.requests[1]
+    assert req.url == "http://unit.test/beta/chat/completions"
+    sent = json.loads(req.body)["messages"][1]
+    assert sent == {"role": "assistant", "content": "ok"}
+
+
+async def test_beta_url_strips_v1():
+    c = AsyncClient(api_key=KEY, base_url="http://h:1/v1", transport=MockTransport(lambda r: None))
+    assert c.beta_base_url == "http://h:1/beta"
+
+
+@pytest.mark.parametrize("status,cls", [
+    (400, BadRequestError), (401, AuthenticationError), (402, InsufficientBalanceError),
+    (422, UnprocessableEntityError), (429, RateLimitError), (503, ServiceUnavailableError),
+    (418, APIStatusError),
+])
+async def test_status_errors_are_typed_and_carry_details(status, cls):
+    body = {"error": {"message": f"boom {KEY}", "type": "t", "param": None, "code": "invalid_request_error"}}
+    c, t = client(lambda r: MockResponse(status, msgspec.json.encode(body), {"x-ds-trace-id": "abc123"}),
+                  retry=RetryPolicy(max_retries=0))
+    with pytest.raises(cls) as ei:
+        await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    e = ei.value
+    assert type(e) is cls
+    assert e.status_code == status and e.type == "t" and e.code == "invalid_request_error"
+    assert e.trace_id == "abc123"
+    assert e.body["error"]["type"] == "t"
+    for text in (str(e), repr(e), e.message, json.dumps(e.body)):
+        assert KEY not in text
+
+
+async def test_error_body_parsed_whatever_the_content_type():
+    raw = b'{"error":{"message":"Failed to deserialize","type":"invalid_request_error"}}'
+    c, _ = client(lambda r: MockResponse(400, raw, {"content-type": "application/octet-stream"}))
+    with pytest.raises(BadRequestError, match="Failed to deserialize"):
+        await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    c2, _ = client(lambda r: MockResponse(404, b"Unknown error", {"content-type": "text/plain"}))
+    with pytest.raises(APIStatusError, match="Unknown error") as ei:
+        await c2.models.list()
+    assert ei.value.body == "Unknown error"
+    c3, _ = client(lambda r: MockResponse(400, b'{"message":"flat style","type":"BadRequestError"}'))
+    with pytest.raises(BadRequestError, match="flat style"):
+        await c3.models.list()
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 404, 422])
+async def test_never_retried(status):
+    c, t = client(lambda r: MockResponse(status, b"{}"))
+    with pytest.raises(APIStatusError) as ei:
+        await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert len(t.requests) == 1 and ei.value.attempts == 1
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+async def test_retried_then_succeeds(status):
+    seq = [MockResponse(status, b"{}"), MockResponse(status, b"{}"), MockResponse(200, OK)]
+    c, t = client(lambda r: seq.pop(0))
+    out = await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert out.choices[0].message.content == "ok"
+    assert len(t.requests) == 3
+
+
+async def test_retries_bounded_and_attempts_reported():
+    c, t = client(lambda r: MockResponse(503, b"{}"))
+    with pytest.raises(ServiceUnavailableError) as ei:
+        await c.models.list()
+    assert len(t.requests) == 4 and ei.value.attempts == 4
+
+
+async def test_empty_and_blank_200_bodies_are_retried_errors():
+    for body in (b"", b"\n\n  \r\n"):
+        c, t = client(lambda r, body=body: MockResponse(200, body))
+        with pytest.raises(EmptyResponseError) as ei:
+            await c.models.list()
+        assert isinstance(ei.value, APIConnectionError)
+        assert len(t.requests) == 4
+
+
+async def test_blank_keepalive_lines_before_json_are_skipped():
+    c, _ = client(lambda r: MockResponse(200, [b"\n", b"\n\n", b"  \n" + OK[:10], OK[10:]]))
+    out = await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert out.choices[0].message.content == "ok"
+
+
+def test_retry_after_parsing():
+    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert retry_after_seconds({}) is None
+    p = RetryPolicy(max_retry_after=10)
+    e = RateLimitError("x", status_code=429, headers={"retry-after": "120"})
+    assert p.delay_for(e, 0) == 10
+    for n in range(10):
+        assert 0 <= RetryPolicy(initial_delay=1, max_delay=30).backoff(n) <= min(30, 2 ** n)
+
+
+def test_bad_arguments_are_usage_errors():
+    with pytest.raises(UsageError, match="Timeout.idle"):
+        Timeout(idle=-1)
+    with pytest.raises(UsageError, match="max_retries"):
+        RetryPolicy(max_retries=-1)
+    with pytest.raises(UsageError, match="base_url"):
+        AsyncClient(api_key=KEY, base_url="ftp://x")
+
+
+async def test_bad_call_arguments():
+    c, _ = client(lambda r: MockResponse(200, OK))
+    with pytest.raises(UsageError, match="messages"):
+        await c.chat.completions.create(model="m", messages="hello")
+    with pytest.raises(UsageError, match="at least one"):
+        await c.chat.completions.create(model="m", messages=[])
+    with pytest.raises(UsageError, match="model"):
+        await c.chat.completions.create(model="", messages=[{"role": "user", "content": "x"}])
+    await c.close()
+    with pytest.raises(UsageError, match="closed"):
+        await c.models.list()
+
+
+def test_settings_precedence(tmp_path, monkeypatch):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('api_key = "sk-from-file"\nbase_url = "http://file:1"\n'
+                   '[profiles.local]\nbase_url = "http://local:2"\n')
+    monkeypatch.setenv("DSK_HOME", str(tmp_path))
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    monkeypatch.delenv("DEEPSEEK_BASE_URL", raising=False)
+    c = AsyncClient(transport=MockTransport(lambda r: None))
+    assert c.api_key == "sk-from-file" and c.base_url == "http://file:1"
+    assert AsyncClient(profile="local", transport=MockTransport(lambda r: None)).base_url == "http://local:2"
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-from-env")
+    monkeypatch.setenv("DEEPSEEK_BASE_URL", "http://env:3/")
+    c = AsyncClient(transport=MockTransport(lambda r: None))
+    assert c.api_key == "sk-from-env" and c.base_url == "http://env:3"
+    c = AsyncClient(api_key="sk-arg", base_url="http://arg:4", transport=MockTransport(lambda r: None))
+    assert c.api_key == "sk-arg" and c.base_url == "http://arg:4"
+    with pytest.raises(UsageError, match="profile 'nope' not found"):
+        AsyncClient(profile="nope")
+
+
+def test_missing_key_for_deepseek_cloud_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSK_HOME", str(tmp_path))
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    monkeypatch.delenv("DEEPSEEK_BASE_URL", raising=False)
+    with pytest.raises(UsageError, match="DEEPSEEK_API_KEY"):
+        AsyncClient()

@@ -1,0 +1,122 @@
+"""SSE decoder: any split, any line ending, comments, multi-line data, UTF-8 split mid-character."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepseek_kit._sse import DONE, SSEDecoder, encode_comment, encode_data, encode_event
+
+
+def decode_all(chunks: list[bytes]) -> tuple[list[bytes], int]:
+    dec = SSEDecoder()
+    out = []
+    for c in chunks:
+        out.extend(e.data for e in dec.feed(c))
+    out.extend(e.data for e in dec.flush())
+    return out, dec.comments
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    parts, prev = [], 0
+    for p in points:
+        parts.append(data[prev:p])
+        prev = p
+    parts.append(data[prev:])
+    return parts
+
+
+json_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40
+) | st.sampled_from(["\u2028", "a\u2029b", "é漢字🙂", "line\nbreak", "cr\rhere", ""])
+
+payloads = st.lists(
+    st.builds(lambda t, n: json.dumps({"content": t, "n": n}, ensure_ascii=False).encode(), json_text,
+              st.integers()),
+    min_size=0, max_size=12,
+)
+
+
+@st.composite
+def streams(draw):
+    """A random event stream (with comments and blank lines interleaved) and its payloads."""
+    items = draw(payloads)
+    eol = draw(st.sampled_from([b"\n", b"\r\n", b"\r"]))
+    out = bytearray()
+    for p in items:
+        if draw(st.booleans()):
+            out += b": keep-alive" + eol + eol
+        if draw(st.booleans()):
+            out += eol  # stray blank line: dispatches nothing
+        out += b"data: " + p + eol + eol
+    out += b"data: [DONE]" + eol + eol
+    return bytes(out), items
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams(), st.lists(st.integers(min_value=0), max_size=25))
+def test_random_splits_give_the_same_events(stream, cuts):
+    data, items = stream
+    events, _ = decode_all(split_at(data, cuts))
+    assert events == [*items, DONE]
+    for raw, ev in zip(items, events):
+        assert json.loads(ev) == json.loads(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams())
+def test_byte_by_byte(stream):
+    data, items = stream
+    events, comments = decode_all([data[i:i + 1] for i in range(len(data))])
+    assert events == [*items, DONE]
+
+
+def test_crlf_split_between_cr_and_lf_is_one_line_end():
+    dec = SSEDecoder()
+    assert dec.feed(b"data: a\r") == []
+    assert [e.data for e in dec.feed(b"\n\r")] == [b"a"]
+    assert dec.feed(b"\n") == []  # the LF pairs with the CR before it: no extra blank line
+    assert [e.data for e in dec.feed(b"data: b\r\n\r\n")] == [b"b"]
+
+
+def test_multiline_data_is_joined_with_lf():
+    events, _ = decode_all([b"data: {\"a\":\ndata: 1}\n\n"])
+    assert events == [b'{"a":\n1}']
+    assert json.loads(events[0]) == {"a": 1}
+
+
+def test_comments_counted_and_never_events():
+    events, comments = decode_all([b": keep-alive\n\n: keep-alive\n\n\n\n"])
+    assert events == []
+    assert comments == 2
+
+
+def test_field_without_space_event_and_id():
+    dec = SSEDecoder()
+    (ev,) = dec.feed(b"event: error\nid: 7\ndata:{\"x\":1}\n\n")
+    assert ev.event == "error" and ev.id == "7" and ev.data == b'{"x":1}'
+    (ev2,) = dec.feed(b"data: y\n\n")
+    assert ev2.event is None and ev2.id == "7"  # last event id persists, event name does not
+
+
+def test_utf8_split_mid_character():
+    payload = json.dumps({"c": "漢🙂\u2028"}, ensure_ascii=False).encode()
+    data = b"data: " + payload + b"\n\n"
+    for i in range(len(data)):
+        events, _ = decode_all([data[:i], data[i:]])
+        assert events == [payload]
+        assert json.loads(events[0])["c"] == "漢🙂\u2028"
+
+
+def test_unterminated_last_event_flushed_leniently():
+    events, _ = decode_all([b"data: tail"])
+    assert events == [b"tail"]
+
+
+def test_encoder_roundtrip():
+    blob = encode_comment() + encode_data(b'{"a":1}') + encode_event(b"x\ny", event="e", id="1")
+    events, comments = decode_all([blob])
+    assert events == [b'{"a":1}', b"x\ny"] and comments == 1
