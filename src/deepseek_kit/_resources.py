@@ -252,9 +252,11 @@ class Models:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def list(self, *, timeout: Any = ..., max_retries: int | None = None) -> ModelList:
+    async def list(self, *, timeout: Any = ..., max_retries: int | None = None,
+                   extra_headers: Mapping[str, str] | None = None) -> ModelList:
         """GET /models."""
-        resp = await self._client.request("GET", "/models", timeout=timeout, max_retries=max_retries)
+        resp = await self._client.request("GET", "/models", timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers)
         return _decode(resp, model_list_decoder, "model list")  # type: ignore[no-any-return]
 
 
@@ -262,7 +264,9 @@ class User:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def balance(self, *, timeout: Any = ..., max_retries: int | None = None) -> Balance:
+    async def balance(self, *, timeout: Any = ..., max_retries: int | None = None,
+                      extra_headers: Mapping[str, str] | None = None) -> Balance:
         """GET /user/balance (amounts are decimal strings)."""
-        resp = await self._client.request("GET", "/user/balance", timeout=timeout, max_retries=max_retries)
+        resp = await self._client.request("GET", "/user/balance", timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers)
         return _decode(resp, balance_decoder, "balance")  # type: ignore[no-any-return]
