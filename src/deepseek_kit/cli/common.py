@@ -1,0 +1,280 @@
+"""What every API command of `dsk` shares: the connection options, choosing the backend (DeepSeek,
+another server, or the in-process emulator), the event loop, and one-line error reporting.
+
+Kept light on purpose: nothing heavy (aiohttp, rich, prompt_toolkit, the server) is imported at
+module level, so `dsk --help` and argument errors stay fast.
+
+Backend choice, in order:
+1. `--mock`: an emulator on 127.0.0.1 in a daemon thread (synthetic answers), whatever the key.
+2. A key from --api-key-env / DEEPSEEK_API_KEY / the config file, or a base URL that is not
+   DeepSeek's (private deployments may need no key): that server.
+3. No key and no base URL anywhere: the emulator, with one line on stderr saying so, so that a
+   first `dsk chat` works out of the box. `--no-mock-fallback` (or naming DeepSeek's URL
+   explicitly with --base-url / DEEPSEEK_BASE_URL / the config) turns this into an error instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+if TYPE_CHECKING:
+    from deepseek_kit import AsyncClient
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EXIT_API",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "Backend",
+    "CLIError",
+    "ReasoningWriter",
+    "add_client_options",
+    "backend",
+    "error_line",
+    "make_client",
+    "request_kwargs",
+    "run_async",
+]
+
+DEFAULT_MODEL = "deepseek-flash"
+DEFAULT_MAX_RETRIES = 2  # the library's 4 retries with backoff is too patient for a person waiting
+EMULATOR_KEY = "sk-dsk-emulator"
+
+EXIT_API = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
+
+
+class CLIError(Exception):
+    """An error to report as one `dsk: error: ...` line; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return v
+
+
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that talks to the API (ask, chat)."""
+    p.add_argument("-m", "--model", help=f"model id (default: config file 'model', else {DEFAULT_MODEL})")
+    p.add_argument("-s", "--system", metavar="TEXT", help="system prompt")
+    p.add_argument("--think", dest="think", action=argparse.BooleanOptionalAction, default=None,
+                   help="turn thinking mode on or off (default: the model's default, on for current "
+                        "DeepSeek models)")
+    p.add_argument("--show-reasoning", action="store_true",
+                   help="print the reasoning to stderr even when stderr is not a terminal")
+    g = p.add_argument_group("connection")
+    g.add_argument("--base-url", metavar="URL",
+                   help="API base URL (default: DEEPSEEK_BASE_URL, the config file, else "
+                        "https://api.deepseek.com)")
+    g.add_argument("--profile", metavar="NAME", help="profile from $DSK_HOME/config.toml")
+    g.add_argument("--api-key-env", metavar="VAR",
+                   help="read the API key from this environment variable instead of DEEPSEEK_API_KEY")
+    g.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="limit for connecting, for the first token and between tokens (keep-alives "
+                        "do not count)")
+    g.add_argument("--max-retries", type=_non_negative_int, default=DEFAULT_MAX_RETRIES, metavar="N",
+                   help=f"retries on connection errors, 429 and 5xx (default {DEFAULT_MAX_RETRIES})")
+    g.add_argument("--mock", action="store_true",
+                   help="use the built-in emulator (synthetic answers, runs in this process)")
+    g.add_argument("--no-mock-fallback", action="store_true",
+                   help="with no API key, fail instead of falling back to the built-in emulator")
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend
+
+
+class Backend:
+    """Where requests go. `synthetic` marks the in-process emulator."""
+
+    __slots__ = ("api_key", "base_url", "model", "profile", "synthetic")
+
+    def __init__(self, api_key: str | None, base_url: str, model: str, *, synthetic: bool = False,
+                 profile: str | None = None) -> None:
+        self.api_key = api_key
+        self.base_url = base_url
+        self.model = model
+        self.synthetic = synthetic
+        self.profile = profile
+
+
+def _emulator_thread() -> Any:
+    try:
+        from deepseek_kit.server import EmulatorThread
+    except ImportError as exc:  # pragma: no cover - only while the server package is incomplete
+        raise CLIError(f"the built-in emulator is not available: {exc}", EXIT_API) from None
+    return EmulatorThread()
+
+
+@contextlib.contextmanager
+def backend(args: argparse.Namespace, *, err: TextIO | None = None) -> Iterator[Backend]:
+    """Resolve where requests go; start (and finally stop) an in-process emulator when needed."""
+    from deepseek_kit._settings import DEFAULT_BASE_URL, resolve
+
+    err = err or sys.stderr
+    key_env = getattr(args, "api_key_env", None)
+    explicit_key: str | None = None
+    if key_env:
+        explicit_key = os.environ.get(key_env) or None
+        if explicit_key is None and not args.mock:
+            raise CLIError(f"--api-key-env {key_env}: that environment variable is not set or empty")
+    key, url, cfg = resolve(explicit_key, args.base_url, profile=args.profile)
+    model = args.model or str(cfg.get("model") or DEFAULT_MODEL)
+    if not args.mock:
+        url_given = bool(args.base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url"))
+        if key or url != DEFAULT_BASE_URL:
+            yield Backend(key, url, model, profile=args.profile)
+            return
+        if url_given or args.no_mock_fallback:
+            raise CLIError(
+                f"no API key for {url}: set DEEPSEEK_API_KEY (or api_key in $DSK_HOME/config.toml), "
+                "or use --mock for the built-in emulator"
+            )
+        print("dsk: No DEEPSEEK_API_KEY set: using the built-in emulator (synthetic answers). "
+              "Set DEEPSEEK_API_KEY to talk to DeepSeek.", file=err, flush=True)
+    emu = _emulator_thread()
+    with emu:
+        yield Backend(EMULATOR_KEY, str(emu.base_url).rstrip("/"), model, synthetic=True)
+
+
+def make_client(b: Backend, args: argparse.Namespace) -> AsyncClient:
+    from deepseek_kit import AsyncClient, Timeout
+
+    timeout: Any = Timeout()
+    if args.timeout is not None:
+        t = float(args.timeout)
+        timeout = Timeout(connect=t, first_token=t, idle=t, total=max(Timeout().total or 0.0, t))
+    return AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
+                       max_retries=args.max_retries, profile=None if b.synthetic else b.profile)
+
+
+def request_kwargs(b: Backend, args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {"model": b.model}
+    if args.think is not None:
+        kw["thinking"] = bool(args.think)
+    return kw
+
+
+# ---------------------------------------------------------------------------------------------
+# Output helpers
+
+
+def _color_ok(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class ReasoningWriter:
+    """Streams reasoning (thinking mode) to stderr, dimmed on a terminal. Shown only when stderr
+    is a terminal or `--show-reasoning` was given; stdout only ever carries the answer."""
+
+    def __init__(self, show: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = show or _is_tty(self.stream)
+        self.dim = _color_ok(self.stream)
+        self._open = False
+
+    def write(self, text: str) -> None:
+        if not self.enabled or not text:
+            return
+        if not self._open:
+            self._open = True
+            if self.dim:
+                self.stream.write("\x1b[2m")
+        self.stream.write(text)
+        self.stream.flush()
+
+    def end(self) -> None:
+        """The reasoning is over (the answer starts, or the request ended)."""
+        if self._open:
+            self._open = False
+            self.stream.write("\x1b[0m\n\n" if self.dim else "\n\n")
+            self.stream.flush()
+
+
+def _is_tty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
+    """One human line for an error, secrets masked, with a hint for the common cases."""
+    from deepseek_kit._errors import (
+        APIConnectionError,
+        APIStatusError,
+        AuthenticationError,
+        InsufficientBalanceError,
+        redact,
+    )
+
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, AuthenticationError):
+        msg += " (check DEEPSEEK_API_KEY)"
+    elif isinstance(exc, InsufficientBalanceError):
+        msg += " (top up at https://platform.deepseek.com)"
+    elif isinstance(exc, APIConnectionError) and not isinstance(exc, APIStatusError):
+        attempts = getattr(exc, "attempts", 1)
+        if attempts > 1:
+            msg += f" (after {attempts} attempts)"
+    env_key = os.environ.get("DEEPSEEK_API_KEY")
+    msg = redact(msg, *secrets, env_key)
+    return "dsk: error: " + " ".join(msg.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# Event loop
+
+
+def run_async(main: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine function on uvloop when it is installed (DESIGN.md), else asyncio.
+    Ctrl-C cancels the main task and surfaces as KeyboardInterrupt."""
+    import asyncio
+
+    async def _main() -> T:
+        return await main()
+
+    if os.environ.get("DSK_NO_UVLOOP") != "1":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            if sys.version_info >= (3, 11):
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    return runner.run(_main())
+            uvloop.install()  # pragma: no cover - Python 3.10
+    return asyncio.run(_main())

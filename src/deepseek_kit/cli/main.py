@@ -1,0 +1,83 @@
+"""`dsk`, the command-line entry point: builds the argument parser and turns every failure into one
+line on stderr and an exit status (0 ok, 1 API or connection error, 2 bad arguments or settings,
+130 Ctrl-C); never a traceback for an expected error.
+
+Subcommands live in their own modules and import their heavy dependencies (aiohttp, rich,
+prompt_toolkit, the server) only when they run, so `dsk --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import ask, chat, common, serve
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deepseek_kit._version import __version__
+
+    p = argparse.ArgumentParser(
+        prog="dsk",
+        description="DeepSeek from the terminal. Uses DEEPSEEK_API_KEY when set, else the built-in "
+                    "emulator (synthetic answers).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='start with:\n  dsk chat\n  dsk ask "question"',
+    )
+    p.add_argument("--version", action="version", version=f"dsk {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    ask.add_parser(sub)
+    chat.add_parser(sub)
+    serve.add_parser(sub)
+    return p
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return common.EXIT_USAGE
+    from deepseek_kit import DeepSeekError, UsageError
+
+    secrets = (os.environ.get("DEEPSEEK_API_KEY"),)
+    try:
+        code: int = args.func(args)
+        return code
+    except common.CLIError as exc:
+        print(common.error_line(exc, secrets), file=sys.stderr)
+        return exc.code
+    except UsageError as exc:
+        print(common.error_line(exc, secrets), file=sys.stderr)
+        return common.EXIT_USAGE
+    except DeepSeekError as exc:
+        print(common.error_line(exc, secrets), file=sys.stderr)
+        return common.EXIT_API
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point (`dsk = deepseek_kit.cli.main:main`)."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        try:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        code = common.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`dsk ask ... | head -1`): stop quietly, as a SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""`dsk serve --mock`: serve the DeepSeek emulator (synthetic answers) over HTTP.
+
+Emulator settings come from `--config FILE` (TOML, `[emulator]` table), then the flags: `--key`
+(repeatable; without it any bearer key is accepted), `--fault` (server-wide fault directives, the
+syntax of the `X-DSK-Emulate` header, e.g. "status=503;times=2"), `--seed`, and `--set NAME=VALUE`
+for any other `EmulatorConfig` field (VALUE is read as JSON, else taken as a string).
+The gateway (`dsk serve --config FILE` without --mock) is not part of this release yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from . import common
+
+__all__ = ["add_parser", "run"]
+
+HELP = "serve the DeepSeek emulator (--mock) on HTTP"
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {text!r}")
+    return v
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help=HELP, description=HELP + ". Answers are synthetic and deterministic: for "
+        "offline work and tests, not a substitute for DeepSeek.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='example:\n  dsk serve --mock --port 8000 --fault "status=503;times=2"')
+    p.add_argument("--mock", action="store_true", help="serve the emulator (required for now)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--config", metavar="FILE", help="emulator settings (TOML, [emulator] table)")
+    p.add_argument("--key", action="append", default=[], metavar="KEY",
+                   help="accepted API key (repeatable); default: any bearer key is accepted")
+    p.add_argument("--fault", action="append", default=[], metavar="DIRECTIVES",
+                   help='server-wide fault directives, e.g. "status=503;times=2" (repeatable)')
+    p.add_argument("--seed", type=int, help="seed mixed into every generated answer")
+    p.add_argument("--set", dest="settings", action="append", default=[], type=_setting,
+                   metavar="NAME=VALUE", help="any other emulator setting, e.g. --set currency=USD")
+    p.set_defaults(func=run)
+    return p
+
+
+def _value(text: str) -> Any:
+    """JSON when it parses (numbers, true/false, lists, quoted strings), else the text itself."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    try:
+        from deepseek_kit.server import EmulatorConfig
+    except ImportError as exc:  # pragma: no cover - only while the server package is incomplete
+        raise common.CLIError(f"the emulator is not available: {exc}", common.EXIT_API) from None
+    import dataclasses
+
+    data: dict[str, Any] = {}
+    if args.config:
+        try:
+            base = EmulatorConfig.from_toml(args.config)
+        except OSError as exc:
+            raise common.CLIError(f"cannot read {args.config}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # also tomllib.TOMLDecodeError
+            raise common.CLIError(f"{args.config}: {exc}") from None
+        data = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    for name, value in args.settings:
+        data[name] = _value(value)
+    if args.key:
+        data["api_keys"] = set(args.key)
+    if args.fault:
+        data["faults"] = ";".join(f.strip().strip(";") for f in args.fault if f.strip())
+    if args.seed is not None:
+        data["seed"] = args.seed
+    try:
+        return EmulatorConfig.from_mapping(data)
+    except (TypeError, ValueError) as exc:
+        raise common.CLIError(f"bad emulator setting: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.mock:
+        raise common.CLIError("only the emulator can be served for now: use `dsk serve --mock` "
+                              "(the gateway, `dsk serve --config FILE`, is not available yet)")
+    config = build_config(args)
+    from deepseek_kit.server import run_emulator
+
+    try:
+        run_emulator(args.host, args.port, config)
+    except OSError as exc:
+        raise common.CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                              common.EXIT_API) from None
+    print("dsk: emulator stopped", file=sys.stderr)
+    return 0
