@@ -1,0 +1,316 @@
+"""Deterministic answers: the same request body always gives the same reasoning, content, tool
+calls and token counts (the seed is a hash of what shapes the answer, plus `EmulatorConfig.seed`).
+
+What it produces, following deepseek-api.md:
+
+* thinking mode: reasoning tokens first (length by `reasoning_effort`), then the answer (§4.2);
+* tool calls: when tools are offered and the last turn is the user's (or tool_choice forces it),
+  call the tools the user message names (parallel calls, distinct indexes) or else the first tool;
+  after a `tool` result, answer in text. Arguments are generated from each tool's JSON schema
+  (objects, required properties, strings with formats, numbers, integers, booleans, enums, arrays,
+  nested objects, anyOf, local $ref) and are always valid JSON;
+* JSON mode (§5.3): a JSON object (mimicking the first example object found in the prompt) when a
+  prompt mentions "json"; otherwise only spaces;
+* prefix completion (§5.4): a continuation of the assistant prefix (code, then a closing fence,
+  when the prefix opened a ``` block);
+* `max_tokens` caps reasoning + answer: a reasoning-starved answer is `content: ""` with
+  `finish_reason: "length"` (§8.14); `insufficient_after` cuts the answer (§4.1 finish reasons).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import string
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .config import EmulatorConfig
+from .faults import Directives
+from .schema_values import WORDS, value_from_schema
+from .tokens import tokenize
+from .validate import ChatRequest, FimRequest
+
+__all__ = [
+    "WORDS", "Answer", "FimAnswer", "ToolCallOut", "generate_chat", "generate_fim", "seed_of", "text_tokens",
+]
+
+_CODE = (
+    "    result = value + 1\n", "    if not items:\n        return None\n", "    total += item\n",
+    "    return result\n", "    print(data)\n", "    for item in items:\n", "    count = len(items)\n",
+    "    data = load(path)\n", "    key = item.name\n", "    out.append(key)\n",
+)
+_EFFORT_FACTOR = {"low": 0.5, "high": 1.0, "max": 2.0}
+_ALNUM = string.ascii_letters + string.digits
+
+
+@dataclass(slots=True)
+class ToolCallOut:
+    id: str
+    name: str
+    arguments: str
+    fragments: list[str]  # argument pieces, one per stream chunk
+    tokens: int
+
+
+@dataclass(slots=True)
+class Answer:
+    reasoning: list[str] | None  # None when thinking is off
+    content: list[str]
+    tool_calls: list[ToolCallOut]
+    finish_reason: str
+    chunk_tokens: int
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return len(self.reasoning) if self.reasoning is not None else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.reasoning_tokens + len(self.content) + sum(c.tokens for c in self.tool_calls)
+
+
+def seed_of(material: Any, config_seed: int) -> int:
+    data = msgspec.json.encode([material, config_seed], order="sorted")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def text_tokens(rng: random.Random, n: int, lead_space: bool = False) -> list[str]:
+    """Exactly `n` tokens of sentences made of WORDS."""
+    out: list[str] = []
+    choice, randint = rng.choice, rng.randint
+    while len(out) < n:
+        for j in range(randint(4, 12)):
+            w = choice(WORDS)
+            if j == 0:
+                w = w.capitalize()
+                out.append(w if not out and not lead_space else " " + w)
+            else:
+                out.append(" " + w)
+            if len(out) >= n:
+                return out
+        out.append(".")
+    return out
+
+
+def _code_text(rng: random.Random, n_tokens: int) -> str:
+    parts: list[str] = []
+    size = 0
+    while size < n_tokens:
+        line = rng.choice(_CODE)
+        parts.append(line)
+        size += len(tokenize(line))
+    return "".join(parts)
+
+
+# -- chat answers -----------------------------------------------------------------------------------
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _pick_tools(req: ChatRequest) -> list[dict[str, Any]]:
+    """Which tools to call (see module docstring): deterministic and easy to steer from a test."""
+    if not req.tools or req.tool_choice == "none" or req.prefix:
+        return []
+    if req.tool_choice == "named":
+        return [t for t in req.tools if t["function"]["name"] == req.tool_name][:1]
+    last = next((m for m in reversed(req.messages) if m["role"] != "system"), req.messages[-1])
+    if last["role"] == "tool" and req.tool_choice != "required":
+        return []  # tool results are in: answer in text
+    text = _text(last.get("content"))
+    found = sorted(
+        ((text.find(t["function"]["name"]), i) for i, t in enumerate(req.tools)
+         if t["function"]["name"] in text),
+    )
+    if found:
+        return [req.tools[i] for _, i in found[:16]]
+    return [req.tools[0]]
+
+
+def _find_json_example(text: str) -> Any:
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    tries = 0
+    while start != -1 and tries < 50:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value:
+            return value
+        start = text.find("{", start + 1)
+        tries += 1
+    return None
+
+
+def _mimic(example: Any, rng: random.Random, depth: int = 0) -> Any:
+    if isinstance(example, dict):
+        return {k: _mimic(v, rng, depth + 1) for k, v in example.items()}
+    if isinstance(example, list):
+        if not example or depth > 6:
+            return []
+        return [_mimic(example[0], rng, depth + 1) for _ in range(rng.randint(1, 3))]
+    if isinstance(example, bool):
+        return rng.random() < 0.5
+    if isinstance(example, int):
+        return rng.randint(0, 100)
+    if isinstance(example, float):
+        return round(rng.random() * 100, 2)
+    if isinstance(example, str):
+        return "".join(text_tokens(rng, rng.randint(1, 4))).rstrip(".")
+    return None
+
+
+def _json_content(req: ChatRequest, rng: random.Random, n: int) -> list[str]:
+    prompt = " ".join(_text(m.get("content")) for m in req.messages if m["role"] in ("system", "user"))
+    if "json" not in prompt.lower():
+        return []
+    example = _find_json_example(prompt)
+    if example is not None:
+        obj = _mimic(example, rng)
+    else:
+        obj = {"answer": "".join(text_tokens(rng, max(4, n - 10))), "confidence": round(rng.random(), 2)}
+    return tokenize(json.dumps(obj, ensure_ascii=False))
+
+
+def _continuation(req: ChatRequest, rng: random.Random, n: int) -> list[str]:
+    prefix = _text(req.messages[-1].get("content"))
+    if prefix.count("```") % 2 == 1:  # an open code fence: code, then close it (§5.4 example)
+        code = _code_text(rng, max(1, n - 8))
+        return tokenize(code + "```\n") + text_tokens(rng, 6, lead_space=True)
+    return text_tokens(rng, n, lead_space=bool(prefix) and not prefix[-1:].isspace())
+
+
+def _apply_stops(tokens: list[str], stops: tuple[str, ...]) -> tuple[list[str], bool]:
+    if not stops or not tokens:
+        return tokens, False
+    text = "".join(tokens)
+    cut = min((i for i in (text.find(s) for s in stops if s) if i != -1), default=-1)
+    if cut == -1:
+        return tokens, False
+    out: list[str] = []
+    pos = 0
+    for t in tokens:
+        if pos + len(t) > cut:
+            if cut > pos:
+                out.append(t[: cut - pos])
+            break
+        out.append(t)
+        pos += len(t)
+    return out, True
+
+
+def _pieces(tokens: list[str], size: int) -> list[str]:
+    return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
+
+
+def _tool_calls(req: ChatRequest, rng: random.Random, chunk: int) -> list[ToolCallOut]:
+    out = []
+    for index, tool in enumerate(_pick_tools(req)):
+        fn = tool["function"]
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        value = value_from_schema(params, rng, params)
+        args = json.dumps(value if value is not None else {}, ensure_ascii=False)
+        toks = tokenize(args)
+        call_id = f"call_{index:02d}_" + "".join(rng.choice(_ALNUM) for _ in range(24))
+        out.append(ToolCallOut(call_id, fn["name"], args, _pieces(toks, chunk), len(toks) + 3))
+    return out
+
+
+def _truncate_call(call: ToolCallOut, budget: int, chunk: int) -> ToolCallOut:
+    toks = tokenize(call.arguments)[: max(budget - 3, 0)]
+    args = "".join(toks)
+    return ToolCallOut(call.id, call.name, args, _pieces(toks, chunk), min(call.tokens, budget))
+
+
+def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> Answer:
+    material = [req.model, req.thinking, req.effort, req.max_tokens, req.messages, req.tools,
+                req.tool_choice, req.tool_name, req.json_mode, list(req.stop), req.prefix,
+                list(d.shaping_key())]
+    rng = random.Random(seed_of(material, config.seed))
+    chunk = d.chunk_tokens or config.chunk_tokens
+    n_content = d.tokens if d.tokens is not None else config.default_tokens
+    reasoning: list[str] | None = None
+    if req.thinking:
+        n_r = d.reasoning_tokens
+        if n_r is None:
+            n_r = round(config.default_reasoning_tokens * _EFFORT_FACTOR[req.effort])
+        reasoning = ["Let", " me", " think", " about", " this", ".", *text_tokens(rng, n_r, True)][:n_r]
+    calls = _tool_calls(req, rng, chunk)
+    finish = "tool_calls" if calls else "stop"
+    content: list[str] = []
+    if calls:
+        pass
+    elif req.json_mode:
+        content = _json_content(req, rng, n_content)
+        if not content:  # no "json" in the prompt: the API returns only spaces (§5.3)
+            if config.json_without_hint == "until_limit":
+                limit = (req.max_tokens or 4096) - (len(reasoning) if reasoning else 0)
+                content, finish = [" "] * max(limit, 0), "length"
+            else:
+                content = [" "] * n_content
+    elif req.prefix:
+        content = _continuation(req, rng, n_content)
+    else:
+        content = text_tokens(rng, n_content)
+    content, _ = _apply_stops(content, req.stop)
+    if d.insufficient_after is not None and len(content) > d.insufficient_after * chunk:
+        content, finish = content[: d.insufficient_after * chunk], "insufficient_system_resource"
+    if req.max_tokens is not None:
+        budget = req.max_tokens
+        starved = reasoning is not None and len(reasoning) >= budget
+        if reasoning is not None and starved and (content or calls or len(reasoning) > budget):
+            reasoning, content, calls, finish = reasoning[:budget], [], [], "length"  # §8.14
+        else:
+            left = budget - (len(reasoning) if reasoning else 0)
+            if len(content) > left:
+                content, finish = content[:left], "length"
+            kept = []
+            for call in calls:
+                if left <= 0:
+                    finish = "length"
+                    break
+                if call.tokens > left:
+                    call, finish = _truncate_call(call, left, chunk), "length"
+                kept.append(call)
+                left -= call.tokens
+            calls = kept
+    if d.finish is not None:
+        finish = d.finish
+    return Answer(reasoning, content, calls, finish, chunk)
+
+
+# -- FIM ----------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FimAnswer:
+    tokens: list[str]
+    finish_reason: str
+    chunk_tokens: int
+
+
+def generate_fim(req: FimRequest, d: Directives, config: EmulatorConfig) -> FimAnswer:
+    material = [req.model, req.prompt, req.suffix, req.max_tokens, list(req.stop), list(d.shaping_key())]
+    rng = random.Random(seed_of(material, config.seed))
+    chunk = d.chunk_tokens or config.chunk_tokens
+    n = d.tokens if d.tokens is not None else config.default_tokens
+    tokens = tokenize(_code_text(rng, n))[:n]
+    tokens, _ = _apply_stops(tokens, req.stop)
+    finish = "stop"
+    if d.insufficient_after is not None and len(tokens) > d.insufficient_after * chunk:
+        tokens, finish = tokens[: d.insufficient_after * chunk], "insufficient_system_resource"
+    if req.max_tokens is not None and len(tokens) > req.max_tokens:
+        tokens, finish = tokens[: req.max_tokens], "length"
+    if d.finish is not None:
+        finish = d.finish
+    return FimAnswer(tokens, finish, chunk)

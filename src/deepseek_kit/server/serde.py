@@ -1,0 +1,204 @@
+"""serde_json-shaped error messages for request bodies, with `at line L column C` positions.
+
+DeepSeek's API server deserializes bodies with serde (via axum), so a type error reads
+`Failed to deserialize the JSON body into the target type: messages[9]: invalid type: sequence,
+expected a string at line 1 column 45446` (deepseek-api.md §6.2), and a syntax error
+`Failed to parse the request body as JSON: ...`. Validation works on the decoded value (fast, in
+C via msgspec); only when an error is found do we walk the raw bytes to the offending value to
+compute serde's line/column:
+
+* scalars are consumed before the type check, so the column is just past the value;
+* `[`/`{` are only peeked, so the column is the bracket's own (1-based);
+* errors raised after a whole object was read (missing fields, the buffered internally-tagged
+  `messages[N]` enum) point just past its closing `}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import msgspec
+
+__all__ = ["SerdeError", "describe", "invalid_type", "locate", "parse_error_message", "path_text"]
+
+DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
+PARSE = "Failed to parse the request body as JSON: "
+
+Path = tuple[str | int, ...]
+
+
+class SerdeError(Exception):
+    """A deserialization error at `path`; `at` is "value" (the value itself) or "end" (after
+    the object at `path` was fully read)."""
+
+    def __init__(self, path: Path, message: str, at: str = "value") -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+        self.at = at
+
+    def render(self, raw: bytes) -> str:
+        line, col = locate(raw, self.path, self.at)
+        where = path_text(self.path)
+        head = f"{where}: " if where else ""
+        return f"{DESERIALIZE}{head}{self.message} at line {line} column {col}"
+
+
+def path_text(path: Path) -> str:
+    out = ""
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else p
+    return out
+
+
+def _rust_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def describe(value: Any) -> str:
+    """serde's `Unexpected` wording for a JSON value."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return f"boolean `{'true' if value else 'false'}`"
+    if isinstance(value, int):
+        return f"integer `{value}`"
+    if isinstance(value, float):
+        return f"floating point `{value!r}`"
+    if isinstance(value, str):
+        return f"string {_rust_str(value)}"
+    if isinstance(value, list):
+        return "sequence"
+    return "map"
+
+
+def invalid_type(value: Any, expected: str, path: Path) -> SerdeError:
+    return SerdeError(path, f"invalid type: {describe(value)}, expected {expected}")
+
+
+def parse_error_message(raw: bytes, exc: msgspec.DecodeError) -> str:
+    """serde_json's wording for a syntax error (msgspec reports the byte offset)."""
+    text = raw.strip()
+    if not text:
+        return f"{PARSE}EOF while parsing a value at line 1 column 0"
+    msg = str(exc)
+    pos = len(raw)
+    if "(byte " in msg:
+        with contextlib.suppress(ValueError):
+            pos = int(msg.rsplit("(byte ", 1)[1].rstrip(")"))
+    line, col = _line_col(raw, min(pos + 1, len(raw)))
+    kind = "EOF while parsing a value" if pos >= len(raw.rstrip()) else "expected value"
+    if "trailing" in msg.lower():
+        kind = "trailing characters"
+    return f"{PARSE}{kind} at line {line} column {col}"
+
+
+# -- locating a path in raw JSON (error path only) ------------------------------------------------
+
+_WS = b" \t\r\n"
+
+
+def _skip_ws(s: bytes, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in _WS:
+        i += 1
+    return i
+
+
+def _string_end(s: bytes, i: int) -> int:
+    i += 1
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == 0x5C:  # backslash
+            i += 2
+            continue
+        if c == 0x22:
+            return i + 1
+        i += 1
+    return n
+
+
+def _value_end(s: bytes, i: int) -> int:
+    n = len(s)
+    if i >= n:
+        return n
+    c = s[i]
+    if c == 0x22:
+        return _string_end(s, i)
+    if c in b"[{":
+        depth = 0
+        while i < n:
+            c = s[i]
+            if c == 0x22:
+                i = _string_end(s, i)
+                continue
+            if c in b"[{":
+                depth += 1
+            elif c in b"]}":
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        return n
+    while i < n and s[i] not in b",]} \t\r\n":
+        i += 1
+    return i
+
+
+def _find(s: bytes, path: Path) -> tuple[int, int]:
+    i = _skip_ws(s, 0)
+    for comp in path:
+        if i >= len(s):
+            break
+        opener = s[i]
+        i = _skip_ws(s, i + 1)
+        if isinstance(comp, str) and opener == 0x7B:
+            found = False
+            while i < len(s) and s[i] == 0x22:
+                kend = _string_end(s, i)
+                try:
+                    key = msgspec.json.decode(s[i:kend])
+                except msgspec.DecodeError:
+                    key = None
+                i = _skip_ws(s, kend)
+                i = _skip_ws(s, i + 1)  # the colon
+                if key == comp:
+                    found = True
+                    break
+                i = _skip_ws(s, _value_end(s, i))
+                if i < len(s) and s[i] == 0x2C:
+                    i = _skip_ws(s, i + 1)
+            if not found:
+                break
+        elif isinstance(comp, int) and opener == 0x5B:
+            for _ in range(comp):
+                i = _skip_ws(s, _value_end(s, i))
+                if i < len(s) and s[i] == 0x2C:
+                    i = _skip_ws(s, i + 1)
+        else:
+            break
+    return i, _value_end(s, i)
+
+
+def _line_col(s: bytes, pos: int) -> tuple[int, int]:
+    line = s.count(b"\n", 0, pos) + 1
+    start = s.rfind(b"\n", 0, pos) + 1
+    return line, pos - start
+
+
+def locate(raw: bytes, path: Path, at: str = "value") -> tuple[int, int]:
+    """serde_json's (line, column) for an error about the value at `path`."""
+    try:
+        start, end = _find(raw, path)
+    except (IndexError, ValueError):  # pragma: no cover - defensive: never fail an error path
+        return 1, len(raw)
+    if at == "end" or (start < len(raw) and raw[start] not in b"[{"):
+        pos = min(end + 1, len(raw))
+    else:
+        pos = min(start + 1, len(raw))
+    return _line_col(raw, pos)
