@@ -7,10 +7,11 @@ expected a string at line 1 column 45446` (deepseek-api.md §6.2), and a syntax 
 C via msgspec); only when an error is found do we walk the raw bytes to the offending value to
 compute serde's line/column:
 
-* scalars are consumed before the type check, so the column is just past the value;
-* `[`/`{` are only peeked, so the column is the bracket's own (1-based);
-* errors raised after a whole object was read (missing fields, the buffered internally-tagged
-  `messages[N]` enum) point just past its closing `}`.
+* the column is the number of bytes consumed on the line when the error is raised;
+* scalars are consumed before the type check (`"1"` -> column 1), `[`/`{` are only peeked
+  (`[1]` as a string -> column 0);
+* errors raised after a whole object was read (missing fields: `{}` -> column 2, the buffered
+  internally-tagged `messages[N]` enum) point just past its closing `}`.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def locate(raw: bytes, path: Path, at: str = "value") -> tuple[int, int]:
     except (IndexError, ValueError):  # pragma: no cover - defensive: never fail an error path
         return 1, len(raw)
     if at == "end" or (start < len(raw) and raw[start] not in b"[{"):
-        pos = min(end + 1, len(raw))
+        pos = end  # consumed: serde's position is the index just past the value
     else:
-        pos = min(start + 1, len(raw))
+        pos = start  # only peeked
     return _line_col(raw, pos)
