@@ -233,9 +233,10 @@ def _truncate_call(call: ToolCallOut, budget: int, chunk: int) -> ToolCallOut:
 
 
 def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> Answer:
-    material = [req.model, req.thinking, req.effort, req.max_tokens, req.messages, req.tools,
-                req.tool_choice, req.tool_name, req.json_mode, list(req.stop), req.prefix,
-                list(d.shaping_key())]
+    # max_tokens and stop only cut the answer, so they are not part of the seed: a capped answer
+    # is a prefix of the uncapped one, as with a real model at temperature 0.
+    material = [req.model, req.thinking, req.effort, req.messages, req.tools, req.tool_choice,
+                req.tool_name, req.json_mode, req.prefix, list(d.shaping_key())]
     rng = random.Random(seed_of(material, config.seed))
     chunk = d.chunk_tokens or config.chunk_tokens
     n_content = d.tokens if d.tokens is not None else config.default_tokens
@@ -300,7 +301,7 @@ class FimAnswer:
 
 
 def generate_fim(req: FimRequest, d: Directives, config: EmulatorConfig) -> FimAnswer:
-    material = [req.model, req.prompt, req.suffix, req.max_tokens, list(req.stop), list(d.shaping_key())]
+    material = [req.model, req.prompt, req.suffix, list(d.shaping_key())]
     rng = random.Random(seed_of(material, config.seed))
     chunk = d.chunk_tokens or config.chunk_tokens
     n = d.tokens if d.tokens is not None else config.default_tokens
