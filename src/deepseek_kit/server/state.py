@@ -164,6 +164,11 @@ class EmulatorState:
     # -- views for tests ----------------------------------------------------------------------------
 
     @property
+    def requests_by_directive(self) -> Counter[str]:
+        """Alias of `requests_per_emulate` (requests per distinct `X-DSK-Emulate` value)."""
+        return self.requests_per_emulate
+
+    @property
     def recent_bodies(self) -> list[Any]:
         """Recent request bodies, decoded (non-JSON bodies are returned as bytes)."""
         out: list[Any] = []
