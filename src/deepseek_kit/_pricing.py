@@ -17,6 +17,7 @@ Billing facts encoded here (current table, `?check=20261115`):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -116,15 +117,22 @@ def is_peak(at: datetime, holidays: Iterable[date] = CN_HOLIDAYS) -> bool:
     return 9 <= bj.hour < 12 or 14 <= bj.hour < 18
 
 
+@functools.lru_cache(maxsize=64)
+def _price(canon: str, currency: str, peak: bool) -> ModelPrice:
+    return PRICES[currency][canon].at(peak)
+
+
 def price_for(
-    model: str, at: datetime, currency: str = "CNY", holidays: Iterable[date] = CN_HOLIDAYS
+    model: str, at: datetime, currency: str = "CNY", holidays: Iterable[date] = CN_HOLIDAYS,
+    *, peak: bool | None = None,
 ) -> ModelPrice | None:
-    """The per-1M prices that apply to `model` at `at`, or None for a model without a price."""
+    """The per-1M prices that apply to `model` at `at` (or in the given `peak` state), or None for
+    a model without a price."""
     canon = _ALIASES.get(model)
-    table = PRICES.get(currency.upper())
-    if canon is None or table is None:
+    currency = currency.upper()
+    if canon is None or currency not in PRICES:
         return None
-    return table[canon].at(is_peak(at, holidays))
+    return _price(canon, currency, is_peak(at, holidays) if peak is None else peak)
 
 
 def _get(usage: Any, name: str) -> int:
@@ -138,12 +146,15 @@ def cost(
     at: datetime | None = None,
     currency: str = "CNY",
     holidays: Iterable[date] = CN_HOLIDAYS,
+    *,
+    peak: bool | None = None,
 ) -> Decimal:
     """What DeepSeek charges for one request: hit x hit-price + miss x miss-price + completion x
     output-price, per 1M tokens. `usage` may be a `Usage` struct, any object with the same
     attributes, or a mapping. When the hit/miss split is missing (private deployments), all
-    prompt tokens count as misses. Unknown models cost 0. `at` defaults to now."""
-    price = price_for(model, at or datetime.now(timezone.utc), currency, holidays)
+    prompt tokens count as misses. Unknown models cost 0. `at` defaults to now; `peak`, when
+    given, skips the calendar check (callers that bill many requests cache it)."""
+    price = price_for(model, at or datetime.now(timezone.utc), currency, holidays, peak=peak)
     if price is None:
         return Decimal(0)
     prompt = _get(usage, "prompt_tokens")

@@ -198,8 +198,7 @@ def locate(raw: bytes, path: Path, at: str = "value") -> tuple[int, int]:
         start, end = _find(raw, path)
     except (IndexError, ValueError):  # pragma: no cover - defensive: never fail an error path
         return 1, len(raw)
-    if at == "end" or (start < len(raw) and raw[start] not in b"[{"):
-        pos = end  # consumed: serde's position is the index just past the value
-    else:
-        pos = start  # only peeked
+    consumed = at == "end" or (start < len(raw) and raw[start] not in b"[{")
+    # consumed: serde's position is the index just past the value; peeked: the value's start
+    pos = end if consumed else start
     return _line_col(raw, pos)

@@ -11,6 +11,7 @@ from the topped-up balance. A request is refused with 402 when the total is <= 0
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class EmulatorState:
         self.cache = PrefixCache(config.cache_unit, config.cache_capacity)
         self.closing = asyncio.Event()  # set on app shutdown: long waits stop
         self._parsed: dict[str, dict[str, Any]] = {}
+        self._peak: tuple[int, bool] = (-1, False)
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -147,7 +149,15 @@ class EmulatorState:
         return acct
 
     def charge(self, key: str, model: str, usage: Mapping[str, Any], at: datetime | None = None) -> Decimal:
-        amount = _pricing.cost(model, usage, at or datetime.now(timezone.utc), self.config.currency)
+        """Bill one request at the price in force now (peak/off-peak, §2.1)."""
+        if at is None:
+            minute = int(time.time() // 60)  # peak windows start on whole hours: cache per minute
+            if self._peak[0] != minute:
+                self._peak = (minute, _pricing.is_peak(datetime.now(timezone.utc)))
+            peak: bool | None = self._peak[1]
+        else:
+            peak = None
+        amount = _pricing.cost(model, usage, at, self.config.currency, peak=peak)
         self.account(key).charge(amount)
         return amount
 
