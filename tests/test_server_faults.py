@@ -274,3 +274,34 @@ async def test_counters(emulator):
     assert snap["requests_per_emulate"] == {hdr["X-DSK-Emulate"]: 3}
     assert snap["max_in_flight"] == 1 and snap["in_flight"] == 0
     assert emulator.state.recent_bodies[-1] == BODY
+
+
+async def test_disconnect_detected_without_handler_cancellation():
+    """A foreign runner (aiohttp's default: handlers are not cancelled on disconnect) still stops
+    a stalled handler promptly: the emulator polls the connection while it waits."""
+    from aiohttp import web
+
+    from deepseek_kit.server import STATE_KEY, create_emulator_app
+
+    app = create_emulator_app()
+    runner = web.AppRunner(app, handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    state = app[STATE_KEY]
+    try:
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(asyncio.TimeoutError):
+                async with s.post(f"http://127.0.0.1:{port}/chat/completions", json=SBODY,
+                                  headers=fault("queue=3600;keepalive=1000"),
+                                  timeout=aiohttp.ClientTimeout(total=0.3)) as r:
+                    await r.read()
+        await wait_for(lambda: state.disconnects == 1 and state.in_flight == 0, "stalled handler ended")
+    finally:
+        await runner.cleanup()
+
+
+def test_bad_server_faults_rejected_at_config_time():
+    with pytest.raises(ValueError, match="unknown directive 'bogus'"):
+        EmulatorConfig(faults="bogus=1")

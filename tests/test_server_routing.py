@@ -161,3 +161,35 @@ def test_config_from_mapping_and_toml(tmp_path):
     from decimal import Decimal
 
     assert cfg.balance == {"sk-x": Decimal("5.5")}
+
+
+def test_run_emulator_serves_until_terminated():
+    """`dsk serve --mock` path: run_emulator() blocks and serves; SIGTERM stops it cleanly."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = f"from deepseek_kit.server import run_emulator; run_emulator('127.0.0.1', {port})"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/models", headers=AUTH)
+        for _ in range(400):
+            try:
+                with urllib.request.urlopen(req) as r:
+                    assert r.status == 200 and r.headers["Server"] == "openresty"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.05)
+        else:
+            raise AssertionError("emulator never came up")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert b"DeepSeek emulator on http://127.0.0.1" in out

@@ -107,6 +107,9 @@ class EmulatorConfig:
         self.models = tuple(self.models)
         if self.chunk_tokens < 1 or self.cache_unit < 1:
             raise ValueError("chunk_tokens and cache_unit must be >= 1")
+        from .faults import parse_directives
+
+        parse_directives(self.faults)  # a typo fails here, not on every request (DirectiveError)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EmulatorConfig:
