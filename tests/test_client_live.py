@@ -334,12 +334,15 @@ async def test_slow_chunks_fire_idle_timeout_with_partial(emulator):
     c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0,
                     timeout=Timeout(first_token=10, idle=0.4, total=30))
     ok = await (await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
-                                                extra_headers={"X-DSK-Emulate": "delay_chunks=0.05;tokens=10"})).until_done()
+                                                extra_headers={"X-DSK-Emulate": "delay_chunks=0.05;tokens=10;reasoning_tokens=2"})).until_done()
     assert ok.choices[0].message.content
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
                                         extra_headers=fault("delay_chunks=3"))
+    t0 = time.monotonic()
     with pytest.raises(StreamTimeoutError) as ei:
         await s.until_done()
+    # the 0.4 s idle limit governs once the first event arrived, not what was left of first_token
+    assert time.monotonic() - t0 < 2.5
     e = ei.value
     assert e.which == "idle" and isinstance(e, APITimeoutError) and isinstance(e, StreamError)
     assert e.partial is not None

@@ -92,9 +92,10 @@ class EventReader:
                 events = self._dec.feed(data)
                 if not events:
                     continue  # only comments, blank lines or a partial event
-            wd.last = self._loop_time()
-            if not wd.started_body:
-                wd.started_body = True
+            if wd.started_body:
+                wd.last = self._loop_time()
+            else:
+                wd.first_event()
             self._queue = [e.data for e in events]
             self._i = 1
             p = self._queue[0]

@@ -145,9 +145,10 @@ class Attempt:
                     data = data.lstrip(_WS)
                     if not data:
                         continue
-                    wd.started_body = True
+                    wd.first_event()
+                else:
+                    wd.last = loop_time()
                 parts.append(data)
-                wd.last = loop_time()
         except self.read_errors() as exc:
             src.abort()
             if wd.fired is not None:

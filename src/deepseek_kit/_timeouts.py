@@ -144,6 +144,13 @@ class Watchdog:
         return {"first_token": self.first_token, "idle": self.idle, "total": self.total,
                 "tail": self._tail}.get(which) or 0.0
 
+    def first_event(self) -> None:
+        """The first real event arrived: from now on the idle limit applies. It may be shorter
+        than what is left of first_token, so the timer is moved earlier if needed."""
+        self.started_body = True
+        self.last = self._loop.time()
+        self.reschedule()
+
     def finish(self) -> None:
         """The answer is complete: from now on only the short tail limit applies."""
         self.done = True
