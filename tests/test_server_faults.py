@@ -171,6 +171,7 @@ async def test_reset_before_headers(emulator):
     with pytest.raises(aiohttp.ClientConnectionError):
         await post(emulator.base_url, headers=fault("reset_before_headers"))
     assert emulator.state.total_requests == 1
+    await wait_for(lambda: emulator.state.statuses == {0: 1}, "counted as dropped")
 
 
 async def test_reset_after_n_events(emulator):

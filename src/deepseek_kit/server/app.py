@@ -59,6 +59,11 @@ def _error(exc: ApiError, html: bool = False) -> web.Response:
     return _json(exc.status, exc.body(), exc.headers)
 
 
+class _Dropped(web.Response):
+    """Returned after the connection was reset or abandoned: nothing reaches the client, and the
+    request is counted with status 0."""
+
+
 class Emulator:
     """Request handlers bound to one config and state."""
 
@@ -96,7 +101,7 @@ class Emulator:
         status = 0
         try:
             resp = await self._handle(request, kind, body, header, seen)
-            status = resp.status
+            status = 0 if isinstance(resp, _Dropped) else resp.status
             return resp
         except ClientGone:
             if not state.closing.is_set():
@@ -104,7 +109,7 @@ class Emulator:
             transport = request.transport
             if transport is not None:
                 transport.close()
-            return web.Response()
+            return _Dropped()
         except asyncio.CancelledError:  # handler cancellation on disconnect (our runners enable it)
             if not state.closing.is_set():
                 state.disconnects += 1
@@ -143,7 +148,7 @@ class Emulator:
             await pause(request, d.delay_headers, self.state.closing)
         if d.reset_before_headers:
             reset_connection(request)
-            return web.Response()
+            return _Dropped()
         if d.status is not None and d.status >= 400:
             headers = {}
             if d.retry_after is not None:

@@ -41,6 +41,13 @@ async def _write(resp: web.StreamResponse, data: bytes) -> None:
         raise ClientGone from None
 
 
+async def _eof(resp: web.StreamResponse) -> None:
+    try:
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        raise ClientGone from None
+
+
 async def _queue(request: web.BaseRequest, resp: web.StreamResponse, seconds: float, every: float,
                  beat: bytes, closing: asyncio.Event, limit: float) -> bool:
     """Keep-alives for `seconds`; False when the queue timeout closed the connection instead."""
@@ -80,7 +87,7 @@ async def send_json(request: web.BaseRequest, body: bytes, d: Directives, stall:
     while d.keepalive_forever:
         await pause(request, keepalive, closing)
         await _write(resp, b"\n")
-    await resp.write_eof()
+    await _eof(resp)
     return resp
 
 
@@ -120,7 +127,7 @@ async def send_stream(request: web.BaseRequest, events: Sequence[bytes], d: Dire
         return resp
     if error is not None:
         await _write(resp, _ERROR_EVENT)
-        await resp.write_eof()
+        await _eof(resp)
         await close_after_flush(request)
         return resp
     if d.keepalive_forever:
@@ -130,5 +137,5 @@ async def send_stream(request: web.BaseRequest, events: Sequence[bytes], d: Dire
     if d.delay_chunks > 0:
         await pause(request, d.delay_chunks, closing)
     await _write(resp, _DONE)
-    await resp.write_eof()
+    await _eof(resp)
     return resp
