@@ -12,7 +12,6 @@ import pytest
 
 from deepseek_kit import _pricing
 from deepseek_kit._types import Usage
-from deepseek_kit.server import EmulatorConfig
 
 KEY = "sk-billing-test"
 LONG = " ".join(f"word{i} is here" for i in range(150))  # several hundred tokens

@@ -127,7 +127,7 @@ async def test_delay_headers(emulator):
 @pytest.mark.parametrize("name", ["stall_first_token", "queue"])
 async def test_stall_stream_sends_keepalive_comments(emulator, name):
     _, _, raw = await post(emulator.base_url, SBODY, headers=fault(f"{name}=0.35;keepalive=0.1"))
-    head, _, rest = raw.partition(b"data: ")
+    head, _, _rest = raw.partition(b"data: ")
     assert head.count(b": keep-alive\n\n") >= 2 and head.replace(b": keep-alive\n\n", b"") == b""
     dec = SSEDecoder()
     assert dec.feed(raw)[-1].data == b"[DONE]" and dec.comments >= 2

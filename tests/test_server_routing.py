@@ -26,7 +26,7 @@ def err(body: bytes) -> dict:
 
 @pytest.mark.parametrize("prefix", ["", "/v1", "/beta"])
 async def test_chat_served_under_each_prefix(emulator, prefix):
-    status, headers, body = await call("POST", f"{emulator.base_url}{prefix}/chat/completions",
+    status, _headers, body = await call("POST", f"{emulator.base_url}{prefix}/chat/completions",
                                        json=BODY, headers=AUTH)
     assert status == 200, body
     assert b'"object":"chat.completion"' in body

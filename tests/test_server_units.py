@@ -8,6 +8,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_server_chat import conforms
 
 from deepseek_kit.server import Directives, EmulatorConfig, parse_directives
 from deepseek_kit.server.cache_sim import PrefixCache, prefix_units
@@ -16,8 +17,6 @@ from deepseek_kit.server.generate import text_tokens
 from deepseek_kit.server.schema_values import value_from_schema
 from deepseek_kit.server.serde import locate
 from deepseek_kit.server.tokens import count_tokens, render_message, render_prompt, tokenize
-
-from test_server_chat import conforms
 
 
 @given(st.text())

@@ -307,5 +307,5 @@ async def test_validation_errors_are_cached_and_counted(emulator):
 
 async def test_validation_happens_after_auth(emulator_factory):
     emu = emulator_factory(EmulatorConfig(api_keys={"sk-only"}))
-    status, body = await send(emu.base_url, b"{}")
+    status, _body = await send(emu.base_url, b"{}")
     assert status == 401
