@@ -93,9 +93,24 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.seed is not None:
         data["seed"] = args.seed
     try:
-        return EmulatorConfig.from_mapping(data)
-    except (TypeError, ValueError) as exc:
+        config = EmulatorConfig.from_mapping(data)
+        if config.faults:
+            from deepseek_kit.server import parse_directives
+
+            parse_directives(config.faults)
+    except (TypeError, ValueError) as exc:  # faults.DirectiveError is a ValueError
         raise common.CLIError(f"bad emulator setting: {exc}") from None
+    return config
+
+
+def _listening_line(text: str, fallback: str) -> str:
+    """aiohttp announces the bound addresses ("Running on http://127.0.0.1:8000, ..."); with
+    --port 0 that is the only place the real port shows."""
+    import re
+
+    urls = re.findall(r"https?://\S+?(?=[,\s]|$)", text) or [fallback]
+    return (f"dsk: DeepSeek emulator listening on {', '.join(urls)} - synthetic answers, not "
+            "DeepSeek (Ctrl-C to stop)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,12 +118,31 @@ def run(args: argparse.Namespace) -> int:
         raise common.CLIError("only the emulator can be served for now: use `dsk serve --mock` "
                               "(the gateway, `dsk serve --config FILE`, is not available yet)")
     config = build_config(args)
-    from deepseek_kit.server import run_emulator
+    # Like server.run_emulator, but announcing the bound port (it differs from --port 0) and on
+    # uvloop when installed.
+    from aiohttp import web
 
+    from deepseek_kit.server import create_emulator_app
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    fallback = f"http://{host}:{args.port}"
+
+    def announce(text: str) -> None:
+        print(_listening_line(text, fallback), flush=True)
+
+    loop: Any = None
     try:
-        run_emulator(args.host, args.port, config)
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        pass
+    try:
+        web.run_app(create_emulator_app(config), host=args.host, port=args.port,
+                    handler_cancellation=True, access_log=None, shutdown_timeout=5.0,
+                    print=announce, loop=loop)
     except OSError as exc:
-        raise common.CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+        raise common.CLIError(f"cannot listen on {fallback}: {exc.strerror or exc}",
                               common.EXIT_API) from None
-    print("dsk: emulator stopped", file=sys.stderr)
+    print("dsk: emulator stopped", file=sys.stderr, flush=True)
     return 0
