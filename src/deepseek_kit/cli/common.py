@@ -137,9 +137,11 @@ def _emulator_thread() -> Any:
 @contextlib.contextmanager
 def backend(args: argparse.Namespace, *, err: TextIO | None = None) -> Iterator[Backend]:
     """Resolve where requests go; start (and finally stop) an in-process emulator when needed."""
-    from deepseek_kit._settings import DEFAULT_BASE_URL, resolve
+    from deepseek_kit._settings import DEFAULT_BASE_URL, config_path, resolve
 
     err = err or sys.stderr
+    if args.profile and not config_path().is_file():
+        raise CLIError(f"--profile {args.profile}: there is no config file ({config_path()})")
     key_env = getattr(args, "api_key_env", None)
     explicit_key: str | None = None
     if key_env:
