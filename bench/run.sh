@@ -13,14 +13,16 @@
 #   3. fixtures (shared gen_fixtures.py) + a slow echo-module stream (gen_slow_fixture.py) in
 #      bench/.run, nginx on 127.0.0.1:18080 with the shared nginx.conf, curl checks;
 #   4. import times (import_time.py), REPS x configs x clients load runs (client order rotated per
-#      rep), 1,000-concurrent-stream RSS (rss_streams.py), cProfile of the deepseek_kit driver;
+#      rep), a paired interleaved A/B in one process (paired.py) and a no-socket micro-benchmark
+#      (micro.py), 1,000-concurrent-stream RSS (rss_streams.py), cProfile of the deepseek_kit driver;
 #   5. stops nginx (by pid), prints summary.md (medians, same-rep ratios vs aiohttp and openai,
 #      target verdicts). Everything lands in bench/results/<UTC timestamp>/.
 #
 # Knobs: REPS=3  CLIENTS="aiohttp aiohttp_msgspec deepseek_kit openai"  EXTRAS=0 (1: + httpx httpx2
 #   litellm, litellm skipped with a note if not importable)  UVLOOP=0 (1: + aiohttp_uvloop
 #   deepseek_kit_uvloop)  CONFIGS_OVERRIDE="nonstream json 300 50;stream sse 40 20"  DEADLINE=240
-#   IMPORT_RUNS=21  RSS=1  RSS_STREAMS=1000  PROFILE=1  BENCH_NETNS=auto|off|on  PY=/path/to/python
+#   IMPORT_RUNS=21  PAIRED=1  PAIRED_ROUNDS=20  MICRO=1  RSS=1  RSS_STREAMS=1000  PROFILE=1
+#   BENCH_NETNS=auto|off|on  PY=/path/to/python
 set -euo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
@@ -178,6 +180,20 @@ for rep in $(seq 1 "$REPS"); do
     done
   done
 done
+
+# ---- 4b'. paired interleaved A/B in one process (same driver code; robust to machine noise),
+#            and the in-process micro-benchmark of deepseek_kit's own layers (no sockets)
+if [[ "${PAIRED:-1}" == 1 ]]; then
+  log "paired A/B (${PAIRED_ROUNDS:-20} rounds)"
+  pcfg=nonstream,stream,stream_ka; [[ -f "$RUN/conf.d/sse_chunked.conf" ]] && pcfg+=,stream_chunked
+  timeout --kill-after=10 900 "$PY" "$BENCH/paired.py" --base "$B" --configs "$pcfg" --rounds "${PAIRED_ROUNDS:-20}" \
+    --json "$RES/paired.jsonl" > "$RES/paired.txt" 2>> "$RES/driver_stderr.log" || log "  (paired exit $?)"
+  cat "$RES/paired.txt" >&2
+fi
+if [[ "${MICRO:-1}" == 1 ]]; then
+  log "micro (no sockets)"
+  "$PY" "$BENCH/micro.py" > "$RES/micro.txt" 2>> "$RES/driver_stderr.log" || log "  (micro exit $?)"
+fi
 
 # ---- 4c. 1,000 concurrent streams: peak RSS
 if [[ "${RSS:-1}" == 1 ]]; then

@@ -26,6 +26,8 @@ def jl(name):
 rows = jl("raw.jsonl")
 imports = jl("import_time.jsonl")
 rss = (jl("rss.json") or [None])[-1]
+paired = jl("paired.jsonl")
+micro = open(os.path.join(d, "micro.txt")).read() if os.path.exists(os.path.join(d, "micro.txt")) else ""
 
 ORDER = ["aiohttp", "aiohttp_msgspec", "aiohttp_uvloop", "deepseek_kit", "deepseek_kit_uvloop",
          "openai", "httpx", "httpx2", "litellm"]
@@ -113,6 +115,25 @@ for cfg in cfgs:
                    f"| {xo} | {f(s['us_cpu_per_unit'], 1)} | {f(s['x_aiohttp_cpu'], 3)} | {f(s['cpu_util'], 2)} | {f(s['peak_rss_mb'], 1)} "
                    f"| {s['errors']} |")
 
+if paired:
+    out.append("\n### Paired interleaved A/B in one process (bench/paired.py)\n")
+    out.append("Same driver code, short blocks alternated per round (order rotated), each compared with the aiohttp "
+               f"block of the same round; median over {paired[0]['rounds']} rounds. Much less exposed to machine "
+               "noise than separate processes minutes apart.\n")
+    out.append("| config | client | units/s (median) | x aiohttp (paired median) | µs CPU / unit | x aiohttp by CPU (p25–p75) |")
+    out.append("|---|---|---:|---:|---:|---:|")
+    for pr in paired:
+        for client, row in pr["clients"].items():
+            q = row.get("x_aiohttp_cpu_p25_p75") or [None, None]
+            out.append(f"| {pr['config']} | {client} | {f(row['throughput_median'])} {row['unit']}s/s | "
+                       f"{f(row.get('x_aiohttp_throughput'), 3)} | {f(row['us_cpu_per_unit_median'], 1)} | "
+                       f"{f(row.get('x_aiohttp_cpu'), 3)} ({q[0]}–{q[1]}) |")
+    summary["paired"] = paired
+
+if micro:
+    out.append("\n### deepseek_kit's own layers, in process, no sockets (bench/micro.py)\n")
+    out.append(micro.strip())
+
 if imports:
     out.append("\n### Import time (fresh interpreters, median; bench/import_time.py)\n")
     out.append("| import | wall ms | ms over bare `python -c pass` |")
@@ -153,6 +174,15 @@ for cfg, want, what in (("nonstream", 0.85, "non-stream req/s"), ("stream", 1.0,
     cpu_note = f"; by CPU/unit {xc:.3f}×" if xc is not None else ""
     targets.append((f"{what} ≥ {want}× aiohttp" if want else what,
                     f"{x:.3f}× (reps: {', '.join(map(str, allr))}){cpu_note}", verdict))
+for pr in paired:
+    want = {"nonstream": 0.85, "stream": 1.0, "stream_chunked": 1.0}.get(pr["config"])
+    row = pr["clients"].get("deepseek_kit")
+    if want is None or not row or row.get("x_aiohttp_throughput") is None:
+        continue
+    x = row["x_aiohttp_throughput"]
+    targets.append((f"paired A/B, {pr['config']} ≥ {want}× aiohttp", f"{x:.3f}× (by CPU {row['x_aiohttp_cpu']:.3f}×, "
+                    f"p25–p75 {row['x_aiohttp_cpu_p25_p75'][0]}–{row['x_aiohttp_cpu_p25_p75'][1]})",
+                    "PASS" if x >= want else "FAIL"))
 imp = next((m for m in imports if m["module"] == "deepseek_kit"), None)
 if imp:
     targets.append(("`import deepseek_kit` ≤ 60 ms over bare", f"{imp['ms_over_bare']:.1f} ms",
