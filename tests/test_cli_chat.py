@@ -1,0 +1,278 @@
+"""`dsk chat` as a real subprocess: driven through piped stdin (plain mode), and through a
+pseudo-terminal (prompt_toolkit + rich, Ctrl-C during an answer keeps the session)."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from deepseek_kit import Client
+from deepseek_kit.server import EmulatorThread
+
+FAKE_KEY = "sk-clitest-DO-NOT-LEAK-5b1d0e44"
+MODEL = "deepseek-flash"
+
+
+def dsk_env(home, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DEEPSEEK_", "DSK_")) and k not in ("NO_COLOR",)}
+    env.update(DSK_HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def env(tmp_path):
+    return dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY, DEEPSEEK_BASE_URL=f"http://127.0.0.1:{closed_port()}")
+
+
+def chat(*args: str, env: dict[str, str], input: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "chat", *args], input=input,
+                          capture_output=True, text=True, env=env, timeout=90)
+    assert FAKE_KEY not in proc.stdout + proc.stderr
+    assert FAKE_KEY[-12:] not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def chat_bodies(emu: EmulatorThread) -> list[dict]:
+    bodies = emu.state.recent_bodies
+    if callable(bodies):
+        bodies = bodies()
+    return [b for b in bodies if isinstance(b, dict) and "messages" in b]
+
+
+def library_reply(base_url: str, messages: list[dict], **kw):
+    with Client(api_key=FAKE_KEY, base_url=base_url, max_retries=0) as c:
+        return c.chat.completions.create(model=MODEL, messages=messages, **kw).choices[0].message
+
+
+# --- plain mode (stdin is not a terminal) ---------------------------------------------------------
+
+
+def test_two_turns_keep_the_history(emulator, env):
+    proc = chat("--base-url", emulator.base_url, env=env,
+                input="What is 2+2?\nAnd times 3?\nexit\nnever sent\n")
+    assert proc.returncode == 0, proc.stderr
+    bodies = chat_bodies(emulator)
+    assert len(bodies) == 2
+    assert all(b["stream"] is True and b["model"] == MODEL for b in bodies)
+    first = library_reply(emulator.base_url, [{"role": "user", "content": "What is 2+2?"}])
+    assert bodies[0]["messages"] == [{"role": "user", "content": "What is 2+2?"}]
+    # The whole first turn goes back, reasoning_content included (thinking mode with tools needs it).
+    assert bodies[1]["messages"] == [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": first.content, "reasoning_content": first.reasoning_content},
+        {"role": "user", "content": "And times 3?"},
+    ]
+    second = library_reply(emulator.base_url, bodies[1]["messages"])
+    assert proc.stdout == f"{first.content}\n{second.content}\n"
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("end", ["exit\n", "quit\n", "/exit\n", "/quit\n", "  QUIT  \n", ""])
+def test_exit_words_and_eof_end_the_session(emulator, env, end):
+    proc = chat("--base-url", emulator.base_url, env=env, input="Hello\n" + end + "Not sent\n" * bool(end))
+    assert proc.returncode == 0, proc.stderr
+    assert [b["messages"][-1]["content"] for b in chat_bodies(emulator)] == ["Hello"]
+
+
+def test_blank_lines_are_skipped_and_system_prompt_leads(emulator, env):
+    proc = chat("--base-url", emulator.base_url, "--system", "Be brief.", "--no-think", env=env,
+                input="\n   \nHi\n")
+    assert proc.returncode == 0, proc.stderr
+    (body,) = chat_bodies(emulator)
+    assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert body["thinking"] == {"type": "disabled"}
+
+
+def test_clear_forgets_the_conversation(emulator, env):
+    proc = chat("--base-url", emulator.base_url, "-s", "S", env=env, input="One\n/clear\nTwo\n")
+    assert proc.returncode == 0, proc.stderr
+    bodies = chat_bodies(emulator)
+    assert bodies[1]["messages"] == [{"role": "system", "content": "S"}, {"role": "user", "content": "Two"}]
+    assert "cleared" in proc.stderr
+
+
+def test_mock_and_fallback_without_key(tmp_path):
+    script = "What is 2+2?\nAnd times 3?\n"
+    mock = chat("--mock", env=dsk_env(tmp_path), input=script)
+    assert mock.returncode == 0, mock.stderr
+    assert mock.stderr == ""
+    fallback = chat(env=dsk_env(tmp_path), input=script)
+    assert fallback.returncode == 0, fallback.stderr
+    assert "No DEEPSEEK_API_KEY set" in fallback.stderr and "emulator" in fallback.stderr
+    assert len(fallback.stderr.splitlines()) == 1
+    assert fallback.stdout == mock.stdout
+    with EmulatorThread() as emu:
+        first = library_reply(emu.base_url, [{"role": "user", "content": "What is 2+2?"}])
+    assert mock.stdout.startswith(first.content + "\n")
+    assert mock.stdout.count("\n") == 2
+
+
+def test_missing_key_for_deepseek(tmp_path):
+    proc = chat("--no-mock-fallback", env=dsk_env(tmp_path), input="Hi\n")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("dsk: error: no API key") and len(proc.stderr.splitlines()) == 1
+
+
+def test_unreachable_server_ends_a_scripted_session(env):
+    url = f"http://127.0.0.1:{closed_port()}"
+    proc = chat("--base-url", url, "--max-retries", "0", env=env, input="Hi\nAgain\n")
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dsk: error: ") and url in lines[0]
+
+
+def test_api_error_midway_reports_and_exits_1(emulator_factory, env):
+    emu = emulator_factory(faults="status=500;times=1;key=second")
+    # The first request (the one with the fault) fails; no retries.
+    proc = chat("--base-url", emu.base_url, "--max-retries", "0", env=env, input="Hi\nAgain\n")
+    assert proc.returncode == 1
+    assert "500" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert proc.stdout == ""
+
+
+# --- interactive mode (a pseudo-terminal) ---------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r|\x08")
+
+
+class Pty:
+    """The CLI on a pseudo-terminal that is its controlling terminal, so Ctrl-C (\\x03) is a SIGINT
+    from the terminal, as for a person."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+
+        def ctty() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deepseek_kit.cli.main", *args], stdin=slave, stdout=slave,
+            stderr=slave, env={**env, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"},
+            start_new_session=True, preexec_fn=ctty, close_fds=True)
+        os.close(slave)
+        self.raw = ""
+        self.pos = 0
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.raw)
+
+    def _read(self, wait: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], wait)
+        if not ready:
+            return True
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            return False
+        if not data:
+            return False
+        self.raw += data.decode("utf-8", "replace")
+        return True
+
+    def expect(self, pattern: str, limit: float = 60.0) -> re.Match[str]:
+        """Wait for `pattern` in the (ANSI-stripped) output after the previous match; `limit`
+        only guards against a hang."""
+        end = time.monotonic() + limit
+        rx = re.compile(pattern)
+        while True:
+            m = rx.search(self.text, self.pos)
+            if m:
+                self.pos = m.end()
+                return m
+            if time.monotonic() > end or (not self._read(0.2) and self.proc.poll() is not None):
+                raise AssertionError(f"{pattern!r} not seen; output:\n{self.text[-3000:]}")
+
+    def send(self, data: str) -> None:
+        os.write(self.master, data.encode())
+
+    def wait(self) -> int:
+        deadline = time.monotonic() + 60
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
+        return self.proc.wait(timeout=5)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
+def test_interactive_session_ctrl_c_stops_only_the_answer(emulator_factory, env):
+    # The first request streams one chunk every 2 seconds; later requests at full speed.
+    emu = emulator_factory(faults="delay_chunks=2;times=1")
+    t = Pty(["chat", "--base-url", emu.base_url], env)
+    try:
+        t.expect(r"exit, quit or Ctrl-D")
+        t.expect(r">")
+        t.send("Tell me a long story\r")
+        t.expect(r"Tell me a long story\s*\n\s*\S")  # the answer has started (reasoning, dimmed)
+        t.send("\x03")  # Ctrl-C
+        t.expect(r"\[interrupted\]")
+        t.expect(r">")
+        t.send("half a line")
+        t.send("\x03")  # Ctrl-C at the prompt drops the line, keeps the session
+        t.expect(r">")
+        t.send("What is 2+2?\r")
+        expected = library_reply(emu.base_url, [{"role": "user", "content": "What is 2+2?"}])
+        t.expect(re.escape(expected.content[:40]))
+        t.expect(r">")
+        t.send("\x04")  # Ctrl-D
+        assert t.wait() == 0
+    finally:
+        t.close()
+    assert "Traceback" not in t.text and FAKE_KEY not in t.raw
+    bodies = chat_bodies(emu)
+    # The interrupted turn is dropped from the history; the session went on.
+    assert bodies[-1]["messages"] == [{"role": "user", "content": "What is 2+2?"}]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_during_a_scripted_answer_keeps_the_session(emulator_factory, env):
+    emu = emulator_factory(faults="delay_chunks=2;times=1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepseek_kit.cli.main", "chat", "--base-url", emu.base_url, "--no-think"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"Slow one\n")
+        proc.stdin.flush()
+        proc.stdout.read(1)  # mid-answer
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(b"Fast one\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert b"[interrupted]" in err and b"Traceback" not in err
+    bodies = chat_bodies(emu)
+    assert [b["messages"] for b in bodies][-1] == [{"role": "user", "content": "Fast one"}]
+    fast = library_reply(emu.base_url, [{"role": "user", "content": "Fast one"}], thinking=False)
+    assert out.decode().endswith("\n" + fast.content + "\n")
