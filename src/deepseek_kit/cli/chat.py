@@ -54,10 +54,11 @@ class LineReader:
     sys.stdin, whose lock a blocked daemon thread would hold at interpreter exit), so the event loop
     stays free and Ctrl-C is never stuck behind a blocking read."""
 
-    def __init__(self) -> None:
+    def __init__(self, prompt: str = "") -> None:
         import asyncio
         import threading
 
+        self._prompt = prompt
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._fd = sys.stdin.fileno()
@@ -89,6 +90,9 @@ class LineReader:
             pass
 
     async def read(self) -> str:
+        if self._prompt:
+            sys.stdout.write(self._prompt)
+            sys.stdout.flush()
         line = await self._queue.get()
         if line is None:
             self._queue.put_nowait(None)
@@ -254,8 +258,16 @@ async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
     from deepseek_kit import DeepSeekError
 
     interactive = _tty(sys.stdin) and _tty(sys.stdout)
-    reader: Any = PromptReader() if interactive else LineReader()
-    r: Any = RichRenderer() if _tty(sys.stdout) else PlainRenderer(args.show_reasoning)
+    reader: Any
+    r: Any
+    try:
+        reader = PromptReader() if interactive else LineReader()
+    except ImportError:  # installed without the [cli] extra: plain lines, still a prompt
+        reader = LineReader(prompt="> ")
+    try:
+        r = RichRenderer() if _tty(sys.stdout) else PlainRenderer(args.show_reasoning)
+    except ImportError:
+        r = PlainRenderer(args.show_reasoning)
     base: list[dict[str, Any]] = []
     if args.system:
         base.append({"role": "system", "content": args.system})

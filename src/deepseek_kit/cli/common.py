@@ -45,6 +45,9 @@ DEFAULT_MODEL = "deepseek-flash"
 DEFAULT_MAX_RETRIES = 2  # the library's 4 retries with backoff is too patient for a person waiting
 EMULATOR_KEY = "sk-dsk-emulator"
 
+#: Keys resolved in this process, masked in every error line whatever their source.
+SECRETS: list[str] = []
+
 EXIT_API = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -149,6 +152,8 @@ def backend(args: argparse.Namespace, *, err: TextIO | None = None) -> Iterator[
         if explicit_key is None and not args.mock:
             raise CLIError(f"--api-key-env {key_env}: that environment variable is not set or empty")
     key, url, cfg = resolve(explicit_key, args.base_url, profile=args.profile)
+    if key:
+        SECRETS.append(key)
     model = args.model or str(cfg.get("model") or DEFAULT_MODEL)
     if not args.mock:
         url_given = bool(args.base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url"))
@@ -252,8 +257,7 @@ def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
         attempts = getattr(exc, "attempts", 1)
         if attempts > 1:
             msg += f" (after {attempts} attempts)"
-    env_key = os.environ.get("DEEPSEEK_API_KEY")
-    msg = redact(msg, *secrets, env_key)
+    msg = redact(msg, *secrets, *SECRETS, os.environ.get("DEEPSEEK_API_KEY"))
     return "dsk: error: " + " ".join(msg.split())
 
 
