@@ -322,3 +322,23 @@ def test_ctrl_c_exits_130(emulator_factory, env):
             proc.wait()
     assert proc.returncode == 130
     assert b"Traceback" not in err and FAKE_KEY.encode() not in out + err
+
+
+def test_timeout_counts_only_real_tokens(emulator_factory, env):
+    # The server holds the request with keep-alives for a long time: --timeout 1 gives up on the
+    # first token instead of waiting (keep-alive comments do not count as progress).
+    emu = emulator_factory(faults="stall_first_token=60;keepalive=0.2")
+    proc = run_dsk("ask", "--base-url", emu.base_url, "--timeout", "1", "--max-retries", "0", "Hi", env=env)
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "timed out" in line and "first_token" in line
+
+
+def test_api_key_env_names_the_variable(emulator_factory, tmp_path):
+    emu = emulator_factory(api_keys={FAKE_KEY})
+    env = dsk_env(tmp_path, MY_DS_KEY=FAKE_KEY)
+    proc = run_dsk("ask", "--base-url", emu.base_url, "--api-key-env", "MY_DS_KEY", "Hi", env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_dsk("ask", "--base-url", emu.base_url, "--api-key-env", "UNSET_VAR_X", "Hi", env=env)
+    assert proc.returncode == 2
+    assert "UNSET_VAR_X" in one_error_line(proc)

@@ -132,7 +132,7 @@ class Backend:
 def _emulator_thread() -> Any:
     try:
         from deepseek_kit.server import EmulatorThread
-    except ImportError as exc:  # pragma: no cover - only while the server package is incomplete
+    except ImportError as exc:  # pragma: no cover - a broken install
         raise CLIError(f"the built-in emulator is not available: {exc}", EXIT_API) from None
     return EmulatorThread()
 

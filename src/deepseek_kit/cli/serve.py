@@ -71,7 +71,7 @@ def _value(text: str) -> Any:
 def build_config(args: argparse.Namespace) -> Any:
     try:
         from deepseek_kit.server import EmulatorConfig
-    except ImportError as exc:  # pragma: no cover - only while the server package is incomplete
+    except ImportError as exc:  # pragma: no cover - a broken install
         raise common.CLIError(f"the emulator is not available: {exc}", common.EXIT_API) from None
     import dataclasses
 
