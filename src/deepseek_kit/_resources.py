@@ -54,10 +54,7 @@ def _message(m: Any) -> Any:
     that keeps reasoning_content and tool_calls and sends `content: ""` instead of omitting it:
     DeepSeek requires the key, and some gateways reject null (deepseek-api.md §3.1)."""
     if isinstance(m, ChatCompletionMessage):
-        d = m.to_dict()
-        if d.get("content") is None:
-            d["content"] = ""
-        return d
+        return m.to_param()
     if isinstance(m, msgspec.Struct):
         return msgspec.to_builtins(m)
     return m

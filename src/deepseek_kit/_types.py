@@ -98,10 +98,15 @@ class Tool(_Wire):
 
 
 # ---------------------------------------------------------------------------------------------
-# Response side (deepseek-api.md §4).
+# Response side (deepseek-api.md §4). Encoded in full (nulls included) so that `to_json()` shows
+# every field the way the API sent it.
 
 
-class ErrorObject(_Wire, gc=False):
+class _Out(_Wire, omit_defaults=False):
+    pass
+
+
+class ErrorObject(_Out, gc=False):
     """DeepSeek's `{"error": {message, type, param, code}}`, also used for error events in streams."""
 
     message: str = ""
@@ -110,35 +115,35 @@ class ErrorObject(_Wire, gc=False):
     code: str | int | None = None
 
 
-class TopLogprob(_Wire, gc=False):
+class TopLogprob(_Out, gc=False):
     token: str = ""
     logprob: float = 0.0
     bytes: list[int] | None = None
 
 
-class TokenLogprob(_Wire, gc=False):
+class TokenLogprob(_Out, gc=False):
     token: str = ""
     logprob: float = 0.0
     bytes: list[int] | None = None
     top_logprobs: list[TopLogprob] = []
 
 
-class ChoiceLogprobs(_Wire, gc=False):
+class ChoiceLogprobs(_Out, gc=False):
     """`choice.logprobs`: answer tokens, and in thinking mode the reasoning tokens too (§3.2)."""
 
     content: list[TokenLogprob] | None = None
     reasoning_content: list[TokenLogprob] | None = None
 
 
-class PromptTokensDetails(_Wire, gc=False):
+class PromptTokensDetails(_Out, gc=False):
     cached_tokens: int | None = None
 
 
-class CompletionTokensDetails(_Wire, gc=False):
+class CompletionTokensDetails(_Out, gc=False):
     reasoning_tokens: int | None = None
 
 
-class Usage(_Wire, gc=False):
+class Usage(_Out, gc=False):
     """Token usage. `prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens` on DeepSeek;
     `completion_tokens_details` is absent when thinking was off (§4.1)."""
 
@@ -156,32 +161,41 @@ class Usage(_Wire, gc=False):
         return (d.reasoning_tokens or 0) if d is not None else 0
 
 
-class Function(_Wire, gc=False):
+class Function(_Out, gc=False):
     name: str = ""
     arguments: str = ""  # a JSON *string*, possibly invalid (0.04% one-brace-off, §4.2)
 
 
-class ToolCall(_Wire, gc=False):
+class ToolCall(_Out, gc=False):
     id: str = ""
     type: str = "function"
     function: Function = msgspec.field(default_factory=Function)
 
 
-class ChatCompletionMessage(_Wire, gc=False):
+class ChatCompletionMessage(_Out, gc=False):
     role: str = "assistant"
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ToolCall] | None = None
 
+    def to_param(self) -> dict[str, Any]:
+        """This message as it must be sent back in the next request's history: reasoning_content
+        and tool_calls kept verbatim (thinking mode with tools requires it, deepseek-api.md §5.6),
+        null fields dropped, and `content: ""` rather than null (the key is required and some
+        gateways reject null, §3.1)."""
+        d: dict[str, Any] = {k: v for k, v in msgspec.to_builtins(self).items() if v is not None}
+        d.setdefault("content", "")
+        return d
 
-class Choice(_Wire, gc=False):
+
+class Choice(_Out, gc=False):
     index: int = 0
     message: ChatCompletionMessage = msgspec.field(default_factory=ChatCompletionMessage)
     logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None = None
 
 
-class ChatCompletion(_Wire, gc=False):
+class ChatCompletion(_Out, gc=False):
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
@@ -191,12 +205,12 @@ class ChatCompletion(_Wire, gc=False):
     usage: Usage | None = None
 
 
-class ChoiceDeltaToolCallFunction(_Wire, gc=False):
+class ChoiceDeltaToolCallFunction(_Out, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class ChoiceDeltaToolCall(_Wire, gc=False):
+class ChoiceDeltaToolCall(_Out, gc=False):
     """A tool-call fragment: the first carries id/type/name, the rest only index + arguments (§4.2).
     `index` defaults to 0 for servers that omit it."""
 
@@ -206,21 +220,21 @@ class ChoiceDeltaToolCall(_Wire, gc=False):
     function: ChoiceDeltaToolCallFunction | None = None
 
 
-class ChoiceDelta(_Wire, gc=False):
+class ChoiceDelta(_Out, gc=False):
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ChoiceDeltaToolCall] | None = None
 
 
-class ChunkChoice(_Wire, gc=False):
+class ChunkChoice(_Out, gc=False):
     index: int = 0
     delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
     logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(_Wire, gc=False):
+class ChatCompletionChunk(_Out, gc=False):
     id: str = ""
     object: str = "chat.completion.chunk"
     created: int = 0
@@ -233,7 +247,7 @@ class ChatCompletionChunk(_Wire, gc=False):
     error: ErrorObject | None = None
 
 
-class CompletionLogprobs(_Wire, gc=False):
+class CompletionLogprobs(_Out, gc=False):
     """FIM logprobs (OpenAI legacy completions shape, §5.5)."""
 
     text_offset: list[int] | None = None
@@ -242,14 +256,14 @@ class CompletionLogprobs(_Wire, gc=False):
     top_logprobs: list[dict[str, float] | None] | None = None
 
 
-class CompletionChoice(_Wire, gc=False):
+class CompletionChoice(_Out, gc=False):
     index: int = 0
     text: str = ""
     logprobs: CompletionLogprobs | None = None
     finish_reason: str | None = None
 
 
-class Completion(_Wire, gc=False):
+class Completion(_Out, gc=False):
     """`text_completion` object of FIM (`POST /beta/completions`)."""
 
     id: str = ""
@@ -262,14 +276,14 @@ class Completion(_Wire, gc=False):
     error: ErrorObject | None = None
 
 
-class Model(_Wire, gc=False):
+class Model(_Out, gc=False):
     id: str = ""
     object: str = "model"
     owned_by: str = ""
     created: int | None = None
 
 
-class ModelList(_Wire, gc=False):
+class ModelList(_Out, gc=False):
     object: str = "list"
     data: list[Model] = []
 
@@ -280,7 +294,7 @@ class ModelList(_Wire, gc=False):
         return len(self.data)
 
 
-class BalanceInfo(_Wire, gc=False):
+class BalanceInfo(_Out, gc=False):
     """Amounts are decimal *strings* on the wire (§5.2)."""
 
     currency: str = ""
@@ -289,12 +303,12 @@ class BalanceInfo(_Wire, gc=False):
     topped_up_balance: str = "0"
 
 
-class Balance(_Wire, gc=False):
+class Balance(_Out, gc=False):
     is_available: bool = False
     balance_infos: list[BalanceInfo] = []
 
 
-class ErrorBody(_Wire, gc=False):
+class ErrorBody(_Out, gc=False):
     error: ErrorObject | None = None
 
 
