@@ -223,7 +223,7 @@ async def _answer(client: Any, messages: list[Any], kw: dict[str, Any], r: Any) 
     completion = stream.get_final_completion()
     if not completion.choices:
         return {"role": "assistant", "content": ""}
-    msg = completion.choices[0].message.to_param()
+    msg: dict[str, Any] = completion.choices[0].message.to_param()
     msg["role"] = "assistant"
     return msg
 
