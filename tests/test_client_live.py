@@ -420,3 +420,35 @@ def test_sync_client_mirrors_async(emulator):
             c.chat.completions.create(model="deepseek-flash", messages=MSGS, extra_headers=fault("status=503"),
                                       max_retries=1)
         assert "sk-sync-key-000" not in repr(c)
+
+
+# ---------------------------------------------------------------------------------------------
+# completion hooks used by pipeline steps (leases, usage correction, metrics)
+
+
+async def test_done_callbacks_fire_once_with_outcome_and_usage(client):
+    from deepseek_kit._request import Response
+
+    seen: list[tuple[str, int]] = []
+
+    class Spy:
+        async def handle(self, request, call_next):
+            resp: Response = await call_next(request)
+            resp.add_done_callback(lambda r: seen.append((r.outcome, r.usage.total_tokens if r.usage else -1)))
+            return resp
+
+    c = AsyncClient(api_key="sk-x", base_url=client.base_url, steps=[Spy()], max_retries=0)
+    s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
+    await s.until_done()
+    assert seen == [("ok", s.get_final_completion().usage.total_tokens)]
+    s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
+    async with s:
+        async for _ in s:
+            break
+    assert seen[-1] == ("closed", -1)
+    s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
+                                        extra_headers=fault("reset_after=3"))
+    with pytest.raises(StreamError):
+        await s.until_done()
+    assert seen[-1][0] == "broken" and len(seen) == 3
+    await c.close()

@@ -10,6 +10,7 @@ ends the stream normally instead of hanging it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NoReturn
 
 from ._errors import APIConnectionError, APITimeoutError
@@ -32,7 +33,7 @@ class StreamBroken(Exception):
 
 class EventReader:
     __slots__ = ("_dec", "_errors", "_i", "_loop_time", "_queue", "_source", "_wd", "closed", "done",
-                 "finished")
+                 "finished", "on_close", "outcome")
 
     def __init__(self, source: ByteSource, watchdog: Watchdog,
                  read_errors: tuple[type[BaseException], ...]) -> None:
@@ -48,6 +49,8 @@ class EventReader:
         self.done = False  # [DONE] seen or stream ended normally
         self.finished = False  # finish_reason seen (set by the layer above)
         self.closed = False
+        self.outcome = "closed"  # how it ended: ok | broken | timeout | closed (caller left early)
+        self.on_close: Callable[[str], None] | None = None
 
     async def next(self) -> bytes | None:
         """The next data payload, or None when the stream has ended normally."""
@@ -115,12 +118,15 @@ class EventReader:
         if which == "tail" or (self.finished and which in ("idle", "total")):
             # Complete answer, then only keep-alives: end normally; the connection is dropped.
             self.done = True
+            self.outcome = "ok"
             self.close()
             return None
+        self.outcome = "timeout"
         self.close()
         raise StreamBroken(f"{which} timeout", which, self._wd.limit(which))
 
     def _broken(self, reason: str) -> NoReturn:
+        self.outcome = "broken"
         self.close()
         raise StreamBroken(reason)
 
@@ -128,6 +134,7 @@ class EventReader:
         """After [DONE]: read the body to its end so the connection can go back to the pool
         (an unread chunked terminator would force a close), under the tail limit."""
         self.done = True
+        self.outcome = "ok"  # the answer is complete whatever happens to the rest of the body
         if self._i < len(self._queue) or self._source.at_eof():
             self._end()
             return
@@ -153,6 +160,7 @@ class EventReader:
 
     def _end(self) -> None:
         self.done = True
+        self.outcome = "ok"
         if not self.closed:
             self.closed = True
             self._wd.cancel()
@@ -160,6 +168,8 @@ class EventReader:
                 self._source.abort()
             else:
                 self._source.release()
+            if self.on_close is not None:
+                self.on_close("ok")
 
     def close(self) -> None:
         """Stop early: drop the connection (an unread body can't go back to the pool)."""
@@ -170,6 +180,8 @@ class EventReader:
                 self._source.release()
             else:
                 self._source.abort()
+            if self.on_close is not None:
+                self.on_close(self.outcome)
 
 
 def timeout_error(b: StreamBroken) -> APITimeoutError:

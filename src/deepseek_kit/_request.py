@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -55,9 +55,17 @@ class Request:
 
 class Response:
     """A successful (2xx) response. Non-stream: `body` holds the JSON bytes, leading keep-alive
-    whitespace stripped. Stream: `events` yields data payloads, the first one already read."""
+    whitespace stripped. Stream: `events` yields data payloads, the first one already read.
 
-    __slots__ = ("attempts", "body", "events", "headers", "status")
+    Pipeline steps that must act when the response is *complete* (release an in-flight lease,
+    correct a token estimate, record latency and usage, store a cache entry) register
+    `add_done_callback(fn)`: for a non-stream response `fn(self)` runs at once; for a stream it runs
+    once when the stream ends, whichever way (`outcome` is then "ok", "broken", "timeout" or
+    "closed" for a caller that left early). The typed stream layer fills `usage` as it passes.
+    """
+
+    __slots__ = ("_callbacks", "attempts", "body", "cache_hit", "endpoint", "events", "first_event_at",
+                 "headers", "outcome", "status", "usage")
 
     def __init__(
         self,
@@ -67,13 +75,38 @@ class Response:
         body: bytes = b"",
         events: EventReader | None = None,
         attempts: int = 1,
+        first_event_at: float | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.events = events
         self.attempts = attempts
+        self.first_event_at = first_event_at  # loop time of the first real event / body byte
+        self.endpoint: str | None = None
+        self.cache_hit = False
+        self.usage: Any = None  # a Usage once known (set by the stream layer for streams)
+        self.outcome: str | None = None if events is not None else "ok"
+        self._callbacks: list[Callable[[Response], None]] | None = None
+        if events is not None:
+            events.on_close = self._finish
 
     @property
     def trace_id(self) -> str | None:
         return self.headers.get("x-ds-trace-id")
+
+    def add_done_callback(self, fn: Callable[[Response], None]) -> None:
+        if self.outcome is not None:
+            fn(self)
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(fn)
+
+    def _finish(self, outcome: str) -> None:
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
+        cbs, self._callbacks = self._callbacks, None
+        for fn in cbs or ():
+            fn(self)

@@ -114,6 +114,8 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
             err = chunk.error
             raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
                               partial=self._partial(), error=err)
+        if chunk.usage is not None:
+            self.response.usage = chunk.usage
         if self._acc.add(chunk) and self._acc.finished:
             self._reader.finish()
         return chunk
@@ -172,7 +174,7 @@ class AsyncCompletionStream(_BaseStream[Completion]):
             if c.finish_reason is not None:
                 self._reader.finish()
         if chunk.usage is not None:
-            self._usage = chunk.usage
+            self._usage = self.response.usage = chunk.usage
         return chunk
 
     def text(self, index: int = 0) -> str:
