@@ -36,11 +36,12 @@ def main() -> None:
     lines = ["location = /sse-slow/v1/chat/completions {",
              '    default_type "text/event-stream; charset=utf-8";',
              "    add_header Cache-Control no-cache;"]
-    for i, ev in enumerate(events + ["data: [DONE]\n\n"]):
+    for i, ev in enumerate([*events, "data: [DONE]\n\n"]):
         assert "\\" not in ev and "'" not in ev
         if i:
             lines.append(f"    echo_sleep {a.gap:g};")
-        lines.append("    echo -n '%s';" % ev.replace("\n", "\\n"))
+        escaped = ev.replace("\n", "\\n")
+        lines.append(f"    echo -n '{escaped}';")
         lines.append("    echo_flush;")
     lines.append("}")
     Path(a.out).write_text("\n".join(lines) + "\n")

@@ -105,7 +105,7 @@ if DK in available:
             row["importtime_total_ms"] = round(statistics.median(totals) / 1e3, 1)
 
 print(f"python: {a.python}  runs: {a.runs} (median)\n")
-print(f"| module | `python -c 'import X'` ms | ms over bare `-c pass` | min ms |")
+print("| module | `python -c 'import X'` ms | ms over bare `-c pass` | min ms |")
 print("|---|---:|---:|---:|")
 for row in rows:
     print(f"| {row['module']} | {row['wall_ms_median']:.1f} | "

@@ -193,7 +193,7 @@ async def main():
         c = dsk_client(parts)
         ref = await best(lambda p=parts: ref_stream_json(p), ns, a.repeat, NCHUNKS)
         ms = await best(lambda p=parts: ref_stream_msgspec(p), ns, a.repeat, NCHUNKS)
-        dsk = await best(lambda: dsk_stream(c), ns, a.repeat, NCHUNKS)
+        dsk = await best(lambda c=c: dsk_stream(c), ns, a.repeat, NCHUNKS)
         rows.append((name, "µs/chunk", ref, ms, dsk))
     print("In-process, no sockets (layers above the transport only), best of", a.repeat)
     print("| case | unit | ref: MinimalSSE/json.loads | ref: MinimalSSE+msgspec | deepseek_kit | dsk − json ref |")

@@ -49,7 +49,7 @@ def group(fn: str, name: str) -> str:
         return "stdlib: asyncio"
     if s.startswith("stdlib:"):
         return "stdlib: other"
-    if s.startswith("drivers/") or s.endswith(("common.py", ".py")) and "/" not in s:
+    if s.startswith("drivers/") or (s.endswith(".py") and "/" not in s):
         return "bench harness / driver"
     if s.startswith("<frozen"):
         return "importlib"
@@ -59,7 +59,7 @@ def group(fn: str, name: str) -> str:
 with tempfile.TemporaryDirectory() as td:
     pf = os.path.join(td, "prof.out")
     env = dict(os.environ, BENCH_CPROFILE=pf)
-    r = subprocess.run([sys.executable, drv] + rest, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, drv, *rest], env=env, capture_output=True, text=True, timeout=600)
     print(r.stdout.strip())
     if r.returncode not in (0, 1) or not os.path.exists(pf):
         sys.exit(f"driver failed rc={r.returncode}: {r.stderr[-800:]}")
@@ -67,7 +67,7 @@ with tempfile.TemporaryDirectory() as td:
 
 total = st.total_tt
 rows, roll = [], {}
-for (fn, line, name), (cc, nc, tt, ct, _callers) in st.stats.items():
+for (fn, line, name), (_cc, nc, tt, ct, _callers) in st.stats.items():
     g = group(fn, name)
     label = name if fn == "~" else f"{short(fn)}:{line}({name})"
     rows.append((tt, ct, nc, label, g))

@@ -21,12 +21,12 @@ usage: rss_streams.py --base-url http://127.0.0.1:18080/sse-slow/v1 [--streams 1
 """
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import resource
 import sys
-import time
 from urllib.parse import urlparse
 
 
@@ -90,7 +90,7 @@ async def run(a, expect) -> dict:
     async def guarded() -> None:
         try:
             await one(True)
-        except Exception as e:  # noqa: BLE001 - count every failure
+        except Exception as e:  # count every failure
             errors.append(f"{type(e).__name__}: {e}"[:200])
 
     await one(False)  # warm-up: loads aiohttp, fills caches
@@ -103,15 +103,13 @@ async def run(a, expect) -> dict:
             n = await stub_active(a.status_url) if a.status_url else None
             if n is not None and n > active_max[0]:
                 active_max[0] = n
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.25)
-            except asyncio.TimeoutError:
-                pass
 
     probe = asyncio.ensure_future(prober())
     t0 = loop.time()
     tasks = [asyncio.ensure_future(guarded()) for _ in range(a.streams)]
-    finished, pending = await asyncio.wait(tasks, timeout=a.deadline)
+    _finished, pending = await asyncio.wait(tasks, timeout=a.deadline)
     for t in pending:
         t.cancel()
     if pending:

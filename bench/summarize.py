@@ -20,14 +20,18 @@ def jl(name):
     p = os.path.join(d, name)
     if not os.path.exists(p):
         return []
-    return [json.loads(x) for x in open(p) if x.startswith("{")]
+    with open(p) as fh:
+        return [json.loads(x) for x in fh if x.startswith("{")]
 
 
 rows = jl("raw.jsonl")
 imports = jl("import_time.jsonl")
 rss = (jl("rss.json") or [None])[-1]
 paired = jl("paired.jsonl")
-micro = open(os.path.join(d, "micro.txt")).read() if os.path.exists(os.path.join(d, "micro.txt")) else ""
+micro = ""
+if os.path.exists(os.path.join(d, "micro.txt")):
+    with open(os.path.join(d, "micro.txt")) as _fh:
+        micro = _fh.read()
 
 ORDER = ["aiohttp", "aiohttp_msgspec", "aiohttp_uvloop", "deepseek_kit", "deepseek_kit_uvloop",
          "openai", "httpx", "httpx2", "litellm"]
