@@ -57,7 +57,8 @@ class AsyncClient:
     `AsyncClient()` reads DEEPSEEK_API_KEY / DEEPSEEK_BASE_URL, then the config file. Pass
     `timeout=Timeout(...)` (or seconds), `max_retries=` or a full `retry=RetryPolicy(...)`,
     `transport=` to replace the network (MockTransport in unit tests), `steps=` to add pipeline
-    steps outside retry.
+    steps outside retry (seen once per call), `inner_steps=` between retry and auth (seen once per
+    attempt).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class AsyncClient:
         profile: str | None = None,
         config_file: str | None = None,
         steps: list[Step] | None = None,
+        inner_steps: list[Step] | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if not key and url == DEFAULT_BASE_URL:
@@ -102,7 +104,7 @@ class AsyncClient:
         if default_headers:
             self._headers.update(default_headers)
         self._closed = False
-        all_steps: list[Step] = [*(steps or []), RetryStep(policy), AuthStep(key)]
+        all_steps: list[Step] = [*(steps or []), RetryStep(policy), *(inner_steps or []), AuthStep(key)]
         call: CallNext = Attempt(self._transport, secrets=(key,))
         for step in reversed(all_steps):
             call = functools.partial(step.handle, call_next=call)
@@ -150,7 +152,7 @@ class AsyncClient:
         t = self.timeout if timeout is ... else Timeout.coerce(timeout)
         url = (self.beta_base_url if beta else self.base_url) + path
         req = Request(method, url, path, body=body, headers=headers, stream=stream, timeout=t,
-                      max_retries=max_retries)
+                      max_retries=max_retries, beta=beta)
         return await self._call(req)
 
     async def close(self) -> None:

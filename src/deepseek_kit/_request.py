@@ -19,7 +19,8 @@ class Request:
     encoded JSON body, whether it streams, its timeout, and free-form `options` for pipeline steps.
     `repr()` never shows headers, so the key cannot leak through it."""
 
-    __slots__ = ("body", "headers", "max_retries", "method", "options", "path", "stream", "timeout", "url")
+    __slots__ = ("beta", "body", "endpoint", "headers", "max_retries", "method", "options", "path", "stream",
+                 "timeout", "url")
 
     def __init__(
         self,
@@ -33,6 +34,7 @@ class Request:
         timeout: Timeout,
         max_retries: int | None = None,
         options: dict[str, Any] | None = None,
+        beta: bool = False,
     ) -> None:
         self.method = method
         self.url = url
@@ -43,6 +45,8 @@ class Request:
         self.timeout = timeout
         self.max_retries = max_retries
         self.options = options if options is not None else {}
+        self.beta = beta  # served under /beta (prefix completion, FIM)
+        self.endpoint: Any = None  # the Endpoint chosen by the router, when there is one
 
     @property
     def origin(self) -> str:
