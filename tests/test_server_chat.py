@@ -40,7 +40,7 @@ async def stream(url, path="/chat/completions", headers=None, **body):
     status, hdrs, raw = await post(url, {**body, "stream": True}, path, headers)
     assert status == 200, raw
     assert hdrs["Content-Type"].startswith("text/event-stream")
-    events = SSEDecoder().feed(raw)
+    events = SSEDecoder().feed_events(raw)
     assert events[-1].data == b"[DONE]"
     assert all(e.event is None for e in events)
     return [json.loads(e.data) for e in events[:-1]], raw

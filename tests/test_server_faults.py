@@ -130,7 +130,7 @@ async def test_stall_stream_sends_keepalive_comments(emulator, name):
     head, _, _rest = raw.partition(b"data: ")
     assert head.count(b": keep-alive\n\n") >= 2 and head.replace(b": keep-alive\n\n", b"") == b""
     dec = SSEDecoder()
-    assert dec.feed(raw)[-1].data == b"[DONE]" and dec.comments >= 2
+    assert dec.feed_events(raw)[-1].data == b"[DONE]" and dec.comments >= 2
 
 
 async def test_stall_non_stream_sends_blank_lines(emulator):
@@ -182,7 +182,7 @@ async def test_reset_after_n_events(emulator):
         assert r.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             async for chunk in r.content.iter_any():
-                got += [e.data for e in dec.feed(chunk)]
+                got += [e.data for e in dec.feed_events(chunk)]
     assert len(got) == 3 and b"[DONE]" not in got
     assert json.loads(got[0])["choices"][0]["delta"]["role"] == "assistant"
 
@@ -197,7 +197,7 @@ async def test_reset_after_non_stream_cuts_body(emulator):
 
 async def test_error_event_after(emulator):
     _, _, raw = await post(emulator.base_url, SBODY, headers=fault("error_event_after=2"))
-    events = [json.loads(e.data) for e in SSEDecoder().feed(raw)]
+    events = [json.loads(e.data) for e in SSEDecoder().feed_events(raw)]
     assert len(events) == 3 and b"[DONE]" not in raw
     assert events[2] == {"error": {"message": "Internal Server Error", "type": "server_error", "param": None,
                                    "code": "server_error"}}
@@ -208,7 +208,7 @@ async def test_insufficient_after(emulator, streaming):
     body = SBODY if streaming else BODY
     _, _, raw = await post(emulator.base_url, body, headers=fault("insufficient_after=3"))
     if streaming:
-        events = [json.loads(e.data) for e in SSEDecoder().feed(raw)[:-1]]
+        events = [json.loads(e.data) for e in SSEDecoder().feed_events(raw)[:-1]]
         content = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
         last = events[-1]
         assert len(events) == 1 + 3 + 1 and raw.endswith(b"data: [DONE]\n\n")
@@ -226,7 +226,7 @@ async def test_keepalive_forever_then_client_disconnects(emulator):
             emulator.base_url + "/chat/completions", json=SBODY,
             headers=fault("keepalive_forever;keepalive=0.05;tokens=2")) as r:
         async for chunk in r.content.iter_any():
-            for e in dec.feed(chunk):
+            for e in dec.feed_events(chunk):
                 assert e.data != b"[DONE]"
                 if json.loads(e.data)["choices"][0]["finish_reason"]:
                     finished = True

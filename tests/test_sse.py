@@ -14,8 +14,8 @@ def decode_all(chunks: list[bytes]) -> tuple[list[bytes], int]:
     dec = SSEDecoder()
     out = []
     for c in chunks:
-        out.extend(e.data for e in dec.feed(c))
-    out.extend(e.data for e in dec.flush())
+        out.extend(dec.feed(c))
+    out.extend(dec.flush())
     return out, dec.comments
 
 
@@ -77,9 +77,9 @@ def test_byte_by_byte(stream):
 def test_crlf_split_between_cr_and_lf_is_one_line_end():
     dec = SSEDecoder()
     assert dec.feed(b"data: a\r") == []
-    assert [e.data for e in dec.feed(b"\n\r")] == [b"a"]
+    assert dec.feed(b"\n\r") == [b"a"]
     assert dec.feed(b"\n") == []  # the LF pairs with the CR before it: no extra blank line
-    assert [e.data for e in dec.feed(b"data: b\r\n\r\n")] == [b"b"]
+    assert dec.feed(b"data: b\r\n\r\n") == [b"b"]
 
 
 def test_multiline_data_is_joined_with_lf():
@@ -96,9 +96,9 @@ def test_comments_counted_and_never_events():
 
 def test_field_without_space_event_and_id():
     dec = SSEDecoder()
-    (ev,) = dec.feed(b"event: error\nid: 7\ndata:{\"x\":1}\n\n")
+    (ev,) = dec.feed_events(b"event: error\nid: 7\ndata:{\"x\":1}\n\n")
     assert ev.event == "error" and ev.id == "7" and ev.data == b'{"x":1}'
-    (ev2,) = dec.feed(b"data: y\n\n")
+    (ev2,) = dec.feed_events(b"data: y\n\n")
     assert ev2.event is None and ev2.id == "7"  # last event id persists, event name does not
 
 
@@ -114,6 +114,12 @@ def test_utf8_split_mid_character():
 def test_unterminated_last_event_flushed_leniently():
     events, _ = decode_all([b"data: tail"])
     assert events == [b"tail"]
+
+
+def test_feed_and_feed_events_agree_on_payloads():
+    blob = b": c\n\ndata: 1\n\nevent: e\ndata: 2\ndata: 3\n\n\ndata: 4\r\n\r\nid: x\n\n"
+    a, b = SSEDecoder(), SSEDecoder()
+    assert a.feed(blob) == [e.data for e in b.feed_events(blob)] == [b"1", b"2\n3", b"4"]
 
 
 def test_encoder_roundtrip():

@@ -99,7 +99,7 @@ class EventReader:
                 wd.last = self._loop_time()
             else:
                 wd.first_event()
-            self._queue = [e.data for e in events]
+            self._queue = events
             self._i = 1
             p = self._queue[0]
             if p == DONE:

@@ -149,6 +149,8 @@ class Attempt:
                 else:
                     wd.last = loop_time()
                 parts.append(data)
+                if src.at_eof():  # Content-Length bodies: no extra read just to see the end
+                    break
         except self.read_errors() as exc:
             src.abort()
             if wd.fired is not None:

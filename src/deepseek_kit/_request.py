@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ._timeouts import Timeout
 
@@ -50,6 +49,8 @@ class Request:
 
     @property
     def origin(self) -> str:
+        from urllib.parse import urlsplit
+
         p = urlsplit(self.url)
         return f"{p.scheme}://{p.netloc}"
 

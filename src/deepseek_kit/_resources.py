@@ -166,15 +166,20 @@ class ChatCompletions:
     ) -> ChatCompletion | AsyncStream:
         """POST /chat/completions. A last assistant message with `prefix: True` (chat prefix
         completion, Beta) is sent to the /beta base URL automatically."""
-        if not isinstance(model, str) or not model:
+        if type(model) is not str or not model:
             raise UsageError("model is required, e.g. model='deepseek-flash'")
-        if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+        if type(messages) is list and all(type(m) is dict for m in messages):
+            msgs: list[Any] = messages  # the common case: plain dicts pass through untouched
+        elif isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
             raise UsageError("messages must be a list of {'role': ..., 'content': ...} messages")
-        msgs = [_message(m) for m in messages]
+        else:
+            msgs = [_message(m) for m in messages]
         if not msgs:
             raise UsageError("messages must contain at least one message")
         last = msgs[-1]
-        beta = isinstance(last, Mapping) and bool(last.get("prefix"))
+        beta = type(last) is dict and bool(last.get("prefix"))
+        if not beta and isinstance(last, Mapping):
+            beta = bool(last.get("prefix"))
         body = _body({
             "model": model, "messages": msgs, "stream": stream if stream else NOT_GIVEN,
             "thinking": _thinking(thinking), "reasoning_effort": reasoning_effort,

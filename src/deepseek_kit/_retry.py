@@ -13,7 +13,6 @@ bounded in attempts and in total time; a server's Retry-After / retry-after-ms w
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -82,6 +81,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         return float(ra)
     except ValueError:
         pass
+    import email.utils  # only for the rare HTTP-date form; keeps `import deepseek_kit` light
+
     try:
         dt = email.utils.parsedate_to_datetime(ra)
     except (TypeError, ValueError):

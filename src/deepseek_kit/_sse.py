@@ -34,79 +34,109 @@ class ServerSentEvent(NamedTuple):
 class SSEDecoder:
     """Feed bytes as they arrive; get back the events completed so far.
 
+    `feed()` returns the data payloads (bytes) of completed events — the hot path, with no object
+    per event; `feed_events()` returns full `ServerSentEvent`s (event name, id, retry).
     `comments` counts comment lines seen (keep-alives); they never produce events, so callers that
     time "real" progress are not fooled by them.
+
+    Only raw bytes of an unfinished event are buffered: an event is parsed once its terminating
+    blank line has arrived, so the common frame `data: {...}\n\n` costs one split and one slice.
     """
 
-    __slots__ = ("_buf", "_data", "_event", "_id", "_pending_cr", "_retry", "comments")
+    __slots__ = ("_buf", "_id", "_pending_cr", "_retry", "comments")
 
     def __init__(self) -> None:
         self._buf = b""
-        self._data: list[bytes] = []
-        self._event: str | None = None
         self._id: str | None = None
         self._retry: int | None = None
         self._pending_cr = False
         self.comments = 0
 
-    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        if not chunk:
-            return []
+    def _blocks(self, chunk: bytes) -> list[bytes]:
+        """Complete event blocks (text between blank lines), LF-normalised."""
         if self._pending_cr:
             # The previous chunk ended with CR: a leading LF here belongs to that CRLF.
             self._pending_cr = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            if buf[-1:] == b"\r":
+        if b"\r" in chunk:
+            if chunk[-1:] == b"\r":
                 self._pending_cr = True
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
-        out: list[ServerSentEvent] = []
-        data = self._data
-        for line in lines:
-            if not line:
-                if data:
-                    out.append(ServerSentEvent(b"\n".join(data) if len(data) > 1 else data[0],
-                                               self._event, self._id, self._retry))
-                    data.clear()
-                self._event = None
-                continue
-            if line[:6] == b"data: ":
-                data.append(line[6:])
-            elif line[:1] == b":":
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\n\n" not in buf:
+            self._buf = buf
+            return []
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()
+        return blocks
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []
+        out: list[bytes] = []
+        for block in self._blocks(chunk):
+            if block[:6] == b"data: " and b"\n" not in block:
+                out.append(block[6:])
+            elif block[:1] == b":" and b"\n" not in block:
                 self.comments += 1
-            else:
-                self._field(line)
+            elif block:
+                ev = self._parse(block)
+                if ev is not None:
+                    out.append(ev.data)
         return out
 
-    def _field(self, line: bytes) -> None:
-        name, sep, value = line.partition(b":")
-        if sep and value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            self._data.append(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
-        elif name == b"id":
-            if b"\0" not in value:
+    def feed_events(self, chunk: bytes) -> list[ServerSentEvent]:
+        if not chunk:
+            return []
+        out: list[ServerSentEvent] = []
+        for block in self._blocks(chunk):
+            if block:
+                ev = self._parse(block)
+                if ev is not None:
+                    out.append(ev)
+        return out
+
+    def _parse(self, block: bytes) -> ServerSentEvent | None:
+        """The general line parser for one complete block (several lines, fields, comments)."""
+        data: list[bytes] = []
+        event: str | None = None
+        for line in block.split(b"\n"):
+            if not line:
+                # Only at the start of a block (an odd number of newlines before it): a blank
+                # line with nothing to dispatch.
+                continue
+            if line[:1] == b":":
+                self.comments += 1
+                continue
+            name, sep, value = line.partition(b":")
+            if sep and value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                event = value.decode("utf-8", "replace")
+            elif name == b"id" and b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
-        elif name == b"retry" and value.isdigit():
-            self._retry = int(value)
-        # unknown fields are ignored, as the spec says
+            elif name == b"retry" and value.isdigit():
+                self._retry = int(value)
+            # unknown fields are ignored, as the spec says
+        if not data:
+            return None
+        return ServerSentEvent(b"\n".join(data) if len(data) > 1 else data[0], event, self._id, self._retry)
 
-    def flush(self) -> list[ServerSentEvent]:
+    def flush(self) -> list[bytes]:
         """End of stream: dispatch an event whose final blank line never came (lenient)."""
-        out = self.feed(b"\n\n") if (self._buf or self._data) else []
-        self._buf = b""
-        return out
+        rest, self._buf = self._buf, b""
+        if not rest.strip(b"\n"):
+            return []
+        ev = self._parse(rest.strip(b"\n"))
+        return [ev.data] if ev is not None else []
 
     @property
     def has_partial(self) -> bool:
         """True when bytes of an unfinished event are buffered."""
-        return bool(self._buf or self._data)
+        return bool(self._buf.strip(b"\n"))
 
 
 def encode_data(payload: bytes) -> bytes:

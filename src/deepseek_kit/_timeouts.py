@@ -6,15 +6,15 @@ DeepSeek holds queued requests open with `: keep-alive` comments (streams) or bl
 byte and never fires. So the first-token and idle limits here count only *real* events: the
 stream reader stamps `last` when it parses a data event, and nothing else touches it.
 
-One timer per attempt, not one per chunk: the watchdog schedules a single `call_at` for the nearest
-deadline; when it fires it re-reads the stamps and either aborts or re-schedules itself for the new
-nearest deadline. Per chunk the cost is one attribute store.
+No timer per chunk, and none per request either: one ticker per event loop checks the active
+watchdogs every 50 ms (see `_Ticker`). Per read the cost is one attribute store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,29 +65,70 @@ class Timeout:
 DEFAULT_TIMEOUT = Timeout()
 
 
+class _Ticker:
+    """One periodic timer per event loop that checks every active watchdog.
+
+    A per-request `call_at` costs a TimerHandle, a heap push and a cancel (twice when the first
+    event moves the deadline); at thousands of requests per second that was the largest cost of
+    our own non-stream layer (bench/README.md, profile). Here a request only joins and leaves a
+    set; the ticker runs only while some watchdog is active. Limits fire at most `RESOLUTION`
+    seconds late, which is noise next to limits of seconds to minutes.
+    """
+
+    RESOLUTION = 0.05
+
+    __slots__ = ("_handle", "_loop", "active")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.active: set[Watchdog] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, wd: Watchdog) -> None:
+        self.active.add(wd)
+        if self._handle is None:
+            self._handle = self._loop.call_later(self.RESOLUTION, self._tick)
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        for wd in list(self.active):
+            wd._check(now)
+        self._handle = self._loop.call_later(self.RESOLUTION, self._tick) if self.active else None
+
+
+_tickers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
+
+
+def _ticker(loop: asyncio.AbstractEventLoop) -> _Ticker:
+    t = _tickers.get(loop)
+    if t is None:
+        t = _tickers[loop] = _Ticker(loop)
+    return t
+
+
 class Watchdog:
-    """Enforces first_token / idle / total / tail for one attempt with a single timer.
+    """Enforces first_token / idle / total / tail for one attempt.
 
     `abort` is called once, from the event loop, when a limit passes; `fired` then names it.
     The reader sets `last` (loop time of the latest real event) and `started_body` once the first
-    real event arrived; `done` switches to the tail limit.
+    real event arrived; `done` switches to the tail limit. Checked by the loop's `_Ticker`.
     """
 
     __slots__ = (
-        "_abort", "_deadline", "_handle", "_loop", "_tail", "done", "fired", "first_token", "idle", "last",
+        "_abort", "_deadline", "_loop", "_tail", "_ticker", "done", "fired", "first_token", "idle", "last",
         "reading", "start", "started_body", "total",
     )
 
     def __init__(
         self, timeout: Timeout, abort: Callable[[], None], deadline: float | None = None
     ) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._abort = abort
         self.first_token = timeout.first_token
         self.idle = timeout.idle
         self.total = timeout.total
         self._tail = timeout.tail
-        self.start = self.last = self._loop.time()
+        self.start = self.last = loop.time()
         # `deadline` (loop time) is the whole call's end, across retries; `total` is counted from
         # the first attempt by the retry step and passed down as that deadline.
         if self.total is not None:
@@ -99,8 +140,8 @@ class Watchdog:
         self.done = False
         self.reading = True
         self.fired: str | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._schedule()
+        self._ticker = _ticker(loop)
+        self._ticker.add(self)
 
     def _next_deadline(self) -> tuple[float, str] | None:
         best: tuple[float, str] | None = None
@@ -116,28 +157,20 @@ class Watchdog:
             best = cand
         return best
 
-    def _schedule(self) -> None:
-        nxt = self._next_deadline()
-        self._handle = self._loop.call_at(nxt[0], self._fire) if nxt is not None else None
-
-    def _fire(self) -> None:
-        self._handle = None
+    def _check(self, now: float) -> None:
         if self.fired is not None:
+            self._ticker.active.discard(self)
             return
         nxt = self._next_deadline()
-        if nxt is None:
+        if nxt is None or nxt[0] > now:
             return
-        when, which = nxt
-        now = self._loop.time()
-        if when > now:  # progress since this timer was set: sleep until the new deadline
-            self._handle = self._loop.call_at(when, self._fire)
-            return
+        which = nxt[1]
         if which == "idle" and not self.reading:
             # The caller is busy between chunks, not the server: don't blame the server for it.
             self.last = now
-            self._schedule()
             return
         self.fired = which
+        self._ticker.active.discard(self)
         self._abort()
 
     def limit(self, which: str) -> float:
@@ -145,25 +178,14 @@ class Watchdog:
                 "tail": self._tail}.get(which) or 0.0
 
     def first_event(self) -> None:
-        """The first real event arrived: from now on the idle limit applies. It may be shorter
-        than what is left of first_token, so the timer is moved earlier if needed."""
+        """The first real event arrived: from now on the idle limit applies."""
         self.started_body = True
         self.last = self._loop.time()
-        self.reschedule()
 
     def finish(self) -> None:
         """The answer is complete: from now on only the short tail limit applies."""
         self.done = True
         self.last = self._loop.time()
-        self.reschedule()
-
-    def reschedule(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        if self.fired is None:
-            self._schedule()
 
     def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._ticker.active.discard(self)

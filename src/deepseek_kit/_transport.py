@@ -99,6 +99,7 @@ class AiohttpTransport:
         self._own_session = session is None
         self._aiohttp: Any = None
         self._errors: tuple[type[BaseException], ...] = ()
+        self._timeouts: dict[float | None, Any] = {}  # aiohttp.ClientTimeout per connect limit
 
     def _ensure(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -127,14 +128,15 @@ class AiohttpTransport:
 
     async def open(self, request: Request) -> RawResponse:
         session = self._ensure()
-        aiohttp = self._aiohttp
         t = request.timeout
+        ct = self._timeouts.get(t.connect)
+        if ct is None:
+            ct = self._timeouts[t.connect] = self._aiohttp.ClientTimeout(
+                total=None, sock_read=None, connect=None, sock_connect=t.connect)
         try:
             resp = await session.request(
                 request.method, request.url, data=request.body, headers=request.headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=None, connect=None,
-                                              sock_connect=t.connect),
-                allow_redirects=False,
+                timeout=ct, allow_redirects=False,
             )
         except asyncio.TimeoutError as exc:
             from ._errors import APITimeoutError
