@@ -19,6 +19,7 @@ import msgspec
 from ._accumulate import ChunkAccumulator
 from ._errors import StreamError, StreamTimeoutError, redact
 from ._events import EventReader, StreamBroken
+from ._sse import DONE
 from ._request import Response
 from ._types import ChatCompletion, ChatCompletionChunk, Completion, chunk_decoder, completion_decoder
 
@@ -97,13 +98,22 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        try:
-            payload = await self._reader.next()
-        except StreamBroken as b:
-            self._raise_broken(b)
-            raise  # unreachable
-        if payload is None:
-            raise StopAsyncIteration
+        r = self._reader
+        q = r._queue
+        i = r._i
+        if i < len(q) and q[i] != DONE:
+            # Fast path: the event was already read off the socket with earlier ones.
+            r._i = i + 1
+            payload = q[i]
+        else:
+            try:
+                p = await r.next()
+            except StreamBroken as b:
+                self._raise_broken(b)
+                raise  # unreachable
+            if p is None:
+                raise StopAsyncIteration
+            payload = p
         try:
             chunk = self._decode(payload)
         except msgspec.DecodeError as exc:
