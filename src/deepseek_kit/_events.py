@@ -83,7 +83,8 @@ class EventReader:
             if wd.fired is not None:
                 return self._on_timeout()
             if err is not None or data is None:
-                self._broken(f"connection lost mid-stream: {err or 'reset'}")
+                # aiohttp's own text names its parser internals; the class name is enough
+                self._broken(f"the connection was lost mid-stream ({type(err).__name__})")
             if not data:  # EOF
                 events = self._dec.flush()
                 if not events:
