@@ -483,3 +483,33 @@ async def test_seed_and_messages_change_the_answer(emulator, emulator_factory):
     texts = {x["choices"][0]["message"]["content"] for x in (a, b, c)}
     assert len(texts) == 3
     assert a["system_fingerprint"] != b["system_fingerprint"]
+
+
+async def test_prefix_that_is_the_start_of_the_answer_continues_it_exactly(emulator):
+    """A broken answer resumed by prefix completion equals the unbroken one (issue 3 item 6)."""
+    from deepseek_kit import AsyncClient
+
+    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0)
+    m = [{"role": "user", "content": "tell me about rivers"}]
+    for think in (False, True):
+        full = (await c.chat.completions.create(model="deepseek-flash", messages=m, thinking=think)).choices[0]
+        fm = full.message
+        for cut in (0, 1, 9, len(fm.content) - 1):
+            prefix = {"role": "assistant", "content": fm.content[:cut], "prefix": True}
+            if think:
+                prefix["reasoning_content"] = fm.reasoning_content
+            r = (await c.chat.completions.create(model="deepseek-flash", messages=[*m, prefix],
+                                                 thinking=think)).choices[0]
+            assert fm.content[:cut] + r.message.content == fm.content
+            assert r.finish_reason == full.finish_reason
+        if think:  # cut inside the reasoning: the rest of the reasoning, then the whole answer
+            prefix = {"role": "assistant", "content": "", "reasoning_content": fm.reasoning_content[:25],
+                      "prefix": True}
+            r = (await c.chat.completions.create(model="deepseek-flash", messages=[*m, prefix])).choices[0]
+            assert fm.reasoning_content[:25] + r.message.reasoning_content == fm.reasoning_content
+            assert r.message.content == fm.content
+    # a prefix that is not the start of the answer is simply continued (no crash, some text)
+    other = {"role": "assistant", "content": "Something else entirely", "prefix": True}
+    r = await c.chat.completions.create(model="deepseek-flash", messages=[*m, other], thinking=False)
+    assert r.choices[0].message.content
+    await c.close()

@@ -12,7 +12,10 @@ What it produces, following deepseek-api.md:
 * JSON mode (§5.3): a JSON object (mimicking the first example object found in the prompt) when a
   prompt mentions "json"; otherwise only spaces;
 * prefix completion (§5.4): a continuation of the assistant prefix (code, then a closing fence,
-  when the prefix opened a ``` block);
+  when the prefix opened a ``` block). When the prefix (content, and `reasoning_content` in
+  thinking mode) is exactly the start of the answer the same conversation without it would get,
+  the continuation is the rest of that answer, token for token, like a real model at temperature
+  0: a broken stream resumed by prefix completion then equals the unbroken one (issue 3 item 6);
 * `max_tokens` caps reasoning + answer: a reasoning-starved answer is `content: ""` with
   `finish_reason: "length"` (§8.14); `insufficient_after` cuts the answer (§4.1 finish reasons).
 """
@@ -23,7 +26,7 @@ import hashlib
 import json
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -235,8 +238,14 @@ def _truncate_call(call: ToolCallOut, budget: int, chunk: int) -> ToolCallOut:
 def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> Answer:
     # max_tokens and stop only cut the answer, so they are not part of the seed: a capped answer
     # is a prefix of the uncapped one, as with a real model at temperature 0.
+    if req.prefix:
+        resumed = _resume(req, d, config)
+        if resumed is not None:
+            return resumed
+    # Directives that only cut the answer (insufficient_after, finish) are not part of the seed
+    # either, so the cut answer is a prefix of the whole one.
     material = [req.model, req.thinking, req.effort, req.messages, req.tools, req.tool_choice,
-                req.tool_name, req.json_mode, req.prefix, list(d.shaping_key())]
+                req.tool_name, req.json_mode, req.prefix, [d.tokens, d.reasoning_tokens, d.chunk_tokens]]
     rng = random.Random(seed_of(material, config.seed))
     chunk = d.chunk_tokens or config.chunk_tokens
     n_content = d.tokens if d.tokens is not None else config.default_tokens
@@ -288,6 +297,65 @@ def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> An
     if d.finish is not None:
         finish = d.finish
     return Answer(reasoning, content, calls, finish, chunk)
+
+
+def _rest(tokens: list[str], done: str) -> list[str] | None:
+    """The tokens after the text `done`, which must be a prefix of their concatenation (split
+    inside a token when the break fell there); None when it is not a prefix."""
+    pos = 0
+    for i, t in enumerate(tokens):
+        if pos == len(done):
+            return tokens[i:]
+        end = pos + len(t)
+        if end > len(done):
+            if not t.startswith(done[pos:]):
+                return None
+            return [t[len(done) - pos:], *tokens[i + 1:]]
+        if done[pos:end] != t:
+            return None
+        pos = end
+    return [] if pos == len(done) else None
+
+
+def _resume(req: ChatRequest, d: Directives, config: EmulatorConfig) -> Answer | None:
+    """Continue, token for token, the answer this prefix was cut from (see the module docstring)."""
+    last = req.messages[-1]
+    base = replace(req, messages=req.messages[:-1], prefix=False, max_tokens=None, stop=())
+    if not base.messages or base.messages[-1].get("role") not in ("user", "tool"):
+        return None
+    full = generate_chat(base, d.without_failures(), config)
+    if full.tool_calls:
+        return None
+    p_content = _text(last.get("content"))
+    p_reason = last.get("reasoning_content") or ""
+    reasoning: list[str] | None = None
+    if full.reasoning is not None and p_reason != "".join(full.reasoning):
+        # cut inside the reasoning: the rest of it, then the whole answer
+        if p_content:
+            return None
+        reasoning = _rest(full.reasoning, p_reason)
+        if reasoning is None:
+            return None
+        rest: list[str] | None = list(full.content)
+    else:
+        if full.reasoning is not None:
+            reasoning = []  # thinking on, reasoning already complete
+        rest = _rest(full.content, p_content)
+    if rest is None:
+        return None
+    content, _ = _apply_stops(rest, req.stop)
+    finish = full.finish_reason
+    if d.insufficient_after is not None and len(content) > d.insufficient_after * full.chunk_tokens:
+        content, finish = content[: d.insufficient_after * full.chunk_tokens], "insufficient_system_resource"
+    if req.max_tokens is not None:
+        left = req.max_tokens - (len(reasoning) if reasoning else 0)
+        if left < 0:
+            reasoning, content, finish = (reasoning or [])[: req.max_tokens], [], "length"
+        elif len(content) > left:
+            content, finish = content[:left], "length"
+    if d.finish is not None:
+        finish = d.finish
+    return Answer(reasoning, content, [], finish, full.chunk_tokens)
 
 
 # -- FIM ----------------------------------------------------------------------------------------------
