@@ -19,8 +19,8 @@ import msgspec
 from ._accumulate import ChunkAccumulator
 from ._errors import StreamError, StreamTimeoutError, redact
 from ._events import EventReader, StreamBroken
-from ._sse import DONE
 from ._request import Response
+from ._sse import DONE
 from ._types import ChatCompletion, ChatCompletionChunk, Completion, chunk_decoder, completion_decoder
 
 __all__ = ["AsyncCompletionStream", "AsyncStream"]
