@@ -30,6 +30,7 @@ __all__ = [
     "PRICES",
     "ModelPrice",
     "canonical_model",
+    "charge",
     "cost",
     "is_peak",
     "price_for",
@@ -140,6 +141,13 @@ def _get(usage: Any, name: str) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
+def charge(price: ModelPrice, hit: int, miss: int, output: int) -> Decimal:
+    """hit x hit-price + miss x miss-price + output x output-price, per 1M tokens: the arithmetic
+    of one bill, for callers that resolve the price themselves (the client's metrics cache it per
+    model and minute, and accept user overrides)."""
+    return (hit * price.cache_hit + miss * price.cache_miss + output * price.output) / _MILLION
+
+
 def cost(
     model: str,
     usage: Any,
@@ -162,5 +170,4 @@ def cost(
     miss = _get(usage, "prompt_cache_miss_tokens")
     if hit + miss == 0 and prompt:
         miss = prompt
-    out = _get(usage, "completion_tokens")
-    return (hit * price.cache_hit + miss * price.cache_miss + out * price.output) / _MILLION
+    return charge(price, hit, miss, _get(usage, "completion_tokens"))

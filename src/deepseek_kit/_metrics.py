@@ -1,0 +1,406 @@
+"""Per-request metrics and cost: the `MetricsConfig` value, the `RequestRecord` of one call, and
+`MetricsStep`, the outermost pipeline step that times and prices every call.
+
+Outermost (DESIGN.md "Layers") so that one record covers the whole call, retries included, and
+answers served by the client cache count too. What it costs on the hot path, per call: two loop
+clock reads and one wall clock read; for a non-stream answer one msgspec decode of a struct holding
+only `usage` and `model` (the rest of the body is skipped by the decoder, not built); a price
+lookup cached per model and per minute; a few Decimal operations. Nothing per chunk: a stream's
+usage, end and outcome arrive once through `Response.add_done_callback`.
+
+Cost follows DeepSeek's table (deepseek-api.md §2.1, `_pricing.py`): cache-hit input, cache-miss
+input and output (reasoning included) per 1M tokens, peak or off-peak by Beijing time at the start
+of the call. `MetricsConfig.prices` overrides or adds models (private deployments cost 0 unless
+priced). Answers from the client cache cost nothing. A stream the caller left early, or that broke,
+has no usage: its tokens and cost are 0 (DeepSeek may still bill what it generated).
+
+Each finished call becomes a frozen `RequestRecord`, added to the in-process `Metrics` summary
+(`_metrics_summary.py`) and passed to every hook (`on_request(record)`: a plain callable, or an
+object with an `on_request` method, e.g. the Prometheus and OpenTelemetry exporters). Hooks run
+synchronously where the call ended; one that raises is logged and never breaks the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+
+from . import _pricing
+from ._errors import UsageError
+from ._metrics_summary import Metrics
+from ._pricing import CN_HOLIDAYS, ModelPrice
+from ._request import Request, Response
+from ._types import Usage
+
+__all__ = ["Hook", "MetricsConfig", "MetricsStep", "PriceOverride", "RequestRecord"]
+
+log = logging.getLogger("deepseek_kit.metrics")
+
+CallNext = Callable[[Request], Awaitable[Response]]
+
+#: A price override: one `ModelPrice` is a peak price with DeepSeek's off-peak half (like the
+#: built-in table); a `(peak, off_peak)` pair sets both (the same price twice = a flat rate).
+PriceOverride = ModelPrice | tuple[ModelPrice, ModelPrice]
+
+
+class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One finished API call, as seen by the caller (all attempts together).
+
+    `outcome`: "ok"; "error" (an exception reached the caller; `error` names its class, e.g.
+    "RateLimitError", `status` the HTTP status when there was one); "timeout" (an
+    APITimeoutError); "cancelled"; for streams also "broken", "timeout" and "closed" (the caller
+    left early). Times are seconds: `latency` from the call to the answer (non-stream) or to the
+    end of the stream as the caller read it; `ttft` to the first real event (stream) or the
+    answer's body (non-stream); `started_at` is wall-clock epoch time (`MetricsConfig.clock`).
+    `output_tps` is completion tokens per second after the first token (stream) or over the whole
+    call (non-stream). Tokens: `prompt_cache_hit_tokens + prompt_cache_miss_tokens ==
+    prompt_tokens`; `reasoning_tokens` are part of `completion_tokens` (§4.1). `cost` is in
+    `currency`, priced at `peak` or off-peak; `cache_hit` means the client cache answered.
+    """
+
+    model: str | None
+    path: str
+    stream: bool
+    outcome: str
+    status: int | None = None
+    error: str | None = None
+    attempts: int = 1
+    endpoint: str | None = None
+    trace_id: str | None = None
+    started_at: float = 0.0
+    latency: float = 0.0
+    ttft: float | None = None
+    output_tps: float | None = None
+    cache_hit: bool = False
+    prompt_tokens: int = 0
+    prompt_cache_hit_tokens: int = 0
+    prompt_cache_miss_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    currency: str = "CNY"
+    peak: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+Hook = Callable[[RequestRecord], object]
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """How the client measures calls.
+
+    - enabled: False turns the step into a pass-through.
+    - prices: per-model overrides of DeepSeek's table, in `currency` per 1M tokens (see
+      `PriceOverride`); models in neither cost 0.
+    - currency: "CNY" or "USD" for the built-in table.
+    - holidays: days that are off-peak all day (default: China's 2026 statutory holidays).
+    - window: seconds over which `Metrics` computes QPS.
+    - reservoir: how many recent latencies / TTFTs the percentiles are computed over.
+    - hooks: callables `hook(record)` or objects with `on_request(record)`, called once per call.
+    - prometheus / otel: also feed `PrometheusHook()` (default registry; needs the
+      `deepseek-kit[metrics]` extra) / `OTelHook()` (global tracer provider; no-op without one).
+    - clock: wall clock in epoch seconds, used for `started_at` and peak pricing (tests pin it).
+    """
+
+    enabled: bool = True
+    prices: Mapping[str, PriceOverride] | None = None
+    currency: str = "CNY"
+    holidays: frozenset[date] = CN_HOLIDAYS
+    window: float = 60.0
+    reservoir: int = 4096
+    hooks: tuple[Any, ...] = ()
+    prometheus: bool = False
+    otel: bool = False
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = functools.partial(object.__setattr__, self)
+        set_("currency", str(self.currency).upper())
+        if self.currency not in _pricing.PRICES and not self.prices:
+            raise UsageError(f"MetricsConfig.currency must be one of {sorted(_pricing.PRICES)} "
+                             f"(or give prices= in your currency), got {self.currency!r}")
+        if not isinstance(self.window, (int, float)) or not self.window > 0 or math.isinf(self.window):
+            raise UsageError(f"MetricsConfig.window must be a positive number of seconds, "
+                             f"got {self.window!r}")
+        if not isinstance(self.reservoir, int) or self.reservoir < 1:
+            raise UsageError(f"MetricsConfig.reservoir must be an integer >= 1, got {self.reservoir!r}")
+        hooks = (self.hooks,) if callable(self.hooks) else tuple(self.hooks)
+        for h in hooks:
+            if not callable(h) and not callable(getattr(h, "on_request", None)):
+                raise UsageError(f"MetricsConfig.hooks: {h!r} is neither callable nor has on_request(record)")
+        set_("hooks", hooks)
+        set_("holidays", frozenset(self.holidays))
+        set_("prices", MappingProxyType(_normalise_prices(self.prices)) if self.prices else None)
+
+    @classmethod
+    def coerce(cls, value: MetricsConfig | bool | None) -> MetricsConfig | None:
+        """`metrics=` argument: True -> defaults, False/None -> None (no step), a config as is."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, MetricsConfig):
+            return value
+        raise UsageError(f"metrics must be a MetricsConfig, True or False, got {type(value).__name__}")
+
+
+def _normalise_prices(prices: Mapping[str, Any]) -> dict[str, tuple[ModelPrice, ModelPrice]]:
+    out: dict[str, tuple[ModelPrice, ModelPrice]] = {}
+    for model, p in prices.items():
+        if isinstance(p, ModelPrice):
+            out[model] = (p, p.at(False))
+        elif (isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], ModelPrice)
+              and isinstance(p[1], ModelPrice)):
+            out[model] = (p[0], p[1])
+        else:
+            raise UsageError(f"MetricsConfig.prices[{model!r}] must be a ModelPrice (peak; off-peak is half) "
+                             f"or a (peak, off_peak) pair of ModelPrice, got {p!r}")
+    return out
+
+
+class _UsageOnly(msgspec.Struct, gc=False):
+    """What the step reads from a non-stream body: msgspec skips every other field unbuilt."""
+
+    usage: Usage | None = None
+    model: str = ""
+
+
+class _ModelOnly(msgspec.Struct, gc=False):
+    model: str = ""
+
+
+_usage_decoder = msgspec.json.Decoder(_UsageOnly)
+_model_decoder = msgspec.json.Decoder(_ModelOnly)
+_MODEL_PREFIX = b'{"model":"'
+
+
+def _request_model(body: bytes | None) -> str | None:
+    """The requested model. The resources encode `model` first, so a prefix check usually finds it
+    without parsing; other bodies are decoded (skipping everything but `model`)."""
+    if not body:
+        return None
+    if body.startswith(_MODEL_PREFIX):
+        end = body.find(b'"', 10)
+        if end > 10 and body.find(b"\\", 10, end) < 0:
+            return body[10:end].decode()
+    try:
+        return _model_decoder.decode(body).model or None
+    except msgspec.DecodeError:
+        return None
+
+
+def _tokens(u: Any) -> tuple[int, int, int, int, int]:
+    """(prompt, hit, miss, completion, reasoning). Without DeepSeek's hit/miss split, OpenAI-style
+    `prompt_tokens_details.cached_tokens` (vLLM, SGLang) gives the hits; the rest are misses."""
+    if u is None:
+        return 0, 0, 0, 0, 0
+    if isinstance(u, Mapping):
+        u = msgspec.convert(u, Usage)
+    prompt = getattr(u, "prompt_tokens", 0) or 0
+    hit = getattr(u, "prompt_cache_hit_tokens", None)
+    miss = getattr(u, "prompt_cache_miss_tokens", None)
+    if hit is None and miss is None:
+        d = getattr(u, "prompt_tokens_details", None)
+        hit = (getattr(d, "cached_tokens", 0) or 0) if d is not None else 0
+        miss = max(prompt - hit, 0)
+    else:
+        hit = hit or 0
+        miss = miss if miss is not None else max(prompt - hit, 0)
+    d = getattr(u, "completion_tokens_details", None)
+    reasoning = (getattr(d, "reasoning_tokens", 0) or 0) if d is not None else 0
+    return prompt, hit, miss, getattr(u, "completion_tokens", 0) or 0, reasoning
+
+
+def _endpoint(request: Request, resp: Response | None) -> str | None:
+    if resp is not None and resp.endpoint is not None:
+        return resp.endpoint
+    ep = request.endpoint
+    if ep is None:
+        return None
+    name = getattr(ep, "name", None)
+    return name if isinstance(name, str) else str(ep)
+
+
+def _as_hook(h: Any) -> Callable[[RequestRecord], object]:
+    on_request = getattr(h, "on_request", None)
+    fn: Callable[[RequestRecord], object] = on_request if callable(on_request) else h
+    return fn
+
+
+class MetricsStep:
+    """Pipeline step (outermost, in `steps`): one `RequestRecord` per call, into `self.metrics`
+    (a `Metrics` summary) and every hook."""
+
+    def __init__(self, config: MetricsConfig | None = None, metrics: Metrics | None = None) -> None:
+        cfg = self.config = config or MetricsConfig()
+        self.metrics = metrics or Metrics(window=cfg.window, reservoir=cfg.reservoir, currency=cfg.currency)
+        hooks: list[Any] = list(cfg.hooks)
+        if cfg.prometheus:
+            from ._prometheus import PrometheusHook
+
+            hooks.append(PrometheusHook())
+        if cfg.otel:
+            from ._otel import OTelHook
+
+            hooks.append(OTelHook())
+        self._hooks = tuple(_as_hook(h) for h in hooks)
+        self._hook_failed: set[int] = set()
+        self.hook_errors = 0
+        self._clock = cfg.clock
+        self._currency = cfg.currency
+        self._prices = _normalise_prices(cfg.prices) if cfg.prices else {}
+        self._price_cache: dict[tuple[str, bool], ModelPrice | None] = {}
+        self._peak_minute = -1
+        self._peak = False
+
+    async def handle(self, request: Request, call_next: CallNext) -> Response:
+        if not self.config.enabled:
+            return await call_next(request)
+        loop_time = asyncio.get_running_loop().time
+        t0 = loop_time()
+        wall = self._clock()
+        try:
+            resp = await call_next(request)
+        except BaseException as exc:
+            self._safely(self._failed, request, exc, wall, loop_time() - t0)
+            raise
+        if resp.events is None:
+            self._safely(self._done, request, resp, wall, t0, loop_time())
+        else:
+            # Usage and the end of a stream are only known when the caller has read it.
+            resp.add_done_callback(functools.partial(self._stream_done, request, wall, t0, loop_time))
+        return resp
+
+    # -- building records ----------------------------------------------------------------------------
+
+    def _stream_done(self, request: Request, wall: float, t0: float, loop_time: Callable[[], float],
+                     resp: Response) -> None:
+        self._safely(self._done, request, resp, wall, t0, loop_time())
+
+    def _done(self, request: Request, resp: Response, wall: float, t0: float, t1: float) -> None:
+        usage = resp.usage
+        model = _request_model(request.body)
+        if usage is None and resp.events is None and resp.body:
+            try:
+                got = _usage_decoder.decode(resp.body)
+            except msgspec.DecodeError:
+                got = None
+            if got is not None:
+                usage = got.usage
+                model = model or got.model or None
+        prompt, hit, miss, out, reasoning = _tokens(usage)
+        latency = t1 - t0
+        ttft = None if resp.first_event_at is None else max(resp.first_event_at - t0, 0.0)
+        tps = None
+        if out:
+            gen = latency - ttft if (resp.events is not None and ttft is not None) else latency
+            tps = out / gen if gen > 0 else None
+        peak = self._is_peak(wall)
+        cost = Decimal(0)
+        if model is not None and not resp.cache_hit and (hit or miss or out):
+            price = self._price(model, peak)
+            if price is not None:
+                cost = _pricing.charge(price, hit, miss, out)
+        outcome = resp.outcome or "ok"
+        error = None if outcome in ("ok", "closed") else ("StreamTimeoutError" if outcome == "timeout"
+                                                          else "StreamError")
+        self._emit(RequestRecord(
+            model=model, path=request.path, stream=request.stream, outcome=outcome, status=resp.status,
+            error=error, attempts=resp.attempts, endpoint=_endpoint(request, resp),
+            trace_id=resp.headers.get("x-ds-trace-id"), started_at=wall, latency=latency, ttft=ttft,
+            output_tps=tps, cache_hit=resp.cache_hit, prompt_tokens=prompt, prompt_cache_hit_tokens=hit,
+            prompt_cache_miss_tokens=miss, completion_tokens=out, reasoning_tokens=reasoning, cost=cost,
+            currency=self._currency, peak=peak,
+        ))
+
+    def _failed(self, request: Request, exc: BaseException, wall: float, latency: float) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            outcome = "cancelled"
+        elif isinstance(exc, TimeoutError):
+            outcome = "timeout"
+        else:
+            outcome = "error"
+        attempts = getattr(exc, "attempts", 1)
+        if isinstance(attempts, list):  # AllEndpointsFailedError: (endpoint, error) pairs
+            attempts = len(attempts)
+        status = getattr(exc, "status_code", None)
+        headers = getattr(exc, "headers", None)
+        trace_id = headers.get("x-ds-trace-id") if isinstance(headers, Mapping) else None
+        self._emit(RequestRecord(
+            model=_request_model(request.body), path=request.path, stream=request.stream, outcome=outcome,
+            status=status if isinstance(status, int) else None, error=type(exc).__name__,
+            attempts=attempts if isinstance(attempts, int) else 1, endpoint=_endpoint(request, None),
+            trace_id=trace_id, started_at=wall, latency=latency, currency=self._currency,
+            peak=self._is_peak(wall),
+        ))
+
+    def _is_peak(self, wall: float) -> bool:
+        # Peak windows start and end on whole Beijing hours: one calendar check per minute.
+        minute = int(wall // 60)
+        if minute != self._peak_minute:
+            self._peak = _pricing.is_peak(datetime.fromtimestamp(wall, timezone.utc), self.config.holidays)
+            self._peak_minute = minute
+        return self._peak
+
+    def _price(self, model: str, peak: bool) -> ModelPrice | None:
+        key = (model, peak)
+        try:
+            return self._price_cache[key]
+        except KeyError:
+            pass
+        override = self._prices.get(model)
+        if override is not None:
+            price: ModelPrice | None = override[0 if peak else 1]
+        else:
+            canon = _pricing.canonical_model(model)
+            table = _pricing.PRICES.get(self._currency, {})
+            price = table[canon].at(peak) if canon in table else None
+        self._price_cache[key] = price
+        return price
+
+    # -- delivering records --------------------------------------------------------------------------
+
+    def _emit(self, record: RequestRecord) -> None:
+        self.metrics.add(record)
+        for hook in self._hooks:
+            try:
+                hook(record)
+            except Exception:
+                self._hook_error(hook)
+
+    def _hook_error(self, hook: Callable[[RequestRecord], object]) -> None:
+        # A broken hook fails on every call: one traceback per hook, the rest at debug level.
+        self.hook_errors += 1
+        if id(hook) not in self._hook_failed:
+            self._hook_failed.add(id(hook))
+            log.exception("metrics hook %r failed (further failures of this hook are logged at "
+                          "DEBUG level; the call itself is unaffected)", hook)
+        else:
+            log.debug("metrics hook %r failed again", hook, exc_info=True)
+
+    def _safely(self, fn: Callable[..., None], *args: Any) -> None:
+        """Metrics must never break or alter a call: a bug here is logged, not raised."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("deepseek_kit metrics failed to record a call")
+

@@ -1,0 +1,574 @@
+"""Metrics and cost against the real emulator: one record per call (non-stream, stream, errors,
+timeouts, retries), cost from the DeepSeek price table at a pinned clock, the in-process summary,
+hooks, and the Prometheus / OpenTelemetry exporters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import statistics
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import aiohttp
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepseek_kit import (
+    APIConnectionError,
+    APITimeoutError,
+    AsyncClient,
+    InsufficientBalanceError,
+    RateLimitError,
+    RetryPolicy,
+    StreamError,
+    StreamTimeoutError,
+    Timeout,
+    UsageError,
+    _pricing,
+)
+from deepseek_kit._metrics import MetricsConfig, MetricsStep, RequestRecord, _tokens
+from deepseek_kit._metrics_summary import Metrics, percentile
+from deepseek_kit._pricing import ModelPrice
+
+MSGS = [{"role": "user", "content": "Tell me about the sea."}]
+FAST = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)
+BJ = _pricing.BEIJING
+PEAK = datetime(2026, 11, 24, 10, 0, tzinfo=BJ)  # a Tuesday, 10:00 Beijing
+LUNCH = datetime(2026, 11, 24, 13, 0, tzinfo=BJ)  # same day, between the peak windows
+SATURDAY = datetime(2026, 11, 28, 10, 0, tzinfo=BJ)
+HOLIDAY = datetime(2026, 10, 2, 10, 0, tzinfo=BJ)  # National Day week, a Friday
+
+
+def fault(spec: str) -> dict[str, str]:
+    return {"X-DSK-Emulate": f"{spec};key={uuid.uuid4().hex[:12]}"}
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+
+    def __call__(self, record: RequestRecord) -> None:
+        self.records.append(record)
+
+
+def make(base_url, *, hooks=(), timeout=None, retry=FAST, **cfg):
+    hook = Collect()
+    step = MetricsStep(MetricsConfig(hooks=(hook, *hooks), **cfg))
+    client = AsyncClient(api_key="sk-metrics-test-key", base_url=base_url, retry=retry, steps=[step],
+                         timeout=timeout or Timeout(connect=2, first_token=10, idle=10, total=30))
+    return client, step, hook
+
+
+async def read_stream(client, **kw):
+    async with await client.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
+                                                    **kw) as s:
+        async for _ in s:
+            pass
+    return s.get_final_completion()
+
+
+# -- records of successful calls -------------------------------------------------------------------
+
+
+async def test_non_stream_record_matches_usage_and_price(emulator):
+    at = PEAK.timestamp()
+    client, _step, hook = make(emulator.base_url, clock=lambda: at)
+    async with client:
+        r = await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                                 extra_headers=fault("tokens=300;reasoning_tokens=40"))
+    [rec] = hook.records
+    u = r.usage
+    assert (rec.model, rec.path, rec.stream, rec.outcome, rec.status, rec.error, rec.attempts) == (
+        "deepseek-flash", "/chat/completions", False, "ok", 200, None, 1)
+    assert rec.prompt_tokens == u.prompt_tokens > 0
+    assert rec.prompt_cache_hit_tokens == u.prompt_cache_hit_tokens
+    assert rec.prompt_cache_miss_tokens == u.prompt_cache_miss_tokens
+    assert rec.completion_tokens == u.completion_tokens == 340
+    assert rec.reasoning_tokens == u.reasoning_tokens == 40
+    assert rec.cost == _pricing.cost("deepseek-flash", u, PEAK) > 0
+    assert rec.peak is True and rec.currency == "CNY" and rec.started_at == at
+    assert 0 < rec.ttft <= rec.latency
+    assert rec.output_tps == pytest.approx(340 / rec.latency)
+    assert rec.trace_id is not None and not rec.cache_hit
+
+
+async def test_stream_record_is_made_when_the_stream_ends(emulator):
+    client, _step, hook = make(emulator.base_url, currency="USD", clock=lambda: LUNCH.timestamp())
+    async with client:
+        s = await client.chat.completions.create(model="deepseek-v4-pro", messages=MSGS, stream=True,
+                                                 extra_headers=fault("tokens=50;reasoning_tokens=20"))
+        assert hook.records == []  # nothing is known before the caller has read the stream
+        async with s:
+            async for _ in s:
+                pass
+        final = s.get_final_completion()
+    [rec] = hook.records
+    u = final.usage
+    assert (rec.model, rec.stream, rec.outcome, rec.status, rec.error) == (
+        "deepseek-v4-pro", True, "ok", 200, None)
+    assert (rec.prompt_tokens, rec.completion_tokens, rec.reasoning_tokens) == (
+        u.prompt_tokens, u.completion_tokens, 20)
+    assert rec.prompt_cache_hit_tokens + rec.prompt_cache_miss_tokens == rec.prompt_tokens
+    assert rec.cost == _pricing.cost("deepseek-v4-pro", u, LUNCH, "USD") > 0
+    assert rec.peak is False and rec.currency == "USD"
+    assert 0 < rec.ttft < rec.latency
+    assert rec.output_tps == pytest.approx(u.completion_tokens / (rec.latency - rec.ttft))
+
+
+async def test_cost_matches_what_the_emulator_charged(emulator):
+    client, step, hook = make(emulator.base_url)
+    async with client:
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                             extra_headers=fault("tokens=5000"))
+        await read_stream(client, extra_headers=fault("tokens=3000"))
+    spent = emulator.state.balance("sk-metrics-test-key")
+    spent = Decimal(100) - spent
+    recorded = sum((r.cost for r in hook.records), Decimal(0))
+    assert step.metrics.cost == recorded > 0
+    # equal unless a peak window opened or closed between the client's clock read and the server's
+    now = datetime.now(timezone.utc)
+    assert recorded == spent or _pricing.is_peak(now) != _pricing.is_peak(now - timedelta(minutes=1))
+
+
+async def test_second_call_reports_deepseek_context_cache_hits(emulator):
+    long = [{"role": "user", "content": "word " * 800}]
+    client, step, hook = make(emulator.base_url)
+    async with client:
+        for _ in range(2):
+            await client.chat.completions.create(model="deepseek-flash", messages=long)
+    first, second = hook.records
+    assert first.prompt_cache_hit_tokens == 0 and second.prompt_cache_hit_tokens > 0
+    assert second.cost < first.cost  # hits are billed at the cache-hit price
+    hit = step.metrics.snapshot()["prompt_cache_hit_rate"]
+    assert hit == pytest.approx(second.prompt_cache_hit_tokens / (first.prompt_tokens + second.prompt_tokens))
+
+
+@pytest.mark.parametrize(("when", "peak"), [(PEAK, True), (LUNCH, False), (SATURDAY, False),
+                                            (HOLIDAY, False)])
+async def test_peak_and_off_peak_prices_by_beijing_time(emulator, when, peak):
+    client, _step, hook = make(emulator.base_url, clock=lambda: when.timestamp())
+    async with client:
+        r = await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                                 extra_headers=fault("tokens=1000"))
+    [rec] = hook.records
+    assert rec.peak is peak
+    full = _pricing.cost("deepseek-flash", r.usage, peak=True)
+    assert rec.cost == (full if peak else full / 2)
+
+
+async def test_price_overrides(emulator):
+    mine = ModelPrice(Decimal("1"), Decimal("10"), Decimal("100"))
+    flat = ModelPrice(Decimal("0"), Decimal("1"), Decimal("1"))
+    client, _step, hook = make(emulator.base_url, clock=lambda: LUNCH.timestamp(),
+                              prices={"deepseek-flash": mine, "deepseek-v4-pro": (flat, flat)})
+    async with client:
+        a = await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        b = await client.chat.completions.create(model="deepseek-v4-pro", messages=MSGS)
+    ra, rb = hook.records
+    u = a.usage
+    assert ra.cost == (u.prompt_cache_hit_tokens * 1 + u.prompt_cache_miss_tokens * 10
+                       + u.completion_tokens * 100) / Decimal(2_000_000)  # off-peak: half
+    assert rb.cost == Decimal(b.usage.prompt_cache_miss_tokens + b.usage.completion_tokens) / 1_000_000
+
+
+async def test_fim_and_models_calls_are_recorded(emulator):
+    client, _step, hook = make(emulator.base_url)
+    async with client:
+        await client.beta.completions.create(model="deepseek-flash", prompt="def f(", suffix="return 1")
+        await client.models.list()
+    fim, models = hook.records
+    assert fim.path == "/completions" and fim.model == "deepseek-flash" and fim.completion_tokens > 0
+    assert fim.cost > 0
+    assert (models.path, models.model, models.cost, models.prompt_tokens) == ("/models", None, 0, 0)
+
+
+# -- failures, retries, timeouts -------------------------------------------------------------------
+
+
+async def test_rate_limit_errors_are_counted_by_class_with_attempts(emulator):
+    retry = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02, respect_retry_after=False)
+    client, step, hook = make(emulator.base_url, retry=retry)
+    async with client:
+        with pytest.raises(RateLimitError):
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                                 extra_headers=fault("status=429"))
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                             extra_headers=fault("status=429;times=1"))
+    failed, recovered = hook.records
+    assert (failed.outcome, failed.status, failed.error) == ("error", 429, "RateLimitError")
+    assert failed.attempts == 3
+    assert failed.cost == 0 and failed.model == "deepseek-flash" and failed.trace_id
+    assert (recovered.outcome, recovered.status, recovered.attempts) == ("ok", 200, 2)
+    snap = step.metrics.snapshot()
+    assert snap["errors_by_class"] == {"RateLimitError": 1}
+    assert snap["error_rate"] == 0.5 and snap["error_rate_by_class"] == {"RateLimitError": 0.5}
+    assert (snap["attempts"], snap["retries"]) == (5, 3)
+    assert snap["latency_s"]["samples"] == 1  # only successful calls enter the latency percentiles
+
+
+async def test_insufficient_balance_is_one_attempt(emulator_factory):
+    emu = emulator_factory(balance={"sk-metrics-test-key": "0"})
+    client, _step, hook = make(emu.base_url)
+    async with client:
+        with pytest.raises(InsufficientBalanceError):
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    [rec] = hook.records
+    assert (rec.status, rec.error, rec.attempts) == (402, "InsufficientBalanceError", 1)
+
+
+async def test_timeout_before_headers(emulator):
+    client, _step, hook = make(emulator.base_url, retry=RetryPolicy(max_retries=1, initial_delay=0.01),
+                              timeout=Timeout(connect=2, first_token=0.2, idle=5, total=30))
+    async with client:
+        with pytest.raises(APITimeoutError):
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                                 extra_headers=fault("delay_headers=3"))
+    [rec] = hook.records
+    assert (rec.outcome, rec.error, rec.status, rec.attempts) == ("timeout", "APITimeoutError", None, 2)
+    assert 0.2 <= rec.latency < 10 and rec.ttft is None
+
+
+async def test_stream_idle_timeout_and_reset_after_the_first_event(emulator):
+    client, step, hook = make(emulator.base_url, retry=RetryPolicy(max_retries=0),
+                              timeout=Timeout(connect=2, first_token=5, idle=0.2, total=30))
+    async with client:
+        with pytest.raises(StreamTimeoutError):
+            await read_stream(client, extra_headers=fault("delay_chunks=2"))
+        with pytest.raises(StreamError):
+            await read_stream(client, extra_headers=fault("reset_after=3;tokens=50"))
+    timed_out, broken = hook.records
+    assert (timed_out.outcome, timed_out.error, timed_out.status) == ("timeout", "StreamTimeoutError", 200)
+    assert (broken.outcome, broken.error) == ("broken", "StreamError")
+    assert broken.completion_tokens == 0 and broken.cost == 0  # no usage arrived
+    assert broken.ttft is not None
+    assert step.metrics.errors == {"StreamTimeoutError": 1, "StreamError": 1}
+
+
+async def test_caller_leaving_a_stream_early_is_closed_not_an_error(emulator):
+    client, step, hook = make(emulator.base_url)
+    async with client, await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                                    stream=True) as s:
+        async for _ in s:
+            break
+    [rec] = hook.records
+    assert (rec.outcome, rec.error) == ("closed", None)
+    assert step.metrics.errors_total == 0
+
+
+async def test_connection_refused_and_cancellation(emulator):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client, _step, hook = make(dead, retry=RetryPolicy(max_retries=1, initial_delay=0.01))
+    async with client:
+        with pytest.raises(APIConnectionError):
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    [rec] = hook.records
+    assert (rec.outcome, rec.error, rec.status, rec.attempts) == ("error", "APIConnectionError", None, 2)
+
+    client, _step, hook = make(emulator.base_url)
+    async with client:
+        task = asyncio.ensure_future(client.chat.completions.create(
+            model="deepseek-flash", messages=MSGS, extra_headers=fault("delay_headers=5")))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    [rec] = hook.records
+    assert (rec.outcome, rec.error) == ("cancelled", "CancelledError")
+
+
+# -- hooks, config, client cache -------------------------------------------------------------------
+
+
+async def test_hooks_once_per_call_and_a_failing_hook_breaks_nothing(emulator, caplog):
+    seen = []
+
+    def bad(record):
+        raise RuntimeError("hook bug")
+
+    class Obj:
+        def on_request(self, record):
+            seen.append(record)
+
+    client, step, hook = make(emulator.base_url, hooks=(bad, Obj()))
+    caplog.set_level(logging.DEBUG, logger="deepseek_kit.metrics")
+    async with client:
+        r = await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        await read_stream(client)
+        with pytest.raises(RateLimitError):
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS, max_retries=0,
+                                                 extra_headers=fault("status=429"))
+    assert r.choices[0].message.content
+    assert len(hook.records) == len(seen) == 3 and seen == hook.records
+    assert step.hook_errors == 3
+    errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "hook bug" in caplog.text  # one traceback, then debug lines
+
+
+async def test_disabled_is_a_pass_through(emulator):
+    client, step, hook = make(emulator.base_url, enabled=False)
+    async with client:
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    assert hook.records == [] and step.metrics.requests == 0
+
+
+async def test_client_cache_hits_cost_nothing(emulator):
+    class PretendCache:  # stands in for the cache step: marks every answer as served from cache
+        async def handle(self, request, call_next):
+            resp = await call_next(request)
+            resp.cache_hit = True
+            return resp
+
+    hook = Collect()
+    step = MetricsStep(MetricsConfig(hooks=(hook,)))
+    async with AsyncClient(api_key="sk-x", base_url=emulator.base_url, steps=[step, PretendCache()]) as c:
+        r = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    [rec] = hook.records
+    assert rec.cache_hit and rec.cost == 0 and rec.completion_tokens == r.usage.completion_tokens
+    snap = step.metrics.snapshot()
+    assert (snap["cache_hits"], snap["cache_hit_rate"]) == (1, 1.0)
+    assert (snap["tokens"]["total"], snap["cost"]) == (0, 0)
+    assert snap["latency_s"]["samples"] == 0
+
+
+def test_config_validation():
+    for bad in ({"window": 0}, {"reservoir": 0}, {"hooks": (42,)}, {"currency": "EUR"},
+                {"prices": {"m": (1, 2)}}):
+        with pytest.raises(UsageError):
+            MetricsConfig(**bad)
+    assert MetricsConfig.coerce(True) == MetricsConfig()
+    assert MetricsConfig.coerce(False) is None and MetricsConfig.coerce(None) is None
+    cfg = MetricsConfig(currency="usd", hooks=[print])
+    assert MetricsConfig.coerce(cfg) is cfg and cfg.currency == "USD" and cfg.hooks == (print,)
+    # a currency outside the table is fine when the user prices the models
+    p = ModelPrice(Decimal(1), Decimal(1), Decimal(1))
+    assert MetricsConfig(currency="EUR", prices={"m": p}).prices["m"] == (p, p.at(False))
+
+
+def test_token_split_without_deepseek_fields():
+    # OpenAI-style servers (vLLM, SGLang) report cached prompt tokens in prompt_tokens_details
+    u = {"prompt_tokens": 100, "completion_tokens": 7,
+         "prompt_tokens_details": {"cached_tokens": 64}, "completion_tokens_details": {"reasoning_tokens": 3}}
+    assert _tokens(u) == (100, 64, 36, 7, 3)
+    assert _tokens({"prompt_tokens": 10, "completion_tokens": 1}) == (10, 0, 10, 1, 0)
+    assert _tokens(None) == (0, 0, 0, 0, 0)
+
+
+# -- the summary -----------------------------------------------------------------------------------
+
+
+def rec(**kw) -> RequestRecord:
+    base = {"model": "deepseek-flash", "path": "/chat/completions", "stream": False, "outcome": "ok"}
+    return RequestRecord(**{**base, **kw})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1e4, allow_nan=False), min_size=2, max_size=300))
+def test_percentiles_match_the_stdlib(values):
+    data = sorted(values)
+    cuts = statistics.quantiles(data, n=100, method="inclusive")
+    for q in (50, 95, 99):
+        assert percentile(data, q) == pytest.approx(cuts[q - 1], rel=1e-9, abs=1e-9)
+    assert percentile(data, 0) == data[0] and percentile(data, 100) == data[-1]
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e4, allow_nan=False), min_size=1, max_size=50),
+       st.floats(min_value=0, max_value=100), st.floats(min_value=0, max_value=100))
+def test_percentiles_are_monotone_and_bounded(values, q1, q2):
+    data = sorted(values)
+    lo, hi = sorted((q1, q2))
+    assert data[0] <= percentile(data, lo) <= percentile(data, hi) <= data[-1]
+
+
+def test_summary_on_known_data():
+    m = Metrics(reservoir=100)
+    for i in range(1, 201):  # the reservoir keeps the latest 100: 101..200
+        m.add(rec(latency=float(i), ttft=i / 10, output_tps=10.0, prompt_tokens=3,
+                  prompt_cache_hit_tokens=1, prompt_cache_miss_tokens=2, completion_tokens=5,
+                  reasoning_tokens=1, cost=Decimal("0.001")))
+    m.add(rec(outcome="error", error="RateLimitError", status=429, attempts=5, latency=0.1))
+    s = m.snapshot()
+    assert s["latency_s"] == {"samples": 100, "p50": 150.5, "p95": pytest.approx(195.05),
+                              "p99": pytest.approx(199.01), "max": 200.0}
+    assert s["ttft_s"]["samples"] == 100 and s["ttft_s"]["p50"] == pytest.approx(15.05)
+    assert s["tokens"] == {"prompt": 600, "prompt_cache_hit": 200, "prompt_cache_miss": 400,
+                           "completion": 1000, "reasoning": 200, "total": 1600}
+    assert s["cost"] == Decimal("0.200") and s["requests"] == 201 and s["retries"] == 4
+    assert s["errors_by_class"] == {"RateLimitError": 1} and s["statuses"] == {429: 1}
+    assert s["by_model"]["deepseek-flash"]["requests"] == 201
+    assert m.prompt_cache_hit_rate == pytest.approx(1 / 3)
+    text = str(m)
+    assert "RateLimitError 1" in text and "latency" in text and "0.200 CNY" in text
+    m.reset()
+    assert m.snapshot()["requests"] == 0 and m.snapshot()["latency_s"]["p50"] is None
+
+
+def test_qps_over_the_window():
+    now = [1000.0]
+    m = Metrics(window=10, clock=lambda: now[0])
+    assert m.qps() == 0
+    for i in range(50):  # 50 calls over 5 seconds
+        now[0] = 1000.0 + i * 0.1
+        m.add(rec())
+    now[0] = 1005.0
+    assert m.qps() == pytest.approx(50 / 5.0)
+    now[0] = 1012.0  # the first ~2 seconds have left the 10 s window
+    assert m.qps() == pytest.approx(30 / 10)
+    now[0] = 1100.0
+    assert m.qps() == 0
+
+
+# -- exporters -------------------------------------------------------------------------------------
+
+
+async def test_prometheus_exposition(emulator):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from deepseek_kit._prometheus import PrometheusHook, exposition
+
+    reg = CollectorRegistry()
+    client, _step, hook = make(emulator.base_url, hooks=(PrometheusHook(reg), PrometheusHook(reg)),
+                              clock=lambda: PEAK.timestamp())
+    async with client:
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        await read_stream(client, extra_headers=fault("reasoning_tokens=9"))
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                             extra_headers=fault("status=503;times=1"))
+    samples = {}
+    for fam in text_string_to_metric_families(exposition(reg).decode()):
+        for s in fam.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+
+    def get(name, **labels):
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    n = 2  # the hook was given twice: both feed the same (shared) collectors
+    ok = get("deepseek_requests_total", model="deepseek-flash", outcome="ok", status="200", error="")
+    assert ok == 3 * n
+    recs = hook.records
+    assert get("deepseek_tokens_total", model="deepseek-flash", kind="completion") == n * sum(
+        r.completion_tokens for r in recs)
+    assert get("deepseek_tokens_total", model="deepseek-flash", kind="prompt_cache_miss") == n * sum(
+        r.prompt_cache_miss_tokens for r in recs)
+    assert get("deepseek_cost_total", model="deepseek-flash", currency="CNY") == pytest.approx(
+        n * float(sum(r.cost for r in recs)))
+    assert get("deepseek_retries_total", model="deepseek-flash") == n
+    assert get("deepseek_request_duration_seconds_count", model="deepseek-flash", stream="false",
+               outcome="ok") == 2 * n
+    assert get("deepseek_time_to_first_token_seconds_count", model="deepseek-flash", stream="true") == n
+    assert get("deepseek_request_duration_seconds_sum", model="deepseek-flash", stream="true",
+               outcome="ok") == pytest.approx(n * recs[1].latency)
+
+
+async def test_prometheus_http_endpoints(emulator):
+    from prometheus_client import CollectorRegistry
+
+    from deepseek_kit._prometheus import PrometheusHook, metrics_handler, serve_metrics
+
+    reg = CollectorRegistry()
+    client, _step, _hook = make(emulator.base_url, hooks=(PrometheusHook(reg, namespace="dsk"),))
+    async with client:
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server, thread = serve_metrics(port, registry=reg)
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert 'dsk_requests_total{error="",model="deepseek-flash",outcome="ok",status="200"} 1.0' in text
+
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(reg))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
+            assert r.headers["Content-Type"].startswith("text/plain")
+            assert "dsk_tokens_total" in await r.text()
+    finally:
+        await runner.cleanup()
+
+
+def test_prometheus_missing_names_the_extra(monkeypatch):
+    from deepseek_kit._prometheus import PrometheusHook, exposition
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    for fn in (PrometheusHook, exposition, lambda: MetricsStep(MetricsConfig(prometheus=True))):
+        with pytest.raises(UsageError, match=r"deepseek-kit\[metrics\]"):
+            fn()
+
+
+@pytest.fixture
+def spans():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+async def test_otel_spans_with_genai_attributes(emulator, spans):
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    from deepseek_kit._otel import OTelHook
+
+    provider, exporter = spans
+    client, _step, hook = make(emulator.base_url, hooks=(OTelHook(provider),))
+    async with client:
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
+                                             extra_headers=fault("reasoning_tokens=11"))
+        await read_stream(client)
+        with pytest.raises(RateLimitError):
+            await client.chat.completions.create(model="deepseek-v4-pro", messages=MSGS, max_retries=0,
+                                                 extra_headers=fault("status=429"))
+    plain, streamed, failed = exporter.get_finished_spans()
+    r0, r1, r2 = hook.records
+    assert plain.name == "chat deepseek-flash" and plain.kind == SpanKind.CLIENT
+    a = plain.attributes
+    assert a["gen_ai.system"] == "deepseek" and a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.request.model"] == "deepseek-flash" and a["gen_ai.request.stream"] is False
+    assert a["gen_ai.usage.input_tokens"] == r0.prompt_tokens
+    assert a["gen_ai.usage.output_tokens"] == r0.completion_tokens
+    assert a["gen_ai.usage.reasoning.output_tokens"] == 11
+    assert a["gen_ai.usage.cache_read.input_tokens"] == r0.prompt_cache_hit_tokens
+    assert a["deepseek.cost"] == pytest.approx(float(r0.cost)) and a["http.response.status_code"] == 200
+    assert plain.start_time == int(r0.started_at * 1e9)
+    assert plain.end_time - plain.start_time == int(r0.latency * 1e9)
+    assert streamed.attributes["gen_ai.request.stream"] is True
+    assert [e.name for e in streamed.events] == ["gen_ai.first_token"]
+    assert streamed.attributes["gen_ai.response.time_to_first_chunk"] == r1.ttft
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.attributes["error.type"] == "RateLimitError"
+    assert failed.attributes["http.response.status_code"] == 429 and r2.error == "RateLimitError"
+
+
+async def test_otel_is_a_no_op_without_a_provider_or_package(emulator, monkeypatch):
+    from deepseek_kit._otel import OTelHook
+
+    hook = OTelHook()  # the global provider is the API's default proxy: nothing is configured
+    assert hook._get_tracer() is None
+    hook(rec())
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    client, step, records = make(emulator.base_url, otel=True)
+    async with client:
+        await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    assert len(records.records) == 1 and step.hook_errors == 0
