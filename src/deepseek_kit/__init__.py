@@ -15,7 +15,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._client import AsyncClient, AuthStep, Step
+    from ._auth import AuthProvider, AuthStep, KeyRotation, OAuth2ClientCredentials, StaticKey
+    from ._breaker import BreakerPolicy
+    from ._client import AsyncClient, Step
     from ._errors import (
         AllEndpointsFailedError,
         APIConnectionError,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     )
     from ._request import Request, Response
     from ._retry import RetryPolicy
+    from ._router import Endpoint, Routing
     from ._sse import ServerSentEvent, SSEDecoder
     from ._stream import AsyncCompletionStream, AsyncStream
     from ._sync import Client, CompletionStream, Stream
@@ -68,7 +71,14 @@ _LAZY: dict[str, str] = {
     "AsyncClient": "._client",
     "AsyncCompletionStream": "._stream",
     "AsyncStream": "._stream",
-    "AuthStep": "._client",
+    "AuthProvider": "._auth",
+    "AuthStep": "._auth",
+    "BreakerPolicy": "._breaker",
+    "Endpoint": "._router",
+    "KeyRotation": "._auth",
+    "OAuth2ClientCredentials": "._auth",
+    "Routing": "._router",
+    "StaticKey": "._auth",
     "AuthenticationError": "._errors",
     "BadRequestError": "._errors",
     "Balance": "._types",
@@ -136,11 +146,13 @@ __all__ = [
     "AsyncClient",
     "AsyncCompletionStream",
     "AsyncStream",
+    "AuthProvider",
     "AuthStep",
     "AuthenticationError",
     "BadRequestError",
     "Balance",
     "BalanceInfo",
+    "BreakerPolicy",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
@@ -153,20 +165,25 @@ __all__ = [
     "CompletionStream",
     "DeepSeekError",
     "EmptyResponseError",
+    "Endpoint",
     "InsufficientBalanceError",
     "InternalServerError",
+    "KeyRotation",
     "MockResponse",
     "MockTransport",
     "Model",
     "ModelList",
     "NotFoundError",
+    "OAuth2ClientCredentials",
     "RateLimitError",
     "Request",
     "Response",
     "RetryPolicy",
+    "Routing",
     "SSEDecoder",
     "ServerSentEvent",
     "ServiceUnavailableError",
+    "StaticKey",
     "Step",
     "Stream",
     "StreamError",

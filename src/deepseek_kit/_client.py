@@ -7,39 +7,28 @@ Later steps (metrics, cache, router, limits) slot in around these without touchi
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
+from ._auth import AuthProvider, AuthStep, StaticKey
 from ._errors import UsageError, redact
 from ._http import Attempt
 from ._request import Request, Response
 from ._retry import RetryPolicy, RetryStep
+from ._router import Endpoint, RouterStep, Routing, endpoints_from_config
 from ._settings import DEFAULT_BASE_URL, resolve
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._transport import AiohttpTransport, Transport
 from ._version import __version__
 
-__all__ = ["AsyncClient", "AuthStep", "Step"]
+__all__ = ["AsyncClient", "Step"]
 
 CallNext = Callable[[Request], Awaitable[Response]]
 
 
 class Step(Protocol):
     async def handle(self, request: Request, call_next: CallNext) -> Response: ...
-
-
-class AuthStep:
-    """Adds `Authorization: Bearer <key>` just above the transport, so a retry (or, later, a
-    refreshed token) applies to every attempt. No key: no header (private deployments)."""
-
-    def __init__(self, api_key: str | None) -> None:
-        self._header = f"Bearer {api_key}" if api_key else None
-
-    async def handle(self, request: Request, call_next: CallNext) -> Response:
-        if self._header is not None:
-            request.headers["Authorization"] = self._header
-        return await call_next(request)
 
 
 def _beta_url(base_url: str) -> str:
@@ -56,6 +45,8 @@ class AsyncClient:
 
     `AsyncClient()` reads DEEPSEEK_API_KEY / DEEPSEEK_BASE_URL, then the config file. Pass
     `timeout=Timeout(...)` (or seconds), `max_retries=` or a full `retry=RetryPolicy(...)`,
+    `endpoints=[Endpoint(...), ...]` with `routing=Routing(...)` for failover across DeepSeek and
+    private deployments, `auth=` for KeyRotation / OAuth2ClientCredentials,
     `transport=` to replace the network (MockTransport in unit tests), `steps=` to add pipeline
     steps outside retry (seen once per call), `inner_steps=` between retry and auth (seen once per
     attempt).
@@ -78,9 +69,16 @@ class AsyncClient:
         config_file: str | None = None,
         steps: list[Step] | None = None,
         inner_steps: list[Step] | None = None,
+        auth: AuthProvider | None = None,
+        endpoints: Sequence[Endpoint] | None = None,
+        routing: Routing | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
-        if not key and url == DEFAULT_BASE_URL:
+        if endpoints is None and cfg.get("endpoints"):
+            endpoints = endpoints_from_config(cfg["endpoints"])
+        if routing is None and cfg.get("routing"):
+            routing = Routing(**cfg["routing"])
+        if not key and auth is None and not endpoints and url == DEFAULT_BASE_URL:
             raise UsageError(
                 "No DeepSeek API key: set DEEPSEEK_API_KEY, pass api_key=..., or put api_key in "
                 "the config file (~/.deepseek-kit/config.toml)."
@@ -104,7 +102,11 @@ class AsyncClient:
         if default_headers:
             self._headers.update(default_headers)
         self._closed = False
-        all_steps: list[Step] = [*(steps or []), RetryStep(policy), *(inner_steps or []), AuthStep(key)]
+        self.router = RouterStep(endpoints, routing) if endpoints else None
+        self.auth: AuthProvider = auth or StaticKey(key)
+        all_steps: list[Step] = [
+            *(steps or []), *([self.router] if self.router else []), RetryStep(policy),
+            *(inner_steps or []), AuthStep(self.auth)]
         call: CallNext = Attempt(self._transport, secrets=(key,))
         for step in reversed(all_steps):
             call = functools.partial(step.handle, call_next=call)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from ._errors import APIConnectionError, APIStatusError, UsageError
+from ._errors import APIConnectionError, APIStatusError, APITimeoutError, UsageError
 from ._request import Request, Response
 
 __all__ = ["RetryPolicy", "RetryStep"]
@@ -63,6 +63,16 @@ class RetryPolicy:
             if ra is not None:
                 return min(max(ra, 0.0), self.max_retry_after)
         return self.backoff(retry_number)
+
+
+def moves_at_once(exc: BaseException) -> bool:
+    """Errors that mean "this endpoint cannot serve now": with another endpoint available, the
+    router moves the call there instead of retrying here."""
+    if isinstance(exc, APITimeoutError):
+        return exc.which in ("connect", "first_token")
+    if isinstance(exc, APIStatusError):
+        return exc.status_code == 503
+    return isinstance(exc, APIConnectionError)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -115,6 +125,8 @@ class RetryStep:
                 exc.attempts = attempt
                 if attempt > retries or not policy.is_retryable(exc):
                     raise
+                if request.options.get("failover") and moves_at_once(exc):
+                    raise  # the router sends it to the next endpoint instead (issue 3 item 1)
                 delay = policy.delay_for(exc, attempt - 1)
                 now = loop.time()
                 ends = [t for t in (deadline, budget_end) if t is not None]
