@@ -1,0 +1,133 @@
+"""Auth providers against the real emulator (which checks bearer keys) and a real local OAuth2
+token server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from deepseek_kit import (
+    APIConnectionError,
+    AsyncClient,
+    AuthenticationError,
+    KeyRotation,
+    OAuth2ClientCredentials,
+)
+
+MSGS = [{"role": "user", "content": "auth"}]
+
+
+async def test_key_rotation_skips_a_rejected_key(emulator_factory):
+    emu = emulator_factory(api_keys={"sk-good-one-1111", "sk-good-two-2222"})
+    rot = KeyRotation(["sk-revoked-0000", "sk-good-one-1111", "sk-good-two-2222"])
+    c = AsyncClient(base_url=emu.base_url, auth=rot, max_retries=0)
+    for _ in range(4):
+        r = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        assert r.choices
+    assert emu.state.statuses[401] == 1  # the revoked key was tried once, then set aside
+    assert "sk-" not in repr(rot) and "sk-" not in repr(c)
+    await c.close()
+
+
+async def test_key_rotation_all_bad_is_an_authentication_error(emulator_factory):
+    emu = emulator_factory(api_keys={"sk-only-valid-9999"})
+    c = AsyncClient(base_url=emu.base_url, auth=KeyRotation(["sk-bad-a-0001", "sk-bad-b-0002"]), max_retries=0)
+    with pytest.raises(AuthenticationError) as ei:
+        await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    assert "sk-bad" not in str(ei.value)
+    await c.close()
+
+
+class TokenServer:
+    """A client-credentials token endpoint: issues tokens from a list, counts fetches."""
+
+    def __init__(self, tokens: list[str], expires_in: float = 3600, delay: float = 0.0):
+        self.tokens = tokens
+        self.expires_in = expires_in
+        self.delay = delay
+        self.fetches = 0
+        self.forms: list[dict] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        self.forms.append(form)
+        if form.get("client_secret") != "s3cret-value":
+            return web.json_response({"error": "invalid_client",
+                                      "error_description": "bad secret"}, status=401)
+        await asyncio.sleep(self.delay)
+        tok = self.tokens[min(self.fetches, len(self.tokens) - 1)]
+        self.fetches += 1
+        return web.json_response({"access_token": tok, "token_type": "bearer", "expires_in": self.expires_in})
+
+
+@pytest.fixture
+async def token_server():
+    servers = []
+
+    async def start(**kw):
+        ts = TokenServer(**kw)
+        app = web.Application()
+        app.router.add_post("/oauth/token", ts.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        ts.url = f"http://127.0.0.1:{port}/oauth/token"
+        servers.append(runner)
+        return ts
+
+    yield start
+    for r in servers:
+        await r.cleanup()
+
+
+async def test_oauth_token_fetched_once_for_concurrent_calls_and_cached(emulator_factory, token_server):
+    emu = emulator_factory(api_keys={"tok-1"})
+    ts = await token_server(tokens=["tok-1"], delay=0.1)
+    auth = OAuth2ClientCredentials(ts.url, "client-a", "s3cret-value", scope="chat")
+    c = AsyncClient(base_url=emu.base_url, auth=auth, max_retries=0)
+    await asyncio.gather(*(c.chat.completions.create(model="deepseek-flash", messages=MSGS) for _ in range(20)))
+    await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    assert ts.fetches == 1 and auth.fetches == 1
+    assert ts.forms[0] == {"grant_type": "client_credentials", "client_id": "client-a",
+                           "client_secret": "s3cret-value", "scope": "chat"}
+    await c.close()
+
+
+async def test_oauth_refreshes_before_expiry(emulator_factory, token_server):
+    emu = emulator_factory(api_keys={"tok-1", "tok-2"})
+    ts = await token_server(tokens=["tok-1", "tok-2"], expires_in=0.6)
+    auth = OAuth2ClientCredentials(ts.url, "client-a", "s3cret-value", refresh_margin=0.3)
+    c = AsyncClient(base_url=emu.base_url, auth=auth, max_retries=0)
+    await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    await asyncio.sleep(0.4)  # past expires_in - refresh_margin
+    await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    assert ts.fetches == 2
+    await c.close()
+
+
+async def test_oauth_401_refreshes_and_retries_once(emulator_factory, token_server):
+    emu = emulator_factory(api_keys={"tok-fresh"})
+    ts = await token_server(tokens=["tok-revoked", "tok-fresh"])
+    c = AsyncClient(base_url=emu.base_url, auth=OAuth2ClientCredentials(ts.url, "c", "s3cret-value"),
+                    max_retries=0)
+    r = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    assert r.choices and ts.fetches == 2 and emu.state.statuses[401] == 1
+    await c.close()
+
+
+async def test_oauth_bad_secret_and_unreachable_token_url_are_clear(emulator_factory, token_server):
+    emu = emulator_factory()
+    ts = await token_server(tokens=["x"])
+    c = AsyncClient(base_url=emu.base_url, auth=OAuth2ClientCredentials(ts.url, "c", "wrong-secret-value"))
+    with pytest.raises(AuthenticationError, match="refused the client credentials") as ei:
+        await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    assert "wrong-secret-value" not in str(ei.value)
+    c2 = AsyncClient(base_url=emu.base_url, auth=OAuth2ClientCredentials("http://127.0.0.1:9/token", "c", "s"))
+    with pytest.raises(APIConnectionError, match="token endpoint"):
+        await c2.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    await c.close()
+    await c2.close()
