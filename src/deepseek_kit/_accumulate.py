@@ -8,9 +8,24 @@ Rules (deepseek-api.md §4.2-4.3):
   is only taken when none is known yet;
 - logprobs entries are appended per choice;
 - usage may ride on the finish chunk or on a trailing `choices: []` chunk: the last non-null wins.
+
+Dialects of private deployments (docs/dialects.md), each handled where DeepSeek's own chunks pay at
+most one attribute test:
+- `delta.reasoning` (vLLM >= 0.11, Ollama) is folded into `reasoning_content` on the chunk itself,
+  so the caller iterating the stream sees the DeepSeek field too; when a server sends both with the
+  same text (vLLM's transition releases, vllm-mlx) `reasoning_content` wins and nothing is doubled;
+- a fragment that opens a call (it has a name) with an id different from the call already at its
+  index is a new call: Ollama sends every call of a turn at index 0 (ollama#15457), older vLLM did
+  too; later argument fragments of that index then go to the new call;
+- `index: null` (or, via the default, a missing index) is placed the same way;
+- a call that never received an id gets one (`call_` + 24 hex digits), fixed once per call.
 """
 
 from __future__ import annotations
+
+import secrets
+
+from msgspec import UNSET
 
 from ._types import (
     ChatCompletion,
@@ -38,13 +53,15 @@ class _ToolState:
 
 
 class _ChoiceState:
-    __slots__ = ("content", "finish_reason", "lp_content", "lp_reasoning", "reasoning", "role", "tools")
+    __slots__ = ("alias", "content", "finish_reason", "lp_content", "lp_reasoning", "reasoning", "role",
+                 "tools")
 
     def __init__(self) -> None:
         self.role = "assistant"
         self.content: list[str] = []
         self.reasoning: list[str] | None = None
         self.tools: dict[int, _ToolState] | None = None
+        self.alias: dict[int, int] | None = None  # wire index -> slot, once indexes were reused
         self.lp_content: list[TokenLogprob] | None = None
         self.lp_reasoning: list[TokenLogprob] | None = None
         self.finish_reason: str | None = None
@@ -82,11 +99,16 @@ class ChunkAccumulator:
             d = ch.delta
             if d.content:
                 st.content.append(d.content)
-            if d.reasoning_content is not None:
+            rc = d.reasoning_content
+            if d.reasoning is not UNSET:  # another server's name for it (docs/dialects.md)
+                if rc is None and d.reasoning is not None:
+                    rc = d.reasoning_content = d.reasoning
+                d.reasoning = UNSET
+            if rc is not None:
                 if st.reasoning is None:
                     st.reasoning = []
-                if d.reasoning_content:
-                    st.reasoning.append(d.reasoning_content)
+                if rc:
+                    st.reasoning.append(rc)
             if d.tool_calls:
                 self._add_tools(st, d.tool_calls)
             if d.role:
@@ -114,14 +136,30 @@ class ChunkAccumulator:
         if tools is None:
             tools = st.tools = {}
         for frag in fragments:
-            t = tools.get(frag.index)
+            wire = frag.index
+            if wire is None:
+                wire = -1  # no index: a running slot after the others, split by ids like a reused index
+            key = wire if st.alias is None else st.alias.get(wire, wire)
+            if key == -1:
+                key = max(tools) + 1 if tools else 0
+                if st.alias is None:
+                    st.alias = {}
+                st.alias[-1] = key
+            t = tools.get(key)
+            fn = frag.function
             if t is None:
-                t = tools[frag.index] = _ToolState()
+                t = tools[key] = _ToolState()
+            elif (frag.id and t.id and frag.id != t.id and fn is not None and fn.name):
+                # A new call at an index already in use (Ollama, older vLLM): give it the next slot.
+                key = max(tools) + 1
+                t = tools[key] = _ToolState()
+                if st.alias is None:
+                    st.alias = {}
+                st.alias[wire] = key
             if frag.id and not t.id:
                 t.id = frag.id
             if frag.type:
                 t.type = frag.type
-            fn = frag.function
             if fn is not None:
                 if fn.name and not t.name:
                     t.name = fn.name
@@ -144,10 +182,12 @@ class ChunkAccumulator:
             st = self._choices[idx]
             tool_calls = None
             if st.tools:
-                tool_calls = [
-                    ToolCall(id=t.id, type=t.type, function=Function(name=t.name, arguments="".join(t.args)))
-                    for _, t in sorted(st.tools.items())
-                ]
+                tool_calls = []
+                for _, t in sorted(st.tools.items()):
+                    if not t.id:  # a server that sends no ids: the caller still needs one to answer
+                        t.id = "call_" + secrets.token_hex(12)
+                    tool_calls.append(ToolCall(id=t.id, type=t.type,
+                                               function=Function(name=t.name, arguments="".join(t.args))))
             content: str | None = "".join(st.content)
             if not content and tool_calls:
                 content = None if not st.content else content

@@ -35,8 +35,10 @@ __all__ = [
     "StreamTimeoutError",
     "UnprocessableEntityError",
     "UsageError",
+    "error_fields",
     "make_status_error",
     "redact",
+    "status_for_error",
 ]
 
 # sk-... keys, Bearer tokens and anything that looks like a long secret after "key".
@@ -223,6 +225,81 @@ def _decode_body(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+def _detail_text(detail: Any) -> str | None:
+    """FastAPI's `{"detail": ...}`: a string, or a list of validation errors `{loc, msg, ...}` (SGLang
+    and other FastAPI servers answer 422 this way); the list becomes `body.messages: Field required`."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, dict) and isinstance(item.get("msg"), str):
+                loc = item.get("loc")
+                where = ".".join(str(x) for x in loc) if isinstance(loc, list) else ""
+                parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+            else:
+                parts.append(str(item))
+        return "; ".join(parts) or None
+    return None if detail is None else str(detail)
+
+
+def error_fields(body: Any) -> tuple[str | None, str | None, str | int | None, str | None] | None:
+    """(message, type, code, param) of an error envelope in a decoded JSON body, or None when the
+    body is not one. Shapes (docs/dialects.md): DeepSeek/OpenAI/vLLM >= 0.10.1/Ollama/llama.cpp
+    nested `{"error": {...}}`; vLLM < 0.10.1 and SGLang flat `{"object": "error", "message": ...}`;
+    `{"error": "text"}` (Ollama native, proxies); FastAPI `{"detail": ...}`."""
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    if isinstance(err, str):
+        return err, None, None, None
+    if not isinstance(err, dict):
+        if body.get("object") == "error" or "detail" in body:
+            err = body
+        else:
+            return None
+    return _fields_of(err)
+
+
+def _fields_of(err: dict[str, Any]) -> tuple[str | None, str | None, str | int | None, str | None]:
+    m = err.get("message")
+    if not isinstance(m, str):
+        m = _detail_text(err.get("detail")) if "detail" in err else (None if m is None else str(m))
+    if m is None and isinstance(err.get("msg"), str):
+        m = err["msg"]
+    t = err.get("type")
+    c = err.get("code")
+    p = err.get("param")
+    return (m, t if isinstance(t, str) else None, c if isinstance(c, (str, int)) else None,
+            p if isinstance(p, str) else None)
+
+
+# Error `type` strings of the servers in docs/dialects.md, for an error that arrives without a usable
+# HTTP status (inside a 200 body or a stream).
+_STATUS_BY_TYPE = {
+    "invalid_request_error": 400, "BadRequestError": 400, "exceed_context_size_error": 400,
+    "authentication_error": 401, "AuthenticationError": 401,
+    "permission_error": 403, "PermissionDeniedError": 403,
+    "not_found_error": 404, "NotFoundError": 404,
+    "rate_limit_error": 429, "rate_limit_exceeded": 429, "RateLimitError": 429,
+    "server_error": 500, "api_error": 500, "InternalServerError": 500,
+    "not_supported_error": 501,
+    "unavailable_error": 503, "overloaded_error": 503, "ServiceUnavailableError": 503,
+}
+
+
+def status_for_error(code: str | int | None, etype: str | None, default: int = 500) -> int:
+    """The HTTP status an error object stands for: its numeric `code` (vLLM, SGLang, llama.cpp put
+    the status there), else its `type`, else `default`."""
+    if isinstance(code, int) and 400 <= code < 600:
+        return code
+    if isinstance(code, str) and code.isdigit() and 400 <= int(code) < 600:
+        return int(code)
+    if etype is not None:
+        return _STATUS_BY_TYPE.get(etype, default)
+    return default
+
+
 def make_status_error(
     status: int,
     headers: Mapping[str, str],
@@ -240,18 +317,11 @@ def make_status_error(
     etype: str | None = None
     code: str | int | None = None
     param: str | None = None
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            m = err.get("message") or err.get("detail") or err.get("msg")
-            message = m if isinstance(m, str) else (None if m is None else str(m))
-            etype = err.get("type") if isinstance(err.get("type"), str) else None
-            c = err.get("code")
-            code = c if isinstance(c, (str, int)) else None
-            p = err.get("param")
-            param = p if isinstance(p, str) else None
-        elif isinstance(err, str):
-            message = err
+    fields = error_fields(body)
+    if fields is None and isinstance(body, dict):
+        fields = _fields_of(body)  # an error status makes any object an error: flat without "object"
+    if fields is not None:
+        message, etype, code, param = fields
     elif isinstance(body, str):
         message = body.strip()[:500] or None
     if not message:

@@ -3,7 +3,10 @@
 Responses are decoded leniently: every field has a default, unknown fields are ignored and enum-like
 fields (finish_reason, role, model, object) are plain `str`, so a new finish_reason or a new model
 name never breaks decoding. Private deployments (vLLM, SGLang, Ollama) omit fields DeepSeek always
-sends; defaults cover that too.
+sends; defaults cover that too. The few fields only other servers send (`reasoning`, the newer
+vLLM/Ollama name of `reasoning_content`) default to `UNSET`, which msgspec never encodes: a DeepSeek
+answer encodes exactly as before, and `_dialects.py` / `_accumulate.py` fold them into the DeepSeek
+shape (docs/dialects.md).
 
 Request-side structs use `UNSET` as the default so that only what the caller set goes on the wire
 (`omit_defaults`); `None` is sent as JSON null where the API allows it (e.g. `thinking: null`).
@@ -177,6 +180,8 @@ class ChatCompletionMessage(_Out, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ToolCall] | None = None
+    #: vLLM >= 0.11 / Ollama name of reasoning_content; folded into it by `_dialects` (then UNSET).
+    reasoning: str | UnsetType | None = UNSET
 
     def to_param(self) -> dict[str, Any]:
         """This message as it must be sent back in the next request's history: reasoning_content
@@ -212,9 +217,10 @@ class ChoiceDeltaToolCallFunction(_Out, gc=False):
 
 class ChoiceDeltaToolCall(_Out, gc=False):
     """A tool-call fragment: the first carries id/type/name, the rest only index + arguments (§4.2).
-    `index` defaults to 0 for servers that omit it."""
+    `index` defaults to 0 for servers that omit it; some send `null` (docs/dialects.md), kept as None
+    for the accumulator to place by id."""
 
-    index: int = 0
+    index: int | None = 0
     id: str | None = None
     type: str | None = None
     function: ChoiceDeltaToolCallFunction | None = None
@@ -225,6 +231,8 @@ class ChoiceDelta(_Out, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ChoiceDeltaToolCall] | None = None
+    #: vLLM >= 0.11 / Ollama name of reasoning_content; folded into it by the accumulator (then UNSET).
+    reasoning: str | UnsetType | None = UNSET
 
 
 class ChunkChoice(_Out, gc=False):
