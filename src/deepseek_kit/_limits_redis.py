@@ -1,0 +1,383 @@
+"""Redis limits backend: one quota shared by every process and host that uses the same name.
+
+Same semantics as `_limits_local.py`, kept in Redis by three Lua scripts (each runs atomically):
+
+- `acquire` purges expired leases and dead waiters, queues tickets, grants in-flight leases in
+  ticket order and reserves the rpm/tpm turn (GCRA, one timestamp per rate) in the same call;
+- `release` frees a lease, corrects the token estimate with the real usage, moves the adaptive
+  factor, and publishes a wake-up when someone is queued;
+- `renew` pushes back the expiry of this process's leases and tickets.
+
+Time is Redis's own clock (`TIME`), so hosts need not agree on the time. Waits are relative.
+
+Fairness (FIFO across processes): every request that finds the in-flight cap reached gets a ticket
+in a sorted set scored by a global sequence number (`HINCRBY seq`); a ticket is granted only when
+fewer tickets are ahead of it than there are free slots, so a later ticket never takes a slot an
+earlier one is waiting for, whichever process holds it. Within one process a single `_Pump` per
+quota sends its waiters in arrival order, batched into one script call per round trip. Waiters
+sleep until a release is published on `dsk:lim:wake:<name>` (one subscription per process); a
+timer at the next lease expiry (a holder that died) and at most `lease_ttl/3` later covers lost
+messages. Leases and tickets expire `lease_ttl` seconds after their last renewal, so a process
+killed while holding them frees them within `lease_ttl`; a live process renews every `lease_ttl/3`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import secrets
+from collections import deque
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._limits import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout
+from ._limits_lua import ACQUIRE, RELEASE, RENEW, STATE
+
+__all__ = ["RedisLimiter"]
+
+log = logging.getLogger("deepseek_kit.limits")
+
+_MAX_BATCH = 256
+
+def _safe_url(url: str) -> str:
+    p = urlsplit(url)
+    if p.password:
+        return url.replace(f":{p.password}@", ":****@")
+    return url
+
+
+class _Entry:
+    __slots__ = ("budget_end", "fut", "id", "sent", "tokens")
+
+    def __init__(self, id: str, tokens: int, budget_end: float | None, fut: asyncio.Future[float]) -> None:
+        self.id = id
+        self.tokens = tokens
+        self.budget_end = budget_end
+        self.fut = fut
+        self.sent = False  # its ticket may be in Redis
+
+
+class _Pump:
+    """Sends one quota's waiters of this process to Redis, in arrival order, one call at a time."""
+
+    def __init__(self, owner: RedisLimiter, scope: str) -> None:
+        self.owner = owner
+        self.scope = scope
+        self.pending: deque[_Entry] = deque()
+        self.cancels: list[str] = []
+        self.kick = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def submit(self, e: _Entry) -> None:
+        self.pending.append(e)
+        self.wake()
+
+    def drop(self, e: _Entry) -> None:
+        """A waiter gave up (timeout or cancelled): take its ticket back."""
+        if e.sent:
+            self.cancels.append(e.id)
+            self.wake()
+
+    def wake(self) -> None:
+        self.kick.set()
+        if self.task is None:
+            self.task = self.owner._spawn(self._run())
+
+    async def _run(self) -> None:
+        owner = self.owner
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self.kick.clear()
+                self.pending = deque(e for e in self.pending if not e.fut.done())
+                if not self.pending and not self.cancels:
+                    return
+                batch = list(itertools.islice(self.pending, _MAX_BATCH))
+                cancels, self.cancels = self.cancels, []
+                for e in batch:
+                    e.sent = True
+                now = loop.time()
+                head, results = await owner._run_acquire(self.scope, batch, cancels, now)
+                factor, _capnow, nxt = float(head[0]), int(head[1]), float(head[2])
+                owner._factor[self.scope] = factor
+                granted = False
+                for e, (status, wait) in zip(batch, results, strict=False):
+                    if status == "wait":
+                        continue
+                    if status == "ok":
+                        granted = True
+                        if e.fut.done():
+                            if owner._cap:
+                                self.cancels.append(e.id)  # granted after it gave up
+                        else:
+                            e.fut.set_result(wait)
+                    elif not e.fut.done():
+                        budget = None if e.budget_end is None else max(0.0, e.budget_end - now)
+                        e.fut.set_exception(queue_timeout(owner.limits, status, 0.0, budget,
+                                                          would_wait=wait))
+                self.pending = deque(e for e in self.pending if not e.fut.done())
+                unsent = any(not e.sent for e in self.pending)
+                if granted or unsent or self.cancels or not self.pending:
+                    continue
+                if await owner._listen():
+                    continue  # just subscribed: look again in case a release was missed
+                timeout = owner._poll if nxt < 0 else min(owner._poll, max(nxt, 0.005))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.kick.wait(), timeout)
+        except Exception as exc:
+            err = owner._backend_error(exc)
+            for e in self.pending:
+                if not e.fut.done():
+                    e.fut.set_exception(err)
+            self.pending.clear()
+        finally:
+            self.task = None
+
+
+class _RedisLease:
+    __slots__ = ("done", "id", "owner", "scope", "tokens")
+
+    def __init__(self, owner: RedisLimiter, scope: str, id: str | None, tokens: int) -> None:
+        self.owner = owner
+        self.scope = scope
+        self.id = id
+        self.tokens = tokens
+        self.done = False
+
+    def finish(self, used: int | None, outcome: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        owner = self.owner
+        diff = used - self.tokens if used is not None and owner._ti else 0
+        if self.id is not None:
+            held = owner._held.get(self.scope)
+            if held is not None:
+                held.discard(self.id)
+        grow = outcome == OK and owner._factor.get(self.scope, 1.0) < 1.0
+        if self.id is not None or diff or outcome < 0 or grow:
+            owner._releases.add(owner._spawn(owner._release(self.scope, self.id or "", diff, outcome)))
+
+
+class RedisLimiter:
+    """The Redis backend. `client` (a `redis.asyncio.Redis`) replaces the one made from
+    `limits.redis_url`; it is then not closed by `aclose()`."""
+
+    def __init__(self, limits: Limits, client: Any = None) -> None:
+        if limits.redis_url is None and client is None:
+            raise ValueError("RedisLimiter needs Limits.redis_url or a client")
+        self.limits = limits
+        self._redis: Any = client
+        self._own = client is None
+        self._scripts: dict[str, Any] = {}
+        self._cap = limits.max_in_flight or 0
+        self._ti = 60.0 / limits.tpm if limits.tpm else 0.0
+        ri = 60.0 / limits.rpm if limits.rpm else 0.0
+        rb = limits.burst_units(limits.rpm) if limits.rpm else 0.0
+        tb = limits.burst_units(limits.tpm) if limits.tpm else 0.0
+        ttl = limits.lease_ttl
+        self._ttl = ttl
+        self._poll = max(0.05, min(1.0, ttl / 3))
+        self._channel = f"dsk:lim:wake:{limits.name}"
+        idle_ms = int(max(600.0, ttl * 4) * 1000)
+        self._head_args: list[Any] = [self._cap, repr(ri), repr(self._ti), repr(rb), repr(tb), repr(ttl),
+                                      idle_ms, self._channel]
+        ad = limits.adaptive
+        self._adapt = ([ad.decrease, ad.increase, ad.floor, ad.cooldown] if ad is not None
+                       else [1.0, 0.0, 1.0, 0.0])
+        self._idle_ms = idle_ms
+        self._tag = f"{os.getpid()}.{secrets.token_hex(4)}."
+        self._ids = itertools.count()
+        self._keys: dict[str, list[str]] = {}
+        self._pumps: dict[str, _Pump] = {}
+        self._held: dict[str, set[str]] = {}
+        self._factor: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._releases: set[asyncio.Task[Any]] = set()
+        self._renewer: asyncio.Task[None] | None = None
+        self._pubsub: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis.asyncio
+
+            assert self.limits.redis_url is not None
+            self._redis = redis.asyncio.Redis.from_url(self.limits.redis_url)
+        return self._redis
+
+    def _script(self, name: str, text: str) -> Any:
+        s = self._scripts.get(name)
+        if s is None:
+            s = self._scripts[name] = self._client().register_script(text)
+        return s
+
+    def _keys_of(self, scope: str) -> list[str]:
+        k = self._keys.get(scope)
+        if k is None:
+            base = f"dsk:lim:{{{scope}}}:"
+            k = self._keys[scope] = [base + "s", base + "l", base + "q", base + "a"]
+        return k
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._releases.discard(task)
+
+    def _backend_error(self, exc: BaseException) -> LimitBackendError:
+        url = _safe_url(self.limits.redis_url or "the given Redis client")
+        return LimitBackendError(f"limits {self.limits.name!r}: Redis at {url} failed ({type(exc).__name__}: "
+                                 f"{exc}); the request was not sent. Check that Redis is running.")
+
+    async def _run_acquire(self, scope: str, batch: list[_Entry], cancels: list[str],
+                           now: float) -> tuple[list[Any], list[tuple[str, float]]]:
+        args = [*self._head_args, scope, len(cancels), *cancels]
+        for e in batch:
+            budget = -1.0 if e.budget_end is None else max(0.0, e.budget_end - now)
+            args += (e.id, e.tokens, repr(budget))
+        if self._cap:
+            self._ensure_renewer()
+        out = await self._script("acquire", ACQUIRE)(keys=self._keys_of(scope), args=args)
+        res = [(out[j].decode() if isinstance(out[j], bytes) else str(out[j]), float(out[j + 1]))
+               for j in range(3, len(out), 2)]
+        return out[:3], res
+
+    async def _release(self, scope: str, lease_id: str, diff: int, outcome: int) -> None:
+        keys = self._keys_of(scope)
+        args = [lease_id, diff, repr(self._ti), outcome, *self._adapt, self._channel, scope, self._idle_ms]
+        try:
+            f = await self._script("release", RELEASE)(keys=keys[:3], args=args)
+        except Exception as exc:  # the lease then expires after lease_ttl (no longer renewed)
+            log.warning("%s", self._backend_error(exc))
+            return
+        self._factor[scope] = float(f)
+
+    async def _listen(self) -> bool:
+        """Subscribe to wake-ups once per process; True when this call subscribed."""
+        if self._listener is not None:
+            return False
+        ps = self._client().pubsub(ignore_subscribe_messages=True)
+        await ps.subscribe(self._channel)
+        self._pubsub = ps
+        self._listener = self._spawn(self._read_wakeups(ps))
+        return True
+
+    async def _read_wakeups(self, ps: Any) -> None:
+        try:
+            async for msg in ps.listen():
+                if msg.get("type") == "message":
+                    data = msg.get("data")
+                    pump = self._pumps.get(data.decode() if isinstance(data, bytes) else str(data))
+                    if pump is not None and pump.pending:
+                        pump.kick.set()
+        except Exception as exc:  # pumps fall back to their timers; the next wait re-subscribes
+            log.warning("limits %r: wake-up subscription lost (%s)", self.limits.name, exc)
+        finally:
+            if self._listener is asyncio.current_task():
+                self._listener = None
+
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None:
+            self._renewer = self._spawn(self._renew_loop())
+
+    async def _renew_loop(self) -> None:
+        script = self._script("renew", RENEW)
+        try:
+            while True:
+                await asyncio.sleep(self._ttl / 3)
+                busy = False
+                for scope in set(self._held) | set(self._pumps):
+                    ids = list(self._held.get(scope, ()))
+                    pump = self._pumps.get(scope)
+                    if pump is not None:
+                        ids += [e.id for e in pump.pending if e.sent and not e.fut.done()]
+                    if not ids:
+                        continue
+                    busy = True
+                    try:
+                        await script(keys=self._keys_of(scope)[1::2], args=[repr(self._ttl), *ids])
+                    except Exception as exc:
+                        log.warning("limits %r: could not renew leases (%s)", self.limits.name, exc)
+                if not busy:
+                    return
+        finally:
+            if self._renewer is asyncio.current_task():
+                self._renewer = None
+
+    # -- the backend interface --------------------------------------------------------------------------
+
+    async def acquire(self, scope: str, tokens: int, budget: float | None) -> _RedisLease:
+        if self._closed:
+            raise LimitBackendError("these limits are closed (the client was closed)")
+        loop = asyncio.get_running_loop()
+        pump = self._pumps.get(scope)
+        if pump is None:
+            pump = self._pumps[scope] = _Pump(self, scope)
+        fut: asyncio.Future[float] = loop.create_future()
+        e = _Entry(self._tag + str(next(self._ids)), tokens,
+                   None if budget is None else loop.time() + budget, fut)
+        pump.submit(e)
+        timer = None
+        if budget is not None and self._cap:
+            timer = loop.call_later(budget, self._expire, pump, e, budget)
+        try:
+            wait = await fut
+        except asyncio.CancelledError:
+            pump.drop(e)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        lease = _RedisLease(self, scope, e.id if self._cap else None, tokens)
+        if self._cap:
+            self._held.setdefault(scope, set()).add(e.id)
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:
+                lease.finish(0, NEUTRAL)
+                raise
+        return lease
+
+    def _expire(self, pump: _Pump, e: _Entry, budget: float) -> None:
+        if not e.fut.done():
+            e.fut.set_exception(queue_timeout(self.limits, "in_flight", budget, budget))
+            pump.drop(e)
+
+    async def state(self, scope: str) -> LimitState:
+        if self._releases:  # read our own releases
+            await asyncio.gather(*self._releases, return_exceptions=True)
+        try:
+            f, held, queued = await self._script("state", STATE)(keys=self._keys_of(scope), args=[])
+        except Exception as exc:
+            raise self._backend_error(exc) from exc
+        factor = float(f)
+        cap = max(1, int(self._cap * factor + 1e-9)) if self._cap else None
+        return LimitState(factor, int(held), cap, int(queued))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._releases:  # let releases reach Redis so slots free now, not after lease_ttl
+            await asyncio.wait(self._releases, timeout=max(1.0, self._ttl / 3))
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):  # closing anyway
+                await self._pubsub.aclose()
+        if self._own and self._redis is not None:
+            await self._redis.aclose()
