@@ -20,6 +20,7 @@ from deepseek_kit import (
     InsufficientBalanceError,
     InternalServerError,
     RateLimitError,
+    Resumption,
     RetryPolicy,
     ServiceUnavailableError,
     StreamError,
@@ -28,6 +29,9 @@ from deepseek_kit import (
 )
 
 MSGS = [{"role": "user", "content": "Tell me about the sea."}]
+# These tests pin the foundation's behaviour (StreamError with the partial answer); resumption on
+# top of it is tested in test_resume.py.
+NO_RESUME = Resumption(enabled=False)
 FAST = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)
 
 
@@ -42,7 +46,7 @@ def fault(spec: str) -> dict[str, str]:
 
 @pytest.fixture
 async def client(emulator):
-    c = AsyncClient(api_key="sk-live-test-key-abcdef", base_url=emulator.base_url, retry=FAST,
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-live-test-key-abcdef", base_url=emulator.base_url, retry=FAST,
                     timeout=Timeout(connect=2, first_token=10, idle=10, total=30))
     yield c
     await c.close()
@@ -160,7 +164,7 @@ async def test_json_mode(client):
 
 async def test_auth_error_typed_and_key_redacted(emulator_keys):
     secret = "sk-wrong-key-zzzzzzzzzz9999"
-    c = AsyncClient(api_key=secret, base_url=emulator_keys.base_url, retry=FAST)
+    c = AsyncClient(resumption=NO_RESUME, api_key=secret, base_url=emulator_keys.base_url, retry=FAST)
     with pytest.raises(AuthenticationError) as ei:
         await c.models.list()
     e = ei.value
@@ -172,7 +176,7 @@ async def test_auth_error_typed_and_key_redacted(emulator_keys):
 
 
 async def test_insufficient_balance_is_never_retried(emulator_broke):
-    c = AsyncClient(api_key="sk-broke-account-0000", base_url=emulator_broke.base_url, retry=FAST)
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-broke-account-0000", base_url=emulator_broke.base_url, retry=FAST)
     with pytest.raises(InsufficientBalanceError) as ei:
         await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert ei.value.attempts == 1 and ei.value.status_code == 402
@@ -296,7 +300,7 @@ async def test_insufficient_system_resource_finish(client):
 
 
 async def test_stall_with_keepalives_fires_first_token_timeout(emulator):
-    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, retry=RetryPolicy(max_retries=1, initial_delay=0.01),
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, retry=RetryPolicy(max_retries=1, initial_delay=0.01),
                     timeout=Timeout(first_token=0.6, idle=5, total=30))
     h = fault("stall_first_token=30;keepalive=0.1")
     t0 = time.monotonic()
@@ -312,7 +316,7 @@ async def test_stall_with_keepalives_fires_first_token_timeout(emulator):
 
 
 async def test_delay_before_headers_fires_first_token_timeout(emulator):
-    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0,
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, max_retries=0,
                     timeout=Timeout(first_token=0.5))
     with pytest.raises(APITimeoutError) as ei:
         await c.chat.completions.create(model="deepseek-flash", messages=MSGS, extra_headers=fault("delay_headers=20"))
@@ -331,7 +335,7 @@ async def test_queue_keepalives_are_tolerated(client):
 
 
 async def test_slow_chunks_fire_idle_timeout_with_partial(emulator):
-    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0,
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, max_retries=0,
                     timeout=Timeout(first_token=10, idle=0.4, total=30))
     ok = await (await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
                                                 extra_headers={"X-DSK-Emulate": "delay_chunks=0.05;tokens=10;reasoning_tokens=2"})).until_done()
@@ -350,7 +354,7 @@ async def test_slow_chunks_fire_idle_timeout_with_partial(emulator):
 
 
 async def test_total_timeout_bounds_a_slow_stream(emulator):
-    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0,
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, max_retries=0,
                     timeout=Timeout(first_token=10, idle=10, total=1.0))
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
                                         extra_headers=fault("delay_chunks=0.2;tokens=200"))
@@ -362,7 +366,7 @@ async def test_total_timeout_bounds_a_slow_stream(emulator):
 
 
 async def test_keepalive_forever_after_last_chunk_ends_normally(emulator):
-    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0,
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, max_retries=0,
                     timeout=Timeout(first_token=10, idle=60, total=120, tail=0.5))
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
                                         extra_headers=fault("keepalive_forever;keepalive=0.1"))
@@ -437,7 +441,7 @@ async def test_done_callbacks_fire_once_with_outcome_and_usage(client):
             resp.add_done_callback(lambda r: seen.append((r.outcome, r.usage.total_tokens if r.usage else -1)))
             return resp
 
-    c = AsyncClient(api_key="sk-x", base_url=client.base_url, steps=[Spy()], max_retries=0)
+    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=client.base_url, steps=[Spy()], max_retries=0)
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
     await s.until_done()
     assert seen == [("ok", s.get_final_completion().usage.total_tokens)]

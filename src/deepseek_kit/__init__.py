@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from ._request import Request, Response
+    from ._resume import Resumption
     from ._retry import RetryPolicy
     from ._router import Endpoint, Routing
     from ._sse import ServerSentEvent, SSEDecoder
@@ -105,6 +106,7 @@ _LAZY: dict[str, str] = {
     "RateLimitError": "._errors",
     "Request": "._request",
     "Response": "._request",
+    "Resumption": "._resume",
     "RetryPolicy": "._retry",
     "SSEDecoder": "._sse",
     "ServerSentEvent": "._sse",
@@ -178,6 +180,7 @@ __all__ = [
     "RateLimitError",
     "Request",
     "Response",
+    "Resumption",
     "RetryPolicy",
     "Routing",
     "SSEDecoder",

@@ -15,6 +15,7 @@ from ._auth import AuthProvider, AuthStep, StaticKey
 from ._errors import UsageError, redact
 from ._http import Attempt
 from ._request import Request, Response
+from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
 from ._router import Endpoint, RouterStep, Routing, endpoints_from_config
 from ._settings import DEFAULT_BASE_URL, resolve
@@ -72,6 +73,7 @@ class AsyncClient:
         auth: AuthProvider | None = None,
         endpoints: Sequence[Endpoint] | None = None,
         routing: Routing | None = None,
+        resumption: Resumption | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
@@ -92,6 +94,8 @@ class AsyncClient:
             policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
         self.retry = policy
         self.config = cfg
+        # Broken streams are continued through prefix completion unless turned off (_resume.py).
+        self.resumption = resumption if resumption is not None else Resumption()
         self._transport: Transport = transport or AiohttpTransport(
             max_connections=max_connections, trust_env=trust_env)
         self._headers = {

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import msgspec
 
 from ._errors import APIConnectionError, UsageError, redact
+from ._resume import Resumer, Resumption
 from ._stream import AsyncCompletionStream, AsyncStream
 from ._types import (
     Balance,
@@ -163,6 +164,7 @@ class ChatCompletions:
         extra_headers: Mapping[str, str] | None = None,
         timeout: Any = ...,
         max_retries: int | None = None,
+        resume: bool | None = None,
     ) -> ChatCompletion | AsyncStream:
         """POST /chat/completions. A last assistant message with `prefix: True` (chat prefix
         completion, Beta) is sent to the /beta base URL automatically."""
@@ -193,7 +195,19 @@ class ChatCompletions:
                                           timeout=timeout, max_retries=max_retries,
                                           extra_headers=extra_headers)
         if stream:
-            return AsyncStream(resp)
+            policy = self._client.resumption
+            if resume is False or (resume is None and not policy.enabled):
+                return AsyncStream(resp)
+            params = {
+                "model": model, "messages": msgs, "thinking": thinking, "reasoning_effort": reasoning_effort,
+                "max_tokens": max_tokens, "response_format": response_format, "stop": stop,
+                "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
+                "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+                "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
+                "top_logprobs": top_logprobs, "user_id": user_id, "extra_body": extra_body,
+                "extra_headers": extra_headers, "timeout": timeout, "max_retries": max_retries,
+            }
+            return AsyncStream(resp, Resumer(self, params, policy if policy.enabled else Resumption()))
         return _decode(resp, chat_completion_decoder, "chat completion")  # type: ignore[no-any-return]
 
 

@@ -20,8 +20,17 @@ from ._accumulate import ChunkAccumulator
 from ._errors import StreamError, StreamTimeoutError, redact
 from ._events import EventReader, StreamBroken
 from ._request import Response
+from ._resume import LostPiece, Resumer, sum_usage
 from ._sse import DONE
-from ._types import ChatCompletion, ChatCompletionChunk, Completion, chunk_decoder, completion_decoder
+from ._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChoice,
+    Completion,
+    Usage,
+    chunk_decoder,
+    completion_decoder,
+)
 
 __all__ = ["AsyncCompletionStream", "AsyncStream"]
 
@@ -86,13 +95,21 @@ class _BaseStream(Generic[T]):
 
 class AsyncStream(_BaseStream[ChatCompletionChunk]):
     """A chat-completion stream. Use as `async with await client.chat.completions.create(...,
-    stream=True) as stream:`; iterate it; then `stream.get_final_completion()`."""
+    stream=True) as stream:`; iterate it; then `stream.get_final_completion()`.
 
-    __slots__ = ("_acc",)
+    With a `Resumer` attached (the default for chat streams), a break after the first event is
+    continued through prefix completion instead of raised (see `_resume.py`); `resumed` counts the
+    continuations, `usage_estimated` says a lost piece's usage was estimated."""
 
-    def __init__(self, response: Response) -> None:
+    __slots__ = ("_acc", "_pieces", "_resumer", "resumed", "usage_estimated")
+
+    def __init__(self, response: Response, resumer: Resumer | None = None) -> None:
         super().__init__(response, chunk_decoder.decode)
         self._acc = ChunkAccumulator()
+        self._resumer = resumer
+        self.resumed = 0
+        self.usage_estimated = False
+        self._pieces: list[LostPiece] = []  # the pieces before the current one
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -109,6 +126,8 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
             try:
                 p = await r.next()
             except StreamBroken as b:
+                if await self._resume(b.timeout or "broken"):
+                    return await self.__anext__()
                 self._raise_broken(b)
                 raise  # unreachable
             if p is None:
@@ -121,14 +140,71 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
             raise  # unreachable
         if chunk.error is not None:
             self._reader.close()
+            if await self._resume("error"):
+                return await self.__anext__()
             err = chunk.error
             raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
                               partial=self._partial(), error=err)
+        if self._resumer is not None and (self.resumed or chunk.choices):
+            handled = await self._splice(chunk)
+            if handled is not None:
+                return handled
         if chunk.usage is not None:
             self.response.usage = chunk.usage
         if self._acc.add(chunk) and self._acc.finished:
             self._reader.finish()
         return chunk
+
+    async def _splice(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk | None:
+        """Resumption bookkeeping on the (rare) paths that need it: continuation chunks keep the
+        first piece's id and carry the summed usage (then None: accumulate as usual); an
+        `insufficient_system_resource` finish is continued instead of ending the stream (then the
+        chunk to give the caller, already accumulated)."""
+        if self.resumed:
+            chunk.id = self._acc.id or chunk.id
+            if chunk.usage is not None and self._pieces:
+                total = chunk.usage
+                last = self._pieces[-1]
+                for piece in self._pieces:
+                    if piece.usage is None:
+                        self.usage_estimated = True
+                    total = sum_usage(total, piece.usage_given(chunk.usage, last))
+                chunk.usage = total
+        choices = chunk.choices
+        if not (choices and choices[0].finish_reason == "insufficient_system_resource"):
+            return None
+        usage = chunk.usage
+        choices[0].finish_reason = None
+        chunk.usage = None
+        self._acc.add(chunk)  # its content belongs to the answer either way
+        self._reader.close()
+        if await self._resume("insufficient_system_resource", known_usage=usage):
+            return await self.__anext__()
+        # Not resumable: the stream ends as the server ended it.
+        choices[0].finish_reason = "insufficient_system_resource"
+        chunk.usage = usage
+        self._acc.add(ChatCompletionChunk(id=chunk.id, usage=usage, choices=[
+            ChunkChoice(index=choices[0].index, finish_reason="insufficient_system_resource")]))
+        self.response.usage = usage
+        return chunk
+
+    async def _resume(self, reason: str, known_usage: Usage | None = None) -> bool:
+        """Swap in a continuation stream; False when resumption is off or impossible."""
+        resumer = self._resumer
+        if resumer is None:
+            return False
+        partial = self._acc.completion()
+        if not resumer.resumable(partial, reason):
+            return False
+        nxt = await resumer.continuation(partial)
+        if nxt is None:
+            return False
+        self._pieces.append(LostPiece.of(partial, self._pieces[-1] if self._pieces else None, known_usage))
+        self.resumed += 1
+        self.response = nxt.response
+        self._reader = nxt._reader
+        nxt._reader = None  # type: ignore[assignment]  # ownership moved to this stream
+        return True
 
     def _partial(self) -> ChatCompletion | None:
         return self._acc.completion()
