@@ -407,23 +407,30 @@ async def test_override_header(emulator, make_client):
 async def test_incomplete_and_unstorable_answers_are_not_stored(emulator, make_client):
     c, step = make_client()
     tag = uuid.uuid4().hex[:8]
-    req = greedy(stream=True)
-    broken = {"X-DSK-Emulate": f"reset_after=5;times=1;key={tag}"}
+    # A stream that breaks inside tool-call arguments (which no resumption can continue).
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    req = greedy(stream=True, tools=tools, messages=msgs("Weather in Paris? use get_weather"))
+    s = await c.chat.completions.create(**req, extra_headers={"X-DSK-Cache": "skip"})
+    n = len([ch async for ch in s])
+    broken = {"X-DSK-Emulate": f"reset_after={n - 2};times=1;key={tag}"}
     s = await c.chat.completions.create(**req, extra_headers=broken)
     with pytest.raises(StreamError):
         await s.until_done()
+    await step.join()
+    assert step.stats.stores == 0
     s = await c.chat.completions.create(**req, extra_headers=broken)  # the fault is used up: completes
     await s.until_done()
     await step.join()
     s = await c.chat.completions.create(**req, extra_headers=broken)
     await s.until_done()
-    assert s.response.cache_hit and emulator.state.total_requests == 2
+    assert s.response.cache_hit and emulator.state.total_requests == 3
 
     for finish in ("content_filter", "insufficient_system_resource"):
         hdr = {"X-DSK-Emulate": f"finish={finish};key={tag}"}
         r1 = await c.chat.completions.create(**greedy(), extra_headers=hdr)
         assert r1.choices[0].finish_reason == finish
-    assert emulator.state.total_requests == 4 and step.stats.stores == 1
+    assert emulator.state.total_requests == 5 and step.stats.stores == 1
 
     # Left before the end (the rest still on its way): nothing stored. A caller that leaves after
     # the whole answer arrived leaves a complete answer, which is stored.

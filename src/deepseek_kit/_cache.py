@@ -184,15 +184,29 @@ def canonical_body(body: dict[str, Any], *, fim: bool = False) -> dict[str, Any]
 
 def is_reproducible(canonical: dict[str, Any], when: str = "reproducible", *, fim: bool = False) -> bool:
     """Whether the rule `when` caches this (canonical) request; see the module docstring."""
+    return _allows(canonical.get("thinking"), canonical.get("temperature", 1), when, fim)
+
+
+def _allows(thinking: Any, temperature: Any, when: str, fim: bool) -> bool:
     if when == "always":
         return True
     if when == "never":
         return False
-    thinking = canonical.get("thinking")
     non_thinking = fim or (isinstance(thinking, dict) and thinking.get("type") == "disabled")
     if when == "non_thinking":
         return non_thinking
-    return non_thinking and canonical.get("temperature", 1) == 0
+    return non_thinking and temperature == 0 and not isinstance(temperature, bool)
+
+
+class _Probe(msgspec.Struct):
+    """The two fields the rule reads. Decoding only these lets msgspec skip the messages without
+    building them, so a request the rule does not cache costs little even with a long history."""
+
+    thinking: Any = None
+    temperature: Any = 1
+
+
+_probe_decoder = msgspec.json.Decoder(_Probe)
 
 
 def fingerprint(canonical: dict[str, Any], *, path: str = _CHAT_PATH, beta: bool = False,
@@ -265,15 +279,22 @@ class CacheStep:
         if (mode == "skip" or request.method != "POST" or not request.body
                 or not (fim or request.path == _CHAT_PATH)):
             return await self._bypass(request, call_next)
+        when = self.policy.when
         try:
+            if mode is None and when != "always":
+                if not fim and b'"disabled"' not in request.body:
+                    # Thinking is on (or the body spells it with escapes: then not cached, which
+                    # is the safe side). A byte search is far cheaper than parsing a long history.
+                    return await self._bypass(request, call_next)
+                probe = _probe_decoder.decode(request.body)
+                if not _allows(probe.thinking, probe.temperature, when, fim):
+                    return await self._bypass(request, call_next)
             body = msgspec.json.decode(request.body)
-        except msgspec.DecodeError:
+        except msgspec.DecodeError:  # not a JSON object: not ours to judge, let the API answer it
             return await self._bypass(request, call_next)
         if not isinstance(body, dict):
             return await self._bypass(request, call_next)
         canon = canonical_body(body, fim=fim)
-        if mode is None and not is_reproducible(canon, self.policy.when, fim=fim):
-            return await self._bypass(request, call_next)
         key = fingerprint(canon, path=request.path, beta=request.beta, namespace=self.policy.namespace,
                           vary="\n".join(sorted(vary)))
         request.options["cache_key"] = key

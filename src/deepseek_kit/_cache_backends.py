@@ -139,8 +139,8 @@ CREATE TRIGGER IF NOT EXISTS dsk_cache_upd AFTER UPDATE OF size ON dsk_cache
 class SQLiteBackend:
     """A cache file shared by every process that opens it (default `$DSK_HOME/cache.sqlite3`).
 
-    Reads refresh the entry's `used_at` (LRU across processes) in the same statement that returns
-    it. `clock` is wall-clock time by default: expiry must mean the same in every process.
+    Reads refresh the entry's `used_at` (LRU across processes) when it is older than `touch_after`
+    seconds. `clock` is wall-clock time by default: expiry must mean the same in every process.
     """
 
     def __init__(
@@ -149,6 +149,7 @@ class SQLiteBackend:
         *,
         max_bytes: int = 256 << 20,
         busy_timeout: float = 10.0,
+        touch_after: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_bytes <= 0:
@@ -160,6 +161,7 @@ class SQLiteBackend:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.busy_timeout = busy_timeout
+        self.touch_after = touch_after
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
         # One thread owns the connection: sqlite3 calls block, and a single thread serialises
@@ -200,13 +202,18 @@ class SQLiteBackend:
     def _get(self, key: str) -> bytes | None:
         db = self._db()
         now = self._clock()
-        rows = db.execute(
-            "UPDATE dsk_cache SET used_at = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?) "
-            "RETURNING value", (now, key, now)).fetchall()  # fetchall: the statement ends, the write commits
-        if rows:
-            return bytes(rows[0][0])
-        db.execute("DELETE FROM dsk_cache WHERE key = ? AND expires_at <= ?", (key, now))
-        return None
+        row = db.execute("SELECT value, used_at, expires_at FROM dsk_cache WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        value, used_at, expires_at = row
+        if expires_at is not None and expires_at <= now:
+            db.execute("DELETE FROM dsk_cache WHERE key = ? AND expires_at <= ?", (key, now))
+            return None
+        if now - used_at >= self.touch_after:
+            # A read is a write only when the LRU stamp is stale: a hot entry costs one write per
+            # `touch_after` seconds, not one per hit (writers queue on the one WAL write lock).
+            db.execute("UPDATE dsk_cache SET used_at = ? WHERE key = ?", (now, key))
+        return bytes(value)
 
     def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         db = self._db()
