@@ -238,15 +238,28 @@ async def test_stream_idle_timeout_and_reset_after_the_first_event(emulator):
                               timeout=Timeout(connect=2, first_token=5, idle=0.2, total=30))
     async with client:
         with pytest.raises(StreamTimeoutError):
-            await read_stream(client, extra_headers=fault("delay_chunks=2"))
+            await read_stream(client, resume=False, extra_headers=fault("delay_chunks=2"))
         with pytest.raises(StreamError):
-            await read_stream(client, extra_headers=fault("reset_after=3;tokens=50"))
+            await read_stream(client, resume=False, extra_headers=fault("reset_after=3;tokens=50"))
     timed_out, broken = hook.records
     assert (timed_out.outcome, timed_out.error, timed_out.status) == ("timeout", "StreamTimeoutError", 200)
     assert (broken.outcome, broken.error) == ("broken", "StreamError")
     assert broken.completion_tokens == 0 and broken.cost == 0  # no usage arrived
     assert broken.ttft is not None
     assert step.metrics.errors == {"StreamTimeoutError": 1, "StreamError": 1}
+
+
+async def test_a_resumed_stream_is_one_record_per_piece_and_billed_once(emulator):
+    at = PEAK.timestamp()
+    client, step, hook = make(emulator.base_url, clock=lambda: at)
+    async with client:
+        final = await read_stream(client, extra_headers=fault("reset_after=5;times=1;tokens=60"))
+    broken, rest = hook.records
+    assert (broken.outcome, broken.error, broken.cost) == ("broken", "StreamError", 0)  # usage never came
+    assert (rest.outcome, rest.stream) == ("ok", True)
+    # the continuation's final chunk carries the usage of the whole answer (pieces summed)
+    assert rest.completion_tokens == final.usage.completion_tokens
+    assert step.metrics.cost == _pricing.cost("deepseek-flash", final.usage, PEAK) > 0
 
 
 async def test_caller_leaving_a_stream_early_is_closed_not_an_error(emulator):

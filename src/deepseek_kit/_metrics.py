@@ -213,21 +213,20 @@ def _tokens(u: Any) -> tuple[int, int, int, int, int]:
     `prompt_tokens_details.cached_tokens` (vLLM, SGLang) gives the hits; the rest are misses."""
     if u is None:
         return 0, 0, 0, 0, 0
-    if isinstance(u, Mapping):
-        u = msgspec.convert(u, Usage)
-    prompt = getattr(u, "prompt_tokens", 0) or 0
-    hit = getattr(u, "prompt_cache_hit_tokens", None)
-    miss = getattr(u, "prompt_cache_miss_tokens", None)
+    if type(u) is not Usage:  # a mapping or a look-alike (e.g. from a cache entry)
+        u = msgspec.convert(u, Usage, from_attributes=not isinstance(u, Mapping))
+    prompt = u.prompt_tokens
+    hit = u.prompt_cache_hit_tokens
+    miss = u.prompt_cache_miss_tokens
     if hit is None and miss is None:
-        d = getattr(u, "prompt_tokens_details", None)
-        hit = (getattr(d, "cached_tokens", 0) or 0) if d is not None else 0
+        d = u.prompt_tokens_details
+        hit = (d.cached_tokens or 0) if d is not None else 0
         miss = max(prompt - hit, 0)
     else:
         hit = hit or 0
         miss = miss if miss is not None else max(prompt - hit, 0)
-    d = getattr(u, "completion_tokens_details", None)
-    reasoning = (getattr(d, "reasoning_tokens", 0) or 0) if d is not None else 0
-    return prompt, hit, miss, getattr(u, "completion_tokens", 0) or 0, reasoning
+    r = u.completion_tokens_details
+    return prompt, hit, miss, u.completion_tokens, (r.reasoning_tokens or 0) if r is not None else 0
 
 
 def _endpoint(request: Request, resp: Response | None) -> str | None:

@@ -96,7 +96,7 @@ class Metrics:
             self.prompt_tokens = self.prompt_cache_hit_tokens = self.prompt_cache_miss_tokens = 0
             self.completion_tokens = self.reasoning_tokens = 0
             self.cost = Decimal(0)
-            self._models: dict[str | None, _ModelTotals] = {}
+            self._models: dict[str, _ModelTotals] = {}
             n = math.ceil(self.window) + 1
             self._bucket_sec = [-1] * n
             self._bucket_count = [0] * n
@@ -113,9 +113,10 @@ class Metrics:
                 self.statuses[r.status] += 1
             if r.error is not None:
                 self.errors[r.error] += 1
-            m = self._models.get(r.model)
+            # Per model; calls without one (GET /models, /user/balance) only count in the totals.
+            m = self._models.get(r.model or "")
             if m is None:
-                m = self._models[r.model] = _ModelTotals()
+                m = self._models[r.model or ""] = _ModelTotals()
             m.requests += 1
             if r.outcome == "ok":
                 self.ok += 1
@@ -217,7 +218,7 @@ class Metrics:
                 "by_model": {
                     k: {"requests": m.requests, "errors": m.errors, "prompt_tokens": m.prompt_tokens,
                         "completion_tokens": m.completion_tokens, "cost": m.cost}
-                    for k, m in self._models.items()
+                    for k, m in self._models.items() if k
                 },
             }
         out["latency_s"] = _summary(lat)
@@ -249,8 +250,8 @@ class Metrics:
                      f"{t['completion']:,} (reasoning {t['reasoning']:,})")
         lines.append(f"cost: {s['cost']:f} {s['currency']}; client cache hits {s['cache_hits']} "
                      f"({s['cache_hit_rate']:.1%})")
-        for model, m in sorted(s["by_model"].items(), key=lambda kv: str(kv[0])):
-            lines.append(f"  {model or '(no model)'}: {m['requests']} requests, {m['errors']} errors, "
+        for model, m in sorted(s["by_model"].items()):
+            lines.append(f"  {model}: {m['requests']} requests, {m['errors']} errors, "
                          f"{m['prompt_tokens']:,} + {m['completion_tokens']:,} tokens, "
                          f"{m['cost']:f} {s['currency']}")
         return "\n".join(lines)
