@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepseek_kit import (
+    AllEndpointsFailedError,
     APIConnectionError,
     APITimeoutError,
     AsyncClient,
@@ -332,22 +333,52 @@ async def test_disabled_is_a_pass_through(emulator):
 
 
 async def test_client_cache_hits_cost_nothing(emulator):
-    class PretendCache:  # stands in for the cache step: marks every answer as served from cache
-        async def handle(self, request, call_next):
-            resp = await call_next(request)
-            resp.cache_hit = True
-            return resp
+    from deepseek_kit._cache import CachePolicy, CacheStep
 
     hook = Collect()
     step = MetricsStep(MetricsConfig(hooks=(hook,)))
-    async with AsyncClient(api_key="sk-x", base_url=emulator.base_url, steps=[step, PretendCache()]) as c:
-        r = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
-    [rec] = hook.records
-    assert rec.cache_hit and rec.cost == 0 and rec.completion_tokens == r.usage.completion_tokens
+    cache = CacheStep(CachePolicy(when="always"))
+    async with AsyncClient(api_key="sk-x", base_url=emulator.base_url, steps=[step, cache]) as c:
+        first = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        again = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        streamed = await read_stream(c)
+    miss, hit, stream_hit = hook.records
+    assert not miss.cache_hit and miss.cost > 0
+    assert hit.cache_hit and hit.cost == 0 and hit.attempts == 0
+    assert hit.completion_tokens == again.usage.completion_tokens == first.usage.completion_tokens
+    assert stream_hit.cache_hit and stream_hit.stream and stream_hit.outcome == "ok" and stream_hit.cost == 0
+    assert stream_hit.completion_tokens == streamed.usage.completion_tokens
     snap = step.metrics.snapshot()
-    assert (snap["cache_hits"], snap["cache_hit_rate"]) == (1, 1.0)
-    assert (snap["tokens"]["total"], snap["cost"]) == (0, 0)
-    assert snap["latency_s"]["samples"] == 0
+    assert (snap["cache_hits"], snap["cache_hit_rate"], snap["retries"]) == (2, 2 / 3, 0)
+    assert snap["tokens"]["completion"] == miss.completion_tokens and snap["cost"] == miss.cost
+    assert snap["latency_s"]["samples"] == 1  # hits do not enter the API's latency percentiles
+
+
+async def test_router_endpoint_names_are_recorded(emulator_factory):
+    from deepseek_kit._router import Endpoint
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    live = emulator_factory()
+    hook = Collect()
+    step = MetricsStep(MetricsConfig(hooks=(hook,)))
+    eps = [Endpoint(dead, name="down", priority=0), Endpoint(live.base_url, name="backup", priority=1)]
+    no_retry = RetryPolicy(max_retries=0)
+    async with AsyncClient(api_key="sk-x", endpoints=eps, steps=[step], retry=no_retry) as c:
+        await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    [rec] = hook.records
+    assert (rec.endpoint, rec.outcome) == ("backup", "ok")
+
+    hook = Collect()
+    step = MetricsStep(MetricsConfig(hooks=(hook,)))
+    async with AsyncClient(api_key="sk-x", endpoints=[Endpoint(dead, name="down")], steps=[step],
+                           retry=RetryPolicy(max_retries=0)) as c:
+        with pytest.raises(AllEndpointsFailedError):
+            await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    [rec] = hook.records
+    assert (rec.outcome, rec.error) == ("error", "AllEndpointsFailedError")
+    assert (rec.endpoint, rec.attempts) == ("down", 1)
 
 
 def test_config_validation():

@@ -339,7 +339,10 @@ class MetricsStep:
         else:
             outcome = "error"
         attempts = getattr(exc, "attempts", 1)
+        endpoint = _endpoint(request, None)
         if isinstance(attempts, list):  # AllEndpointsFailedError: (endpoint, error) pairs
+            if attempts and endpoint is None:
+                endpoint = str(attempts[-1][0])
             attempts = len(attempts)
         status = getattr(exc, "status_code", None)
         headers = getattr(exc, "headers", None)
@@ -347,7 +350,7 @@ class MetricsStep:
         self._emit(RequestRecord(
             model=_request_model(request.body), path=request.path, stream=request.stream, outcome=outcome,
             status=status if isinstance(status, int) else None, error=type(exc).__name__,
-            attempts=attempts if isinstance(attempts, int) else 1, endpoint=_endpoint(request, None),
+            attempts=attempts if isinstance(attempts, int) else 1, endpoint=endpoint,
             trace_id=trace_id, started_at=wall, latency=latency, currency=self._currency,
             peak=self._is_peak(wall),
         ))

@@ -89,6 +89,7 @@ class Metrics:
             self.requests = 0
             self.ok = 0
             self.attempts = 0
+            self.retries = 0
             self.cache_hits = 0
             self.errors: Counter[str] = Counter()
             self.outcomes: Counter[str] = Counter()
@@ -108,6 +109,8 @@ class Metrics:
         with self._lock:
             self.requests += 1
             self.attempts += r.attempts
+            if r.attempts > 1:  # cache hits make no attempt at all (attempts 0)
+                self.retries += r.attempts - 1
             self.outcomes[r.outcome] += 1
             if r.status is not None:
                 self.statuses[r.status] += 1
@@ -199,7 +202,7 @@ class Metrics:
                 "outcomes": dict(self.outcomes),
                 "statuses": dict(self.statuses),
                 "attempts": self.attempts,
-                "retries": self.attempts - n,
+                "retries": self.retries,
                 "qps": qps,
                 "window_s": self.window,
                 "tokens": {
