@@ -394,7 +394,8 @@ class LlamaCpp(Dialect):
     mid-stream errors as `data: {"error": ...}` (since ggml-org/llama.cpp#16109)."""
 
     name = "llamacpp"
-    fingerprint = "b6900-4c763c8d"
+    fingerprint = "b10603-c060ca974"
+    done = b"data: [DONE]\n"  # no blank line after it (darshi1337/apogee#139, build b10603)
     json_type = "application/json; charset=utf-8"
     checks_model = False
 
@@ -450,7 +451,7 @@ class LlamaCpp(Dialect):
             final.append({**self.chunk(model, []), "usage": self.usage()})
         final[-1]["timings"] = self.timings()
         out += [self.frame(f) for f in final]
-        out.append(b"data: [DONE]\n\n")
+        out.append(self.done)
         return out
 
     def stream_error_frames(self, message: str, etype: str, code: int) -> list[bytes]:
@@ -471,6 +472,7 @@ class LlamaCppLegacy(LlamaCpp):
 
     name = "llamacpp-legacy"
     fingerprint = "b5966-a414a44"
+    done = b"data: [DONE]\n\n"
 
     def stream_error_frames(self, message: str, etype: str, code: int) -> list[bytes]:
         return [b"error: " + _py({"code": code, "message": message, "type": etype}) + b"\n\n",
