@@ -168,9 +168,14 @@ class LimitState:
 
 
 class Lease(Protocol):
+    """One attempt's hold on a quota. `finish` ends it once (used tokens or None to keep the
+    estimate); calling it with the complete response does the same from the response's usage."""
+
     tokens: int
 
     def finish(self, used: int | None, outcome: int) -> None: ...
+
+    def __call__(self, resp: Response) -> None: ...
 
 
 class LimiterBackend(Protocol):
@@ -253,20 +258,6 @@ def used_tokens(resp: Response) -> int | None:
 # -- the step ------------------------------------------------------------------------------------
 
 
-class _Done:
-    """The completion hook of one attempt: ends the lease with the real usage."""
-
-    __slots__ = ("lease", "want_usage")
-
-    def __init__(self, lease: Lease, want_usage: bool) -> None:
-        self.lease = lease
-        self.want_usage = want_usage
-
-    def __call__(self, resp: Response) -> None:
-        used = used_tokens(resp) if self.want_usage else None
-        self.lease.finish(used, OK if resp.outcome == "ok" else NEUTRAL)
-
-
 class LimitStep:
     """Pipeline step enforcing `Limits`; goes in `inner_steps` (once per attempt, inside retry).
 
@@ -278,6 +269,7 @@ class LimitStep:
         self.limits = limits
         self._api_key = api_key
         self._key_hashes: dict[str, str] = {}
+        self._active = limits.active
         self._need_tokens = limits.tpm is not None
         self._need_head = self._need_tokens or "model" in limits.per
         if backend is None:
@@ -323,9 +315,9 @@ class LimitStep:
         return h
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
-        lim = self.limits
-        if not lim.active:
+        if not self._active:
             return await call_next(request)
+        lim = self.limits
         tokens = 0
         model = None
         if self._need_head:
@@ -350,7 +342,7 @@ class LimitStep:
         except BaseException:
             lease.finish(None, NEUTRAL)  # it may have reached the server: keep the estimate
             raise
-        resp.add_done_callback(_Done(lease, self._need_tokens))
+        resp.add_done_callback(lease)  # frees the slot when the response is complete
         return resp
 
     async def state(self, request: Request | None = None, *, scope: str | None = None) -> LimitState:

@@ -14,14 +14,15 @@ import asyncio
 import contextlib
 from collections import deque
 
-from ._limits import OK, RATE_LIMITED, Limits, LimitState, queue_timeout
+from ._limits import NEUTRAL, OK, RATE_LIMITED, Limits, LimitState, queue_timeout, used_tokens
+from ._request import Response
 
 __all__ = ["LocalLimiter"]
 
 
 class _Bucket:
-    __slots__ = ("cap", "factor", "in_flight", "last_start", "limits", "loop", "rb", "ri", "shrunk_at",
-                 "tat_r", "tat_t", "tb", "ti", "waiters")
+    __slots__ = ("cap", "capn", "factor", "in_flight", "last_start", "limits", "loop", "rb", "ri",
+                 "shrunk_at", "tat_r", "tat_t", "tb", "ti", "waiters")
 
     def __init__(self, limits: Limits, loop: asyncio.AbstractEventLoop) -> None:
         self.limits = limits
@@ -33,17 +34,20 @@ class _Bucket:
         self.cap = limits.max_in_flight
         self.tat_r = self.tat_t = self.last_start = 0.0
         self.factor = 1.0
+        self.capn = limits.max_in_flight or 0  # the cap in force (follows the factor)
         self.shrunk_at = float("-inf")
         self.in_flight = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
 
-    def cap_now(self) -> int:
-        assert self.cap is not None
-        return max(1, int(self.cap * self.factor + 1e-9))
+    def set_factor(self, factor: float) -> None:
+        self.factor = factor
+        if self.cap is not None:
+            self.capn = max(1, int(self.cap * factor + 1e-9))
+            self._wake()
 
     # -- in-flight ---------------------------------------------------------------------------------
 
-    async def _wait_slot(self, budget: float | None) -> float:
+    async def wait_slot(self, budget: float | None) -> float:
         loop = self.loop
         fut: asyncio.Future[None] = loop.create_future()
         self.waiters.append(fut)
@@ -68,7 +72,7 @@ class _Bucket:
         if not fut.done():
             self._forget(fut)
             fut.set_exception(queue_timeout(self.limits, "in_flight", self.loop.time() - t0, budget,
-                                            self.cap_now()))
+                                            self.capn))
 
     def _forget(self, fut: asyncio.Future[None]) -> None:
         with contextlib.suppress(ValueError):
@@ -81,7 +85,7 @@ class _Bucket:
     def _wake(self) -> None:
         if not self.waiters:
             return
-        cap = self.cap_now()
+        cap = self.capn
         while self.waiters and self.in_flight < cap:
             fut = self.waiters.popleft()
             if not fut.done():
@@ -90,27 +94,9 @@ class _Bucket:
 
     # -- rates -------------------------------------------------------------------------------------
 
-    async def acquire(self, tokens: int, budget: float | None) -> _LocalLease:
-        slot = False
-        if self.cap is not None:
-            if self.in_flight < self.cap_now() and not self.waiters:
-                self.in_flight += 1
-            else:
-                waited = await self._wait_slot(budget)
-                if budget is not None:
-                    budget = max(0.0, budget - waited)
-            slot = True
-        lease = _LocalLease(self, slot, tokens)
-        if self.ri or self.ti:
-            try:
-                await self._reserve(tokens, budget)
-            except BaseException:
-                if slot:
-                    self.release_slot()
-                raise
-        return lease
-
-    async def _reserve(self, tokens: int, budget: float | None) -> None:
+    def reserve(self, tokens: int, budget: float | None) -> tuple[float, tuple[float, float, float]]:
+        """Take the next rpm/tpm turn; returns the seconds to wait and the state to restore if the
+        request gives up while waiting. Refuses (QueueTimeoutError) a wait longer than `budget`."""
         now = self.loop.time()
         f = self.factor
         start = max(now, self.last_start)
@@ -137,33 +123,34 @@ class _Bucket:
         if new_t:
             self.tat_t = new_t
         self.last_start = start
-        if wait > 0:
-            try:
-                await asyncio.sleep(wait)
-            except asyncio.CancelledError:
-                # Give the turn back when nobody reserved after us (else it is simply unused).
-                if self.last_start == start:
-                    self.tat_r, self.tat_t, self.last_start = old
-                raise
+        return wait, old
+
+    async def sleep(self, wait: float, old: tuple[float, float, float]) -> None:
+        start = self.last_start
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            # Give the turn back when nobody reserved after us (else it is simply unused).
+            if self.last_start == start:
+                self.tat_r, self.tat_t, self.last_start = old
+            raise
 
     # -- adaptive and usage ------------------------------------------------------------------------
 
     def finish(self, lease: _LocalLease, used: int | None, outcome: int) -> None:
         if lease.slot:
-            self.in_flight -= 1
+            self.release_slot()
         if used is not None and self.ti and used != lease.tokens:
             self.tat_t += (used - lease.tokens) * self.ti / self.factor
         ad = self.limits.adaptive
         if ad is not None:
             if outcome == OK and self.factor < 1.0:
-                self.factor = min(1.0, self.factor + ad.increase)
+                self.set_factor(min(1.0, self.factor + ad.increase))
             elif outcome == RATE_LIMITED:
                 now = self.loop.time()
                 if now - self.shrunk_at >= ad.cooldown:
                     self.shrunk_at = now
-                    self.factor = max(ad.floor, self.factor * ad.decrease)
-        if self.cap is not None:
-            self._wake()
+                    self.set_factor(max(ad.floor, self.factor * ad.decrease))
 
 
 class _LocalLease:
@@ -180,6 +167,10 @@ class _LocalLease:
             self.done = True
             self.bucket.finish(self, used, outcome)
 
+    def __call__(self, resp: Response) -> None:
+        """The response's completion hook: end the lease with the real usage."""
+        self.finish(used_tokens(resp) if self.bucket.ti else None, OK if resp.outcome == "ok" else NEUTRAL)
+
 
 class LocalLimiter:
     """The in-process backend: limits shared by the steps of one event loop."""
@@ -195,11 +186,30 @@ class LocalLimiter:
         return b
 
     async def acquire(self, scope: str, tokens: int, budget: float | None) -> _LocalLease:
-        return await self._bucket(scope).acquire(tokens, budget)
+        b = self._buckets.get(scope) or self._bucket(scope)
+        slot = False
+        if b.cap is not None:
+            if b.in_flight < b.capn and not b.waiters:
+                b.in_flight += 1
+            else:
+                waited = await b.wait_slot(budget)
+                if budget is not None:
+                    budget = max(0.0, budget - waited)
+            slot = True
+        if b.ri or b.ti:
+            try:
+                wait, old = b.reserve(tokens, budget)
+                if wait > 0:
+                    await b.sleep(wait, old)
+            except BaseException:
+                if slot:
+                    b.release_slot()
+                raise
+        return _LocalLease(b, slot, tokens)
 
     async def state(self, scope: str) -> LimitState:
         b = self._bucket(scope)
-        cap = b.cap_now() if b.cap is not None else None
+        cap = b.capn if b.cap is not None else None
         return LimitState(b.factor, b.in_flight, cap, sum(1 for w in b.waiters if not w.done()))
 
     async def aclose(self) -> None:

@@ -33,8 +33,9 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._limits import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout
+from ._limits import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout, used_tokens
 from ._limits_lua import ACQUIRE, RELEASE, RENEW, STATE
+from ._request import Response
 
 __all__ = ["RedisLimiter"]
 
@@ -160,6 +161,10 @@ class _RedisLease:
         grow = outcome == OK and owner._factor.get(self.scope, 1.0) < 1.0
         if self.id is not None or diff or outcome < 0 or grow:
             owner._releases.add(owner._spawn(owner._release(self.scope, self.id or "", diff, outcome)))
+
+    def __call__(self, resp: Response) -> None:
+        """The response's completion hook: end the lease with the real usage."""
+        self.finish(used_tokens(resp) if self.owner._ti else None, OK if resp.outcome == "ok" else NEUTRAL)
 
 
 class RedisLimiter:
