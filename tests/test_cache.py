@@ -510,11 +510,16 @@ async def test_single_flight_new_leader_when_the_leader_gives_up(emulator, make_
     gets the answer from one further upstream call."""
     c, step = make_client()
     req = greedy()
-    hdr = {"X-DSK-Emulate": "delay_headers=0.5"}
+    hdr = {"X-DSK-Emulate": "delay_headers=1"}
     leader = asyncio.create_task(c.chat.completions.create(**req, extra_headers=hdr))
-    await asyncio.sleep(0.1)
+    for _ in range(500):  # until the leader's request is at the emulator
+        if emulator.state.total_requests:
+            break
+        await asyncio.sleep(0.01)
     followers = [asyncio.create_task(c.chat.completions.create(**req, extra_headers=hdr)) for _ in range(5)]
-    await asyncio.sleep(0.1)
+    for _ in range(20):  # followers only do a memory lookup before they join the flight
+        await asyncio.sleep(0)
+    assert emulator.state.total_requests == 1
     leader.cancel()
     answers = await asyncio.gather(*followers)
     assert all(a == answers[0] for a in answers)

@@ -159,7 +159,7 @@ def replay(entry: bytes, *, stream: bool, fim: bool = False, include_usage: bool
     `cache_hit` is set; `attempts` is 0 (nothing was sent upstream)."""
     loop_time = asyncio.get_running_loop().time()
     if not stream:
-        resp = Response(200, _JSON_HEADERS, body=entry, attempts=0, first_event_at=loop_time)
+        resp = Response(200, dict(_JSON_HEADERS), body=entry, attempts=0, first_event_at=loop_time)
     else:
         if fim:
             payloads = fim_chunks(msgspec.json.decode(entry, type=Completion), include_usage)
@@ -168,7 +168,7 @@ def replay(entry: bytes, *, stream: bool, fim: bool = False, include_usage: bool
         blob = b"".join([b"data: " + p + b"\n\n" for p in payloads]) + b"data: [DONE]\n\n"
         src = _MemorySource(blob)
         reader = EventReader(src, Watchdog(_NO_LIMITS, src.abort), ())
-        resp = Response(200, _SSE_HEADERS, events=reader, attempts=0, first_event_at=loop_time)
+        resp = Response(200, dict(_SSE_HEADERS), events=reader, attempts=0, first_event_at=loop_time)
     resp.cache_hit = True
     return resp
 
