@@ -47,13 +47,25 @@ ANSWER, THOUGHT = "".join(CONTENT), "".join(REASONING)
 WANT_CALLS = [(n, json.loads("".join(p))) for n, p in CALLS]
 
 
-@pytest.fixture(params=DIALECTS)
-async def served(request):
-    async with serve(request.param) as url:
+async def _served(dialect):
+    async with serve(dialect) as url:
         c = AsyncClient(api_key=KEY, base_url=url, retry=RetryPolicy(max_retries=1, initial_delay=0.01),
                         timeout=Timeout(connect=2, first_token=10, idle=10, total=30))
-        yield request.param, c
+        yield dialect, c
         await c.close()
+
+
+@pytest.fixture(params=DIALECTS)
+async def served(request):
+    async for pair in _served(request.param):
+        yield pair
+
+
+@pytest.fixture(params=[d for d in DIALECTS if d != "llamacpp-legacy"])
+async def served_modern_errors(request):
+    """llama.cpp before PR #16109 reports stream errors differently: tested on their own below."""
+    async for pair in _served(request.param):
+        yield pair
 
 
 async def create(client: AsyncClient, headers: dict[str, str] | None = None, **fields) -> ChatCompletion:
@@ -183,19 +195,15 @@ async def test_request_error_is_typed_with_the_servers_message(served):
     assert ei.value.attempts == 1  # a 400 is never retried
 
 
-async def test_stream_refused_before_the_first_token_is_typed(served):
-    dialect, client = served
-    if dialect == "llamacpp-legacy":
-        pytest.skip("covered by test_legacy_llamacpp_error_field_* below")
+async def test_stream_refused_before_the_first_token_is_typed(served_modern_errors):
+    dialect, client = served_modern_errors
     with pytest.raises(BadRequestError) as ei:
         await stream(client, extra_headers={"X-Scenario": "context"})
     assert CONTEXT[dialect] in ei.value.message
 
 
-async def test_error_inside_a_stream_is_a_stream_error_with_the_partial_answer(served):
-    dialect, client = served
-    if dialect == "llamacpp-legacy":
-        pytest.skip("covered by test_legacy_llamacpp_error_field_* below")
+async def test_error_inside_a_stream_is_a_stream_error_with_the_partial_answer(served_modern_errors):
+    dialect, client = served_modern_errors
     with pytest.raises(StreamError) as ei:
         await stream(client, extra_headers={"X-Scenario": "midstream"})
     partial = ei.value.partial
@@ -224,8 +232,6 @@ async def test_fastapi_validation_detail_reads_as_a_sentence():
     assert ei.value.message == "body.messages.0.role: Input should be 'system', 'user', 'assistant' or 'tool'"
 
 
-@pytest.mark.xfail(strict=True, reason="needs _sse.py to map an `error:` field to a data event "
-                   "(docs/dialects.md, 'What the lead must wire'); then remove this marker")
 async def test_legacy_llamacpp_error_field_before_any_token_is_typed():
     async with serve("llamacpp-legacy") as url, AsyncClient(api_key=KEY, base_url=url) as client:
         with pytest.raises(BadRequestError) as ei:
@@ -233,8 +239,6 @@ async def test_legacy_llamacpp_error_field_before_any_token_is_typed():
     assert "exceeds the available context size" in ei.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="needs _sse.py to map an `error:` field to a data event "
-                   "(docs/dialects.md, 'What the lead must wire'); then remove this marker")
 async def test_legacy_llamacpp_error_field_mid_stream_is_a_stream_error():
     async with serve("llamacpp-legacy") as url, AsyncClient(api_key=KEY, base_url=url) as client:
         with pytest.raises(StreamError) as ei:
@@ -355,8 +359,6 @@ def test_status_errors_keep_messages_and_redact():
 # through create() once the typed layer calls decode_chat_completion (see docs/dialects.md)
 
 
-@pytest.mark.xfail(strict=True, reason="_resources.ChatCompletions.create must call "
-                   "_dialects.decode_chat_completion (docs/dialects.md); then remove this marker")
 async def test_create_returns_the_normalized_shape():
     async with serve("vllm") as url, AsyncClient(api_key=KEY, base_url=url) as client:
         comp = await client.chat.completions.create(model="local-model", messages=MSGS)

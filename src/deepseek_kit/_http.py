@@ -16,7 +16,9 @@ from ._errors import (
     APIConnectionError,
     APITimeoutError,
     EmptyResponseError,
+    error_fields,
     make_status_error,
+    status_for_error,
 )
 from ._events import EventReader, StreamBroken
 from ._request import Request, Response
@@ -96,10 +98,12 @@ class Attempt:
                                          f"event: {b.reason}") from None
             if first is None:
                 raise EmptyResponseError(f"stream from {request.origin} ended without any event")
-            if first[:9] == b'{"error":' or first[:10] == b'{"error" :':
-                reader.close()
-                status = _status_of_error_event(first)
-                raise make_status_error(status, raw.headers, first, secrets=self.secrets)
+            if first[:9] == b'{"error":' or first[:10] == b'{"error" :' or b'"object":"error"' in first[:200]:
+                fields = error_fields(_json_or_none(first))
+                if fields is not None:
+                    reader.close()
+                    status = status_for_error(fields[2], fields[1])
+                    raise make_status_error(status, raw.headers, first, secrets=self.secrets)
             reader._queue.insert(reader._i, first)  # put the first event back for the caller
             keep_watchdog = True
             return Response(raw.status, raw.headers, events=reader, first_event_at=wd.last)
@@ -164,19 +168,10 @@ class Attempt:
         return b"".join(parts)
 
 
-def _status_of_error_event(payload: bytes) -> int:
-    """An error object sent as the first stream event: use its numeric code when it has one,
-    else treat it as a server error (500, retryable)."""
+def _json_or_none(payload: bytes) -> object:
     import msgspec
 
     try:
-        obj = msgspec.json.decode(payload)
-        code = obj.get("error", {}).get("code") if isinstance(obj, dict) else None
-        if isinstance(code, int) and 400 <= code < 600:
-            return code
-        if isinstance(code, str) and code.isdigit() and 400 <= int(code) < 600:
-            return int(code)
-    except (msgspec.DecodeError, AttributeError):
-        pass
-    return 500
-
+        return msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return None

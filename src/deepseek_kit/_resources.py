@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import msgspec
 
+from ._dialects import decode_chat_completion
 from ._errors import APIConnectionError, UsageError, redact
 from ._resume import Resumer, Resumption
 from ._stream import AsyncCompletionStream, AsyncStream
@@ -22,7 +23,6 @@ from ._types import (
     Completion,
     ModelList,
     balance_decoder,
-    chat_completion_decoder,
     completion_decoder,
     model_list_decoder,
 )
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Beta", "Chat", "ChatCompletions", "Completions", "Models", "User"]
 
 NOT_GIVEN: Any = msgspec.UNSET
+_INCLUDE_USAGE = {"include_usage": True}
 _encode = msgspec.json.Encoder().encode
 
 Message = Mapping[str, Any] | ChatCompletionMessage | msgspec.Struct
@@ -178,6 +179,10 @@ class ChatCompletions:
             msgs = [_message(m) for m in messages]
         if not msgs:
             raise UsageError("messages must contain at least one message")
+        if stream and stream_options is NOT_GIVEN:
+            # DeepSeek always sends usage; vLLM, SGLang, Ollama and llama.cpp only when asked
+            # (docs/dialects.md). Never with stream=False: vLLM rejects stream_options then.
+            stream_options = _INCLUDE_USAGE
         last = msgs[-1]
         beta = type(last) is dict and bool(last.get("prefix"))
         if not beta and isinstance(last, Mapping):
@@ -208,7 +213,8 @@ class ChatCompletions:
                 "extra_headers": extra_headers, "timeout": timeout, "max_retries": max_retries,
             }
             return AsyncStream(resp, Resumer(self, params, policy if policy.enabled else Resumption()))
-        return _decode(resp, chat_completion_decoder, "chat completion")  # type: ignore[no-any-return]
+        # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
+        return decode_chat_completion(resp, secrets=(self._client.api_key,))
 
 
 class Chat:

@@ -116,6 +116,9 @@ class SSEDecoder:
                 data.append(value)
             elif name == b"event":
                 event = value.decode("utf-8", "replace")
+            elif name == b"error":
+                # llama.cpp before PR #16109 sent `error: {...}` as an SSE field (docs/dialects.md)
+                data.append(b'{"error":' + value + b"}")
             elif name == b"id" and b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
             elif name == b"retry" and value.isdigit():

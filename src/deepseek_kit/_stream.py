@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ._accumulate import ChunkAccumulator
+from ._dialects import error_object, stream_error
 from ._errors import StreamError, StreamTimeoutError, redact
 from ._events import EventReader, StreamBroken
 from ._request import Response
@@ -89,6 +90,10 @@ class _BaseStream(Generic[T]):
 
     def _raise_decode(self, payload: bytes, exc: Exception) -> None:
         self._reader.close()
+        err = error_object(payload)  # e.g. {"error": "text"}: an error, not a malformed event
+        if err is not None:
+            raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
+                              partial=self._partial(), error=err) from None
         snippet = redact(payload[:200].decode("utf-8", "replace"))
         raise StreamError(f"Malformed stream event ({exc}): {snippet!r}", partial=self._partial()) from None
 
@@ -138,13 +143,14 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
         except msgspec.DecodeError as exc:
             self._raise_decode(payload, exc)
             raise  # unreachable
-        if chunk.error is not None:
-            self._reader.close()
-            if await self._resume("error"):
-                return await self.__anext__()
-            err = chunk.error
-            raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
-                              partial=self._partial(), error=err)
+        if chunk.error is not None or (not chunk.choices and chunk.object == "error"):
+            err = stream_error(chunk, payload)
+            if err is not None:
+                self._reader.close()
+                if await self._resume("error"):
+                    return await self.__anext__()
+                raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
+                                  partial=self._partial(), error=err)
         if self._resumer is not None and (self.resumed or chunk.choices):
             handled = await self._splice(chunk)
             if handled is not None:
