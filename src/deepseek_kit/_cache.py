@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -73,13 +72,14 @@ import msgspec
 
 from . import _pricing
 from ._cache_backends import CacheBackend, open_backend
+from ._cache_key import allows, canonical_body, fingerprint, is_reproducible, probe_decoder
 from ._cache_replay import Recorder, assemble_chat, assemble_fim, replay
 from ._errors import APITimeoutError, UsageError, redact
 from ._request import Request, Response
 from ._types import ChatCompletion, Completion, Usage
 
 __all__ = ["CACHE_HEADER", "CachePolicy", "CacheStats", "CacheStep", "canonical_body", "fingerprint",
-           "is_reproducible"]
+           "is_reproducible"]  # the last three live in _cache_key.py
 
 log = logging.getLogger("deepseek_kit.cache")
 
@@ -88,17 +88,8 @@ _CACHE_HEADER_LOW = CACHE_HEADER.lower()
 _WHEN = ("reproducible", "non_thinking", "always", "never")
 _MODES = ("force", "skip", "refresh")
 _STORABLE = frozenset({"stop", "length", "tool_calls"})
-_VERSION = b"dsk-cache-v1\n"
 _CHAT_PATH = "/chat/completions"
 _FIM_PATH = "/completions"  # under /beta only
-
-# Documented defaults (deepseek-api.md §3.2): sending one of these is the same as omitting it.
-_CHAT_DEFAULTS: dict[str, Any] = {
-    "temperature": 1, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "logprobs": False,
-    "response_format": {"type": "text"},
-}
-_FIM_DEFAULTS: dict[str, Any] = {"temperature": 1, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0}
-_THINKING_ON = {"type": "enabled"}
 
 
 @dataclass(frozen=True)
@@ -155,67 +146,6 @@ class CacheStats:
 
     def snapshot(self) -> CacheStats:
         return replace(self)
-
-
-# -- the key ---------------------------------------------------------------------------------------
-
-
-def canonical_body(body: dict[str, Any], *, fim: bool = False) -> dict[str, Any]:
-    """The request body with stream flags dropped and documented defaults normalised (module
-    docstring); encode it with sorted keys to get the canonical JSON."""
-    defaults = _FIM_DEFAULTS if fim else _CHAT_DEFAULTS
-    out: dict[str, Any] = {}
-    for k, v in body.items():
-        if v is None or k == "stream" or k == "stream_options":
-            continue
-        if type(v) is float and v.is_integer():
-            v = int(v)
-        d = defaults.get(k, out)  # `out` as a sentinel nothing equals
-        if d is not out and v == d and isinstance(v, bool) == isinstance(d, bool):
-            continue
-        out[k] = v
-    if not fim:
-        if "thinking" not in out:
-            out["thinking"] = _THINKING_ON
-        if "tool_choice" in out and out["tool_choice"] == ("auto" if out.get("tools") else "none"):
-            del out["tool_choice"]
-    return out
-
-
-def is_reproducible(canonical: dict[str, Any], when: str = "reproducible", *, fim: bool = False) -> bool:
-    """Whether the rule `when` caches this (canonical) request; see the module docstring."""
-    return _allows(canonical.get("thinking"), canonical.get("temperature", 1), when, fim)
-
-
-def _allows(thinking: Any, temperature: Any, when: str, fim: bool) -> bool:
-    if when == "always":
-        return True
-    if when == "never":
-        return False
-    non_thinking = fim or (isinstance(thinking, dict) and thinking.get("type") == "disabled")
-    if when == "non_thinking":
-        return non_thinking
-    return non_thinking and temperature == 0 and not isinstance(temperature, bool)
-
-
-class _Probe(msgspec.Struct):
-    """The two fields the rule reads. Decoding only these lets msgspec skip the messages without
-    building them, so a request the rule does not cache costs little even with a long history."""
-
-    thinking: Any = None
-    temperature: Any = 1
-
-
-_probe_decoder = msgspec.json.Decoder(_Probe)
-
-
-def fingerprint(canonical: dict[str, Any], *, path: str = _CHAT_PATH, beta: bool = False,
-                namespace: str = "", vary: str = "") -> str:
-    """The cache key of a canonical body (hex SHA-256)."""
-    h = hashlib.sha256(_VERSION)
-    h.update(f"{namespace}\n{'/beta' if beta else ''}{path}\n{vary}\n".encode())
-    h.update(msgspec.json.encode(canonical, order="sorted"))
-    return h.hexdigest()
 
 
 # -- the step --------------------------------------------------------------------------------------
@@ -286,8 +216,8 @@ class CacheStep:
                     # Thinking is on (or the body spells it with escapes: then not cached, which
                     # is the safe side). A byte search is far cheaper than parsing a long history.
                     return await self._bypass(request, call_next)
-                probe = _probe_decoder.decode(request.body)
-                if not _allows(probe.thinking, probe.temperature, when, fim):
+                probe = probe_decoder.decode(request.body)
+                if not allows(probe.thinking, probe.temperature, when, fim):
                     return await self._bypass(request, call_next)
             body = msgspec.json.decode(request.body)
         except msgspec.DecodeError:  # not a JSON object: not ours to judge, let the API answer it
