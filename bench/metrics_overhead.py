@@ -14,8 +14,12 @@ DeepSeek's models. Reported per config: throughput and CPU per unit (request or 
 client's ratio to aiohttp, and the ratio that matters here: dsk+metrics / dsk (median over rounds,
 p25-p75), by throughput and by CPU.
 
+Then (unless --no-micro) the step's own CPU per call without sockets: micro.py's fake transport
+hands the fixture bytes to clients with and without the step, alternated, best of --repeat (CPU
+time of this process); the difference is what MetricsStep adds per call (µs).
+
 usage: metrics_overhead.py [--base http://127.0.0.1:18080] [--start-nginx] [--rounds 20]
-                           [--configs nonstream,stream] [--json OUT]
+                           [--configs nonstream,stream] [--json OUT] [--no-micro] [--repeat 7]
 `--start-nginx` generates the shared fixtures in a temporary directory and runs the shared
 nginx.conf on a free loopback port (stopped by pid at the end); otherwise nginx must be running
 (bench/run.sh) and `--manifest` (default bench/.run/www/manifest.json) must match it.
@@ -167,6 +171,39 @@ async def run_all(a, manifest):
     return results
 
 
+async def micro_overhead(repeat: int, n: int = 2000) -> None:
+    """Per-call CPU of the step with no sockets (bench/micro.py's fake transport)."""
+    import micro
+    from common import MODEL
+
+    from deepseek_kit import AsyncClient
+    from deepseek_kit._metrics import MetricsConfig, MetricsStep
+    from deepseek_kit._pricing import ModelPrice
+
+    price = ModelPrice(Decimal("0.04"), Decimal("2"), Decimal("8"))
+
+    def client(parts, metrics):
+        steps = [MetricsStep(MetricsConfig(prices={MODEL: price}))] if metrics else []
+        return AsyncClient(api_key="sk-bench-dummy", base_url="http://127.0.0.1:9/v1",
+                           transport=micro.FakeTransport(parts), steps=steps)
+
+    print("\nIn-process, no sockets (micro.py's fake transport), best of", repeat, "alternated runs:")
+    print("| case | without metrics µs/call | with metrics µs/call | MetricsStep µs/call |")
+    print("|---|---:|---:|---:|")
+    for name, parts, fn, calls in (("nonstream", [micro.BODY], micro.dsk_nonstream, n),
+                                   ("stream (201 chunks)", micro.STATIC, micro.dsk_stream, max(1, n // 10))):
+        plain, with_m = client(parts, False), client(parts, True)
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(repeat):
+            for metrics, c in ((False, plain), (True, with_m)):
+                await fn(c)
+                t = time.process_time()  # CPU time: other processes on the box do not count
+                for _ in range(calls):
+                    await fn(c)
+                best[metrics] = min(best[metrics], (time.process_time() - t) / calls * 1e6)
+        print(f"| {name} | {best[False]:.2f} | {best[True]:.2f} | {best[True] - best[False]:+.2f} |")
+
+
 def start_nginx():
     """The shared fixtures and nginx.conf on a free port in a temp dir; returns (base, manifest, stop)."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -215,6 +252,8 @@ def main() -> None:
     ap.add_argument("--configs", default="nonstream,stream")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--json", default="")
+    ap.add_argument("--no-micro", action="store_true")
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--manifest", default=os.environ.get("BENCH_MANIFEST", str(HERE / ".run" / "www" / "manifest.json")))
     a = ap.parse_args()
     stop = None
@@ -226,6 +265,8 @@ def main() -> None:
         with open(a.manifest) as fh:
             manifest = json.load(fh)
         results = asyncio.run(run_all(a, manifest))
+        if not a.no_micro:
+            asyncio.run(micro_overhead(a.repeat))
     finally:
         if stop is not None:
             stop()
