@@ -616,3 +616,18 @@ async def test_otel_is_a_no_op_without_a_provider_or_package(emulator, monkeypat
     async with client:
         await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert len(records.records) == 1 and step.hook_errors == 0
+
+
+def test_sync_client_records_on_its_loop_thread_and_reads_anywhere(emulator):
+    from deepseek_kit import Client
+
+    hook = Collect()
+    step = MetricsStep(MetricsConfig(hooks=(hook,)))
+    with Client(api_key="sk-x", base_url=emulator.base_url, steps=[step]) as c:
+        c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        with c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True) as s:
+            for _ in s:
+                pass
+    snap = step.metrics.snapshot()
+    assert snap["requests"] == 2 and snap["ok"] == 2 and snap["cost"] == sum(r.cost for r in hook.records) > 0
+    assert [r.stream for r in hook.records] == [False, True]
