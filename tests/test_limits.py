@@ -441,3 +441,9 @@ def test_adaptive_validation():
     with pytest.raises(UsageError):
         Adaptive(floor=2)
     assert Limits(per="model").per == ("model",)
+    # As a config-file table gives them:
+    lim = Limits(per=["key", "model"], adaptive={"decrease": 0.7})
+    assert lim.per == ("key", "model") and lim.adaptive == Adaptive(decrease=0.7)
+    assert Limits(adaptive=False).adaptive is None and Limits(adaptive=True).adaptive == Adaptive()
+    with pytest.raises(UsageError):
+        Limits(adaptive="fast")

@@ -27,9 +27,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -135,6 +135,15 @@ class Limits:
             raise UsageError("Limits.max_queue_wait must be >= 0 seconds or None")
         if not self.burst > 0:
             raise UsageError("Limits.burst must be > 0 seconds")
+        ad: Any = self.adaptive  # a config file gives a table or true/false
+        if ad is True:
+            object.__setattr__(self, "adaptive", Adaptive())
+        elif ad is False:
+            object.__setattr__(self, "adaptive", None)
+        elif isinstance(ad, Mapping):
+            object.__setattr__(self, "adaptive", Adaptive(**ad))
+        elif ad is not None and not isinstance(ad, Adaptive):
+            raise UsageError(f"Limits.adaptive must be Adaptive(...), a mapping, a bool or None, got {ad!r}")
         per = (self.per,) if isinstance(self.per, str) else tuple(self.per)
         bad = sorted(set(per) - _SCOPES)
         if bad:

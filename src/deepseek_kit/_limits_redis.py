@@ -71,6 +71,7 @@ class _Pump:
         self.cancels: list[str] = []
         self.kick = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.capn: int | None = None  # the in-flight cap in force at the last call
 
     def submit(self, e: _Entry) -> None:
         self.pending.append(e)
@@ -102,7 +103,8 @@ class _Pump:
                     e.sent = True
                 now = loop.time()
                 head, results = await owner._run_acquire(self.scope, batch, cancels, now)
-                factor, _capnow, nxt = float(head[0]), int(head[1]), float(head[2])
+                factor, nxt = float(head[0]), float(head[2])
+                self.capn = int(head[1]) or None
                 owner._factor[self.scope] = factor
                 granted = False
                 for e, (status, wait) in zip(batch, results, strict=False):
@@ -128,14 +130,19 @@ class _Pump:
                 timeout = owner._poll if nxt < 0 else min(owner._poll, max(nxt, 0.005))
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.kick.wait(), timeout)
+        except asyncio.CancelledError:  # aclose(): waiters must not hang
+            self._fail(LimitBackendError(f"limits {owner.limits.name!r} were closed while waiting"))
+            raise
         except Exception as exc:
-            err = owner._backend_error(exc)
-            for e in self.pending:
-                if not e.fut.done():
-                    e.fut.set_exception(err)
-            self.pending.clear()
+            self._fail(owner._backend_error(exc))
         finally:
             self.task = None
+
+    def _fail(self, err: LimitBackendError) -> None:
+        for e in self.pending:
+            if not e.fut.done():
+                e.fut.set_exception(err)
+        self.pending.clear()
 
 
 class _RedisLease:
@@ -214,7 +221,8 @@ class RedisLimiter:
             import redis.asyncio
 
             assert self.limits.redis_url is not None
-            self._redis = redis.asyncio.Redis.from_url(self.limits.redis_url)
+            # No socket_timeout: the wake-up subscription idles on its connection by design.
+            self._redis = redis.asyncio.Redis.from_url(self.limits.redis_url, socket_connect_timeout=10)
         return self._redis
 
     def _script(self, name: str, text: str) -> Any:
@@ -357,7 +365,7 @@ class RedisLimiter:
 
     def _expire(self, pump: _Pump, e: _Entry, budget: float) -> None:
         if not e.fut.done():
-            e.fut.set_exception(queue_timeout(self.limits, "in_flight", budget, budget))
+            e.fut.set_exception(queue_timeout(self.limits, "in_flight", budget, budget, pump.capn))
             pump.drop(e)
 
     async def state(self, scope: str) -> LimitState:
