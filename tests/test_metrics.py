@@ -32,7 +32,7 @@ from deepseek_kit import (
     UsageError,
     _pricing,
 )
-from deepseek_kit._metrics import MetricsConfig, MetricsStep, RequestRecord, _tokens
+from deepseek_kit._metrics import MetricsConfig, MetricsStep, RequestRecord, _tokens, scaled_price
 from deepseek_kit._metrics_summary import Metrics, percentile
 from deepseek_kit._pricing import ModelPrice
 
@@ -382,8 +382,9 @@ async def test_router_endpoint_names_are_recorded(emulator_factory):
 
 
 def test_config_validation():
+    neg = ModelPrice(Decimal(-1), Decimal(1), Decimal(1))
     for bad in ({"window": 0}, {"reservoir": 0}, {"hooks": (42,)}, {"currency": "EUR"},
-                {"prices": {"m": (1, 2)}}):
+                {"prices": {"m": (1, 2)}}, {"prices": {"m": neg}}):
         with pytest.raises(UsageError):
             MetricsConfig(**bad)
     assert MetricsConfig.coerce(True) == MetricsConfig()
@@ -393,6 +394,18 @@ def test_config_validation():
     # a currency outside the table is fine when the user prices the models
     p = ModelPrice(Decimal(1), Decimal(1), Decimal(1))
     assert MetricsConfig(currency="EUR", prices={"m": p}).prices["m"] == (p, p.at(False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7),
+       st.lists(st.decimals(min_value=0, max_value=1000, places=4, allow_nan=False), min_size=3, max_size=3))
+def test_scaled_prices_bill_exactly_like_the_table(hit, miss, out, custom):
+    prices = [p.at(peak) for table in _pricing.PRICES.values() for p in table.values()
+              for peak in (True, False)]
+    prices.append(ModelPrice(*custom))
+    for p in prices:
+        a, b, c, e = scaled_price(p)
+        assert Decimal(hit * a + miss * b + out * c).scaleb(e) == _pricing.charge(p, hit, miss, out)
 
 
 def test_token_split_without_deepseek_fields():

@@ -170,13 +170,19 @@ def _normalise_prices(prices: Mapping[str, Any]) -> dict[str, tuple[ModelPrice, 
     out: dict[str, tuple[ModelPrice, ModelPrice]] = {}
     for model, p in prices.items():
         if isinstance(p, ModelPrice):
-            out[model] = (p, p.at(False))
+            pair = (p, p.at(False))
         elif (isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], ModelPrice)
               and isinstance(p[1], ModelPrice)):
-            out[model] = (p[0], p[1])
+            pair = (p[0], p[1])
         else:
             raise UsageError(f"MetricsConfig.prices[{model!r}] must be a ModelPrice (peak; off-peak is half) "
                              f"or a (peak, off_peak) pair of ModelPrice, got {p!r}")
+        for price in pair:
+            for d in (price.cache_hit, price.cache_miss, price.output):
+                if not isinstance(d, Decimal) or not d.is_finite() or d < 0:
+                    raise UsageError(f"MetricsConfig.prices[{model!r}]: prices must be finite Decimals >= 0 "
+                                     f"(per 1M tokens), got {d!r}")
+        out[model] = pair
     return out
 
 
@@ -232,6 +238,19 @@ def _tokens(u: Any) -> tuple[int, int, int, int, int]:
     return prompt, hit, miss, u.completion_tokens, (r.reasoning_tokens or 0) if r is not None else 0
 
 
+_ZERO = Decimal(0)
+
+
+def scaled_price(price: ModelPrice) -> tuple[int, int, int, int]:
+    """(hit, miss, output, exponent): the per-1M prices as integers x 10^s, and the exponent that
+    turns `hit*a + miss*b + out*c` into the amount, exactly what `_pricing.charge` computes."""
+    parts = (price.cache_hit, price.cache_miss, price.output)
+    s = max(0, *(-int(p.as_tuple().exponent) for p in parts))
+    f = 10**s
+    a, b, c = (int(p * f) for p in parts)
+    return a, b, c, -(s + 6)
+
+
 def _endpoint(request: Request, resp: Response | None) -> str | None:
     if resp is not None and resp.endpoint is not None:
         return resp.endpoint
@@ -270,7 +289,7 @@ class MetricsStep:
         self._clock = cfg.clock
         self._currency = cfg.currency
         self._prices = _normalise_prices(cfg.prices) if cfg.prices else {}
-        self._price_cache: dict[tuple[str, bool], ModelPrice | None] = {}
+        self._price_cache: dict[tuple[str, bool], tuple[int, int, int, int] | None] = {}
         self._peak_minute = -1
         self._peak = False
 
@@ -317,11 +336,12 @@ class MetricsStep:
             gen = latency - ttft if (resp.events is not None and ttft is not None) else latency
             tps = out / gen if gen > 0 else None
         peak = self._is_peak(wall)
-        cost = Decimal(0)
+        cost = _ZERO
         if model is not None and not resp.cache_hit and (hit or miss or out):
             price = self._price(model, peak)
             if price is not None:
-                cost = _pricing.charge(price, hit, miss, out)
+                # integer prices x 10^s: one Decimal at the end instead of six operations on them
+                cost = Decimal(hit * price[0] + miss * price[1] + out * price[2]).scaleb(price[3])
         outcome = resp.outcome or "ok"
         error = None if outcome in ("ok", "closed") else ("StreamTimeoutError" if outcome == "timeout"
                                                           else "StreamError")
@@ -364,7 +384,7 @@ class MetricsStep:
             self._peak_minute = minute
         return self._peak
 
-    def _price(self, model: str, peak: bool) -> ModelPrice | None:
+    def _price(self, model: str, peak: bool) -> tuple[int, int, int, int] | None:
         key = (model, peak)
         try:
             return self._price_cache[key]
@@ -377,8 +397,8 @@ class MetricsStep:
             canon = _pricing.canonical_model(model)
             table = _pricing.PRICES.get(self._currency, {})
             price = table[canon].at(peak) if canon in table else None
-        self._price_cache[key] = price
-        return price
+        scaled = self._price_cache[key] = None if price is None else scaled_price(price)
+        return scaled
 
     # -- delivering records --------------------------------------------------------------------------
 

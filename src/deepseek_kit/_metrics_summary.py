@@ -18,7 +18,10 @@ the window, not the rate). Latency and TTFT percentiles include only successful 
 the API: errors are counted by class instead, and client-cache hits (near-zero latency) by their
 own rate. Token totals and cost count what DeepSeek billed, so cache hits add neither.
 
-Thread-safe: the sync `Client` records on its loop thread while the caller reads from its own.
+Recording is deferred: `add()` appends to a deque (thread-safe, nothing else on the call's path)
+and the records are folded into the totals in batches, by the next reader or every 256 records.
+Folding and reading hold a lock: the sync `Client` records on its loop thread while the caller
+reads from its own.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -68,9 +71,87 @@ class _ModelTotals:
         self.cost = Decimal(0)
 
 
+class _Totals:
+    """The aggregates, changed only by `add()` under the summary's lock."""
+
+    def __init__(self, window: float, reservoir: int) -> None:
+        self.latency: deque[float] = deque(maxlen=reservoir)
+        self.ttft: deque[float] = deque(maxlen=reservoir)
+        self.tps: deque[float] = deque(maxlen=reservoir)
+        self.requests = self.ok = self.attempts = self.retries = self.cache_hits = 0
+        self.errors: dict[str, int] = {}
+        self.outcomes: dict[str, int] = {}
+        self.statuses: dict[int, int] = {}
+        self.prompt = self.hit = self.miss = self.completion = self.reasoning = 0
+        self.cost = Decimal(0)
+        self.models: dict[str, _ModelTotals] = {}
+        n = math.ceil(window) + 1
+        self.bucket_sec = [-1] * n
+        self.bucket_count = [0] * n
+        self.first: float | None = None
+
+    def add(self, now: float, r: RequestRecord) -> None:
+        self.requests += 1
+        a = r.attempts
+        self.attempts += a
+        if a > 1:  # cache hits make no attempt at all (attempts 0)
+            self.retries += a - 1
+        d = self.outcomes
+        d[r.outcome] = d.get(r.outcome, 0) + 1
+        if r.status is not None:
+            st = self.statuses
+            st[r.status] = st.get(r.status, 0) + 1
+        # Per model; calls without one (GET /models, /user/balance) only count in the totals.
+        key = r.model or ""
+        m = self.models.get(key)
+        if m is None:
+            m = self.models[key] = _ModelTotals()
+        m.requests += 1
+        if r.error is not None:
+            e = self.errors
+            e[r.error] = e.get(r.error, 0) + 1
+            m.errors += 1
+        ok = r.outcome == "ok"
+        if ok:
+            self.ok += 1
+        if r.cache_hit:
+            self.cache_hits += 1
+        else:
+            if ok:
+                self.latency.append(r.latency)
+                if r.output_tps is not None:
+                    self.tps.append(r.output_tps)
+            if r.ttft is not None:
+                self.ttft.append(r.ttft)
+            self.prompt += r.prompt_tokens
+            self.hit += r.prompt_cache_hit_tokens
+            self.miss += r.prompt_cache_miss_tokens
+            self.completion += r.completion_tokens
+            self.reasoning += r.reasoning_tokens
+            m.prompt_tokens += r.prompt_tokens
+            m.completion_tokens += r.completion_tokens
+            if r.cost:
+                self.cost += r.cost
+                m.cost += r.cost
+        sec = int(now)
+        i = sec % len(self.bucket_sec)
+        if self.bucket_sec[i] != sec:
+            self.bucket_sec[i] = sec
+            self.bucket_count[i] = 0
+        self.bucket_count[i] += 1
+        if self.first is None:
+            self.first = now
+
+
 class Metrics:
-    """Summary of finished calls. Read `snapshot()` (a plain dict) or `str(metrics)` (a table);
-    `reset()` starts over."""
+    """Summary of finished calls. Read `snapshot()` (a plain dict), `str(metrics)` (a table) or
+    the properties below; `reset()` starts over.
+
+    `add()` only queues the record (a deque append: thread-safe, nothing else on the caller's
+    path); queued records are folded into the totals in batches, by the next reader or every
+    `_BATCH` records, so the per-call cost is paid in a tight loop instead of on the hot path."""
+
+    _BATCH = 256
 
     def __init__(self, *, window: float = 60.0, reservoir: int = 4096, currency: str = "CNY",
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -79,92 +160,55 @@ class Metrics:
         self.currency = currency
         self._lock = threading.Lock()
         self._clock = clock  # monotonic seconds, for QPS only
-        self.reset()
+        self._pending: deque[tuple[float, RequestRecord]] = deque()
+        self._t = _Totals(self.window, reservoir)
 
     def reset(self) -> None:
         with self._lock:
-            self._latency: deque[float] = deque(maxlen=self.reservoir)
-            self._ttft: deque[float] = deque(maxlen=self.reservoir)
-            self._tps: deque[float] = deque(maxlen=self.reservoir)
-            self.requests = 0
-            self.ok = 0
-            self.attempts = 0
-            self.retries = 0
-            self.cache_hits = 0
-            self.errors: Counter[str] = Counter()
-            self.outcomes: Counter[str] = Counter()
-            self.statuses: Counter[int] = Counter()
-            self.prompt_tokens = self.prompt_cache_hit_tokens = self.prompt_cache_miss_tokens = 0
-            self.completion_tokens = self.reasoning_tokens = 0
-            self.cost = Decimal(0)
-            self._models: dict[str, _ModelTotals] = {}
-            n = math.ceil(self.window) + 1
-            self._bucket_sec = [-1] * n
-            self._bucket_count = [0] * n
-            self._first: float | None = None
+            self._pending.clear()
+            self._t = _Totals(self.window, self.reservoir)
 
     def add(self, r: RequestRecord) -> None:
         """Count one finished call (the metrics step calls this; hooks see the same record)."""
-        now = self._clock()
-        with self._lock:
-            self.requests += 1
-            self.attempts += r.attempts
-            if r.attempts > 1:  # cache hits make no attempt at all (attempts 0)
-                self.retries += r.attempts - 1
-            self.outcomes[r.outcome] += 1
-            if r.status is not None:
-                self.statuses[r.status] += 1
-            if r.error is not None:
-                self.errors[r.error] += 1
-            # Per model; calls without one (GET /models, /user/balance) only count in the totals.
-            m = self._models.get(r.model or "")
-            if m is None:
-                m = self._models[r.model or ""] = _ModelTotals()
-            m.requests += 1
-            if r.outcome == "ok":
-                self.ok += 1
-            elif r.error is not None:
-                m.errors += 1
-            if r.cache_hit:
-                self.cache_hits += 1
-            else:
-                if r.outcome == "ok":
-                    self._latency.append(r.latency)
-                    if r.output_tps is not None:
-                        self._tps.append(r.output_tps)
-                if r.ttft is not None:
-                    self._ttft.append(r.ttft)
-                self.prompt_tokens += r.prompt_tokens
-                self.prompt_cache_hit_tokens += r.prompt_cache_hit_tokens
-                self.prompt_cache_miss_tokens += r.prompt_cache_miss_tokens
-                self.completion_tokens += r.completion_tokens
-                self.reasoning_tokens += r.reasoning_tokens
-                m.prompt_tokens += r.prompt_tokens
-                m.completion_tokens += r.completion_tokens
-                if r.cost:
-                    self.cost += r.cost
-                    m.cost += r.cost
-            sec = int(now)
-            i = sec % len(self._bucket_sec)
-            if self._bucket_sec[i] != sec:
-                self._bucket_sec[i] = sec
-                self._bucket_count[i] = 0
-            self._bucket_count[i] += 1
-            if self._first is None:
-                self._first = now
+        pending = self._pending
+        pending.append((self._clock(), r))
+        if len(pending) >= self._BATCH:
+            self._fold()
 
-    def qps(self) -> float:
-        """Finished calls per second over the last `window` seconds (or since the first call)."""
-        now = self._clock()
+    def _fold(self) -> _Totals:
+        """Fold the queued records into the totals; returns them (read them under the lock)."""
         with self._lock:
-            if self._first is None:
-                return 0.0
-            # The buckets still in the ring cover from the start of the oldest one to now: a span
-            # of `window` to `window + 1` seconds, exact at one-second resolution.
-            oldest = int(now) - len(self._bucket_sec) + 1
-            n = sum(c for s, c in zip(self._bucket_sec, self._bucket_count, strict=True) if s >= oldest)
-            span = min(now - oldest, max(now - self._first, 1.0))
-        return n / span
+            t = self._t
+            pop = self._pending.popleft
+            while True:
+                try:
+                    now, r = pop()
+                except IndexError:
+                    return t
+                t.add(now, r)
+
+    @property
+    def requests(self) -> int:
+        return self._fold().requests
+
+    @property
+    def ok(self) -> int:
+        return self._fold().ok
+
+    @property
+    def cost(self) -> Decimal:
+        return self._fold().cost
+
+    @property
+    def cache_hits(self) -> int:
+        return self._fold().cache_hits
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Calls that raised (or whose stream broke), by error class."""
+        t = self._fold()
+        with self._lock:
+            return dict(t.errors)
 
     @property
     def errors_total(self) -> int:
@@ -172,56 +216,75 @@ class Metrics:
 
     @property
     def error_rate(self) -> float:
-        return self.errors_total / self.requests if self.requests else 0.0
+        n = self.requests
+        return self.errors_total / n if n else 0.0
 
     @property
     def cache_hit_rate(self) -> float:
         """Share of calls answered by the client cache."""
-        return self.cache_hits / self.requests if self.requests else 0.0
+        t = self._fold()
+        return t.cache_hits / t.requests if t.requests else 0.0
 
     @property
     def prompt_cache_hit_rate(self) -> float:
         """Share of prompt tokens DeepSeek served from its context cache (§5.8)."""
-        seen = self.prompt_cache_hit_tokens + self.prompt_cache_miss_tokens
-        return self.prompt_cache_hit_tokens / seen if seen else 0.0
+        t = self._fold()
+        seen = t.hit + t.miss
+        return t.hit / seen if seen else 0.0
+
+    def qps(self) -> float:
+        """Finished calls per second over the last `window` seconds (or since the first call)."""
+        t = self._fold()
+        now = self._clock()
+        with self._lock:
+            if t.first is None:
+                return 0.0
+            # The buckets still in the ring cover from the start of the oldest one to now: a span
+            # of `window` to `window + 1` seconds, exact at one-second resolution.
+            oldest = int(now) - len(t.bucket_sec) + 1
+            n = sum(c for s, c in zip(t.bucket_sec, t.bucket_count, strict=True) if s >= oldest)
+            span = min(now - oldest, max(now - t.first, 1.0))
+        return n / span
 
     def snapshot(self) -> dict[str, Any]:
         """Everything as a plain dict (costs are Decimal; latencies in seconds)."""
         qps = self.qps()
+        t = self._fold()
         with self._lock:
-            lat, ttft, tps = list(self._latency), list(self._ttft), list(self._tps)
-            n = self.requests
-            errors = dict(self.errors)
+            lat, ttft, tps = list(t.latency), list(t.ttft), list(t.tps)
+            n = t.requests
+            errors = dict(t.errors)
+            seen = t.hit + t.miss
             out: dict[str, Any] = {
                 "requests": n,
-                "ok": self.ok,
+                "ok": t.ok,
                 "errors": sum(errors.values()),
                 "error_rate": sum(errors.values()) / n if n else 0.0,
                 "errors_by_class": errors,
                 "error_rate_by_class": {k: v / n for k, v in errors.items()},
-                "outcomes": dict(self.outcomes),
-                "statuses": dict(self.statuses),
-                "attempts": self.attempts,
-                "retries": self.retries,
+                "outcomes": dict(t.outcomes),
+                "statuses": dict(t.statuses),
+                "attempts": t.attempts,
+                "retries": t.retries,
                 "qps": qps,
                 "window_s": self.window,
                 "tokens": {
-                    "prompt": self.prompt_tokens,
-                    "prompt_cache_hit": self.prompt_cache_hit_tokens,
-                    "prompt_cache_miss": self.prompt_cache_miss_tokens,
-                    "completion": self.completion_tokens,
-                    "reasoning": self.reasoning_tokens,
-                    "total": self.prompt_tokens + self.completion_tokens,
+                    "prompt": t.prompt,
+                    "prompt_cache_hit": t.hit,
+                    "prompt_cache_miss": t.miss,
+                    "completion": t.completion,
+                    "reasoning": t.reasoning,
+                    "total": t.prompt + t.completion,
                 },
-                "prompt_cache_hit_rate": self.prompt_cache_hit_rate,
-                "cache_hits": self.cache_hits,
-                "cache_hit_rate": self.cache_hits / n if n else 0.0,
-                "cost": self.cost,
+                "prompt_cache_hit_rate": t.hit / seen if seen else 0.0,
+                "cache_hits": t.cache_hits,
+                "cache_hit_rate": t.cache_hits / n if n else 0.0,
+                "cost": t.cost,
                 "currency": self.currency,
                 "by_model": {
                     k: {"requests": m.requests, "errors": m.errors, "prompt_tokens": m.prompt_tokens,
                         "completion_tokens": m.completion_tokens, "cost": m.cost}
-                    for k, m in self._models.items() if k
+                    for k, m in t.models.items() if k
                 },
             }
         out["latency_s"] = _summary(lat)
@@ -230,8 +293,8 @@ class Metrics:
         return out
 
     def __repr__(self) -> str:
-        return (f"Metrics(requests={self.requests}, errors={self.errors_total}, "
-                f"cost={self.cost} {self.currency})")
+        s = self.snapshot()
+        return f"Metrics(requests={s['requests']}, errors={s['errors']}, cost={s['cost']} {self.currency})"
 
     def __str__(self) -> str:
         s = self.snapshot()
