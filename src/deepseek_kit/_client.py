@@ -12,8 +12,12 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ._auth import AuthProvider, AuthStep, StaticKey
+from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
 from ._http import Attempt
+from ._limits import Limits, LimitStep
+from ._metrics import MetricsConfig, MetricsStep
+from ._metrics_summary import Metrics
 from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
@@ -30,6 +34,22 @@ CallNext = Callable[[Request], Awaitable[Response]]
 
 class Step(Protocol):
     async def handle(self, request: Request, call_next: CallNext) -> Response: ...
+
+
+def _metrics_step(value: MetricsConfig | MetricsStep | bool | None) -> MetricsStep | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, MetricsStep):
+        return value
+    return MetricsStep(value if isinstance(value, MetricsConfig) else MetricsConfig())
+
+
+def _cache_step(value: CachePolicy | CacheStep | bool | None) -> CacheStep | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, CacheStep):
+        return value
+    return CacheStep(value if isinstance(value, CachePolicy) else CachePolicy())
 
 
 def _beta_url(base_url: str) -> str:
@@ -74,6 +94,9 @@ class AsyncClient:
         endpoints: Sequence[Endpoint] | None = None,
         routing: Routing | None = None,
         resumption: Resumption | None = None,
+        limits: Limits | None = None,
+        cache: CachePolicy | CacheStep | bool | None = None,
+        metrics: MetricsConfig | MetricsStep | bool | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
@@ -108,9 +131,22 @@ class AsyncClient:
         self._closed = False
         self.router = RouterStep(endpoints, routing) if endpoints else None
         self.auth: AuthProvider = auth or StaticKey(key)
+        # Config-file tables fill what the arguments left out: [limits], [cache], [metrics].
+        if limits is None and cfg.get("limits"):
+            limits = Limits(**cfg["limits"])
+        if cache is None and cfg.get("cache"):
+            cache = CachePolicy(**cfg["cache"])
+        if metrics is None and "metrics" in cfg:
+            m = cfg["metrics"]
+            metrics = MetricsConfig(**m) if isinstance(m, dict) else bool(m)
+        self._metrics_step = _metrics_step(metrics)
+        self.cache = _cache_step(cache)
+        self.limits = LimitStep(limits, api_key=key) if limits is not None else None
+        # DESIGN.md order: metrics -> cache -> router -> retry -> limits -> auth -> transport.
+        outer = [self._metrics_step, self.cache, self.router]
         all_steps: list[Step] = [
-            *(steps or []), *([self.router] if self.router else []), RetryStep(policy),
-            *(inner_steps or []), AuthStep(self.auth)]
+            *(steps or []), *(s for s in outer if s is not None), RetryStep(policy),
+            *(inner_steps or []), *([self.limits] if self.limits else []), AuthStep(self.auth)]
         call: CallNext = Attempt(self._transport, secrets=(key,))
         for step in reversed(all_steps):
             call = functools.partial(step.handle, call_next=call)
@@ -122,6 +158,15 @@ class AsyncClient:
         self.models = Models(self)
         self.user = User(self)
         self.beta = Beta(self)
+
+    @property
+    def metrics(self) -> Metrics:
+        """The in-process summary: p50/p95/p99 latency and TTFT, QPS, errors by class, tokens,
+        cost, cache hit rate (`print(client.metrics)` for a table, `.snapshot()` for a dict)."""
+        if self._metrics_step is None:
+            raise UsageError("metrics are off for this client: create it with metrics=True "
+                             "(or MetricsConfig(...))")
+        return self._metrics_step.metrics
 
     @property
     def api_key(self) -> str | None:
@@ -145,6 +190,7 @@ class AsyncClient:
         timeout: Timeout | float | Any | None = ...,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Response:
         """Send one API call through the pipeline (used by the resources; public for new
         endpoints the typed surface does not cover yet)."""
@@ -158,12 +204,16 @@ class AsyncClient:
         t = self.timeout if timeout is ... else Timeout.coerce(timeout)
         url = (self.beta_base_url if beta else self.base_url) + path
         req = Request(method, url, path, body=body, headers=headers, stream=stream, timeout=t,
-                      max_retries=max_retries, beta=beta)
+                      max_retries=max_retries, beta=beta, options=options)
         return await self._call(req)
 
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.cache is not None:
+                await self.cache.aclose()  # waits for answers still being stored
+            if self.limits is not None:
+                await self.limits.aclose()
             await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:

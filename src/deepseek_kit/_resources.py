@@ -166,9 +166,12 @@ class ChatCompletions:
         timeout: Any = ...,
         max_retries: int | None = None,
         resume: bool | None = None,
+        cache: bool | str | None = None,
     ) -> ChatCompletion | AsyncStream:
         """POST /chat/completions. A last assistant message with `prefix: True` (chat prefix
-        completion, Beta) is sent to the /beta base URL automatically."""
+        completion, Beta) is sent to the /beta base URL automatically. Not sent on the wire:
+        `timeout`, `max_retries`, `resume` (continue a broken stream, default on) and `cache`
+        (True/False or "force"/"skip"/"refresh": this call's cache rule, see docs/cache.md)."""
         if type(model) is not str or not model:
             raise UsageError("model is required, e.g. model='deepseek-flash'")
         if type(messages) is list and all(type(m) is dict for m in messages):
@@ -198,7 +201,8 @@ class ChatCompletions:
         }, extra_body)
         resp = await self._client.request("POST", "/chat/completions", body=body, stream=stream, beta=beta,
                                           timeout=timeout, max_retries=max_retries,
-                                          extra_headers=extra_headers)
+                                          extra_headers=extra_headers,
+                                          options=None if cache is None else {"cache": cache})
         if stream:
             policy = self._client.resumption
             if resume is False or (resume is None and not policy.enabled):
@@ -248,6 +252,7 @@ class Completions:
         extra_headers: Mapping[str, str] | None = None,
         timeout: Any = ...,
         max_retries: int | None = None,
+        cache: bool | str | None = None,
     ) -> Completion | AsyncCompletionStream:
         if not isinstance(prompt, str):
             raise UsageError("prompt must be a string")
@@ -259,7 +264,8 @@ class Completions:
         }, extra_body)
         resp = await self._client.request("POST", "/completions", body=body, stream=stream, beta=True,
                                           timeout=timeout, max_retries=max_retries,
-                                          extra_headers=extra_headers)
+                                          extra_headers=extra_headers,
+                                          options=None if cache is None else {"cache": cache})
         if stream:
             return AsyncCompletionStream(resp)
         return _decode(resp, completion_decoder, "completion")  # type: ignore[no-any-return]
