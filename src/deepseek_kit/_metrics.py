@@ -4,9 +4,10 @@
 Outermost (DESIGN.md "Layers") so that one record covers the whole call, retries included, and
 answers served by the client cache count too. What it costs on the hot path, per call: two loop
 clock reads and one wall clock read; for a non-stream answer one msgspec decode of a struct holding
-only `usage` and `model` (the rest of the body is skipped by the decoder, not built); a price
-lookup cached per model and per minute; a few Decimal operations. Nothing per chunk: a stream's
-usage, end and outcome arrive once through `Response.add_done_callback`.
+only `usage` and `model` (the rest of the body is skipped by the decoder, not built); the peak
+check and the price cached per minute and per model (as integers, so a call's cost is integer
+arithmetic and one Decimal); the record built positionally and queued for the summary. Nothing per
+chunk: a stream's usage, end and outcome arrive once through `Response.add_done_callback`.
 
 Cost follows DeepSeek's table (deepseek-api.md §2.1, `_pricing.py`): cache-hit input, cache-miss
 input and output (reasoning included) per 1M tokens, peak or off-peak by Beijing time at the start
