@@ -292,11 +292,50 @@ async def overhead(a, base, redis_url):
     return rows
 
 
+async def micro(n=30000):
+    """No sockets: LimitStep.handle around a call_next that returns a canned response."""
+    from deepseek_kit._limits import Limits, LimitStep
+    from deepseek_kit._request import Request, Response
+    from deepseek_kit._timeouts import Timeout
+
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}]}).encode()
+    answer = (b'{"id":"x","object":"chat.completion","created":1,"model":"deepseek-flash","choices":[{"index":0,'
+              b'"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],'
+              b'"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12}}')
+    timeout = Timeout()
+
+    async def call_next(req):
+        return Response(200, {}, body=answer)
+
+    rows = {}
+    for name, lim in [("no step", None), ("rpm + in-flight", Limits(rpm=6e6, max_in_flight=10_000)),
+                      ("rpm + tpm + in-flight", Limits(rpm=6e6, tpm=6e9, max_in_flight=10_000))]:
+        handle = LimitStep(lim).handle if lim is not None else None
+        best = float("inf")
+        for _ in range(3):
+            c0 = cpu_s()
+            for _ in range(n):
+                req = Request("POST", "http://127.0.0.1/chat/completions", "/chat/completions", body=body,
+                              timeout=timeout)
+                await (handle(req, call_next) if handle else call_next(req))
+            best = min(best, (cpu_s() - c0) / n * 1e6)
+        rows[name] = best
+    base = rows["no step"]
+    print(f"\n## LimitStep (local) per request without sockets (best of 3 x {n} calls)\n")
+    print("| configuration | µs CPU / request | added by the step |")
+    print("|---|---:|---:|")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.1f} | {v - base:+.1f} |")
+    return rows
+
+
 def run_overhead(a):
     emu_proc, base = start_emulator_process()
     redis_proc, redis_url = start_redis()
     try:
-        return asyncio.run(overhead(a, base, redis_url))
+        rows = asyncio.run(overhead(a, base, redis_url))
+        rows["micro_us"] = asyncio.run(micro())
+        return rows
     finally:
         stop(emu_proc)
         stop(redis_proc)

@@ -111,28 +111,35 @@ table.insert(out, 1, tostring(f))
 return out
 """
 
-# KEYS: state, leases, queue. ARGV: lease id or "", token correction, s/token, outcome (1 ok, 0,
-# -1 rate limited), decrease, increase, floor, cooldown, channel, scope, idle expiry ms.
+# KEYS: state, leases, queue. ARGV: s/token, decrease, increase, floor, cooldown, channel, scope, idle
+# expiry ms, then (lease id or "", token correction, outcome: 1 ok, 0 neutral, -1 rate limited) per
+# finished request, in the order they finished. Returns the adaptive factor.
 RELEASE = """
 local st, leases, queue = KEYS[1], KEYS[2], KEYS[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local freed = 0
-if ARGV[1] ~= '' then freed = redis.call('ZREM', leases, ARGV[1]) end
+local ti, dec, inc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local floor, cooldown = tonumber(ARGV[4]), tonumber(ARGV[5])
 local s = redis.call('HMGET', st, 'f', 'sa')
 local f = tonumber(s[1]) or 1
-local f0 = f
-local diff, ti, outcome = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if diff ~= 0 and ti > 0 then redis.call('HINCRBYFLOAT', st, 'tt', string.format('%.6f', diff * ti / f)) end
-if outcome > 0 and f < 1 then
-  f = math.min(1, f + tonumber(ARGV[6]))
-elseif outcome < 0 and now - (tonumber(s[2]) or 0) >= tonumber(ARGV[8]) then
-  f = math.max(tonumber(ARGV[7]), f * tonumber(ARGV[5]))
-  redis.call('HSET', st, 'sa', string.format('%.6f', now))
+local f0, sa, shrunk = f, tonumber(s[2]) or 0, false
+local freed, corr = 0, 0
+for i = 9, #ARGV, 3 do
+  if ARGV[i] ~= '' then freed = freed + redis.call('ZREM', leases, ARGV[i]) end
+  local diff, outcome = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  if diff ~= 0 and ti > 0 then corr = corr + diff * ti / f end
+  if outcome > 0 and f < 1 then
+    f = math.min(1, f + inc)
+  elseif outcome < 0 and now - sa >= cooldown then
+    f = math.max(floor, f * dec)
+    sa, shrunk = now, true
+  end
 end
+if corr ~= 0 then redis.call('HINCRBYFLOAT', st, 'tt', string.format('%.6f', corr)) end
+if shrunk then redis.call('HSET', st, 'sa', string.format('%.6f', sa)) end
 if f ~= f0 then redis.call('HSET', st, 'f', string.format('%.6f', f)) end
-if (freed > 0 or f > f0) and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
-redis.call('PEXPIRE', st, ARGV[11])
+if (freed > 0 or f > f0) and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+redis.call('PEXPIRE', st, ARGV[8])
 return tostring(f)
 """
 

@@ -167,7 +167,7 @@ class _RedisLease:
                 held.discard(self.id)
         grow = outcome == OK and owner._factor.get(self.scope, 1.0) < 1.0
         if self.id is not None or diff or outcome < 0 or grow:
-            owner._releases.add(owner._spawn(owner._release(self.scope, self.id or "", diff, outcome)))
+            owner._release(self.scope, self.id or "", diff, outcome)
 
     def __call__(self, resp: Response) -> None:
         """The response's completion hook: end the lease with the real usage."""
@@ -198,8 +198,8 @@ class RedisLimiter:
         self._head_args: list[Any] = [self._cap, repr(ri), repr(self._ti), repr(rb), repr(tb), repr(ttl),
                                       idle_ms, self._channel]
         ad = limits.adaptive
-        self._adapt = ([ad.decrease, ad.increase, ad.floor, ad.cooldown] if ad is not None
-                       else [1.0, 0.0, 1.0, 0.0])
+        adapt = [ad.decrease, ad.increase, ad.floor, ad.cooldown] if ad is not None else [1.0, 0.0, 1.0, 0.0]
+        self._release_args: list[Any] = [repr(self._ti), *map(repr, adapt), self._channel]
         self._idle_ms = idle_ms
         self._tag = f"{os.getpid()}.{secrets.token_hex(4)}."
         self._ids = itertools.count()
@@ -208,7 +208,8 @@ class RedisLimiter:
         self._held: dict[str, set[str]] = {}
         self._factor: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._releases: set[asyncio.Task[Any]] = set()
+        self._ended: dict[str, list[Any]] = {}  # scope -> (lease id, correction, outcome)* to send
+        self._flusher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
@@ -241,12 +242,8 @@ class RedisLimiter:
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._forget)
+        task.add_done_callback(self._tasks.discard)
         return task
-
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        self._releases.discard(task)
 
     def _backend_error(self, exc: BaseException) -> LimitBackendError:
         url = _safe_url(self.limits.redis_url or "the given Redis client")
@@ -266,15 +263,33 @@ class RedisLimiter:
                for j in range(3, len(out), 2)]
         return out[:3], res
 
-    async def _release(self, scope: str, lease_id: str, diff: int, outcome: int) -> None:
-        keys = self._keys_of(scope)
-        args = [lease_id, diff, repr(self._ti), outcome, *self._adapt, self._channel, scope, self._idle_ms]
+    def _release(self, scope: str, lease_id: str, diff: int, outcome: int) -> None:
+        """Queue a finished request; one task sends what finished meanwhile in one call per scope
+        (group commit: under load one round trip ends many leases)."""
+        self._ended.setdefault(scope, []).extend((lease_id, diff, outcome))
+        if self._flusher is None:
+            self._flusher = self._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        script = self._script("release", RELEASE)
         try:
-            f = await self._script("release", RELEASE)(keys=keys[:3], args=args)
-        except Exception as exc:  # the lease then expires after lease_ttl (no longer renewed)
-            log.warning("%s", self._backend_error(exc))
-            return
-        self._factor[scope] = float(f)
+            while self._ended:
+                ended, self._ended = self._ended, {}
+                for scope, items in ended.items():
+                    for i in range(0, len(items), 3 * _MAX_BATCH):
+                        args = [*self._release_args, scope, self._idle_ms, *items[i:i + 3 * _MAX_BATCH]]
+                        try:
+                            f = await script(keys=self._keys_of(scope)[:3], args=args)
+                        except Exception as exc:  # these leases expire after lease_ttl (not renewed)
+                            log.warning("%s", self._backend_error(exc))
+                        else:
+                            self._factor[scope] = float(f)
+        finally:
+            self._flusher = None
+
+    async def _flushed(self) -> None:
+        while self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def _listen(self) -> bool:
         """Subscribe to wake-ups once per process; True when this call subscribed."""
@@ -369,8 +384,7 @@ class RedisLimiter:
             pump.drop(e)
 
     async def state(self, scope: str) -> LimitState:
-        if self._releases:  # read our own releases
-            await asyncio.gather(*self._releases, return_exceptions=True)
+        await self._flushed()  # read our own releases
         try:
             f, held, queued = await self._script("state", STATE)(keys=self._keys_of(scope), args=[])
         except Exception as exc:
@@ -383,8 +397,9 @@ class RedisLimiter:
         if self._closed:
             return
         self._closed = True
-        if self._releases:  # let releases reach Redis so slots free now, not after lease_ttl
-            await asyncio.wait(self._releases, timeout=max(1.0, self._ttl / 3))
+        if self._flusher is not None:  # let releases reach Redis: slots free now, not after lease_ttl
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._flushed(), max(1.0, self._ttl / 3))
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
