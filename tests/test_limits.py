@@ -353,6 +353,32 @@ async def test_wait_is_bounded_by_the_calls_total_timeout(make_limits, emulator,
     await held.aclose()
 
 
+# -- through the client's own `limits=` argument -------------------------------------------------------
+
+
+async def test_client_limits_argument(make_limits, emulator):
+    async with AsyncClient(api_key="sk-limits-test", base_url=emulator.base_url,
+                           limits=make_limits(max_in_flight=2)) as c:
+        await asyncio.gather(*(ask(c, f"q{i}", emulate="delay_headers=0.05") for i in range(8)))
+        assert emulator.state.max_in_flight == 2
+        held = await ask(c, "s", stream=True)
+        assert (await c.limits.state()).in_flight == 1
+        await held.aclose()
+        assert (await c.limits.state()).in_flight == 0
+
+
+def test_sync_client_limits(make_limits, emulator):
+    from deepseek_kit import Client
+
+    with Client(api_key="sk-limits-test", base_url=emulator.base_url,
+                limits=make_limits(rpm=60, burst=2, max_queue_wait=0.3), max_retries=0) as c:
+        ask(c, "a")
+        ask(c, "b")
+        with pytest.raises(QueueTimeoutError):
+            ask(c, "c")
+    assert emulator.state.total_requests == 2
+
+
 # -- Redis only: dead holders, several processes, Redis down -----------------------------------------
 
 _HOLDER = textwrap.dedent("""
