@@ -105,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", default="http://127.0.0.1:18080")
     ap.add_argument("--configs", default="nonstream,stream,stream_ka,stream_chunked")
-    ap.add_argument("--clients", default="aiohttp,aiohttp_msgspec,deepseek_kit")
+    ap.add_argument("--clients", default="aiohttp,aiohttp_msgspec,deepseek_kit,deepseek_kit_full")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--json", default="")
     ap.add_argument("--manifest", default=os.environ.get("BENCH_MANIFEST", str(HERE / ".run" / "www" / "manifest.json")))

@@ -85,7 +85,7 @@ log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$RES/run.log" >&2; }
 if [[ -n "${CLIENTS:-}" ]]; then
   CLIENTS=($CLIENTS)
 else
-  CLIENTS=(aiohttp aiohttp_msgspec deepseek_kit openai)
+  CLIENTS=(aiohttp aiohttp_msgspec deepseek_kit deepseek_kit_full openai)
   [[ "$EXTRAS" == 1 ]] && CLIENTS+=(httpx httpx2 litellm)
   [[ "${UVLOOP:-0}" == 1 ]] && CLIENTS+=(aiohttp_uvloop deepseek_kit_uvloop)
 fi
@@ -168,6 +168,7 @@ for rep in $(seq 1 "$REPS"); do
       case $client in
         deepseek_kit)        cmd=("$PY" "$BENCH/drivers/drv_deepseek_kit.py") ;;
         deepseek_kit_uvloop) cmd=("$PY" "$BENCH/drivers/drv_deepseek_kit.py" --uvloop) ;;
+        deepseek_kit_full)   cmd=("$PY" "$BENCH/drivers/drv_deepseek_kit_full.py") ;;
         httpx2)              cmd=("$PY" "$SHARED/drivers/drv_httpx.py" --impl httpx2) ;;
         *)                   cmd=("$PY" "$SHARED/drivers/drv_$client.py") ;;
       esac

@@ -47,8 +47,19 @@ async def make_client(args):
 
     if args.uvloop:
         args.client_name = "deepseek_kit_uvloop"
-    # default timeout + retry stack: only the pool is sized, like the other drivers
-    client = AsyncClient(api_key=API_KEY, base_url=args.base_url, max_connections=args.concurrency)
+    if getattr(args, "stack", "default") == "full":
+        # issue 3's "full stack": router (one endpoint, breaker on), limits (in-process rpm, tpm and
+        # in-flight, set far above what the run reaches), metrics; cache off
+        from deepseek_kit import Endpoint, Limits
+
+        args.client_name = "deepseek_kit_full"
+        client = AsyncClient(
+            endpoints=[Endpoint(args.base_url, name="upstream", api_key=API_KEY)],
+            limits=Limits(rpm=10_000_000, tpm=10_000_000_000, max_in_flight=2500),
+            metrics=True, max_connections=args.concurrency)
+    else:
+        # default timeout + retry stack: only the pool is sized, like the other drivers
+        client = AsyncClient(api_key=API_KEY, base_url=args.base_url, max_connections=args.concurrency)
     create = client.chat.completions.create
     stream = args.stream
 

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from ._limits import Adaptive, LimitBackendError, Limits, LimitStep, QueueTimeoutError
     from ._metrics import MetricsConfig, MetricsStep, RequestRecord
     from ._metrics_summary import Metrics
+    from ._otel import OTelHook
+    from ._pricing import ModelPrice
+    from ._prometheus import PrometheusHook
     from ._request import Request, Response
     from ._resume import Resumption
     from ._retry import RetryPolicy
@@ -116,8 +119,11 @@ _LAZY: dict[str, str] = {
     "MockTransport": "._transport",
     "Model": "._types",
     "ModelList": "._types",
+    "ModelPrice": "._pricing",
     "NotFoundError": "._errors",
     "OAuth2ClientCredentials": "._auth",
+    "OTelHook": "._otel",
+    "PrometheusHook": "._prometheus",
     "QueueTimeoutError": "._limits",
     "RateLimitError": "._errors",
     "RedisBackend": "._cache_backends",
@@ -208,8 +214,11 @@ __all__ = [
     "MockTransport",
     "Model",
     "ModelList",
+    "ModelPrice",
     "NotFoundError",
     "OAuth2ClientCredentials",
+    "OTelHook",
+    "PrometheusHook",
     "QueueTimeoutError",
     "RateLimitError",
     "RedisBackend",

@@ -87,7 +87,7 @@ class Attempt:
                         "(DeepSeek does this under load; retryable)"
                     )
                 src.release()
-                return Response(raw.status, raw.headers, body=body, first_event_at=wd.last)
+                return Response(raw.status, raw.headers, body=body, first_event_at=wd.first_at)
             reader = EventReader(src, wd, self.read_errors())
             try:
                 first = await reader.next()
@@ -106,7 +106,7 @@ class Attempt:
                     raise make_status_error(status, raw.headers, first, secrets=self.secrets)
             reader._queue.insert(reader._i, first)  # put the first event back for the caller
             keep_watchdog = True
-            return Response(raw.status, raw.headers, events=reader, first_event_at=wd.last)
+            return Response(raw.status, raw.headers, events=reader, first_event_at=wd.first_at)
         finally:
             if not keep_watchdog:
                 wd.cancel()

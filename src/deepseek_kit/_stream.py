@@ -89,6 +89,7 @@ class _BaseStream(Generic[T]):
         raise StreamError(f"Stream broke: {b.reason}.", partial=partial) from None
 
     def _raise_decode(self, payload: bytes, exc: Exception) -> None:
+        self._reader.outcome = "broken"
         self._reader.close()
         err = error_object(payload)  # e.g. {"error": "text"}: an error, not a malformed event
         if err is not None:
@@ -146,6 +147,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
         if chunk.error is not None or (not chunk.choices and chunk.object == "error"):
             err = stream_error(chunk, payload)
             if err is not None:
+                self._reader.outcome = "broken"  # a failure for metrics and breakers, not "left early"
                 self._reader.close()
                 if await self._resume("error"):
                     return await self.__anext__()

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from ._client import AsyncClient
 from ._errors import UsageError
+from ._metrics_summary import Metrics
 from ._stream import AsyncCompletionStream, AsyncStream
 from ._types import Balance, ChatCompletion, ChatCompletionChunk, Completion, ModelList
 
@@ -186,6 +187,16 @@ class Client:
     @property
     def base_url(self) -> str:
         return self._async.base_url
+
+    @property
+    def metrics(self) -> Metrics:
+        """The same in-process summary as `AsyncClient.metrics`."""
+        return self._async.metrics
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The async core this client runs on (router, cache and limits state live there)."""
+        return self._async
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncClient", "Client", 1)

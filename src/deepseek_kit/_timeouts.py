@@ -115,8 +115,8 @@ class Watchdog:
     """
 
     __slots__ = (
-        "_abort", "_deadline", "_loop", "_tail", "_ticker", "done", "fired", "first_token", "idle", "last",
-        "reading", "start", "started_body", "total",
+        "_abort", "_deadline", "_loop", "_tail", "_ticker", "done", "fired", "first_at", "first_token",
+        "idle", "last", "reading", "start", "started_body", "total",
     )
 
     def __init__(
@@ -137,6 +137,7 @@ class Watchdog:
         else:
             self._deadline = deadline
         self.started_body = False
+        self.first_at: float | None = None  # loop time of the first real event / body byte
         self.done = False
         self.reading = True
         self.fired: str | None = None
@@ -180,7 +181,7 @@ class Watchdog:
     def first_event(self) -> None:
         """The first real event arrived: from now on the idle limit applies."""
         self.started_body = True
-        self.last = self._loop.time()
+        self.last = self.first_at = self._loop.time()
 
     def finish(self) -> None:
         """The answer is complete: from now on only the short tail limit applies."""

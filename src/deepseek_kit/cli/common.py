@@ -157,7 +157,7 @@ def backend(args: argparse.Namespace, *, err: TextIO | None = None) -> Iterator[
     model = args.model or str(cfg.get("model") or DEFAULT_MODEL)
     if not args.mock:
         url_given = bool(args.base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url"))
-        if key or url != DEFAULT_BASE_URL:
+        if key or url != DEFAULT_BASE_URL or cfg.get("endpoints"):  # endpoints carry their own keys
             yield Backend(key, url, model, profile=args.profile)
             return
         if url_given or args.no_mock_fallback:
