@@ -66,11 +66,12 @@ class Response:
     correct a token estimate, record latency and usage, store a cache entry) register
     `add_done_callback(fn)`: for a non-stream response `fn(self)` runs at once; for a stream it runs
     once when the stream ends, whichever way (`outcome` is then "ok", "broken", "timeout" or
-    "closed" for a caller that left early). The typed stream layer fills `usage` as it passes.
+    "closed" for a caller that left early). The typed stream layer fills `usage` as it passes and
+    sets `final` to a function returning the answer accumulated so far (a ChatCompletion).
     """
 
-    __slots__ = ("_callbacks", "attempts", "body", "cache_hit", "endpoint", "events", "first_event_at",
-                 "headers", "outcome", "status", "usage")
+    __slots__ = ("_callbacks", "attempts", "body", "cache_hit", "endpoint", "events", "final",
+                 "first_event_at", "headers", "outcome", "status", "usage")
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class Response:
         self.endpoint: str | None = None
         self.cache_hit = False
         self.usage: Any = None  # a Usage once known (set by the stream layer for streams)
+        self.final: Callable[[], Any] | None = None  # streams: the answer so far (set by the stream layer)
         self.outcome: str | None = None if events is not None else "ok"
         self._callbacks: list[Callable[[Response], None]] | None = None
         if events is not None:

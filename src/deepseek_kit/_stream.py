@@ -116,6 +116,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
         self.resumed = 0
         self.usage_estimated = False
         self._pieces: list[LostPiece] = []  # the pieces before the current one
+        response.final = self._acc.completion  # what done callbacks (logs) read when the stream ends
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -210,6 +211,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
         self._pieces.append(LostPiece.of(partial, self._pieces[-1] if self._pieces else None, known_usage))
         self.resumed += 1
         self.response = nxt.response
+        nxt.response.final = self._acc.completion  # the continuation's answer is this whole answer
         self._reader = nxt._reader
         nxt._reader = None  # type: ignore[assignment]  # ownership moved to this stream
         return True

@@ -1,0 +1,229 @@
+"""`LogStep`: the pipeline step that records every call in the logs database (`_logstore.py`).
+
+Put it outermost (`AsyncClient(logs=True)` does; by hand: first in `steps=`), so one row covers the
+whole call, retries included, and answers from the client cache are logged too (`cache_hit`).
+
+What it does on the event loop, per call: two clock reads and one `put` of a `functools.partial`
+onto the writer's queue; for a stream, one more when it ends: reading the answer the stream layer
+accumulated (`Response.final`, set by `AsyncStream`), since the step must never consume a stream
+itself. Everything else runs on the writer thread, in `_row`: decoding the request body (model,
+messages, parameters) and a non-stream answer, the token split, DeepSeek's price
+(deepseek-api.md §2.1: cache-hit input, cache-miss input, output, peak or off-peak by Beijing time
+at the start of the call), and redacting error messages.
+
+Never stored: request headers (the API key travels there, and only there) and the client's key in
+any error text (`redact`). With `LogConfig(content=False)` only the numbers are stored.
+
+One row per pipeline call: a stream resumed through prefix completion (`_resume.py`) gives a
+"broken" row with the partial answer and a second row for the continuation, whose answer is the
+whole answer and whose usage is the sum (as the caller sees it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from . import _pricing
+from ._dialects import ok_body_error
+from ._errors import redact
+from ._logstore import LogConfig, LogStore, _text
+from ._metrics import _tokens
+from ._request import Request, Response
+from ._types import chat_completion_decoder, completion_decoder
+
+__all__ = ["LogStep"]
+
+CallNext = Callable[[Request], Awaitable[Response]]
+_decode_json = msgspec.json.decode
+_encode_json = msgspec.json.encode
+
+
+class LogStep:
+    """Pipeline step: one row per call into the logs database. `flush()` (blocking) / `aclose()`
+    wait until the rows of calls made so far are written."""
+
+    def __init__(self, config: LogConfig | None = None, *, secrets: tuple[str | None, ...] = (),
+                 endpoint: str | None = None, store: LogStore | None = None) -> None:
+        self.config = cfg = config or LogConfig()
+        self.store = store or LogStore.shared(cfg)
+        self._put = self.store.put
+        self._secrets = tuple(s for s in secrets if s)
+        self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
+        self._content = cfg.content
+        self._currency = cfg.currency
+
+    async def handle(self, request: Request, call_next: CallNext) -> Response:
+        if not self.config.enabled:
+            return await call_next(request)
+        loop_time = asyncio.get_running_loop().time
+        t0 = loop_time()
+        wall = time.time()
+        try:
+            resp = await call_next(request)
+        except BaseException as exc:
+            self._put(functools.partial(self._row, request, None, None, wall, loop_time() - t0, t0,
+                                        (exc, str(exc))))
+            raise
+        if resp.events is None:
+            self._put(functools.partial(self._row, request, resp, None, wall, loop_time() - t0, t0, None))
+        else:
+            resp.add_done_callback(functools.partial(self._stream_done, request, wall, t0, loop_time))
+        return resp
+
+    def _stream_done(self, request: Request, wall: float, t0: float, loop_time: Callable[[], float],
+                     resp: Response) -> None:
+        latency = loop_time() - t0
+        # Read now, on the loop: a resumed stream keeps accumulating into the same answer.
+        final = resp.final() if resp.final is not None else None
+        self._put(functools.partial(self._row, request, resp, final, wall, latency, t0, None))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.store.flush(timeout)
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.store.flush, 10.0)
+
+    # -- on the writer thread ------------------------------------------------------------------------
+
+    def _row(self, request: Request, resp: Response | None, final: Any, wall: float, latency: float,
+             t0: float, failure: tuple[BaseException, str] | None) -> tuple[Any, ...]:
+        body: dict[str, Any] = {}
+        if request.body:
+            try:
+                got = _decode_json(request.body)
+                if isinstance(got, dict):
+                    body = got
+            except msgspec.DecodeError:
+                pass
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        messages = body.pop("messages", None)
+        fim_prompt = body.pop("prompt", None)
+        prompt = _last_user_text(messages) if messages is not None else (
+            fim_prompt if isinstance(fim_prompt, str) else None)
+        if not self._content:
+            body.pop("suffix", None)
+
+        status = error = message = trace_id = finish = response_id = None
+        answer = reasoning = tool_calls = None
+        usage: Any = None
+        attempts = 1
+        outcome = "ok"
+        ttft = None
+        if failure is not None:
+            exc, text = failure
+            outcome, error = _outcome(exc), type(exc).__name__
+            message = redact(text, *self._secrets) or None
+            code = getattr(exc, "status_code", None)
+            status = code if isinstance(code, int) else None
+            tid = getattr(exc, "trace_id", None)
+            trace_id = tid if isinstance(tid, str) else None
+            n = getattr(exc, "attempts", 1)
+            attempts = len(n) if isinstance(n, list) else n if isinstance(n, int) else 1
+            partial = getattr(exc, "partial", None)  # e.g. a StreamError raised before the first event
+            if partial is not None:
+                final = partial
+        if resp is not None:
+            status, attempts, trace_id = resp.status, resp.attempts, resp.headers.get("x-ds-trace-id")
+            outcome = resp.outcome or "ok"
+            if outcome in ("broken", "timeout"):
+                error = "StreamTimeoutError" if outcome == "timeout" else "StreamError"
+            if resp.first_event_at is not None:
+                ttft = max(resp.first_event_at - t0, 0.0)
+            usage = resp.usage
+        if final is None and resp is not None and resp.events is None and resp.body:
+            final = _decode_answer(request.path, resp.body)
+            if final is None and self._content:
+                answer = resp.body[:65536].decode("utf-8", "replace")  # models, balance...
+            elif final is not None and not final.choices:
+                # A 200 whose body is an error envelope (other servers): the caller got an error.
+                err = ok_body_error(resp.status, resp.headers, resp.body, secrets=self._secrets)
+                if err is not None:
+                    outcome, error, message = "error", type(err).__name__, str(err)
+        if final is not None:
+            response_id = getattr(final, "id", None) or None
+            if usage is None:
+                usage = getattr(final, "usage", None)
+            model = model or getattr(final, "model", None) or None
+            choices = getattr(final, "choices", None) or ()
+            if choices:
+                c = choices[0]
+                finish = c.finish_reason
+                msg = getattr(c, "message", None)
+                if msg is not None:
+                    answer, reasoning = msg.content, msg.reasoning_content
+                    if msg.tool_calls:
+                        tool_calls = _encode_json(msg.tool_calls).decode()
+                else:
+                    answer = getattr(c, "text", None)  # FIM
+        p_tokens, hit, miss, out, r_tokens = _tokens(usage)
+        cache_hit = bool(resp is not None and resp.cache_hit)
+        cost = 0.0
+        if model and not cache_hit and (hit or miss or out):
+            price = _pricing.price_for(model, datetime.fromtimestamp(wall, timezone.utc), self._currency)
+            if price is not None:
+                cost = float(_pricing.charge(price, hit, miss, out))
+        content = self._content
+        return (
+            wall, model, self._endpoint or _endpoint(request, resp), request.path, int(request.stream),
+            status, outcome, error, message, attempts, latency, ttft, finish, p_tokens, out, r_tokens,
+            hit, miss, cost, self._currency, int(cache_hit), trace_id, response_id,
+            prompt if content else None,
+            _encode_json(messages).decode() if content and messages is not None else None,
+            _encode_json(body).decode() if body else None,
+            answer if content else None, reasoning if content else None, tool_calls if content else None,
+        )
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "error"
+
+
+def _decode_answer(path: str, body: bytes) -> Any:
+    try:
+        if path.endswith("/chat/completions"):
+            comp = chat_completion_decoder.decode(body)
+            for c in comp.choices:  # other servers' name for it (docs/dialects.md)
+                m = c.message
+                if m.reasoning_content is None and isinstance(m.reasoning, str):
+                    m.reasoning_content = m.reasoning
+            return comp
+        if path.endswith("/completions"):
+            return completion_decoder.decode(body)
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return None
+
+
+def _last_user_text(messages: Any) -> str | None:
+    """The text the list and the search show: the last user message (else the last message)."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    for m in reversed(messages):
+        if isinstance(m, Mapping) and m.get("role") == "user":
+            return _text(m.get("content"))
+    last = messages[-1]
+    return _text(last.get("content")) if isinstance(last, Mapping) else None
+
+
+def _endpoint(request: Request, resp: Response | None) -> str | None:
+    """The router's endpoint name, else the server as host:port (never the URL's user:password)."""
+    if resp is not None and resp.endpoint is not None:
+        return resp.endpoint
+    name = getattr(request.endpoint, "name", None)
+    if isinstance(name, str):
+        return name
+    p = urlsplit(request.url)
+    host = p.hostname or ""
+    return f"{host}:{p.port}" if p.port else host or None

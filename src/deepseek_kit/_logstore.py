@@ -1,0 +1,501 @@
+"""The logs database (`$DSK_HOME/logs.sqlite3`): opening it, the background writer, saved conversations.
+
+- `LogConfig`: whether and where calls are logged (`AsyncClient(logs=...)`, `DSK_NO_LOGS=1`, the
+  config file's `logs = false` or `[logs]` table), retention, and whether prompts and answers are
+  stored or only the numbers.
+- `LogStore`: one writer thread per database file per process. Callers hand it `make_row`
+  callables (`put`, never blocks, drops and counts when the bounded queue is full); the thread runs
+  them, so decoding bodies and pricing happen off the event loop, and inserts rows in batches (one
+  transaction per batch; it waits `batch_delay` after the first row of a batch, so a busy client
+  wakes it once per batch, not once per call). `flush()` waits for what was queued before it.
+- `save_conversation` / `load_conversation` / `list_conversations` / `delete_conversation`:
+  conversations saved and resumed by id (the chat REPL, `Conversation`). They are explicit user
+  actions, so they work whether request logging is on or off.
+
+Safe with several processes: WAL journal (readers never block the writer), a busy timeout (writers
+queue on SQLite's lock instead of failing), migrations under the write lock (`_migrations.py`).
+The file is created private to the user (0600): it holds prompts and answers. Nothing here ever
+sees an API key or a request header (the step stores bodies, never headers).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ._errors import UsageError
+from ._migrations import migrate
+from ._settings import home_dir
+
+__all__ = [
+    "REQUEST_COLUMNS",
+    "ConversationInfo",
+    "LogConfig",
+    "LogStore",
+    "connect",
+    "delete_conversation",
+    "list_conversations",
+    "load_conversation",
+    "save_conversation",
+]
+
+log = logging.getLogger("deepseek_kit.logs")
+
+#: The `requests` columns a row tuple fills, in order (see `_logstep.py`).
+REQUEST_COLUMNS = (
+    "ts", "model", "endpoint", "path", "stream", "status", "outcome", "error", "error_message",
+    "attempts", "latency", "ttft", "finish_reason", "prompt_tokens", "completion_tokens",
+    "reasoning_tokens", "cache_hit_tokens", "cache_miss_tokens", "cost", "currency", "cache_hit",
+    "trace_id", "response_id", "prompt", "messages", "params", "answer", "reasoning", "tool_calls",
+)
+_INSERT = (f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})")
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """How calls are logged.
+
+    - enabled: False turns logging off.
+    - path: the database file (default `$DSK_HOME/logs.sqlite3`).
+    - retention_days: delete logged calls older than this (checked when the writer starts and
+      hourly); None keeps everything. Saved conversations are never pruned.
+    - content: False stores only the numbers (model, tokens, cost, timings, status), not the
+      messages, answers, reasoning or tool calls.
+    - currency: "CNY" or "USD" for the cost column (DeepSeek's price table, `_pricing.py`).
+    - max_queue: rows waiting for the writer at most; beyond it rows are dropped and counted
+      (`LogStore.dropped`) rather than slowing the client.
+    - batch_delay: seconds the writer waits after the first row of a batch to collect more.
+    """
+
+    enabled: bool = True
+    path: str | Path | None = None
+    retention_days: float | None = None
+    content: bool = True
+    currency: str = "CNY"
+    max_queue: int = 10_000
+    batch_delay: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.retention_days is not None and not self.retention_days > 0:
+            raise UsageError(f"LogConfig.retention_days must be > 0 days or None, "
+                             f"got {self.retention_days!r}")
+        if not isinstance(self.max_queue, int) or self.max_queue < 1:
+            raise UsageError(f"LogConfig.max_queue must be an integer >= 1, got {self.max_queue!r}")
+        if not self.batch_delay >= 0:
+            raise UsageError(f"LogConfig.batch_delay must be >= 0 seconds, got {self.batch_delay!r}")
+        object.__setattr__(self, "currency", str(self.currency).upper())
+
+    def db_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else home_dir() / "logs.sqlite3"
+
+    @classmethod
+    def resolve(cls, value: LogConfig | bool | None, cfg: Mapping[str, Any] | None = None, *,
+                default: bool = False) -> LogConfig | None:
+        """The config in effect, or None for "off". `DSK_NO_LOGS=1` turns logging off whatever
+        else says (the user's switch); then the argument (`True`/`False`/a config); then the
+        config file's `logs` (a bool or a table of these fields); then `default` (off in the
+        library, on in `dsk`)."""
+        if os.environ.get("DSK_NO_LOGS", "").strip().lower() in _TRUE:
+            return None
+        file_value = (cfg or {}).get("logs")
+        if isinstance(value, LogConfig):
+            return value if value.enabled else None
+        if value is False:
+            return None
+        if value is None:
+            if file_value is None:
+                return cls() if default else None
+            if isinstance(file_value, bool):
+                return cls() if file_value else None
+        if isinstance(file_value, Mapping):
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(file_value) - known)
+            if unknown:
+                raise UsageError(f"config file [logs]: unknown keys {unknown} (known: {sorted(known)})")
+            got = cls(**file_value)
+            if value is True and not got.enabled:
+                return dataclasses.replace(got, enabled=True)  # the argument beats the file
+            return got if got.enabled else None
+        if file_value is not None and not isinstance(file_value, bool):
+            raise UsageError(f"config file: logs must be true, false or a [logs] table, got {file_value!r}")
+        return cls()
+
+
+# -- connections -----------------------------------------------------------------------------------
+
+
+def connect(path: str | Path | None = None, *, busy_timeout: float = 10.0) -> sqlite3.Connection:
+    """Open (creating if needed) the logs database, migrated to the current schema. Autocommit
+    mode: callers write with explicit transactions."""
+    p = Path(path).expanduser() if path else LogConfig().db_path()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.exists():
+            # Private from the first byte (SQLite gives the -wal/-shm files the same mode).
+            os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(p, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise UsageError(f"cannot open the logs database {p}: {exc}") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        _wal(conn, busy_timeout)
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash of ours loses nothing
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise UsageError(f"cannot use the logs database {p}: {exc} "
+                         "(move it aside to start a new one)") from None
+    return conn
+
+
+def _wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch to WAL. Two processes creating the file at once can both get "database is locked"
+    here: SQLite does not run the busy handler for this switch, so retry until the timeout."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _connection(path: str | Path | None) -> Iterator[sqlite3.Connection]:
+    conn = connect(path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+# -- the writer ------------------------------------------------------------------------------------
+
+MakeRow = Callable[[], "tuple[Any, ...] | None"]
+_STOP = object()
+_MAX_BATCH = 1000
+_PRUNE_EVERY = 3600.0
+
+
+class LogStore:
+    """The background writer of one database file. Use `LogStore.shared(config)`: one per file per
+    process, shared by every client that logs there."""
+
+    _registry: dict[Path, LogStore] = {}
+    _registry_lock = threading.Lock()
+    _all: weakref.WeakSet[LogStore] = weakref.WeakSet()
+
+    def __init__(self, config: LogConfig | None = None) -> None:
+        cfg = config or LogConfig()
+        self.path = cfg.db_path()
+        self.retention_days = cfg.retention_days
+        self._max = cfg.max_queue
+        self._delay = cfg.batch_delay
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pruned_at = 0.0
+        self._warned: set[str] = set()
+        self.written = 0
+        self.dropped = 0
+        self.errors = 0
+        LogStore._all.add(self)
+
+    @classmethod
+    def shared(cls, config: LogConfig | None = None) -> LogStore:
+        cfg = config or LogConfig()
+        key = cfg.db_path().resolve()
+        with cls._registry_lock:
+            store = cls._registry.get(key)
+            if store is None:
+                store = cls._registry[key] = cls(cfg)
+            elif cfg.retention_days is not None:
+                store.retention_days = cfg.retention_days
+            return store
+
+    def put(self, make_row: MakeRow) -> bool:
+        """Queue one row (built on the writer thread). Never blocks: False when the queue is full."""
+        if self._thread is None:
+            self._start()
+        # SimpleQueue (C, lock-free put) rather than queue.Queue(maxsize), whose put takes two
+        # Python-level locks on the event loop's thread; the bound is checked here instead.
+        if self._q.qsize() >= self._max:
+            self.dropped += 1
+            self._warn("full", "logs: the writer is behind, dropping rows (LogStore.dropped counts them)")
+            return False
+        self._q.put(make_row)
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row queued before this call is written (or dropped); False on timeout."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._q.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Write what is queued, then stop the thread and close the connection."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._q.put(_STOP)
+        thread.join(timeout)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                t = threading.Thread(target=self._run, name="dsk-logs-writer", daemon=True)
+                t.start()
+                self._thread = t
+
+    def _run(self) -> None:
+        q = self._q
+        while True:
+            first = q.get()
+            items = [first]
+            if self._delay and first is not _STOP and not isinstance(first, threading.Event):
+                time.sleep(self._delay)  # let a batch gather: one wake-up per batch
+            with contextlib.suppress(queue.Empty):
+                while len(items) < _MAX_BATCH:
+                    items.append(q.get_nowait())
+            rows: list[tuple[Any, ...]] = []
+            markers: list[threading.Event] = []
+            stop = False
+            for it in items:
+                if it is _STOP:
+                    stop = True
+                elif isinstance(it, threading.Event):
+                    markers.append(it)
+                else:
+                    try:
+                        row = it()
+                    except Exception:  # a bug in row building must not stop the writer
+                        self.errors += 1
+                        self._warn("row", "logs: could not build a log row", exc_info=True)
+                        continue
+                    if row is not None:
+                        rows.append(row)
+            if rows:
+                self._write(rows)
+            for m in markers:
+                m.set()
+            if stop:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                self._thread = None
+                return
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = connect(self.path)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, rows)
+                self._maybe_prune(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, UsageError, OSError) as exc:
+            self.errors += len(rows)
+            self._warn("write", f"logs: could not write {len(rows)} row(s) to {self.path}: {exc}")
+            return
+        self.written += len(rows)
+
+    def _maybe_prune(self, conn: sqlite3.Connection) -> None:
+        now = time.time()
+        if self.retention_days is None or now - self._pruned_at < _PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        conn.execute("DELETE FROM requests WHERE ts < ?", (now - self.retention_days * 86400,))
+
+    def _warn(self, kind: str, msg: str, **kw: Any) -> None:
+        # One warning per kind per store; repeats go to DEBUG (a full disk fails every batch).
+        if kind in self._warned:
+            log.debug(msg, **kw)
+        else:
+            self._warned.add(kind)
+            log.warning(msg + " (further ones at DEBUG level)", **kw)
+
+    def _after_fork(self) -> None:
+        # The writer thread does not exist in a child process, and a SQLite connection must not
+        # cross a fork: start afresh (the parent's queued rows are the parent's to write).
+        self._q = queue.SimpleQueue()
+        self._thread = None
+        self._start_lock = threading.Lock()
+        self._conn = None
+
+
+def _close_all() -> None:
+    for store in list(LogStore._all):
+        store.close(timeout=5.0)
+
+
+def _reset_after_fork() -> None:
+    LogStore._registry_lock = threading.Lock()
+    for store in list(LogStore._all):
+        store._after_fork()
+
+
+atexit.register(_close_all)  # daemon writer threads still run while atexit handlers do
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# -- conversations ---------------------------------------------------------------------------------
+
+
+class ConversationInfo(msgspec.Struct, frozen=True):
+    """A saved conversation, as `list_conversations()` shows it (times are epoch seconds)."""
+
+    id: str
+    title: str | None
+    created: float
+    updated: float
+    model: str | None
+    system: str | None
+    messages: int
+
+
+def _plain(m: Any) -> Any:
+    """A message as the JSON the API takes: answers (`ChatCompletionMessage`) through `to_param()`,
+    which keeps reasoning_content and tool calls verbatim (deepseek-api.md §5.6)."""
+    to_param = getattr(m, "to_param", None)
+    if callable(to_param):
+        return to_param()
+    if isinstance(m, msgspec.Struct):
+        return msgspec.to_builtins(m)
+    return dict(m) if isinstance(m, Mapping) else m
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def _first(messages: Sequence[Any], role: str) -> str | None:
+    for m in messages:
+        if isinstance(m, Mapping) and m.get("role") == role:
+            return _text(m.get("content")) or None
+    return None
+
+
+def save_conversation(conversation_id: str | None, messages: Sequence[Any],
+                      meta: Mapping[str, Any] | None = None, *, path: str | Path | None = None) -> str:
+    """Save (or update) a conversation; returns its id (a new one when `conversation_id` is None).
+
+    `messages`: dicts or structs as sent to the API (answers keep their reasoning_content). `meta`:
+    `title` (default: the start of the first user message; an update keeps the old title unless
+    given), `model`, `system` (default: the first system message) and any other JSON values."""
+    msgs = [_plain(m) for m in messages]
+    extra = dict(meta or {})
+    title = extra.pop("title", None)
+    model = extra.pop("model", None)
+    system = extra.pop("system", None) or _first(msgs, "system")
+    derived = title or " ".join((_first(msgs, "user") or "").split())[:80] or None
+    try:
+        body = msgspec.json.encode(msgs).decode()
+        extra_json = msgspec.json.encode(extra).decode() if extra else None
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise UsageError(f"conversation is not JSON-serialisable: {exc}") from None
+    now = time.time()
+    with _connection(path) as conn:
+        try:
+            if conversation_id:
+                conn.execute(
+                    "INSERT INTO conversations (id, title, created, updated, model, system, messages, meta) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                    "title = COALESCE(?, conversations.title), updated = excluded.updated, "
+                    "model = COALESCE(excluded.model, conversations.model), system = excluded.system, "
+                    "messages = excluded.messages, meta = excluded.meta",
+                    (conversation_id, derived, now, now, model, system, body, extra_json, title))
+                return conversation_id
+            for _ in range(8):  # 48-bit random ids: a clash is all but impossible, but never overwrite
+                cid = secrets.token_hex(6)
+                cur = conn.execute(
+                    "INSERT INTO conversations (id, title, created, updated, model, system, messages, meta) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                    (cid, derived, now, now, model, system, body, extra_json))
+                if cur.rowcount == 1:
+                    return cid
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot save the conversation: {exc}") from None
+    raise UsageError("cannot save the conversation: no free id found")  # pragma: no cover
+
+
+def _resolve_id(conn: sqlite3.Connection, conversation_id: str) -> str:
+    """An exact id, or a unique prefix of one (as `git` takes commit prefixes)."""
+    if not conversation_id:
+        raise UsageError("no conversation id given (list_conversations() shows the saved ones)")
+    if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone():
+        return conversation_id
+    pattern = conversation_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = conn.execute("SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\' LIMIT 3",
+                        (pattern,)).fetchall()
+    if not rows:
+        raise UsageError(f"no saved conversation {conversation_id!r} (`dsk chat` /load lists them)")
+    if len(rows) > 1:
+        raise UsageError(f"conversation id {conversation_id!r} is ambiguous: give more characters")
+    return str(rows[0][0])
+
+
+def load_conversation(conversation_id: str, *, path: str | Path | None = None
+                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(messages, meta) of a saved conversation; `meta` has id, title, created, updated, model,
+    system and the extra keys given when saving. Accepts a unique id prefix."""
+    with _connection(path) as conn:
+        cid = _resolve_id(conn, conversation_id)
+        row = conn.execute("SELECT id, title, created, updated, model, system, messages, meta "
+                           "FROM conversations WHERE id = ?", (cid,)).fetchone()
+    meta: dict[str, Any] = msgspec.json.decode(row[7]) if row[7] else {}
+    meta.update(id=row[0], title=row[1], created=row[2], updated=row[3], model=row[4], system=row[5])
+    messages: list[dict[str, Any]] = msgspec.json.decode(row[6])
+    return messages, meta
+
+
+def list_conversations(limit: int | None = 50, *, path: str | Path | None = None) -> list[ConversationInfo]:
+    """Saved conversations, most recently updated first."""
+    with _connection(path) as conn:
+        rows = conn.execute(
+            "SELECT id, title, created, updated, model, system, json_array_length(messages) "
+            "FROM conversations ORDER BY updated DESC LIMIT ?", (-1 if limit is None else limit,)).fetchall()
+    return [ConversationInfo(*r) for r in rows]
+
+
+def delete_conversation(conversation_id: str, *, path: str | Path | None = None) -> bool:
+    """Delete a saved conversation (exact id or unique prefix); False when there is none."""
+    with _connection(path) as conn:
+        try:
+            cid = _resolve_id(conn, conversation_id)
+        except UsageError:
+            return False
+        conn.execute("DELETE FROM conversations WHERE id = ?", (cid,))
+    return True
