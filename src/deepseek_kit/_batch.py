@@ -1,0 +1,378 @@
+"""The batch runner: `run_batch(client, inputs, output)` sends every input item through an
+`AsyncClient` with bounded concurrency and writes one JSON result line per id, resumably.
+
+    async with AsyncClient(limits=Limits(rpm=600)) as client:
+        result = await run_batch(client, "prompts.jsonl", "results.jsonl", concurrency=32,
+                                 model="deepseek-flash", max_cost=Decimal("5"))
+
+The client brings the production stack (retries, rpm/tpm limits, cache, metrics), so the runner
+only schedules: a reader task streams the input (`_batch_input.py`) into a queue of `concurrency`
+slots, `concurrency` workers each run one request at a time, and results go to the output as they
+complete (or in input order through a bounded reorder buffer, `_batch_output.py`). Memory is
+bounded by the concurrency (and the reorder window), never by the input size: the input is never
+loaded, and the journal (`_journal.py`, SQLite on disk) is what remembers ids.
+
+Result line: `{"id": ..., "line": N, "response": <ChatCompletion>, "cost": "0.000123"}` (plus
+`"metadata"` when the input carried it). Failed ids are not in the output: they go to the
+failures file (`{"id", "line", "error", "status", "message"}`) with the malformed lines and
+duplicate ids, and are run again with `retry_failed=True`. A killed run resumes from its journal:
+ids done are skipped, everything else runs again, and the output never holds an id twice.
+
+Errors: an API error of one item (a 400, retries exhausted on 429/5xx, a timeout) fails that item
+and the run goes on. 401 and 402 stop the run (every request would fail alike; deepseek-api.md
+§6.2: 402 must never be retried): no new requests, the item stays pending, `BatchResult.fatal`
+holds the error. `max_cost` stops the run the same way once the summed cost of the job (earlier
+runs included) reaches it; requests already in flight finish and are written, so the overshoot
+is at most `concurrency - 1` answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _pricing
+from ._batch_input import BatchItem, InputProblem, count_records, iter_items
+from ._batch_output import ResultSink, encode_line, write_failures
+from ._errors import APIStatusError, AuthenticationError, InsufficientBalanceError, UsageError
+from ._journal import Journal, JournalTotals
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+    from ._types import ChatCompletion
+
+__all__ = ["BatchProgress", "BatchResult", "default_paths", "run_batch"]
+
+_FATAL = (AuthenticationError, InsufficientBalanceError)
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """A snapshot for progress displays. `done`/`failed` count the whole job (earlier runs
+    included); `done_now`, `rate` (results per second) and `eta` (seconds) this run; `invalid`
+    the malformed lines and duplicate ids seen so far; `total` the input's records (None while
+    still being counted, or for an iterable input)."""
+
+    total: int | None
+    done: int
+    failed: int
+    invalid: int
+    in_flight: int
+    done_now: int
+    failed_now: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    elapsed: float
+    rate: float
+    eta: float | None
+    stopping: str | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """How a run ended. `stopped`: None (input exhausted), "max_cost", "fatal" (see `fatal`).
+    `complete` is True when every valid id of the input has a result line."""
+
+    output: Path
+    journal: Path
+    failures: Path | None
+    done: int
+    failed: int
+    invalid: int
+    pending: int
+    done_now: int
+    failed_now: int
+    skipped: int
+    cost: Decimal
+    cost_now: Decimal
+    prompt_tokens: int
+    completion_tokens: int
+    elapsed: float
+    stopped: str | None = None
+    fatal: BaseException | None = None
+    recovered_bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None and self.failed == 0 and self.pending == 0
+
+
+def default_paths(output: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(journal, failures) next to the output: out.jsonl -> out.journal.sqlite, out.failures.jsonl."""
+    out = Path(output)
+    return out.with_suffix(".journal.sqlite"), out.with_suffix(".failures.jsonl")
+
+
+@dataclass
+class _State:
+    before: JournalTotals
+    total: int | None = None
+    done_now: int = 0
+    failed_now: int = 0
+    invalid: int = 0
+    skipped: int = 0
+    in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_now: Decimal = Decimal(0)
+    stopping: str | None = None
+    fatal: BaseException | None = None
+    started: float = field(default_factory=time.monotonic)
+    to_run: int | None = None  # ids this run is expected to resolve (for the ETA)
+    retrying: bool = False
+
+
+class _Runner:
+    def __init__(self, client: AsyncClient, sink: ResultSink, journal: Journal, state: _State, *,
+                 defaults: dict[str, Any], system: str | None, max_cost: Decimal | None,
+                 currency: str) -> None:
+        self.client = client
+        self.sink = sink
+        self.journal = journal
+        self.state = state
+        self.defaults = defaults
+        self.system = system
+        self.max_cost = max_cost
+        self.currency = currency
+
+    def cost_total(self) -> Decimal:
+        return self.state.before.cost + self.state.cost_now
+
+    def params(self, item: BatchItem) -> dict[str, Any]:
+        params = {**self.defaults, **item.params}
+        msgs = params["messages"]
+        if self.system is not None and msgs[0].get("role") != "system":
+            params["messages"] = [{"role": "system", "content": self.system}, *msgs]
+        return params
+
+    async def work(self, queue: asyncio.Queue[tuple[int, BatchItem] | None]) -> None:
+        st = self.state
+        while (job := await queue.get()) is not None:
+            seq, item = job
+            if st.stopping is not None:  # no new requests; the id stays pending for a resume
+                self.sink.nothing(seq)
+                continue
+            st.in_flight += 1
+            try:
+                resp: ChatCompletion = await self.client.chat.completions.create(**self.params(item))
+            except asyncio.CancelledError:
+                raise
+            except _FATAL as exc:
+                if st.fatal is None:
+                    st.fatal, st.stopping = exc, "fatal"
+                self.sink.nothing(seq)
+            except Exception as exc:  # one item's failure never stops the run
+                code = exc.status_code if isinstance(exc, APIStatusError) else None
+                self.journal.failed(item.key, type(exc).__name__, str(exc) or type(exc).__name__, code)
+                st.failed_now += 1
+                self.sink.nothing(seq)
+            else:
+                self.finish(seq, item, resp)
+            finally:
+                st.in_flight -= 1
+
+    def finish(self, seq: int, item: BatchItem, resp: ChatCompletion) -> None:
+        st = self.state
+        usage = resp.usage
+        model = resp.model or str(item.params.get("model") or self.defaults.get("model") or "")
+        cost = _pricing.cost(model, usage, currency=self.currency) if usage is not None else Decimal(0)
+        record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
+        if item.metadata is not None:
+            record["metadata"] = item.metadata
+        ptok = usage.prompt_tokens if usage else 0
+        ctok = usage.completion_tokens if usage else 0
+        st.done_now += 1
+        st.prompt_tokens += ptok
+        st.completion_tokens += ctok
+        st.cost_now += cost
+        self.sink.result(seq, item.key, encode_line(record), cost, ptok, ctok)
+        if self.max_cost is not None and st.stopping is None and self.cost_total() >= self.max_cost:
+            st.stopping = "max_cost"
+
+    async def read(self, records: Iterable[BatchItem | InputProblem],
+                   queue: asyncio.Queue[tuple[int, BatchItem] | None], *, retry_failed: bool,
+                   on_problem: Callable[[InputProblem], object] | None) -> None:
+        st, journal, window = self.state, self.journal, self.sink.window
+        seq = 0
+        for n, rec in enumerate(records):
+            if n % 512 == 511:
+                await asyncio.sleep(0)  # resumed runs skip long stretches without awaiting
+            if st.stopping is not None:
+                break
+            if isinstance(rec, InputProblem):
+                self.problem(rec, on_problem)
+                continue
+            state, first = journal.claim(rec.key, rec.id, rec.line)
+            if state == "duplicate":
+                self.problem(InputProblem(rec.line, f"duplicate id {rec.id!r} (first on line {first})",
+                                          rec.id, "duplicate"), on_problem)
+                continue
+            run = state == "failed" if retry_failed else state in ("new", "pending")
+            if not run:
+                st.skipped += 1
+                continue
+            if window is not None:
+                await window.acquire()
+            await queue.put((seq, rec))
+            seq += 1
+
+    def problem(self, p: InputProblem, on_problem: Callable[[InputProblem], object] | None) -> None:
+        self.state.invalid += 1
+        kind = "DuplicateId" if p.kind == "duplicate" else "InputError"
+        self.journal.problem(p.line, p.id, kind, p.message)
+        if on_problem is not None:
+            on_problem(p)
+
+    def progress(self) -> BatchProgress:
+        st, before = self.state, self.state.before
+        elapsed = time.monotonic() - st.started
+        rate = st.done_now / elapsed if elapsed > 0 else 0.0
+        eta = None
+        if st.to_run is not None and rate > 0:
+            left = st.to_run - st.done_now - st.failed_now - (0 if st.retrying else st.invalid)
+            eta = max(left, 0) / rate
+        # Retrying, an id leaves the failed count when it succeeds and stays when it fails again.
+        failed = before.failed - st.done_now if st.retrying else before.failed + st.failed_now
+        return BatchProgress(
+            st.total, before.done + st.done_now, failed, st.invalid, st.in_flight, st.done_now,
+            st.failed_now, before.prompt_tokens + st.prompt_tokens,
+            before.completion_tokens + st.completion_tokens, self.cost_total(), elapsed, rate, eta,
+            st.stopping)
+
+
+async def _count(path: str | os.PathLike[str], fmt: str | None, state: _State, before: JournalTotals) -> None:
+    total = await asyncio.to_thread(count_records, path, fmt)
+    state.total = total
+    state.to_run = max(total - before.done - before.failed, 0)
+
+
+async def _tick(runner: _Runner, cb: Callable[[BatchProgress], object], interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        cb(runner.progress())
+
+
+async def run_batch(
+    client: AsyncClient,
+    inputs: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
+    output: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    system: str | None = None,
+    concurrency: int = 16,
+    ordered: bool = False,
+    reorder_window: int | None = None,
+    max_cost: Decimal | float | str | None = None,
+    currency: str = "CNY",
+    retry_failed: bool = False,
+    journal: str | os.PathLike[str] | None = None,
+    failures: str | os.PathLike[str] | None = None,
+    input_format: str | None = None,
+    overwrite: bool = False,
+    durable: bool = True,
+    commit_interval: float = 0.2,
+    on_progress: Callable[[BatchProgress], object] | None = None,
+    progress_interval: float = 0.5,
+    on_problem: Callable[[InputProblem], object] | None = None,
+) -> BatchResult:
+    """Run every item of `inputs` (a JSONL/CSV path, or an iterable of records) through `client`
+    and append one result line per id to `output`; see the module docstring.
+
+    `model`, `defaults` (any `create()` arguments) and `system` (a system prompt for items that
+    have none) apply where an item does not say otherwise. `journal`/`failures` default to files
+    next to the output (`default_paths`). An output file that exists without a journal is
+    refused unless `overwrite=True`. `on_progress` is called every `progress_interval` seconds,
+    `on_problem` for each malformed line or duplicate id as it is read.
+    """
+    if concurrency < 1:
+        raise UsageError("concurrency must be at least 1")
+    ceiling = None if max_cost is None else Decimal(str(max_cost))
+    if ceiling is not None and not ceiling > 0:
+        raise UsageError(f"max_cost must be a positive amount, got {max_cost!r}")
+    out = Path(output)
+    jpath, fpath = default_paths(out)
+    jpath, fpath = Path(journal) if journal else jpath, Path(failures) if failures else fpath
+    is_path = isinstance(inputs, (str, os.PathLike))
+    jr = _open_journal(inputs if is_path else None, out, jpath, retry_failed=retry_failed,  # type: ignore[arg-type]
+                       overwrite=overwrite, durable=durable)
+    try:
+        recovery = jr.recover()
+        before = jr.totals()
+        state = _State(before)
+        if retry_failed:
+            state.to_run, state.retrying = before.failed, True
+        window = reorder_window or max(4 * concurrency, 64)
+        sink = ResultSink(jr, out, recovery.offset, ordered=ordered, window=window, durable=durable)
+        try:
+            dflt = dict(defaults or {})
+            if model is not None:
+                dflt.setdefault("model", model)
+            runner = _Runner(client, sink, jr, state, defaults=dflt, system=system, max_cost=ceiling,
+                             currency=currency)
+            if ceiling is not None and runner.cost_total() >= ceiling:
+                state.stopping = "max_cost"
+            await _run(runner, inputs, input_format, is_path, retry_failed, concurrency,
+                       commit_interval, on_progress, progress_interval, on_problem)
+        finally:
+            # Also when interrupted: what completed is committed, the failures file is current.
+            sink.close()
+            nfail = write_failures(jr, fpath)
+        after = jr.totals()
+        if on_progress is not None:
+            on_progress(runner.progress())
+    finally:
+        jr.close()
+    return BatchResult(
+        out, jpath, fpath if nfail else None, after.done, after.failed, state.invalid, after.pending,
+        state.done_now, state.failed_now, state.skipped, after.cost, state.cost_now,
+        after.prompt_tokens, after.completion_tokens, time.monotonic() - state.started,
+        state.stopping, state.fatal, recovery.truncated_bytes)
+
+
+def _open_journal(source: str | os.PathLike[str] | None, out: Path, jpath: Path, *,
+                  retry_failed: bool, overwrite: bool, durable: bool) -> Journal:
+    if source is not None and not Path(source).is_file():
+        raise UsageError(f"{source}: no such input file")
+    if out.resolve() == jpath.resolve():
+        raise UsageError("the journal and the output must be different files")
+    if not jpath.exists():
+        if retry_failed:
+            raise UsageError(f"nothing to retry: there is no journal at {jpath}")
+        if out.exists() and out.stat().st_size and not overwrite:
+            raise UsageError(f"{out} exists and has no journal ({jpath}): pick another output, "
+                             "or overwrite it (--overwrite)")
+    return Journal(jpath, output=out, source=None if source is None else str(source), durable=durable)
+
+
+async def _run(runner: _Runner, inputs: Any, fmt: str | None, is_path: bool, retry_failed: bool,
+               concurrency: int, commit_interval: float,
+               on_progress: Callable[[BatchProgress], object] | None, progress_interval: float,
+               on_problem: Callable[[InputProblem], object] | None) -> None:
+    queue: asyncio.Queue[tuple[int, BatchItem] | None] = asyncio.Queue(maxsize=concurrency)
+    helpers = [asyncio.ensure_future(runner.sink.commit_every_interval(commit_interval))]
+    if is_path and not retry_failed:
+        helpers.append(asyncio.ensure_future(_count(inputs, fmt, runner.state, runner.state.before)))
+    if on_progress is not None:
+        helpers.append(asyncio.ensure_future(_tick(runner, on_progress, progress_interval)))
+    workers = [asyncio.ensure_future(runner.work(queue)) for _ in range(concurrency)]
+    try:
+        await runner.read(iter_items(inputs, fmt), queue, retry_failed=retry_failed,
+                          on_problem=on_problem)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    finally:
+        for task in (*workers, *helpers):
+            task.cancel()
+        for task in (*workers, *helpers):
+            with contextlib.suppress(BaseException):
+                await task

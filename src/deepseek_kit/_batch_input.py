@@ -1,0 +1,242 @@
+"""Batch input: JSONL and CSV files read one record at a time, each turned into a `BatchItem`
+(an id and the keyword arguments of one `chat.completions.create()` call) or an `InputProblem`
+(a line that cannot be run, with its line number and the reason).
+
+Nothing here holds more than one record: files are iterated line by line (csv reads one row), so
+a batch of a million prompts costs the memory of one. A bad record never stops the reading; the
+caller reports it and goes on.
+
+A JSONL record is an object:
+
+    {"id": "q1", "prompt": "Hello"}                                   # one user message
+    {"id": "q2", "prompt": "Hi", "system": "Be brief", "temperature": 0.2}
+    {"id": "q3", "messages": [{"role": "user", "content": "Hi"}], "model": "deepseek-v4-pro",
+     "thinking": false, "max_tokens": 200, "response_format": {"type": "json_object"}}
+    {"custom_id": "q4", "body": {"messages": [...], "model": "..."}}  # OpenAI batch-file lines
+
+`id` (or `custom_id`) is a string or an integer; everything else but `prompt`, `system`,
+`metadata` (copied to the result line) and `body` (merged in) must be a `create()` parameter
+(deepseek-api.md §3), so that a misspelt field is reported instead of silently ignored; wire
+fields the client does not name go in `extra_body`. Blank lines are skipped.
+
+A CSV file has a header row with `id` and `prompt` (or `messages` as JSON); other columns are
+`create()` parameters whose cells are read as JSON when they parse (numbers, true/false, objects)
+and as text otherwise; empty cells are left out. `id`, `prompt` and `system` are always text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "PARAMS",
+    "BatchItem",
+    "InputProblem",
+    "count_records",
+    "detect_format",
+    "item_from_object",
+    "iter_items",
+]
+
+#: `chat.completions.create()` keyword arguments a record may carry (deepseek-api.md §3).
+PARAMS = frozenset({
+    "model", "thinking", "reasoning_effort", "max_tokens", "response_format", "stop",
+    "temperature", "top_p", "frequency_penalty", "presence_penalty", "tools", "tool_choice",
+    "logprobs", "top_logprobs", "user_id", "extra_body", "extra_headers", "timeout",
+    "max_retries",
+})
+_OWN = frozenset({"id", "custom_id", "prompt", "system", "messages", "metadata", "body", "stream"})
+_TEXT_COLUMNS = frozenset({"id", "custom_id", "prompt", "system"})
+
+_decode = msgspec.json.Decoder().decode
+
+
+@dataclass(slots=True)
+class BatchItem:
+    """One request of a batch: `id` as given (str or int), `key` its text form (the journal's
+    key), `line` where it starts in the input (1-based), `params` the `create()` arguments
+    (`messages` included, `model` only when the record names one), `metadata` copied to the
+    result line."""
+
+    id: str | int
+    key: str
+    line: int
+    params: dict[str, Any]
+    metadata: Any = None
+
+
+@dataclass(slots=True)
+class InputProblem:
+    """A record that cannot be run: `kind` is "malformed" or "duplicate"."""
+
+    line: int
+    message: str
+    id: str | int | None = None
+    kind: str = "malformed"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
+    """"csv" for *.csv (or when asked), else "jsonl"."""
+    if fmt:
+        fmt = fmt.lower()
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError(f"unknown input format {fmt!r}: expected jsonl or csv")
+        return fmt
+    return "csv" if str(path).lower().endswith(".csv") else "jsonl"
+
+
+def _problem(line: int, message: str, ident: Any = None) -> InputProblem:
+    return InputProblem(line, message, ident if isinstance(ident, (str, int)) else None)
+
+
+def _check_messages(messages: Any) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list of {\"role\": ..., \"content\": ...} objects"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            return f"messages[{i}] must be an object with a 'role'"
+    return None
+
+
+def item_from_object(obj: Any, line: int) -> BatchItem | InputProblem:
+    """Validate one decoded record (see the module docstring)."""
+    if not isinstance(obj, dict):
+        return _problem(line, f"expected a JSON object, got {type(obj).__name__}")
+    if "body" in obj:
+        body = obj["body"]
+        if not isinstance(body, dict):
+            return _problem(line, "'body' must be an object of create() parameters", obj.get("id"))
+        obj = {**{k: v for k, v in obj.items() if k not in ("body", "method", "url")}, **body}
+    ident = obj.get("id", obj.get("custom_id"))
+    if ident is None:
+        return _problem(line, "no 'id' (give every record a unique string or integer id)")
+    if isinstance(ident, bool) or not isinstance(ident, (str, int)) or ident == "":
+        return _problem(line, f"'id' must be a non-empty string or an integer, got {ident!r}")
+    unknown = sorted(k for k in obj if k not in PARAMS and k not in _OWN)
+    if unknown:
+        return _problem(line, f"unknown field {unknown[0]!r} (not a create() parameter; wire fields "
+                        "go in 'extra_body')", ident)
+    if obj.get("stream"):
+        return _problem(line, "'stream' is not supported in a batch (answers are written whole)", ident)
+    params = {k: v for k, v in obj.items() if k in PARAMS}
+    prompt, messages, system = obj.get("prompt"), obj.get("messages"), obj.get("system")
+    if (prompt is None) == (messages is None):
+        return _problem(line, "give exactly one of 'prompt' (text) or 'messages' (a list)", ident)
+    if system is not None and not isinstance(system, str):
+        return _problem(line, "'system' must be text", ident)
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            return _problem(line, "'prompt' must be text", ident)
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        reason = _check_messages(messages)
+        if reason:
+            return _problem(line, reason, ident)
+    if system is not None:
+        messages = [{"role": "system", "content": system}, *messages]
+    params["messages"] = messages
+    headers = params.get("extra_headers")
+    if headers is not None and not (
+            isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())):
+        return _problem(line, "'extra_headers' must be an object of text values", ident)
+    if "model" in params and not (isinstance(params["model"], str) and params["model"]):
+        return _problem(line, "'model' must be a non-empty string", ident)
+    return BatchItem(ident, str(ident), line, params, obj.get("metadata"))
+
+
+def _jsonl(path: Path) -> Iterator[BatchItem | InputProblem]:
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                obj = _decode(raw)
+            except msgspec.DecodeError as exc:
+                yield InputProblem(n, f"not valid JSON: {exc}")
+                continue
+            yield item_from_object(obj, n)
+
+
+def _cell(name: str, text: str) -> Any:
+    if name in _TEXT_COLUMNS:
+        return text
+    try:
+        return _decode(text)
+    except msgspec.DecodeError:
+        return text
+
+
+def _csv(path: Path) -> Iterator[BatchItem | InputProblem]:
+    with path.open("r", encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            yield InputProblem(1, f"unreadable CSV header: {exc}")
+            return
+        header = [h.strip() for h in header]
+        if "id" not in header and "custom_id" not in header:
+            yield InputProblem(1, "the CSV header has no 'id' column")
+            return
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                yield InputProblem(start, f"unreadable CSV row: {exc}")
+                continue
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                yield InputProblem(start, f"{len(row)} cells, the header has {len(header)}")
+                continue
+            obj = {name: _cell(name, cell) for name, cell in zip(header, row, strict=True) if cell != ""}
+            if isinstance(obj.get("messages"), str):
+                yield _problem(start, "'messages' cell is not valid JSON", obj.get("id"))
+                continue
+            yield item_from_object(obj, start)
+
+
+def iter_items(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
+               fmt: str | None = None) -> Iterator[BatchItem | InputProblem]:
+    """Items and problems in input order, one at a time. `source` is a path (JSONL, or CSV by
+    extension or `fmt`) or an iterable of records (line = position, 1-based)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        return _csv(path) if detect_format(path, fmt) == "csv" else _jsonl(path)
+    return (item_from_object(dict(obj) if isinstance(obj, Mapping) else obj, n)
+            for n, obj in enumerate(source, 1))
+
+
+def count_records(path: str | os.PathLike[str], fmt: str | None = None) -> int:
+    """Non-blank records in a file, for progress totals: a byte scan for JSONL (no decoding),
+    a row count for CSV (quoted newlines make physical lines wrong there)."""
+    p = Path(path)
+    count = 0
+    if detect_format(p, fmt) == "csv":
+        with p.open("r", encoding="utf-8-sig", newline="", errors="replace") as f, \
+                contextlib.suppress(csv.Error):
+            for row in csv.reader(f):
+                if row and any(c.strip() for c in row):
+                    count += 1
+        return max(count - 1, 0)
+    with p.open("rb", buffering=1 << 20) as f:
+        for raw in f:
+            if raw.strip():
+                count += 1
+    return count

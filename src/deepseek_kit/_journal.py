@@ -1,0 +1,264 @@
+"""The batch journal: a SQLite file (WAL) that records, for every input id, whether it is pending,
+done (with where its result line ends in the output file) or failed (with the error), so that a
+run killed at any moment - SIGKILL mid-write included - resumes where it stopped and every id gets
+exactly one result line.
+
+How the output file and the journal stay consistent. Result lines are only ever appended to the
+output, and the journal commits in groups: the runner appends lines, then flushes them to the
+file (and fsyncs it when durable), and only then commits the transaction that marks those ids
+done together with `committed_offset`, the output size that the commit covers. Commits happen in
+write order, so the journaled results are always exactly the first `committed_offset` bytes of
+the file. A crash can leave only lines *after* that offset (written, not yet committed: their ids
+are still pending in the journal) and at worst a torn last line; on resume `recover()` truncates
+the file back to `committed_offset` and those ids run again. Nothing committed is ever
+rewritten, and nothing uncommitted survives, hence exactly one line per id.
+
+Why not write the answers into SQLite and export the output at the end: the output would
+exist only once the whole run is over, every answer would be written twice, and the journal
+would grow with the answers. Truncate-to-the-journal keeps the output streaming (usable while
+the run goes on) and the journal small (a key, a few integers and an error text per id).
+
+Durability: with `durable=True` (the default of the runner) the output is fsynced before each
+commit and SQLite runs `synchronous=FULL`, so committed results also survive a power loss; with
+`durable=False` (`synchronous=NORMAL`, no fsync) they survive the process being killed but a
+power loss may lose the last commits - then `recover()` finds the output shorter than the
+journal says and puts the lost ids back to pending instead of failing.
+
+One connection, used from one thread (the runner's event loop); a write transaction is always
+open and `commit()` closes it and opens the next. Input problems (malformed lines, duplicate ids)
+belong to the current run: they are re-found each time the input is read again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ._errors import UsageError
+
+__all__ = ["PICO", "Journal", "JournalTotals", "Recovery"]
+
+#: Costs are stored as integers in units of 1e-12 of the currency: DeepSeek's prices have at most
+#: 3 decimals per 1M tokens (halved off-peak), so every cost is exact there and SQL sums are exact.
+PICO = Decimal(10) ** 12
+
+PENDING, DONE, FAILED = 0, 1, 2
+_STATUS = {PENDING: "pending", DONE: "done", FAILED: "failed"}
+_SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS items (
+    key TEXT PRIMARY KEY,
+    ident,
+    line INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    run INTEGER NOT NULL,
+    end_offset INTEGER,
+    cost_pico INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    error_class TEXT,
+    status_code INTEGER,
+    message TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS problems (line INTEGER NOT NULL, ident, kind TEXT NOT NULL, message TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class JournalTotals:
+    """What earlier runs achieved: ids done and failed, and what the done ones cost."""
+
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    cost: Decimal = Decimal(0)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The result of `Journal.recover()`: where to append, and what the output had to lose."""
+
+    offset: int
+    truncated_bytes: int = 0
+    lost_results: int = 0
+
+
+class Journal:
+    """`Journal(path, output=OUT)`: opens (or creates) the journal of one output file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, output: str | os.PathLike[str],
+                 source: str | None = None, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.output = Path(output)
+        self.existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{self.path}: not a usable batch journal ({exc}); delete it or pass "
+                             "another --journal") from None
+        try:
+            self._db.execute("BEGIN")
+            self._check_meta(source)
+            run = int(self._meta("runs") or 0) + 1
+            self._set_meta("runs", run)
+            self._db.execute("DELETE FROM problems")
+            self._commit()
+        except BaseException:
+            self.close()
+            raise
+        self.run = run
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _check_meta(self, source: str | None) -> None:
+        out = str(self.output.resolve())
+        version, recorded = self._meta("version"), self._meta("output")
+        if version is not None and str(version) != _SCHEMA_VERSION:
+            raise UsageError(f"{self.path} is a batch journal of another version ({version}); "
+                             "finish that run with the matching dsk, or delete the journal")
+        if recorded is not None and recorded != out:
+            raise UsageError(f"{self.path} is the journal of {recorded}, not of {out}: pass that "
+                             "output with -o, or another --journal")
+        if recorded is None:
+            self._set_meta("version", _SCHEMA_VERSION)
+            self._set_meta("output", out)
+            self._set_meta("source", source)
+            self._set_meta("committed_offset", 0)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def committed_offset(self) -> int:
+        return int(self._meta("committed_offset") or 0)
+
+    def totals(self) -> JournalTotals:
+        counts = {PENDING: 0, DONE: 0, FAILED: 0}
+        cost = ptok = ctok = 0
+        for status, n, c, p, q in self._db.execute(
+                "SELECT status, COUNT(*), SUM(cost_pico), SUM(prompt_tokens), SUM(completion_tokens)"
+                " FROM items GROUP BY status"):
+            counts[status] = n
+            cost += c or 0
+            ptok += p or 0
+            ctok += q or 0
+        return JournalTotals(counts[DONE], counts[FAILED], counts[PENDING], Decimal(cost) / PICO, ptok, ctok)
+
+    def status(self, key: str) -> str | None:
+        row = self._db.execute("SELECT status FROM items WHERE key=?", (key,)).fetchone()
+        return None if row is None else _STATUS[row[0]]
+
+    def failures(self) -> Iterator[dict[str, Any]]:
+        """Failed ids and this run's input problems, in input order (a SQL sort, not a list)."""
+        rows = self._db.execute(
+            "SELECT line, ident, error_class, status_code, message FROM items WHERE status=2 "
+            "UNION ALL SELECT line, ident, kind, NULL, message FROM problems ORDER BY 1")
+        for line, ident, error, code, message in rows:
+            rec: dict[str, Any] = {"id": ident, "line": line, "error": error, "message": message}
+            if code is not None:
+                rec["status"] = code
+            yield rec
+
+    # -- the runner's calls --------------------------------------------------------------------
+
+    def recover(self) -> Recovery:
+        """Make the output file agree with the journal before appending (see the module
+        docstring): cut what was written after the last commit; if the file is shorter than the
+        journal says (a power loss without fsync, or the file was changed), put the results it
+        lost back to pending. Returns the size to append at."""
+        offset = self.committed_offset
+        try:
+            size = self.output.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        lost = 0
+        if size < offset:
+            lost = self._db.execute(
+                "UPDATE items SET status=0, end_offset=NULL, cost_pico=0, prompt_tokens=0, "
+                "completion_tokens=0 WHERE status=1 AND end_offset>?", (size,)).rowcount
+            row = self._db.execute("SELECT MAX(end_offset) FROM items WHERE status=1").fetchone()
+            offset = int(row[0] or 0)
+            self._set_meta("committed_offset", offset)
+            self._commit()
+        if size == 0 and offset == 0:
+            return Recovery(0, 0, lost)
+        with open(self.output, "r+b") as f:
+            if offset:
+                f.seek(offset - 1)
+                if f.read(1) != b"\n":
+                    raise UsageError(f"{self.output} does not match its journal {self.path} (no line "
+                                     f"end at byte {offset}): it was changed outside dsk batch; "
+                                     "restore it, or delete the journal to start over")
+            if size > offset:
+                f.truncate(offset)
+                f.flush()
+                os.fsync(f.fileno())
+        return Recovery(offset, max(size - offset, 0), lost)
+
+    def claim(self, key: str, ident: str | int, line: int) -> tuple[str, int]:
+        """Register an input id for this run. Returns its state - "new", "pending" (seen by a run
+        that did not finish it), "done", "failed", or "duplicate" (already seen in this run's
+        input) - and the line where this run first saw it."""
+        row = self._db.execute("SELECT status, run, line FROM items WHERE key=?", (key,)).fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO items(key, ident, line, status, run) VALUES (?,?,?,0,?)",
+                             (key, ident, line, self.run))
+            return "new", line
+        status, run, first = row
+        if run == self.run:
+            return "duplicate", first
+        self._db.execute("UPDATE items SET run=?, line=? WHERE key=?", (self.run, line, key))
+        return _STATUS[status], line
+
+    def done(self, key: str, end_offset: int, cost: Decimal, prompt_tokens: int,
+             completion_tokens: int) -> None:
+        """Mark an id done; takes effect at the next `commit()`, which must come after its line
+        reached the file."""
+        self._db.execute(
+            "UPDATE items SET status=1, end_offset=?, cost_pico=?, prompt_tokens=?, "
+            "completion_tokens=?, error_class=NULL, status_code=NULL, message=NULL WHERE key=?",
+            (end_offset, int(cost * PICO), prompt_tokens, completion_tokens, key))
+
+    def failed(self, key: str, error_class: str, message: str, status_code: int | None) -> None:
+        self._db.execute("UPDATE items SET status=2, error_class=?, status_code=?, message=? WHERE key=?",
+                         (error_class, status_code, message, key))
+
+    def problem(self, line: int, ident: str | int | None, kind: str, message: str) -> None:
+        self._db.execute("INSERT INTO problems(line, ident, kind, message) VALUES (?,?,?,?)",
+                         (line, ident, kind, message))
+
+    def commit(self, committed_offset: int) -> None:
+        """Commit everything recorded since the last commit, with the output size it covers.
+        The caller has already flushed (and fsynced) the output up to `committed_offset`."""
+        self._set_meta("committed_offset", committed_offset)
+        self._commit()
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+
+    def close(self) -> None:
+        """Roll back what was not committed (its lines, if any, are cut on the next recover())."""
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        finally:
+            self._db.close()
