@@ -34,7 +34,8 @@ import msgspec
 from . import _pricing
 from ._dialects import ok_body_error
 from ._errors import redact
-from ._logstore import LogConfig, LogStore, _text
+from ._logstore import LogConfig, _text
+from ._logwriter import LogStore
 from ._metrics import _tokens
 from ._request import Request, Response
 from ._types import chat_completion_decoder, completion_decoder

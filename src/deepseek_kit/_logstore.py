@@ -1,13 +1,10 @@
-"""The logs database (`$DSK_HOME/logs.sqlite3`): opening it, the background writer, saved conversations.
+"""The logs database (`$DSK_HOME/logs.sqlite3`): its settings, opening it, saved conversations.
 
 - `LogConfig`: whether and where calls are logged (`AsyncClient(logs=...)`, `DSK_NO_LOGS=1`, the
   config file's `logs = false` or `[logs]` table), retention, and whether prompts and answers are
   stored or only the numbers.
-- `LogStore`: one writer thread per database file per process. Callers hand it `make_row`
-  callables (`put`, never blocks, drops and counts when the bounded queue is full); the thread runs
-  them, so decoding bodies and pricing happen off the event loop, and inserts rows in batches (one
-  transaction per batch; it waits `batch_delay` after the first row of a batch, so a busy client
-  wakes it once per batch, not once per call). `flush()` waits for what was queued before it.
+- `connect(path)`: a connection to the file, created if needed and migrated (`_migrations.py`).
+  The background writer of logged calls is `_logwriter.LogStore`; reading is `_logquery.Logs`.
 - `save_conversation` / `load_conversation` / `list_conversations` / `delete_conversation`:
   conversations saved and resumed by id (the chat REPL, `Conversation`). They are explicit user
   actions, so they work whether request logging is on or off.
@@ -20,18 +17,13 @@ sees an API key or a request header (the step stores bodies, never headers).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
-import logging
 import os
-import queue
 import secrets
 import sqlite3
-import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,15 +38,13 @@ __all__ = [
     "REQUEST_COLUMNS",
     "ConversationInfo",
     "LogConfig",
-    "LogStore",
     "connect",
     "delete_conversation",
+    "like_escape",
     "list_conversations",
     "load_conversation",
     "save_conversation",
 ]
-
-log = logging.getLogger("deepseek_kit.logs")
 
 #: The `requests` columns a row tuple fills, in order (see `_logstep.py`).
 REQUEST_COLUMNS = (
@@ -63,8 +53,6 @@ REQUEST_COLUMNS = (
     "reasoning_tokens", "cache_hit_tokens", "cache_miss_tokens", "cost", "currency", "cache_hit",
     "trace_id", "response_id", "prompt", "messages", "params", "answer", "reasoning", "tool_calls",
 )
-_INSERT = (f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})")
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -189,184 +177,6 @@ def _connection(path: str | Path | None) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-# -- the writer ------------------------------------------------------------------------------------
-
-MakeRow = Callable[[], "tuple[Any, ...] | None"]
-_STOP = object()
-_MAX_BATCH = 1000
-_PRUNE_EVERY = 3600.0
-
-
-class LogStore:
-    """The background writer of one database file. Use `LogStore.shared(config)`: one per file per
-    process, shared by every client that logs there."""
-
-    _registry: dict[Path, LogStore] = {}
-    _registry_lock = threading.Lock()
-    _all: weakref.WeakSet[LogStore] = weakref.WeakSet()
-
-    def __init__(self, config: LogConfig | None = None) -> None:
-        cfg = config or LogConfig()
-        self.path = cfg.db_path()
-        self.retention_days = cfg.retention_days
-        self._max = cfg.max_queue
-        self._delay = cfg.batch_delay
-        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pruned_at = 0.0
-        self._warned: set[str] = set()
-        self.written = 0
-        self.dropped = 0
-        self.errors = 0
-        LogStore._all.add(self)
-
-    @classmethod
-    def shared(cls, config: LogConfig | None = None) -> LogStore:
-        cfg = config or LogConfig()
-        key = cfg.db_path().resolve()
-        with cls._registry_lock:
-            store = cls._registry.get(key)
-            if store is None:
-                store = cls._registry[key] = cls(cfg)
-            elif cfg.retention_days is not None:
-                store.retention_days = cfg.retention_days
-            return store
-
-    def put(self, make_row: MakeRow) -> bool:
-        """Queue one row (built on the writer thread). Never blocks: False when the queue is full."""
-        if self._thread is None:
-            self._start()
-        # SimpleQueue (C, lock-free put) rather than queue.Queue(maxsize), whose put takes two
-        # Python-level locks on the event loop's thread; the bound is checked here instead.
-        if self._q.qsize() >= self._max:
-            self.dropped += 1
-            self._warn("full", "logs: the writer is behind, dropping rows (LogStore.dropped counts them)")
-            return False
-        self._q.put(make_row)
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every row queued before this call is written (or dropped); False on timeout."""
-        if self._thread is None:
-            return True
-        done = threading.Event()
-        self._q.put(done)
-        return done.wait(timeout)
-
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Write what is queued, then stop the thread and close the connection."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            return
-        self._q.put(_STOP)
-        thread.join(timeout)
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None:
-                t = threading.Thread(target=self._run, name="dsk-logs-writer", daemon=True)
-                t.start()
-                self._thread = t
-
-    def _run(self) -> None:
-        q = self._q
-        while True:
-            first = q.get()
-            items = [first]
-            if self._delay and first is not _STOP and not isinstance(first, threading.Event):
-                time.sleep(self._delay)  # let a batch gather: one wake-up per batch
-            with contextlib.suppress(queue.Empty):
-                while len(items) < _MAX_BATCH:
-                    items.append(q.get_nowait())
-            rows: list[tuple[Any, ...]] = []
-            markers: list[threading.Event] = []
-            stop = False
-            for it in items:
-                if it is _STOP:
-                    stop = True
-                elif isinstance(it, threading.Event):
-                    markers.append(it)
-                else:
-                    try:
-                        row = it()
-                    except Exception:  # a bug in row building must not stop the writer
-                        self.errors += 1
-                        self._warn("row", "logs: could not build a log row", exc_info=True)
-                        continue
-                    if row is not None:
-                        rows.append(row)
-            if rows:
-                self._write(rows)
-            for m in markers:
-                m.set()
-            if stop:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-                self._thread = None
-                return
-
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        try:
-            conn = self._conn
-            if conn is None:
-                conn = self._conn = connect(self.path)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, rows)
-                self._maybe_prune(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except (sqlite3.Error, UsageError, OSError) as exc:
-            self.errors += len(rows)
-            self._warn("write", f"logs: could not write {len(rows)} row(s) to {self.path}: {exc}")
-            return
-        self.written += len(rows)
-
-    def _maybe_prune(self, conn: sqlite3.Connection) -> None:
-        now = time.time()
-        if self.retention_days is None or now - self._pruned_at < _PRUNE_EVERY:
-            return
-        self._pruned_at = now
-        conn.execute("DELETE FROM requests WHERE ts < ?", (now - self.retention_days * 86400,))
-
-    def _warn(self, kind: str, msg: str, **kw: Any) -> None:
-        # One warning per kind per store; repeats go to DEBUG (a full disk fails every batch).
-        if kind in self._warned:
-            log.debug(msg, **kw)
-        else:
-            self._warned.add(kind)
-            log.warning(msg + " (further ones at DEBUG level)", **kw)
-
-    def _after_fork(self) -> None:
-        # The writer thread does not exist in a child process, and a SQLite connection must not
-        # cross a fork: start afresh (the parent's queued rows are the parent's to write).
-        self._q = queue.SimpleQueue()
-        self._thread = None
-        self._start_lock = threading.Lock()
-        self._conn = None
-
-
-def _close_all() -> None:
-    for store in list(LogStore._all):
-        store.close(timeout=5.0)
-
-
-def _reset_after_fork() -> None:
-    LogStore._registry_lock = threading.Lock()
-    for store in list(LogStore._all):
-        store._after_fork()
-
-
-atexit.register(_close_all)  # daemon writer threads still run while atexit handlers do
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
 # -- conversations ---------------------------------------------------------------------------------
 
 
@@ -451,13 +261,18 @@ def save_conversation(conversation_id: str | None, messages: Sequence[Any],
     raise UsageError("cannot save the conversation: no free id found")  # pragma: no cover
 
 
+def like_escape(text: str) -> str:
+    """`text` for a LIKE pattern with ESCAPE '\\': its %, _ and \\ match themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _resolve_id(conn: sqlite3.Connection, conversation_id: str) -> str:
     """An exact id, or a unique prefix of one (as `git` takes commit prefixes)."""
     if not conversation_id:
         raise UsageError("no conversation id given (list_conversations() shows the saved ones)")
     if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone():
         return conversation_id
-    pattern = conversation_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = like_escape(conversation_id) + "%"
     rows = conn.execute("SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\' LIMIT 3",
                         (pattern,)).fetchall()
     if not rows:
