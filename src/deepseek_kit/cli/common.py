@@ -34,8 +34,10 @@ __all__ = [
     "CLIError",
     "ReasoningWriter",
     "add_client_options",
+    "add_connection_options",
     "backend",
     "error_line",
+    "log_steps",
     "make_client",
     "request_kwargs",
     "run_async",
@@ -93,6 +95,12 @@ def add_client_options(p: argparse.ArgumentParser) -> None:
                         "DeepSeek models)")
     p.add_argument("--show-reasoning", action="store_true",
                    help="print the reasoning to stderr even when stderr is not a terminal")
+    add_connection_options(p)
+
+
+def add_connection_options(p: argparse.ArgumentParser) -> None:
+    """Where requests go (every command that talks to the API: ask, chat, models, balance)."""
+    p.set_defaults(model=None)  # backend() reads it; commands without --model use the config's
     g = p.add_argument_group("connection")
     g.add_argument("--base-url", metavar="URL",
                    help="API base URL (default: DEEPSEEK_BASE_URL, the config file, else "
@@ -109,6 +117,9 @@ def add_client_options(p: argparse.ArgumentParser) -> None:
                    help="use the built-in emulator (synthetic answers, runs in this process)")
     g.add_argument("--no-mock-fallback", action="store_true",
                    help="with no API key, fail instead of falling back to the built-in emulator")
+    g.add_argument("--no-log", action="store_true",
+                   help="do not record this call in $DSK_HOME/logs.sqlite3 (also: DSK_NO_LOGS=1, "
+                        "or logs = false in the config file)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +191,23 @@ def make_client(b: Backend, args: argparse.Namespace) -> AsyncClient:
         t = float(args.timeout)
         timeout = Timeout(connect=t, first_token=t, idle=t, total=max(Timeout().total or 0.0, t))
     return AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
-                       max_retries=args.max_retries, profile=None if b.synthetic else b.profile)
+                       max_retries=args.max_retries, profile=None if b.synthetic else b.profile,
+                       steps=log_steps(b, args))
+
+
+def log_steps(b: Backend, args: argparse.Namespace) -> list[Any]:
+    """`dsk` logs every call to $DSK_HOME/logs.sqlite3 (`dsk logs`, `dsk stats`) unless --no-log,
+    DSK_NO_LOGS=1 or the config's `logs = false` says not to; emulator calls are labelled so."""
+    if getattr(args, "no_log", False):
+        return []
+    from deepseek_kit._logstep import LogStep
+    from deepseek_kit._logstore import LogConfig
+    from deepseek_kit._settings import load_config
+
+    cfg = LogConfig.resolve(None, load_config(profile=b.profile), default=True)
+    if cfg is None:
+        return []
+    return [LogStep(cfg, secrets=(b.api_key,), endpoint="emulator" if b.synthetic else None)]
 
 
 def request_kwargs(b: Backend, args: argparse.Namespace) -> dict[str, Any]:
