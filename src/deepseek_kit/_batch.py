@@ -99,6 +99,14 @@ class BatchResult:
     stopped: str | None = None
     fatal: BaseException | None = None
     recovered_bytes: int = 0
+    total: int | None = None
+
+    @property
+    def not_run(self) -> int | None:
+        """Records of the input with no outcome yet (None when the total is unknown)."""
+        if self.total is None:
+            return None
+        return max(self.total - self.done - self.failed - self.invalid, 0)
 
     @property
     def complete(self) -> bool:
@@ -335,7 +343,7 @@ async def run_batch(
         out, jpath, fpath if nfail else None, after.done, after.failed, state.invalid, after.pending,
         state.done_now, state.failed_now, state.skipped, after.cost, state.cost_now,
         after.prompt_tokens, after.completion_tokens, time.monotonic() - state.started,
-        state.stopping, state.fatal, recovery.truncated_bytes)
+        state.stopping, state.fatal, recovery.truncated_bytes, state.total)
 
 
 def _open_journal(source: str | os.PathLike[str] | None, out: Path, jpath: Path, *,

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import ask, chat, common, serve
+from . import ask, batch, chat, common, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"dsk {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ask.add_parser(sub)
+    batch.add_parser(sub)
     chat.add_parser(sub)
     serve.add_parser(sub)
     return p
