@@ -1,15 +1,20 @@
-"""`dsk chat`: a streaming REPL that keeps the conversation in memory.
+"""`dsk chat`: a streaming REPL over a `Conversation`, with slash commands.
 
-Input: prompt_toolkit (line editing, in-memory history) when stdin and stdout are terminals; plain
-lines from stdin otherwise, so scripts and tests can drive it. Output: rich, styled, when stdout is
-a terminal; plain text otherwise. `exit`, `quit`, `/exit`, `/quit` or EOF (Ctrl-D) end the session;
-`/clear` forgets the conversation. Ctrl-C during an answer stops that answer (the turn is dropped)
-and keeps the session; Ctrl-C at the prompt clears the line.
+Input: prompt_toolkit when stdin and stdout are terminals (line editing, Alt-Enter for a new line,
+persistent history in `$DSK_HOME/chat_history`); plain lines from stdin otherwise, so scripts and
+tests can drive it. A message that starts with `\"\"\"` runs until a line that ends with `\"\"\"`, in
+both modes. Output: rendered markdown with collapsible reasoning on a terminal, plain text
+otherwise (`chat_render.py`). Slash commands (`/help`, `/system`, `/model`, `/think`, `/preset`,
+`/clear`, `/save`, `/load`, `/tokens`, `/cost`, `/exit`) are in `chat_commands.py`; `exit`, `quit`
+or EOF (Ctrl-D) end the session too.
 
-Each assistant turn is kept as DeepSeek returned it, `reasoning_content` included: thinking mode
-with tools requires it back verbatim (deepseek-api.md §5.6), and without tools it is ignored.
-An API error in an interactive session is reported and the session goes on; when stdin is not a
-terminal it ends the session with exit status 1, like a failing command in a script.
+The conversation is a `deepseek_kit.Conversation`: it sends reasoning_content back exactly where
+the API requires it (deepseek-api.md §5.6), applies the context policy (`--window`, `--budget`,
+`--summarize`), and commits a turn only when its answer is complete. So Ctrl-C during an answer
+(it cancels the task) leaves the history as it was, and the session goes on; Ctrl-C at the prompt
+clears the line. An API error in an interactive session is reported and the session goes on; when
+stdin is not a terminal it ends the session with exit status 1 (2 for a bad slash command), like a
+failing command in a script.
 """
 
 from __future__ import annotations
@@ -24,16 +29,40 @@ from . import common
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["add_parser", "run"]
+    from .chat_commands import ChatState
+
+__all__ = ["add_parser", "read_message", "run"]
 
 HELP = "chat in the terminal (streaming, keeps the conversation)"
-EXIT_WORDS = frozenset({"exit", "quit", "/exit", "/quit", ":q"})
+EXIT_WORDS = frozenset({"exit", "quit", ":q"})
+FENCE = '"""'
+
+
+def _rounds(text: str) -> int:
+    return common._non_negative_int(text)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
-        "chat", help=HELP, description=HELP + ". End with exit, quit or Ctrl-D; /clear starts over.")
+        "chat", help=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=HELP + ". Type /help in the chat for its commands; exit, quit or Ctrl-D to leave.",
+        epilog="examples:\n  dsk chat\n  dsk chat --preset coding -s 'You review Python code.'\n"
+               "  dsk chat --resume last\n  printf 'Hi\\n/tokens\\n' | dsk chat --mock")
     common.add_client_options(p)
+    p.add_argument("--preset", metavar="NAME",
+                   help="DeepSeek's recommended settings for a task: coding, math, data, conversation, "
+                        "translation, creative (sets the temperature, turns thinking off)")
+    p.add_argument("--resume", metavar="ID",
+                   help="continue a saved conversation (/save saves one); 'last' for the latest")
+    g = p.add_argument_group("context (what of the history each request carries)")
+    g.add_argument("--window", type=_rounds, default=5, metavar="ROUNDS",
+                   help="keep at least the last ROUNDS question-answer rounds, dropping older ones "
+                        "ROUNDS at a time so DeepSeek's prefix cache keeps hitting (default 5; 0 "
+                        "keeps everything)")
+    g.add_argument("--budget", type=_rounds, default=0, metavar="TOKENS",
+                   help="also keep the context under TOKENS (estimated), dropping the oldest rounds")
+    g.add_argument("--summarize", action="store_true",
+                   help="summarize older turns (by the model) once they pass 2,000 characters")
     p.set_defaults(func=run)
     return p
 
@@ -89,8 +118,8 @@ class LineReader:
         except RuntimeError:
             pass
 
-    async def read(self) -> str:
-        if self._prompt:
+    async def read(self, continuation: bool = False) -> str:
+        if self._prompt and not continuation:
             sys.stdout.write(self._prompt)
             sys.stdout.flush()
         line = await self._queue.get()
@@ -101,103 +130,74 @@ class LineReader:
 
 
 class PromptReader:
-    """prompt_toolkit line editing with in-memory history (this session only)."""
+    """prompt_toolkit line editing. Enter sends, Alt-Enter (Esc Enter) inserts a new line, and so
+    does Enter inside an open \"\"\" block. History persists in `$DSK_HOME/chat_history` (private to
+    the user: it holds prompts), or only in memory when that file cannot be written."""
 
     def __init__(self) -> None:
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import InMemoryHistory
+        from prompt_toolkit.key_binding import KeyBindings
 
-        self._session: Any = PromptSession(history=InMemoryHistory())
+        kb = KeyBindings()
 
-    async def read(self) -> str:
+        @kb.add("enter")
+        def _enter(event: Any) -> None:
+            buf = event.current_buffer
+            if open_block(buf.text):
+                buf.insert_text("\n")
+            else:
+                buf.validate_and_handle()
+
+        @kb.add("escape", "enter")
+        def _newline(event: Any) -> None:
+            event.current_buffer.insert_text("\n")
+
+        def continuation(width: int, line_number: int, wrap_count: int) -> str:
+            return "." * (width - 1) + " "
+
+        self._session: Any = PromptSession(history=_history(), multiline=True, key_bindings=kb,
+                                           prompt_continuation=continuation)
+
+    async def read(self, continuation: bool = False) -> str:
         result: str = await self._session.prompt_async("> ")
         return result
 
 
-# ---------------------------------------------------------------------------------------------
-# Output
+def _history() -> Any:
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    from deepseek_kit._settings import home_dir
+
+    path = home_dir() / "chat_history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError:
+        return InMemoryHistory()
+    return FileHistory(str(path))
 
 
-class PlainRenderer:
-    """Answers as plain text on stdout, one blank-line-free block per turn; reasoning to stderr
-    (when stderr is a terminal or --show-reasoning)."""
-
-    def __init__(self, show_reasoning: bool) -> None:
-        self.out = sys.stdout
-        self.reasoning = common.ReasoningWriter(show_reasoning)
-        self._last = ""
-
-    def banner(self, text: str) -> None:
-        pass
-
-    def info(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    def start(self) -> None:
-        self._last = ""
-
-    def think(self, text: str) -> None:
-        self.reasoning.write(text)
-
-    def say(self, text: str) -> None:
-        self.reasoning.end()
-        self.out.write(text)
-        self.out.flush()
-        self._last = text
-
-    def end(self, interrupted: bool = False) -> None:
-        self.reasoning.end()
-        if self._last and not self._last.endswith("\n"):
-            self.out.write("\n")
-        if interrupted:
-            print("[interrupted]", file=sys.stderr, flush=True)
-        self.out.flush()
-        self._last = ""
+def open_block(text: str) -> bool:
+    """True when `text` opened a \"\"\" block that is not closed yet."""
+    t = text.strip()
+    return t.startswith(FENCE) and not (len(t) >= 2 * len(FENCE) and t.endswith(FENCE))
 
 
-class RichRenderer:
-    """Styled streaming on a terminal: reasoning dim and italic, then the answer."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(highlight=False, soft_wrap=True)
-        self._state = ""  # "", "think" or "say"
-        self._last = ""
-
-    def banner(self, text: str) -> None:
-        self.console.print(text, style="dim", markup=False)
-
-    def info(self, text: str) -> None:
-        self.console.print(text, style="dim", markup=False)
-
-    def start(self) -> None:
-        self._state = ""
-        self._last = ""
-
-    def _write(self, text: str, style: str | None) -> None:
-        self.console.print(text, end="", style=style, markup=False, highlight=False)
-        self.console.file.flush()
-        self._last = text
-
-    def think(self, text: str) -> None:
-        self._state = "think"
-        self._write(text, "dim italic")
-
-    def say(self, text: str) -> None:
-        if self._state == "think":
-            self._write("\n\n", None)
-        self._state = "say"
-        self._write(text, None)
-
-    def end(self, interrupted: bool = False) -> None:
-        if self._last and not self._last.endswith("\n"):
-            self.console.print()
-        if interrupted:
-            self.console.print("[interrupted]", style="yellow", markup=False)
-        self.console.print()
-        self._state = ""
-        self._last = ""
+async def read_message(reader: Any) -> tuple[str, bool]:
+    """One message and whether it is literal: a line, or a \"\"\" block over several lines (its
+    fences and surrounding blank lines removed; literal: never a command). EOF inside a block ends
+    the block; the next read raises EOFError."""
+    text: str = await reader.read()
+    if not text.strip().startswith(FENCE):
+        return text, False
+    while open_block(text):
+        try:
+            text += "\n" + await reader.read(continuation=True)
+        except EOFError:
+            text += "\n" + FENCE
+    body = text.strip()[len(FENCE):]
+    body = body[:-len(FENCE)] if body.endswith(FENCE) else body
+    return body.strip("\n"), True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,10 +209,25 @@ def run(args: argparse.Namespace) -> int:
         return common.run_async(lambda: _chat(args, b))
 
 
-async def _answer(client: Any, messages: list[Any], kw: dict[str, Any], r: Any) -> dict[str, Any]:
-    stream = await client.chat.completions.create(messages=messages, stream=True, **kw)
-    async with stream:
-        async for chunk in stream:
+def _policy(args: argparse.Namespace) -> list[Any]:
+    from deepseek_kit._context import SlidingWindow, Summarize, TokenBudget
+
+    policies: list[Any] = []
+    if args.summarize:
+        policies.append(Summarize())
+    if args.window:
+        policies.append(SlidingWindow(args.window))
+    if args.budget:
+        policies.append(TokenBudget(args.budget))
+    return policies
+
+
+async def _answer(st: ChatState, text: str) -> Any:
+    """Stream one turn into the renderer; returns the final ChatCompletion (the turn is then in the
+    history: Conversation commits it when the answer is complete)."""
+    r = st.r
+    async with st.conv.stream(text) as s:
+        async for chunk in s:
             if not chunk.choices:
                 continue
             delta = chunk.choices[0].delta
@@ -220,12 +235,7 @@ async def _answer(client: Any, messages: list[Any], kw: dict[str, Any], r: Any) 
                 r.think(delta.reasoning_content)
             if delta.content:
                 r.say(delta.content)
-    completion = stream.get_final_completion()
-    if not completion.choices:
-        return {"role": "assistant", "content": ""}
-    msg: dict[str, Any] = completion.choices[0].message.to_param()
-    msg["role"] = "assistant"
-    return msg
+    return s.get_final_completion()
 
 
 async def _interruptible(task: asyncio.Task[Any]) -> bool:
@@ -250,34 +260,63 @@ async def _interruptible(task: asyncio.Task[Any]) -> bool:
     return not task.cancelled()
 
 
+def _renderer(args: argparse.Namespace) -> Any:
+    from .chat_render import PlainRenderer, RichRenderer
+
+    if _tty(sys.stdout):
+        try:
+            return RichRenderer(expand_reasoning=args.show_reasoning)
+        except ImportError:  # installed without the [cli] extra
+            pass
+    return PlainRenderer(args.show_reasoning)
+
+
+def _reader(interactive: bool) -> Any:
+    if interactive:
+        try:
+            return PromptReader()
+        except ImportError:  # installed without the [cli] extra: plain lines, still a prompt
+            return LineReader(prompt="> ")
+    return LineReader()
+
+
 async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
     import asyncio
 
-    from deepseek_kit import DeepSeekError
+    from deepseek_kit import DeepSeekError, UsageError
+    from deepseek_kit._conversation import Conversation
+
+    from .chat_commands import ChatState, is_command, run_command
 
     interactive = _tty(sys.stdin) and _tty(sys.stdout)
-    reader: Any
-    r: Any
-    try:
-        reader = PromptReader() if interactive else LineReader()
-    except ImportError:  # installed without the [cli] extra: plain lines, still a prompt
-        reader = LineReader(prompt="> ")
-    try:
-        r = RichRenderer() if _tty(sys.stdout) else PlainRenderer(args.show_reasoning)
-    except ImportError:
-        r = PlainRenderer(args.show_reasoning)
-    base: list[dict[str, Any]] = []
-    if args.system:
-        base.append({"role": "system", "content": args.system})
-    messages = list(base)
-    where = "the built-in emulator (synthetic answers)" if b.synthetic else b.base_url
-    r.banner(f"dsk chat: {b.model} at {where}. exit, quit or Ctrl-D to leave; /clear starts over.")
-    status = 0
+    r = _renderer(args)
     async with common.make_client(b, args) as client:
-        kw = common.request_kwargs(b, args)
-        while True:
+        try:
+            conv = Conversation(client, system=args.system, model=b.model, policy=_policy(args),
+                                preset=args.preset, thinking=args.think)
+        except UsageError as exc:
+            raise common.CLIError(str(exc)) from None
+        st = ChatState(conv, r)
+        if args.resume:
+            st.load(args.resume)
+            # Options given on the command line win over the saved settings.
+            if args.model:
+                st.conv.model = b.model
+            if args.system:
+                st.conv.system = args.system
+            if args.preset:
+                st.conv.preset = args.preset
+            if args.think is not None:
+                st.conv.thinking = args.think
+        reader = _reader(interactive)
+        where = "the built-in emulator (synthetic answers)" if b.synthetic else b.base_url
+        r.banner(f"dsk chat: {st.conv.model} at {where}. /help for commands; exit, quit or Ctrl-D to leave.")
+        if args.resume:
+            turns = sum(1 for m in st.conv.history if m.get("role") == "user")
+            r.info(f"(resumed {st.conversation_id}: {st.title or 'untitled'}, {turns} turns)")
+        while not st.done:
             try:
-                line = await reader.read()
+                line, literal = await read_message(reader)
             except EOFError:
                 break
             except KeyboardInterrupt:  # Ctrl-C at the prompt: a fresh line, like a shell
@@ -285,31 +324,34 @@ async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
             text = line.strip()
             if not text:
                 continue
-            if text.lower() in EXIT_WORDS:
+            if text.lower() in EXIT_WORDS and not literal:
                 break
-            if text.lower() == "/clear":
-                messages = list(base)
-                r.info("(conversation cleared)")
+            if is_command(text) and not literal:
+                try:
+                    run_command(st, text)
+                except (common.CLIError, UsageError) as exc:
+                    print(common.error_line(exc, (b.api_key,)), file=sys.stderr, flush=True)
+                    if not interactive:
+                        return common.EXIT_USAGE
                 continue
-            messages.append({"role": "user", "content": line})
+            if text.startswith("//") and not literal:
+                line = line.lstrip()[1:]
             r.start()
-            task = asyncio.ensure_future(_answer(client, messages, kw, r))
+            task = asyncio.ensure_future(_answer(st, line))
             finished = await _interruptible(task)
             if not finished:
                 r.end(interrupted=True)
-                messages.pop()
                 continue
-            exc = task.exception()
-            if exc is None:
-                r.end()
-                messages.append(task.result())
+            failure = task.exception()
+            if failure is None:
+                usage = task.result().usage
+                r.end(reasoning_tokens=usage.reasoning_tokens if usage is not None else 0)
+                st.autosave()
                 continue
             r.end()
-            messages.pop()
-            if not isinstance(exc, DeepSeekError):
-                raise exc
-            print(common.error_line(exc, (b.api_key,)), file=sys.stderr, flush=True)
+            if not isinstance(failure, DeepSeekError):
+                raise failure
+            print(common.error_line(failure, (b.api_key,)), file=sys.stderr, flush=True)
             if not interactive:
-                status = common.EXIT_API
-                break
-    return status
+                return common.EXIT_USAGE if isinstance(failure, UsageError) else common.EXIT_API
+    return 0

