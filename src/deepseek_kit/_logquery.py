@@ -214,14 +214,16 @@ class Logs:
 
     def stats(self, *, since: float | None = None, model: str | None = None,
               by: str | None = None) -> list[LogStats]:
-        """One `LogStats` for all matching calls (`by=None`), or one per model / endpoint
-        (`by="model"` / `"endpoint"`), busiest first."""
+        """One `LogStats` for all matching model calls (`by=None`), or one per model / endpoint
+        (`by="model"` / `"endpoint"`), busiest first. Model calls: chat and FIM completions
+        (`models.list()` and `user.balance()` calls are logged but not counted here)."""
         if by not in _GROUPS:
             raise ValueError(f"by must be None, 'model' or 'endpoint', got {by!r}")
         db = self._db()
         if db is None:
             return [] if by else [LogStats(None)]
         where, args = self._where(since, model, False)
+        where = (where + " AND " if where else " WHERE ") + "path LIKE '%completions'"
         sql = (f"SELECT {_GROUPS[by]}, ts, outcome, error, latency, ttft, stream, prompt_tokens, "
                "completion_tokens, reasoning_tokens, cache_hit_tokens, cache_miss_tokens, cache_hit, "
                f"cost, currency FROM requests{where}")

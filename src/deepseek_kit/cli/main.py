@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import ask, batch, chat, common, serve
+from . import ask, batch, chat, common, info, logs, serve, stats
 
 __all__ = ["build_parser", "main"]
 
@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_parser(sub)
     batch.add_parser(sub)
     chat.add_parser(sub)
+    logs.add_parser(sub)
+    info.add_parser(sub)
     serve.add_parser(sub)
+    stats.add_parser(sub)
     return p
 
 
