@@ -149,8 +149,8 @@ async def parse(
     `chat.completions.create` call (thinking, max_tokens, temperature, extra_headers...)."""
     if max_retries < 0:
         raise UsageError("max_retries must be >= 0")
-    if "response_format" in create_kwargs:
-        raise UsageError("parse() sets response_format itself (JSON mode); do not pass it")
+    if "response_format" in create_kwargs or "stream" in create_kwargs:
+        raise UsageError("parse() sets response_format (JSON mode) and stream itself; do not pass them")
     target = _Target(output_type, example)
     msgs: list[Any] = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
     instructed = False
