@@ -265,6 +265,7 @@ class BartSummarizer:
         self.min_summary_tokens = min_summary_tokens
         self.num_beams = num_beams
         self.device = device
+        self._ready = False
 
     def __repr__(self) -> str:
         return f"BartSummarizer({self.model_name_or_path!r})"
@@ -274,10 +275,19 @@ class BartSummarizer:
         import importlib.util
 
         for name in ("transformers", "torch"):
-            if importlib.util.find_spec(name) is None:
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):  # ValueError: blocked (sys.modules[name] is None)
+                found = False
+            if not found:
                 raise UsageError(f"{_BART_EXTRA}; {name} is not installed")
 
     def _load(self) -> tuple[Any, Any]:
+        if not self._ready:
+            self._prepare()
+        return self.tokenizer, self.model
+
+    def _prepare(self) -> None:
         if self.tokenizer is None or self.model is None:
             try:
                 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -287,10 +297,11 @@ class BartSummarizer:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.model_name_or_path)
             if self.model is None:
                 self.model = AutoModelForSeq2SeqLM.from_pretrained(self.model_name_or_path)
-            self.model.eval()
-            if self.device:
-                self.model.to(self.device)
-        return self.tokenizer, self.model
+        # Inference mode for a model passed in too: dropout off, so summaries are deterministic.
+        self.model.eval()
+        if self.device:
+            self.model.to(self.device)
+        self._ready = True
 
     def summarize(self, messages: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
         import torch
