@@ -62,6 +62,12 @@ def _message(m: Any) -> Any:
     return m
 
 
+def _is_strict(t: Any) -> bool:
+    fn = t.get("function") if isinstance(t, Mapping) else getattr(t, "function", None)
+    strict = fn.get("strict") if isinstance(fn, Mapping) else getattr(fn, "strict", None)
+    return strict is True
+
+
 def _body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> bytes:
     body = {k: v for k, v in fields.items() if v is not NOT_GIVEN}
     if extra_body:
@@ -190,6 +196,9 @@ class ChatCompletions:
         beta = type(last) is dict and bool(last.get("prefix"))
         if not beta and isinstance(last, Mapping):
             beta = bool(last.get("prefix"))
+        if not beta and tools:
+            # strict function calling is a /beta feature (deepseek-api.md §5.7)
+            beta = any(_is_strict(t) for t in tools)
         body = _body({
             "model": model, "messages": msgs, "stream": stream if stream else NOT_GIVEN,
             "thinking": _thinking(thinking), "reasoning_effort": reasoning_effort,

@@ -381,3 +381,8 @@ def run_sync(client: Client, messages: Iterable[Any], tools: Iterable[ToolLike],
              **kwargs: Any) -> ToolRun:
     """`run` for the sync `Client`."""
     return client._run(run(client.async_client, messages, tools, model=model, **kwargs))
+
+
+# Top-level names (deepseek_kit.run_tool_loop): `run` alone is too generic there.
+run_tool_loop = run
+run_tool_loop_sync = run_sync
