@@ -219,3 +219,14 @@ def test_missing_key_for_deepseek_cloud_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPSEEK_BASE_URL", raising=False)
     with pytest.raises(UsageError, match="DEEPSEEK_API_KEY"):
         AsyncClient()
+
+
+async def test_strict_tools_go_to_beta():
+    c, t = client(lambda r: MockResponse(200, OK))
+    strict = [{"type": "function", "function": {"name": "f", "strict": True, "parameters": {
+        "type": "object", "properties": {}, "required": [], "additionalProperties": False}}}]
+    await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], tools=strict)
+    loose = [{"type": "function", "function": {"name": "f"}}]
+    await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], tools=loose)
+    assert [r.url for r in t.requests] == ["http://unit.test/beta/chat/completions",
+                                          "http://unit.test/chat/completions"]
