@@ -34,6 +34,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,6 +151,16 @@ class _Runner:
         self.system = system
         self.max_cost = max_cost
         self.currency = currency
+        self._peak, self._peak_until = False, 0.0
+
+    def peak(self) -> bool:
+        """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up at most once a
+        second: the calendar check is most of what pricing one answer costs."""
+        now = time.monotonic()
+        if now >= self._peak_until:
+            self._peak = _pricing.is_peak(datetime.now(timezone.utc))
+            self._peak_until = now + 1.0
+        return self._peak
 
     def cost_total(self) -> Decimal:
         return self.state.before.cost + self.state.cost_now
@@ -191,7 +202,8 @@ class _Runner:
         st = self.state
         usage = resp.usage
         model = resp.model or str(item.params.get("model") or self.defaults.get("model") or "")
-        cost = _pricing.cost(model, usage, currency=self.currency) if usage is not None else Decimal(0)
+        cost = (_pricing.cost(model, usage, currency=self.currency, peak=self.peak())
+                if usage is not None else Decimal(0))
         record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
         if item.metadata is not None:
             record["metadata"] = item.metadata
@@ -367,8 +379,10 @@ async def _run(runner: _Runner, inputs: Any, fmt: str | None, is_path: bool, ret
                on_problem: Callable[[InputProblem], object] | None) -> None:
     queue: asyncio.Queue[tuple[int, BatchItem] | None] = asyncio.Queue(maxsize=concurrency)
     helpers = [asyncio.ensure_future(runner.sink.commit_every_interval(commit_interval))]
+    counting = None
     if is_path and not retry_failed:
-        helpers.append(asyncio.ensure_future(_count(inputs, fmt, runner.state, runner.state.before)))
+        counting = asyncio.ensure_future(_count(inputs, fmt, runner.state, runner.state.before))
+        helpers.append(counting)
     if on_progress is not None:
         helpers.append(asyncio.ensure_future(_tick(runner, on_progress, progress_interval)))
     workers = [asyncio.ensure_future(runner.work(queue)) for _ in range(concurrency)]
@@ -378,6 +392,9 @@ async def _run(runner: _Runner, inputs: Any, fmt: str | None, is_path: bool, ret
         for _ in workers:
             await queue.put(None)
         await asyncio.gather(*workers)
+        if counting is not None:  # the summary says how many records were left (a byte scan)
+            with contextlib.suppress(Exception):
+                await counting
     finally:
         for task in (*workers, *helpers):
             task.cancel()

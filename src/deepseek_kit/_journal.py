@@ -100,6 +100,7 @@ class Journal:
         self.path = Path(path)
         self.output = Path(output)
         self.existed = self.path.exists() and self.path.stat().st_size > 0
+        self._done: list[tuple[int, int, int, int, str]] = []
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -217,12 +218,12 @@ class Journal:
         """Register an input id for this run. Returns its state - "new", "pending" (seen by a run
         that did not finish it), "done", "failed", or "duplicate" (already seen in this run's
         input) - and the line where this run first saw it."""
-        row = self._db.execute("SELECT status, run, line FROM items WHERE key=?", (key,)).fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO items(key, ident, line, status, run) VALUES (?,?,?,0,?)",
-                             (key, ident, line, self.run))
+        # Insert first: for a fresh input (the common case) that is the only statement.
+        if self._db.execute("INSERT INTO items(key, ident, line, status, run) VALUES (?,?,?,0,?) "
+                            "ON CONFLICT(key) DO NOTHING", (key, ident, line, self.run)).rowcount:
             return "new", line
-        status, run, first = row
+        status, run, first = self._db.execute(
+            "SELECT status, run, line FROM items WHERE key=?", (key,)).fetchone()
         if run == self.run:
             return "duplicate", first
         self._db.execute("UPDATE items SET run=?, line=? WHERE key=?", (self.run, line, key))
@@ -231,11 +232,8 @@ class Journal:
     def done(self, key: str, end_offset: int, cost: Decimal, prompt_tokens: int,
              completion_tokens: int) -> None:
         """Mark an id done; takes effect at the next `commit()`, which must come after its line
-        reached the file."""
-        self._db.execute(
-            "UPDATE items SET status=1, end_offset=?, cost_pico=?, prompt_tokens=?, "
-            "completion_tokens=?, error_class=NULL, status_code=NULL, message=NULL WHERE key=?",
-            (end_offset, int(cost * PICO), prompt_tokens, completion_tokens, key))
+        reached the file. Kept in a list and written with one executemany at the commit."""
+        self._done.append((end_offset, int(cost * PICO), prompt_tokens, completion_tokens, key))
 
     def failed(self, key: str, error_class: str, message: str, status_code: int | None) -> None:
         self._db.execute("UPDATE items SET status=2, error_class=?, status_code=?, message=? WHERE key=?",
@@ -248,6 +246,12 @@ class Journal:
     def commit(self, committed_offset: int) -> None:
         """Commit everything recorded since the last commit, with the output size it covers.
         The caller has already flushed (and fsynced) the output up to `committed_offset`."""
+        if self._done:
+            self._db.executemany(
+                "UPDATE items SET status=1, end_offset=?, cost_pico=?, prompt_tokens=?, "
+                "completion_tokens=?, error_class=NULL, status_code=NULL, message=NULL WHERE key=?",
+                self._done)
+            self._done.clear()
         self._set_meta("committed_offset", committed_offset)
         self._commit()
 

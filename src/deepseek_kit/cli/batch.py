@@ -261,7 +261,8 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
         async with AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
                                max_retries=args.max_retries, limits=limits,
                                max_connections=max(args.concurrency, 100),
-                               profile=None if b.synthetic else b.profile) as client:
+                               profile=None if b.synthetic else b.profile,
+                               steps=common.log_steps(b, args)) as client:
             result = await run_batch(
                 client, args.input, args.output, defaults=defaults, system=args.system,
                 concurrency=args.concurrency, ordered=args.ordered, reorder_window=args.reorder_window,

@@ -1,0 +1,106 @@
+"""The batch journal and the output file stay consistent: what is committed is exactly the file's
+first `committed_offset` bytes, and recover() repairs whatever a crash left behind."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from deepseek_kit import UsageError
+from deepseek_kit._batch_output import ResultSink, encode_line
+from deepseek_kit._journal import Journal
+
+
+def _line(i):
+    return encode_line({"id": i, "response": {"n": i}})
+
+
+def _run(tmp_path, ids, *, commit=True):
+    out = tmp_path / "out.jsonl"
+    j = Journal(tmp_path / "j.sqlite", output=out)
+    sink = ResultSink(j, out, j.recover().offset)
+    for i in ids:
+        assert j.claim(str(i), i, i)[0] in ("new", "pending")
+    j.commit(sink.offset)  # the claims reached the journal (a periodic commit)
+    for i in ids:
+        sink.result(0, str(i), _line(i), Decimal("0.001"), 3, 4)
+    if commit:
+        sink.close()
+    else:
+        sink._file.flush()  # the lines reached the file, the journal commit did not happen
+        sink._file.close()
+    j.close()
+    return out
+
+
+def test_uncommitted_lines_and_torn_tail_are_cut_on_resume(tmp_path):
+    out = _run(tmp_path, [1, 2, 3])
+    committed = out.read_bytes()
+    _run(tmp_path, [4, 5], commit=False)
+    with open(out, "ab") as f:
+        f.write(b'{"id": 6, "resp')  # a torn write
+    assert out.read_bytes() != committed
+    j = Journal(tmp_path / "j.sqlite", output=out)
+    rec = j.recover()
+    assert rec.offset == len(committed) and rec.truncated_bytes > 0
+    assert out.read_bytes() == committed
+    assert j.status("4") == "pending" and j.status("3") == "done"
+    t = j.totals()
+    assert (t.done, t.pending, t.cost, t.prompt_tokens) == (3, 2, Decimal("0.003"), 9)
+    j.close()
+
+
+def test_output_shorter_than_journal_puts_lost_results_back(tmp_path):
+    out = _run(tmp_path, [1, 2, 3])
+    keep = len(_line(1))
+    with open(out, "r+b") as f:
+        f.truncate(keep + 5)  # e.g. a power loss without fsync
+    j = Journal(tmp_path / "j.sqlite", output=out)
+    rec = j.recover()
+    assert rec.offset == keep and rec.lost_results == 2
+    assert out.read_bytes() == _line(1)
+    assert [j.status(k) for k in ("1", "2", "3")] == ["done", "pending", "pending"]
+    j.close()
+
+
+def test_duplicates_are_per_run_and_runs_are_counted(tmp_path):
+    out = tmp_path / "o.jsonl"
+    j = Journal(tmp_path / "j.sqlite", output=out)
+    assert j.claim("a", "a", 1) == ("new", 1)
+    assert j.claim("a", "a", 5) == ("duplicate", 1)
+    j.commit(0)
+    j.close()
+    j = Journal(tmp_path / "j.sqlite", output=out)
+    assert j.run == 2
+    assert j.claim("a", "a", 1) == ("pending", 1)  # seen by run 1, never finished
+    j.failed("a", "BadRequestError", "bad", 400)
+    j.problem(3, None, "InputError", "not valid JSON")
+    j.commit(0)
+    assert list(j.failures()) == [
+        {"id": "a", "line": 1, "error": "BadRequestError", "message": "bad", "status": 400},
+        {"id": None, "line": 3, "error": "InputError", "message": "not valid JSON"}]
+    j.close()
+
+
+def test_journal_belongs_to_one_output(tmp_path):
+    Journal(tmp_path / "j.sqlite", output=tmp_path / "a.jsonl").close()
+    with pytest.raises(UsageError, match="journal of"):
+        Journal(tmp_path / "j.sqlite", output=tmp_path / "b.jsonl")
+
+
+def test_output_changed_outside_is_refused(tmp_path):
+    out = _run(tmp_path, [1, 2])
+    data = out.read_bytes()
+    out.write_bytes(data[:-1] + b"X" + b"more")  # same length+, but no line end where expected
+    j = Journal(tmp_path / "j.sqlite", output=out)
+    with pytest.raises(UsageError, match="does not match its journal"):
+        j.recover()
+    j.close()
+
+
+def test_not_a_journal(tmp_path):
+    bad = tmp_path / "j.sqlite"
+    bad.write_text("hello, not sqlite" * 100)
+    with pytest.raises(UsageError, match="not a usable batch journal"):
+        Journal(bad, output=tmp_path / "o.jsonl")
