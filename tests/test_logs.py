@@ -82,8 +82,10 @@ async def test_non_stream_call_is_logged_with_its_fields(emulator, db):
     u = resp.usage
     assert (e.prompt_tokens, e.completion_tokens, e.reasoning_tokens) == (
         u.prompt_tokens, u.completion_tokens, u.reasoning_tokens)
-    assert (e.cache_hit_tokens, e.cache_miss_tokens) == (u.prompt_cache_hit_tokens, u.prompt_cache_miss_tokens)
-    assert e.cost > 0 and e.cost == pytest.approx(float(cost(MODEL, u, datetime.fromtimestamp(e.ts, timezone.utc))))
+    assert (e.cache_hit_tokens, e.cache_miss_tokens) == (
+        u.prompt_cache_hit_tokens, u.prompt_cache_miss_tokens)
+    priced = cost(MODEL, u, datetime.fromtimestamp(e.ts, timezone.utc))
+    assert e.cost > 0 and e.cost == pytest.approx(float(priced))
     assert e.latency > 0 and 0 <= e.ttft <= e.latency and e.attempts == 1 and not e.cache_hit
 
 
@@ -122,7 +124,8 @@ async def test_tool_calls_are_logged(emulator, db):
         calls = comp.choices[0].message.tool_calls
         assert calls and e.finish_reason == "tool_calls"
         assert json.loads(e.tool_calls) == [
-            {"id": c.id, "type": "function", "function": {"name": "get_weather", "arguments": c.function.arguments}}
+            {"id": c.id, "type": "function",
+             "function": {"name": "get_weather", "arguments": c.function.arguments}}
             for c in calls]
     assert json.loads(e1.params)["tools"] == tools
 
@@ -131,7 +134,8 @@ async def test_errors_and_retries_are_logged_without_the_key(emulator, db):
     client, step = make(emulator.base_url, db, max_retries=3)
     async with client:
         ok = await client.chat.completions.create(
-            model=MODEL, messages=user("retried"), extra_headers={"X-DSK-Emulate": "status=503;times=2;key=lg1"})
+            model=MODEL, messages=user("retried"),
+            extra_headers={"X-DSK-Emulate": "status=503;times=2;key=lg1"})
         with pytest.raises(BadRequestError):
             await client.chat.completions.create(model=MODEL, messages=user("bad"),
                                                  extra_headers={"X-DSK-Emulate": "status=400"})
@@ -145,7 +149,8 @@ async def test_errors_and_retries_are_logged_without_the_key(emulator, db):
             await client.chat.completions.create(model=MODEL, messages=user("nobody home"))
         await step.aclose()
     retried, bad, refused = rows(db)
-    assert retried.outcome == "ok" and retried.attempts == 3 and retried.answer == ok.choices[0].message.content
+    assert retried.outcome == "ok" and retried.attempts == 3
+    assert retried.answer == ok.choices[0].message.content
     assert (bad.outcome, bad.status, bad.error) == ("error", 400, "BadRequestError")
     assert bad.error_message and bad.trace_id and bad.answer is None and bad.cost == 0
     assert (refused.outcome, refused.error, refused.status, refused.attempts) == (
@@ -159,7 +164,7 @@ async def test_an_error_quoting_the_key_is_stored_redacted(emulator_factory, db)
     emu = emulator_factory(api_keys={"sk-the-only-valid-key"})
     client, step = make(emu.base_url, db, max_retries=0)
     async with client:
-        with pytest.raises(Exception, match="401|Authentication"):
+        with pytest.raises(Exception, match=r"401|Authentication"):
             await client.chat.completions.create(model=MODEL, messages=user("who am i"))
         await step.aclose()
     (e,) = rows(db)
@@ -186,8 +191,9 @@ async def test_broken_stream_without_resumption_logs_the_partial_answer(emulator
 async def test_resumed_stream_logs_each_piece_and_the_whole_answer(emulator, db):
     client, step = make(emulator.base_url, db)
     async with client:
-        s = await client.chat.completions.create(model=MODEL, messages=user("resume me"), stream=True,
-                                                 extra_headers={"X-DSK-Emulate": "reset_after=30;times=1;key=lg2"})
+        s = await client.chat.completions.create(
+            model=MODEL, messages=user("resume me"), stream=True,
+            extra_headers={"X-DSK-Emulate": "reset_after=30;times=1;key=lg2"})
         final = await s.until_done()
         await step.aclose()
     assert s.resumed == 1
