@@ -5,16 +5,18 @@ slash-command one-liners, saving/forking, tallies, and the sync twin."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
 import pytest
 
 from deepseek_kit import AsyncClient, Client, StreamError, UsageError
-from deepseek_kit._context import SlidingWindow, TokenBudget
+from deepseek_kit._context import SUMMARY_PREFIX, SlidingWindow, Summarize, TokenBudget
 from deepseek_kit._conversation import Conversation, ConversationUsage
 from deepseek_kit._conversation_sync import SyncConversation
 from deepseek_kit._pricing import cost
+from deepseek_kit._summarize import ModelSummarizer
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather of a city",
@@ -100,6 +102,25 @@ async def test_abandoned_stream_adds_nothing(emulator, client):
     await conv.send("Continue.")
     users = [m["content"] for m in chat_bodies(emulator)[-1]["messages"] if m["role"] == "user"]
     assert users == ["First question.", "Last one.", "Continue."]
+
+
+async def test_cancelled_stream_adds_nothing(client):
+    """Ctrl-C in `dsk chat` cancels the task reading the stream: the session keeps its history."""
+    conv = Conversation(client)
+    await conv.send("Before.")
+    first = asyncio.Event()
+
+    async def read():
+        async with conv.stream("A slow answer.", extra_headers={"X-DSK-Emulate": "delay_chunks=0.05"}) as s:
+            async for _ in s:
+                first.set()
+
+    task = asyncio.ensure_future(read())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [m["role"] for m in conv.history] == ["user", "assistant"]
 
 
 async def test_failed_requests_leave_the_history_alone(emulator, client):
@@ -191,6 +212,22 @@ async def test_cache_hits_grow_across_turns_with_a_stable_prefix(emulator_factor
     assert conv.usage.cache_hit_tokens == sum(hits)
 
 
+async def test_a_failing_summary_does_not_fail_the_turn(emulator, client):
+    bad = ModelSummarizer(client, extra_headers={"X-DSK-Emulate": "status=400"})
+    conv = Conversation(client, system="S.", policy=Summarize(threshold_chars=200, keep_rounds=1, summarizer=bad))
+    for i in range(3):
+        await conv.send(f"Question {i} " + "about something long " * 5)
+    assert len(conv) == 6  # every turn went through
+    sent = chat_bodies(emulator)[-1]["messages"]
+    assert len(sent) == 6 and not sent[1]["content"].startswith(SUMMARY_PREFIX)  # sent unsummarized
+    assert conv.to_dict()["policy_state"]["last_error"].startswith("Error code: 400")
+    bad.create_kwargs = {}  # the summarizer works again: the next turn is summarized
+    await conv.send("Question 3.")
+    sent = chat_bodies(emulator)[-1]["messages"]
+    assert sent[1]["content"].startswith(SUMMARY_PREFIX) and sent[-1]["content"] == "Question 3."
+    assert "last_error" not in conv.to_dict()["policy_state"]
+
+
 async def test_slash_command_one_liners(emulator, client):
     conv = Conversation(client, system="Old system.")
     await conv.send("Hi.")
@@ -250,6 +287,8 @@ async def test_to_dict_from_dict_and_fork(emulator, client):
 
     with pytest.raises(UsageError, match="not a saved conversation"):
         Conversation.from_dict({"history": []}, client)
+    with pytest.raises(UsageError, match="its default tools= is not plain data"):
+        Conversation(client, tools=[object()]).to_dict()
 
 
 async def test_usage_errors(client):

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import UsageError
+from ._errors import DeepSeekError, UsageError, redact
 from ._summarize import Summarizer
 from ._tokens import PROMPT_OVERHEAD
 
@@ -56,7 +57,9 @@ __all__ = [
     "split_rounds",
 ]
 
-#: The role of the summary message: "system-side", after the system prompt.
+log = logging.getLogger("deepseek_kit.conversation")
+
+#: Leads the summary, a system message placed right after the system prompt.
 SUMMARY_PREFIX = "Summary of the earlier conversation:\n"
 
 
@@ -306,14 +309,22 @@ class Summarize(ContextPolicy):
         if summarizer is None:
             raise UsageError("Summarize has no summarizer: pass summarizer=ExtractiveSummarizer() "
                              "or use it inside a Conversation (which summarizes with its model)")
-        if getattr(summarizer, "blocking", False):
-            text: Any = await asyncio.to_thread(summarizer.summarize, old, ctx.state.get("summary"))
-        else:
-            text = summarizer.summarize(old, ctx.state.get("summary"))
-        if inspect.isawaitable(text):
-            text = await text
+        try:
+            if getattr(summarizer, "blocking", False):
+                text: Any = await asyncio.to_thread(summarizer.summarize, old, ctx.state.get("summary"))
+            else:
+                text = summarizer.summarize(old, ctx.state.get("summary"))
+            if inspect.isawaitable(text):
+                text = await text
+        except DeepSeekError as exc:
+            # A summary only saves tokens: when the summarizer's own request fails, this turn goes
+            # out unsummarized (nothing is lost) and the next turn tries again.
+            log.warning("summarizing older turns failed, sending them as they are: %s", redact(str(exc)))
+            ctx.state["last_error"] = redact(str(exc))
+            return
         if not isinstance(text, str):
             raise UsageError(f"{summarizer!r}.summarize() must return a str, not {type(text).__name__}")
+        ctx.state.pop("last_error", None)
         ctx.state["summary"] = text.strip()
         ctx.state["upto_seq"] = rounds[-self.keep_rounds][0].seq
         ctx.state["summaries"] = int(ctx.state.get("summaries", 0)) + 1

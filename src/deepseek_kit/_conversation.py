@@ -442,7 +442,14 @@ class Conversation:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible data: settings, history, policy state, usage. Policies and the
         summarizer are code, not data: pass them again to `from_dict`."""
-        defaults = msgspec.to_builtins(self.defaults)
+        defaults: dict[str, Any] = {}
+        for key, value in self.defaults.items():
+            try:
+                defaults[key] = msgspec.to_builtins(value)
+            except (TypeError, msgspec.EncodeError):
+                raise UsageError(f"cannot save this conversation: its default {key}= is not plain data "
+                                 f"({type(value).__name__}); pass it to send() instead, or convert it "
+                                 "to dicts") from None
         return {
             "version": FORMAT_VERSION,
             "model": self.model,
