@@ -155,6 +155,25 @@ def test_token_budget_never_drops_system_or_splits_tool_calls(turns, budget, dro
         assert out == turns  # nothing dropped when it fits
 
 
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.integers(1, 2500), st.data())
+def test_token_budget_with_saved_state_keeps_the_same_guarantees(turns, budget, data):
+    """The budget remembers its first kept round between requests (prefix stability); whatever an
+    earlier request of the same conversation saved, the guarantees hold."""
+    import asyncio
+
+    policy, c = TokenBudget(budget), ctx()
+    cut = data.draw(st.integers(2, len(turns)))  # an earlier moment of the conversation
+    asyncio.run(policy.prepare(turns[:cut], c))
+    out = policy.select(turns, c)
+    check_integrity(turns, out)
+    _, rounds = split_rounds(turns)
+    _, kept = split_rounds(out)
+    assert kept[-1] == rounds[-1]
+    assert total(out) <= budget or len(kept) == 1
+    assert out[1].seq >= c.state.get("start_seq", 0) or len(kept) == 1  # dropped rounds stay dropped
+
+
 def test_token_budget_drops_to_the_low_mark_and_then_holds_the_prefix():
     policy = TokenBudget(600, drop_to=0.5)
     state = ctx()
