@@ -67,13 +67,15 @@ def fmt_cost(cost: float, currency: str | None) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = (),
           width: int | None = None) -> str:
-    """Aligned columns; the last column is cut to fit `width` (the terminal's, else 120)."""
+    """Aligned columns; on a terminal the last column is cut to fit its width (in a pipe or a
+    file, nothing is cut: `dsk logs | grep` sees whole prompts)."""
     cols = len(headers)
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(cols)]
-    if width is None:
+    if width is None and sys.stdout.isatty():
         width = shutil.get_terminal_size((120, 24)).columns
-    used = sum(widths[:-1]) + 2 * (cols - 1)
-    widths[-1] = max(min(widths[-1], width - used), 10)
+    if width is not None:
+        used = sum(widths[:-1]) + 2 * (cols - 1)
+        widths[-1] = max(min(widths[-1], width - used), 10)
     out = []
     for r in [headers, *rows]:
         cells = []
