@@ -140,7 +140,7 @@ def check_integrity(turns: list[Turn], out: list[Turn]) -> None:
     assert called == answered  # no tool call without its results, no result without its call
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(histories(), st.integers(1, 2500), st.sampled_from([0.5, 0.75, 1.0]))
 def test_token_budget_never_drops_system_or_splits_tool_calls(turns, budget, drop_to):
     policy = TokenBudget(budget, drop_to=drop_to)

@@ -38,86 +38,28 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import _pricing
 from ._context import ContextPolicy, PolicyContext, SlidingWindow, Turn, as_policy
+from ._conversation_stream import ConversationStream
+from ._conversation_usage import ConversationUsage
 from ._errors import UsageError
 from ._presets import get_preset
 from ._summarize import ModelSummarizer, Summarizer
 from ._tokens import MESSAGE_OVERHEAD, count_messages, count_tokens, message_text
-from ._types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, Usage
+from ._types import ChatCompletion, ChatCompletionMessage, Usage
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from ._client import AsyncClient
-    from ._stream import AsyncStream
 
 __all__ = ["Conversation", "ConversationStream", "ConversationUsage"]
 
 FORMAT_VERSION = 1
 _DEFAULT: Any = object()
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
-
-
-@dataclass
-class ConversationUsage:
-    """Tokens and cost of a conversation's requests, summed from each response's `usage`."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    cache_hit_tokens: int = 0
-    cache_miss_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost: Decimal = Decimal(0)
-    currency: str = "CNY"
-
-    def add(self, model: str, usage: Usage | None, at: datetime | None = None) -> None:
-        self.requests += 1
-        if usage is None:
-            return
-        hit = usage.prompt_cache_hit_tokens or 0
-        miss = usage.prompt_cache_miss_tokens
-        self.prompt_tokens += usage.prompt_tokens
-        self.cache_hit_tokens += hit
-        self.cache_miss_tokens += miss if miss is not None else usage.prompt_tokens - hit
-        self.completion_tokens += usage.completion_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        self.cost += _pricing.cost(model, usage, at or datetime.now(timezone.utc), self.currency)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
-    def cache_hit_rate(self) -> float:
-        return self.cache_hit_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
-
-    def __str__(self) -> str:
-        sign = {"CNY": "¥", "USD": "$"}.get(self.currency, self.currency + " ")
-        return (f"{self.requests} requests, {self.prompt_tokens:,} prompt tokens "
-                f"({self.cache_hit_rate:.0%} cache hits), {self.completion_tokens:,} completion tokens "
-                f"({self.reasoning_tokens:,} reasoning), cost {sign}{self.cost:.6f}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["cost"] = str(self.cost)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ConversationUsage:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in data.items() if k in names}
-        if "cost" in kw:
-            kw["cost"] = Decimal(str(kw["cost"]))
-        return cls(**kw)
 
 
 def _thinking(value: Any) -> bool | None:
@@ -491,94 +433,3 @@ class Conversation:
         if data.get("usage"):
             conv.usage = ConversationUsage.from_dict(data["usage"])
         return conv
-
-
-class ConversationStream:
-    """The stream of one conversation turn: `ChatCompletionChunk`s, then the turn is committed.
-
-    Iterate it (`async for`), optionally inside `async with`. `content`, `reasoning` and
-    `get_final_completion()` give what has arrived; `committed` says whether the turn went into the
-    history. Leaving before the finish chunk (break, aclose, exception, cancellation) commits
-    nothing and drops the connection."""
-
-    def __init__(self, conv: Conversation, pending: dict[str, Any] | None, kwargs: dict[str, Any]) -> None:
-        self._conv = conv
-        self._pending = pending
-        self._kwargs = kwargs
-        self._inner: AsyncStream | None = None
-        self._model = ""
-        self.committed = False
-        self.closed = False
-
-    async def _open(self) -> AsyncStream:
-        if self._inner is None:
-            if self.closed:
-                raise UsageError("this conversation stream was closed")
-            kw = self._conv.request_kwargs(**self._kwargs)
-            self._model = kw["model"]
-            messages = await self._conv._prepare(self._pending, kw)
-            create = self._conv.client.chat.completions.create
-            self._inner = await create(messages=messages, stream=True, **kw)
-        return self._inner
-
-    def __aiter__(self) -> ConversationStream:
-        return self
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        if self.closed:
-            raise StopAsyncIteration
-        inner = await self._open()
-        try:
-            return await inner.__anext__()
-        except StopAsyncIteration:
-            self._commit()
-            self.closed = True
-            raise
-
-    def _commit(self) -> None:
-        if not self.committed and self._inner is not None:
-            self.committed = True
-            self._conv._commit(self._pending, self._inner.get_final_completion(), self._model)
-
-    async def __aenter__(self) -> ConversationStream:
-        await self._open()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop reading. The turn is committed only if its answer had finished (finish chunk seen)."""
-        if self._inner is not None and not self.committed and _finished(self._inner):
-            self._commit()
-        self.closed = True
-        if self._inner is not None:
-            await self._inner.aclose()
-
-    async def until_done(self) -> ChatCompletion:
-        """Read the rest and return the final completion (the turn is then committed)."""
-        async for _ in self:
-            pass
-        return self.get_final_completion()
-
-    def get_final_completion(self) -> ChatCompletion:
-        if self._inner is None:
-            raise UsageError("the stream has not started: iterate it or use 'async with' first")
-        return self._inner.get_final_completion()
-
-    @property
-    def content(self) -> str:
-        c = self.get_final_completion() if self._inner is not None else None
-        return (c.choices[0].message.content or "") if c and c.choices else ""
-
-    @property
-    def reasoning(self) -> str:
-        c = self.get_final_completion() if self._inner is not None else None
-        return (c.choices[0].message.reasoning_content or "") if c and c.choices else ""
-
-
-def _finished(stream: AsyncStream) -> bool:
-    """True when the stream's finish chunk arrived (every choice has a finish_reason)."""
-    return bool(stream.accumulator.finished)
