@@ -287,3 +287,24 @@ async def test_a_logged_client_and_the_reader_share_the_file(emulator, tmp_path)
             await step.aclose()
             assert [e.prompt for e in logs.recent()] == ["second", "first"]
             assert json.loads(logs.recent()[0].messages) == user("second")
+
+
+def test_the_search_index_follows_writes_and_deletes(tmp_path):
+    path = tmp_path / "idx.db"
+    store = LogStore(LogConfig(path=path, batch_delay=0))
+    for i in range(1200):
+        store.put(lambda i=i: fake_row(ts=float(i), prompt=f"row {i} {'even' if i % 2 == 0 else 'odd'}"))
+    assert store.flush(30, index=True)
+    conn = raw(path)
+    assert conn.execute("SELECT upto FROM requests_fts_state").fetchone()[0] == 1200  # indexed by the writer
+    for i in range(1200, 1210):  # written, not yet indexed
+        store.put(lambda i=i: fake_row(ts=float(i), prompt=f"row {i} late"))
+    assert store.flush(30)
+    store.close()
+    with Logs(path) as logs:
+        assert logs.prune(600.0) == 600  # indexed rows leave the index with their rows
+        assert len(logs.search("even", limit=10_000)) == 300
+        assert [e.ts for e in logs.search("late", limit=100)] == [float(i) for i in range(1209, 1199, -1)]
+    conn.execute("DELETE FROM requests WHERE ts >= 1205")  # indexed by the search above: leave the index too
+    conn.execute("INSERT INTO requests_fts(requests_fts, rank) VALUES ('integrity-check', 1)")
+    assert conn.execute("SELECT upto FROM requests_fts_state").fetchone()[0] == 1210

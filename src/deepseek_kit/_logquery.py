@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from ._logstore import REQUEST_COLUMNS, LogConfig, connect, like_escape
+from ._logstore import REQUEST_COLUMNS, LogConfig, connect, index_pending, like_escape
 
 __all__ = ["LogEntry", "LogStats", "Logs"]
 
@@ -201,6 +201,13 @@ class Logs:
         if not words:
             return []
         if self.full_text:
+            db = self._db()
+            assert db is not None
+            try:
+                index_pending(db)  # rows the writers have not indexed yet
+            except sqlite3.OperationalError as exc:  # e.g. a read-only file: search what is indexed
+                if "readonly" not in str(exc) and "locked" not in str(exc):
+                    raise
             query = " ".join('"' + w.replace('"', '""') + '"' for w in words)
             cols = ", ".join(f"r.{c}" for c in ("id", *REQUEST_COLUMNS))
             return self._rows(

@@ -60,6 +60,8 @@ class LogStep:
         self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
         self._content = cfg.content
         self._currency = cfg.currency
+        self._prices: dict[str, _pricing.ModelPrice | None] = {}  # writer thread only
+        self._price_minute = -1
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
         if not self.config.enabled:
@@ -93,6 +95,19 @@ class LogStep:
         await asyncio.get_running_loop().run_in_executor(None, self.store.flush, 10.0)
 
     # -- on the writer thread ------------------------------------------------------------------------
+
+    def _price(self, model: str, wall: float) -> _pricing.ModelPrice | None:
+        # Peak windows start and end on whole Beijing hours: one calendar check per model and minute.
+        minute = int(wall // 60)
+        if minute != self._price_minute:
+            self._prices.clear()
+            self._price_minute = minute
+        try:
+            return self._prices[model]
+        except KeyError:
+            price = self._prices[model] = _pricing.price_for(
+                model, datetime.fromtimestamp(wall, timezone.utc), self._currency)
+            return price
 
     def _row(self, request: Request, resp: Response | None, final: Any, wall: float, latency: float,
              t0: float, failure: tuple[BaseException, str] | None) -> tuple[Any, ...]:
@@ -168,7 +183,7 @@ class LogStep:
         cache_hit = bool(resp is not None and resp.cache_hit)
         cost = 0.0
         if model and not cache_hit and (hit or miss or out):
-            price = _pricing.price_for(model, datetime.fromtimestamp(wall, timezone.utc), self._currency)
+            price = self._price(model, wall)
             if price is not None:
                 cost = float(_pricing.charge(price, hit, miss, out))
         content = self._content
@@ -225,6 +240,11 @@ def _endpoint(request: Request, resp: Response | None) -> str | None:
     name = getattr(request.endpoint, "name", None)
     if isinstance(name, str):
         return name
-    p = urlsplit(request.url)
+    return _host(request.url)
+
+
+@functools.lru_cache(maxsize=256)
+def _host(url: str) -> str | None:
+    p = urlsplit(url)
     host = p.hostname or ""
     return f"{host}:{p.port}" if p.port else host or None

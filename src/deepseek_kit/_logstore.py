@@ -40,6 +40,7 @@ __all__ = [
     "LogConfig",
     "connect",
     "delete_conversation",
+    "index_pending",
     "like_escape",
     "list_conversations",
     "load_conversation",
@@ -166,6 +167,31 @@ def _wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def index_pending(conn: sqlite3.Connection, limit: int | None = None) -> int:
+    """Add up to `limit` rows logged since the last call (all when None) to the search index;
+    returns how many. A no-op without FTS5 (`_migrations._search_index`)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'requests_fts_state'").fetchone() is None:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        upto = conn.execute("SELECT upto FROM requests_fts_state").fetchone()[0]
+        if limit is None:
+            end = conn.execute("SELECT max(id) FROM requests").fetchone()[0]
+        else:
+            end = conn.execute("SELECT max(id) FROM (SELECT id FROM requests WHERE id > ? "
+                               "ORDER BY id LIMIT ?)", (upto, limit)).fetchone()[0]
+        n = 0
+        if end is not None and end > upto:
+            n = conn.execute("INSERT INTO requests_fts(rowid, prompt, answer, reasoning) SELECT id, prompt, "
+                             "answer, reasoning FROM requests WHERE id > ? AND id <= ?", (upto, end)).rowcount
+            conn.execute("UPDATE requests_fts_state SET upto = ?", (end,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return n
 
 
 @contextlib.contextmanager

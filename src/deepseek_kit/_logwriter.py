@@ -7,6 +7,10 @@ thread, not the event loop. The thread inserts rows in batches, one transaction 
 once per call (each wake-up costs the event loop a GIL hand-off). `flush()` waits for everything
 queued before it; `close()` writes what is queued and stops. At exit, every store is closed (rows
 queued by a finishing `dsk` command are written); after `fork()`, the child starts afresh.
+
+Search indexing (FTS5) is not on the insert path: when the queue is empty after a batch, the
+writer indexes what it wrote, 500 rows per transaction, stopping as soon as new rows arrive
+(`_migrations._search_index` says why; `Logs.search` indexes any rest itself).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UsageError
-from ._logstore import REQUEST_COLUMNS, LogConfig, connect
+from ._logstore import REQUEST_COLUMNS, LogConfig, connect, index_pending
 
 __all__ = ["LogStore"]
 
@@ -36,6 +40,17 @@ _INSERT = (f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
 
 MakeRow = Callable[[], "tuple[Any, ...] | None"]
 _STOP = object()
+_INDEX_CHUNK = 500
+
+
+class _Marker(threading.Event):
+    """Queued by `flush()`: set once everything before it is written (and indexed, if asked)."""
+
+    def __init__(self, index: bool) -> None:
+        super().__init__()
+        self.index = index
+
+
 _MAX_BATCH = 1000
 _PRUNE_EVERY = 3600.0
 
@@ -55,6 +70,7 @@ class LogStore:
         self._max = cfg.max_queue
         self._delay = cfg.batch_delay
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._urgent = threading.Event()  # set by flush/close: stop waiting for a batch to fill
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -90,12 +106,14 @@ class LogStore:
         self._q.put(make_row)
         return True
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every row queued before this call is written (or dropped); False on timeout."""
+    def flush(self, timeout: float | None = None, *, index: bool = False) -> bool:
+        """Wait until every row queued before this call is written (or dropped); with `index`, also
+        added to the search index. False on timeout."""
         if self._thread is None:
             return True
-        done = threading.Event()
+        done = _Marker(index)
         self._q.put(done)
+        self._urgent.set()
         return done.wait(timeout)
 
     def close(self, timeout: float | None = 10.0) -> None:
@@ -104,6 +122,7 @@ class LogStore:
         if thread is None or not thread.is_alive():
             return
         self._q.put(_STOP)
+        self._urgent.set()
         thread.join(timeout)
 
     def _start(self) -> None:
@@ -118,18 +137,19 @@ class LogStore:
         while True:
             first = q.get()
             items = [first]
-            if self._delay and first is not _STOP and not isinstance(first, threading.Event):
-                time.sleep(self._delay)  # let a batch gather: one wake-up per batch
+            if self._delay and first is not _STOP and not isinstance(first, _Marker):
+                self._urgent.wait(self._delay)  # let a batch gather: one wake-up per batch
+            self._urgent.clear()
             with contextlib.suppress(queue.Empty):
                 while len(items) < _MAX_BATCH:
                     items.append(q.get_nowait())
             rows: list[tuple[Any, ...]] = []
-            markers: list[threading.Event] = []
+            markers: list[_Marker] = []
             stop = False
             for it in items:
                 if it is _STOP:
                     stop = True
-                elif isinstance(it, threading.Event):
+                elif isinstance(it, _Marker):
                     markers.append(it)
                 else:
                     try:
@@ -142,8 +162,14 @@ class LogStore:
                         rows.append(row)
             if rows:
                 self._write(rows)
+            if any(m.index for m in markers):
+                self._index(None)
             for m in markers:
                 m.set()
+            if not stop:
+                # Idle: make what was written searchable, a chunk at a time, yielding to new rows.
+                while q.empty() and self._index(_INDEX_CHUNK):
+                    pass
             if stop:
                 if self._conn is not None:
                     self._conn.close()
@@ -170,6 +196,15 @@ class LogStore:
             return
         self.written += len(rows)
 
+    def _index(self, limit: int | None) -> int:
+        if self._conn is None:
+            return 0
+        try:
+            return index_pending(self._conn, limit)
+        except sqlite3.Error as exc:
+            self._warn("index", f"logs: could not update the search index of {self.path}: {exc}")
+            return 0
+
     def _maybe_prune(self, conn: sqlite3.Connection) -> None:
         now = time.time()
         if self.retention_days is None or now - self._pruned_at < _PRUNE_EVERY:
@@ -189,6 +224,7 @@ class LogStore:
         # The writer thread does not exist in a child process, and a SQLite connection must not
         # cross a fork: start afresh (the parent's queued rows are the parent's to write).
         self._q = queue.SimpleQueue()
+        self._urgent = threading.Event()
         self._thread = None
         self._start_lock = threading.Lock()
         self._conn = None
