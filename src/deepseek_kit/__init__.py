@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from ._cache import CachePolicy, CacheStats, CacheStep
     from ._cache_backends import CacheBackend, MemoryBackend, RedisBackend, SQLiteBackend
     from ._client import AsyncClient, Step
+    from ._context import Chain, ContextPolicy, KeepAll, SlidingWindow, Summarize, TokenBudget, Window
+    from ._conversation import Conversation
+    from ._conversation_stream import ConversationStream
+    from ._conversation_sync import SyncConversation, SyncConversationStream
+    from ._conversation_usage import ConversationUsage
     from ._errors import (
         AllEndpointsFailedError,
         APIConnectionError,
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
     from ._metrics import MetricsConfig, MetricsStep, RequestRecord
     from ._metrics_summary import Metrics
     from ._otel import OTelHook
+    from ._presets import PRESETS, Preset, preset
     from ._pricing import ModelPrice
     from ._prometheus import PrometheusHook
     from ._request import Request, Response
@@ -52,8 +58,10 @@ if TYPE_CHECKING:
     from ._sse import ServerSentEvent, SSEDecoder
     from ._stream import AsyncCompletionStream, AsyncStream
     from ._structured import StructuredOutputError, parse, parse_sync
+    from ._summarize import BartSummarizer, ExtractiveSummarizer, ModelSummarizer, Summarizer
     from ._sync import Client, CompletionStream, Stream
     from ._timeouts import Timeout
+    from ._tokens import count_messages, count_tokens
     from ._tool_loop import (
         ContentDelta,
         Final,
@@ -104,11 +112,13 @@ _LAZY: dict[str, str] = {
     "BadRequestError": "._errors",
     "Balance": "._types",
     "BalanceInfo": "._types",
+    "BartSummarizer": "._summarize",
     "BreakerPolicy": "._breaker",
     "CacheBackend": "._cache_backends",
     "CachePolicy": "._cache",
     "CacheStats": "._cache",
     "CacheStep": "._cache",
+    "Chain": "._context",
     "ChatCompletion": "._types",
     "ChatCompletionChunk": "._types",
     "ChatCompletionMessage": "._types",
@@ -120,12 +130,18 @@ _LAZY: dict[str, str] = {
     "Completion": "._types",
     "CompletionStream": "._sync",
     "ContentDelta": "._tool_loop",
+    "ContextPolicy": "._context",
+    "Conversation": "._conversation",
+    "ConversationStream": "._conversation_stream",
+    "ConversationUsage": "._conversation_usage",
     "DeepSeekError": "._errors",
     "EmptyResponseError": "._errors",
     "Endpoint": "._router",
+    "ExtractiveSummarizer": "._summarize",
     "Final": "._tool_loop",
     "InsufficientBalanceError": "._errors",
     "InternalServerError": "._errors",
+    "KeepAll": "._context",
     "KeyRotation": "._auth",
     "LimitBackendError": "._limits",
     "LimitStep": "._limits",
@@ -140,9 +156,12 @@ _LAZY: dict[str, str] = {
     "Model": "._types",
     "ModelList": "._types",
     "ModelPrice": "._pricing",
+    "ModelSummarizer": "._summarize",
     "NotFoundError": "._errors",
     "OAuth2ClientCredentials": "._auth",
     "OTelHook": "._otel",
+    "PRESETS": "._presets",
+    "Preset": "._presets",
     "PrometheusHook": "._prometheus",
     "QueueTimeoutError": "._limits",
     "RateLimitError": "._errors",
@@ -158,6 +177,7 @@ _LAZY: dict[str, str] = {
     "SSEDecoder": "._sse",
     "ServerSentEvent": "._sse",
     "ServiceUnavailableError": "._errors",
+    "SlidingWindow": "._context",
     "StaticKey": "._auth",
     "Step": "._client",
     "StepFinished": "._tool_loop",
@@ -165,7 +185,12 @@ _LAZY: dict[str, str] = {
     "StreamError": "._errors",
     "StreamTimeoutError": "._errors",
     "StructuredOutputError": "._structured",
+    "Summarize": "._context",
+    "Summarizer": "._summarize",
+    "SyncConversation": "._conversation_sync",
+    "SyncConversationStream": "._conversation_sync",
     "Timeout": "._timeouts",
+    "TokenBudget": "._context",
     "Tool": "._tools",
     "ToolArgumentsError": "._tools",
     "ToolCall": "._types",
@@ -177,8 +202,12 @@ _LAZY: dict[str, str] = {
     "UnprocessableEntityError": "._errors",
     "Usage": "._types",
     "UsageError": "._errors",
+    "Window": "._context",
+    "count_messages": "._tokens",
+    "count_tokens": "._tokens",
     "parse": "._structured",
     "parse_sync": "._structured",
+    "preset": "._presets",
     "run_tool_loop": "._tool_loop",
     "run_tool_loop_sync": "._tool_loop",
     "run_tools": "._tool_loop",
@@ -203,6 +232,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "PRESETS",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -218,11 +248,13 @@ __all__ = [
     "BadRequestError",
     "Balance",
     "BalanceInfo",
+    "BartSummarizer",
     "BreakerPolicy",
     "CacheBackend",
     "CachePolicy",
     "CacheStats",
     "CacheStep",
+    "Chain",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
@@ -234,12 +266,18 @@ __all__ = [
     "Completion",
     "CompletionStream",
     "ContentDelta",
+    "ContextPolicy",
+    "Conversation",
+    "ConversationStream",
+    "ConversationUsage",
     "DeepSeekError",
     "EmptyResponseError",
     "Endpoint",
+    "ExtractiveSummarizer",
     "Final",
     "InsufficientBalanceError",
     "InternalServerError",
+    "KeepAll",
     "KeyRotation",
     "LimitBackendError",
     "LimitStep",
@@ -254,9 +292,11 @@ __all__ = [
     "Model",
     "ModelList",
     "ModelPrice",
+    "ModelSummarizer",
     "NotFoundError",
     "OAuth2ClientCredentials",
     "OTelHook",
+    "Preset",
     "PrometheusHook",
     "QueueTimeoutError",
     "RateLimitError",
@@ -272,6 +312,7 @@ __all__ = [
     "SSEDecoder",
     "ServerSentEvent",
     "ServiceUnavailableError",
+    "SlidingWindow",
     "StaticKey",
     "Step",
     "StepFinished",
@@ -279,7 +320,12 @@ __all__ = [
     "StreamError",
     "StreamTimeoutError",
     "StructuredOutputError",
+    "Summarize",
+    "Summarizer",
+    "SyncConversation",
+    "SyncConversationStream",
     "Timeout",
+    "TokenBudget",
     "Tool",
     "ToolArgumentsError",
     "ToolCall",
@@ -291,9 +337,13 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "UsageError",
+    "Window",
     "__version__",
+    "count_messages",
+    "count_tokens",
     "parse",
     "parse_sync",
+    "preset",
     "run_tool_loop",
     "run_tool_loop_sync",
     "run_tools",
