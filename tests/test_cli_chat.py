@@ -278,3 +278,90 @@ def test_sigint_during_a_scripted_answer_keeps_the_session(emulator_factory, env
     assert [b["messages"] for b in bodies][-1] == [{"role": "user", "content": "Fast one"}]
     fast = library_reply(emu.base_url, [{"role": "user", "content": "Fast one"}], thinking=False)
     assert out.decode().endswith("\n" + fast.content + "\n")
+
+
+def stream_reply(base_url: str, messages: list[dict], **kw):
+    with Client(api_key=FAKE_KEY, base_url=base_url, max_retries=0) as c:
+        with c.chat.completions.create(model=MODEL, messages=messages, stream=True, **kw) as s:
+            for _ in s:
+                pass
+            return s.get_final_completion()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
+def test_interactive_reasoning_collapses_and_expands(emulator, env):
+    t = Pty(["chat", "--base-url", emulator.base_url], env)
+    try:
+        t.expect(r"/help for commands")
+        t.expect(r">")
+        t.send("Why is the sky blue?\r")
+        final = stream_reply(emulator.base_url, [{"role": "user", "content": "Why is the sky blue?"}])
+        msg = final.choices[0].message
+        # Collapsed to one line with the billed count of reasoning tokens, then the answer.
+        t.expect(rf"thought for {final.usage.reasoning_tokens:,} tokens \(/think show\)")
+        words = msg.content.split()
+        t.expect(r"\s+".join(map(re.escape, words[:6])))
+        t.expect(r">")
+        before = t.pos
+        t.send("/think show\r")
+        first_words = msg.reasoning_content.split()[:8]
+        t.expect(r"\s+".join(map(re.escape, first_words)))
+        t.expect(r">")
+        t.send("/exit\r")
+        assert t.wait() == 0
+    finally:
+        t.close()
+    assert "Traceback" not in t.text
+    # The full reasoning was printed by /think show, not left on the screen before it: the part of
+    # the screen up to the command holds the summary line, not the reasoning's last words.
+    shown = t.text[before:]
+    assert " ".join(msg.reasoning_content.split()[-4:]) in " ".join(shown.split())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
+def test_interactive_multiline_input_and_persistent_history(emulator, env, tmp_path):
+    def answer_to(*texts: str) -> str:
+        """The start of the answer to `texts` (the last one asked; the earlier ones, history)."""
+        messages: list[dict] = []
+        for text in texts:
+            messages.append({"role": "user", "content": text})
+            reply = library_reply(emulator.base_url, messages, thinking=False)
+            messages.append({"role": "assistant", "content": reply.content})
+        return r"\s+".join(map(re.escape, reply.content.split()[:5]))
+
+    t = Pty(["chat", "--base-url", emulator.base_url, "--no-think"], env)
+    try:
+        t.expect(r">")
+        t.send("first line\x1b\rsecond line\r")  # Alt-Enter (Esc, Enter) starts a new line
+        t.expect(r"(?s)second line.*" + answer_to("first line\nsecond line"))
+        t.expect(r"(?m)^>")
+        t.send('"""\rin a block\r"""\r')  # Enter inside an open """ block is a new line too
+        t.expect(answer_to("first line\nsecond line", "in a block"))
+        t.expect(r"(?m)^>")  # the prompt is back (keys typed during an answer are not for it)
+        t.send("\x04")
+        assert t.wait() == 0
+    finally:
+        t.close()
+    streamed = [b for b in chat_bodies(emulator) if b.get("stream")]  # the chat's, not answer_to's
+    assert [b["messages"][-1]["content"] for b in streamed] == ["first line\nsecond line", "in a block"]
+    history = (tmp_path / "chat_history").read_text()
+    assert "+first line\n+second line" in history
+    assert os.stat(tmp_path / "chat_history").st_mode & 0o077 == 0  # it holds prompts: private
+    # A new session recalls the earlier input with the Up arrow (the latest entry first).
+    t = Pty(["chat", "--base-url", emulator.base_url, "--no-think"], env)
+    try:
+        t.expect(r">")
+        # prompt_toolkit loads the history in a task started by the first redraw: one key round
+        # trip (type x, see it, delete it) makes sure that ran before Up is pressed.
+        t.send("x")
+        t.expect("x")
+        t.send("\x7f\x1b[A\r")
+        t.expect(answer_to("in a block"))
+        t.expect(r"(?m)^>")
+        t.send("\x04")
+        assert t.wait() == 0
+    finally:
+        t.close()
+    streamed = [b for b in chat_bodies(emulator) if b.get("stream")]
+    assert len(streamed) == 3
+    assert streamed[-1]["messages"] == [{"role": "user", "content": "in a block"}]

@@ -260,3 +260,5 @@ class RichRenderer:
         if self._live is not None:
             live, self._live = self._live, None
             live.stop()
+            if not self.console.is_terminal:  # Live ends the last line itself only on a terminal
+                self.console.line()
