@@ -4,6 +4,11 @@ The prompt comes from the arguments, or from stdin when it is piped; with both, 
 as context. Only the answer goes to stdout (so `dsk ask ... > file` and pipes get clean text);
 reasoning goes to stderr, dimmed, when stderr is a terminal or with --show-reasoning.
 `--json` prints the final ChatCompletion as one JSON object instead.
+
+`--preset NAME` applies one of DeepSeek's recommended settings (`_presets.py`: the temperature for
+the task, thinking off; an explicit --think/--no-think still wins). `--tools FILE.py` offers the
+file's `@tool` functions to the model and runs the tool loop (`ask_tools.py`): calls and results
+are shown on stderr, the final answer streams to stdout.
 """
 
 from __future__ import annotations
@@ -24,15 +29,32 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "ask", help=HELP, description=HELP + ". Reads the question from stdin when it is piped; "
         "with a question as well, stdin is appended as context.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='examples:\n  dsk ask "What is 2+2?"\n  git diff | dsk ask "Write a commit message"')
+        epilog='examples:\n  dsk ask "What is 2+2?"\n  git diff | dsk ask "Write a commit message"\n'
+               '  dsk ask --preset coding "Write a Python function that reverses a list"\n'
+               '  dsk ask --tools tools.py "What is the weather in Paris?"')
     p.add_argument("prompt", nargs="*", help="the question (words are joined with spaces)")
     common.add_client_options(p)
     p.add_argument("--no-stream", action="store_true", help="wait for the whole answer, then print it")
     p.add_argument("--json", action="store_true",
                    help="print the final ChatCompletion as one JSON object")
     p.add_argument("--no-stdin", action="store_true", help="do not read stdin even when it is piped")
+    p.add_argument("--preset", metavar="NAME",
+                   help="DeepSeek's recommended settings for a task: coding, math, data, conversation, "
+                        "translation, creative (sets the temperature, turns thinking off)")
+    p.add_argument("--tools", metavar="FILE.py",
+                   help="offer the @tool functions of this Python file to the model and run the calls it "
+                        "makes (shown on stderr) until it answers")
+    p.add_argument("--max-steps", type=_steps, default=8, metavar="N",
+                   help="with --tools: at most N model calls (default 8)")
     p.set_defaults(func=run)
     return p
+
+
+def _steps(text: str) -> int:
+    n = common._non_negative_int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
+    return n
 
 
 def _read_stdin() -> str:
@@ -58,24 +80,49 @@ def build_prompt(args: argparse.Namespace) -> str:
     return text
 
 
+def request_kwargs(b: common.Backend, args: argparse.Namespace) -> dict[str, Any]:
+    """`create()` arguments: the preset's, then the command line's (an explicit --think wins)."""
+    kw = common.request_kwargs(b, args)
+    if args.preset:
+        from deepseek_kit._presets import preset
+
+        kw = {**preset(args.preset), **kw}
+    return kw
+
+
 def run(args: argparse.Namespace) -> int:
+    tools = None
+    if args.tools:
+        from .ask_tools import load_tools
+
+        tools = load_tools(args.tools)
+    if args.preset:
+        from deepseek_kit._presets import get_preset
+
+        get_preset(args.preset)  # an unknown name is an error before anything starts
     prompt = build_prompt(args)
     messages: list[dict[str, Any]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
     with common.backend(args) as b:
-        return common.run_async(lambda: _ask(args, b, messages))
+        return common.run_async(lambda: _ask(args, b, messages, tools))
 
 
-async def _ask(args: argparse.Namespace, b: common.Backend, messages: list[dict[str, Any]]) -> int:
+async def _ask(args: argparse.Namespace, b: common.Backend, messages: list[dict[str, Any]],
+               tools: list[Any] | None) -> int:
     out = sys.stdout
     reasoning = common.ReasoningWriter(args.show_reasoning)
     quiet = bool(args.json)
     async with common.make_client(b, args) as client:
-        kw = common.request_kwargs(b, args)
+        kw = request_kwargs(b, args)
         wrote = ""
-        if args.no_stream:
+        if tools is not None:
+            from .ask_tools import run_with_tools
+
+            completion = await run_with_tools(args, client, messages, kw, tools)
+            wrote = "\n"
+        elif args.no_stream:
             completion = await client.chat.completions.create(messages=messages, **kw)
             if not quiet and completion.choices:
                 msg = completion.choices[0].message
