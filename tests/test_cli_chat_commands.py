@@ -159,6 +159,15 @@ def test_save_then_resume_continues_with_the_saved_history(emulator, env, tmp_pa
     assert "tokens in 2 requests" in again.stderr
 
 
+def test_clear_after_save_starts_a_new_unsaved_conversation(emulator, env, tmp_path):
+    proc = run(emulator, env, "Alpha\n/save Kept\n/clear\nBeta\n")
+    assert proc.returncode == 0, proc.stderr
+    cid = re.search(r"saved as ([0-9a-f]{12})", proc.stderr).group(1)
+    assert f"(conversation cleared; saved copy {cid} kept)" in proc.stderr
+    messages, _ = load_conversation(cid, path=tmp_path / "logs.sqlite3")
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["Alpha"]
+
+
 def test_load_switches_conversations_mid_session(emulator, env):
     saved = run(emulator, env, "Alpha\n/save\n")
     cid = re.search(r"saved as ([0-9a-f]{12})", saved.stderr).group(1)

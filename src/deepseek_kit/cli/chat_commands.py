@@ -172,7 +172,10 @@ def _preset(st: ChatState, arg: str) -> None:
 
 def _clear(st: ChatState, arg: str) -> None:
     st.conv.clear()
-    st.r.info("(conversation cleared)")
+    # A fresh conversation: later answers must not overwrite the saved one with it.
+    kept = f"; saved copy {st.conversation_id} kept" if st.conversation_id else ""
+    st.conversation_id = st.title = None
+    st.r.info(f"(conversation cleared{kept})")
 
 
 def _save(st: ChatState, arg: str) -> None:
