@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,7 +43,6 @@ from ._types import chat_completion_decoder, completion_decoder
 __all__ = ["LogStep"]
 
 CallNext = Callable[[Request], Awaitable[Response]]
-_decode_json = msgspec.json.decode
 _encode_json = msgspec.json.encode
 
 
@@ -111,21 +110,7 @@ class LogStep:
 
     def _row(self, request: Request, resp: Response | None, final: Any, wall: float, latency: float,
              t0: float, failure: tuple[BaseException, str] | None) -> tuple[Any, ...]:
-        body: dict[str, Any] = {}
-        if request.body:
-            try:
-                got = _decode_json(request.body)
-                if isinstance(got, dict):
-                    body = got
-            except msgspec.DecodeError:
-                pass
-        model = body.get("model") if isinstance(body.get("model"), str) else None
-        messages = body.pop("messages", None)
-        fim_prompt = body.pop("prompt", None)
-        prompt = _last_user_text(messages) if messages is not None else (
-            fim_prompt if isinstance(fim_prompt, str) else None)
-        if not self._content:
-            body.pop("suffix", None)
+        model, prompt, messages, params = _request_parts(request.body, self._content)
 
         status = error = message = trace_id = finish = response_id = None
         answer = reasoning = tool_calls = None
@@ -191,9 +176,7 @@ class LogStep:
             wall, model, self._endpoint or _endpoint(request, resp), request.path, int(request.stream),
             status, outcome, error, message, attempts, latency, ttft, finish, p_tokens, out, r_tokens,
             hit, miss, cost, self._currency, int(cache_hit), trace_id, response_id,
-            prompt if content else None,
-            _encode_json(messages).decode() if content and messages is not None else None,
-            _encode_json(body).decode() if body else None,
+            prompt if content else None, messages if content else None, params,
             answer if content else None, reasoning if content else None, tool_calls if content else None,
         )
 
@@ -222,15 +205,55 @@ def _decode_answer(path: str, body: bytes) -> Any:
     return None
 
 
-def _last_user_text(messages: Any) -> str | None:
-    """The text the list and the search show: the last user message (else the last message)."""
-    if not isinstance(messages, list) or not messages:
-        return None
-    for m in reversed(messages):
-        if isinstance(m, Mapping) and m.get("role") == "user":
-            return _text(m.get("content"))
-    last = messages[-1]
-    return _text(last.get("content")) if isinstance(last, Mapping) else None
+class _Message(msgspec.Struct, gc=False):
+    role: str = ""
+    content: Any = None
+
+
+_body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])  # top level only: values stay bytes
+_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_message_decoder = msgspec.json.Decoder(_Message)
+_str_decoder = msgspec.json.Decoder(str)
+
+
+_Parts = tuple[str | None, str | None, str | None, str | None]
+
+
+def _request_parts(body: bytes | None, content: bool) -> _Parts:
+    """(model, prompt, messages JSON, other parameters JSON) of a request body. The messages are
+    stored as the bytes that were sent, never decoded into Python objects and encoded again (a
+    long history would cost that on every call); only the last user message is decoded, for the
+    prompt the list and the search show (else the last message; FIM: its prompt)."""
+    if not body:
+        return None, None, None, None
+    try:
+        fields = _body_decoder.decode(body)
+    except msgspec.DecodeError:
+        return None, None, None, None
+    model = prompt = messages = None
+    try:
+        raw = fields.get("model")
+        model = _str_decoder.decode(raw) if raw is not None else None
+        raw = fields.pop("messages", None)
+        if raw is not None:
+            messages = bytes(raw).decode()
+            items = _list_decoder.decode(raw)
+            last = None
+            for item in reversed(items):
+                m = _message_decoder.decode(item)
+                last = last or m
+                if m.role == "user":
+                    last = m
+                    break
+            prompt = _text(last.content) if last is not None else None
+        raw = fields.pop("prompt", None)
+        if raw is not None and prompt is None:
+            prompt = _str_decoder.decode(raw)
+    except msgspec.DecodeError:
+        pass  # an unusual shape: keep what was read
+    if not content:
+        fields.pop("suffix", None)
+    return model, prompt, messages, _encode_json(fields).decode() if fields else None
 
 
 def _endpoint(request: Request, resp: Response | None) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -35,8 +36,28 @@ __all__ = ["LogStore"]
 
 log = logging.getLogger("deepseek_kit.logs")
 
-_INSERT = (f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})")
+_ROW = "(" + ", ".join("?" * len(REQUEST_COLUMNS)) + ")"
+_INSERT_HEAD = f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES "
+# SQLite >= 3.32 takes 32766 parameters per statement, older ones 999.
+_MAX_ROWS = (32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999) // len(REQUEST_COLUMNS)
+_SIZES = [n for n in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if n <= _MAX_ROWS]
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_sql(n: int) -> str:
+    return _INSERT_HEAD + ", ".join([_ROW] * n)
+
+
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Many rows per statement: `executemany` releases and retakes the GIL around every row's step,
+    and each retake waits on the event loop's thread (a convoy that cost the client more than the
+    insert itself). Statement sizes are powers of two, so a handful of statements are ever prepared."""
+    i = 0
+    for size in _SIZES:
+        while len(rows) - i >= size:
+            chunk = rows[i:i + size]
+            conn.execute(_insert_sql(size), [v for row in chunk for v in row])
+            i += size
 
 MakeRow = Callable[[], "tuple[Any, ...] | None"]
 _STOP = object()
@@ -184,7 +205,7 @@ class LogStore:
                 conn = self._conn = connect(self.path)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_INSERT, rows)
+                _insert(conn, rows)
                 self._maybe_prune(conn)
                 conn.execute("COMMIT")
             except BaseException:
