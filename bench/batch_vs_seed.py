@@ -5,7 +5,8 @@ throughput (items/s, and the ratio to the seed) and peak memory (max RSS) of eac
 The seed's approach, as the issue describes it: openai-python's `AsyncOpenAI`, the prompts loaded
 into a list, `asyncio.gather` over 10 requests at a time, each batch's answers appended to the
 output file before the next batch starts. `dsk batch` runs as users run it (`dsk batch IN -o OUT`:
-journal with fsync, logging to $DSK_HOME, 4 retries), at its default concurrency (16) and at 64.
+journal with fsync, logging to $DSK_HOME, 4 retries), at its default concurrency (16) and at 64,
+and at 64 without the request log (`--no-log`), to show what logging every call costs.
 
 One command does it all: it writes the prompts, starts the emulator in a child process
 (`dsk serve --mock --port 0`, its own CPU), then runs every contender in its own process, one
@@ -116,6 +117,7 @@ def contenders(src: Path, work: Path, url: str) -> dict[str, list[str]]:
         "seed: openai AsyncOpenAI, gather x10": [py, __file__, "--seed-driver", str(src), "{out}", url + "/v1"],
         "dsk batch (defaults: -c 16)": [*dsk, "-o", "{out}"],
         "dsk batch -c 64": [*dsk, "-o", "{out}", "-c", "64"],
+        "dsk batch -c 64 --no-log": [*dsk, "-o", "{out}", "-c", "64", "--no-log"],
     }
 
 

@@ -104,3 +104,16 @@ def test_not_a_journal(tmp_path):
     bad.write_text("hello, not sqlite" * 100)
     with pytest.raises(UsageError, match="not a usable batch journal"):
         Journal(bad, output=tmp_path / "o.jsonl")
+
+
+def test_one_run_per_journal_at_a_time(tmp_path):
+    first = Journal(tmp_path / "j.sqlite", output=tmp_path / "o.jsonl")
+    with pytest.raises(UsageError, match="in use by another dsk batch run"):
+        Journal(tmp_path / "j.sqlite", output=tmp_path / "o.jsonl")
+    first.close()
+    Journal(tmp_path / "j.sqlite", output=tmp_path / "o.jsonl").close()
+
+
+def test_missing_directory_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such directory"):
+        Journal(tmp_path / "j.sqlite", output=tmp_path / "nope" / "o.jsonl")

@@ -101,8 +101,19 @@ class Journal:
         self.output = Path(output)
         self.existed = self.path.exists() and self.path.stat().st_size > 0
         self._done: list[tuple[int, int, int, int, str]] = []
+        for d in {self.path.parent, self.output.parent}:
+            if not d.is_dir():
+                raise UsageError(f"{d}: no such directory")
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=0.5)
+        except sqlite3.Error as exc:
+            raise UsageError(f"{self.path}: cannot open the batch journal ({exc})") from None
+        try:
+            # One run per output at a time: the lock is taken at the first write and held until
+            # close, so a second `dsk batch` on the same output fails at once instead of
+            # appending to the same file.
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             # SQLite's page cache is the journal's only memory and grows to its limit (2 MB by
             # default) as the run touches more of the table; 512 KiB keeps a run's memory flat
@@ -111,10 +122,13 @@ class Journal:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{self.path}: not a usable batch journal ({exc}); delete it or pass "
-                             "another --journal") from None
+            self._db.close()
+            raise self._error(exc) from None
         try:
-            self._db.execute("BEGIN")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._error(exc) from None
             self._check_meta(source)
             run = int(self._meta("runs") or 0) + 1
             self._set_meta("runs", run)
@@ -124,6 +138,13 @@ class Journal:
             self.close()
             raise
         self.run = run
+
+    def _error(self, exc: sqlite3.DatabaseError) -> UsageError:
+        if "locked" in str(exc):
+            return UsageError(f"{self.path} is in use by another dsk batch run (one run per output "
+                              "at a time)")
+        return UsageError(f"{self.path}: not a usable batch journal ({exc}); delete it or pass "
+                          "another --journal")
 
     # -- meta ----------------------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--tpm", type=_positive_number, metavar="N",
                    help="tokens per minute at most (input estimate + max_tokens)")
     p.add_argument("--ordered", action="store_true",
-                   help="write results in input order (a bounded reorder buffer holds early ones)")
+                   help="write results in input order (a bounded reorder buffer holds early ones; "
+                        "ids that succeed on --retry-failed are appended after)")
     p.add_argument("--reorder-window", type=_positive_int, metavar="N",
                    help="with --ordered: results that may wait for an earlier one (default 4 x "
                         "concurrency, at least 64)")
@@ -224,8 +225,12 @@ def _left(r: BatchResult) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.reorder_window and not args.ordered:
         raise common.CLIError("--reorder-window needs --ordered")
-    with common.backend(args) as b:
-        return common.run_async(lambda: _batch(args, b))
+    try:
+        with common.backend(args) as b:
+            return common.run_async(lambda: _batch(args, b))
+    except OSError as exc:  # unreadable input, unwritable output or journal
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise common.CLIError(f"{where}{exc.strerror or exc}", common.EXIT_USAGE) from None
 
 
 async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
