@@ -9,6 +9,7 @@ import json
 import socket
 from datetime import datetime, timezone
 
+import msgspec
 import pytest
 
 from deepseek_kit import AsyncClient, Client, Resumption
@@ -303,3 +304,24 @@ def test_retention_prunes_old_calls(db):
     store.close()
     with Logs(db) as logs:
         assert sorted(e.ts for e in logs.recent()) == [now - 60, now]
+
+
+def test_request_parts_prompt_messages_and_params():
+    from deepseek_kit._logstep import _request_parts
+
+    parts = [{"type": "text", "text": "Describe"}, {"type": "text", "text": "this"}]
+    body = msgspec.json.encode({"model": MODEL, "messages": [
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": parts}, {"role": "assistant", "content": "", "prefix": True}],
+        "temperature": 0.2})
+    model, prompt, messages, params = _request_parts(body, True)
+    assert (model, prompt) == (MODEL, "Describe this")
+    assert messages.encode() in body and json.loads(params) == {"model": MODEL, "temperature": 0.2}
+    no_user = msgspec.json.encode({"model": MODEL, "messages": [{"role": "system", "content": "sys only"}]})
+    assert _request_parts(no_user, True)[1] == "sys only"
+    fim = msgspec.json.encode({"model": MODEL, "prompt": "def f(", "suffix": "return 1"})
+    assert _request_parts(fim, True) == (
+        MODEL, "def f(", None, '{"model":"deepseek-flash","suffix":"return 1"}')
+    assert _request_parts(fim, False)[3] == '{"model":"deepseek-flash"}'
+    assert _request_parts(b"not json", True) == (None, None, None, None)
+    assert _request_parts(None, True) == (None, None, None, None)

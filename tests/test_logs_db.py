@@ -219,6 +219,7 @@ SEARCH_ROWS = [
     {"ts": 2.0, "prompt": "Translate hello", "answer": "Bonjour",
      "reasoning": "French greeting, timeout-free"},
     {"ts": 3.0, "prompt": "100% sure? under_score", "answer": "Yes"},
+    {"ts": 4.0, "prompt": "请把这句话翻译成英文", "answer": "Please translate this sentence into English"},
 ]
 
 
@@ -237,6 +238,7 @@ def test_search_with_fts5_and_with_the_like_fallback(tmp_path):
             assert [e.ts for e in logs.search("retry backoff")] == [1.0]  # every word, any column
             assert [e.ts for e in logs.search("bonjour")] == [2.0]  # case-insensitive
             assert logs.search("nothing-like-this") == [] and logs.search("   ") == []
+            assert [e.ts for e in logs.search("翻译")] == [4.0]  # a word inside a run of Chinese
         assert "[retry]" in a.search("retry")[0].snippet
         assert [e.ts for e in a.search('"100')] == [3.0]  # query syntax is taken literally
         assert [e.ts for e in b.search("100%")] == [3.0] and b.search("under%") == []

@@ -5,7 +5,8 @@ exist yet reads as empty (nothing is created). `dsk logs` and `dsk stats` are th
 
 Search uses the FTS5 index (`_migrations.py` 0003) when this SQLite has FTS5: every word must
 appear in the prompt, the answer or the reasoning (words are quoted, so FTS5 query syntax in the
-text is taken literally); otherwise a LIKE scan with the same meaning.
+text is taken literally); otherwise, and for text with CJK characters (which the tokenizer does
+not split into words), a LIKE scan with the same meaning.
 
 Statistics are computed in Python over the matching rows (SQLite has no percentile function):
 latency percentiles over successful calls, TTFT over calls that got a first token, tokens per
@@ -14,6 +15,7 @@ second as completion tokens over the generation time (after the first token for 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import statistics
 from collections import Counter
@@ -113,6 +115,7 @@ class LogStats(msgspec.Struct):
         return self.cache_hit_tokens / known if known else None
 
 
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _SELECT = "SELECT id, " + ", ".join(REQUEST_COLUMNS) + " FROM requests"
 _GROUPS = {"model": "model", "endpoint": "endpoint", None: "NULL"}
 
@@ -200,7 +203,9 @@ class Logs:
         words = text.split()
         if not words:
             return []
-        if self.full_text:
+        # FTS5's unicode61 tokenizer splits on spaces and punctuation, so a run of Chinese or
+        # Japanese text is one token and a word inside it cannot be matched: scan for those.
+        if self.full_text and not _CJK.search(text):
             db = self._db()
             assert db is not None
             try:
