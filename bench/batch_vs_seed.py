@@ -11,7 +11,8 @@ and at 64 without the request log (`--no-log`), to show what logging every call 
 One command does it all: it writes the prompts, starts the emulator in a child process
 (`dsk serve --mock --port 0`, its own CPU), then runs every contender in its own process, one
 after another, REPS times in rotated order. Per run: wall time of the whole process (start-up
-included), items/s = items / wall, peak RSS and CPU seconds from `os.wait4` of that process.
+included), items/s = items / wall, peak RSS and CPU seconds from `os.wait4` of that process
+(forked from a small intermediary, see `measure`).
 Every output is checked: one JSON line per id, all ids present.
 
 Two scenarios:
@@ -91,17 +92,36 @@ def start_emulator() -> tuple[subprocess.Popen, str]:
     return p, m.group(0)
 
 
-def run_child(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+def measure(result: str, cmd: list[str]) -> None:
+    """`--measure RESULT -- CMD...`: fork and exec CMD, write its wall time, CPU and peak RSS.
+
+    Why an intermediary: Linux folds the RSS high-water mark of the address space a process
+    execs from into its `ru_maxrss`, and subprocess starts children with vfork, i.e. from the
+    harness's own address space, so a child's peak would never read below the harness's (which
+    grows as it checks outputs). Forked from this small process instead, a child's `ru_maxrss`
+    is its own peak (or this process's, ~10 MB, whichever is larger)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execvp(cmd[0], cmd)
+        finally:
+            os._exit(127)
+    _, status, ru = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode() if p.stderr else ""
+    Path(result).write_text(json.dumps({"wall": wall, "rss_mb": ru.ru_maxrss / 1024,
+                                        "cpu": ru.ru_utime + ru.ru_stime}))
+    sys.exit(os.waitstatus_to_exitcode(status))
+
+
+def run_child(cmd: list[str], env: dict[str, str], work: Path) -> dict[str, float]:
+    result = work / "measure.json"
+    p = subprocess.run([sys.executable, "-S", __file__, "--measure", str(result), "--", *cmd], env=env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if p.returncode != 0:
-        raise SystemExit(f"{cmd[:6]} failed ({p.returncode}): {err[-800:]}")
-    return {"wall": wall, "rss_mb": ru.ru_maxrss / 1024, "cpu": ru.ru_utime + ru.ru_stime}
+        raise SystemExit(f"{cmd[:6]} failed ({p.returncode}): {p.stderr.decode()[-800:]}")
+    out: dict[str, float] = json.loads(result.read_text())
+    return out
 
 
 def check_output(path: Path, n: int) -> None:
@@ -147,7 +167,7 @@ def main() -> None:
                         cmd = [c.replace("{out}", str(out)) for c in contenders(src, work, url)[name]]
                         for stale in work.glob(out.name + "*"):
                             stale.unlink()
-                        r = run_child(cmd, env)
+                        r = run_child(cmd, env, work)
                         check_output(out, args.n)
                         runs.setdefault(name, []).append(r)
                         print(f"  {scenario:8} {name:38} {args.n / r['wall']:8.1f} items/s  "
@@ -177,7 +197,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--seed-driver":
+    if len(sys.argv) > 4 and sys.argv[1] == "--measure" and sys.argv[3] == "--":
+        measure(sys.argv[2], sys.argv[4:])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--seed-driver":
         asyncio.run(seed_driver(sys.argv[2], sys.argv[3], sys.argv[4]))
     else:
         main()

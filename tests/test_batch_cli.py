@@ -230,3 +230,33 @@ def test_mock_backend_needs_no_key(tmp_path):
                           stdin=subprocess.DEVNULL, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert len(read_out(out)) == 5
+
+
+def test_live_progress_on_a_terminal(emulator_factory, tmp_path):
+    import pty
+
+    emu = emulator_factory(default_tokens=3, queue_delay=0.005)
+    src = write_jsonl(tmp_path / "in.jsonl", items(400, thinking=False))
+    out = tmp_path / "out.jsonl"
+    master, slave = pty.openpty()
+    env = dsk_env(tmp_path / "home", COLUMNS="200")
+    p = subprocess.Popen(_cmd(src, "-o", out, "--base-url", emu.base_url, "-c", "4"), env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert p.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "Traceback" not in screen
+    assert "\r" in screen or "\x1b[" in screen  # redrawn in place, not one line per update
+    assert "/400 done" in screen and "ETA" in screen and "cost ¥" in screen
+    assert "dsk: batch: 400 done" in screen
+    assert len(read_out(out)) == 400

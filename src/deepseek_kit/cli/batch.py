@@ -185,7 +185,8 @@ class _Live:
         self.progress.refresh()
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
 
 class _Problems:
@@ -242,7 +243,10 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
     if args.timeout is not None:
         t = float(args.timeout)
         timeout = Timeout(connect=t, first_token=t, idle=t, total=max(Timeout().total or 0.0, t))
-    limits = Limits(rpm=args.rpm, tpm=args.tpm) if args.rpm or args.tpm else None
+    # No bound on the wait for a turn: the workers are the only waiters, so the queue never
+    # grows past --concurrency, and a low --rpm must slow the run down, not fail its items.
+    limits = (Limits(rpm=args.rpm, tpm=args.tpm, max_queue_wait=None)
+              if args.rpm or args.tpm else None)
     display: _Plain | _Live | None = None
     if not args.quiet:
         if common._is_tty(err) and args.progress_interval is None:
@@ -285,10 +289,10 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
             return EXIT_TERM
         raise
     finally:
+        if display is not None:
+            display.stop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGTERM)
-    if display is not None:
-        display.stop()
     print(_summary(result, args.currency), file=err, flush=True)
     if result.fatal is not None:
         print(common.error_line(result.fatal), file=err)
