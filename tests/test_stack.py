@@ -85,3 +85,18 @@ def test_dsk_uses_the_profile(home, emulator_factory):
     assert b.state.requests_per_path["/chat/completions"] == 1  # failed over to the private endpoint
     for text in (out.stdout, out.stderr):
         assert "sk-cloud-5678" not in text and "sk-private-1234" not in text
+
+
+async def test_library_logs_only_when_asked(home, emulator):
+    import sqlite3
+
+    c = AsyncClient(api_key="sk-lib-logs-4321", base_url=emulator.base_url)
+    assert c.logs is None  # off by default in the library
+    await c.close()
+    c = AsyncClient(api_key="sk-lib-logs-4321", base_url=emulator.base_url, logs=True)
+    await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    await c.close()  # waits for the row to be written
+    db = home / "logs.sqlite3"
+    rows = sqlite3.connect(db).execute("select count(*) from requests").fetchone()[0]
+    assert rows == 1
+    assert b"sk-lib-logs-4321" not in db.read_bytes()

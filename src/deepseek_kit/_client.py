@@ -16,6 +16,8 @@ from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
 from ._http import Attempt
 from ._limits import Limits, LimitStep
+from ._logstep import LogStep
+from ._logstore import LogConfig
 from ._metrics import MetricsConfig, MetricsStep
 from ._metrics_summary import Metrics
 from ._request import Request, Response
@@ -97,6 +99,7 @@ class AsyncClient:
         limits: Limits | None = None,
         cache: CachePolicy | CacheStep | bool | None = None,
         metrics: MetricsConfig | MetricsStep | bool | None = None,
+        logs: LogConfig | LogStep | bool | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
@@ -142,8 +145,14 @@ class AsyncClient:
         self._metrics_step = _metrics_step(metrics)
         self.cache = _cache_step(cache)
         self.limits = LimitStep(limits, api_key=key) if limits is not None else None
-        # DESIGN.md order: metrics -> cache -> router -> retry -> limits -> auth -> transport.
-        outer = [self._metrics_step, self.cache, self.router]
+        # Logs: off in the library unless asked (argument or the config's `logs`), see docs/logs.md.
+        if isinstance(logs, LogStep):
+            self.logs: LogStep | None = logs
+        else:
+            log_cfg = LogConfig.resolve(logs, cfg, default=False)
+            self.logs = LogStep(log_cfg, secrets=(key,)) if log_cfg is not None else None
+        # DESIGN.md order: (logs) -> metrics -> cache -> router -> retry -> limits -> auth -> transport.
+        outer = [self.logs, self._metrics_step, self.cache, self.router]
         all_steps: list[Step] = [
             *(steps or []), *(s for s in outer if s is not None), RetryStep(policy),
             *(inner_steps or []), *([self.limits] if self.limits else []), AuthStep(self.auth)]
@@ -214,6 +223,8 @@ class AsyncClient:
                 await self.cache.aclose()  # waits for answers still being stored
             if self.limits is not None:
                 await self.limits.aclose()
+            if self.logs is not None:
+                await self.logs.aclose()  # rows of the calls made so far are written
             await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -37,6 +37,7 @@ __all__ = [
     "add_connection_options",
     "backend",
     "error_line",
+    "log_step",
     "log_steps",
     "make_client",
     "request_kwargs",
@@ -192,22 +193,28 @@ def make_client(b: Backend, args: argparse.Namespace) -> AsyncClient:
         timeout = Timeout(connect=t, first_token=t, idle=t, total=max(Timeout().total or 0.0, t))
     return AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
                        max_retries=args.max_retries, profile=None if b.synthetic else b.profile,
-                       steps=log_steps(b, args))
+                       logs=log_step(b, args))
 
 
-def log_steps(b: Backend, args: argparse.Namespace) -> list[Any]:
+def log_step(b: Backend, args: argparse.Namespace) -> Any:
     """`dsk` logs every call to $DSK_HOME/logs.sqlite3 (`dsk logs`, `dsk stats`) unless --no-log,
     DSK_NO_LOGS=1 or the config's `logs = false` says not to; emulator calls are labelled so."""
     if getattr(args, "no_log", False):
-        return []
+        return False
     from deepseek_kit._logstep import LogStep
     from deepseek_kit._logstore import LogConfig
     from deepseek_kit._settings import load_config
 
     cfg = LogConfig.resolve(None, load_config(profile=b.profile), default=True)
     if cfg is None:
-        return []
-    return [LogStep(cfg, secrets=(b.api_key,), endpoint="emulator" if b.synthetic else None)]
+        return False
+    return LogStep(cfg, secrets=(b.api_key,), endpoint="emulator" if b.synthetic else None)
+
+
+def log_steps(b: Backend, args: argparse.Namespace) -> list[Any]:
+    """`log_step` as a `steps=` list (callers that build their own pipeline)."""
+    step = log_step(b, args)
+    return [step] if step is not False else []
 
 
 def request_kwargs(b: Backend, args: argparse.Namespace) -> dict[str, Any]:
