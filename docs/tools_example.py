@@ -1,12 +1,20 @@
+"""@tool, the tool loop and structured output, against the built-in emulator."""
 import asyncio
 from typing import Literal
 
 import msgspec
 
-from deepseek_kit import AsyncClient
-from deepseek_kit._structured import parse
-from deepseek_kit._tool_loop import ContentDelta, Final, ToolCallStarted, ToolError, ToolResult, run_tools
-from deepseek_kit._tools import tool
+from deepseek_kit import (
+    AsyncClient,
+    ContentDelta,
+    Final,
+    ToolCallStarted,
+    ToolError,
+    ToolResult,
+    parse,
+    run_tools,
+    tool,
+)
 from deepseek_kit.server import EmulatorThread
 
 
