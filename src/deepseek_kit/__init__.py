@@ -45,6 +45,16 @@ if TYPE_CHECKING:
         UsageError,
     )
     from ._limits import Adaptive, LimitBackendError, Limits, LimitStep, QueueTimeoutError
+    from ._logquery import LogEntry, Logs, LogStats
+    from ._logstep import LogStep
+    from ._logstore import (
+        ConversationInfo,
+        LogConfig,
+        delete_conversation,
+        list_conversations,
+        load_conversation,
+        save_conversation,
+    )
     from ._metrics import MetricsConfig, MetricsStep, RequestRecord
     from ._metrics_summary import Metrics
     from ._otel import OTelHook
@@ -132,6 +142,7 @@ _LAZY: dict[str, str] = {
     "ContentDelta": "._tool_loop",
     "ContextPolicy": "._context",
     "Conversation": "._conversation",
+    "ConversationInfo": "._logstore",
     "ConversationStream": "._conversation_stream",
     "ConversationUsage": "._conversation_usage",
     "DeepSeekError": "._errors",
@@ -146,6 +157,11 @@ _LAZY: dict[str, str] = {
     "LimitBackendError": "._limits",
     "LimitStep": "._limits",
     "Limits": "._limits",
+    "LogConfig": "._logstore",
+    "LogEntry": "._logquery",
+    "LogStats": "._logquery",
+    "LogStep": "._logstep",
+    "Logs": "._logquery",
     "MaxStepsExceeded": "._tool_loop",
     "MemoryBackend": "._cache_backends",
     "Metrics": "._metrics_summary",
@@ -205,6 +221,9 @@ _LAZY: dict[str, str] = {
     "Window": "._context",
     "count_messages": "._tokens",
     "count_tokens": "._tokens",
+    "delete_conversation": "._logstore",
+    "list_conversations": "._logstore",
+    "load_conversation": "._logstore",
     "parse": "._structured",
     "parse_sync": "._structured",
     "preset": "._presets",
@@ -212,6 +231,7 @@ _LAZY: dict[str, str] = {
     "run_tool_loop_sync": "._tool_loop",
     "run_tools": "._tool_loop",
     "run_tools_sync": "._tool_loop",
+    "save_conversation": "._logstore",
     "tool": "._tools",
 }
 
@@ -268,6 +288,7 @@ __all__ = [
     "ContentDelta",
     "ContextPolicy",
     "Conversation",
+    "ConversationInfo",
     "ConversationStream",
     "ConversationUsage",
     "DeepSeekError",
@@ -282,6 +303,11 @@ __all__ = [
     "LimitBackendError",
     "LimitStep",
     "Limits",
+    "LogConfig",
+    "LogEntry",
+    "LogStats",
+    "LogStep",
+    "Logs",
     "MaxStepsExceeded",
     "MemoryBackend",
     "Metrics",
@@ -341,6 +367,9 @@ __all__ = [
     "__version__",
     "count_messages",
     "count_tokens",
+    "delete_conversation",
+    "list_conversations",
+    "load_conversation",
     "parse",
     "parse_sync",
     "preset",
@@ -348,5 +377,6 @@ __all__ = [
     "run_tool_loop_sync",
     "run_tools",
     "run_tools_sync",
+    "save_conversation",
     "tool",
 ]
