@@ -175,3 +175,13 @@ async def test_existing_output_without_journal_is_not_overwritten(emulator, tmp_
             await run_batch(c, tmp_path / "missing.jsonl", tmp_path / "x.jsonl")
         r = await run_batch(c, src, out, model="deepseek-flash", overwrite=True)
     assert r.done == 2 and len(_lines(out)) == 2
+
+
+async def test_output_must_not_be_the_input_or_the_journal(emulator, tmp_path):
+    src = _write(tmp_path / "in.jsonl", _items(2))
+    async with _client(emulator) as c:
+        with pytest.raises(UsageError, match="different files"):
+            await run_batch(c, src, src, overwrite=True)
+        with pytest.raises(UsageError, match="different files"):
+            await run_batch(c, src, tmp_path / "o.jsonl", failures=tmp_path / "o.jsonl")
+    assert len(src.read_text().splitlines()) == 2

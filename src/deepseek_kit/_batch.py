@@ -322,7 +322,8 @@ async def run_batch(
     jpath, fpath = default_paths(out)
     jpath, fpath = Path(journal) if journal else jpath, Path(failures) if failures else fpath
     is_path = isinstance(inputs, (str, os.PathLike))
-    jr = _open_journal(inputs if is_path else None, out, jpath, retry_failed=retry_failed,  # type: ignore[arg-type]
+    jr = _open_journal(inputs if is_path else None, out, jpath, fpath,  # type: ignore[arg-type]
+                       retry_failed=retry_failed,
                        overwrite=overwrite, durable=durable)
     try:
         recovery = jr.recover()
@@ -358,12 +359,14 @@ async def run_batch(
         state.stopping, state.fatal, recovery.truncated_bytes, state.total)
 
 
-def _open_journal(source: str | os.PathLike[str] | None, out: Path, jpath: Path, *,
+def _open_journal(source: str | os.PathLike[str] | None, out: Path, jpath: Path, fpath: Path, *,
                   retry_failed: bool, overwrite: bool, durable: bool) -> Journal:
     if source is not None and not Path(source).is_file():
         raise UsageError(f"{source}: no such input file")
-    if out.resolve() == jpath.resolve():
-        raise UsageError("the journal and the output must be different files")
+    paths = [out, jpath, fpath, *([Path(source)] if source is not None else [])]
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise UsageError("the input, the output, the journal and the failures file must be "
+                         "different files")
     if not jpath.exists():
         if retry_failed:
             raise UsageError(f"nothing to retry: there is no journal at {jpath}")

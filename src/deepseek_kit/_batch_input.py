@@ -30,7 +30,7 @@ import contextlib
 import csv
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,6 @@ class InputProblem:
     message: str
     id: str | int | None = None
     kind: str = "malformed"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:

@@ -59,11 +59,6 @@ class ResultSink:
         self._next = 0
         self._file = open(output, "ab", buffering=1 << 16)  # noqa: SIM115 - closed in close()
 
-    @property
-    def held(self) -> int:
-        """Results waiting in the reorder buffer."""
-        return sum(1 for v in self._held.values() if v is not None)
-
     def result(self, seq: int, key: str, data: bytes, cost: Decimal, prompt_tokens: int,
                completion_tokens: int) -> None:
         """A finished item's result line (`data` ends with a newline)."""
