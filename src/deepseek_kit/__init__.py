@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._auth import AuthProvider, AuthStep, KeyRotation, OAuth2ClientCredentials, StaticKey
+    from ._batch import BatchProgress, BatchResult, run_batch
     from ._breaker import BreakerPolicy
     from ._cache import CachePolicy, CacheStats, CacheStep
     from ._cache_backends import CacheBackend, MemoryBackend, RedisBackend, SQLiteBackend
@@ -123,6 +124,8 @@ _LAZY: dict[str, str] = {
     "Balance": "._types",
     "BalanceInfo": "._types",
     "BartSummarizer": "._summarize",
+    "BatchProgress": "._batch",
+    "BatchResult": "._batch",
     "BreakerPolicy": "._breaker",
     "CacheBackend": "._cache_backends",
     "CachePolicy": "._cache",
@@ -227,6 +230,7 @@ _LAZY: dict[str, str] = {
     "parse": "._structured",
     "parse_sync": "._structured",
     "preset": "._presets",
+    "run_batch": "._batch",
     "run_tool_loop": "._tool_loop",
     "run_tool_loop_sync": "._tool_loop",
     "run_tools": "._tool_loop",
@@ -269,6 +273,8 @@ __all__ = [
     "Balance",
     "BalanceInfo",
     "BartSummarizer",
+    "BatchProgress",
+    "BatchResult",
     "BreakerPolicy",
     "CacheBackend",
     "CachePolicy",
@@ -373,6 +379,7 @@ __all__ = [
     "parse",
     "parse_sync",
     "preset",
+    "run_batch",
     "run_tool_loop",
     "run_tool_loop_sync",
     "run_tools",
