@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ._errors import UsageError
+from ._sqlite import enable_wal
 
 __all__ = ["CacheBackend", "MemoryBackend", "RedisBackend", "SQLiteBackend", "open_backend"]
 
@@ -182,7 +183,7 @@ class SQLiteBackend:
             except (OSError, sqlite3.Error) as exc:
                 raise UsageError(f"cannot open the cache database {self.path}: {exc}") from None
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            self._wal(conn)
+            enable_wal(conn, self.busy_timeout)
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes of us
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -196,20 +197,6 @@ class SQLiteBackend:
                 raise
             self._conn = conn
         return self._conn
-
-    def _wal(self, conn: sqlite3.Connection) -> None:
-        """Switch a new file to WAL. Two processes creating the file at once can get "database is
-        locked" here at once: SQLite does not run the busy handler for this switch, so retry."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
 
     # -- blocking bodies, run on the backend's thread ------------------------------------------
 

@@ -33,6 +33,7 @@ import msgspec
 from ._errors import UsageError
 from ._migrations import migrate
 from ._settings import home_dir
+from ._sqlite import enable_wal
 
 __all__ = [
     "REQUEST_COLUMNS",
@@ -144,7 +145,7 @@ def connect(path: str | Path | None = None, *, busy_timeout: float = 10.0) -> sq
         raise UsageError(f"cannot open the logs database {p}: {exc}") from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        _wal(conn, busy_timeout)
+        enable_wal(conn, busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash of ours loses nothing
         migrate(conn)
     except sqlite3.DatabaseError as exc:
@@ -152,21 +153,6 @@ def connect(path: str | Path | None = None, *, busy_timeout: float = 10.0) -> sq
         raise UsageError(f"cannot use the logs database {p}: {exc} "
                          "(move it aside to start a new one)") from None
     return conn
-
-
-def _wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
-    """Switch to WAL. Two processes creating the file at once can both get "database is locked"
-    here: SQLite does not run the busy handler for this switch, so retry until the timeout."""
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
 
 
 def index_pending(conn: sqlite3.Connection, limit: int | None = None) -> int:

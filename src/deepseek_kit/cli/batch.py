@@ -37,14 +37,7 @@ MAX_PROBLEM_LINES = 20  # malformed lines echoed to stderr; all of them go to th
 _SYMBOL = {"CNY": "¥", "USD": "$"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
-    return v
+_positive_int = common.positive_int
 
 
 def _positive_number(text: str) -> float:

@@ -232,14 +232,7 @@ def run_prune(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
-    return v
+_positive_int = common.positive_int
 
 
 def add_db_option(p: argparse.ArgumentParser) -> None:
