@@ -102,6 +102,11 @@ class Response:
     def trace_id(self) -> str | None:
         return self.headers.get("x-ds-trace-id")
 
+    @property
+    def synthetic(self) -> bool:
+        """True when deepseek-kit's emulator answered (its marker header, see _types.EMULATOR_HEADER)."""
+        return "x-dsk-emulator" in self.headers
+
     def add_done_callback(self, fn: Callable[[Response], None]) -> None:
         if self.outcome is not None:
             fn(self)

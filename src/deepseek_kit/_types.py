@@ -19,7 +19,20 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+#: Every response of deepseek-kit's emulator carries this header (value: "deepseek-kit/<version>"),
+#: and its `system_fingerprint` starts with EMULATOR_FINGERPRINT_PREFIX: nothing the emulator made
+#: can pass for a real DeepSeek answer (issue 7 item 5).
+EMULATOR_HEADER = "x-dsk-emulator"
+EMULATOR_FINGERPRINT_PREFIX = "fp_dsk_emulator"
+
+
+def is_synthetic_fingerprint(fingerprint: str | None) -> bool:
+    return fingerprint is not None and fingerprint.startswith(EMULATOR_FINGERPRINT_PREFIX)
+
+
 __all__ = [
+    "EMULATOR_FINGERPRINT_PREFIX",
+    "EMULATOR_HEADER",
     "Balance",
     "BalanceInfo",
     "ChatCompletion",
@@ -50,6 +63,7 @@ __all__ = [
     "ToolCall",
     "TopLogprob",
     "Usage",
+    "is_synthetic_fingerprint",
 ]
 
 #: Known values; decoded as plain `str` so that new ones never break decoding.
@@ -208,6 +222,11 @@ class ChatCompletion(_Out, gc=False):
     system_fingerprint: str | None = None
     choices: list[Choice] = []
     usage: Usage | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        """True when deepseek-kit's emulator wrote this answer (its fingerprint says so)."""
+        return is_synthetic_fingerprint(self.system_fingerprint)
 
 
 class ChoiceDeltaToolCallFunction(_Out, gc=False):
