@@ -8,7 +8,8 @@ from deepseek_kit.server import EmulatorConfig, EmulatorThread
 async def main(cloud: str, private: str) -> None:
     async with AsyncClient(
         endpoints=[Endpoint(cloud, name="cloud", api_key="sk-cloud"),
-                   Endpoint(private, name="vllm", api_key="sk-local", priority=1)],
+                   # an emulator here, so it can continue broken streams (a real vLLM cannot):
+                   Endpoint(private, name="vllm", api_key="sk-local", priority=1, prefix_completion=True)],
         routing=Routing(strategy="priority"),
         limits=Limits(rpm=600, max_in_flight=50),
         cache=CachePolicy(backend="memory"),

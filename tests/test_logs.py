@@ -190,7 +190,7 @@ async def test_broken_stream_without_resumption_logs_the_partial_answer(emulator
 
 
 async def test_resumed_stream_logs_each_piece_and_the_whole_answer(emulator, db):
-    client, step = make(emulator.base_url, db)
+    client, step = make(emulator.base_url, db, prefix_completion=True)  # the emulator is opt-in
     async with client:
         s = await client.chat.completions.create(
             model=MODEL, messages=user("resume me"), stream=True,

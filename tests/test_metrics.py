@@ -61,7 +61,8 @@ def make(base_url, *, hooks=(), timeout=None, retry=FAST, **cfg):
     hook = Collect()
     step = MetricsStep(MetricsConfig(hooks=(hook, *hooks), **cfg))
     client = AsyncClient(api_key="sk-metrics-test-key", base_url=base_url, retry=retry, steps=[step],
-                         timeout=timeout or Timeout(connect=2, first_token=10, idle=10, total=30))
+                         timeout=timeout or Timeout(connect=2, first_token=10, idle=10, total=30),
+                         prefix_completion=True)  # the emulator supports prefix completion: opt in
     return client, step, hook
 
 

@@ -1,5 +1,7 @@
 """Stream resumption through prefix completion, against the real emulator: a broken stream, once
-resumed, yields exactly the text the emulator sends unbroken."""
+resumed, yields exactly the text the emulator sends unbroken. The emulator supports prefix
+completion but is not DeepSeek's host, so these clients opt in (`prefix_completion=True`); the scope
+rule itself is tested in test_resume_scope.py."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ def directive(spec: str) -> dict[str, str]:
 
 @pytest.fixture
 async def client(emulator):
-    c = AsyncClient(api_key="sk-resume", base_url=emulator.base_url,
+    c = AsyncClient(api_key="sk-resume", base_url=emulator.base_url, prefix_completion=True,
                     retry=RetryPolicy(max_retries=1, initial_delay=0.01),
                     timeout=Timeout(first_token=10, idle=0.5, total=60))
     yield c
@@ -119,7 +121,8 @@ async def test_opt_out_and_bounded_attempts(client, emulator):
     assert s.resumed == 2  # Resumption() default: two continuations, then the error
     assert emulator.state.requests_per_emulate[h2["X-DSK-Emulate"]] == 3
     assert ei.value.partial.choices[0].message.content  # everything that arrived is kept
-    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, resumption=Resumption(enabled=False))
+    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, prefix_completion=True,
+                    resumption=Resumption(enabled=False))
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
                                         extra_headers=directive("reset_after=6"))
     with pytest.raises(StreamError):
@@ -128,7 +131,8 @@ async def test_opt_out_and_bounded_attempts(client, emulator):
 
 
 async def test_total_timeout_is_not_resumed(emulator):
-    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, timeout=Timeout(first_token=5, idle=5, total=0.8))
+    c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, prefix_completion=True,
+                    timeout=Timeout(first_token=5, idle=5, total=0.8))
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
                                         extra_headers=directive("delay_chunks=0.2;tokens=100"))
     with pytest.raises(StreamTimeoutError) as ei:

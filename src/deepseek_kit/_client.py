@@ -96,6 +96,7 @@ class AsyncClient:
         endpoints: Sequence[Endpoint] | None = None,
         routing: Routing | None = None,
         resumption: Resumption | None = None,
+        prefix_completion: bool | None = None,
         limits: Limits | None = None,
         cache: CachePolicy | CacheStep | bool | None = None,
         metrics: MetricsConfig | MetricsStep | bool | None = None,
@@ -120,8 +121,14 @@ class AsyncClient:
             policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
         self.retry = policy
         self.config = cfg
-        # Broken streams are continued through prefix completion unless turned off (_resume.py).
+        # Broken streams are continued through prefix completion where the server supports it
+        # (_resume.py): `prefix_completion` declares it for base_url (None: only DeepSeek's host).
         self.resumption = resumption if resumption is not None else Resumption()
+        if prefix_completion is None:
+            prefix_completion = cfg.get("prefix_completion")
+        if prefix_completion not in (None, True, False):
+            raise UsageError(f"prefix_completion must be true, false or unset, got {prefix_completion!r}")
+        self.prefix_completion: bool | None = prefix_completion
         self._transport: Transport = transport or AiohttpTransport(
             max_connections=max_connections, trust_env=trust_env)
         self._headers = {

@@ -14,7 +14,7 @@ import msgspec
 
 from ._dialects import decode_chat_completion
 from ._errors import APIConnectionError, UsageError, redact
-from ._resume import Resumer, Resumption
+from ._resume import Resumer, supports_prefix_completion
 from ._stream import AsyncCompletionStream, AsyncStream
 from ._types import (
     Balance,
@@ -173,11 +173,14 @@ class ChatCompletions:
         max_retries: int | None = None,
         resume: bool | None = None,
         cache: bool | str | None = None,
+        _only_endpoints: frozenset[str] | None = None,
     ) -> ChatCompletion | AsyncStream:
         """POST /chat/completions. A last assistant message with `prefix: True` (chat prefix
         completion, Beta) is sent to the /beta base URL automatically. Not sent on the wire:
-        `timeout`, `max_retries`, `resume` (continue a broken stream, default on) and `cache`
-        (True/False or "force"/"skip"/"refresh": this call's cache rule, see docs/cache.md)."""
+        `timeout`, `max_retries`, `resume` (continue a broken stream through prefix completion:
+        None = the client's `Resumption` rule, by default only where the server supports prefix
+        completion; True = this call even where undeclared; False = not) and `cache` (True/False
+        or "force"/"skip"/"refresh": this call's cache rule, see docs/cache.md)."""
         if type(model) is not str or not model:
             raise UsageError("model is required, e.g. model='deepseek-flash'")
         if type(messages) is list and all(type(m) is dict for m in messages):
@@ -208,13 +211,15 @@ class ChatCompletions:
             "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
             "top_logprobs": top_logprobs, "user_id": user_id,
         }, extra_body)
+        options: dict[str, Any] | None = None if cache is None else {"cache": cache}
+        if _only_endpoints is not None:  # a continuation: only endpoints with prefix completion
+            options = {**(options or {}), "only_endpoints": _only_endpoints}
         resp = await self._client.request("POST", "/chat/completions", body=body, stream=stream, beta=beta,
                                           timeout=timeout, max_retries=max_retries,
-                                          extra_headers=extra_headers,
-                                          options=None if cache is None else {"cache": cache})
+                                          extra_headers=extra_headers, options=options)
         if stream:
-            policy = self._client.resumption
-            if resume is False or (resume is None and not policy.enabled):
+            scope = self._resume_scope(resp, resume)
+            if scope is None:
                 return AsyncStream(resp)
             params = {
                 "model": model, "messages": msgs, "thinking": thinking, "reasoning_effort": reasoning_effort,
@@ -225,9 +230,30 @@ class ChatCompletions:
                 "top_logprobs": top_logprobs, "user_id": user_id, "extra_body": extra_body,
                 "extra_headers": extra_headers, "timeout": timeout, "max_retries": max_retries,
             }
-            return AsyncStream(resp, Resumer(self, params, policy if policy.enabled else Resumption()))
+            return AsyncStream(resp, Resumer(self, params, self._client.resumption, scope or None))
         # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
         return decode_chat_completion(resp, secrets=(self._client.api_key,))
+
+    def _resume_scope(self, resp: Response, resume: bool | None) -> frozenset[str] | None:
+        """Whether this stream may be resumed (None: not), and where its continuations may go:
+        the names of the endpoints that support prefix completion (empty: anywhere, no router).
+        See `_resume.py` for the rule."""
+        client = self._client
+        enabled = client.resumption.enabled
+        if resume is False or (resume is None and enabled is False):
+            return None
+        forced = resume is True or enabled is True
+        router = client.router
+        if router is None:
+            if forced or supports_prefix_completion(client.base_url, client.prefix_completion):
+                return frozenset()
+            return None
+        able = frozenset(lv.name for lv in router.live
+                         if supports_prefix_completion(lv.ep.base_url, lv.ep.prefix_completion))
+        if not forced and resp.endpoint not in able:
+            return None
+        # Forced with no endpoint declared: continue where the stream came from.
+        return able or frozenset({resp.endpoint} if resp.endpoint else ())
 
 
 class Chat:

@@ -1,11 +1,36 @@
-"""Stream resumption through DeepSeek's chat prefix completion (issue 3 item 6).
+"""Stream resumption through DeepSeek's chat prefix completion (issue 3 item 6, issue 7 item 1).
 
 When a stream breaks after tokens reached the caller — a reset, an idle timeout, an error event,
-or `finish_reason: insufficient_system_resource` (deepseek-api.md §4.1) — the partial answer is
-sent back as the last assistant message with `prefix: true` (on /beta, §5.4), keeping the partial
-`reasoning_content` as the CoT prefix in thinking mode (the schema allows it exactly there), and
-the continuation's chunks are spliced into the same stream: one seamless iteration, one final
-completion, usage summed across the pieces.
+or `finish_reason: insufficient_system_resource` — the partial answer is sent back as the last
+assistant message with `prefix: true` (on /beta,
+https://api-docs.deepseek.com/guides/chat_prefix_completion), keeping
+the partial `reasoning_content` as the CoT prefix in thinking mode (the schema allows it exactly
+there), and the continuation's chunks are spliced into the same stream: one seamless iteration, one
+final completion, usage summed across the pieces.
+
+Scope (`Resumption.enabled`, default None = auto): only servers that implement DeepSeek's prefix
+completion can continue an answer; any other OpenAI-compatible server (vLLM, SGLang, a proxy that
+strips unknown fields) ignores `prefix` and starts the answer again, which appended would corrupt
+it. Auto resumes only streams served by such a server: `Endpoint(prefix_completion=True)`,
+`AsyncClient(prefix_completion=True)` for the plain base URL, or, when undeclared, a host of
+DeepSeek's own API (`api.deepseek.com`). `enabled=True` resumes everywhere, `False` nowhere; the
+per-call `resume=True/False` wins over both. With endpoints, the continuation may only go to
+endpoints that support prefix completion (`request.options["only_endpoints"]`).
+
+Validation (`ContinuationCheck`), whatever the scope: the continuation is held back, not shown to
+the caller, until it proves it continues the answer. DeepSeek's continuation never re-sends the
+prefix, so a continuation is a restart when
+- its text in the channel being continued (content, or reasoning_content when the break came
+  before any content) repeats the start of what was delivered: its first `min(len(delivered),
+  HOLD_CHARS)` characters equal the delivered ones, or it ends (or moves on) after a non-empty
+  piece that is a prefix of the delivered start; or
+- content had been delivered and the continuation sends reasoning_content (it is thinking again).
+A continuation that differs from the delivered start at its first characters is released at once,
+so a genuine one is held for a character or two. A restart is dropped and never retried: the
+original StreamError (same type, same message, the delivered text as `.partial`) is raised, or,
+when the answer was cut by `insufficient_system_resource`, the stream ends with that finish_reason
+and the text delivered. A server that ignores `prefix` *and* samples a different opening is not
+detectable this way; that is why the scope above is the first line of defence.
 
 What is not resumed, and why:
 - a break in the middle of tool-call arguments: prefix completion continues *text*; there is no
@@ -15,8 +40,8 @@ What is not resumed, and why:
 - `n > 1`-style multi-choice streams (DeepSeek has none).
 
 Usage: DeepSeek bills the broken piece too, but its usage never arrived. It is estimated with
-DeepSeek's published ratios (deepseek-api.md §7: ~0.3 token per English character, ~0.6 per
-Chinese character) and added; `AsyncStream.usage_estimated` says when that happened.
+DeepSeek's published ratios (~0.3 token per English character, ~0.6 per Chinese character) and
+added; `AsyncStream.usage_estimated` says when that happened.
 """
 
 from __future__ import annotations
@@ -24,27 +49,108 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from msgspec import UNSET
 
 from ._errors import UsageError
-from ._types import ChatCompletion, CompletionTokensDetails, PromptTokensDetails, Usage
+from ._types import ChatCompletion, ChatCompletionChunk, CompletionTokensDetails, PromptTokensDetails, Usage
 
 if TYPE_CHECKING:
     from ._resources import ChatCompletions
     from ._stream import AsyncStream
 
-__all__ = ["LostPiece", "Resumer", "Resumption", "estimate_tokens", "sum_usage"]
+__all__ = ["DEEPSEEK_HOSTS", "HOLD_CHARS", "ContinuationCheck", "LostPiece", "Resumer", "Resumption",
+           "estimate_tokens", "sum_usage", "supports_prefix_completion", "total_usage"]
+
+# Hosts of DeepSeek's own API: prefix completion is documented there (the guide linked above).
+DEEPSEEK_HOSTS = frozenset({"api.deepseek.com"})
+# How much of the delivered text a continuation is compared with (see ContinuationCheck).
+HOLD_CHARS = 32
 
 
 @dataclass(frozen=True)
 class Resumption:
-    """`max_attempts` continuations per stream at most; `enabled=False` turns it off."""
+    """Stream resumption. `enabled`: None (default) = only for servers that support DeepSeek's
+    prefix completion (see the module docstring), True = for every server, False = never.
+    `max_attempts` continuations per stream at most."""
 
-    enabled: bool = True
+    enabled: bool | None = None
     max_attempts: int = 2
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 0:
-            raise UsageError("Resumption.max_attempts must be >= 0")
+        if self.enabled not in (None, True, False):
+            raise UsageError(f"Resumption.enabled must be None, True or False, got {self.enabled!r}")
+        if type(self.max_attempts) is not int or self.max_attempts < 0:
+            raise UsageError(f"Resumption.max_attempts must be an int >= 0, got {self.max_attempts!r}")
+
+
+def supports_prefix_completion(base_url: str, declared: bool | None) -> bool:
+    """The declaration when there is one; else True only for DeepSeek's own API host."""
+    if declared is not None:
+        return declared
+    host = urlsplit(base_url).hostname
+    return host is not None and host.lower() in DEEPSEEK_HOSTS
+
+
+class ContinuationCheck:
+    """Does a continuation continue the delivered answer, or start it again? Fed the
+    continuation's chunks in order; `feed` answers "ok" (release what was held), "restart"
+    (drop it) or "wait" (hold this chunk too). The rule is in the module docstring."""
+
+    __slots__ = ("_channel", "_seen", "_want")
+
+    def __init__(self, partial: ChatCompletion) -> None:
+        msg = partial.choices[0].message if partial.choices else None
+        if msg is not None and msg.content:
+            self._channel: str | None = "content"
+            delivered = msg.content
+        elif msg is not None and msg.reasoning_content:
+            self._channel = "reasoning"
+            delivered = msg.reasoning_content
+        else:
+            self._channel = None  # nothing delivered: a fresh answer cannot repeat anything
+            delivered = ""
+        self._want = delivered[:HOLD_CHARS]
+        self._seen = ""
+
+    def feed(self, chunk: ChatCompletionChunk) -> str:
+        if self._channel is None:
+            return "ok"
+        moved = False
+        for ch in chunk.choices:
+            d = ch.delta
+            reasoning = d.reasoning_content
+            if reasoning is None and d.reasoning is not UNSET and isinstance(d.reasoning, str):
+                reasoning = d.reasoning  # another server's name for it (docs/dialects.md)
+            if self._channel == "content":
+                if reasoning:
+                    return "restart"  # thinking again after the answer had begun
+                text = d.content
+            else:
+                text = reasoning
+                moved = moved or bool(d.content)
+            if text:
+                self._seen += text
+            if d.tool_calls or ch.finish_reason is not None:
+                moved = True
+        verdict = self._verdict()
+        if verdict == "wait" and moved:
+            return self.settle()
+        return verdict
+
+    def _verdict(self) -> str:
+        seen = self._seen[: len(self._want)]
+        if not self._want.startswith(seen):
+            return "ok"
+        return "restart" if len(seen) == len(self._want) else "wait"
+
+    def settle(self) -> str:
+        """The continuation ended, broke or moved on while held: a non-empty piece that matches
+        the delivered start so far is a restart; nothing at all is not."""
+        if self._channel is None:
+            return "ok"
+        return "restart" if self._seen and self._verdict() != "ok" else "ok"
 
 
 def estimate_tokens(text: str) -> int:
@@ -92,15 +198,15 @@ class LostPiece:
         return cls(prev.after if prev else 0, estimate_tokens(msg.content or "") + reasoning,
                    prev.reasoning_after if prev else 0, reasoning, usage)
 
-    def usage_given(self, final: Usage, last: LostPiece) -> Usage:
-        """This piece's usage: the known one, or an estimate. The final piece's prompt is the
-        original prompt plus the last prefix, which gives the original prompt's size."""
+    def usage_given(self, prompt0: int, reasoning_details: bool) -> Usage:
+        """This piece's usage: the known one, or an estimate. `prompt0` is the original prompt's
+        size (a piece's prompt is that plus its prefix, `before`)."""
         if self.usage is not None:
             return self.usage
-        prompt = max(0, final.prompt_tokens - last.after) + self.before
+        prompt = prompt0 + self.before
         completion = max(0, self.after - self.before)
         details = None
-        if final.completion_tokens_details is not None:
+        if reasoning_details:
             grown = max(0, self.reasoning_after - self.reasoning_before)
             details = CompletionTokensDetails(reasoning_tokens=grown)
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
@@ -108,17 +214,37 @@ class LostPiece:
                      completion_tokens_details=details)
 
 
-class Resumer:
-    """Knows how to ask for the rest of one stream: the original call's arguments."""
+def total_usage(pieces: list[LostPiece]) -> tuple[Usage | None, bool]:
+    """The pieces' usage summed (unknown ones estimated), and whether any was estimated; None
+    when no piece's usage is known (nothing to anchor the prompt size on)."""
+    known = next((p for p in pieces if p.usage is not None), None)
+    if known is None or known.usage is None:
+        return None, False
+    prompt0 = max(0, known.usage.prompt_tokens - known.before)
+    details = known.usage.completion_tokens_details is not None
+    total: Usage | None = None
+    estimated = False
+    for p in pieces:
+        estimated = estimated or p.usage is None
+        u = p.usage_given(prompt0, details)
+        total = u if total is None else sum_usage(total, u)
+    return total, estimated
 
-    def __init__(self, completions: ChatCompletions, params: Mapping[str, Any], policy: Resumption) -> None:
+
+class Resumer:
+    """Knows how to ask for the rest of one stream: the original call's arguments, and the
+    endpoints a continuation may go to (None: no restriction, no router or none declared)."""
+
+    def __init__(self, completions: ChatCompletions, params: Mapping[str, Any], policy: Resumption,
+                 only_endpoints: frozenset[str] | None = None) -> None:
         self._completions = completions
         self._params = dict(params)
         self.policy = policy
+        self.only_endpoints = only_endpoints
         self.attempts = 0
 
     def resumable(self, partial: ChatCompletion, reason: str) -> bool:
-        if not self.policy.enabled or self.attempts >= self.policy.max_attempts or reason == "total":
+        if self.attempts >= self.policy.max_attempts or reason == "total":
             return False
         if len(partial.choices) != 1:
             return False
@@ -139,7 +265,8 @@ class Resumer:
         prefix: dict[str, Any] = {"role": "assistant", "content": content, "prefix": True}
         if msg.reasoning_content is not None:
             prefix["reasoning_content"] = msg.reasoning_content
-        params = {**self._params, "messages": [*messages, prefix], "stream": True, "resume": False}
+        params = {**self._params, "messages": [*messages, prefix], "stream": True, "resume": False,
+                  "_only_endpoints": self.only_endpoints}
         from ._errors import DeepSeekError
 
         try:

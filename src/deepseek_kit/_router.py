@@ -52,6 +52,9 @@ class Endpoint:
     dialect: str | None = None
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     hedge_after: float | None = None
+    # DeepSeek chat prefix completion works here, so broken streams may be resumed through it
+    # (None: only when base_url is DeepSeek's own API; see _resume.py).
+    prefix_completion: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

@@ -10,6 +10,7 @@ exit) drops the connection at once, so an unread stream never holds a pooled soc
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -21,7 +22,7 @@ from ._dialects import error_object, stream_error
 from ._errors import StreamError, StreamTimeoutError, redact
 from ._events import EventReader, StreamBroken
 from ._request import Response
-from ._resume import LostPiece, Resumer, sum_usage
+from ._resume import ContinuationCheck, LostPiece, Resumer, total_usage
 from ._sse import DONE
 from ._types import (
     ChatCompletion,
@@ -36,6 +37,7 @@ from ._types import (
 __all__ = ["AsyncCompletionStream", "AsyncStream"]
 
 T = TypeVar("T")
+_CUT = "insufficient_system_resource"  # a partial answer, not an error (see AsyncStream)
 
 
 class _BaseStream(Generic[T]):
@@ -82,11 +84,14 @@ class _BaseStream(Generic[T]):
     def _partial(self) -> ChatCompletion | None:
         return None
 
-    def _raise_broken(self, b: StreamBroken) -> None:
+    def _broken_error(self, b: StreamBroken) -> StreamError:
         partial = self._partial()
         if b.timeout:
-            raise StreamTimeoutError(b.timeout, b.after, partial=partial) from None
-        raise StreamError(f"Stream broke: {b.reason}.", partial=partial) from None
+            return StreamTimeoutError(b.timeout, b.after, partial=partial)
+        return StreamError(f"Stream broke: {b.reason}.", partial=partial)
+
+    def _raise_broken(self, b: StreamBroken) -> None:
+        raise self._broken_error(b) from None
 
     def _raise_decode(self, payload: bytes, exc: Exception) -> None:
         self._reader.outcome = "broken"
@@ -103,11 +108,15 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
     """A chat-completion stream. Use as `async with await client.chat.completions.create(...,
     stream=True) as stream:`; iterate it; then `stream.get_final_completion()`.
 
-    With a `Resumer` attached (the default for chat streams), a break after the first event is
-    continued through prefix completion instead of raised (see `_resume.py`); `resumed` counts the
-    continuations, `usage_estimated` says a lost piece's usage was estimated."""
+    With a `Resumer` attached (chat streams from servers that support prefix completion, see
+    `_resume.py`), a break is continued through prefix completion instead of raised; a
+    continuation is held back until `ContinuationCheck` accepts it, and one that starts the answer
+    again is dropped. `resumed` counts the continuations, `usage_estimated` says a lost piece's
+    usage was estimated. An `insufficient_system_resource` finish is a partial answer: when it
+    cannot be continued the stream ends with that finish_reason, never with an error."""
 
-    __slots__ = ("_acc", "_pieces", "_resumer", "resumed", "usage_estimated")
+    __slots__ = ("_acc", "_check", "_cut", "_error", "_held", "_over", "_pieces", "_ready", "_resumer",
+                 "resumed", "usage_estimated")
 
     def __init__(self, response: Response, resumer: Resumer | None = None) -> None:
         super().__init__(response, chunk_decoder.decode)
@@ -116,89 +125,175 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
         self.resumed = 0
         self.usage_estimated = False
         self._pieces: list[LostPiece] = []  # the pieces before the current one
+        self._check: ContinuationCheck | None = None  # set while a continuation is held back
+        self._held: list[ChatCompletionChunk] = []  # the continuation's chunks not yet accepted
+        self._ready: deque[ChatCompletionChunk] = deque()  # accepted, not yet given to the caller
+        self._error: StreamError | None = None  # the error the current continuation replaces
+        self._cut: tuple[int, Usage | None] | None = None  # insufficient_system_resource: (choice, usage)
+        self._over = False
         response.final = self._acc.completion  # what done callbacks (logs) read when the stream ends
 
     async def __aenter__(self) -> AsyncStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        r = self._reader
-        q = r._queue
-        i = r._i
-        if i < len(q) and q[i] != DONE:
-            # Fast path: the event was already read off the socket with earlier ones.
-            r._i = i + 1
-            payload = q[i]
-        else:
-            try:
-                p = await r.next()
-            except StreamBroken as b:
-                if await self._resume(b.timeout or "broken"):
-                    return await self.__anext__()
-                self._raise_broken(b)
-                raise  # unreachable
-            if p is None:
-                raise StopAsyncIteration
-            payload = p
-        try:
-            chunk = self._decode(payload)
-        except msgspec.DecodeError as exc:
-            self._raise_decode(payload, exc)
-            raise  # unreachable
-        if chunk.error is not None or (not chunk.choices and chunk.object == "error"):
-            err = stream_error(chunk, payload)
-            if err is not None:
-                self._reader.outcome = "broken"  # a failure for metrics and breakers, not "left early"
-                self._reader.close()
-                if await self._resume("error"):
-                    return await self.__anext__()
-                raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
-                                  partial=self._partial(), error=err)
-        if self._resumer is not None and (self.resumed or chunk.choices):
-            handled = await self._splice(chunk)
-            if handled is not None:
-                return handled
-        if chunk.usage is not None:
-            self.response.usage = chunk.usage
-        if self._acc.add(chunk) and self._acc.finished:
-            self._reader.finish()
-        return chunk
+        while True:
+            if self._ready:
+                chunk = self._ready.popleft()
+            else:
+                if self._over:
+                    raise StopAsyncIteration
+                r = self._reader
+                q = r._queue
+                i = r._i
+                if i < len(q) and q[i] != DONE:
+                    # Fast path: the event was already read off the socket with earlier ones.
+                    r._i = i + 1
+                    payload = q[i]
+                else:
+                    try:
+                        p = await r.next()
+                    except StreamBroken as b:
+                        out = await self._fail(self._broken_error(b), b.timeout or "broken")
+                        if out is not None:
+                            return out
+                        continue
+                    if p is None:
+                        if self._check is not None:  # the continuation ended while held back
+                            out = self._settle(self._check.settle())
+                            if out is not None:
+                                return out
+                            continue
+                        raise StopAsyncIteration
+                    payload = p
+                try:
+                    chunk = self._decode(payload)
+                except msgspec.DecodeError as exc:
+                    self._raise_decode(payload, exc)
+                    raise  # unreachable
+                if chunk.error is not None or (not chunk.choices and chunk.object == "error"):
+                    err = stream_error(chunk, payload)
+                    if err is not None:
+                        # a failure for metrics and breakers, not "left early"
+                        self._reader.outcome = "broken"
+                        self._reader.close()
+                        out = await self._fail(StreamError(
+                            f"The server sent an error inside the stream: {redact(err.message)}",
+                            partial=self._partial(), error=err), "error")
+                        if out is not None:
+                            return out
+                        continue
+                if self._check is not None:
+                    self._held.append(chunk)
+                    out = self._settle(self._check.feed(chunk))
+                    if out is not None:
+                        return out
+                    continue
+            if self._resumer is not None and (self.resumed or (
+                    chunk.choices and chunk.choices[0].finish_reason == _CUT)):
+                handled = await self._splice(chunk)
+                if handled is not chunk:
+                    if handled is None:
+                        continue
+                    return handled
+            if chunk.usage is not None:
+                self.response.usage = chunk.usage
+            if self._acc.add(chunk) and self._acc.finished:
+                self._reader.finish()
+            return chunk
+
+    def _settle(self, verdict: str) -> ChatCompletionChunk | None:
+        """Act on the continuation check: "wait" holds on, "ok" releases the held chunks, "restart"
+        drops the continuation and ends the stream as the original failure would have."""
+        if verdict == "wait":
+            return None
+        self._check = None
+        held, self._held = self._held, []
+        if verdict == "ok":
+            self._ready.extend(held)
+            return None
+        self._reader.close()  # nothing of it reaches the caller; no further resumption
+        return self._give_up(self._error)
+
+    async def _fail(self, exc: StreamError, reason: str) -> ChatCompletionChunk | None:
+        """The current piece failed: continue it (None: read on), or end the stream as the answer
+        allows (the chunk to return) or raise."""
+        if self._check is not None:
+            # A continuation failed while held back. Its chunks were never shown; when they
+            # already repeated the delivered start, it was a restart: the original failure stands.
+            verdict = self._check.settle()
+            self._check = None
+            self._held = []
+            if verdict == "restart":
+                return self._give_up(self._error)
+        if await self._resume(reason, exc):
+            return None
+        return self._give_up(exc)
+
+    def _give_up(self, exc: StreamError | None) -> ChatCompletionChunk:
+        """No (further) continuation: an answer cut by insufficient_system_resource ends with that
+        finish_reason and what was delivered; anything else raises the failure."""
+        self._over = True
+        if self._cut is not None:
+            return self._end_cut(None)
+        if exc is None:  # not reached: every continuation replaces an error or a cut
+            exc = StreamError("Stream broke.", partial=self._partial())
+        raise exc
+
+    def _end_cut(self, current: Usage | None) -> ChatCompletionChunk:
+        """The finish chunk of an answer cut by insufficient_system_resource (accumulated);
+        `current` is the usage of the piece now ending when the server sent it."""
+        assert self._cut is not None
+        index, usage = self._cut
+        self._over = True
+        if self.resumed:  # continued before: every piece's usage, the unknown ones estimated
+            usage = self._summed_usage(current) or usage
+        acc = self._acc
+        final = ChatCompletionChunk(id=acc.id, created=acc.created, model=acc.model,
+                                    system_fingerprint=acc.system_fingerprint, usage=usage, choices=[
+                                        ChunkChoice(index=index, finish_reason=_CUT)])
+        acc.add(final)
+        self.response.usage = usage
+        return final
+
+    def _summed_usage(self, current: Usage | None) -> Usage | None:
+        last = self._pieces[-1] if self._pieces else None
+        total, estimated = total_usage([*self._pieces, LostPiece.of(self._acc.completion(), last, current)])
+        if estimated:
+            self.usage_estimated = True
+        return total
 
     async def _splice(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk | None:
-        """Resumption bookkeeping on the (rare) paths that need it: continuation chunks keep the
-        first piece's id and carry the summed usage (then None: accumulate as usual); an
-        `insufficient_system_resource` finish is continued instead of ending the stream (then the
-        chunk to give the caller, already accumulated)."""
+        """Resumption bookkeeping: continuation chunks keep the first piece's id and carry the
+        summed usage; an `insufficient_system_resource` finish is continued instead of ending the
+        stream. Returns `chunk` to go on as usual, None to read on, or another chunk to return
+        (already accumulated)."""
         if self.resumed:
             chunk.id = self._acc.id or chunk.id
             if chunk.usage is not None and self._pieces:
-                total = chunk.usage
-                last = self._pieces[-1]
-                for piece in self._pieces:
-                    if piece.usage is None:
-                        self.usage_estimated = True
-                    total = sum_usage(total, piece.usage_given(chunk.usage, last))
-                chunk.usage = total
+                chunk.usage = self._summed_usage(chunk.usage) or chunk.usage
         choices = chunk.choices
-        if not (choices and choices[0].finish_reason == "insufficient_system_resource"):
-            return None
+        if not (choices and choices[0].finish_reason == _CUT):
+            return chunk
         usage = chunk.usage
         choices[0].finish_reason = None
         chunk.usage = None
         self._acc.add(chunk)  # its content belongs to the answer either way
         self._reader.close()
-        if await self._resume("insufficient_system_resource", known_usage=usage):
-            return await self.__anext__()
+        self._cut = (choices[0].index, usage)
+        if await self._resume(_CUT, None, known_usage=usage):
+            d = choices[0].delta
+            # its own text (DeepSeek sends none on a finish chunk) still goes to the caller
+            return chunk if (d.content or d.reasoning_content or d.tool_calls) else None
         # Not resumable: the stream ends as the server ended it.
-        choices[0].finish_reason = "insufficient_system_resource"
-        chunk.usage = usage
-        self._acc.add(ChatCompletionChunk(id=chunk.id, usage=usage, choices=[
-            ChunkChoice(index=choices[0].index, finish_reason="insufficient_system_resource")]))
-        self.response.usage = usage
+        self._end_cut(usage)
+        choices[0].finish_reason = _CUT
+        chunk.usage = self.response.usage
         return chunk
 
-    async def _resume(self, reason: str, known_usage: Usage | None = None) -> bool:
-        """Swap in a continuation stream; False when resumption is off or impossible."""
+    async def _resume(self, reason: str, exc: StreamError | None, known_usage: Usage | None = None) -> bool:
+        """Swap in a continuation stream (held back until checked); False when resumption is off
+        or impossible."""
         resumer = self._resumer
         if resumer is None:
             return False
@@ -210,6 +305,10 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
             return False
         self._pieces.append(LostPiece.of(partial, self._pieces[-1] if self._pieces else None, known_usage))
         self.resumed += 1
+        if exc is not None:
+            self._error = exc
+        self._check = ContinuationCheck(partial)
+        self._held = []
         self.response = nxt.response
         nxt.response.final = self._acc.completion  # the continuation's answer is this whole answer
         self._reader = nxt._reader
