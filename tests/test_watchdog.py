@@ -86,3 +86,14 @@ async def test_tail_after_finish_and_cancel():
     wd2.cancel()
     await asyncio.sleep(0.15)
     assert not ev2.is_set() and wd2.fired is None
+
+
+async def test_tail_never_outlasts_idle():
+    # Timeout(idle=1.0) with the default tail (5 s): after the answer only min(tail, idle) applies.
+    ev = asyncio.Event()
+    wd = Watchdog(Timeout(first_token=5, idle=0.2, total=60), ev.set)
+    wd.first_event()
+    wd.finish()
+    elapsed = await run_until_fired(wd, ev, limit=Timeout().tail)
+    assert wd.fired == "tail" and elapsed < 0.2 + 1.0  # the idle limit plus generous slack
+    assert wd.limit("tail") == 0.2

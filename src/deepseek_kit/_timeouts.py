@@ -33,7 +33,10 @@ class Timeout:
     - idle: the longest gap between two real stream events once the first arrived.
     - total: the whole attempt, headers to last byte.
     - tail: after the final chunk (finish_reason seen), how long to wait for `[DONE]` before
-      ending the stream normally; guards against keep-alives forever after the answer.
+      ending the stream normally; guards against keep-alives forever after the answer. It never
+      outlasts `idle`: the limit used is min(tail, idle) when idle is set, so Timeout(idle=1)
+      ends such a stream about 1 s after its last chunk. The connection is then closed, not
+      pooled (its body was never finished).
     """
 
     connect: float | None = 10.0
@@ -127,7 +130,9 @@ class Watchdog:
         self.first_token = timeout.first_token
         self.idle = timeout.idle
         self.total = timeout.total
-        self._tail = timeout.tail
+        # After the answer, waiting longer than `idle` for [DONE] would make a complete answer
+        # slower than a broken one (issue 7 item 2): the tail is capped by idle.
+        self._tail = timeout.tail if timeout.idle is None else min(timeout.tail, timeout.idle)
         self.start = self.last = loop.time()
         # `deadline` (loop time) is the whole call's end, across retries; `total` is counted from
         # the first attempt by the retry step and passed down as that deadline.
