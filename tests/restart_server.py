@@ -6,6 +6,7 @@ pieces is chosen per server (`ending`) and can change from the second request on
 
   reset         the connection is closed mid-body (no [DONE])
   error         an `{"error": ...}` event, then the body ends
+  malformed     an event that is not JSON, then the body ends
   insufficient  a final chunk with finish_reason "insufficient_system_resource" and usage, [DONE]
   stop          a final chunk with finish_reason "stop" and usage, [DONE]
   keepalive     a final chunk with finish_reason "stop" and usage, then `: keep-alive` forever
@@ -113,6 +114,10 @@ class RestartServer:
         if ending == "error":
             await resp.write(b'data: {"error": {"message": "Internal Server Error", '
                              b'"type": "server_error"}}\n\n')
+            await resp.write_eof()
+            return resp
+        if ending == "malformed":
+            await resp.write(b"data: {not json\n\n")
             await resp.write_eof()
             return resp
         finish = "insufficient_system_resource" if ending == "insufficient" else "stop"

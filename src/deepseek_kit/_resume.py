@@ -22,15 +22,18 @@ the caller, until it proves it continues the answer. DeepSeek's continuation nev
 prefix, so a continuation is a restart when
 - its text in the channel being continued (content, or reasoning_content when the break came
   before any content) repeats the start of what was delivered: its first `min(len(delivered),
-  HOLD_CHARS)` characters equal the delivered ones, or it ends (or moves on) after a non-empty
-  piece that is a prefix of the delivered start; or
+  Resumption.match_chars)` characters (default 12) equal the delivered ones — a restart sampled
+  differently usually shares its opening words —, or it ends, breaks or moves on after a
+  non-empty piece that is a prefix of the delivered start; or
 - content had been delivered and the continuation sends reasoning_content (it is thinking again).
-A continuation that differs from the delivered start at its first characters is released at once,
-so a genuine one is held for a character or two. A restart is dropped and never retried: the
-original StreamError (same type, same message, the delivered text as `.partial`) is raised, or,
-when the answer was cut by `insufficient_system_resource`, the stream ends with that finish_reason
-and the text delivered. A server that ignores `prefix` *and* samples a different opening is not
-detectable this way; that is why the scope above is the first line of defence.
+A continuation that differs from the delivered start within those characters is released at once,
+so a genuine one is held for a character or two; one that sends only textless chunks is released
+after `HOLD_MAX_CHUNKS` of them (nothing to compare, nothing to hold on to). A restart is dropped
+and never retried: the original StreamError (same type, same message, the delivered text as
+`.partial`) is raised, or, when the answer was cut by `insufficient_system_resource`, the stream
+ends with that finish_reason and the text delivered. A server that ignores `prefix` *and* samples
+a different opening is not detectable this way; that is why the scope above is the first line of
+defence.
 
 What is not resumed, and why:
 - a break in the middle of tool-call arguments: prefix completion continues *text*; there is no
@@ -60,29 +63,36 @@ if TYPE_CHECKING:
     from ._resources import ChatCompletions
     from ._stream import AsyncStream
 
-__all__ = ["DEEPSEEK_HOSTS", "HOLD_CHARS", "ContinuationCheck", "LostPiece", "Resumer", "Resumption",
+__all__ = ["DEEPSEEK_HOSTS", "HOLD_MAX_CHUNKS", "ContinuationCheck", "LostPiece", "Resumer", "Resumption",
            "estimate_tokens", "sum_usage", "supports_prefix_completion", "total_usage"]
 
 # Hosts of DeepSeek's own API: prefix completion is documented there (the guide linked above).
 DEEPSEEK_HOSTS = frozenset({"api.deepseek.com"})
-# How much of the delivered text a continuation is compared with (see ContinuationCheck).
-HOLD_CHARS = 32
+# Textless chunks (role, empty deltas) a continuation may send before its check settles: bounds
+# what is held back from a server that floods them.
+HOLD_MAX_CHUNKS = 64
 
 
 @dataclass(frozen=True)
 class Resumption:
     """Stream resumption. `enabled`: None (default) = only for servers that support DeepSeek's
     prefix completion (see the module docstring), True = for every server, False = never.
-    `max_attempts` continuations per stream at most."""
+    `max_attempts` continuations per stream at most. `match_chars`: a continuation whose text
+    repeats the first `min(len(delivered), match_chars)` characters of the delivered text is a
+    restart and is dropped (lower catches restarts sharing shorter openings, at the risk of
+    dropping a genuine continuation that happens to begin like the answer)."""
 
     enabled: bool | None = None
     max_attempts: int = 2
+    match_chars: int = 12
 
     def __post_init__(self) -> None:
         if self.enabled not in (None, True, False):
             raise UsageError(f"Resumption.enabled must be None, True or False, got {self.enabled!r}")
         if type(self.max_attempts) is not int or self.max_attempts < 0:
             raise UsageError(f"Resumption.max_attempts must be an int >= 0, got {self.max_attempts!r}")
+        if type(self.match_chars) is not int or self.match_chars < 1:
+            raise UsageError(f"Resumption.match_chars must be an int >= 1, got {self.match_chars!r}")
 
 
 def supports_prefix_completion(base_url: str, declared: bool | None) -> bool:
@@ -100,7 +110,7 @@ class ContinuationCheck:
 
     __slots__ = ("_channel", "_seen", "_want")
 
-    def __init__(self, partial: ChatCompletion) -> None:
+    def __init__(self, partial: ChatCompletion, match_chars: int = 12) -> None:
         msg = partial.choices[0].message if partial.choices else None
         if msg is not None and msg.content:
             self._channel: str | None = "content"
@@ -111,7 +121,7 @@ class ContinuationCheck:
         else:
             self._channel = None  # nothing delivered: a fresh answer cannot repeat anything
             delivered = ""
-        self._want = delivered[:HOLD_CHARS]
+        self._want = delivered[:match_chars]
         self._seen = ""
 
     def feed(self, chunk: ChatCompletionChunk) -> str:

@@ -22,7 +22,7 @@ from ._dialects import error_object, stream_error
 from ._errors import StreamError, StreamTimeoutError, redact
 from ._events import EventReader, StreamBroken
 from ._request import Response
-from ._resume import ContinuationCheck, LostPiece, Resumer, total_usage
+from ._resume import HOLD_MAX_CHUNKS, ContinuationCheck, LostPiece, Resumer, total_usage
 from ._sse import DONE
 from ._types import (
     ChatCompletion,
@@ -169,6 +169,12 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
                 try:
                     chunk = self._decode(payload)
                 except msgspec.DecodeError as exc:
+                    if self._cut is not None:  # a malformed continuation of a cut answer
+                        self._reader.outcome = "broken"
+                        self._reader.close()
+                        self._check = None
+                        self._held = []
+                        return self._end_cut(None)
                     self._raise_decode(payload, exc)
                     raise  # unreachable
                 if chunk.error is not None or (not chunk.choices and chunk.object == "error"):
@@ -185,7 +191,10 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
                         continue
                 if self._check is not None:
                     self._held.append(chunk)
-                    out = self._settle(self._check.feed(chunk))
+                    verdict = self._check.feed(chunk)
+                    if verdict == "wait" and len(self._held) >= HOLD_MAX_CHUNKS:
+                        verdict = self._check.settle()
+                    out = self._settle(verdict)
                     if out is not None:
                         return out
                     continue
@@ -307,7 +316,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
         self.resumed += 1
         if exc is not None:
             self._error = exc
-        self._check = ContinuationCheck(partial)
+        self._check = ContinuationCheck(partial, resumer.policy.match_chars)
         self._held = []
         self.response = nxt.response
         nxt.response.final = self._acc.completion  # the continuation's answer is this whole answer
