@@ -11,7 +11,8 @@ pieces is chosen per server (`ending`) and can change from the second request on
   stop          a final chunk with finish_reason "stop" and usage, [DONE]
   keepalive     a final chunk with finish_reason "stop" and usage, then `: keep-alive` forever
 
-`later_pieces` / `later_reasoning` replace the text from the second request on. `beta=False`
+`later_pieces` / `later_reasoning` replace the text from the second request on; `delay` pauses
+between the pieces and the ending. `beta=False`
 answers 404 under /beta (a server without DeepSeek's beta paths). `reasoning` pieces stream as
 `reasoning_content` before the content. The server records every request body and path, the
 connections it saw (`transports`, `connections`, `closed`) and keep-alive streams whose client went
@@ -46,7 +47,7 @@ class RestartServer:
     def __init__(self, *, ending: str = "reset", then: str | None = None, beta: bool = True,
                  pieces: list[str] | None = None, reasoning: list[str] | None = None,
                  later_pieces: list[str] | None = None, later_reasoning: list[str] | None = None,
-                 keepalive_every: float = 0.05) -> None:
+                 keepalive_every: float = 0.05, delay: float = 0.0) -> None:
         self.ending = ending
         self.then = then or ending
         self.beta = beta
@@ -55,6 +56,7 @@ class RestartServer:
         self.reasoning = reasoning or []
         self.later_reasoning = later_reasoning
         self.keepalive_every = keepalive_every
+        self.delay = delay  # seconds between the pieces and the ending
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.transports: list[asyncio.BaseTransport] = []  # one per connection, in order
@@ -108,6 +110,8 @@ class RestartServer:
         frames += [_chunk({"reasoning_content": r, "content": None}) for r in reasoning]
         frames += [_chunk({"content": p}) for p in pieces]
         await resp.write(b"".join(frames))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if ending == "reset":
             await self._close(request)
             return resp

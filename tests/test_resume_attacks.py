@@ -175,3 +175,17 @@ async def test_non_stream_keepalive_forever_after_the_body_ends_within_limits(em
             timeout=Timeout(first_token=5, idle=1, total=8),
             extra_headers={"X-DSK-Emulate": "keepalive_forever;keepalive=0.05"})
         assert r.choices[0].message.content and loop.time() - t0 < 8 + 2
+
+
+async def test_continuations_share_the_callers_total_deadline():
+    # Every piece streams, stalls 1.2 s, then breaks; continuations differ (so they are accepted).
+    # Timeout(total=2) bounds the whole stream, continuations included.
+    loop = asyncio.get_running_loop()
+    async with RestartServer(ending="reset", later_pieces=["; then more"], delay=1.2) as srv, \
+            AsyncClient(api_key="sk-attack", base_url=srv.base_url, max_retries=0, prefix_completion=True,
+                        timeout=Timeout(first_token=5, idle=5, total=2)) as c:
+        t0 = loop.time()
+        _, text, err = await read(c)
+        elapsed = loop.time() - t0
+    assert err is not None and elapsed < 2 + 1.0
+    assert text.startswith(TEXT)

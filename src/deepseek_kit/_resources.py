@@ -7,6 +7,7 @@ the answer into msgspec structs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -16,6 +17,7 @@ from ._dialects import decode_chat_completion
 from ._errors import APIConnectionError, UsageError, redact
 from ._resume import Resumer, supports_prefix_completion
 from ._stream import AsyncCompletionStream, AsyncStream
+from ._timeouts import Timeout
 from ._types import (
     Balance,
     ChatCompletion,
@@ -89,6 +91,10 @@ def _decode(resp: Response, decoder: msgspec.json.Decoder[Any], what: str) -> An
 class ChatCompletions:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+
+    @property
+    def client_timeout(self) -> Timeout:
+        return self._client.timeout
 
     @overload
     async def create(
@@ -211,6 +217,7 @@ class ChatCompletions:
             "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
             "top_logprobs": top_logprobs, "user_id": user_id,
         }, extra_body)
+        started = asyncio.get_running_loop().time() if stream else 0.0
         options: dict[str, Any] | None = None if cache is None else {"cache": cache}
         if _only_endpoints is not None:  # a continuation: only endpoints with prefix completion
             options = {**(options or {}), "only_endpoints": _only_endpoints}
@@ -230,7 +237,9 @@ class ChatCompletions:
                 "top_logprobs": top_logprobs, "user_id": user_id, "extra_body": extra_body,
                 "extra_headers": extra_headers, "timeout": timeout, "max_retries": max_retries,
             }
-            return AsyncStream(resp, Resumer(self, params, self._client.resumption, scope or None))
+            total = (self._client.timeout if timeout is ... else Timeout.coerce(timeout)).total
+            return AsyncStream(resp, Resumer(self, params, self._client.resumption, scope or None,
+                                             None if total is None else started + total))
         # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
         return decode_chat_completion(resp, secrets=(self._client.api_key,))
 

@@ -49,14 +49,16 @@ added; `AsyncStream.usage_estimated` says when that happened.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from msgspec import UNSET
 
 from ._errors import UsageError
+from ._timeouts import Timeout
 from ._types import ChatCompletion, ChatCompletionChunk, CompletionTokensDetails, PromptTokensDetails, Usage
 
 if TYPE_CHECKING:
@@ -242,15 +244,18 @@ def total_usage(pieces: list[LostPiece]) -> tuple[Usage | None, bool]:
 
 
 class Resumer:
-    """Knows how to ask for the rest of one stream: the original call's arguments, and the
-    endpoints a continuation may go to (None: no restriction, no router or none declared)."""
+    """Knows how to ask for the rest of one stream: the original call's arguments, the
+    endpoints a continuation may go to (None: no restriction, no router or none declared), and
+    the call's deadline (loop time): `Timeout.total` bounds the whole answer, continuations
+    included, so each continuation gets only what is left of it."""
 
     def __init__(self, completions: ChatCompletions, params: Mapping[str, Any], policy: Resumption,
-                 only_endpoints: frozenset[str] | None = None) -> None:
+                 only_endpoints: frozenset[str] | None = None, deadline: float | None = None) -> None:
         self._completions = completions
         self._params = dict(params)
         self.policy = policy
         self.only_endpoints = only_endpoints
+        self.deadline = deadline
         self.attempts = 0
 
     def resumable(self, partial: ChatCompletion, reason: str) -> bool:
@@ -277,6 +282,13 @@ class Resumer:
             prefix["reasoning_content"] = msg.reasoning_content
         params = {**self._params, "messages": [*messages, prefix], "stream": True, "resume": False,
                   "_only_endpoints": self.only_endpoints}
+        if self.deadline is not None:
+            left = self.deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return None  # the caller's total has passed: the original error stands
+            t = params.get("timeout", ...)
+            base = self._completions.client_timeout if t is ... else Timeout.coerce(t)
+            params["timeout"] = replace(base, total=left)
         from ._errors import DeepSeekError
 
         try:
