@@ -189,3 +189,23 @@ async def test_continuations_share_the_callers_total_deadline():
         elapsed = loop.time() - t0
     assert err is not None and elapsed < 2 + 1.0
     assert text.startswith(TEXT)
+
+
+async def test_no_genuine_continuation_is_dropped_at_any_cut_point(emulator):
+    # The emulator continues a prefix exactly (a faithful prefix completion): at every cut point,
+    # in reasoning, at the reasoning/content boundary and in the answer, the check must accept it
+    # and the resumed stream must equal the unbroken one.
+    shaping = "tokens=16;reasoning_tokens=6;chunk_tokens=1"
+    async with AsyncClient(api_key="sk-sweep", base_url=emulator.base_url, max_retries=0,
+                           prefix_completion=True, timeout=Timeout(first_token=10, idle=5, total=30)) as c:
+        for think in (True, False):
+            ref = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=think,
+                                                  extra_headers={"X-DSK-Emulate": shaping})
+            for cut in range(2, 24):
+                h = {"X-DSK-Emulate": f"reset_after={cut};times=1;{shaping};key=sweep{think}{cut}"}
+                s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=think,
+                                                    stream=True, extra_headers=h)
+                final = await s.until_done()
+                msg = final.choices[0].message
+                assert msg.content == ref.choices[0].message.content, (think, cut)
+                assert (msg.reasoning_content or None) == (ref.choices[0].message.reasoning_content or None)
