@@ -318,6 +318,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
             self._error = exc
         self._check = ContinuationCheck(partial, resumer.policy.match_chars)
         self._held = []
+        self._ready.clear()  # anything left of the piece that ended (after its finish) goes with it
         self.response = nxt.response
         nxt.response.final = self._acc.completion  # the continuation's answer is this whole answer
         self._reader = nxt._reader
