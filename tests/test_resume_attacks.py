@@ -209,3 +209,12 @@ async def test_no_genuine_continuation_is_dropped_at_any_cut_point(emulator):
                 msg = final.choices[0].message
                 assert msg.content == ref.choices[0].message.content, (think, cut)
                 assert (msg.reasoning_content or None) == (ref.choices[0].message.reasoning_content or None)
+
+
+async def test_break_before_any_text_then_a_fresh_answer_is_not_doubled():
+    # Nothing was delivered: a server that ignores the (empty) prefix answers afresh, which is right.
+    async with RestartServer(ending="reset", then="stop", pieces=[],
+                             later_pieces=["A fresh ", "answer."]) as srv, \
+            client_for(srv.base_url, prefix_completion=True) as c:
+        s, text, err = await read(c)
+    assert err is None and text == "A fresh answer." and s.resumed == 1
