@@ -141,7 +141,8 @@ class RestartServer:
     @staticmethod
     async def _close(request: web.Request) -> None:
         t = request.transport
-        assert t is not None
+        if t is None:  # the client already left
+            return
         for _ in range(200):
             if t.is_closing() or t.get_write_buffer_size() == 0:
                 break
