@@ -14,12 +14,14 @@ from typing import Any, Protocol
 from ._auth import AuthProvider, AuthStep, StaticKey
 from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
+from ._holidays import HolidayCalendar
 from ._http import Attempt
 from ._limits import Limits, LimitStep
 from ._logstep import LogStep
 from ._logstore import LogConfig
 from ._metrics import MetricsConfig, MetricsStep
 from ._metrics_summary import Metrics
+from ._pricing import default_clock
 from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
@@ -139,9 +141,17 @@ class AsyncClient:
             limits = Limits(**cfg["limits"])
         if cache is None and cfg.get("cache"):
             cache = CachePolicy(**cfg["cache"])
+        # [pricing]: the holiday calendar of every cost this client computes (docs/pricing.md).
+        self.holidays = HolidayCalendar.from_config(cfg.get("pricing"))
         if metrics is None and "metrics" in cfg:
             m = cfg["metrics"]
-            metrics = MetricsConfig(**m) if isinstance(m, dict) else bool(m)
+            metrics = (MetricsConfig(**{"holidays": self.holidays, **m}) if isinstance(m, dict)
+                       else bool(m))
+        if metrics is True:
+            metrics = MetricsConfig(holidays=self.holidays)
+        #: The wall clock costs are priced by (the metrics config's, else `default_clock()`).
+        self.clock = (metrics.clock if isinstance(metrics, MetricsConfig) else metrics.config.clock
+                      if isinstance(metrics, MetricsStep) else default_clock())
         self._metrics_step = _metrics_step(metrics)
         self.cache = _cache_step(cache)
         self.limits = LimitStep(limits, api_key=key) if limits is not None else None
