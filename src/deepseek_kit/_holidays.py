@@ -21,6 +21,7 @@ A leaf: imports only the standard library and `_errors`.
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
@@ -89,7 +90,18 @@ def _warn_uncovered(year: int) -> None:
         f"holidays to the config file ([pricing] holidays = [\"{year}-01-01\", ...]) or pass "
         f"HolidayCalendar(holidays=...), or upgrade deepseek-kit once the State Council has "
         f"published the {year} schedule.",
-        HolidayCalendarWarning, stacklevel=4)
+        HolidayCalendarWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside deepseek_kit: the warning points at the user's
+    line whatever path (cost, metrics, logs, batch) led here."""
+    frame = sys._getframe(2)  # the caller of _warn_uncovered: stacklevel 2
+    level = 2
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("deepseek_kit"):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _as_date(value: Any, where: str) -> date:
