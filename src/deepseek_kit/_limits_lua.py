@@ -3,28 +3,34 @@
 Each runs atomically in Redis. Times come from Redis's `TIME` and are stored with `%.6f` (Lua's
 default number formatting keeps only 14 digits). Keys of one quota share a hash tag, so a cluster
 keeps them in one slot: `dsk:lim:{<scope>}:s` (hash: adaptive factor `f`, last shrink `sa`, rate
-timestamps `tr`/`tt`, last start `ls`, ticket sequence `seq`), `:l` (leases, scored by expiry),
-`:q` (queued tickets, scored by sequence) and `:a` (tickets, scored by expiry).
+timestamps `tr`/`tt`, last start `ls`, ticket sequence `seq`, epoch `ep`), `:l` (leases, scored by
+expiry), `:q` (queued tickets, scored by sequence) and `:a` (tickets, scored by expiry).
+
+The epoch `ep` is a random id set by the first `acquire` that finds the state hash without one: a
+Redis restart, a flush or an idle expiry gives a new epoch, which tells holders of turns reserved
+in the old state that their schedule is gone (`_limits_redis.py`, issue 8 finding R1).
 """
 
-__all__ = ["ACQUIRE", "RELEASE", "RENEW", "STATE"]
+__all__ = ["ACQUIRE", "EPOCH", "RELEASE", "RENEW", "STATE"]
 
 # KEYS: state, leases, queue, alive. ARGV: cap, s/request, s/token, request burst, token burst, lease
-# ttl, idle expiry ms, wake channel, scope, number of ids to drop, the ids, then (ticket, tokens,
-# budget s or -1) per waiter in order. Returns factor, cap in force, seconds to the next expiry (-1
-# none), then (status, wait) per waiter: "ok", "wait" (queued) or "rpm"/"tpm" (refused: over budget).
+# ttl, idle expiry ms, wake channel, epoch to set if none, scope, number of ids to drop, the ids,
+# then (ticket, tokens, budget s or -1) per waiter in order. Returns factor, cap in force, seconds to
+# the next expiry (-1 none), the epoch, then (status, wait) per waiter: "ok", "wait" (queued) or
+# "rpm"/"tpm" (refused: over budget).
 ACQUIRE = """
 local st, leases, queue, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cap, ri, ti = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local rb, tb, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local s = redis.call('HMGET', st, 'f', 'tr', 'tt', 'ls')
+redis.call('HSETNX', st, 'ep', ARGV[9])
+local s = redis.call('HMGET', st, 'f', 'tr', 'tt', 'ls', 'ep')
 local f = tonumber(s[1]) or 1
 local tat_r, tat_t, last = tonumber(s[2]) or 0, tonumber(s[3]) or 0, tonumber(s[4]) or 0
-local i = 11
+local i = 12
 local freed = 0
-for _ = 1, tonumber(ARGV[10]) do
+for _ = 1, tonumber(ARGV[11]) do
   freed = freed + redis.call('ZREM', leases, ARGV[i])
   redis.call('ZREM', queue, ARGV[i])
   redis.call('ZREM', alive, ARGV[i])
@@ -102,9 +108,10 @@ if cap > 0 then
     local e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if e[2] and (nxt < 0 or tonumber(e[2]) - now < nxt) then nxt = math.max(0, tonumber(e[2]) - now) end
   end
-  if freed > 0 and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
+  if freed > 0 and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[10]) end
 end
 for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[7]) end
+table.insert(out, 1, s[5])
 table.insert(out, 1, tostring(nxt))
 table.insert(out, 1, capnow)
 table.insert(out, 1, tostring(f))
@@ -153,6 +160,11 @@ for i = 2, #ARGV do
   redis.call('ZADD', KEYS[2], 'XX', exp, ARGV[i])
 end
 return n
+"""
+
+# KEYS: state. Returns the epoch, or nil when the state is gone (restarted or flushed Redis).
+EPOCH = """
+return redis.call('HGET', KEYS[1], 'ep')
 """
 
 # KEYS: state, leases, queue, alive. Returns factor, leases held, tickets queued.

@@ -1,0 +1,133 @@
+"""Redis limits across a Redis restart or flush (issue 8 finding R1, and the attacks after it).
+
+A redis-server of our own on a fixed port (`--save ''`: a restart starts empty, as in the finding),
+restarted or flushed mid-run while callers hold reserved turns. The rate after the reset must stay
+the configured one (plus at most one burst), not double while the old reservations drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from deepseek_kit._limits import LimitBackendError, Limits
+from deepseek_kit._limits_redis import RedisLimiter
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _cmd(port: int, *words: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(("*%d\r\n" % len(words) + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)).encode())
+        return s.recv(256)
+
+
+class RestartableRedis:
+    """redis-server on one port that can be killed and started again, empty."""
+
+    def __init__(self, workdir, *extra: str) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed (scripts/test installs it with apt-get)")
+        self.exe, self.workdir, self.extra = exe, workdir, extra
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("redis-server did not start")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    r = RestartableRedis(tmp_path)
+    r.start()
+    yield r
+    r.kill()
+
+
+async def _run(limiter: RedisLimiter, callers: int, duration: float, at: float, reset) -> tuple[list[float], int]:
+    """`callers` loops acquiring turns for `duration` s (then cancelled); `reset()` runs (in a
+    thread) at `at` s. Returns the grant times (s from the start) and how many acquisitions
+    failed (Redis down)."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    grants: list[float] = []
+    failed = 0
+
+    async def caller() -> None:
+        nonlocal failed
+        while True:
+            try:
+                lease = await limiter.acquire("", 1, None)
+            except LimitBackendError:
+                failed += 1
+                await asyncio.sleep(0.05)
+                continue
+            grants.append(loop.time() - t0)
+            lease.finish(1, 1)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+    await asyncio.sleep(at)
+    await asyncio.to_thread(reset)
+    await asyncio.sleep(max(0.0, duration - (loop.time() - t0)))
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return [g for g in grants if g < duration], failed
+
+
+@pytest.mark.parametrize("how", ["restart", "flushall"])
+async def test_rate_survives_a_redis_reset_mid_run(own_redis, how):
+    # 600 rpm = one turn per 0.1 s; 20 callers keep ~2 s of turns reserved ahead of the clock.
+    rpm, callers, duration, at = 600, 20, 4.0, 1.5
+    limiter = RedisLimiter(Limits(rpm=rpm, burst=0.1, redis_url=own_redis.url, max_queue_wait=None,
+                                  name=f"r1-{how}"))  # burst 0.1 s = one turn at once
+    reset = own_redis.restart if how == "restart" else (lambda: _cmd(own_redis.port, "FLUSHALL"))
+    try:
+        grants, failed = await _run(limiter, callers, duration, at, reset)
+    finally:
+        await limiter.aclose()
+    after = [g for g in grants if g >= at]
+    allowed = (duration - at) * rpm / 60  # 25 turns in the 2.5 s after the reset
+    # Before the fix: ~45 (old reservations drain at 10/s while new ones start at 10/s from empty).
+    assert len(after) <= allowed + 3, (len(after), allowed, failed)
+    assert len(after) >= allowed * 0.6  # and the limiter still works after the reset
+    before = [g for g in grants if g < at]
+    assert len(before) <= at * rpm / 60 + 2
