@@ -131,3 +131,49 @@ async def test_rate_survives_a_redis_reset_mid_run(own_redis, how):
     assert len(after) >= allowed * 0.6  # and the limiter still works after the reset
     before = [g for g in grants if g < at]
     assert len(before) <= at * rpm / 60 + 2
+
+
+async def test_reset_seen_only_by_another_process_still_holds_the_rate(own_redis):
+    """Process A only has callers sleeping on reserved turns; process B starts after the restart.
+    A never sends an acquire in between, so it learns of the reset only by the check at the end of
+    each sleep. (Two limiters with their own connections stand for two processes.)"""
+    rpm, at, duration = 600, 1.0, 3.0
+    mk = lambda: RedisLimiter(Limits(rpm=rpm, burst=0.1, redis_url=own_redis.url, max_queue_wait=None,
+                                     name="r1-two"))  # noqa: E731
+    a, b = mk(), mk()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    grants: list[float] = []
+
+    async def once(lim: RedisLimiter) -> None:
+        while True:
+            try:
+                lease = await lim.acquire("", 1, None)
+                break
+            except LimitBackendError:
+                await asyncio.sleep(0.05)
+        grants.append(loop.time() - t0)
+        lease.finish(1, 1)
+
+    try:
+        # A: 30 callers, one turn each: reservations ~3 s ahead, all sent before the restart.
+        sleepers = [asyncio.create_task(once(a)) for _ in range(30)]
+        await asyncio.sleep(at)
+        await asyncio.to_thread(own_redis.restart)
+
+        async def b_loop() -> None:
+            while True:
+                await once(b)
+
+        bs = [asyncio.create_task(b_loop()) for _ in range(10)]
+        await asyncio.sleep(duration - at)
+        for t in [*sleepers, *bs]:
+            t.cancel()
+        await asyncio.gather(*sleepers, *bs, return_exceptions=True)
+    finally:
+        await a.aclose()
+        await b.aclose()
+    after = [g for g in grants if at <= g < duration]
+    allowed = (duration - at) * rpm / 60  # 20
+    assert len(after) <= allowed + 3, (len(after), allowed)  # before the fix: ~40
+    assert len(after) >= allowed * 0.6
