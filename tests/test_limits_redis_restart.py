@@ -177,3 +177,50 @@ async def test_reset_seen_only_by_another_process_still_holds_the_rate(own_redis
     allowed = (duration - at) * rpm / 60  # 20
     assert len(after) <= allowed + 3, (len(after), allowed)  # before the fix: ~40
     assert len(after) >= allowed * 0.6
+
+
+async def test_redis_clock_stepping_back_does_not_stall_the_quota(own_redis):
+    """An NTP step back of Redis's clock, as the state sees it: every stored time (the last
+    acquire `lu`, the rate timestamps) suddenly lies an hour ahead of Redis's TIME."""
+    import redis.asyncio
+
+    lim = RedisLimiter(Limits(rpm=600, burst=0.1, redis_url=own_redis.url, max_queue_wait=5, name="step"))
+    r = redis.asyncio.Redis.from_url(own_redis.url)
+    try:
+        (await lim.acquire("", 1, 5.0)).finish(1, 1)
+        sec, usec = await r.time()
+        ahead = sec + usec / 1e6 + 3600
+        await r.hset("dsk:lim:{}:s", mapping={"lu": f"{ahead:.6f}", "tr": f"{ahead + 0.1:.6f}",
+                                                "ls": f"{ahead:.6f}"})
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        for _ in range(3):  # before the fix: QueueTimeoutError (each turn would wait an hour)
+            (await lim.acquire("", 1, 5.0)).finish(1, 1)
+        assert loop.time() - t < 2.0  # 3 turns at 10/s
+    finally:
+        await r.aclose()
+        await lim.aclose()
+
+
+async def test_redis_out_of_memory_is_a_typed_error_that_says_so(tmp_path):
+    import redis.asyncio
+
+    srv = RestartableRedis(tmp_path, "--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+    srv.start()
+    r = redis.asyncio.Redis.from_url(srv.url)
+    lim = RedisLimiter(Limits(rpm=600, max_in_flight=2, redis_url=srv.url, max_queue_wait=5, name="oom"))
+    try:
+        with pytest.raises(redis.exceptions.ResponseError):  # fill it up
+            for i in range(10_000):
+                await r.set(f"junk{i}", "x" * 10_000)
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        with pytest.raises(LimitBackendError) as e:
+            await lim.acquire("", 1, 5.0)
+        assert loop.time() - t < 2.0  # at once, not after max_queue_wait
+        assert "out of memory" in str(e.value) and "maxmemory" in str(e.value)
+        assert "request was not sent" in str(e.value)
+    finally:
+        await r.aclose()
+        await lim.aclose()
+        srv.kill()

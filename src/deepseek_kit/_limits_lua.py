@@ -3,8 +3,13 @@
 Each runs atomically in Redis. Times come from Redis's `TIME` and are stored with `%.6f` (Lua's
 default number formatting keeps only 14 digits). Keys of one quota share a hash tag, so a cluster
 keeps them in one slot: `dsk:lim:{<scope>}:s` (hash: adaptive factor `f`, last shrink `sa`, rate
-timestamps `tr`/`tt`, last start `ls`, ticket sequence `seq`, epoch `ep`), `:l` (leases, scored by
-expiry), `:q` (queued tickets, scored by sequence) and `:a` (tickets, scored by expiry).
+timestamps `tr`/`tt`, last start `ls`, ticket sequence `seq`, epoch `ep`, Redis time of the last
+acquire `lu`), `:l` (leases, scored by expiry), `:q` (queued tickets, scored by sequence) and `:a`
+(tickets, scored by expiry).
+
+If Redis's clock steps back (an NTP step on its host), `acquire` finds `now < lu` and moves the
+rate timestamps back by the same amount, so the schedule stays relative: without that every turn
+would wait for the size of the step (an hour's step = an hour's wait, or a QueueTimeoutError).
 
 The epoch `ep` is a random id set by the first `acquire` that finds the state hash without one: a
 Redis restart, a flush or an idle expiry gives a new epoch, which tells holders of turns reserved
@@ -25,9 +30,16 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cap, ri, ti = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local rb, tb, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 redis.call('HSETNX', st, 'ep', ARGV[9])
-local s = redis.call('HMGET', st, 'f', 'tr', 'tt', 'ls', 'ep')
+local s = redis.call('HMGET', st, 'f', 'tr', 'tt', 'ls', 'ep', 'lu')
 local f = tonumber(s[1]) or 1
 local tat_r, tat_t, last = tonumber(s[2]) or 0, tonumber(s[3]) or 0, tonumber(s[4]) or 0
+local changed = false
+local lu = tonumber(s[6])
+if lu and now < lu then
+  local d = lu - now
+  tat_r, tat_t, last, changed = tat_r - d, tat_t - d, last - d, true
+end
+redis.call('HSET', st, 'lu', string.format('%.6f', now))
 local i = 12
 local freed = 0
 for _ = 1, tonumber(ARGV[11]) do
@@ -46,7 +58,7 @@ if cap > 0 then
   capnow = math.max(1, math.floor(cap * f + 1e-9))
 end
 local out = {}
-local blocked, changed = false, false
+local blocked = false
 while i <= #ARGV do
   local id, tokens, budget = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   i = i + 3

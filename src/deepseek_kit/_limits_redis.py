@@ -259,8 +259,13 @@ class RedisLimiter:
 
     def _backend_error(self, exc: BaseException) -> LimitBackendError:
         url = _safe_url(self.limits.redis_url or "the given Redis client")
+        if "maxmemory" in str(exc):  # OutOfMemoryError (noeviction): running is not the problem
+            hint = ("Redis is out of memory: free memory or raise its maxmemory (the limits' keys are "
+                    "small and expire when idle).")
+        else:
+            hint = "Check that Redis is running."
         return LimitBackendError(f"limits {self.limits.name!r}: Redis at {url} failed ({type(exc).__name__}: "
-                                 f"{exc}); the request was not sent. Check that Redis is running.")
+                                 f"{exc}); the request was not sent. {hint}")
 
     async def _run_acquire(self, scope: str, batch: list[_Entry], cancels: list[str],
                            now: float) -> tuple[list[Any], list[tuple[str, float]]]:
