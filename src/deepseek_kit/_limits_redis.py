@@ -27,7 +27,7 @@ new epoch (any `acquire` reply), or when the check at the end of its sleep finds
 or gone; so after a reset everyone queues again on the new schedule, and the rate stays the
 configured one plus at most one burst, instead of doubling while the old reservations drain.
 In-flight leases lost with the state are not re-created: until they end, the cap may be exceeded
-by the number of leases held at the reset (docs/limits: "Redis restarts").
+by the number of leases held at the reset (README "Limits").
 """
 
 from __future__ import annotations
