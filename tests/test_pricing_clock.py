@@ -205,3 +205,19 @@ def test_fake_now_must_be_an_iso_time_with_an_offset(monkeypatch, bad):
     monkeypatch.setenv("DSK_FAKE_NOW", bad)
     with pytest.raises(UsageError, match="DSK_FAKE_NOW"):
         MetricsConfig()
+
+
+@pytest.mark.parametrize(("config", "env", "says"), [
+    ('[pricing]\nholidays = ["2027-02-30"]\n', {}, "config file [pricing] holidays: '2027-02-30' is not a date"),
+    ('[pricing]\nholidays = "2027-01-01"\n', {}, "must be a list of dates"),
+    ('[pricing]\nholidays = ["2027-01-01"]\nworkdays = [2027-01-01]\n', {},
+     "config file [pricing]: ['2027-01-01'] listed both as holidays and as workdays"),
+    ("", {"DSK_FAKE_NOW": "next tuesday"}, "DSK_FAKE_NOW must be an ISO 8601 time"),
+])
+def test_dsk_refuses_bad_pricing_settings_in_one_line(tmp_path, config, env, says):
+    from test_cli_ask import dsk_env, run_dsk
+
+    (tmp_path / "config.toml").write_text(config)
+    p = run_dsk("ask", "--mock", "hi", env=dsk_env(tmp_path, **env))
+    assert p.returncode == 2 and p.stdout == "", p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("dsk: error: ") and says in p.stderr, p.stderr

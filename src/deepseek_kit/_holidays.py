@@ -193,9 +193,12 @@ class HolidayCalendar:
         if not isinstance(builtin, bool):
             raise UsageError(f"config file [pricing]: builtin_holidays must be true or false, "
                              f"got {builtin!r}")
-        return cls(holidays=_as_dates(table.get("holidays", ()), "config file [pricing] holidays"),
-                   workdays=_as_dates(table.get("workdays", ()), "config file [pricing] workdays"),
-                   builtin=builtin)
+        holidays = _as_dates(table.get("holidays", ()), "config file [pricing] holidays")
+        workdays = _as_dates(table.get("workdays", ()), "config file [pricing] workdays")
+        try:
+            return cls(holidays=holidays, workdays=workdays, builtin=builtin)
+        except UsageError as exc:
+            raise UsageError(f"config file [pricing]: {exc}") from None
 
 
 #: The built-in calendar alone.
