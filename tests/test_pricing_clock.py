@@ -221,3 +221,29 @@ def test_dsk_refuses_bad_pricing_settings_in_one_line(tmp_path, config, env, say
     p = run_dsk("ask", "--mock", "hi", env=dsk_env(tmp_path, **env))
     assert p.returncode == 2 and p.stdout == "", p.stderr
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("dsk: error: ") and says in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("holiday", [True, False])
+def test_dsk_batch_and_its_log_price_with_the_config_holidays(tmp_path, holiday):
+    """`dsk batch` (key and URL known, so the client itself does not read the config file) prices
+    with the config's [pricing] holidays, like its log rows: a Tuesday 10:00 made a holiday is
+    off-peak in both."""
+    import json
+    import sqlite3
+
+    from test_cli_ask import dsk_env, run_dsk
+
+    if holiday:
+        (tmp_path / "config.toml").write_text('[pricing]\nholidays = ["2026-11-24"]\n')
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "messages": [{"role": "user", "content": "hello there"}]}\n')
+    out = tmp_path / "out.jsonl"
+    p = run_dsk("batch", str(src), "-o", str(out), "--mock", "-q",
+                env=dsk_env(tmp_path, DSK_FAKE_NOW=PEAK.isoformat()))
+    assert p.returncode == 0, p.stderr
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    usage = line["response"]["usage"]
+    expected = _pricing.cost("deepseek-flash", usage, peak=not holiday)
+    assert Decimal(str(line["cost"])) == expected > 0
+    (logged,) = sqlite3.connect(tmp_path / "logs.sqlite3").execute("SELECT cost FROM requests").fetchall()
+    assert logged[0] == pytest.approx(float(expected))
