@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from deepseek_kit._limits import LimitBackendError, Limits
+from deepseek_kit._limits import LimitBackendError, Limits, QueueTimeoutError
 from deepseek_kit._limits_redis import RedisLimiter
 
 
@@ -224,3 +224,26 @@ async def test_redis_out_of_memory_is_a_typed_error_that_says_so(tmp_path):
         await r.aclose()
         await lim.aclose()
         srv.kill()
+
+
+async def test_in_flight_cap_counts_leases_held_across_a_restart(own_redis):
+    """A holds the whole cap when Redis restarts empty; B, another process, must not get a slot
+    once A's leases are back (A's next renewal, within lease_ttl/3), only when A releases one."""
+    ttl = 1.5
+    mk = lambda: RedisLimiter(Limits(max_in_flight=3, redis_url=own_redis.url, lease_ttl=ttl,  # noqa: E731
+                                     max_queue_wait=None, name="cap-reset"))
+    a, b = mk(), mk()
+    try:
+        held = [await a.acquire("", 1, None) for _ in range(3)]
+        await asyncio.to_thread(own_redis.restart)
+        await asyncio.sleep(ttl / 3 * 2 + 0.2)  # A's renewals: one may hit the restart, the next puts them back
+        with pytest.raises(QueueTimeoutError):  # before the fix: B is granted at once (cap 3 + 1 in flight)
+            await b.acquire("", 1, 1.0)
+        held.pop().finish(1, 1)
+        lease = await asyncio.wait_for(b.acquire("", 1, 5.0), 5.0)  # the freed slot goes to B
+        lease.finish(1, 1)
+    finally:
+        for lease in held:
+            lease.finish(1, 1)
+        await a.aclose()
+        await b.aclose()

@@ -162,16 +162,27 @@ redis.call('PEXPIRE', st, ARGV[8])
 return tostring(f)
 """
 
-# KEYS: leases, alive. ARGV: ttl, ids. Returns how many leases were still there to renew.
+# KEYS: state, leases, alive. ARGV: ttl, the epoch the caller's leases were granted in, how many
+# lease ids follow, the lease ids, then ticket ids. A state whose epoch differs (Redis restarted or
+# was flushed: the leases are gone) gets the leases back, so the in-flight cap counts them again.
+# Returns how many leases were re-created.
 RENEW = """
 local t = redis.call('TIME')
 local exp = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1]))
-local n = 0
-for i = 2, #ARGV do
-  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', exp, ARGV[i])
-  redis.call('ZADD', KEYS[2], 'XX', exp, ARGV[i])
+local lost = redis.call('HGET', KEYS[1], 'ep') ~= ARGV[2]
+local n, back = tonumber(ARGV[3]), 0
+for i = 4, #ARGV do
+  if i < 4 + n then
+    if lost then
+      back = back + redis.call('ZADD', KEYS[2], exp, ARGV[i])
+    else
+      redis.call('ZADD', KEYS[2], 'XX', exp, ARGV[i])
+    end
+  else
+    redis.call('ZADD', KEYS[3], 'XX', exp, ARGV[i])
+  end
 end
-return n
+return back
 """
 
 # KEYS: state. Returns the epoch, or nil when the state is gone (restarted or flushed Redis).

@@ -6,7 +6,8 @@ Same semantics as `_limits_local.py`, kept in Redis by three Lua scripts (each r
   ticket order and reserves the rpm/tpm turn (GCRA, one timestamp per rate) in the same call;
 - `release` frees a lease, corrects the token estimate with the real usage, moves the adaptive
   factor, and publishes a wake-up when someone is queued;
-- `renew` pushes back the expiry of this process's leases and tickets.
+- `renew` pushes back the expiry of this process's leases and tickets (and puts its leases back
+  after a Redis restart or flush, so that the in-flight cap counts them again).
 
 Time is Redis's own clock (`TIME`), so hosts need not agree on the time. Waits are relative.
 
@@ -26,8 +27,8 @@ still there. A caller sleeping until a reserved turn re-acquires instead when th
 new epoch (any `acquire` reply), or when the check at the end of its sleep finds the epoch changed
 or gone; so after a reset everyone queues again on the new schedule, and the rate stays the
 configured one plus at most one burst, instead of doubling while the old reservations drain.
-In-flight leases lost with the state are not re-created: until they end, the cap may be exceeded
-by the number of leases held at the reset (README "Limits").
+In-flight leases lost with the state are put back by their holders' next renewal (within
+`lease_ttl/3`): until then the in-flight cap may be exceeded by the leases held at the reset.
 """
 
 from __future__ import annotations
@@ -383,17 +384,22 @@ class RedisLimiter:
                 await asyncio.sleep(self._ttl / 3)
                 busy = False
                 for scope in set(self._held) | set(self._pumps):
-                    ids = list(self._held.get(scope, ()))
+                    leases = list(self._held.get(scope, ()))
                     pump = self._pumps.get(scope)
-                    if pump is not None:
-                        ids += [e.id for e in pump.pending if e.sent and not e.fut.done()]
-                    if not ids:
+                    tickets = [e.id for e in pump.pending if e.sent and not e.fut.done()] if pump else []
+                    if not leases and not tickets:
                         continue
                     busy = True
+                    k = self._keys_of(scope)
+                    args = [repr(self._ttl), self._epochs.get(scope, ""), len(leases), *leases, *tickets]
                     try:
-                        await script(keys=self._keys_of(scope)[1::2], args=[repr(self._ttl), *ids])
+                        back = await script(keys=[k[0], k[1], k[3]], args=args)
                     except Exception as exc:
                         log.warning("limits %r: could not renew leases (%s)", self.limits.name, exc)
+                    else:
+                        if back:
+                            log.warning("limits %r: the state in Redis was reset; %d requests in flight "
+                                        "here counted again", self.limits.name, back)
                 if not busy:
                     return
         finally:
