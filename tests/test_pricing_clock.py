@@ -247,3 +247,28 @@ def test_dsk_batch_and_its_log_price_with_the_config_holidays(tmp_path, holiday)
     assert Decimal(str(line["cost"])) == expected > 0
     (logged,) = sqlite3.connect(tmp_path / "logs.sqlite3").execute("SELECT cost FROM requests").fetchall()
     assert logged[0] == pytest.approx(float(expected))
+
+
+async def test_batch_prices_each_answer_on_its_own_side_of_noon(emulator_factory, tmp_path):
+    """Two answers 0.2 s apart around 12:00:00 Beijing: the first at peak, the second off-peak (the
+    batch runner's peak cache must not carry 11:59:59.9 over the boundary)."""
+    import json
+
+    from deepseek_kit import run_batch
+
+    reads = iter([bj(2026, 11, 24, 11, 59, 59).timestamp() + 0.9] * 2)  # call 1: metrics, then batch
+
+    def clock() -> float:
+        return next(reads, bj(2026, 11, 24, 12, 0, 0).timestamp() + 0.1)
+
+    emu = emulator_factory()
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": "Same."}]}) + "\n"
+                           for i in range(2)))
+    async with AsyncClient(api_key=KEY, base_url=emu.base_url, metrics=MetricsConfig(clock=clock)) as c:
+        assert c.clock is clock
+        await run_batch(c, src, tmp_path / "out.jsonl", model="deepseek-flash", concurrency=1, ordered=True)
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    peaks = [Decimal(str(x["cost"])) == _pricing.cost("deepseek-flash", x["response"]["usage"], peak=True)
+             for x in lines]
+    assert peaks == [True, False]

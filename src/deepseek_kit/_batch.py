@@ -151,18 +151,21 @@ class _Runner:
         self.system = system
         self.max_cost = max_cost
         self.currency = currency
-        self._peak, self._peak_until = False, 0.0
+        self._peak, self._peak_second = False, -1
         # The client's pricing clock and calendar (the config's [pricing] table, DSK_FAKE_NOW).
         self.clock = getattr(client, "clock", None) or _pricing.default_clock()
         self.holidays = getattr(client, "holidays", None) or _pricing.DEFAULT_CALENDAR
 
     def peak(self) -> bool:
-        """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up at most once a
-        second: the calendar check is most of what pricing one answer costs."""
-        now = time.monotonic()
-        if now >= self._peak_until:
-            self._peak = _pricing.is_peak(datetime.fromtimestamp(self.clock(), timezone.utc), self.holidays)
-            self._peak_until = now + 1.0
+        """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up once per wall-clock
+        second (the calendar check is most of what pricing one answer costs). Keyed by the
+        clock's whole second, not a monotonic deadline: windows open and close on whole seconds,
+        so an answer just after 12:00:00 is never priced with a state read at 11:59:59."""
+        now = self.clock()
+        second = int(now // 1)
+        if second != self._peak_second:
+            self._peak = _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc), self.holidays)
+            self._peak_second = second
         return self._peak
 
     def cost_total(self) -> Decimal:

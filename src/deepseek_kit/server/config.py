@@ -107,6 +107,8 @@ class EmulatorConfig:
         self.default_topped_up = _dec(self.default_topped_up)
         self.currency = self.currency.upper()
         self.holidays = _pricing.calendar_of(self.holidays, "emulator holidays")
+        if not callable(self.clock):  # a config file cannot give one: code only (tests)
+            raise ValueError(f"clock must be a callable returning epoch seconds, not {self.clock!r}")
         if self.currency not in ("CNY", "USD"):
             raise ValueError(f"currency must be CNY or USD, not {self.currency!r}")
         if self.json_without_hint not in ("spaces", "until_limit"):
