@@ -272,3 +272,36 @@ async def test_batch_prices_each_answer_on_its_own_side_of_noon(emulator_factory
     peaks = [Decimal(str(x["cost"])) == _pricing.cost("deepseek-flash", x["response"]["usage"], peak=True)
              for x in lines]
     assert peaks == [True, False]
+
+
+def test_dsk_shows_the_calendar_warning_as_one_line_on_a_terminal_only(tmp_path):
+    """In 2027 (no calendar yet) at a weekday peak hour: a pipe gets no warning (scripts parse
+    stderr); a terminal gets exactly one `dsk: warning:` line, not a Python warning dump."""
+    import os
+    import pty
+
+    from test_cli_ask import dsk_env, run_dsk
+
+    env = dsk_env(tmp_path, DSK_FAKE_NOW="2027-03-02T10:00:00+08:00")  # a Tuesday
+    p = run_dsk("ask", "--mock", "--no-think", "hi", env=env)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    master, slave = pty.openpty()
+    try:
+        q = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "ask", "--mock", "--no-think", "hi"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=60)
+        os.close(slave)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(master)
+    assert q.returncode == 0
+    lines = [ln for ln in err.decode().splitlines() if "2027" in ln]
+    assert len(lines) == 1 and lines[0].startswith("dsk: warning: deepseek-kit has no Chinese holiday calendar"), err
+    assert b"HolidayCalendarWarning" not in err and b"Traceback" not in err
