@@ -460,7 +460,9 @@ async def test_backend_failure_never_fails_the_call(emulator, make_client):
 # -- counters ----------------------------------------------------------------------------------------------
 
 
-async def test_counters_and_saved_cost(emulator, make_client):
+@pytest.mark.parametrize("when", ["2026-11-24T10:00:00+08:00", "2026-11-24T13:00:00+08:00"])  # peak, off-peak
+async def test_counters_and_saved_cost(emulator, make_client, monkeypatch, when):
+    monkeypatch.setenv("DSK_FAKE_NOW", when)  # saved cost is priced "now": pinned, so exact at any hour
     c, step = make_client(CachePolicy(currency="USD"))
     req = greedy()
     a = await c.chat.completions.create(**req)

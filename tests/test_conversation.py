@@ -251,7 +251,10 @@ async def test_slash_command_one_liners(emulator, client):
     assert [m["role"] for m in conv.messages("x")] == ["user", "assistant", "user"]
 
 
-async def test_usage_tallies_match_the_responses(client):
+@pytest.mark.parametrize("peak", [True, False])
+async def test_usage_tallies_match_the_responses(client, monkeypatch, peak):
+    # priced at response time: pinned (DSK_FAKE_NOW) to a peak or an off-peak time, exact at any hour
+    monkeypatch.setenv("DSK_FAKE_NOW", "2026-11-24T10:00:00+08:00" if peak else "2026-11-24T13:00:00+08:00")
     conv = Conversation(client, currency="USD")
     rs = [await conv.send(f"Question {i}.") for i in range(3)]
     rs.append(await conv.stream("Streamed.").until_done())
@@ -261,9 +264,7 @@ async def test_usage_tallies_match_the_responses(client):
     assert u.completion_tokens == sum(r.usage.completion_tokens for r in rs)
     assert u.reasoning_tokens == sum(r.usage.reasoning_tokens for r in rs) > 0
     assert u.cache_hit_tokens + u.cache_miss_tokens == u.prompt_tokens
-    at_peak = sum((cost("deepseek-flash", r.usage, currency="USD", peak=True) for r in rs), Decimal(0))
-    off_peak = sum((cost("deepseek-flash", r.usage, currency="USD", peak=False) for r in rs), Decimal(0))
-    assert u.cost in (at_peak, off_peak) and u.cost > 0
+    assert u.cost == sum((cost("deepseek-flash", r.usage, currency="USD", peak=peak) for r in rs), Decimal(0)) > 0
     assert ConversationUsage.from_dict(json.loads(json.dumps(u.to_dict()))) == u
 
 

@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 
 import pytest
 from test_cli_ask import FAKE_KEY, dsk_env, run_dsk
+
+from deepseek_kit import _pricing
+
+# Costs depend on Beijing peak hours (deepseek-api.md §2.1): every dsk run here is priced at a fixed
+# time through DSK_FAKE_NOW, off-peak unless a test asks for peak (issue 7 item 8).
+OFF_PEAK = "2026-11-24T13:00:00+08:00"  # a Tuesday, between the two peak windows
+PEAK = "2026-11-24T10:00:00+08:00"
 
 
 @pytest.fixture
@@ -27,14 +35,14 @@ def ask(env, *args):
 
 
 @pytest.fixture
-def logged(home, emulator_factory):
+def logged(home, emulator_factory, request):
     """Four real `dsk ask` calls: two --mock (stream, non-stream), one through the emulator with a
-    429 retried, one that fails with 400."""
-    env = dsk_env(home)
+    429 retried, one that fails with 400; priced at `request.param` (default off-peak)."""
+    env = dsk_env(home, DSK_FAKE_NOW=getattr(request, "param", OFF_PEAK))
     answers = [ask(env, "--mock", "--no-think", "Where", "is", "the", "lighthouse?"),
                ask(env, "--mock", "--no-stream", "Tell me about zebras")]
     emu = emulator_factory(faults="status=429;times=1;key=cli-logs")
-    key_env = dsk_env(home, DEEPSEEK_API_KEY=FAKE_KEY)
+    key_env = dsk_env(home, DEEPSEEK_API_KEY=FAKE_KEY, DSK_FAKE_NOW=env["DSK_FAKE_NOW"])
     answers.append(ask(key_env, "--base-url", emu.base_url, "Count the stars"))
     emu_bad = emulator_factory(faults="status=400")
     bad = run_dsk("ask", "--base-url", emu_bad.base_url, "This one fails", env=key_env)
@@ -83,7 +91,8 @@ def test_dsk_logs_lists_shows_and_searches_real_calls(logged, home):
     assert FAKE_KEY.encode() not in data and FAKE_KEY[-12:].encode() not in data
 
 
-def test_dsk_stats_from_real_calls(logged):
+@pytest.mark.parametrize("logged", [PEAK, OFF_PEAK], indirect=True)
+def test_dsk_stats_from_real_calls(logged, home):
     env = logged[0]
     p = run_dsk("stats", env=env)
     assert p.returncode == 0, p.stderr
@@ -91,10 +100,20 @@ def test_dsk_stats_from_real_calls(logged):
     assert lines["calls"].startswith("4 (3 ok, 1 failed)")
     assert lines["errors"] == "BadRequestError 1"
     assert lines["latency"].startswith("p50 ") and "p95 " in lines["latency"]
-    assert lines["cost"].startswith("¥0.000")
+    # Exactly DeepSeek's price at the pinned time, peak (x2) or off-peak, whatever the real hour.
+    at = datetime.fromisoformat(env["DSK_FAKE_NOW"])
+    rows = sqlite3.connect(db_of(home)).execute(
+        "SELECT model, cache_hit_tokens, cache_miss_tokens, completion_tokens, cost FROM requests").fetchall()
+    for model, hit, miss, out, cost in rows:
+        usage = {"prompt_cache_hit_tokens": hit, "prompt_cache_miss_tokens": miss, "completion_tokens": out}
+        assert cost == pytest.approx(float(_pricing.cost(model, usage, at)), rel=1e-12, abs=1e-15)
+        assert cost == pytest.approx(float(_pricing.cost(model, usage, peak=_pricing.is_peak(at))), abs=1e-15)
+    total = sum(r[4] for r in rows)
+    assert total > 0 and lines["cost"] == f"¥{total:.6f}"
     (s,) = [json.loads(x) for x in run_dsk("stats", "--json", env=env).stdout.splitlines()]
     assert (s["requests"], s["ok"], s["errors"]) == (4, 3, 1)
-    assert s["completion_tokens"] > 0 and s["cost"]["CNY"] > 0 and s["latency_p95"] >= s["latency_p50"] > 0
+    assert s["completion_tokens"] > 0 and s["cost"]["CNY"] == pytest.approx(total)
+    assert s["latency_p95"] >= s["latency_p50"] > 0
     by = [json.loads(x) for x in run_dsk("stats", "--by", "endpoint", "--json", env=env).stdout.splitlines()]
     got = sorted((g["group"] == "emulator", g["requests"]) for g in by)
     assert got == [(False, 1), (False, 1), (True, 2)]

@@ -10,7 +10,7 @@ import socket
 import statistics
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 
 import aiohttp
@@ -122,8 +122,10 @@ async def test_stream_record_is_made_when_the_stream_ends(emulator):
     assert rec.output_tps == pytest.approx(u.completion_tokens / (rec.latency - rec.ttft))
 
 
-async def test_cost_matches_what_the_emulator_charged(emulator):
-    client, step, hook = make(emulator.base_url)
+@pytest.mark.parametrize("when", [PEAK, LUNCH])
+async def test_cost_matches_what_the_emulator_charged(emulator_factory, when):
+    emulator = emulator_factory(clock=when.timestamp)  # both clocks pinned: exact at any hour
+    client, step, hook = make(emulator.base_url, clock=when.timestamp)
     async with client:
         await client.chat.completions.create(model="deepseek-flash", messages=MSGS,
                                              extra_headers=fault("tokens=5000"))
@@ -131,10 +133,8 @@ async def test_cost_matches_what_the_emulator_charged(emulator):
     spent = emulator.state.balance("sk-metrics-test-key")
     spent = Decimal(100) - spent
     recorded = sum((r.cost for r in hook.records), Decimal(0))
-    assert step.metrics.cost == recorded > 0
-    # equal unless a peak window opened or closed between the client's clock read and the server's
-    now = datetime.now(timezone.utc)
-    assert recorded == spent or _pricing.is_peak(now) != _pricing.is_peak(now - timedelta(minutes=1))
+    assert step.metrics.cost == recorded == spent > 0
+    assert all(r.peak is (when == PEAK) for r in hook.records)
 
 
 async def test_second_call_reports_deepseek_context_cache_hits(emulator):

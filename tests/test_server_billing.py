@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import aiohttp
@@ -102,17 +102,21 @@ async def test_cache_simulation_can_be_disabled(emulator_factory):
 # -- balance ---------------------------------------------------------------------------------------------
 
 
-def _expected_costs(model, u):
-    now = datetime.now(timezone.utc)
-    return {_pricing.cost(model, u, now - timedelta(minutes=1)), _pricing.cost(model, u, now)}
+# Billing follows Beijing peak hours (§2.1): the emulator's clock is pinned (EmulatorConfig.clock) so
+# that the bill is exact at any hour, and both states are checked.
+PEAK_AT = datetime(2026, 11, 24, 10, 0, tzinfo=_pricing.BEIJING)      # a Tuesday, 10:00 Beijing
+OFF_PEAK_AT = datetime(2026, 11, 24, 13, 0, tzinfo=_pricing.BEIJING)  # same day, between the windows
 
 
-async def test_balance_decrements_granted_first(emulator):
+@pytest.mark.parametrize("when", [PEAK_AT, OFF_PEAK_AT])
+async def test_balance_decrements_granted_first(emulator_factory, when):
+    emulator = emulator_factory(clock=when.timestamp)
     u, _ = await usage(emulator.base_url, [{"role": "user", "content": "hi"}],
                        headers={"X-DSK-Emulate": "tokens=60000"})
     acct = emulator.state.accounts[KEY]
     spent = Decimal("100") - acct.total
-    assert spent in _expected_costs("deepseek-flash", u) and spent > 0
+    assert spent == _pricing.cost("deepseek-flash", u, when) > 0
+    assert spent == _pricing.cost("deepseek-flash", u, peak=True) / (1 if when == PEAK_AT else 2)
     assert acct.topped_up == Decimal("90.00") and acct.granted == Decimal("10.00") - spent
     async with aiohttp.ClientSession() as s, s.get(emulator.base_url + "/user/balance", headers=auth()) as r:
         info = json.loads(await r.read())["balance_infos"][0]
@@ -144,13 +148,12 @@ async def test_402_when_balance_is_exhausted(emulator_factory):
         assert r.status == 200  # listing models does not need balance
 
 
-async def test_usd_billing(emulator_factory):
-    emu = emulator_factory(currency="USD")
+@pytest.mark.parametrize("when", [PEAK_AT, OFF_PEAK_AT])
+async def test_usd_billing(emulator_factory, when):
+    emu = emulator_factory(currency="USD", clock=when.timestamp)
     u, _ = await usage(emu.base_url, [{"role": "user", "content": "hi"}], headers={"X-DSK-Emulate": "tokens=60000"})
     spent = Decimal("100") - emu.state.balance(KEY)
-    now = datetime.now(timezone.utc)
-    assert spent in {_pricing.cost("deepseek-flash", u, now - timedelta(minutes=1), "USD"),
-                     _pricing.cost("deepseek-flash", u, now, "USD")}
+    assert spent == _pricing.cost("deepseek-flash", u, when, "USD") > 0
 
 
 # -- concurrency -----------------------------------------------------------------------------------------

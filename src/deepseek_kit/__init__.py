@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         UnprocessableEntityError,
         UsageError,
     )
+    from ._holidays import HolidayCalendar, HolidayCalendarWarning
     from ._limits import Adaptive, LimitBackendError, Limits, LimitStep, QueueTimeoutError
     from ._logquery import LogEntry, Logs, LogStats
     from ._logstep import LogStep
@@ -153,6 +154,8 @@ _LAZY: dict[str, str] = {
     "Endpoint": "._router",
     "ExtractiveSummarizer": "._summarize",
     "Final": "._tool_loop",
+    "HolidayCalendar": "._holidays",
+    "HolidayCalendarWarning": "._holidays",
     "InsufficientBalanceError": "._errors",
     "InternalServerError": "._errors",
     "KeepAll": "._context",
@@ -302,6 +305,8 @@ __all__ = [
     "Endpoint",
     "ExtractiveSummarizer",
     "Final",
+    "HolidayCalendar",
+    "HolidayCalendarWarning",
     "InsufficientBalanceError",
     "InternalServerError",
     "KeepAll",

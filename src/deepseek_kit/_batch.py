@@ -151,15 +151,21 @@ class _Runner:
         self.system = system
         self.max_cost = max_cost
         self.currency = currency
-        self._peak, self._peak_until = False, 0.0
+        self._peak, self._peak_second = False, -1
+        # The client's pricing clock and calendar (the config's [pricing] table, DSK_FAKE_NOW).
+        self.clock = getattr(client, "clock", None) or _pricing.default_clock()
+        self.holidays = getattr(client, "holidays", None) or _pricing.DEFAULT_CALENDAR
 
     def peak(self) -> bool:
-        """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up at most once a
-        second: the calendar check is most of what pricing one answer costs."""
-        now = time.monotonic()
-        if now >= self._peak_until:
-            self._peak = _pricing.is_peak(datetime.now(timezone.utc))
-            self._peak_until = now + 1.0
+        """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up once per wall-clock
+        second (the calendar check is most of what pricing one answer costs). Keyed by the
+        clock's whole second, not a monotonic deadline: windows open and close on whole seconds,
+        so an answer just after 12:00:00 is never priced with a state read at 11:59:59."""
+        now = self.clock()
+        second = int(now // 1)
+        if second != self._peak_second:
+            self._peak = _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc), self.holidays)
+            self._peak_second = second
         return self._peak
 
     def cost_total(self) -> Decimal:
@@ -202,7 +208,7 @@ class _Runner:
         st = self.state
         usage = resp.usage
         model = resp.model or str(item.params.get("model") or self.defaults.get("model") or "")
-        cost = (_pricing.cost(model, usage, currency=self.currency, peak=self.peak())
+        cost = (_pricing.cost(model, usage, currency=self.currency, holidays=self.holidays, peak=self.peak())
                 if usage is not None else Decimal(0))
         record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
         if item.metadata is not None:

@@ -6,20 +6,24 @@ Later steps (metrics, cache, router, limits) slot in around these without touchi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import date
 from types import TracebackType
 from typing import Any, Protocol
 
 from ._auth import AuthProvider, AuthStep, StaticKey
 from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
+from ._holidays import HolidayCalendar
 from ._http import Attempt
 from ._limits import Limits, LimitStep
 from ._logstep import LogStep
 from ._logstore import LogConfig
 from ._metrics import MetricsConfig, MetricsStep
 from ._metrics_summary import Metrics
+from ._pricing import calendar_of, default_clock
 from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
@@ -72,7 +76,9 @@ class AsyncClient:
     private deployments, `auth=` for KeyRotation / OAuth2ClientCredentials,
     `transport=` to replace the network (MockTransport in unit tests), `steps=` to add pipeline
     steps outside retry (seen once per call), `inner_steps=` between retry and auth (seen once per
-    attempt).
+    attempt). `holidays=` (a `HolidayCalendar`) prices peak hours for the metrics and logs configs
+    the client builds itself and for batch runs; default: the config file's `[pricing]` table
+    (docs/pricing.md).
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class AsyncClient:
         cache: CachePolicy | CacheStep | bool | None = None,
         metrics: MetricsConfig | MetricsStep | bool | None = None,
         logs: LogConfig | LogStep | bool | None = None,
+        holidays: HolidayCalendar | Iterable[date] | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
@@ -146,9 +153,18 @@ class AsyncClient:
             limits = Limits(**cfg["limits"])
         if cache is None and cfg.get("cache"):
             cache = CachePolicy(**cfg["cache"])
+        # [pricing]: the holiday calendar of every cost this client computes (docs/pricing.md).
+        self.holidays = (calendar_of(holidays, "holidays") if holidays is not None
+                         else HolidayCalendar.from_config(cfg.get("pricing")))
         if metrics is None and "metrics" in cfg:
             m = cfg["metrics"]
-            metrics = MetricsConfig(**m) if isinstance(m, dict) else bool(m)
+            metrics = (MetricsConfig(**{"holidays": self.holidays, **m}) if isinstance(m, dict)
+                       else bool(m))
+        if metrics is True:
+            metrics = MetricsConfig(holidays=self.holidays)
+        #: The wall clock costs are priced by (the metrics config's, else `default_clock()`).
+        self.clock = (metrics.clock if isinstance(metrics, MetricsConfig) else metrics.config.clock
+                      if isinstance(metrics, MetricsStep) else default_clock())
         self._metrics_step = _metrics_step(metrics)
         self.cache = _cache_step(cache)
         self.limits = LimitStep(limits, api_key=key) if limits is not None else None
@@ -157,6 +173,8 @@ class AsyncClient:
             self.logs: LogStep | None = logs
         else:
             log_cfg = LogConfig.resolve(logs, cfg, default=False)
+            if log_cfg is not None and holidays is not None and not isinstance(logs, LogConfig):
+                log_cfg = dataclasses.replace(log_cfg, holidays=self.holidays)
             self.logs = LogStep(log_cfg, secrets=(key,)) if log_cfg is not None else None
         # DESIGN.md order: (logs) -> metrics -> cache -> router -> retry -> limits -> auth -> transport.
         outer = [self.logs, self._metrics_step, self.cache, self.router]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +42,7 @@ class ConversationUsage:
         self.cache_miss_tokens += miss if miss is not None else usage.prompt_tokens - hit
         self.completion_tokens += usage.completion_tokens
         self.reasoning_tokens += usage.reasoning_tokens
-        self.cost += _pricing.cost(model, usage, at or datetime.now(timezone.utc), self.currency)
+        self.cost += _pricing.cost(model, usage, at, self.currency)  # at=None: now (DSK_FAKE_NOW aware)
 
     @property
     def total_tokens(self) -> int:

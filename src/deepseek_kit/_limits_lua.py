@@ -3,28 +3,46 @@
 Each runs atomically in Redis. Times come from Redis's `TIME` and are stored with `%.6f` (Lua's
 default number formatting keeps only 14 digits). Keys of one quota share a hash tag, so a cluster
 keeps them in one slot: `dsk:lim:{<scope>}:s` (hash: adaptive factor `f`, last shrink `sa`, rate
-timestamps `tr`/`tt`, last start `ls`, ticket sequence `seq`), `:l` (leases, scored by expiry),
-`:q` (queued tickets, scored by sequence) and `:a` (tickets, scored by expiry).
+timestamps `tr`/`tt`, last start `ls`, ticket sequence `seq`, epoch `ep`, Redis time of the last
+acquire `lu`), `:l` (leases, scored by expiry), `:q` (queued tickets, scored by sequence) and `:a`
+(tickets, scored by expiry).
+
+If Redis's clock steps back (an NTP step on its host), `acquire` finds `now < lu` and moves the
+rate timestamps back by the same amount, so the schedule stays relative: without that every turn
+would wait for the size of the step (an hour's step = an hour's wait, or a QueueTimeoutError).
+
+The epoch `ep` is a random id set by the first `acquire` that finds the state hash without one: a
+Redis restart, a flush or an idle expiry gives a new epoch, which tells holders of turns reserved
+in the old state that their schedule is gone (`_limits_redis.py`, issue 8 finding R1).
 """
 
-__all__ = ["ACQUIRE", "RELEASE", "RENEW", "STATE"]
+__all__ = ["ACQUIRE", "EPOCH", "RELEASE", "RENEW", "STATE"]
 
 # KEYS: state, leases, queue, alive. ARGV: cap, s/request, s/token, request burst, token burst, lease
-# ttl, idle expiry ms, wake channel, scope, number of ids to drop, the ids, then (ticket, tokens,
-# budget s or -1) per waiter in order. Returns factor, cap in force, seconds to the next expiry (-1
-# none), then (status, wait) per waiter: "ok", "wait" (queued) or "rpm"/"tpm" (refused: over budget).
+# ttl, idle expiry ms, wake channel, epoch to set if none, scope, number of ids to drop, the ids,
+# then (ticket, tokens, budget s or -1) per waiter in order. Returns factor, cap in force, seconds to
+# the next expiry (-1 none), the epoch, then (status, wait) per waiter: "ok", "wait" (queued) or
+# "rpm"/"tpm" (refused: over budget).
 ACQUIRE = """
 local st, leases, queue, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cap, ri, ti = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local rb, tb, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local s = redis.call('HMGET', st, 'f', 'tr', 'tt', 'ls')
+redis.call('HSETNX', st, 'ep', ARGV[9])
+local s = redis.call('HMGET', st, 'f', 'tr', 'tt', 'ls', 'ep', 'lu')
 local f = tonumber(s[1]) or 1
 local tat_r, tat_t, last = tonumber(s[2]) or 0, tonumber(s[3]) or 0, tonumber(s[4]) or 0
-local i = 11
+local changed = false
+local lu = tonumber(s[6])
+if lu and now < lu then
+  local d = lu - now
+  tat_r, tat_t, last, changed = tat_r - d, tat_t - d, last - d, true
+end
+redis.call('HSET', st, 'lu', string.format('%.6f', now))
+local i = 12
 local freed = 0
-for _ = 1, tonumber(ARGV[10]) do
+for _ = 1, tonumber(ARGV[11]) do
   freed = freed + redis.call('ZREM', leases, ARGV[i])
   redis.call('ZREM', queue, ARGV[i])
   redis.call('ZREM', alive, ARGV[i])
@@ -40,7 +58,7 @@ if cap > 0 then
   capnow = math.max(1, math.floor(cap * f + 1e-9))
 end
 local out = {}
-local blocked, changed = false, false
+local blocked = false
 while i <= #ARGV do
   local id, tokens, budget = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   i = i + 3
@@ -102,9 +120,10 @@ if cap > 0 then
     local e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if e[2] and (nxt < 0 or tonumber(e[2]) - now < nxt) then nxt = math.max(0, tonumber(e[2]) - now) end
   end
-  if freed > 0 and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
+  if freed > 0 and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[10]) end
 end
 for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[7]) end
+table.insert(out, 1, s[5])
 table.insert(out, 1, tostring(nxt))
 table.insert(out, 1, capnow)
 table.insert(out, 1, tostring(f))
@@ -143,16 +162,32 @@ redis.call('PEXPIRE', st, ARGV[8])
 return tostring(f)
 """
 
-# KEYS: leases, alive. ARGV: ttl, ids. Returns how many leases were still there to renew.
+# KEYS: state, leases, alive. ARGV: ttl, the epoch the caller's leases were granted in, how many
+# lease ids follow, the lease ids, then ticket ids. A state whose epoch differs (Redis restarted or
+# was flushed: the leases are gone) gets the leases back, so the in-flight cap counts them again.
+# Returns how many leases were re-created.
 RENEW = """
 local t = redis.call('TIME')
 local exp = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1]))
-local n = 0
-for i = 2, #ARGV do
-  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', exp, ARGV[i])
-  redis.call('ZADD', KEYS[2], 'XX', exp, ARGV[i])
+local lost = redis.call('HGET', KEYS[1], 'ep') ~= ARGV[2]
+local n, back = tonumber(ARGV[3]), 0
+for i = 4, #ARGV do
+  if i < 4 + n then
+    if lost then
+      back = back + redis.call('ZADD', KEYS[2], exp, ARGV[i])
+    else
+      redis.call('ZADD', KEYS[2], 'XX', exp, ARGV[i])
+    end
+  else
+    redis.call('ZADD', KEYS[3], 'XX', exp, ARGV[i])
+  end
 end
-return n
+return back
+"""
+
+# KEYS: state. Returns the epoch, or nil when the state is gone (restarted or flushed Redis).
+EPOCH = """
+return redis.call('HGET', KEYS[1], 'ep')
 """
 
 # KEYS: state, leases, queue, alive. Returns factor, leases held, tickets queued.

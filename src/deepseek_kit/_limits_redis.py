@@ -6,7 +6,8 @@ Same semantics as `_limits_local.py`, kept in Redis by three Lua scripts (each r
   ticket order and reserves the rpm/tpm turn (GCRA, one timestamp per rate) in the same call;
 - `release` frees a lease, corrects the token estimate with the real usage, moves the adaptive
   factor, and publishes a wake-up when someone is queued;
-- `renew` pushes back the expiry of this process's leases and tickets.
+- `renew` pushes back the expiry of this process's leases and tickets (and puts its leases back
+  after a Redis restart or flush, so that the in-flight cap counts them again).
 
 Time is Redis's own clock (`TIME`), so hosts need not agree on the time. Waits are relative.
 
@@ -19,6 +20,15 @@ sleep until a release is published on `dsk:lim:wake:<name>` (one subscription pe
 timer at the next lease expiry (a holder that died) and at most `lease_ttl/3` later covers lost
 messages. Leases and tickets expire `lease_ttl` seconds after their last renewal, so a process
 killed while holding them frees them within `lease_ttl`; a live process renews every `lease_ttl/3`.
+
+A Redis restart, flush or failover loses the rate state (issue 8 finding R1): the state carries a
+random epoch (`_limits_lua.py`), and a turn is only taken when the epoch it was reserved in is
+still there. A caller sleeping until a reserved turn re-acquires instead when this process sees a
+new epoch (any `acquire` reply), or when the check at the end of its sleep finds the epoch changed
+or gone; so after a reset everyone queues again on the new schedule, and the rate stays the
+configured one plus at most one burst, instead of doubling while the old reservations drain.
+In-flight leases lost with the state are put back by their holders' next renewal (within
+`lease_ttl/3`): until then the in-flight cap may be exceeded by the leases held at the reset.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._limits import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout, used_tokens
-from ._limits_lua import ACQUIRE, RELEASE, RENEW, STATE
+from ._limits_lua import ACQUIRE, EPOCH, RELEASE, RENEW, STATE
 from ._request import Response
 
 __all__ = ["RedisLimiter"]
@@ -106,6 +116,7 @@ class _Pump:
                 factor, nxt = float(head[0]), float(head[2])
                 self.capn = int(head[1]) or None
                 owner._factor[self.scope] = factor
+                owner._saw_epoch(self.scope, head[3])  # before granting: these turns are of this epoch
                 granted = False
                 for e, (status, wait) in zip(batch, results, strict=False):
                     if status == "wait":
@@ -213,6 +224,8 @@ class RedisLimiter:
         self._renewer: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
+        self._epochs: dict[str, str] = {}  # scope -> epoch of its state last seen in Redis
+        self._resets: dict[str, asyncio.Event] = {}  # scope -> set when that epoch is seen replaced
         self._closed = False
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -247,12 +260,17 @@ class RedisLimiter:
 
     def _backend_error(self, exc: BaseException) -> LimitBackendError:
         url = _safe_url(self.limits.redis_url or "the given Redis client")
+        if "maxmemory" in str(exc):  # OutOfMemoryError (noeviction): running is not the problem
+            hint = ("Redis is out of memory: free memory or raise its maxmemory (the limits' keys are "
+                    "small and expire when idle).")
+        else:
+            hint = "Check that Redis is running."
         return LimitBackendError(f"limits {self.limits.name!r}: Redis at {url} failed ({type(exc).__name__}: "
-                                 f"{exc}); the request was not sent. Check that Redis is running.")
+                                 f"{exc}); the request was not sent. {hint}")
 
     async def _run_acquire(self, scope: str, batch: list[_Entry], cancels: list[str],
                            now: float) -> tuple[list[Any], list[tuple[str, float]]]:
-        args = [*self._head_args, scope, len(cancels), *cancels]
+        args = [*self._head_args, secrets.token_hex(8), scope, len(cancels), *cancels]
         for e in batch:
             budget = -1.0 if e.budget_end is None else max(0.0, e.budget_end - now)
             args += (e.id, e.tokens, repr(budget))
@@ -260,8 +278,48 @@ class RedisLimiter:
             self._ensure_renewer()
         out = await self._script("acquire", ACQUIRE)(keys=self._keys_of(scope), args=args)
         res = [(out[j].decode() if isinstance(out[j], bytes) else str(out[j]), float(out[j + 1]))
-               for j in range(3, len(out), 2)]
-        return out[:3], res
+               for j in range(4, len(out), 2)]
+        return out[:4], res
+
+    def _saw_epoch(self, scope: str, epoch: Any) -> None:
+        """The epoch of `scope`'s state in a reply: a new one means the state was lost (restart,
+        flush, idle expiry): wake this process's callers sleeping on turns of the old one."""
+        ep = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        old = self._epochs.get(scope)
+        self._epochs[scope] = ep
+        if old is not None and old != ep:
+            self._wake_sleepers(scope)
+
+    def _wake_sleepers(self, scope: str) -> None:
+        ev = self._resets.pop(scope, None)
+        if ev is not None:
+            log.warning("limits %r: the rate state in Redis was reset (restart or flush); requests "
+                        "waiting for a turn reserved before it queue again", self.limits.name)
+            ev.set()
+
+    async def _sleep_turn(self, scope: str, wait: float, epoch: str | None) -> bool:
+        """Sleep until a reserved turn; True to take it, False when the state it was reserved in
+        is gone and the caller must acquire again."""
+        if epoch is None or self._epochs.get(scope) != epoch:
+            return False
+        ev = self._resets.get(scope)
+        if ev is None:
+            ev = self._resets[scope] = asyncio.Event()
+        try:
+            await asyncio.wait_for(ev.wait(), wait)
+            return False  # a reset was seen meanwhile
+        except asyncio.TimeoutError:
+            pass
+        # Another process may have seen the reset: one cheap check before using the turn.
+        try:
+            now = await self._script("epoch", EPOCH)(keys=self._keys_of(scope)[:1], args=[])
+        except Exception as exc:
+            raise self._backend_error(exc) from exc
+        if now is None:  # the state is gone and nobody has acquired since
+            self._wake_sleepers(scope)
+            return False
+        self._saw_epoch(scope, now)
+        return self._epochs[scope] == epoch
 
     def _release(self, scope: str, lease_id: str, diff: int, outcome: int) -> None:
         """Queue a finished request; one task sends what finished meanwhile in one call per scope
@@ -326,17 +384,22 @@ class RedisLimiter:
                 await asyncio.sleep(self._ttl / 3)
                 busy = False
                 for scope in set(self._held) | set(self._pumps):
-                    ids = list(self._held.get(scope, ()))
+                    leases = list(self._held.get(scope, ()))
                     pump = self._pumps.get(scope)
-                    if pump is not None:
-                        ids += [e.id for e in pump.pending if e.sent and not e.fut.done()]
-                    if not ids:
+                    tickets = [e.id for e in pump.pending if e.sent and not e.fut.done()] if pump else []
+                    if not leases and not tickets:
                         continue
                     busy = True
+                    k = self._keys_of(scope)
+                    args = [repr(self._ttl), self._epochs.get(scope, ""), len(leases), *leases, *tickets]
                     try:
-                        await script(keys=self._keys_of(scope)[1::2], args=[repr(self._ttl), *ids])
+                        back = await script(keys=[k[0], k[1], k[3]], args=args)
                     except Exception as exc:
                         log.warning("limits %r: could not renew leases (%s)", self.limits.name, exc)
+                    else:
+                        if back:
+                            log.warning("limits %r: the state in Redis was reset; %d requests in flight "
+                                        "here counted again", self.limits.name, back)
                 if not busy:
                     return
         finally:
@@ -346,6 +409,24 @@ class RedisLimiter:
     # -- the backend interface --------------------------------------------------------------------------
 
     async def acquire(self, scope: str, tokens: int, budget: float | None) -> _RedisLease:
+        while True:
+            lease, wait, epoch = await self._acquire_once(scope, tokens, budget)
+            if wait <= 0:
+                return lease
+            try:
+                kept = await self._sleep_turn(scope, wait, epoch)
+            except BaseException:
+                lease.finish(0, NEUTRAL)
+                raise
+            if kept:
+                return lease
+            # Reserved in a state that no longer exists: queue again on the new schedule (with
+            # the same budget: a reset is not the caller's fault). No token correction: the
+            # reservation was in the lost state.
+            lease.finish(None, NEUTRAL)
+
+    async def _acquire_once(self, scope: str, tokens: int,
+                            budget: float | None) -> tuple[_RedisLease, float, str | None]:
         if self._closed:
             raise LimitBackendError("these limits are closed (the client was closed)")
         loop = asyncio.get_running_loop()
@@ -370,13 +451,7 @@ class RedisLimiter:
         lease = _RedisLease(self, scope, e.id if self._cap else None, tokens)
         if self._cap:
             self._held.setdefault(scope, set()).add(e.id)
-        if wait > 0:
-            try:
-                await asyncio.sleep(wait)
-            except BaseException:
-                lease.finish(0, NEUTRAL)
-                raise
-        return lease
+        return lease, wait, self._epochs.get(scope)
 
     def _expire(self, pump: _Pump, e: _Entry, budget: float) -> None:
         if not e.fut.done():

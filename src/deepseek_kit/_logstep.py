@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -59,6 +58,8 @@ class LogStep:
         self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
         self._content = cfg.content
         self._currency = cfg.currency
+        self._clock = cfg.clock
+        self._holidays = cfg.holidays
         self._prices: dict[str, _pricing.ModelPrice | None] = {}  # writer thread only
         self._price_minute = -1
 
@@ -67,7 +68,7 @@ class LogStep:
             return await call_next(request)
         loop_time = asyncio.get_running_loop().time
         t0 = loop_time()
-        wall = time.time()
+        wall = self._clock()
         try:
             resp = await call_next(request)
         except BaseException as exc:
@@ -105,7 +106,7 @@ class LogStep:
             return self._prices[model]
         except KeyError:
             price = self._prices[model] = _pricing.price_for(
-                model, datetime.fromtimestamp(wall, timezone.utc), self._currency)
+                model, datetime.fromtimestamp(wall, timezone.utc), self._currency, self._holidays)
             return price
 
     def _row(self, request: Request, resp: Response | None, final: Any, wall: float, latency: float,

@@ -23,15 +23,18 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ._errors import UsageError
+from ._holidays import DEFAULT_CALENDAR, HolidayCalendar
 from ._migrations import migrate
+from ._pricing import calendar_of, default_clock
 from ._settings import home_dir
 from ._sqlite import enable_wal
 
@@ -56,6 +59,7 @@ REQUEST_COLUMNS = (
     "trace_id", "response_id", "prompt", "messages", "params", "answer", "reasoning", "tool_calls",
 )
 _TRUE = ("1", "true", "yes", "on")
+_NOT_IN_FILE = {"holidays", "clock"}  # holidays come from the [pricing] table; a clock is code
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ class LogConfig:
     - max_queue: rows waiting for the writer at most; beyond it rows are dropped and counted
       (`LogStore.dropped`) rather than slowing the client.
     - batch_delay: seconds the writer waits after the first row of a batch to collect more.
+    - holidays: the `HolidayCalendar` that decides peak or off-peak for the cost column (default:
+      the built-in one; the client passes the config file's `[pricing]` table).
+    - clock: wall clock in epoch seconds for each row's time and price (default honours
+      DSK_FAKE_NOW, see `_pricing.default_clock`; tests pin it).
     """
 
     enabled: bool = True
@@ -81,6 +89,8 @@ class LogConfig:
     currency: str = "CNY"
     max_queue: int = 10_000
     batch_delay: float = 0.05
+    holidays: HolidayCalendar | Iterable[date] = DEFAULT_CALENDAR
+    clock: Callable[[], float] = field(default_factory=default_clock, compare=False)
 
     def __post_init__(self) -> None:
         if self.retention_days is not None and not self.retention_days > 0:
@@ -91,6 +101,10 @@ class LogConfig:
         if not self.batch_delay >= 0:
             raise UsageError(f"LogConfig.batch_delay must be >= 0 seconds, got {self.batch_delay!r}")
         object.__setattr__(self, "currency", str(self.currency).upper())
+        object.__setattr__(self, "holidays", calendar_of(self.holidays, "LogConfig.holidays"))
+        if not callable(self.clock):
+            raise UsageError(f"LogConfig.clock must be a callable returning epoch seconds, "
+                             f"got {self.clock!r}")
 
     def db_path(self) -> Path:
         return Path(self.path).expanduser() if self.path else home_dir() / "logs.sqlite3"
@@ -101,12 +115,21 @@ class LogConfig:
         """The config in effect, or None for "off". `DSK_NO_LOGS=1` turns logging off whatever
         else says (the user's switch); then the argument (`True`/`False`/a config); then the
         config file's `logs` (a bool or a table of these fields); then `default` (off in the
-        library, on in `dsk`)."""
+        library, on in `dsk`). A config built here prices with the config's `[pricing]`
+        holidays (`HolidayCalendar.from_config`)."""
         if os.environ.get("DSK_NO_LOGS", "").strip().lower() in _TRUE:
             return None
-        file_value = (cfg or {}).get("logs")
         if isinstance(value, LogConfig):
             return value if value.enabled else None
+        got = cls._resolve(value, cfg, default=default)
+        if got is not None and cfg and cfg.get("pricing") is not None:
+            got = dataclasses.replace(got, holidays=HolidayCalendar.from_config(cfg["pricing"]))
+        return got
+
+    @classmethod
+    def _resolve(cls, value: bool | None, cfg: Mapping[str, Any] | None, *,
+                 default: bool) -> LogConfig | None:
+        file_value = (cfg or {}).get("logs")
         if value is False:
             return None
         if value is None:
@@ -115,7 +138,7 @@ class LogConfig:
             if isinstance(file_value, bool):
                 return cls() if file_value else None
         if isinstance(file_value, Mapping):
-            known = {f.name for f in fields(cls)}
+            known = {f.name for f in fields(cls)} - _NOT_IN_FILE
             unknown = sorted(set(file_value) - known)
             if unknown:
                 raise UsageError(f"config file [logs]: unknown keys {unknown} (known: {sorted(known)})")

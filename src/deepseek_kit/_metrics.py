@@ -27,8 +27,7 @@ import asyncio
 import functools
 import logging
 import math
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -39,8 +38,9 @@ import msgspec
 
 from . import _pricing
 from ._errors import UsageError
+from ._holidays import DEFAULT_CALENDAR, HolidayCalendar
 from ._metrics_summary import Metrics
-from ._pricing import CN_HOLIDAYS, ModelPrice
+from ._pricing import ModelPrice
 from ._request import Request, Response
 from ._types import Usage
 
@@ -116,25 +116,28 @@ class MetricsConfig:
     - prices: per-model overrides of DeepSeek's table, in `currency` per 1M tokens (see
       `PriceOverride`); models in neither cost 0.
     - currency: "CNY" or "USD" for the built-in table.
-    - holidays: days that are off-peak all day (default: China's 2026 statutory holidays).
+    - holidays: which days are off-peak all day: a `HolidayCalendar` (default: the built-in
+      Chinese statutory holidays; the config file's `[pricing]` table adds to it), or a set of
+      dates taken as the complete list.
     - window: seconds over which `Metrics` computes QPS.
     - reservoir: how many recent latencies / TTFTs the percentiles are computed over.
     - hooks: callables `hook(record)` or objects with `on_request(record)`, called once per call.
     - prometheus / otel: also feed `PrometheusHook()` (default registry; needs the
       `deepseek-kit[metrics]` extra) / `OTelHook()` (global tracer provider; no-op without one).
-    - clock: wall clock in epoch seconds, used for `started_at` and peak pricing (tests pin it).
+    - clock: wall clock in epoch seconds, used for `started_at` and peak pricing (tests pin it;
+      the default honours DSK_FAKE_NOW, see `_pricing.default_clock`).
     """
 
     enabled: bool = True
     prices: Mapping[str, PriceOverride] | None = None
     currency: str = "CNY"
-    holidays: frozenset[date] = CN_HOLIDAYS
+    holidays: HolidayCalendar | Iterable[date] = DEFAULT_CALENDAR
     window: float = 60.0
     reservoir: int = 4096
     hooks: tuple[Any, ...] = ()
     prometheus: bool = False
     otel: bool = False
-    clock: Callable[[], float] = field(default=time.time, compare=False)
+    clock: Callable[[], float] = field(default_factory=_pricing.default_clock, compare=False)
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -152,7 +155,7 @@ class MetricsConfig:
             if not callable(h) and not callable(getattr(h, "on_request", None)):
                 raise UsageError(f"MetricsConfig.hooks: {h!r} is neither callable nor has on_request(record)")
         set_("hooks", hooks)
-        set_("holidays", frozenset(self.holidays))
+        set_("holidays", _pricing.calendar_of(self.holidays, "MetricsConfig.holidays"))
         set_("prices", MappingProxyType(_normalise_prices(self.prices)) if self.prices else None)
 
     @classmethod

@@ -13,26 +13,47 @@ Billing facts encoded here (current table, `?check=20261115`):
   earlier timestamps are billed at the off-peak level, which equals the old flat price only
   approximately - we do not model historical tables).
 * Legacy names `deepseek-v4-flash` and `deepseek-v4-flash-vision-exp` are billed at Flash prices.
+
+Holidays come from `_holidays.HolidayCalendar` (the built-in calendar plus the user's days). Time
+comes from the caller: `at=`, or a clock (`Clock`, epoch seconds) on each config that prices calls
+(`MetricsConfig`, `LogConfig`, `EmulatorConfig`). Every default clock is `default_clock()`: the
+system clock, unless the environment variable `DSK_FAKE_NOW` holds an ISO 8601 time; then the
+clock starts at that instant when read and runs on from there. It exists so that tests and demos
+(and `dsk` subprocesses) price calls at a chosen peak or off-peak time (docs/pricing.md).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from ._errors import UsageError
+from ._holidays import BUILTIN_HOLIDAYS, DEFAULT_CALENDAR, HolidayCalendar
+from ._holidays import coerce as calendar_of
+
 __all__ = [
     "BEIJING",
     "CN_HOLIDAYS",
+    "DEFAULT_CALENDAR",
+    "FAKE_NOW_ENV",
     "PRICES",
+    "Clock",
+    "HolidayCalendar",
+    "Holidays",
     "ModelPrice",
+    "calendar_of",
     "canonical_model",
     "charge",
     "cost",
+    "default_clock",
     "is_peak",
+    "now",
     "price_for",
 ]
 
@@ -83,21 +104,42 @@ _ALIASES = {
 _PEAK_BILLING_START = datetime(2026, 8, 16, 16, 0, tzinfo=BEIJING)
 
 
-def _days(start: date, n: int) -> list[date]:
-    return [start + timedelta(days=i) for i in range(n)]
+#: The built-in holidays of every covered year (see `_holidays.BUILTIN_HOLIDAYS`): always off-peak.
+CN_HOLIDAYS: frozenset[date] = frozenset().union(*BUILTIN_HOLIDAYS.values())
+
+#: A wall clock in epoch seconds (like `time.time`).
+Clock = Callable[[], float]
+
+#: The environment variable that pins every default clock (`default_clock`).
+FAKE_NOW_ENV = "DSK_FAKE_NOW"
 
 
-#: Chinese statutory holidays (days off) from the State Council's 2026 schedule; always off-peak.
-#: Best effort: pass your own set to `is_peak`/`cost` for other years or corrections.
-CN_HOLIDAYS: frozenset[date] = frozenset(
-    _days(date(2026, 1, 1), 3)
-    + _days(date(2026, 2, 15), 9)
-    + _days(date(2026, 4, 4), 3)
-    + _days(date(2026, 5, 1), 5)
-    + _days(date(2026, 6, 19), 3)
-    + _days(date(2026, 9, 25), 3)
-    + _days(date(2026, 10, 1), 7)
-)
+@functools.lru_cache(maxsize=8)
+def _fake_epoch(text: str) -> float:
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{FAKE_NOW_ENV} must be an ISO 8601 time such as 2026-12-07T10:00:00+08:00, "
+                         f"got {text!r}") from None
+    if at.tzinfo is None:
+        raise UsageError(f"{FAKE_NOW_ENV} needs a UTC offset (e.g. +08:00 for Beijing time or Z), "
+                         f"got {text!r}")
+    return at.timestamp()
+
+
+def default_clock() -> Clock:
+    """The clock configs use unless given one: `time.time`, or, when `DSK_FAKE_NOW` is set, a
+    clock that reads that instant now and runs on at the real pace (monotonic) from there."""
+    text = os.environ.get(FAKE_NOW_ENV)
+    if not text:
+        return time.time
+    start, t0 = _fake_epoch(text), time.monotonic()
+    return lambda: start + (time.monotonic() - t0)
+
+
+def now() -> datetime:
+    """The current time by `default_clock()` (UTC): what `cost()` prices at when no `at` is given."""
+    return datetime.fromtimestamp(default_clock()(), timezone.utc)
 
 
 def canonical_model(model: str) -> str | None:
@@ -105,17 +147,25 @@ def canonical_model(model: str) -> str | None:
     return _ALIASES.get(model)
 
 
-def is_peak(at: datetime, holidays: Iterable[date] = CN_HOLIDAYS) -> bool:
-    """True when `at` falls in DeepSeek's peak window (Beijing Mon-Fri 09-12 and 14-18, not a
-    holiday). A naive datetime is taken as UTC."""
+Holidays = HolidayCalendar | Iterable[date]
+
+
+def is_peak(at: datetime, holidays: Holidays = DEFAULT_CALENDAR) -> bool:
+    """True when `at` falls in DeepSeek's peak window (Beijing Mon-Fri 09:00-12:00 and
+    14:00-18:00, not a holiday). A naive datetime is taken as UTC. `holidays`: a
+    `HolidayCalendar` (default: the built-in one, which warns once for an uncovered year), or a
+    set of dates taken as the complete list of holidays."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     bj = at.astimezone(BEIJING)
-    if bj < _PEAK_BILLING_START or bj.weekday() >= 5:
+    if bj < _PEAK_BILLING_START:
         return False
-    if bj.date() in (holidays if isinstance(holidays, (set, frozenset)) else set(holidays)):
-        return False
-    return 9 <= bj.hour < 12 or 14 <= bj.hour < 18
+    if not (9 <= bj.hour < 12 or 14 <= bj.hour < 18):
+        return False  # outside the windows the calendar does not matter (and cannot warn)
+    if isinstance(holidays, HolidayCalendar):
+        return not holidays.is_day_off(bj.date())
+    days = holidays if isinstance(holidays, (set, frozenset)) else set(holidays)
+    return bj.weekday() < 5 and bj.date() not in days
 
 
 @functools.lru_cache(maxsize=64)
@@ -124,7 +174,7 @@ def _price(canon: str, currency: str, peak: bool) -> ModelPrice:
 
 
 def price_for(
-    model: str, at: datetime, currency: str = "CNY", holidays: Iterable[date] = CN_HOLIDAYS,
+    model: str, at: datetime, currency: str = "CNY", holidays: Holidays = DEFAULT_CALENDAR,
     *, peak: bool | None = None,
 ) -> ModelPrice | None:
     """The per-1M prices that apply to `model` at `at` (or in the given `peak` state), or None for
@@ -153,16 +203,17 @@ def cost(
     usage: Any,
     at: datetime | None = None,
     currency: str = "CNY",
-    holidays: Iterable[date] = CN_HOLIDAYS,
+    holidays: Holidays = DEFAULT_CALENDAR,
     *,
     peak: bool | None = None,
 ) -> Decimal:
     """What DeepSeek charges for one request: hit x hit-price + miss x miss-price + completion x
     output-price, per 1M tokens. `usage` may be a `Usage` struct, any object with the same
     attributes, or a mapping. When the hit/miss split is missing (private deployments), all
-    prompt tokens count as misses. Unknown models cost 0. `at` defaults to now; `peak`, when
-    given, skips the calendar check (callers that bill many requests cache it)."""
-    price = price_for(model, at or datetime.now(timezone.utc), currency, holidays, peak=peak)
+    prompt tokens count as misses. Unknown models cost 0. `at` defaults to now (`now()`, which
+    honours DSK_FAKE_NOW); `peak`, when given, skips the calendar check (callers that bill many
+    requests cache it)."""
+    price = price_for(model, at or now(), currency, holidays, peak=peak)
     if price is None:
         return Decimal(0)
     prompt = _get(usage, "prompt_tokens")

@@ -204,7 +204,16 @@ def make_client(b: Backend, args: argparse.Namespace) -> AsyncClient:
         timeout = Timeout(connect=t, first_token=t, idle=t, total=max(Timeout().total or 0.0, t))
     return AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
                        max_retries=args.max_retries, profile=None if b.synthetic else b.profile,
-                       logs=log_step(b, args))
+                       logs=log_step(b, args), holidays=holidays(b))
+
+
+def holidays(b: Backend) -> Any:
+    """The config file's `[pricing]` holiday calendar, for every cost `dsk` computes (the client
+    does not read the file when the key and URL are already known)."""
+    from deepseek_kit._holidays import HolidayCalendar
+    from deepseek_kit._settings import load_config
+
+    return HolidayCalendar.from_config(load_config(profile=b.profile).get("pricing"))
 
 
 def log_step(b: Backend, args: argparse.Namespace) -> Any:

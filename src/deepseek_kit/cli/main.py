@@ -63,9 +63,33 @@ def _run(argv: Sequence[str] | None) -> int:
         return common.EXIT_API
 
 
+def _calendar_warning_as_one_line() -> None:
+    """A price for a weekday of a year without a holiday calendar warns once per process
+    (docs/pricing.md). In `dsk` that is every run: on a terminal it is one `dsk: warning:` line;
+    in scripts and pipes (stderr not a terminal) it is left out, so output stays parseable."""
+    import warnings
+
+    from deepseek_kit import HolidayCalendarWarning
+
+    if not sys.stderr.isatty():
+        warnings.filterwarnings("ignore", category=HolidayCalendarWarning)
+        return
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: object = None, line: str | None = None) -> None:
+        if issubclass(category, HolidayCalendarWarning):
+            print(f"dsk: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (`dsk = deepseek_kit.cli.main:main`)."""
     try:
+        _calendar_warning_as_one_line()
         code = _run(argv)
         sys.stdout.flush()
     except KeyboardInterrupt:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from .. import _pricing
 
 __all__ = ["CANONICAL_MODELS", "MODEL_ALIASES", "RETIRED_MODELS", "VISION_MODELS", "EmulatorConfig"]
 
@@ -49,6 +51,12 @@ class EmulatorConfig:
     default_topped_up: Decimal = Decimal("90.00")
     #: Balance and billing currency: "CNY" or "USD" (§5.2).
     currency: str = "CNY"
+    #: Billing clock (epoch seconds) deciding peak/off-peak; the default honours DSK_FAKE_NOW
+    #: (`_pricing.default_clock`), so tests bill at a fixed peak or off-peak time.
+    clock: Callable[[], float] = field(default_factory=_pricing.default_clock, compare=False)
+    #: Holidays for billing: a `HolidayCalendar` (default: the built-in one) or a list of dates
+    #: ("YYYY-MM-DD"), taken as the complete list.
+    holidays: Any = None
     #: Server-wide fault directives, same syntax as the `X-DSK-Emulate` header (see faults.py).
     faults: str = ""
     #: Seconds between `: keep-alive` comments (stream) / blank lines (non-stream) while queued.
@@ -98,6 +106,9 @@ class EmulatorConfig:
         self.default_granted = _dec(self.default_granted)
         self.default_topped_up = _dec(self.default_topped_up)
         self.currency = self.currency.upper()
+        self.holidays = _pricing.calendar_of(self.holidays, "emulator holidays")
+        if not callable(self.clock):  # a config file cannot give one: code only (tests)
+            raise ValueError(f"clock must be a callable returning epoch seconds, not {self.clock!r}")
         if self.currency not in ("CNY", "USD"):
             raise ValueError(f"currency must be CNY or USD, not {self.currency!r}")
         if self.json_without_hint not in ("spaces", "until_limit"):

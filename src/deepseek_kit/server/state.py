@@ -11,7 +11,6 @@ from the topped-up balance. A request is refused with 402 when the total is <= 0
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -151,13 +150,15 @@ class EmulatorState:
     def charge(self, key: str, model: str, usage: Mapping[str, Any], at: datetime | None = None) -> Decimal:
         """Bill one request at the price in force now (peak/off-peak, §2.1)."""
         if at is None:
-            minute = int(time.time() // 60)  # peak windows start on whole hours: cache per minute
+            now = self.config.clock()
+            minute = int(now // 60)  # peak windows start on whole hours: cache per minute
             if self._peak[0] != minute:
-                self._peak = (minute, _pricing.is_peak(datetime.now(timezone.utc)))
+                self._peak = (minute, _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc),
+                                                       self.config.holidays))
             peak: bool | None = self._peak[1]
         else:
             peak = None
-        amount = _pricing.cost(model, usage, at, self.config.currency, peak=peak)
+        amount = _pricing.cost(model, usage, at, self.config.currency, self.config.holidays, peak=peak)
         self.account(key).charge(amount)
         return amount
 
