@@ -6,6 +6,7 @@ Later steps (metrics, cache, router, limits) slot in around these without touchi
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -23,7 +24,7 @@ from ._metrics_summary import Metrics
 from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
-from ._router import Endpoint, RouterStep, Routing, endpoints_from_config
+from ._router import Endpoint, EndpointHealth, RouterStep, Routing, endpoints_from_config
 from ._settings import DEFAULT_BASE_URL, resolve
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._transport import AiohttpTransport, Transport
@@ -143,8 +144,10 @@ class AsyncClient:
             m = cfg["metrics"]
             metrics = MetricsConfig(**m) if isinstance(m, dict) else bool(m)
         self._metrics_step = _metrics_step(metrics)
+        if self._metrics_step is not None and self.router is not None:
+            self._metrics_step.watch_router(self.router)
         self.cache = _cache_step(cache)
-        self.limits = LimitStep(limits, api_key=key) if limits is not None else None
+        self.limits = LimitStep(limits, api_key=key, routed=bool(endpoints)) if limits is not None else None
         # Logs: off in the library unless asked (argument or the config's `logs`), see docs/logs.md.
         if isinstance(logs, LogStep):
             self.logs: LogStep | None = logs
@@ -176,6 +179,11 @@ class AsyncClient:
             raise UsageError("metrics are off for this client: create it with metrics=True "
                              "(or MetricsConfig(...))")
         return self._metrics_step.metrics
+
+    def endpoints(self) -> list[EndpointHealth]:
+        """Each endpoint's health now (breaker state, calls in flight, consecutive failures, time
+        to first token), in configuration order; empty without `endpoints=`."""
+        return self.router.health() if self.router is not None else []
 
     @property
     def api_key(self) -> str | None:
@@ -212,8 +220,13 @@ class AsyncClient:
             headers.update(extra_headers)
         t = self.timeout if timeout is ... else Timeout.coerce(timeout)
         url = (self.beta_base_url if beta else self.base_url) + path
+        opts = dict(options) if options else {}
+        if t.total is not None and "deadline" not in opts:
+            # One deadline for the whole call, set here once: retries, failover across endpoints
+            # and hedges all spend the same `total` (steps read `options["deadline"]`).
+            opts["deadline"] = asyncio.get_running_loop().time() + t.total
         req = Request(method, url, path, body=body, headers=headers, stream=stream, timeout=t,
-                      max_retries=max_retries, beta=beta, options=options)
+                      max_retries=max_retries, beta=beta, options=opts)
         return await self._call(req)
 
     async def close(self) -> None:

@@ -1,0 +1,158 @@
+"""Failover with limits on (issue 7 item 3) and one deadline for the whole call (attack C5).
+
+Real sockets only: a hung primary emulator (`stall_first_token`: accepts, never answers), a healthy
+secondary, local and Redis limits. The numbers of the issue are scaled down (first_token=2 instead
+of 20, max_queue_wait=1.5 instead of 15) so the matrix stays fast; one run keeps the exact numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from deepseek_kit import (
+    AllEndpointsFailedError,
+    AsyncClient,
+    Endpoint,
+    Limits,
+    QueueTimeoutError,
+    RetryPolicy,
+    Routing,
+    Timeout,
+)
+
+MSGS = [{"role": "user", "content": "fail over please"}]
+
+
+def _limits(request, kind: str, **kw) -> Limits:
+    url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    return Limits(redis_url=url, **kw)
+
+
+def _pair(emulator_factory, stall: float):
+    hung = emulator_factory(faults=f"stall_first_token={stall}")
+    healthy = emulator_factory()
+    return (Endpoint(hung.base_url, name="hung", api_key="sk-hung"),
+            Endpoint(healthy.base_url, name="healthy", api_key="sk-ok", priority=1))
+
+
+async def _wave(c: AsyncClient, n: int) -> tuple[list[object], float]:
+    t0 = time.monotonic()
+    out = await asyncio.gather(*(c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+                                 for _ in range(n)), return_exceptions=True)
+    return out, time.monotonic() - t0
+
+
+def _errors(out: list[object]) -> list[str]:
+    return [f"{type(r).__name__}: {r}" for r in out if isinstance(r, BaseException)]
+
+
+@pytest.mark.parametrize("hedge", [False, True], ids=["failover", "hedge"])
+@pytest.mark.parametrize("kind", ["local", "redis"])
+async def test_hung_primary_never_blocks_the_healthy_secondary(request, emulator_factory, kind, hedge):
+    first_token = 2.0
+    hung, healthy = _pair(emulator_factory, 600)
+    c = AsyncClient(endpoints=[hung, healthy], routing=Routing(hedge=hedge),
+                    limits=_limits(request, kind, max_in_flight=4, max_queue_wait=1.5),
+                    timeout=Timeout(first_token=first_token, idle=10, total=60), metrics=True)
+    try:
+        out, took = await _wave(c, 20)
+        assert _errors(out) == []
+        assert took < first_token + 3
+        # The stuck calls count against the hung endpoint's breaker (first-token timeouts, or hedge
+        # losers); the healthy one saw only successes.
+        health = {h.name: h for h in c.endpoints()}
+        assert health["hung"].consecutive_failures >= 4
+        assert health["healthy"].consecutive_failures == 0
+        assert health["hung"].in_flight == 0
+        # Redis frees the slots of ended calls in the background: wait for that (state() flushes).
+        assert (await c.limits.state(scope="default|hung")).in_flight == 0
+        # A second wave: four more calls get stuck, the breaker opens (default: 5 in a row) ...
+        out, took = await _wave(c, 20)
+        assert _errors(out) == [] and took < first_token + 3
+        assert c.endpoints()[0].state == "open"
+        # ... and from then on nothing waits for the hung endpoint at all.
+        out, took = await _wave(c, 20)
+        assert _errors(out) == [] and took < first_token
+        snap = c.metrics.snapshot()
+        assert snap["by_endpoint"]["healthy"]["ok"] == 60
+        assert snap["failovers"] >= 8
+    finally:
+        await c.close()
+
+
+async def test_hung_primary_at_the_issue_numbers(emulator_factory):
+    """The issue's exact repro: first_token=20, max_queue_wait=15, max_in_flight=4, 20 calls."""
+    hung, healthy = _pair(emulator_factory, 600)
+    c = AsyncClient(endpoints=[hung, healthy], limits=Limits(max_in_flight=4, max_queue_wait=15),
+                    timeout=Timeout(first_token=20))
+    try:
+        out, took = await _wave(c, 20)
+        assert _errors(out) == []
+        assert took < 20 + 4
+    finally:
+        await c.close()
+
+
+async def test_a_shared_quota_is_still_possible(emulator_factory):
+    """`Limits(per=())` with endpoints: one quota for all of them (e.g. one account behind two
+    URLs). The hung endpoint then holds the shared slots; the rest queue and time out typed."""
+    hung, healthy = _pair(emulator_factory, 600)
+    c = AsyncClient(endpoints=[hung, healthy], limits=Limits(max_in_flight=2, max_queue_wait=0.5, per=()),
+                    timeout=Timeout(first_token=3, total=10))
+    try:
+        out, _ = await _wave(c, 4)
+        errs = [r for r in out if isinstance(r, BaseException)]
+        assert errs and all(isinstance(e, (AllEndpointsFailedError, QueueTimeoutError)) for e in errs)
+    finally:
+        await c.close()
+
+
+# -- C5: one deadline for the whole call ------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server():
+    """A server that accepts connections and never answers (N such endpoints = N hung upstreams)."""
+    s = socket.create_server(("127.0.0.1", 0))
+    s.listen(64)
+    conns: list[socket.socket] = []
+    stop = False
+
+    import threading
+
+    def accept() -> None:
+        while not stop:
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                return
+            conns.append(conn)
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{s.getsockname()[1]}"
+    stop = True
+    s.close()
+    for conn in conns:
+        conn.close()
+
+
+@pytest.mark.parametrize("hedge", [False, True], ids=["failover", "hedge"])
+async def test_total_bounds_the_whole_call_across_endpoints(silent_server, hedge):
+    eps = [Endpoint(silent_server + f"/e{i}", name=f"e{i}", api_key="k") for i in range(4)]
+    c = AsyncClient(endpoints=eps, routing=Routing(hedge=hedge, hedge_after=0.3),
+                    retry=RetryPolicy(max_retries=2, initial_delay=0.01),
+                    timeout=Timeout(total=2, first_token=100))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(AllEndpointsFailedError) as ei:
+            await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        took = time.monotonic() - t0
+        assert took < 2 + 1.0, took
+        assert "total" in str(ei.value)
+    finally:
+        await c.close()
