@@ -144,8 +144,11 @@ class AsyncClient:
             m = cfg["metrics"]
             metrics = MetricsConfig(**m) if isinstance(m, dict) else bool(m)
         self._metrics_step = _metrics_step(metrics)
-        if self._metrics_step is not None and self.router is not None:
-            self._metrics_step.watch_router(self.router)
+        if self.router is not None:  # metrics that report endpoint health read the router
+            for s in (*(steps or ()), self._metrics_step):
+                watch = getattr(s, "watch_router", None)
+                if callable(watch):
+                    watch(self.router)
         self.cache = _cache_step(cache)
         self.limits = LimitStep(limits, api_key=key, routed=bool(endpoints)) if limits is not None else None
         # Logs: off in the library unless asked (argument or the config's `logs`), see docs/logs.md.
