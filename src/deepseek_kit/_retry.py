@@ -147,9 +147,11 @@ class RetryStep:
                 exc.attempts = attempt
                 if attempt > retries or not policy.is_retryable(exc):
                     raise
-                if request.options.get("failover") and moves_at_once(exc):
-                    raise  # the router sends it to the next endpoint instead (issue 3 item 1)
                 delay = policy.delay_for(exc, attempt - 1)
+                if request.options.get("failover") and (moves_at_once(exc) or delay > policy.max_delay):
+                    # Another endpoint can take the call: move there now rather than retry here
+                    # ("cannot serve now"), or wait out a Retry-After longer than our own backoff.
+                    raise
                 now = loop.time()
                 ends = [t for t in (deadline, budget_end) if t is not None]
                 # `not <` rather than `>=`: should a NaN ever get here, it stops the retries.

@@ -17,6 +17,7 @@ each attempt.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ __all__ = ["Endpoint", "EndpointHealth", "RouterStep", "Routing"]
 CallNext = Callable[[Request], Awaitable[Response]]
 _NEVER_FAIL_OVER = frozenset({400, 401, 402, 422})
 STRATEGIES = ("priority", "weighted", "least_latency", "least_in_flight")
+
+
+def _finite_non_negative(v: object) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v < math.inf  # nan: False
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,11 @@ class Endpoint:
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise UsageError(f"Endpoint base_url must start with http:// or https://: {self.base_url!r}")
-        if self.weight < 0:
-            raise UsageError("Endpoint weight must be >= 0")
+        if not _finite_non_negative(self.weight):
+            raise UsageError(f"Endpoint weight must be a finite number >= 0, got {self.weight!r}")
+        if self.hedge_after is not None and not _finite_non_negative(self.hedge_after):
+            raise UsageError(f"Endpoint hedge_after must be a finite number of seconds >= 0 or None, "
+                             f"got {self.hedge_after!r}")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         if not self.name:
             object.__setattr__(self, "name", self.base_url.split("://", 1)[1])
@@ -77,6 +85,10 @@ class Routing:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise UsageError(f"Routing.strategy must be one of {', '.join(STRATEGIES)}: {self.strategy!r}")
+        for name in ("hedge_after", "hedge_default"):
+            v = getattr(self, name)
+            if not (v is None and name == "hedge_after") and not _finite_non_negative(v):
+                raise UsageError(f"Routing.{name} must be a finite number of seconds >= 0, got {v!r}")
 
 
 class _Live:
@@ -308,6 +320,7 @@ class RouterStep:
             pending[asyncio.ensure_future(self._try(request, lv, call_next, more, entry))] = lv
             return True
 
+        first: _Live | None = None  # the endpoint a hedge is raced against
         try:
             while True:
                 if not pending:
@@ -339,7 +352,7 @@ class RouterStep:
                 if winner is None and fatal is not None:
                     raise fatal  # a caller's mistake (400...): no other endpoint would accept it
                 if winner is not None:
-                    await self._cancel_losers(pending, route)
+                    await self._cancel_losers(pending, route, first)
                     return winner
         finally:
             if pending:  # cancelled by the caller, or a caller's mistake (400...) ended the race
@@ -358,14 +371,17 @@ class RouterStep:
         raise AllEndpointsFailedError(f"every endpoint failed ({summary})", failures)
 
     def _hedge_delay(self, lv: _Live) -> float:
-        return (self.routing.hedge_after or lv.ep.hedge_after or lv.stats.p95_ttft()
-                or self.routing.hedge_default)
+        for d in (self.routing.hedge_after, lv.ep.hedge_after, lv.stats.p95_ttft()):
+            if d is not None:  # 0 is a valid choice: race at once
+                return d
+        return self.routing.hedge_default
 
     async def _cancel_losers(self, pending: dict[asyncio.Future[Response], _Live],
-                             route: list[list[Any]]) -> None:
-        """The race is won: cancel the others. A loser still waiting counts against its endpoint's
-        breaker (it was slower than its own p95 and than another endpoint); one that answered
-        meanwhile is closed unread."""
+                             route: list[list[Any]], slow: _Live | None) -> None:
+        """The race is won: cancel the others. The endpoint the hedge was raced against (`slow`),
+        if still waiting, counts a failure on its breaker: it was slower than its hedging delay
+        (by default its own p95) and than another endpoint. A hedge that lost says nothing (it
+        started late by design). One that answered meanwhile is closed unread."""
         losers = dict(pending)
         pending.clear()
         for t in losers:
@@ -375,7 +391,8 @@ class RouterStep:
                 r = await t
             except asyncio.CancelledError:
                 _mark(route, lv.name, "hedge_lost")
-                lv.failure()
+                if lv is slow:
+                    lv.failure()
                 continue
             except BaseException:  # it failed on its own meanwhile (already counted by _try)
                 continue
