@@ -156,3 +156,79 @@ async def test_total_bounds_the_whole_call_across_endpoints(silent_server, hedge
         assert "total" in str(ei.value)
     finally:
         await c.close()
+
+
+async def test_limits_cache_single_flight_and_failover_together(emulator_factory):
+    """Identical calls coalesce behind one leader (cache single-flight); the leader is stuck on
+    the hung endpoint's slot holder or moves on; everyone gets the one answer in time."""
+    from deepseek_kit import CachePolicy
+
+    hung, healthy = _pair(emulator_factory, 600)
+    c = AsyncClient(endpoints=[hung, healthy], limits=Limits(max_in_flight=2, max_queue_wait=1.5),
+                    cache=CachePolicy(), timeout=Timeout(first_token=2, total=30), metrics=True)
+    try:
+        t0 = time.monotonic()
+        calls = [c.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=False, temperature=0)
+                 for _ in range(10)]
+        others = [c.chat.completions.create(model="deepseek-flash", thinking=False, temperature=0,
+                                            messages=[{"role": "user", "content": f"q{i}"}]) for i in range(6)]
+        out = await asyncio.gather(*calls, *others, return_exceptions=True)
+        assert _errors(out) == []
+        assert time.monotonic() - t0 < 2 + 3
+        same = {r.choices[0].message.content for r in out[:10]}
+        assert len(same) == 1  # one answer for the ten identical calls
+        assert c.cache.stats.coalesced + c.cache.stats.hits >= 9
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+async def flapping(emulator):
+    """A proxy in front of the emulator that answers every other request with a 503."""
+    from aiohttp import ClientSession, web
+
+    count = 0
+    session = ClientSession()
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal count
+        count += 1
+        if count % 2 == 0:
+            return web.json_response({"error": {"message": "Server Overloaded", "type": "server_error"}},
+                                     status=503)
+        async with session.post(emulator.base_url + "/chat/completions", data=await request.read(),
+                                headers={"Authorization": request.headers.get("Authorization", ""),
+                                         "Content-Type": "application/json"}) as r:
+            return web.Response(body=await r.read(), status=r.status, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/chat/completions", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    await runner.cleanup()
+    await session.close()
+
+
+async def test_endpoint_flapping_opens_its_breaker_and_calls_still_succeed(flapping, emulator_factory):
+    """Every other call to the primary fails: the error-rate rule opens its breaker; every call
+    is answered (by the secondary when needed)."""
+    from deepseek_kit import BreakerPolicy
+
+    b = emulator_factory()
+    c = AsyncClient(endpoints=[Endpoint(flapping, name="a", api_key="k",
+                                        breaker=BreakerPolicy(failures=5, window=10, min_requests=6,
+                                                              error_rate=0.5, open_for=30)),
+                               Endpoint(b.base_url, name="b", api_key="k", priority=1)],
+                    retry=RetryPolicy(max_retries=0), metrics=True)
+    try:
+        for _ in range(20):
+            r = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+            assert r.choices[0].message.content
+        assert c.endpoints()[0].state == "open"
+        by = c.metrics.snapshot()["by_endpoint"]
+        assert by["a"]["breaker_open"] > 0 and by["a"]["ok"] >= 3
+    finally:
+        await c.close()
