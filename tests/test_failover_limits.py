@@ -232,3 +232,22 @@ async def test_endpoint_flapping_opens_its_breaker_and_calls_still_succeed(flapp
         assert by["a"]["breaker_open"] > 0 and by["a"]["ok"] >= 3
     finally:
         await c.close()
+
+
+async def test_queue_timeouts_on_a_busy_healthy_endpoint_do_not_open_its_breaker(emulator_factory):
+    """Overload, not ill health: the last endpoint answers (slowly) while calls queue for it and
+    time out. Those queue timeouts must not open its breaker (a stuck endpoint's do)."""
+    hung, _ = _pair(emulator_factory, 600)
+    slow = emulator_factory(faults="delay_headers=0.3")
+    c = AsyncClient(endpoints=[hung, Endpoint(slow.base_url, name="slow", api_key="k", priority=1)],
+                    limits=Limits(max_in_flight=1, max_queue_wait=0.5),
+                    timeout=Timeout(first_token=1, total=10), retry=RetryPolicy(max_retries=0))
+    try:
+        out, _ = await _wave(c, 12)
+        errs = [r for r in out if isinstance(r, BaseException)]
+        assert errs  # some calls did queue out: the test's premise
+        assert any(isinstance(r, BaseException) is False for r in out)
+        slow_health = c.endpoints()[1]
+        assert slow_health.state == "closed" and slow_health.failures == 0
+    finally:
+        await c.close()

@@ -116,7 +116,7 @@ class EndpointStats:
     """Time to first token (EWMA and recent samples for p95), requests in flight, and the tries
     sent and failed (for `EndpointHealth`)."""
 
-    __slots__ = ("_p95", "_samples", "ewma_ttft", "failures", "in_flight", "requests")
+    __slots__ = ("_p95", "_samples", "ewma_ttft", "failures", "in_flight", "last_ok", "requests")
 
     def __init__(self) -> None:
         self.ewma_ttft: float | None = None
@@ -125,6 +125,7 @@ class EndpointStats:
         self.in_flight = 0
         self.requests = 0
         self.failures = 0
+        self.last_ok = float("-inf")  # loop time of the last answer (a queue timeout after it is "busy")
 
     def observe_ttft(self, seconds: float) -> None:
         self.ewma_ttft = seconds if self.ewma_ttft is None else 0.8 * self.ewma_ttft + 0.2 * seconds

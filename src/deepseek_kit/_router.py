@@ -159,8 +159,9 @@ def _health_failure(exc: BaseException, name: str) -> bool:
     """Does this error say the endpoint is unhealthy (counts against its breaker)?
 
     A queue timeout counts only when the call waited for this endpoint's own in-flight slots
-    (they were not being freed); a full endpoint that the call simply moved past does not, nor
-    does waiting for the caller's own rpm/tpm turn."""
+    (and, checked by the caller, the endpoint answered nothing meanwhile: stuck, not just busy);
+    a full endpoint that the call simply moved past does not, nor does waiting for the caller's
+    own rpm/tpm turn."""
     if isinstance(exc, APIStatusError):
         return exc.status_code >= 500 or exc.status_code in (408, 429)
     if isinstance(exc, QueueTimeoutError):
@@ -245,12 +246,15 @@ class RouterStep:
             lv.stats.in_flight -= 1
             entry[1] = _attempts_of(exc)
             entry[2] = type(exc).__name__
-            if _health_failure(exc, lv.name):
+            if _health_failure(exc, lv.name) and not (
+                    # its slots were not freed because it is busy, not stuck: it answered meanwhile
+                    isinstance(exc, QueueTimeoutError) and lv.stats.last_ok >= start):
                 lv.failure()
             else:
                 lv.breaker.neutral()
             raise
         lv.breaker.success()
+        lv.stats.last_ok = loop.time()
         entry[1] = resp.attempts
         entry[2] = "ok"
         if resp.first_event_at is not None:
@@ -295,7 +299,7 @@ class RouterStep:
                     route.append([lv.name, 0, "breaker_open"])
                     failures.append((lv.name, APIConnectionError(f"circuit breaker of {lv.name} is open")))
                     continue
-                more = any(o.breaker.state != "open" for o in queue) or bool(pending)
+                more = any(o.breaker.current_state() != "open" for o in queue) or bool(pending)
                 entry = [lv.name, 0, "pending"]
                 route.append(entry)
                 return lv, more, entry
