@@ -6,7 +6,10 @@
 1. estimates the tokens (prompt characters at DeepSeek's ratios, 1 English char ~ 0.3 token and
    1 Chinese char ~ 0.6 token, deepseek-api.md §7, plus `max_tokens` or `default_max_tokens`);
 2. waits, first in first out, for an in-flight slot and then for its turn under rpm/tpm; a wait
-   longer than `max_queue_wait` (or past the call's total deadline) raises `QueueTimeoutError`;
+   longer than `max_queue_wait` (or past the call's total deadline) raises `QueueTimeoutError`.
+   When the router says another endpoint can take the call (`options["failover"]`), it waits at
+   most `failover_wait` (default 0: a full endpoint is skipped, not queued for). With endpoints,
+   quotas are per endpoint unless `per` says otherwise (docs/routing-and-limits.md);
 3. sends, and holds the in-flight slot until the response is complete: at once for a plain
    response, at the end of the stream for a stream (`Response.add_done_callback`), because
    DeepSeek counts a request "from the time it is sent until the model response is complete" (§6.3);

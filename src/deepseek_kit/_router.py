@@ -4,14 +4,20 @@ priority.
 
 The router step sits outside retry (DESIGN.md order: metrics -> cache -> router -> retry ->
 limits -> auth). For each call it orders the endpoints by the strategy (priority failover,
-weighted, least TTFT, least in flight), skips those whose circuit breaker is open, and sends the
-call to the first; a failure that says "this endpoint cannot serve now" (503, connection failure,
-first-token timeout) moves to the next endpoint at once — the retry step below is told so through
-`request.options["failover"]` and does not retry those — while a 400/401/402/422 is the caller's
-problem and never fails over. With hedging on, when the first token has not come after a delay
-(by default that endpoint's p95 time to first token), a second endpoint is raced; the first to
-answer wins and the other is cancelled. When every endpoint fails: `AllEndpointsFailedError` with
-each attempt.
+weighted, least TTFT, least in flight; `options["only_endpoints"]` restricts them), skips those
+whose circuit breaker is open, and sends the call to the first; a failure that says "this endpoint
+cannot serve now" (503, connection failure, first-token timeout, a full endpoint's
+`QueueTimeoutError`) moves to the next endpoint at once — the retry and limits steps below are told
+so through `request.options["failover"]` and neither retry nor queue then — while a
+400/401/402/422 is the caller's problem and never fails over. With hedging on, when the first token
+has not come after a delay (by default that endpoint's p95 time to first token), a second endpoint
+is raced; the first to answer wins and the other is cancelled (or closed, if it answered too). When
+every endpoint fails: `AllEndpointsFailedError` with each attempt.
+
+All of it spends one deadline (`options["deadline"]`, set once per call from `Timeout.total`): no
+endpoint is tried after it. Each try is recorded in `options["route"]` as [endpoint, attempts,
+result] for the metrics step; `health()` gives each endpoint's `EndpointHealth`. How this combines
+with limits: docs/routing-and-limits.md.
 """
 
 from __future__ import annotations

@@ -129,8 +129,8 @@ class Watchdog:
         self.total = timeout.total
         self._tail = timeout.tail
         self.start = self.last = loop.time()
-        # `deadline` (loop time) is the whole call's end, across retries; `total` is counted from
-        # the first attempt by the retry step and passed down as that deadline.
+        # `deadline` (loop time) is the whole call's end, across retries, endpoints and hedges:
+        # set once by the client from `total` (request.options["deadline"]) and passed down.
         if self.total is not None:
             end = self.start + self.total
             self._deadline: float | None = end if deadline is None else min(end, deadline)
