@@ -251,3 +251,28 @@ async def test_queue_timeouts_on_a_busy_healthy_endpoint_do_not_open_its_breaker
         assert slow_health.state == "closed" and slow_health.failures == 0
     finally:
         await c.close()
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+async def test_caller_cancelling_mid_race_leaks_no_slot(request, emulator_factory, kind):
+    a = emulator_factory(faults="stall_first_token=600")
+    b = emulator_factory(faults="stall_first_token=600")
+    c = AsyncClient(endpoints=[Endpoint(a.base_url, name="a", api_key="k"),
+                               Endpoint(b.base_url, name="b", api_key="k", priority=1)],
+                    routing=Routing(hedge=True, hedge_after=0.1),
+                    limits=_limits(request, kind, max_in_flight=2, max_queue_wait=5),
+                    timeout=Timeout(first_token=30, total=60))
+    try:
+        calls = [asyncio.ensure_future(c.chat.completions.create(model="deepseek-flash", messages=MSGS))
+                 for _ in range(3)]
+        await asyncio.sleep(0.6)
+        assert sum(h.in_flight for h in c.endpoints()) >= 3  # every call is racing or waiting
+        for t in calls:
+            t.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert [h.in_flight for h in c.endpoints()] == [0, 0]
+        for name in ("a", "b"):
+            assert (await c.limits.state(scope=f"default|{name}")).in_flight == 0
+        assert [h.state for h in c.endpoints()] == ["closed", "closed"]  # the caller left: no blame
+    finally:
+        await c.close()
