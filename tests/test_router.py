@@ -341,3 +341,19 @@ async def test_400_during_a_half_open_probe_does_not_wedge_the_endpoint(emulator
             await ask(c, extra_headers={"X-DSK-Emulate": "status=400"})  # the probe: a caller's error
         assert (await ask(c)).choices[0].message.content
         assert c.endpoints()[0].state == "closed"
+
+
+async def test_429_storm_on_the_primary_moves_to_the_secondary_at_once(emulator_factory):
+    """A 429 says this account is at its rate or concurrency limit (deepseek-api.md §6.1, §6.3):
+    another endpoint (another account) can serve now, so no Retry-After wait on the primary."""
+    a = emulator_factory(faults="status=429;retry_after=1")
+    b = emulator_factory()
+    c = AsyncClient(endpoints=[Endpoint(a.base_url, name="a", api_key="k"),
+                               Endpoint(b.base_url, name="b", api_key="k", priority=1)])
+    async with c:
+        t0 = time.monotonic()
+        for _ in range(8):
+            assert (await ask(c)).choices[0].message.content
+        assert time.monotonic() - t0 < 3
+        assert n(a) == 5 and n(b) == 8  # one try each until a's breaker opened (5 in a row)
+        assert c.endpoints()[0].state == "open"

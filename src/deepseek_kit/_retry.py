@@ -82,11 +82,12 @@ class RetryPolicy:
 
 def moves_at_once(exc: BaseException) -> bool:
     """Errors that mean "this endpoint cannot serve now": with another endpoint available, the
-    router moves the call there instead of retrying here."""
+    router moves the call there instead of retrying here. 429 is one: DeepSeek sends it when the
+    account is at its rate or concurrency limit, which another endpoint (account) is not."""
     if isinstance(exc, APITimeoutError):
         return exc.which in ("connect", "first_token")
     if isinstance(exc, APIStatusError):
-        return exc.status_code == 503
+        return exc.status_code in (429, 503)
     return isinstance(exc, APIConnectionError)
 
 
