@@ -682,7 +682,8 @@ async def test_failover_shows_in_records_summary_prometheus_and_health(emulator_
         # records: who answered and the route taken
         r1, r2, r3 = hook.records
         assert r1.endpoint == "b" and r1.route == (("a", 1, "ServiceUnavailableError"), ("b", 1, "ok"))
-        assert r1.failovers == 1 and r1.attempts == 2
+        assert r1.failovers == 1 and r1.attempts == 2 and r1.retries == 0
+        assert client.metrics.snapshot()["retries"] == 0  # a failover is not a retry
         assert r3.route == (("a", 0, "breaker_open"), ("b", 1, "ok")) and r3.failovers == 1
 
         # the summary: attempts per endpoint
@@ -729,4 +730,4 @@ async def test_all_endpoints_failing_is_one_record_with_the_whole_route(emulator
     (r,) = hook.records
     assert r.outcome == "error" and r.error == "AllEndpointsFailedError" and r.endpoint == "b"
     assert r.route == (("a", 1, "ServiceUnavailableError"), ("b", 2, "InternalServerError"))
-    assert r.attempts == 3 and r.failovers == 1
+    assert r.attempts == 3 and r.failovers == 1 and r.retries == 1  # one retry on b, one failover

@@ -109,6 +109,14 @@ class RequestRecord(msgspec.Struct, frozen=True, gc=False):
         return self.outcome == "ok"
 
     @property
+    def retries(self) -> int:
+        """Attempts beyond the first on the same endpoint (moving to another endpoint is a
+        failover, not a retry)."""
+        if self.route:
+            return sum(a - 1 for _, a, _ in self.route if a > 1)
+        return max(self.attempts - 1, 0)
+
+    @property
     def failovers(self) -> int:
         """Endpoints this call moved away from (failed, full or breaker open) to try another."""
         return sum(1 for _, _, res in self.route[:-1] if res not in _NOT_FAILOVER)

@@ -112,7 +112,7 @@ class _Totals:
         a = r.attempts
         self.attempts += a
         if a > 1:  # cache hits make no attempt at all (attempts 0)
-            self.retries += a - 1
+            self.retries += r.retries  # per endpoint: a failover is not a retry
         d = self.outcomes
         d[r.outcome] = d.get(r.outcome, 0) + 1
         if r.status is not None:

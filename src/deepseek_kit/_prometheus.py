@@ -183,8 +183,8 @@ class PrometheusHook:
                 self._child(c.endpoint_attempts, name, result).inc(max(attempts, 1))
                 if i < last and result not in ("ok", "hedge_lost", "hedge_closed"):
                     self._child(c.failovers, name).inc()
-        if r.attempts > 1:
-            self._child(c.retries, model).inc(r.attempts - 1)
+        if r.attempts > 1 and r.retries:
+            self._child(c.retries, model).inc(r.retries)
         if r.cache_hit:
             self._child(c.cache_hits, model).inc()
             return
