@@ -357,3 +357,18 @@ async def test_429_storm_on_the_primary_moves_to_the_secondary_at_once(emulator_
         assert time.monotonic() - t0 < 3
         assert n(a) == 5 and n(b) == 8  # one try each until a's breaker opened (5 in a row)
         assert c.endpoints()[0].state == "open"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[" * 100_000 + b"]" * 100_000])
+async def test_model_mapping_never_crashes_on_a_body_it_cannot_read(emulator_factory, body):
+    """The router reads the body only to map model names; a body that is not JSON (or is nested
+    past the decoder's depth) is the server's to judge: a typed error from its answer, never a
+    msgspec.DecodeError or RecursionError out of the router."""
+    from deepseek_kit import DeepSeekError
+
+    a = emulator_factory()
+    c = client(Endpoint(a.base_url, name="a", api_key="k", models={"deepseek-flash": "x"}))
+    async with c:
+        with pytest.raises(DeepSeekError):  # the emulator's 400 (or 500 before its E3 fix)
+            await c.request("POST", "/chat/completions", body=body, max_retries=0)
+        assert n(a) == 1  # it was sent
