@@ -508,7 +508,8 @@ async def test_prometheus_exposition(emulator):
         return samples[(name, tuple(sorted(labels.items())))]
 
     n = 2  # the hook was given twice: both feed the same (shared) collectors
-    ok = get("deepseek_requests_total", model="deepseek-flash", outcome="ok", status="200", error="")
+    ok = get("deepseek_requests_total", model="deepseek-flash", endpoint="", outcome="ok", status="200",
+             error="")
     assert ok == 3 * n
     recs = hook.records
     assert get("deepseek_tokens_total", model="deepseek-flash", kind="completion") == n * sum(
@@ -518,10 +519,11 @@ async def test_prometheus_exposition(emulator):
     assert get("deepseek_cost_total", model="deepseek-flash", currency="CNY") == pytest.approx(
         n * float(sum(r.cost for r in recs)))
     assert get("deepseek_retries_total", model="deepseek-flash") == n
-    assert get("deepseek_request_duration_seconds_count", model="deepseek-flash", stream="false",
+    assert get("deepseek_request_duration_seconds_count", model="deepseek-flash", endpoint="", stream="false",
                outcome="ok") == 2 * n
-    assert get("deepseek_time_to_first_token_seconds_count", model="deepseek-flash", stream="true") == n
-    assert get("deepseek_request_duration_seconds_sum", model="deepseek-flash", stream="true",
+    assert get("deepseek_time_to_first_token_seconds_count", model="deepseek-flash", endpoint="",
+               stream="true") == n
+    assert get("deepseek_request_duration_seconds_sum", model="deepseek-flash", endpoint="", stream="true",
                outcome="ok") == pytest.approx(n * recs[1].latency)
 
 
@@ -544,7 +546,7 @@ async def test_prometheus_http_endpoints(emulator):
     finally:
         server.shutdown()
         thread.join(5)
-    assert 'dsk_requests_total{error="",model="deepseek-flash",outcome="ok",status="200"} 1.0' in text
+    assert 'dsk_requests_total{endpoint="",error="",model="deepseek-flash",outcome="ok",status="200"} 1.0' in text
 
     from aiohttp import web
 
@@ -645,3 +647,88 @@ def test_sync_client_records_on_its_loop_thread_and_reads_anywhere(emulator):
     snap = step.metrics.snapshot()
     assert snap["requests"] == 2 and snap["ok"] == 2 and snap["cost"] == sum(r.cost for r in hook.records) > 0
     assert [r.stream for r in hook.records] == [False, True]
+
+
+# -- failover is visible (issue 7 item 4) -----------------------------------------------------------
+
+
+async def test_failover_shows_in_records_summary_prometheus_and_health(emulator_factory):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from deepseek_kit import BreakerPolicy, Endpoint, EndpointHealth, PrometheusHook, metrics_handler, serve_metrics
+    from deepseek_kit._prometheus import exposition
+
+    assert callable(metrics_handler) and callable(serve_metrics)  # public names
+    a = emulator_factory(faults="status=503")  # answers every call with 503
+    b = emulator_factory()
+    reg = CollectorRegistry()
+    hook = Collect()
+    client = AsyncClient(
+        endpoints=[Endpoint(a.base_url, name="a", api_key="sk-a", breaker=BreakerPolicy(failures=2)),
+                   Endpoint(b.base_url, name="b", api_key="sk-b", priority=1)],
+        retry=FAST, timeout=Timeout(connect=2, first_token=10, idle=10, total=30),
+        metrics=MetricsConfig(hooks=(hook, PrometheusHook(reg, namespace="fo"))))
+    async with client:
+        for _ in range(3):
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        health = client.endpoints()
+        assert all(isinstance(h, EndpointHealth) for h in health)
+        ha, hb = health
+        assert (ha.name, ha.state, ha.consecutive_failures, ha.requests, ha.failures) == ("a", "open", 2, 2, 2)
+        assert ha.reopens_in is not None and 0 < ha.reopens_in <= 30
+        assert (hb.name, hb.state, hb.in_flight, hb.requests, hb.failures) == ("b", "closed", 0, 3, 0)
+        assert hb.p95_ttft is not None and hb.ewma_ttft is not None
+
+        # records: who answered and the route taken
+        r1, r2, r3 = hook.records
+        assert r1.endpoint == "b" and r1.route == (("a", 1, "ServiceUnavailableError"), ("b", 1, "ok"))
+        assert r1.failovers == 1 and r1.attempts == 2 and r1.retries == 0
+        assert client.metrics.snapshot()["retries"] == 0  # a failover is not a retry
+        assert r3.route == (("a", 0, "breaker_open"), ("b", 1, "ok")) and r3.failovers == 1
+
+        # the summary: attempts per endpoint
+        snap = client.metrics.snapshot()
+        assert snap["failovers"] == 3
+        assert snap["by_endpoint"]["a"] == {"tries": 3, "attempts": 2, "ok": 0, "errors": 2, "failovers": 3,
+                                            "hedge_lost": 0, "breaker_open": 1}
+        assert snap["by_endpoint"]["b"]["attempts"] == 3 and snap["by_endpoint"]["b"]["ok"] == 3
+        assert "a: 2 attempts in 3 tries" in str(client.metrics)
+
+        # Prometheus: the endpoint label, the failover counter and the breaker gauge
+        samples = {}
+        for fam in text_string_to_metric_families(exposition(reg).decode()):
+            for s in fam.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+
+        def get(name, **labels):
+            return samples.get((name, tuple(sorted(labels.items()))))
+
+        assert get("fo_requests_total", model="deepseek-flash", endpoint="b", outcome="ok", status="200",
+                   error="") == 3
+        assert get("fo_failovers_total", endpoint="a") == 3
+        assert get("fo_endpoint_attempts_total", endpoint="a", result="ServiceUnavailableError") == 2
+        assert get("fo_endpoint_attempts_total", endpoint="a", result="breaker_open") == 1
+        assert get("fo_endpoint_attempts_total", endpoint="b", result="ok") == 3
+        assert get("fo_endpoint_breaker_state", endpoint="a", state="open") == 1
+        assert get("fo_endpoint_breaker_state", endpoint="a", state="closed") == 0
+        assert get("fo_endpoint_breaker_state", endpoint="b", state="closed") == 1
+        assert get("fo_endpoint_in_flight", endpoint="b") == 0
+
+
+async def test_all_endpoints_failing_is_one_record_with_the_whole_route(emulator_factory):
+    from deepseek_kit import AllEndpointsFailedError, Endpoint
+
+    a, b = emulator_factory(faults="status=503"), emulator_factory(faults="status=500")
+    hook = Collect()
+    client = AsyncClient(endpoints=[Endpoint(a.base_url, name="a", api_key="k"),
+                                    Endpoint(b.base_url, name="b", api_key="k", priority=1)],
+                         retry=RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.02),
+                         metrics=MetricsConfig(hooks=(hook,)))
+    async with client:
+        with pytest.raises(AllEndpointsFailedError):
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    (r,) = hook.records
+    assert r.outcome == "error" and r.error == "AllEndpointsFailedError" and r.endpoint == "b"
+    assert r.route == (("a", 1, "ServiceUnavailableError"), ("b", 2, "InternalServerError"))
+    assert r.attempts == 3 and r.failovers == 1 and r.retries == 1  # one retry on b, one failover

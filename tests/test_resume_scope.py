@@ -203,8 +203,6 @@ async def test_sync_client_drops_a_restart_too():
 
 # -- with endpoints: continuations only where prefix completion works ----------------------------
 
-@pytest.mark.xfail(strict=False, reason="needs RouterStep honouring request.options['only_endpoints'] "
-                                        "(router branch); remove this marker once merged")
 async def test_continuation_never_goes_to_an_endpoint_without_prefix_completion(emulator):
     # The stream comes from the declared emulator, whose breaker opens at its break; the only other
     # endpoint ignores prefix. The continuation must not be sent there: it fails, and the caller

@@ -207,3 +207,168 @@ def test_endpoint_values_are_checked():
     with pytest.raises(UsageError, match="unique"):
         AsyncClient(endpoints=[Endpoint("http://a:1", name="x", api_key="sk-router-test"), Endpoint("http://b:1", name="x", api_key="sk-router-test")])
     assert "sk-" not in repr(Endpoint("http://a:1", api_key="sk-secret-1234"))
+
+
+# -- routing attacks of the 2026-12 round (all against real emulators) --------------------------------
+
+
+def emitted(emu) -> int:
+    return emu.state.requests_per_path.get("/chat/completions", 0)
+
+
+async def test_only_endpoints_restricts_the_order(emulator_factory):
+    from deepseek_kit import UsageError
+
+    a, b = emulator_factory(), emulator_factory()
+    c = client(Endpoint(a.base_url, name="a", api_key="k"), Endpoint(b.base_url, name="b", api_key="k", priority=1))
+    async with c:
+        r = await c.request("POST", "/chat/completions", body=json.dumps(
+            {"model": "deepseek-flash", "messages": MSGS}).encode(), options={"only_endpoints": frozenset({"b"})})
+        assert r.endpoint == "b" and n(a) == 0 and n(b) == 1
+        with pytest.raises(UsageError, match="only_endpoints"):
+            await c.request("POST", "/chat/completions", body=b"{}", options={"only_endpoints": frozenset({"zz"})})
+
+
+async def test_every_breaker_open_fails_fast_then_probes_again(emulator_factory):
+    a, b = emulator_factory(faults="status=503"), emulator_factory(faults="status=503")
+    pol = BreakerPolicy(failures=1, open_for=0.5)
+    c = client(Endpoint(a.base_url, name="a", api_key="k", breaker=pol),
+               Endpoint(b.base_url, name="b", api_key="k", priority=1, breaker=pol))
+    async with c:
+        with pytest.raises(AllEndpointsFailedError):
+            await ask(c)
+        assert [h.state for h in c.endpoints()] == ["open", "open"]
+        sent = n(a), n(b)
+        t0 = time.monotonic()
+        with pytest.raises(AllEndpointsFailedError, match="circuit breaker of a is open"):
+            await ask(c)
+        assert time.monotonic() - t0 < 0.2 and (n(a), n(b)) == sent  # nothing sent
+        await asyncio.sleep(0.6)
+        assert [h.state for h in c.endpoints()] == ["half_open", "half_open"]
+        with pytest.raises(AllEndpointsFailedError):
+            await ask(c, max_retries=0)  # both probed once, both failed: open again
+        assert (n(a), n(b)) == (sent[0] + 1, sent[1] + 1)
+        assert [h.state for h in c.endpoints()] == ["open", "open"]
+
+
+async def test_all_weights_zero_is_priority_failover(emulator_factory):
+    from deepseek_kit import UsageError
+
+    a, b = emulator_factory(faults="status=503"), emulator_factory()
+    c = client(Endpoint(a.base_url, name="a", api_key="k", weight=0),
+               Endpoint(b.base_url, name="b", api_key="k", weight=0, priority=1),
+               routing=Routing(strategy="weighted"))
+    async with c:
+        for _ in range(3):
+            assert (await ask(c)).choices[0].message.content
+    assert n(b) == 3
+    for bad in (float("nan"), float("inf"), -1):
+        with pytest.raises(UsageError, match="weight"):
+            Endpoint(a.base_url, weight=bad)
+
+
+async def test_hedge_where_both_answer_at_once_frees_the_loser(emulator_factory):
+    from deepseek_kit import Limits
+
+    a, b = emulator_factory(), emulator_factory()
+    c = AsyncClient(endpoints=[Endpoint(a.base_url, name="a", api_key="k"),
+                               Endpoint(b.base_url, name="b", api_key="k", priority=1)],
+                    routing=Routing(hedge=True, hedge_after=0.0), retry=FAST, metrics=True,
+                    limits=Limits(max_in_flight=2, max_queue_wait=5))
+    async with c:
+        for stream in (False, True, False, True):
+            r = await ask(c, stream=stream)
+            if stream:
+                r = await r.until_done()
+            assert r.choices[0].message.content
+        # hedge_after=0 is "race at once", not "unset" (which meant a 2 s default): the second
+        # endpoint was started every time (it may lose before it sent anything)
+        assert n(a) + n(b) > 4 and c.metrics.snapshot()["by_endpoint"]["b"]["tries"] == 4
+        await asyncio.sleep(0.1)
+        assert [h.in_flight for h in c.endpoints()] == [0, 0]
+        for name in ("a", "b"):  # every slot given back, including the losers' streams
+            assert (await c.limits.state(scope=f"default|{name}")).in_flight == 0
+        assert c.metrics.snapshot()["hedged"] >= 1
+
+
+async def test_primary_failing_before_the_hedge_delay_still_fails_over(emulator_factory):
+    a, b = emulator_factory(faults="status=503"), emulator_factory()
+    c = client(Endpoint(a.base_url, name="a", api_key="k"), Endpoint(b.base_url, name="b", api_key="k", priority=1),
+               routing=Routing(hedge=True, hedge_after=5.0))
+    async with c:
+        t0 = time.monotonic()
+        assert (await ask(c)).choices[0].message.content
+        assert time.monotonic() - t0 < 2.0 and n(b) == 1
+
+
+async def test_429_with_a_huge_retry_after_fails_over_instead_of_waiting(emulator_factory):
+    a = emulator_factory(faults="status=429;retry_after=100000")
+    b = emulator_factory()
+    c = AsyncClient(endpoints=[Endpoint(a.base_url, name="a", api_key="k"),
+                               Endpoint(b.base_url, name="b", api_key="k", priority=1)],
+                    timeout=Timeout(total=120))
+    async with c:
+        t0 = time.monotonic()
+        assert (await ask(c)).choices[0].message.content
+        assert time.monotonic() - t0 < 5 and n(a) == 1 and n(b) == 1
+
+
+async def test_cancelled_half_open_probe_does_not_wedge_the_endpoint(emulator_factory):
+    a = emulator_factory()
+    c = client(Endpoint(a.base_url, name="a", api_key="k", breaker=BreakerPolicy(failures=1, open_for=0.3)))
+    async with c:
+        with pytest.raises(AllEndpointsFailedError):
+            await ask(c, max_retries=0, extra_headers={"X-DSK-Emulate": "status=503"})
+        await asyncio.sleep(0.4)
+        probe = asyncio.ensure_future(ask(c, extra_headers={"X-DSK-Emulate": "stall_first_token=30"}))
+        await asyncio.sleep(0.5)  # the probe hangs ...
+        assert c.endpoints()[0].in_flight == 1
+        probe.cancel()  # ... and its caller gives up
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert (await ask(c)).choices[0].message.content  # a new probe goes through
+        assert c.endpoints()[0].state == "closed"
+
+
+async def test_400_during_a_half_open_probe_does_not_wedge_the_endpoint(emulator_factory):
+    a = emulator_factory()
+    c = client(Endpoint(a.base_url, name="a", api_key="k", breaker=BreakerPolicy(failures=1, open_for=0.3)))
+    async with c:
+        with pytest.raises(AllEndpointsFailedError):
+            await ask(c, max_retries=0, extra_headers={"X-DSK-Emulate": "status=503"})
+        await asyncio.sleep(0.4)
+        with pytest.raises(BadRequestError):
+            await ask(c, extra_headers={"X-DSK-Emulate": "status=400"})  # the probe: a caller's error
+        assert (await ask(c)).choices[0].message.content
+        assert c.endpoints()[0].state == "closed"
+
+
+async def test_429_storm_on_the_primary_moves_to_the_secondary_at_once(emulator_factory):
+    """A 429 says this account is at its rate or concurrency limit (deepseek-api.md §6.1, §6.3):
+    another endpoint (another account) can serve now, so no Retry-After wait on the primary."""
+    a = emulator_factory(faults="status=429;retry_after=1")
+    b = emulator_factory()
+    c = AsyncClient(endpoints=[Endpoint(a.base_url, name="a", api_key="k"),
+                               Endpoint(b.base_url, name="b", api_key="k", priority=1)])
+    async with c:
+        t0 = time.monotonic()
+        for _ in range(8):
+            assert (await ask(c)).choices[0].message.content
+        assert time.monotonic() - t0 < 3
+        assert n(a) == 5 and n(b) == 8  # one try each until a's breaker opened (5 in a row)
+        assert c.endpoints()[0].state == "open"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[" * 100_000 + b"]" * 100_000])
+async def test_model_mapping_never_crashes_on_a_body_it_cannot_read(emulator_factory, body):
+    """The router reads the body only to map model names; a body that is not JSON (or is nested
+    past the decoder's depth) is the server's to judge: a typed error from its answer, never a
+    msgspec.DecodeError or RecursionError out of the router."""
+    from deepseek_kit import DeepSeekError
+
+    a = emulator_factory()
+    c = client(Endpoint(a.base_url, name="a", api_key="k", models={"deepseek-flash": "x"}))
+    async with c:
+        with pytest.raises(DeepSeekError):  # the emulator's 400 (or 500 before its E3 fix)
+            await c.request("POST", "/chat/completions", body=body, max_retries=0)
+        assert n(a) == 1  # it was sent

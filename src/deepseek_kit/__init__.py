@@ -62,11 +62,11 @@ if TYPE_CHECKING:
     from ._otel import OTelHook
     from ._presets import PRESETS, Preset, preset
     from ._pricing import ModelPrice
-    from ._prometheus import PrometheusHook
+    from ._prometheus import PrometheusHook, metrics_handler, serve_metrics
     from ._request import Request, Response
     from ._resume import Resumption
     from ._retry import RetryPolicy
-    from ._router import Endpoint, Routing
+    from ._router import Endpoint, EndpointHealth, Routing
     from ._sse import ServerSentEvent, SSEDecoder
     from ._stream import AsyncCompletionStream, AsyncStream
     from ._structured import StructuredOutputError, parse, parse_sync
@@ -152,6 +152,7 @@ _LAZY: dict[str, str] = {
     "DeepSeekError": "._errors",
     "EmptyResponseError": "._errors",
     "Endpoint": "._router",
+    "EndpointHealth": "._router",
     "ExtractiveSummarizer": "._summarize",
     "Final": "._tool_loop",
     "HolidayCalendar": "._holidays",
@@ -230,6 +231,7 @@ _LAZY: dict[str, str] = {
     "delete_conversation": "._logstore",
     "list_conversations": "._logstore",
     "load_conversation": "._logstore",
+    "metrics_handler": "._prometheus",
     "parse": "._structured",
     "parse_sync": "._structured",
     "preset": "._presets",
@@ -239,6 +241,7 @@ _LAZY: dict[str, str] = {
     "run_tools": "._tool_loop",
     "run_tools_sync": "._tool_loop",
     "save_conversation": "._logstore",
+    "serve_metrics": "._prometheus",
     "tool": "._tools",
 }
 
@@ -303,6 +306,7 @@ __all__ = [
     "DeepSeekError",
     "EmptyResponseError",
     "Endpoint",
+    "EndpointHealth",
     "ExtractiveSummarizer",
     "Final",
     "HolidayCalendar",
@@ -381,6 +385,7 @@ __all__ = [
     "delete_conversation",
     "list_conversations",
     "load_conversation",
+    "metrics_handler",
     "parse",
     "parse_sync",
     "preset",
@@ -390,5 +395,6 @@ __all__ = [
     "run_tools",
     "run_tools_sync",
     "save_conversation",
+    "serve_metrics",
     "tool",
 ]

@@ -64,6 +64,27 @@ class CircuitBreaker:
         self._probe_out = True
         return True
 
+    def current_state(self, now: float | None = None) -> str:
+        """The state as a reader should see it: an open breaker whose `open_for` has passed is
+        half-open (it lets the next call through as a probe) even before a call asked."""
+        if self.state == "open":
+            now = time.monotonic() if now is None else now
+            if now - self._opened_at >= self.policy.open_for:
+                return "half_open"
+        return self.state
+
+    def reopens_in(self, now: float | None = None) -> float | None:
+        """While open: seconds until a probe may go through."""
+        if self.state != "open":
+            return None
+        now = time.monotonic() if now is None else now
+        return max(0.0, self._opened_at + self.policy.open_for - now)
+
+    def neutral(self) -> None:
+        """The call ended saying nothing about health (a 400, a cancelled call): a half-open
+        probe slot is given back, or the endpoint would never be probed again."""
+        self._probe_out = False
+
     def success(self) -> None:
         self.consecutive = 0
         self._outcomes.append(True)
@@ -92,9 +113,10 @@ class CircuitBreaker:
 
 
 class EndpointStats:
-    """Time to first token (EWMA and recent samples for p95) and requests in flight."""
+    """Time to first token (EWMA and recent samples for p95), requests in flight, and the tries
+    sent and failed (for `EndpointHealth`)."""
 
-    __slots__ = ("_p95", "_samples", "ewma_ttft", "in_flight", "requests")
+    __slots__ = ("_p95", "_samples", "ewma_ttft", "failures", "in_flight", "last_ok", "requests")
 
     def __init__(self) -> None:
         self.ewma_ttft: float | None = None
@@ -102,6 +124,8 @@ class EndpointStats:
         self._p95: float | None = None
         self.in_flight = 0
         self.requests = 0
+        self.failures = 0
+        self.last_ok = float("-inf")  # loop time of the last answer (a queue timeout after it is "busy")
 
     def observe_ttft(self, seconds: float) -> None:
         self.ewma_ttft = seconds if self.ewma_ttft is None else 0.8 * self.ewma_ttft + 0.2 * seconds

@@ -6,6 +6,7 @@ Later steps (metrics, cache, router, limits) slot in around these without touchi
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -27,7 +28,7 @@ from ._pricing import calendar_of, default_clock
 from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
-from ._router import Endpoint, RouterStep, Routing, endpoints_from_config
+from ._router import Endpoint, EndpointHealth, RouterStep, Routing, endpoints_from_config
 from ._settings import DEFAULT_BASE_URL, resolve
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._transport import AiohttpTransport, Transport
@@ -166,8 +167,13 @@ class AsyncClient:
         self.clock = (metrics.clock if isinstance(metrics, MetricsConfig) else metrics.config.clock
                       if isinstance(metrics, MetricsStep) else default_clock())
         self._metrics_step = _metrics_step(metrics)
+        if self.router is not None:  # metrics that report endpoint health read the router
+            for s in (*(steps or ()), self._metrics_step):
+                watch = getattr(s, "watch_router", None)
+                if callable(watch):
+                    watch(self.router)
         self.cache = _cache_step(cache)
-        self.limits = LimitStep(limits, api_key=key) if limits is not None else None
+        self.limits = LimitStep(limits, api_key=key, routed=bool(endpoints)) if limits is not None else None
         # Logs: off in the library unless asked (argument or the config's `logs`), see docs/logs.md.
         if isinstance(logs, LogStep):
             self.logs: LogStep | None = logs
@@ -201,6 +207,11 @@ class AsyncClient:
             raise UsageError("metrics are off for this client: create it with metrics=True "
                              "(or MetricsConfig(...))")
         return self._metrics_step.metrics
+
+    def endpoints(self) -> list[EndpointHealth]:
+        """Each endpoint's health now (breaker state, calls in flight, consecutive failures, time
+        to first token), in configuration order; empty without `endpoints=`."""
+        return self.router.health() if self.router is not None else []
 
     @property
     def api_key(self) -> str | None:
@@ -237,8 +248,13 @@ class AsyncClient:
             headers.update(extra_headers)
         t = self.timeout if timeout is ... else Timeout.coerce(timeout)
         url = (self.beta_base_url if beta else self.base_url) + path
+        opts = dict(options) if options else {}
+        if t.total is not None and "deadline" not in opts:
+            # One deadline for the whole call, set here once: retries, failover across endpoints
+            # and hedges all spend the same `total` (steps read `options["deadline"]`).
+            opts["deadline"] = asyncio.get_running_loop().time() + t.total
         req = Request(method, url, path, body=body, headers=headers, stream=stream, timeout=t,
-                      max_retries=max_retries, beta=beta, options=options)
+                      max_retries=max_retries, beta=beta, options=opts)
         return await self._call(req)
 
     async def close(self) -> None:

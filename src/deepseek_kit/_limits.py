@@ -6,7 +6,10 @@
 1. estimates the tokens (prompt characters at DeepSeek's ratios, 1 English char ~ 0.3 token and
    1 Chinese char ~ 0.6 token, deepseek-api.md §7, plus `max_tokens` or `default_max_tokens`);
 2. waits, first in first out, for an in-flight slot and then for its turn under rpm/tpm; a wait
-   longer than `max_queue_wait` (or past the call's total deadline) raises `QueueTimeoutError`;
+   longer than `max_queue_wait` (or past the call's total deadline) raises `QueueTimeoutError`.
+   When the router says another endpoint can take the call (`options["failover"]`), it waits at
+   most `failover_wait` (default 0: a full endpoint is skipped, not queued for). With endpoints,
+   quotas are per endpoint unless `per` says otherwise (docs/routing-and-limits.md);
 3. sends, and holds the in-flight slot until the response is complete: at once for a plain
    response, at the end of the stream for a stream (`Response.add_done_callback`), because
    DeepSeek counts a request "from the time it is sent until the model response is complete" (§6.3);
@@ -58,7 +61,10 @@ class QueueTimeoutError(DeepSeekError, TimeoutError):
     """A request waited (or would have to wait) longer than `Limits.max_queue_wait`, or past the
     call's total timeout, for its turn. `limit` names what it waited for ("in_flight", "rpm" or
     "tpm"), `waited` the seconds spent. Not retried: the queue is full, so sending again would only
-    queue again. Raise `max_queue_wait`, lower the caller's concurrency, or raise the limit."""
+    queue again. Raise `max_queue_wait`, lower the caller's concurrency, or raise the limit.
+
+    With endpoints, `endpoint` names the endpoint whose own quota it waited for (None when the
+    quota is shared by several); the router then tries the next endpoint."""
 
     def __init__(self, message: str, *, limit: str, waited: float, max_wait: float | None) -> None:
         super().__init__(message)
@@ -66,6 +72,7 @@ class QueueTimeoutError(DeepSeekError, TimeoutError):
         self.limit = limit
         self.waited = waited
         self.max_wait = max_wait
+        self.endpoint: str | None = None
 
 
 class LimitBackendError(DeepSeekError):
@@ -105,7 +112,12 @@ class Limits:
     bound but the call's total timeout). burst: seconds' worth of rate that may go at once after a
     quiet spell (at least one request). adaptive: `Adaptive(...)`, or None to keep limits fixed.
     name: the quota's name; processes using the same name and Redis share it. per: split the quota
-    by "endpoint", "key" (a hash of the API key, never the key) and/or "model". default_max_tokens:
+    by "endpoint", "key" (a hash of the API key, never the key) and/or "model"; None (the default)
+    means per endpoint when the client has `endpoints` (each upstream account has its own quota,
+    so a hung endpoint's calls never hold the slots another endpoint needs) and one quota
+    otherwise; `per=()` forces one quota for all endpoints. failover_wait: with endpoints, the
+    seconds a call waits for its turn on one endpoint when another endpoint could take it, before
+    moving on (0: at once; None: up to max_queue_wait like any call). default_max_tokens:
     the output estimate when a request has no max_tokens. redis_url: share through Redis
     ("redis://host:port/db"), else in-process. lease_ttl: seconds after which the in-flight slot of
     a process that died is freed (live processes renew theirs every lease_ttl/3).
@@ -118,10 +130,11 @@ class Limits:
     burst: float = 1.0
     adaptive: Adaptive | None = field(default_factory=Adaptive)
     name: str = "default"
-    per: tuple[str, ...] = ()
+    per: tuple[str, ...] | None = None
     default_max_tokens: int = 4096
     redis_url: str | None = None
     lease_ttl: float = 30.0
+    failover_wait: float | None = 0.0
 
     def __post_init__(self) -> None:
         for what in ("rpm", "tpm"):
@@ -144,11 +157,15 @@ class Limits:
             object.__setattr__(self, "adaptive", Adaptive(**ad))
         elif ad is not None and not isinstance(ad, Adaptive):
             raise UsageError(f"Limits.adaptive must be Adaptive(...), a mapping, a bool or None, got {ad!r}")
-        per = (self.per,) if isinstance(self.per, str) else tuple(self.per)
-        bad = sorted(set(per) - _SCOPES)
-        if bad:
-            raise UsageError(f"Limits.per accepts 'endpoint', 'key' and 'model', not {bad}")
-        object.__setattr__(self, "per", tuple(sorted(set(per))))
+        if self.per is not None:
+            per = (self.per,) if isinstance(self.per, str) else tuple(self.per)
+            bad = sorted(set(per) - _SCOPES)
+            if bad:
+                raise UsageError(f"Limits.per accepts 'endpoint', 'key' and 'model', not {bad}")
+            object.__setattr__(self, "per", tuple(sorted(set(per))))
+        fw = self.failover_wait
+        if fw is not None and not (isinstance(fw, (int, float)) and 0 <= fw < math.inf):
+            raise UsageError(f"Limits.failover_wait must be a number of seconds >= 0 or None, got {fw!r}")
         if not self.name or any(c in self.name for c in "{}"):
             raise UsageError("Limits.name must be a non-empty string without braces")
         if self.default_max_tokens < 0:
@@ -271,16 +288,19 @@ class LimitStep:
     """Pipeline step enforcing `Limits`; goes in `inner_steps` (once per attempt, inside retry).
 
     `api_key` is the client's key, used only for `per=("key",)` scopes (hashed): the auth step
-    below this one has not added the header yet. `backend` replaces the one `limits` implies."""
+    below this one has not added the header yet. `backend` replaces the one `limits` implies.
+    `routed`: the client has endpoints, so `per=None` means per endpoint."""
 
     def __init__(self, limits: Limits, *, api_key: str | None = None,
-                 backend: LimiterBackend | None = None) -> None:
+                 backend: LimiterBackend | None = None, routed: bool = False) -> None:
         self.limits = limits
+        self._per: tuple[str, ...] = limits.per if limits.per is not None else (
+            ("endpoint",) if routed else ())
         self._api_key = api_key
         self._key_hashes: dict[str, str] = {}
         self._active = limits.active
         self._need_tokens = limits.tpm is not None
-        self._need_head = self._need_tokens or "model" in limits.per
+        self._need_head = self._need_tokens or "model" in self._per
         if backend is None:
             if limits.redis_url is not None:
                 from ._limits_redis import RedisLimiter
@@ -294,7 +314,7 @@ class LimitStep:
 
     def scope(self, request: Request, model: str | None = None) -> str:
         """The quota a request counts against: the name, then the `per` parts."""
-        per = self.limits.per
+        per = self._per
         if not per:
             return self.limits.name
         parts = [self.limits.name]
@@ -335,11 +355,22 @@ class LimitStep:
             if self._need_tokens:
                 tokens = _estimate(request.body, head, lim.default_max_tokens)
         budget = lim.max_queue_wait
-        deadline = request.options.get("deadline")
+        opts = request.options
+        if opts.get("failover") and lim.failover_wait is not None:
+            # Another endpoint can take this call: do not queue behind this one (a hung endpoint
+            # keeps its slots until its calls time out), let the router move on.
+            budget = lim.failover_wait if budget is None else min(budget, lim.failover_wait)
+        deadline = opts.get("deadline")
         if deadline is not None:
             left = max(0.0, deadline - asyncio.get_running_loop().time())
             budget = left if budget is None else min(budget, left)
-        lease = await self.backend.acquire(self.scope(request, model), tokens, budget)
+        scope = self.scope(request, model)
+        try:
+            lease = await self.backend.acquire(scope, tokens, budget)
+        except QueueTimeoutError as exc:
+            if "endpoint" in self._per and request.endpoint is not None:
+                exc.endpoint = getattr(request.endpoint, "name", None)
+            raise
         try:
             resp = await call_next(request)
         except RateLimitError:

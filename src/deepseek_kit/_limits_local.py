@@ -191,6 +191,8 @@ class LocalLimiter:
         if b.cap is not None:
             if b.in_flight < b.capn and not b.waiters:
                 b.in_flight += 1
+            elif budget is not None and budget <= 0:  # no wait allowed (e.g. another endpoint can serve)
+                raise queue_timeout(self.limits, "in_flight", 0.0, budget, b.capn)
             else:
                 waited = await b.wait_slot(budget)
                 if budget is not None:

@@ -120,6 +120,8 @@ class _Pump:
                 granted = False
                 for e, (status, wait) in zip(batch, results, strict=False):
                     if status == "wait":
+                        if e.budget_end is not None and e.budget_end <= now and not e.fut.done():
+                            owner._expire(self, e, 0.0)  # no wait allowed: refused after one look
                         continue
                     if status == "ok":
                         granted = True
@@ -438,7 +440,7 @@ class RedisLimiter:
                    None if budget is None else loop.time() + budget, fut)
         pump.submit(e)
         timer = None
-        if budget is not None and self._cap:
+        if budget is not None and budget > 0 and self._cap:  # budget 0: the pump refuses it
             timer = loop.call_later(budget, self._expire, pump, e, budget)
         try:
             wait = await fut

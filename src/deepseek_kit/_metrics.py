@@ -69,6 +69,13 @@ class RequestRecord(msgspec.Struct, frozen=True, gc=False):
     prompt_tokens`; `reasoning_tokens` are part of `completion_tokens` (§4.1). `cost` is in
     `currency`, priced at `peak` or off-peak; `cache_hit` means the client cache answered.
 
+    With endpoints, `endpoint` is the one that answered (or the last one tried) and `route` lists
+    every endpoint the router went to, in order, as `(endpoint, attempts, result)`: result "ok",
+    "hedge_lost" (cancelled: another endpoint answered first), "hedge_closed" (answered too late),
+    "breaker_open" (skipped) or the error's class name ("APITimeoutError", "QueueTimeoutError"
+    when its limits were full, ...). `attempts` is then the sum over the route; `failovers` counts
+    the endpoints the call moved away from.
+
     Fields are in a fixed order (the step builds records positionally, which is much faster);
     construct your own with keywords.
     """
@@ -95,10 +102,24 @@ class RequestRecord(msgspec.Struct, frozen=True, gc=False):
     cost: Decimal = Decimal(0)
     currency: str = "CNY"
     peak: bool = False
+    route: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
+
+    @property
+    def retries(self) -> int:
+        """Attempts beyond the first on the same endpoint (moving to another endpoint is a
+        failover, not a retry)."""
+        if self.route:
+            return sum(a - 1 for _, a, _ in self.route if a > 1)
+        return max(self.attempts - 1, 0)
+
+    @property
+    def failovers(self) -> int:
+        """Endpoints this call moved away from (failed, full or breaker open) to try another."""
+        return sum(1 for _, _, res in self.route[:-1] if res not in _NOT_FAILOVER)
 
     @property
     def total_tokens(self) -> int:
@@ -106,6 +127,16 @@ class RequestRecord(msgspec.Struct, frozen=True, gc=False):
 
 
 Hook = Callable[[RequestRecord], object]
+
+#: Route results that are not a move away from an endpoint (hedges race, they do not fail over).
+_NOT_FAILOVER = frozenset({"ok", "hedge_lost", "hedge_closed"})
+
+
+def _route(request: Request) -> tuple[tuple[str, int, str], ...]:
+    r = request.options.get("route")
+    if not r:
+        return ()
+    return tuple((str(e[0]), int(e[1]), str(e[2])) for e in r)
 
 
 @dataclass(frozen=True)
@@ -287,6 +318,7 @@ class MetricsStep:
             from ._otel import OTelHook
 
             hooks.append(OTelHook())
+        self._hook_objects = tuple(hooks)
         self._hooks = tuple(_as_hook(h) for h in hooks)
         self._hook_failed: set[int] = set()
         self.hook_errors = 0
@@ -296,6 +328,14 @@ class MetricsStep:
         self._price_cache: dict[tuple[str, bool], tuple[int, int, int, int] | None] = {}
         self._peak_minute = -1
         self._peak = False
+
+    def watch_router(self, router: Any) -> None:
+        """The client's router (endpoints): hooks that report endpoint health read it (e.g. the
+        Prometheus breaker-state gauge, at scrape time)."""
+        for h in self._hook_objects:
+            watch = getattr(h, "watch_router", None)
+            if callable(watch):
+                watch(router)
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
         if not self.config.enabled:
@@ -349,11 +389,13 @@ class MetricsStep:
         outcome = resp.outcome or "ok"
         error = None if outcome in ("ok", "closed") else ("StreamTimeoutError" if outcome == "timeout"
                                                           else "StreamError")
-        # Positional: msgspec matches 22 keywords several times slower than it takes positions.
+        route = _route(request)
+        attempts = sum(a for _, a, _ in route) if route else resp.attempts
+        # Positional: msgspec matches 23 keywords several times slower than it takes positions.
         self._emit(RequestRecord(
-            model, request.path, request.stream, outcome, resp.status, error, resp.attempts,
+            model, request.path, request.stream, outcome, resp.status, error, attempts,
             _endpoint(request, resp), resp.headers.get("x-ds-trace-id"), wall, latency, ttft, tps,
-            resp.cache_hit, prompt, hit, miss, out, reasoning, cost, self._currency, peak,
+            resp.cache_hit, prompt, hit, miss, out, reasoning, cost, self._currency, peak, route,
         ))
 
     def _failed(self, request: Request, exc: BaseException, wall: float, latency: float) -> None:
@@ -372,12 +414,16 @@ class MetricsStep:
         status = getattr(exc, "status_code", None)
         headers = getattr(exc, "headers", None)
         trace_id = headers.get("x-ds-trace-id") if isinstance(headers, Mapping) else None
+        route = _route(request)
+        if route:
+            attempts = sum(a for _, a, _ in route)
+            endpoint = route[-1][0]
         self._emit(RequestRecord(
             model=_request_model(request.body), path=request.path, stream=request.stream, outcome=outcome,
             status=status if isinstance(status, int) else None, error=type(exc).__name__,
             attempts=attempts if isinstance(attempts, int) else 1, endpoint=endpoint,
             trace_id=trace_id, started_at=wall, latency=latency, currency=self._currency,
-            peak=self._is_peak(wall),
+            peak=self._is_peak(wall), route=route,
         ))
 
     def _is_peak(self, wall: float) -> bool:

@@ -71,6 +71,21 @@ class _ModelTotals:
         self.cost = Decimal(0)
 
 
+class _EndpointTotals:
+    __slots__ = ("attempts", "breaker_open", "errors", "failovers", "hedge_lost", "ok", "tries")
+
+    def __init__(self) -> None:
+        self.tries = self.attempts = self.ok = self.errors = self.failovers = 0
+        self.hedge_lost = self.breaker_open = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+#: Route results that are no error of the endpoint's own.
+_NOT_ERRORS = frozenset({"ok", "hedge_lost", "hedge_closed", "breaker_open"})
+
+
 class _Totals:
     """The aggregates, changed only by `add()` under the summary's lock."""
 
@@ -85,6 +100,8 @@ class _Totals:
         self.prompt = self.hit = self.miss = self.completion = self.reasoning = 0
         self.cost = Decimal(0)
         self.models: dict[str, _ModelTotals] = {}
+        self.endpoints: dict[str, _EndpointTotals] = {}
+        self.failovers = self.hedged = 0
         n = math.ceil(window) + 1
         self.bucket_sec = [-1] * n
         self.bucket_count = [0] * n
@@ -95,7 +112,7 @@ class _Totals:
         a = r.attempts
         self.attempts += a
         if a > 1:  # cache hits make no attempt at all (attempts 0)
-            self.retries += a - 1
+            self.retries += r.retries  # per endpoint: a failover is not a retry
         d = self.outcomes
         d[r.outcome] = d.get(r.outcome, 0) + 1
         if r.status is not None:
@@ -111,6 +128,8 @@ class _Totals:
             e = self.errors
             e[r.error] = e.get(r.error, 0) + 1
             m.errors += 1
+        if r.route:
+            self._add_route(r.route)
         ok = r.outcome == "ok"
         if ok:
             self.ok += 1
@@ -141,6 +160,29 @@ class _Totals:
         self.bucket_count[i] += 1
         if self.first is None:
             self.first = now
+
+    def _add_route(self, route: tuple[tuple[str, int, str], ...]) -> None:
+        last = len(route) - 1
+        hedged = False
+        for i, (name, attempts, res) in enumerate(route):
+            e = self.endpoints.get(name)
+            if e is None:
+                e = self.endpoints[name] = _EndpointTotals()
+            e.tries += 1
+            e.attempts += attempts
+            if res == "ok":
+                e.ok += 1
+            elif res in ("hedge_lost", "hedge_closed"):
+                hedged = True
+                e.hedge_lost += res == "hedge_lost"
+            elif res == "breaker_open":
+                e.breaker_open += 1
+            if res not in _NOT_ERRORS:
+                e.errors += 1
+            if i < last and res not in ("ok", "hedge_lost", "hedge_closed"):
+                e.failovers += 1
+                self.failovers += 1
+        self.hedged += hedged
 
 
 class Metrics:
@@ -281,6 +323,9 @@ class Metrics:
                 "cache_hit_rate": t.cache_hits / n if n else 0.0,
                 "cost": t.cost,
                 "currency": self.currency,
+                "failovers": t.failovers,
+                "hedged": t.hedged,
+                "by_endpoint": {k: e.as_dict() for k, e in t.endpoints.items()},
                 "by_model": {
                     k: {"requests": m.requests, "errors": m.errors, "prompt_tokens": m.prompt_tokens,
                         "completion_tokens": m.completion_tokens, "cost": m.cost}
@@ -316,6 +361,12 @@ class Metrics:
                      f"{t['completion']:,} (reasoning {t['reasoning']:,})")
         lines.append(f"cost: {s['cost']:f} {s['currency']}; client cache hits {s['cache_hits']} "
                      f"({s['cache_hit_rate']:.1%})")
+        if s["by_endpoint"]:
+            lines.append(f"endpoints: {s['failovers']} failovers, {s['hedged']} hedged calls")
+            for name, e in s["by_endpoint"].items():
+                lines.append(f"  {name}: {e['attempts']} attempts in {e['tries']} tries, {e['ok']} ok, "
+                             f"{e['errors']} errors, {e['failovers']} failed over, {e['hedge_lost']} "
+                             f"hedges lost, {e['breaker_open']} skipped (breaker open)")
         for model, m in sorted(s["by_model"].items()):
             lines.append(f"  {model}: {m['requests']} requests, {m['errors']} errors, "
                          f"{m['prompt_tokens']:,} + {m['completion_tokens']:,} tokens, "

@@ -9,7 +9,8 @@ conventions), with the call's real start and end times and these attributes:
     gen_ai.usage.input_tokens, gen_ai.usage.output_tokens, gen_ai.usage.cache_read.input_tokens,
     gen_ai.usage.reasoning.output_tokens, gen_ai.response.time_to_first_chunk, error.type,
     http.response.status_code, and deepseek.* for the rest (cache-miss tokens, cost, currency,
-    attempts, outcome, client cache hit, endpoint, x-ds-trace-id).
+    attempts, outcome, client cache hit, endpoint, x-ds-trace-id; with endpoints also the route
+    taken and the number of failovers).
 
 A failed call gets status ERROR; the first token is also an event ("gen_ai.first_token") at its
 time. The span is built when the call has finished, from the record (that is what keeps it off
@@ -92,6 +93,9 @@ class OTelHook:
             attrs["error.type"] = r.error
         if r.endpoint:
             attrs["deepseek.endpoint"] = r.endpoint
+        if r.route:  # the endpoints tried, in order: "name:attempts:result"
+            attrs["deepseek.route"] = [f"{n}:{a}:{res}" for n, a, res in r.route]
+            attrs["deepseek.failovers"] = r.failovers
         if r.trace_id:
             attrs["deepseek.trace_id"] = r.trace_id
         if r.ttft is not None:

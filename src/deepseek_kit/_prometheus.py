@@ -4,14 +4,28 @@
 `MetricsConfig(prometheus=True)` for the default registry) that feeds `prometheus_client`
 collectors from each `RequestRecord`:
 
-    {ns}_requests_total{model, outcome, status, error}      calls, by HTTP status and error class
-    {ns}_request_duration_seconds{model, stream, outcome}   histogram of call latency
-    {ns}_time_to_first_token_seconds{model, stream}         histogram of TTFT
+    {ns}_requests_total{model, endpoint, outcome, status, error}  calls, by HTTP status and error class
+    {ns}_request_duration_seconds{model, endpoint, stream, outcome}  histogram of call latency
+    {ns}_time_to_first_token_seconds{model, endpoint, stream}  histogram of TTFT
     {ns}_tokens_total{model, kind}                          kind: prompt_cache_hit, prompt_cache_miss,
                                                             completion, reasoning (part of completion)
     {ns}_cost_total{model, currency}                        billed amount (float)
     {ns}_retries_total{model}                               attempts beyond the first
     {ns}_client_cache_hits_total{model}                     calls answered by the client cache
+
+With endpoints (`AsyncClient(endpoints=...)`), `endpoint` is the one that answered (or the last one
+tried; "" without endpoints), and also:
+
+    {ns}_endpoint_attempts_total{endpoint, result}   HTTP attempts per endpoint; result "ok", the
+                                                     error class, "hedge_lost", "hedge_closed" or
+                                                     "breaker_open" (skipped, 0 attempts: counted 1)
+    {ns}_failovers_total{endpoint}                   calls that moved away from this endpoint
+    {ns}_endpoint_breaker_state{endpoint, state}     1 for the breaker's current state ("closed",
+                                                     "half_open", "open"), 0 for the others
+    {ns}_endpoint_in_flight{endpoint}                calls sent to it and not complete
+
+The last two are read from the client's router when Prometheus scrapes (the hook learns the
+router from the client: `MetricsConfig(prometheus=True)` or a hook in `MetricsConfig.hooks`).
 
 `ns` defaults to "deepseek". Collectors are created once per (registry, namespace), so several
 clients (or hooks) in one process share them instead of failing on duplicate names. Expose them
@@ -22,7 +36,8 @@ own HTTP server thread) or `metrics_handler()` (an aiohttp route, e.g. in a gate
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UsageError
@@ -55,11 +70,18 @@ class _Collectors:
     def __init__(self, pc: Any, registry: Any, ns: str) -> None:
         kw = {"registry": registry, "namespace": ns}
         self.requests = pc.Counter("requests", "DeepSeek API calls by outcome, HTTP status and error class",
-                                   ["model", "outcome", "status", "error"], **kw)
+                                   ["model", "endpoint", "outcome", "status", "error"], **kw)
         self.duration = pc.Histogram("request_duration_seconds", "Call latency, all attempts included",
-                                     ["model", "stream", "outcome"], buckets=LATENCY_BUCKETS, **kw)
+                                     ["model", "endpoint", "stream", "outcome"], buckets=LATENCY_BUCKETS,
+                                     **kw)
         self.ttft = pc.Histogram("time_to_first_token_seconds", "Time to the first real event or body",
-                                 ["model", "stream"], buckets=TTFT_BUCKETS, **kw)
+                                 ["model", "endpoint", "stream"], buckets=TTFT_BUCKETS, **kw)
+        self.endpoint_attempts = pc.Counter("endpoint_attempts", "HTTP attempts per endpoint, by result",
+                                            ["endpoint", "result"], **kw)
+        self.failovers = pc.Counter("failovers", "Calls that moved away from this endpoint to another",
+                                    ["endpoint"], **kw)
+        self.health = _HealthCollector(ns)
+        registry.register(self.health)
         self.tokens = pc.Counter("tokens", "Billed tokens by kind (reasoning is part of completion)",
                                  ["model", "kind"], **kw)
         self.cost = pc.Counter("cost", "Billed amount per the DeepSeek price table",
@@ -67,6 +89,46 @@ class _Collectors:
         self.retries = pc.Counter("retries", "Attempts beyond the first", ["model"], **kw)
         self.cache_hits = pc.Counter("client_cache_hits", "Calls answered by the client cache",
                                      ["model"], **kw)
+
+
+_STATES = ("closed", "half_open", "open")
+
+
+class _HealthCollector:
+    """Breaker state and in-flight gauges, read from the watched routers at scrape time (a state
+    that changes with time, open -> half_open, is then right without any call)."""
+
+    def __init__(self, ns: str) -> None:
+        self._ns = ns
+        self._routers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def watch(self, router: Any) -> None:
+        self._routers.add(router)
+
+    def describe(self) -> list[Any]:
+        # No names up front: the registry then never calls collect() at registration (routers come
+        # later) and several clients can feed the one collector of a (registry, namespace).
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        state = GaugeMetricFamily(f"{self._ns}_endpoint_breaker_state",
+                                  "Circuit breaker state per endpoint (1 = current)",
+                                  labels=["endpoint", "state"])
+        inflight = GaugeMetricFamily(f"{self._ns}_endpoint_in_flight",
+                                     "Calls sent to the endpoint and not complete", labels=["endpoint"])
+        seen: set[str] = set()
+        for router in list(self._routers):
+            for h in router.health():
+                if h.name in seen:  # two clients with the same endpoint names: the first one wins
+                    continue
+                seen.add(h.name)
+                for st in _STATES:
+                    state.add_metric([h.name, st], 1.0 if h.state == st else 0.0)
+                inflight.add_metric([h.name], float(h.in_flight))
+        yield state
+        yield inflight
 
 
 _lock = threading.Lock()
@@ -100,17 +162,29 @@ class PrometheusHook:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def watch_router(self, router: Any) -> None:
+        """Report this router's endpoints in the breaker-state and in-flight gauges (the metrics
+        step calls this for the client's router)."""
+        self._c.health.watch(router)
+
     def on_request(self, r: RequestRecord) -> None:
         c = self._c
         model = r.model or ""
+        endpoint = r.endpoint or ""
         stream = "true" if r.stream else "false"
         status = "" if r.status is None else str(r.status)
-        self._child(c.requests, model, r.outcome, status, r.error or "").inc()
-        self._child(c.duration, model, stream, r.outcome).observe(r.latency)
+        self._child(c.requests, model, endpoint, r.outcome, status, r.error or "").inc()
+        self._child(c.duration, model, endpoint, stream, r.outcome).observe(r.latency)
         if r.ttft is not None and not r.cache_hit:
-            self._child(c.ttft, model, stream).observe(r.ttft)
-        if r.attempts > 1:
-            self._child(c.retries, model).inc(r.attempts - 1)
+            self._child(c.ttft, model, endpoint, stream).observe(r.ttft)
+        if r.route:
+            last = len(r.route) - 1
+            for i, (name, attempts, result) in enumerate(r.route):
+                self._child(c.endpoint_attempts, name, result).inc(max(attempts, 1))
+                if i < last and result not in ("ok", "hedge_lost", "hedge_closed"):
+                    self._child(c.failovers, name).inc()
+        if r.attempts > 1 and r.retries:
+            self._child(c.retries, model).inc(r.retries)
         if r.cache_hit:
             self._child(c.cache_hits, model).inc()
             return

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from ._client import AsyncClient
 from ._errors import UsageError
 from ._metrics_summary import Metrics
+from ._router import EndpointHealth
 from ._stream import AsyncCompletionStream, AsyncStream
 from ._types import Balance, ChatCompletion, ChatCompletionChunk, Completion, ModelList
 
@@ -192,6 +193,10 @@ class Client:
     def metrics(self) -> Metrics:
         """The same in-process summary as `AsyncClient.metrics`."""
         return self._async.metrics
+
+    def endpoints(self) -> list[EndpointHealth]:
+        """Each endpoint's health now, as `AsyncClient.endpoints()`."""
+        return self._async.endpoints()
 
     @property
     def async_client(self) -> AsyncClient:

@@ -134,8 +134,8 @@ class Watchdog:
         # slower than a broken one (issue 7 item 2): the tail is capped by idle.
         self._tail = timeout.tail if timeout.idle is None else min(timeout.tail, timeout.idle)
         self.start = self.last = loop.time()
-        # `deadline` (loop time) is the whole call's end, across retries; `total` is counted from
-        # the first attempt by the retry step and passed down as that deadline.
+        # `deadline` (loop time) is the whole call's end, across retries, endpoints and hedges:
+        # set once by the client from `total` (request.options["deadline"]) and passed down.
         if self.total is not None:
             end = self.start + self.total
             self._deadline: float | None = end if deadline is None else min(end, deadline)
