@@ -57,6 +57,7 @@ class ResultSink:
         self._uncommitted = 0
         self._held: dict[int, _Pending | None] = {}
         self._next = 0
+        self.path = output
         self._file = open(output, "ab", buffering=1 << 16)  # noqa: SIM115 - closed in close()
 
     def result(self, seq: int, key: str, data: bytes, cost: Decimal, prompt_tokens: int,
@@ -84,8 +85,17 @@ class ResultSink:
                 self._write(pending)
             self.window.release()
 
+    def _io_error(self, exc: OSError) -> OSError:
+        """The error with the output's path (a buffered write error names no file)."""
+        if exc.filename is None:
+            return OSError(exc.errno, exc.strerror or str(exc), str(self.path))
+        return exc
+
     def _write(self, p: _Pending) -> None:
-        self._file.write(p.data)
+        try:
+            self._file.write(p.data)
+        except OSError as exc:
+            raise self._io_error(exc) from None
         self.offset += len(p.data)
         self.written += 1
         self.journal.done(p.key, self.offset, p.cost, p.prompt_tokens, p.completion_tokens)
@@ -96,9 +106,12 @@ class ResultSink:
     def commit(self) -> None:
         """Flush (and fsync) the output, then commit the journal: never the other way round."""
         if self.offset != self._committed_offset:
-            self._file.flush()
-            if self.durable:
-                os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                if self.durable:
+                    os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise self._io_error(exc) from None
         self.journal.commit(self.offset)
         self._committed_offset = self.offset
         self._uncommitted = 0

@@ -71,6 +71,13 @@ CREATE TABLE IF NOT EXISTS problems (line INTEGER NOT NULL, ident, kind TEXT NOT
 """
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 @dataclass(frozen=True)
 class JournalTotals:
     """What earlier runs achieved: ids done and failed, and what the done ones cost."""
@@ -96,7 +103,7 @@ class Journal:
     """`Journal(path, output=OUT)`: opens (or creates) the journal of one output file."""
 
     def __init__(self, path: str | os.PathLike[str], *, output: str | os.PathLike[str],
-                 source: str | None = None, durable: bool = True) -> None:
+                 source: str | None = None, durable: bool = True, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.output = Path(output)
         self.existed = self.path.exists() and self.path.stat().st_size > 0
@@ -129,7 +136,7 @@ class Journal:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise self._error(exc) from None
-            self._check_meta(source)
+            self._check_meta(source, overwrite)
             run = int(self._meta("runs") or 0) + 1
             self._set_meta("runs", run)
             self._db.execute("DELETE FROM problems")
@@ -155,7 +162,7 @@ class Journal:
     def _set_meta(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def _check_meta(self, source: str | None) -> None:
+    def _check_meta(self, source: str | None, overwrite: bool) -> None:
         out = str(self.output.resolve())
         version, recorded = self._meta("version"), self._meta("output")
         if version is not None and str(version) != _SCHEMA_VERSION:
@@ -164,6 +171,13 @@ class Journal:
         if recorded is not None and recorded != out:
             raise UsageError(f"{self.path} is the journal of {recorded}, not of {out}: pass that "
                              "output with -o, or another --journal")
+        if recorded is None and not overwrite and _size(self.output):
+            # A new journal (or an empty or schema-less file, as a crash while creating one or a
+            # full disk leaves) beside a non-empty output knows nothing of that output: resuming
+            # would cut it to nothing (issue 8, K5).
+            raise UsageError(f"{self.output} exists and has no journal ({self.path} is empty or "
+                             "not a batch journal): pick another output, or overwrite it "
+                             "(--overwrite)")
         if recorded is None:
             self._set_meta("version", _SCHEMA_VERSION)
             self._set_meta("output", out)
