@@ -227,11 +227,24 @@ def run(args: argparse.Namespace) -> int:
         raise common.CLIError(f"{where}{exc.strerror or exc}", common.EXIT_USAGE) from None
 
 
+def _quiet_emulator() -> None:
+    """The in-process emulator answers a malformed request (a record's bad header name) with a
+    400 as DeepSeek would; aiohttp also logs a traceback for it, which is noise on dsk's
+    stderr (issue 8, K9): the record's failure is already in the failures file."""
+    import logging
+
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addHandler(logging.NullHandler())
+    server_log.propagate = False
+
+
 async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
     from deepseek_kit import AsyncClient, Limits, Timeout
     from deepseek_kit._batch import run_batch
 
     err = sys.stderr
+    if b.synthetic:
+        _quiet_emulator()
     timeout: Any = Timeout()
     if args.timeout is not None:
         t = float(args.timeout)
