@@ -155,3 +155,35 @@ def test_mock_emulator_tracebacks_stay_off_stderr(tmp_path):
     proc = dsk_batch(tmp_path, src, "-o", tmp_path / "out.jsonl", "--mock", "-q", "--no-log")
     assert "Error handling request" not in proc.stderr, proc.stderr
     assert "ok" in _ids(tmp_path / "out.jsonl")
+
+
+# -- issue 7 item 6 through the CLI --------------------------------------------------------------
+
+
+def test_changed_input_stops_with_one_line_and_redo_changed_replaces(emulator_factory, tmp_path):
+    import sqlite3
+
+    emu = emulator_factory(default_tokens=2)
+    src = _write(tmp_path / "in.jsonl", 5)
+    out = tmp_path / "out.jsonl"
+    first = dsk_batch(tmp_path, src, "-o", out, "--base-url", emu.base_url, "-q")
+    assert first.returncode == 0, first.stderr
+    db = sqlite3.connect(tmp_path / "home" / "logs.sqlite3")
+    rows = db.execute("SELECT prompt, messages, answer, prompt_tokens, cost FROM requests").fetchall()
+    db.close()
+    assert len(rows) == 5  # numbers only by default: no prompt, no answer
+    assert all(r[0] is None and r[1] is None and r[2] is None and r[3] > 0 for r in rows), rows
+    lines = src.read_text().splitlines()
+    lines[3] = lines[3].replace("prompt 3", "prompt three")
+    src.write_text("\n".join(lines) + "\n")
+    requests = emu.state.total_requests
+    proc = dsk_batch(tmp_path, src, "-o", out, "--base-url", emu.base_url, "-q")
+    assert proc.returncode == 2 and emu.state.total_requests == requests
+    assert proc.stderr.splitlines() == [
+        f"dsk: error: 1 id of the input changed since {out} was written (id-3): write to a new "
+        "output, or re-ask exactly those with --redo-changed (redo_changed=True)"]
+    proc = dsk_batch(tmp_path, src, "-o", out, "--base-url", emu.base_url, "-q", "--redo-changed")
+    assert proc.returncode == 0, proc.stderr
+    assert emu.state.total_requests == requests + 1
+    ids = _ids(out)
+    assert sorted(ids) == [f"id-{i}" for i in range(5)] and ids[-1] == "id-3"

@@ -18,6 +18,15 @@ failures file (`{"id", "line", "error", "status", "message"}`) with the malforme
 duplicate ids, and are run again with `retry_failed=True`. A killed run resumes from its journal:
 ids done are skipped, everything else runs again, and the output never holds an id twice.
 
+Changed input: the journal keeps a hash of each id's request (`request_hash`: messages, model,
+parameters, defaults and system prompt as sent; not `timeout`/`max_retries`). Rerunning into the
+same output first compares the input with it; if an answered id's request changed, the run
+stops before any request with a `ChangedInputError` (how many, the first few) - unless
+`redo_changed=True`, which takes exactly those lines out of the output and asks those ids
+again (see `_journal.py` for how that stays crash-safe and exactly-once). `line` in a result line
+is always the line of the input of the run that wrote it. Answers from deepseek-kit's emulator
+carry `"synthetic": true`.
+
 Errors: an API error of one item (a 400, retries exhausted on 429/5xx, a timeout) fails that item
 and the run goes on. 401 and 402 stop the run (every request would fail alike; deepseek-api.md
 §6.2: 402 must never be retried): no new requests, the item stays pending, `BatchResult.fatal`
@@ -41,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _pricing
+from ._batch_changes import ChangedInputError, check_changed, request_hash, request_params
 from ._batch_input import MAX_RECORD_BYTES, BatchItem, InputProblem, count_records, iter_items
 from ._batch_output import ResultSink, encode_line, write_failures
 from ._errors import APIStatusError, AuthenticationError, InsufficientBalanceError, UsageError
@@ -50,7 +60,15 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._types import ChatCompletion
 
-__all__ = ["MAX_CONCURRENCY", "BatchProgress", "BatchResult", "default_paths", "run_batch"]
+__all__ = [
+    "MAX_CONCURRENCY",
+    "BatchProgress",
+    "BatchResult",
+    "ChangedInputError",
+    "default_paths",
+    "request_hash",
+    "run_batch",
+]
 
 _FATAL = (AuthenticationError, InsufficientBalanceError)
 
@@ -173,11 +191,7 @@ class _Runner:
         return self.state.before.cost + self.state.cost_now
 
     def params(self, item: BatchItem) -> dict[str, Any]:
-        params = {**self.defaults, **item.params}
-        msgs = params["messages"]
-        if self.system is not None and msgs[0].get("role") != "system":
-            params["messages"] = [{"role": "system", "content": self.system}, *msgs]
-        return params
+        return request_params(item, self.defaults, self.system)
 
     async def work(self, queue: asyncio.Queue[tuple[int, BatchItem] | None]) -> None:
         st = self.state
@@ -221,6 +235,8 @@ class _Runner:
         record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
         if item.metadata is not None:
             record["metadata"] = item.metadata
+        if resp.synthetic:  # made by deepseek-kit's emulator, not by a model (issue 7 item 5)
+            record["synthetic"] = True
         ptok = usage.prompt_tokens if usage else 0
         ctok = usage.completion_tokens if usage else 0
         st.done_now += 1
@@ -245,10 +261,15 @@ class _Runner:
             if isinstance(rec, InputProblem):
                 self.problem(rec, on_problem)
                 continue
-            state, first = journal.claim(rec.key, rec.id, rec.line)
+            state, first = journal.claim(rec.key, rec.id, rec.line, request_hash(self.params(rec)))
             if state == "duplicate":
                 self.problem(InputProblem(rec.line, f"duplicate id {rec.id!r} (first on line {first})",
                                           rec.id, "duplicate"), on_problem)
+                continue
+            if state == "changed":  # only for an iterable input: a file is checked beforehand
+                self.problem(InputProblem(rec.line, f"id {rec.id!r} changed since its answer was "
+                                          "written: not asked again (write to a new output)",
+                                          rec.id, "changed"), on_problem)
                 continue
             run = state == "failed" if retry_failed else state in ("new", "pending")
             if not run:
@@ -262,7 +283,7 @@ class _Runner:
 
     def problem(self, p: InputProblem, on_problem: Callable[[InputProblem], object] | None) -> None:
         self.state.invalid += 1
-        kind = "DuplicateId" if p.kind == "duplicate" else "InputError"
+        kind = {"duplicate": "DuplicateId", "changed": "ChangedInput"}.get(p.kind, "InputError")
         self.journal.problem(p.line, p.id, kind, p.message)
         if on_problem is not None:
             on_problem(p)
@@ -321,6 +342,7 @@ async def run_batch(
     progress_interval: float = 0.5,
     on_problem: Callable[[InputProblem], object] | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    redo_changed: bool = False,
 ) -> BatchResult:
     """Run every item of `inputs` (a JSONL/CSV path, or an iterable of records) through `client`
     and append one result line per id to `output`; see the module docstring.
@@ -331,6 +353,8 @@ async def run_batch(
     refused unless `overwrite=True`. `on_progress` is called every `progress_interval` seconds,
     `on_problem` for each malformed line or duplicate id as it is read. `concurrency` is at
     most `MAX_CONCURRENCY`; records longer than `max_record_bytes` are input problems.
+    Rerunning a file input whose answered requests changed raises `ChangedInputError` before
+    any request, unless `redo_changed` (see the module docstring).
 
     A write error on the output, the journal or the failures file (a full disk) stops the run:
     it is raised as an `OSError` naming the file, what was committed stays, and the same call
@@ -346,19 +370,25 @@ async def run_batch(
     jpath, fpath = default_paths(out)
     jpath, fpath = Path(journal) if journal else jpath, Path(failures) if failures else fpath
     is_path = isinstance(inputs, (str, os.PathLike))
+    if redo_changed and not is_path:
+        raise UsageError("redo_changed needs a file input (it is read twice: once to compare)")
+    dflt = dict(defaults or {})
+    if model is not None:
+        dflt.setdefault("model", model)
     jr = _open_journal(inputs if is_path else None, out, jpath, fpath,  # type: ignore[arg-type]
                        retry_failed=retry_failed, overwrite=overwrite, durable=durable)
     try:
         recovery = jr.recover()
+        if is_path and jr.totals().done:
+            check_changed(jr, out, inputs, input_format, dflt, system, max_record_bytes,
+                           redo_changed)
         before = jr.totals()
         state = _State(before)
         if retry_failed:
             state.to_run, state.retrying = before.failed, True
         window = reorder_window or max(4 * concurrency, 64)
-        sink = ResultSink(jr, out, recovery.offset, ordered=ordered, window=window, durable=durable)
-        dflt = dict(defaults or {})
-        if model is not None:
-            dflt.setdefault("model", model)
+        sink = ResultSink(jr, out, jr.committed_offset, ordered=ordered, window=window,
+                          durable=durable)
         runner = _Runner(client, sink, jr, state, defaults=dflt, system=system, max_cost=ceiling,
                          currency=currency)
         if ceiling is not None and runner.cost_total() >= ceiling:
