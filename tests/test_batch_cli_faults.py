@@ -187,3 +187,26 @@ def test_changed_input_stops_with_one_line_and_redo_changed_replaces(emulator_fa
     assert emu.state.total_requests == requests + 1
     ids = _ids(out)
     assert sorted(ids) == [f"id-{i}" for i in range(5)] and ids[-1] == "id-3"
+
+
+def test_an_over_long_line_is_skipped_without_being_held(emulator_factory, tmp_path):
+    emu = emulator_factory(default_tokens=2)
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as f:
+        f.write('{"id": "a", "prompt": "hi", "thinking": false}\n{"id": "big", "prompt": "')
+        chunk = "x" * (1 << 20)
+        for _ in range(60):
+            f.write(chunk)
+        f.write('"}\n{"id": "b", "prompt": "hi", "thinking": false}\n')
+
+    p = subprocess.Popen(_cmd(src, "-o", tmp_path / "out.jsonl", "--base-url", emu.base_url, "-q",
+                              "--no-log", "--max-record-bytes", 1 << 20),
+                         env=_env(tmp_path / "home"), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(p.pid, 0)
+    err = p.stderr.read()
+    assert os.waitstatus_to_exitcode(status) == 1, err
+    assert f"{src}:2: record longer than 1,048,576 bytes (62,914,5" in err
+    assert sorted(_ids(tmp_path / "out.jsonl")) == ["a", "b"]
+    print(f"peak RSS with a 60 MiB line: {usage.ru_maxrss} kB")
+    assert usage.ru_maxrss < 100 * 1024  # the line alone would be 60 MiB, several copies 200+

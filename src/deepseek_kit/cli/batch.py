@@ -105,6 +105,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "numbers of each call - tokens, cost, latency, status)")
     p.add_argument("--failures", metavar="FILE",
                    help="failed ids and malformed lines, with reasons (default OUT.failures.jsonl)")
+    p.add_argument("--max-record-bytes", type=_positive_int, metavar="N",
+                   help="longest input record; longer ones are reported and skipped without being "
+                        "read whole (default 64 MiB)")
     p.add_argument("--journal", metavar="PATH", help="resume journal (default OUT.journal.sqlite)")
     p.add_argument("--overwrite", action="store_true", help="replace an OUT that has no journal")
     p.add_argument("--no-fsync", action="store_true",
@@ -311,7 +314,8 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
                 journal=args.journal, failures=args.failures, input_format=args.format,
                 overwrite=args.overwrite, durable=not args.no_fsync, on_progress=display,
                 progress_interval=0.2 if isinstance(display, _Live) else (args.progress_interval or 10.0),
-                on_problem=_Problems(args.input, err), redo_changed=args.redo_changed)
+                on_problem=_Problems(args.input, err), redo_changed=args.redo_changed,
+                **({"max_record_bytes": args.max_record_bytes} if args.max_record_bytes else {}))
     except asyncio.CancelledError:
         if display is not None:
             display.stop()
