@@ -86,7 +86,7 @@ async def test_redo_changed_replaces_exactly_those_lines_once(emulator_factory, 
         requests = emu.state.total_requests
         r = await _run(c, src, out, redo_changed=True)
         assert emu.state.total_requests - requests == 3
-        assert (r.done, r.done_now, r.skipped) == (12, 3, 9)
+        assert (r.done, r.done_now, r.skipped, r.redone) == (12, 3, 9, 3)
         lines = _lines(out)
         assert sorted(x["id"] for x in lines) == sorted(f"q{i}" for i in range(12))
         kept = [x for x in lines if x["id"] not in ("q0", "q6", "q11")]
@@ -234,3 +234,19 @@ async def test_the_emulator_itself_is_marked_synthetic(emulator_factory, tmp_pat
     if not line["response"]["system_fingerprint"].startswith("fp_dsk_emulator"):
         pytest.xfail("the emulator's synthetic fingerprint is not merged on this branch yet")
     assert line["synthetic"] is True
+
+
+async def test_an_output_cut_short_between_runs_is_reported_and_refilled(emulator_factory, tmp_path):
+    emu = emulator_factory(default_tokens=3)
+    src = _write(tmp_path / "in.jsonl", _items(10))
+    out = tmp_path / "out.jsonl"
+    async with _client(emu) as c:
+        await _run(c, src, out)
+        data = out.read_bytes()
+        cut = data.index(b"\n", len(data) // 2) + 1
+        out.write_bytes(data[:cut])  # the user cut it at a line end
+        kept = data[:cut].count(b"\n")
+        r = await _run(c, src, out)
+    assert (r.lost, r.done_now, r.redone) == (10 - kept, 10 - kept, 0)
+    ids = [x["id"] for x in _lines(out)]
+    assert sorted(ids) == sorted(f"q{i}" for i in range(10))

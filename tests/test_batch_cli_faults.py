@@ -150,7 +150,7 @@ def test_dev_null_as_output_is_a_clear_error(emulator_factory, tmp_path):
 def test_mock_emulator_tracebacks_stay_off_stderr(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": "h", "prompt": "hi", "thinking": False,
-                               "extra_headers": {"X-Bad Header": "x"}}) + "\n"
+                               "extra_headers": {"X-Long": "a" * 10_000}}) + "\n"
                    + json.dumps({"id": "ok", "prompt": "hi", "thinking": False}) + "\n")
     proc = dsk_batch(tmp_path, src, "-o", tmp_path / "out.jsonl", "--mock", "-q", "--no-log")
     assert "Error handling request" not in proc.stderr, proc.stderr

@@ -179,3 +179,14 @@ def test_csv_unterminated_quote_is_reported_not_swallowed(tmp_path):
     src.write_text('id,prompt\n1,"x"y\n2,ok\n')
     got = list(iter_items(src))
     assert got[0].line == 2 and "CSV" in got[0].message and got[1].id == "2"
+
+
+def test_header_injection_and_bad_header_names_are_input_problems(tmp_path):
+    src = _write(tmp_path / "in.jsonl", [
+        {"id": 1, "prompt": "a", "extra_headers": {"X-A": "b\r\nInjected: 1"}},
+        {"id": 2, "prompt": "a", "extra_headers": {"X Bad": "x"}},
+        {"id": 3, "prompt": "a", "extra_headers": {"X-Ok": "fine; with spaces"}},
+    ])
+    got = list(iter_items(src))
+    assert "control character" in got[0].message and "not a valid header name" in got[1].message
+    assert got[2].params["extra_headers"] == {"X-Ok": "fine; with spaces"}

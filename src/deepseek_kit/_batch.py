@@ -125,6 +125,11 @@ class BatchResult:
     fatal: BaseException | None = None
     recovered_bytes: int = 0
     total: int | None = None
+    #: Answers the journal had but the output no longer held (the file was cut short outside
+    #: dsk batch, or a power loss without fsync): asked again this run.
+    lost: int = 0
+    #: Answered ids whose request changed, taken out and asked again (`redo_changed`).
+    redone: int = 0
 
     @property
     def not_run(self) -> int | None:
@@ -379,9 +384,10 @@ async def run_batch(
                        retry_failed=retry_failed, overwrite=overwrite, durable=durable)
     try:
         recovery = jr.recover()
+        redone = 0
         if is_path and jr.totals().done:
-            check_changed(jr, out, inputs, input_format, dflt, system, max_record_bytes,
-                           redo_changed)
+            redone = check_changed(jr, out, inputs, input_format, dflt, system, max_record_bytes,
+                                   redo_changed)
         before = jr.totals()
         state = _State(before)
         if retry_failed:
@@ -419,7 +425,8 @@ async def run_batch(
         out, jpath, fpath if nfail else None, after.done, after.failed, state.invalid, after.pending,
         state.done_now, state.failed_now, state.skipped, after.cost, state.cost_now,
         after.prompt_tokens, after.completion_tokens, time.monotonic() - state.started,
-        state.stopping, state.fatal, recovery.truncated_bytes, state.total)
+        state.stopping, state.fatal, recovery.truncated_bytes, state.total, recovery.lost_results,
+        redone)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,8 @@ _OWN = frozenset({"id", "custom_id", "prompt", "system", "messages", "metadata",
 _TEXT_COLUMNS = frozenset({"id", "custom_id", "prompt", "system"})
 
 _decode = msgspec.json.Decoder().decode
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 §5.6.2)
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 #: Longest input record (a JSONL line, a CSV row) in bytes; longer ones are input problems.
 #: 64 MiB is far above DeepSeek's context window (~1M tokens is a few MB of text).
@@ -167,6 +170,14 @@ def item_from_object(obj: Any, line: int) -> BatchItem | InputProblem:
     if headers is not None and not (
             isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())):
         return _problem(line, "'extra_headers' must be an object of text values", ident)
+    for name, value in (headers or {}).items():
+        # A header no server accepts (a space in the name) or one that would inject another
+        # header (CR/LF in the value) is the record's problem, found before anything is sent.
+        if not _TOKEN.fullmatch(name):
+            return _problem(line, f"'extra_headers': {name!r} is not a valid header name", ident)
+        if _BAD_VALUE.search(value):
+            return _problem(line, f"'extra_headers': the value of {name!r} contains a control "
+                            "character (CR, LF or NUL)", ident)
     if "model" in params and not (isinstance(params["model"], str) and params["model"]):
         return _problem(line, "'model' must be a non-empty string", ident)
     return BatchItem(ident, str(ident), line, params, obj.get("metadata"))

@@ -220,6 +220,11 @@ def _summary(r: BatchResult, currency: str) -> str:
             f" -> {r.output}")
     if r.recovered_bytes:
         text += f" (resumed: cut {r.recovered_bytes:,} uncommitted bytes)"
+    if r.lost:
+        text += (f"\ndsk: {r.output} was shorter than its journal: {r.lost:,} answers it had lost "
+                 "were asked again")
+    if r.redone:
+        text += f"\ndsk: {r.redone:,} changed ids were asked again (--redo-changed)"
     if r.failures is not None:
         text += f"\ndsk: failures: {r.failures}" + (" (run again with --retry-failed)" if r.failed else "")
     return text
