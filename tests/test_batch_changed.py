@@ -250,3 +250,22 @@ async def test_an_output_cut_short_between_runs_is_reported_and_refilled(emulato
     assert (r.lost, r.done_now, r.redone) == (10 - kept, 10 - kept, 0)
     ids = [x["id"] for x in _lines(out)]
     assert sorted(ids) == sorted(f"q{i}" for i in range(10))
+
+
+async def test_redo_refuses_an_output_whose_lines_moved_by_hand(emulator_factory, tmp_path):
+    emu = emulator_factory(default_tokens=3)
+    items = _items(6)
+    src = _write(tmp_path / "in.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    async with _client(emu) as c:
+        await _run(c, src, out)
+        lines = out.read_bytes().splitlines(keepends=True)
+        # Same total size, but the boundary between lines 2 and 3 moved: offsets lie now.
+        lines[2], lines[3] = lines[2][:-1] + b" \n", lines[3][:-3] + b"}\n"
+        out.write_bytes(b"".join(lines))
+        edited = out.read_bytes()
+        items[4]["prompt"] = "changed"
+        _write(src, items)
+        with pytest.raises(UsageError, match="does not match its journal"):
+            await _run(c, src, out, redo_changed=True)
+    assert out.read_bytes() == edited and not (tmp_path / "out.jsonl.redo.tmp").exists()

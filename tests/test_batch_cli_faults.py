@@ -210,3 +210,27 @@ def test_an_over_long_line_is_skipped_without_being_held(emulator_factory, tmp_p
     assert sorted(_ids(tmp_path / "out.jsonl")) == ["a", "b"]
     print(f"peak RSS with a 60 MiB line: {usage.ru_maxrss} kB")
     assert usage.ru_maxrss < 100 * 1024  # the line alone would be 60 MiB, several copies 200+
+
+
+def test_disk_full_when_opening_the_journal_or_rewriting_for_redo(emulator_factory, tmp_path, tiny_fs):
+    emu = emulator_factory(default_tokens=5)
+    src = _write(tmp_path / "in.jsonl", 150)
+    out = tiny_fs / "out.jsonl"
+    args = ("-o", out, "--base-url", emu.base_url, "-q", "--no-log")
+    assert dsk_batch(tmp_path, src, *args).returncode == 0
+    before = out.read_bytes()
+    with open(tiny_fs / "filler", "wb", buffering=0) as f:  # fill what is left
+        with pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+    proc = dsk_batch(tmp_path, src, *args, "--system", "changed", "--redo-changed")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith(f"dsk: error: {tiny_fs}/"), proc.stderr
+    assert proc.stderr.strip().endswith("No space left on device"), proc.stderr
+    assert out.read_bytes() == before and not (tiny_fs / "out.jsonl.redo.tmp").exists()
+    (tiny_fs / "filler").unlink()
+    subprocess.run(["mount", "-o", "remount,size=20m", str(tiny_fs)], check=True)
+    proc = dsk_batch(tmp_path, src, *args, "--system", "changed", "--redo-changed")
+    assert proc.returncode == 0, proc.stderr
+    ids = _ids(out)
+    assert len(ids) == 150 == len(set(ids))

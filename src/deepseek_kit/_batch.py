@@ -380,8 +380,11 @@ async def run_batch(
     dflt = dict(defaults or {})
     if model is not None:
         dflt.setdefault("model", model)
-    jr = _open_journal(inputs if is_path else None, out, jpath, fpath,  # type: ignore[arg-type]
-                       retry_failed=retry_failed, overwrite=overwrite, durable=durable)
+    try:
+        jr = _open_journal(inputs if is_path else None, out, jpath, fpath,  # type: ignore[arg-type]
+                           retry_failed=retry_failed, overwrite=overwrite, durable=durable)
+    except sqlite3.Error as exc:  # e.g. the disk is full before the first commit
+        raise _fatal_io(exc, jpath) from None
     try:
         recovery = jr.recover()
         redone = 0

@@ -139,10 +139,17 @@ def write_failures(journal: Journal, path: Path) -> int:
     order), atomically; remove a stale file when there are none. Returns the count."""
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "wb") as f:
-        for rec in journal.failures():
-            f.write(_encode(rec) + b"\n")
-            count += 1
+    try:
+        with open(tmp, "wb") as f:
+            for rec in journal.failures():
+                f.write(_encode(rec) + b"\n")
+                count += 1
+    except OSError as exc:  # a full disk: name the file (a buffered write error names none)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(tmp)) from None
+        raise
     if count:
         os.replace(tmp, path)
     else:

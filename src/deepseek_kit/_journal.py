@@ -357,24 +357,33 @@ class Journal:
                          "INTEGER) WITHOUT ROWID")
         self._db.execute("DELETE FROM moves")
         pos = kept = dropped = 0
-        with open(self.output, "rb") as src, open(tmp, "wb") as dst:
-            rows = self._db.execute(f"SELECT key, end_offset, {where} FROM items WHERE status=1 "
-                                    "ORDER BY end_offset")
-            for key, end, changed in rows:
-                size = end - pos
-                src.seek(pos)
-                if changed:
-                    dropped += 1
-                else:
-                    _copy(src, dst, size)
-                    kept += size
-                    self._db.execute("INSERT INTO moves VALUES (?, ?)", (key, kept))
-                pos = end
-            if pos != self.committed_offset:
-                raise UsageError(f"{self.output} does not match its journal {self.path}: restore "
-                                 "it, or delete the journal to start over")
-            dst.flush()
-            os.fsync(dst.fileno())
+        try:
+            with open(self.output, "rb") as src, open(tmp, "wb") as dst:
+                rows = self._db.execute(f"SELECT key, end_offset, {where} FROM items WHERE status=1 "
+                                        "ORDER BY end_offset")
+                for key, end, changed in rows:
+                    size = end - pos
+                    src.seek(end - 1)
+                    if size < 1 or src.read(1) != b"\n":  # every journaled line ends where it says
+                        raise self._mismatch(end)
+                    src.seek(pos)
+                    if changed:
+                        dropped += 1
+                    else:
+                        _copy(src, dst, size)
+                        kept += size
+                        self._db.execute("INSERT INTO moves VALUES (?, ?)", (key, kept))
+                    pos = end
+                if pos != self.committed_offset:
+                    raise self._mismatch(pos)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except BaseException as exc:
+            with contextlib.suppress(OSError):  # nothing was committed: the old output stands
+                tmp.unlink()
+            if isinstance(exc, OSError) and exc.filename is None:  # a full disk: name the file
+                raise OSError(exc.errno, exc.strerror, str(tmp)) from None
+            raise
         self._db.execute("UPDATE items SET end_offset = moves.end_offset FROM moves "
                          "WHERE items.key = moves.key")
         self._db.execute(
@@ -387,6 +396,11 @@ class Journal:
         self._commit()
         self._finish_replace()
         return dropped
+
+    def _mismatch(self, offset: int) -> UsageError:
+        return UsageError(f"{self.output} does not match its journal {self.path} (no line end at "
+                          f"byte {offset}): it was changed outside dsk batch; restore it, or "
+                          "delete the journal to start over")
 
     def _finish_replace(self) -> None:
         """Rename the rewritten output over the old one, if a committed rewrite is pending."""
