@@ -190,3 +190,10 @@ def test_header_injection_and_bad_header_names_are_input_problems(tmp_path):
     got = list(iter_items(src))
     assert "control character" in got[0].message and "not a valid header name" in got[1].message
     assert got[2].params["extra_headers"] == {"X-Ok": "fine; with spaces"}
+
+
+def test_csv_header_with_a_repeated_column_is_refused(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("id,id,prompt\n1,2,hi\n3,4,there\n")
+    got = list(iter_items(src))
+    assert len(got) == 1 and got[0].line == 1 and "repeats the column 'id'" in got[0].message

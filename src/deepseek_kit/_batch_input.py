@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,10 @@ def _csv(path: Path, limit: int) -> Iterator[BatchItem | InputProblem]:
         header = [h.strip() for h in header]
         if "id" not in header and "custom_id" not in header:
             yield InputProblem(1, "the CSV header has no 'id' column")
+            return
+        repeated = sorted(h for h, n in Counter(header).items() if n > 1 and h)
+        if repeated:  # which of two 'id' columns is the id? Refuse rather than pick one
+            yield InputProblem(1, f"the CSV header repeats the column {repeated[0]!r}: rename one")
             return
         while True:
             start = reader.line_num + 1
