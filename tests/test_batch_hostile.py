@@ -197,3 +197,22 @@ def test_csv_header_with_a_repeated_column_is_refused(tmp_path):
     src.write_text("id,id,prompt\n1,2,hi\n3,4,there\n")
     got = list(iter_items(src))
     assert len(got) == 1 and got[0].line == 1 and "repeats the column 'id'" in got[0].message
+
+
+async def test_output_deleted_during_the_run_stops_it(emulator_factory, tmp_path):
+    emu = emulator_factory(default_tokens=2, queue_delay=0.05)
+    src = _write(tmp_path / "in.jsonl", _items(400))
+    out = tmp_path / "out.jsonl"
+
+    def delete_once(progress):
+        if progress.done_now >= 20 and out.exists():
+            out.unlink()
+
+    async with _client(emu) as c:
+        with pytest.raises(OSError, match="deleted during the run") as info:
+            await _run(c, src, out, concurrency=4, on_progress=delete_once, progress_interval=0.05)
+        assert info.value.filename == str(out)
+        r = await _run(c, src, out)  # a rerun asks the lost answers again, exactly once
+    assert r.lost > 0 and r.done == 400
+    ids = [x["id"] for x in _lines(out)]
+    assert len(ids) == len(set(ids)) == 400

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -110,6 +111,10 @@ class ResultSink:
                 self._file.flush()
                 if self.durable:
                     os.fsync(self._file.fileno())
+                if os.fstat(self._file.fileno()).st_nlink == 0:
+                    # Deleted (or replaced by a rename) under the run: answers written now would
+                    # be paid for and lost. Stop; a rerun asks the lost ones again.
+                    raise OSError(errno.ENOENT, "the output file was deleted during the run")
             except OSError as exc:
                 raise self._io_error(exc) from None
         self.journal.commit(self.offset)
