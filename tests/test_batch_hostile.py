@@ -216,3 +216,15 @@ async def test_output_deleted_during_the_run_stops_it(emulator_factory, tmp_path
     assert r.lost > 0 and r.done == 400
     ids = [x["id"] for x in _lines(out)]
     assert len(ids) == len(set(ids)) == 400
+
+
+@pytest.mark.parametrize("which", ["output", "journal", "failures"])
+async def test_a_symlink_loop_is_a_usage_error(emulator_factory, tmp_path, which):
+    emu = emulator_factory(default_tokens=2)
+    src = _write(tmp_path / "in.jsonl", _items(1))
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    kw = {"output": tmp_path / "out.jsonl", which: loop}
+    async with _client(emu) as c:
+        with pytest.raises(UsageError, match="symlink loop"):
+            await _run(c, src, kw.pop("output"), **kw)

@@ -432,10 +432,17 @@ async def run_batch(
         redone)
 
 
+def _resolve(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError) as exc:  # Python < 3.13 raises RuntimeError on a loop
+        raise UsageError(f"{p}: cannot resolve the path ({exc}): a symlink loop?") from None
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """Two names for one file: the same resolved path, or (both existing) the same inode, which
     also catches hard links (issue 8, K2)."""
-    if a.resolve() == b.resolve():
+    if _resolve(a) == _resolve(b):
         return True
     try:
         return os.path.samefile(a, b)
