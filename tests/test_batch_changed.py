@@ -269,3 +269,12 @@ async def test_redo_refuses_an_output_whose_lines_moved_by_hand(emulator_factory
         with pytest.raises(UsageError, match="does not match its journal"):
             await _run(c, src, out, redo_changed=True)
     assert out.read_bytes() == edited and not (tmp_path / "out.jsonl.redo.tmp").exists()
+
+
+async def test_redo_changed_and_retry_failed_are_not_combined(emulator_factory, tmp_path):
+    emu = emulator_factory(default_tokens=3)
+    src = _write(tmp_path / "in.jsonl", _items(2))
+    async with _client(emu) as c:
+        await _run(c, src, tmp_path / "out.jsonl")
+        with pytest.raises(UsageError, match="cannot be combined"):
+            await _run(c, src, tmp_path / "out.jsonl", redo_changed=True, retry_failed=True)

@@ -375,6 +375,10 @@ async def run_batch(
     jpath, fpath = default_paths(out)
     jpath, fpath = Path(journal) if journal else jpath, Path(failures) if failures else fpath
     is_path = isinstance(inputs, (str, os.PathLike))
+    if redo_changed and retry_failed:
+        # A retry runs failed ids only: the redone ones would be left pending, without a line.
+        raise UsageError("--redo-changed and --retry-failed cannot be combined: redo the changed "
+                         "ids first, then retry the failed ones")
     if redo_changed and not is_path:
         raise UsageError("redo_changed needs a file input (it is read twice: once to compare)")
     dflt = dict(defaults or {})

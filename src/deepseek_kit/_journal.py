@@ -43,6 +43,7 @@ belong to the current run: they are re-found each time the input is read again.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -62,6 +63,7 @@ PICO = Decimal(10) ** 12
 PENDING, DONE, FAILED = 0, 1, 2
 _STATUS = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 _SCHEMA_VERSION = 2
+_CHANGED = "new_hash IS NOT NULL AND new_hash != req_hash"  # marked by mark_changed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -329,18 +331,23 @@ class Journal:
     def mark_changed(self, requests: Iterable[tuple[str, str]]) -> tuple[int, list[str]]:
         """Compare (key, request hash) pairs of the input with the answered ids. Returns how many
         answered ids changed and the first few of them (input order); they stay marked for
-        `drop_changed` until `clear_changed`. Only the first occurrence of a key counts."""
-        for key, req_hash in requests:
-            row = self._db.execute("SELECT status, req_hash, new_hash FROM items WHERE key=?",
-                                   (key,)).fetchone()
-            if row is None or row[0] != DONE or row[1] is None or row[2] is not None:
-                continue  # not answered, hash unknown (schema 1), or a later duplicate
-            self._db.execute("UPDATE items SET new_hash=? WHERE key=?", (req_hash, key))
-        where = "new_hash IS NOT NULL AND new_hash != req_hash"
-        count = self._db.execute(f"SELECT COUNT(*) FROM items WHERE {where}").fetchone()[0]
+        `drop_changed` until `clear_changed`. Only the first occurrence of a key counts (a later
+        one is a duplicate). The pairs go through a temporary table in batches and one join
+        compares them: no per-id statement, no set of ids in memory."""
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS scan (key TEXT PRIMARY KEY, "
+                         "hash TEXT NOT NULL) WITHOUT ROWID")
+        self._db.execute("DELETE FROM scan")
+        it = iter(requests)
+        while batch := list(itertools.islice(it, 10_000)):
+            self._db.executemany("INSERT OR IGNORE INTO scan VALUES (?, ?)", batch)
+        # Answered ids with a known hash (schema-1 ids have none: unknown is not changed).
+        self._db.execute("UPDATE items SET new_hash = scan.hash FROM scan WHERE items.key = scan.key"
+                         " AND items.status = 1 AND items.req_hash IS NOT NULL"
+                         " AND items.req_hash != scan.hash")
+        self._db.execute("DELETE FROM scan")
+        count = self._db.execute(f"SELECT COUNT(*) FROM items WHERE {_CHANGED}").fetchone()[0]
         first = [str(r[0]) for r in self._db.execute(
-            f"SELECT ident FROM items WHERE {where} ORDER BY line LIMIT 5")]
-        self._db.execute(f"UPDATE items SET new_hash=NULL WHERE new_hash IS NOT NULL AND NOT ({where})")
+            f"SELECT ident FROM items WHERE {_CHANGED} ORDER BY line LIMIT 5")] if count else []
         return count, first
 
     def clear_changed(self) -> None:
@@ -351,7 +358,7 @@ class Journal:
         """Take the lines of the ids marked by `mark_changed` out of the output (crash-safely,
         see the module docstring) and put those ids back to pending with their new request
         hash. Returns how many. Call after `recover()`, before appending."""
-        where = "new_hash IS NOT NULL AND new_hash != req_hash"
+        where = _CHANGED
         tmp = self.output.with_name(self.output.name + ".redo.tmp")
         self._db.execute("CREATE TEMP TABLE IF NOT EXISTS moves (key TEXT PRIMARY KEY, end_offset "
                          "INTEGER) WITHOUT ROWID")
