@@ -278,3 +278,16 @@ async def test_redo_changed_and_retry_failed_are_not_combined(emulator_factory, 
         await _run(c, src, tmp_path / "out.jsonl")
         with pytest.raises(UsageError, match="cannot be combined"):
             await _run(c, src, tmp_path / "out.jsonl", redo_changed=True, retry_failed=True)
+
+
+async def test_a_later_duplicate_with_another_request_is_not_a_change(emulator_factory, tmp_path):
+    emu = emulator_factory(default_tokens=3)
+    items = _items(3)
+    src = _write(tmp_path / "in.jsonl", items)
+    async with _client(emu) as c:
+        await _run(c, src, tmp_path / "out.jsonl")
+        _write(src, [*items, {"id": "q1", "prompt": "something else", "thinking": False}])
+        problems = []
+        r = await _run(c, src, tmp_path / "out.jsonl", on_problem=problems.append)
+    assert (r.done_now, r.skipped) == (0, 3)
+    assert [(p.line, p.kind) for p in problems] == [(4, "duplicate")]
