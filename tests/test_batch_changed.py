@@ -291,3 +291,17 @@ async def test_a_later_duplicate_with_another_request_is_not_a_change(emulator_f
         r = await _run(c, src, tmp_path / "out.jsonl", on_problem=problems.append)
     assert (r.done_now, r.skipped) == (0, 3)
     assert [(p.line, p.kind) for p in problems] == [(4, "duplicate")]
+
+
+async def test_changed_ids_with_control_characters_stay_on_one_line(emulator_factory, tmp_path):
+    emu = emulator_factory(default_tokens=3)
+    items = [{"id": "a\nb\x1b[2J", "prompt": "x", "thinking": False}]
+    src = _write(tmp_path / "in.jsonl", items)
+    async with _client(emu) as c:
+        await _run(c, src, tmp_path / "out.jsonl")
+        items[0]["prompt"] = "y"
+        _write(src, items)
+        with pytest.raises(ChangedInputError) as info:
+            await _run(c, src, tmp_path / "out.jsonl")
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    assert "('a\\nb\\x1b[2J')" in str(info.value)

@@ -41,7 +41,9 @@ class ChangedInputError(UsageError):
     `first` a few of their ids. Write to a new output, or pass `redo_changed=True`."""
 
     def __init__(self, output: Path, count: int, first: list[str]) -> None:
-        shown = ", ".join(first) + (", ..." if count > len(first) else "")
+        # Ids may hold newlines or escapes (they are any string): show those quoted, on one line.
+        shown = ", ".join(i if i.isprintable() else repr(i) for i in first)
+        shown += ", ..." if count > len(first) else ""
         super().__init__(
             f"{count:,} id{'s' if count != 1 else ''} of the input changed since {output} was "
             f"written ({shown}): write to a new output, or re-ask exactly those with "
