@@ -18,6 +18,15 @@ failures file (`{"id", "line", "error", "status", "message"}`) with the malforme
 duplicate ids, and are run again with `retry_failed=True`. A killed run resumes from its journal:
 ids done are skipped, everything else runs again, and the output never holds an id twice.
 
+Changed input: the journal keeps a hash of each id's request (`request_hash`: messages, model,
+parameters, defaults and system prompt as sent; not `timeout`/`max_retries`). Rerunning into the
+same output first compares the input with it; if an answered id's request changed, the run
+stops before any request with a `ChangedInputError` (how many, the first few) - unless
+`redo_changed=True`, which takes exactly those lines out of the output and asks those ids
+again (see `_journal.py` for how that stays crash-safe and exactly-once). `line` in a result line
+is always the line of the input of the run that wrote it. Answers from deepseek-kit's emulator
+carry `"synthetic": true`.
+
 Errors: an API error of one item (a 400, retries exhausted on 429/5xx, a timeout) fails that item
 and the run goes on. 401 and 402 stop the run (every request would fail alike; deepseek-api.md
 §6.2: 402 must never be retried): no new requests, the item stays pending, `BatchResult.fatal`
@@ -31,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,7 +50,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _pricing
-from ._batch_input import BatchItem, InputProblem, count_records, iter_items
+from ._batch_changes import ChangedInputError, check_changed, request_hash, request_params
+from ._batch_input import MAX_RECORD_BYTES, BatchItem, InputProblem, count_records, iter_items
 from ._batch_output import ResultSink, encode_line, write_failures
 from ._errors import APIStatusError, AuthenticationError, InsufficientBalanceError, UsageError
 from ._journal import Journal, JournalTotals
@@ -49,9 +60,22 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._types import ChatCompletion
 
-__all__ = ["BatchProgress", "BatchResult", "default_paths", "run_batch"]
+__all__ = [
+    "MAX_CONCURRENCY",
+    "BatchProgress",
+    "BatchResult",
+    "ChangedInputError",
+    "default_paths",
+    "request_hash",
+    "run_batch",
+]
 
 _FATAL = (AuthenticationError, InsufficientBalanceError)
+
+#: Most requests a run keeps in flight: DeepSeek's own concurrency limit per account is 2,500
+#: (deepseek-api.md §6.3); 10,000 leaves room for other servers while keeping a typo such as
+#: `-c 1000000000` from exhausting memory (each worker is a task and a connection slot).
+MAX_CONCURRENCY = 10_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,11 @@ class BatchResult:
     fatal: BaseException | None = None
     recovered_bytes: int = 0
     total: int | None = None
+    #: Answers the journal had but the output no longer held (the file was cut short outside
+    #: dsk batch, or a power loss without fsync): asked again this run.
+    lost: int = 0
+    #: Answered ids whose request changed, taken out and asked again (`redo_changed`).
+    redone: int = 0
 
     @property
     def not_run(self) -> int | None:
@@ -155,6 +184,7 @@ class _Runner:
         # The client's pricing clock and calendar (the config's [pricing] table, DSK_FAKE_NOW).
         self.clock = getattr(client, "clock", None) or _pricing.default_clock()
         self.holidays = getattr(client, "holidays", None) or _pricing.DEFAULT_CALENDAR
+        self.idle = 0  # workers waiting for an item
 
     def peak(self) -> bool:
         """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up once per wall-clock
@@ -172,15 +202,18 @@ class _Runner:
         return self.state.before.cost + self.state.cost_now
 
     def params(self, item: BatchItem) -> dict[str, Any]:
-        params = {**self.defaults, **item.params}
-        msgs = params["messages"]
-        if self.system is not None and msgs[0].get("role") != "system":
-            params["messages"] = [{"role": "system", "content": self.system}, *msgs]
-        return params
+        return request_params(item, self.defaults, self.system)
 
     async def work(self, queue: asyncio.Queue[tuple[int, BatchItem] | None]) -> None:
         st = self.state
-        while (job := await queue.get()) is not None:
+        while True:
+            self.idle += 1
+            try:
+                job = await queue.get()
+            finally:
+                self.idle -= 1
+            if job is None:
+                return
             seq, item = job
             if st.stopping is not None:  # no new requests; the id stays pending for a resume
                 self.sink.nothing(seq)
@@ -213,6 +246,8 @@ class _Runner:
         record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
         if item.metadata is not None:
             record["metadata"] = item.metadata
+        if resp.synthetic:  # made by deepseek-kit's emulator, not by a model (issue 7 item 5)
+            record["synthetic"] = True
         ptok = usage.prompt_tokens if usage else 0
         ctok = usage.completion_tokens if usage else 0
         st.done_now += 1
@@ -225,7 +260,8 @@ class _Runner:
 
     async def read(self, records: Iterable[BatchItem | InputProblem],
                    queue: asyncio.Queue[tuple[int, BatchItem] | None], *, retry_failed: bool,
-                   on_problem: Callable[[InputProblem], object] | None) -> None:
+                   on_problem: Callable[[InputProblem], object] | None,
+                   spawn: Callable[[], None]) -> None:
         st, journal, window = self.state, self.journal, self.sink.window
         seq = 0
         for n, rec in enumerate(records):
@@ -236,10 +272,15 @@ class _Runner:
             if isinstance(rec, InputProblem):
                 self.problem(rec, on_problem)
                 continue
-            state, first = journal.claim(rec.key, rec.id, rec.line)
+            state, first = journal.claim(rec.key, rec.id, rec.line, request_hash(self.params(rec)))
             if state == "duplicate":
                 self.problem(InputProblem(rec.line, f"duplicate id {rec.id!r} (first on line {first})",
                                           rec.id, "duplicate"), on_problem)
+                continue
+            if state == "changed":  # only for an iterable input: a file is checked beforehand
+                self.problem(InputProblem(rec.line, f"id {rec.id!r} changed since its answer was "
+                                          "written: not asked again (write to a new output)",
+                                          rec.id, "changed"), on_problem)
                 continue
             run = state == "failed" if retry_failed else state in ("new", "pending")
             if not run:
@@ -247,12 +288,13 @@ class _Runner:
                 continue
             if window is not None:
                 await window.acquire()
+            spawn()
             await queue.put((seq, rec))
             seq += 1
 
     def problem(self, p: InputProblem, on_problem: Callable[[InputProblem], object] | None) -> None:
         self.state.invalid += 1
-        kind = "DuplicateId" if p.kind == "duplicate" else "InputError"
+        kind = {"duplicate": "DuplicateId", "changed": "ChangedInput"}.get(p.kind, "InputError")
         self.journal.problem(p.line, p.id, kind, p.message)
         if on_problem is not None:
             on_problem(p)
@@ -274,8 +316,9 @@ class _Runner:
             st.stopping)
 
 
-async def _count(path: str | os.PathLike[str], fmt: str | None, state: _State, before: JournalTotals) -> None:
-    total = await asyncio.to_thread(count_records, path, fmt)
+async def _count(path: str | os.PathLike[str], fmt: str | None, state: _State, before: JournalTotals,
+                 max_record_bytes: int) -> None:
+    total = await asyncio.to_thread(count_records, path, fmt, max_record_bytes=max_record_bytes)
     state.total = total
     state.to_run = max(total - before.done - before.failed, 0)
 
@@ -309,6 +352,8 @@ async def run_batch(
     on_progress: Callable[[BatchProgress], object] | None = None,
     progress_interval: float = 0.5,
     on_problem: Callable[[InputProblem], object] | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    redo_changed: bool = False,
 ) -> BatchResult:
     """Run every item of `inputs` (a JSONL/CSV path, or an iterable of records) through `client`
     and append one result line per id to `output`; see the module docstring.
@@ -317,10 +362,18 @@ async def run_batch(
     have none) apply where an item does not say otherwise. `journal`/`failures` default to files
     next to the output (`default_paths`). An output file that exists without a journal is
     refused unless `overwrite=True`. `on_progress` is called every `progress_interval` seconds,
-    `on_problem` for each malformed line or duplicate id as it is read.
+    `on_problem` for each malformed line or duplicate id as it is read. `concurrency` is at
+    most `MAX_CONCURRENCY`; records longer than `max_record_bytes` are input problems.
+    Rerunning a file input whose answered requests changed raises `ChangedInputError` before
+    any request, unless `redo_changed` (see the module docstring).
+
+    A write error on the output, the journal or the failures file (a full disk) stops the run:
+    it is raised as an `OSError` naming the file, what was committed stays, and the same call
+    again resumes with exactly one line per id.
     """
-    if concurrency < 1:
-        raise UsageError("concurrency must be at least 1")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"concurrency must be between 1 and at most {MAX_CONCURRENCY:,}, "
+                         f"got {concurrency:,}")
     ceiling = None if max_cost is None else Decimal(str(max_cost))
     if ceiling is not None and not ceiling > 0:
         raise UsageError(f"max_cost must be a positive amount, got {max_cost!r}")
@@ -328,85 +381,183 @@ async def run_batch(
     jpath, fpath = default_paths(out)
     jpath, fpath = Path(journal) if journal else jpath, Path(failures) if failures else fpath
     is_path = isinstance(inputs, (str, os.PathLike))
-    jr = _open_journal(inputs if is_path else None, out, jpath, fpath,  # type: ignore[arg-type]
-                       retry_failed=retry_failed,
-                       overwrite=overwrite, durable=durable)
+    if redo_changed and retry_failed:
+        # A retry runs failed ids only: the redone ones would be left pending, without a line.
+        raise UsageError("--redo-changed and --retry-failed cannot be combined: redo the changed "
+                         "ids first, then retry the failed ones")
+    if redo_changed and not is_path:
+        raise UsageError("redo_changed needs a file input (it is read twice: once to compare)")
+    dflt = dict(defaults or {})
+    if model is not None:
+        dflt.setdefault("model", model)
+    try:
+        jr = _open_journal(inputs if is_path else None, out, jpath, fpath,  # type: ignore[arg-type]
+                           retry_failed=retry_failed, overwrite=overwrite, durable=durable)
+    except sqlite3.Error as exc:  # e.g. the disk is full before the first commit
+        raise _fatal_io(exc, jpath) from None
     try:
         recovery = jr.recover()
+        redone = 0
+        if is_path and jr.totals().done:
+            redone = check_changed(jr, out, inputs, input_format, dflt, system, max_record_bytes,
+                                   redo_changed)
         before = jr.totals()
         state = _State(before)
         if retry_failed:
             state.to_run, state.retrying = before.failed, True
         window = reorder_window or max(4 * concurrency, 64)
-        sink = ResultSink(jr, out, recovery.offset, ordered=ordered, window=window, durable=durable)
+        sink = ResultSink(jr, out, jr.committed_offset, ordered=ordered, window=window,
+                          durable=durable)
+        runner = _Runner(client, sink, jr, state, defaults=dflt, system=system, max_cost=ceiling,
+                         currency=currency)
+        if ceiling is not None and runner.cost_total() >= ceiling:
+            state.stopping = "max_cost"
         try:
-            dflt = dict(defaults or {})
-            if model is not None:
-                dflt.setdefault("model", model)
-            runner = _Runner(client, sink, jr, state, defaults=dflt, system=system, max_cost=ceiling,
-                             currency=currency)
-            if ceiling is not None and runner.cost_total() >= ceiling:
-                state.stopping = "max_cost"
             await _run(runner, inputs, input_format, is_path, retry_failed, concurrency,
-                       commit_interval, on_progress, progress_interval, on_problem)
-        finally:
-            # Also when interrupted: what completed is committed, the failures file is current.
-            sink.close()
-            nfail = write_failures(jr, fpath)
+                       commit_interval, on_progress, progress_interval, on_problem,
+                       max_record_bytes)
+        except BaseException:
+            # Interrupted, or stopped by a write/journal error: commit what completed and keep
+            # the failures file current, but a second error of the same cause (the disk is
+            # still full) must not hide the first.
+            with contextlib.suppress(OSError, sqlite3.Error):
+                sink.close()
+            with contextlib.suppress(OSError, sqlite3.Error):
+                write_failures(jr, fpath)
+            raise
+        sink.close()
+        nfail = write_failures(jr, fpath)
         after = jr.totals()
         if on_progress is not None:
             on_progress(runner.progress())
+    except sqlite3.Error as exc:
+        raise _fatal_io(exc, jpath) from None
     finally:
         jr.close()
     return BatchResult(
         out, jpath, fpath if nfail else None, after.done, after.failed, state.invalid, after.pending,
         state.done_now, state.failed_now, state.skipped, after.cost, state.cost_now,
         after.prompt_tokens, after.completion_tokens, time.monotonic() - state.started,
-        state.stopping, state.fatal, recovery.truncated_bytes, state.total)
+        state.stopping, state.fatal, recovery.truncated_bytes, state.total, recovery.lost_results,
+        redone)
+
+
+def _resolve(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError) as exc:  # Python < 3.13 raises RuntimeError on a loop
+        raise UsageError(f"{p}: cannot resolve the path ({exc}): a symlink loop?") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Two names for one file: the same resolved path, or (both existing) the same inode, which
+    also catches hard links (issue 8, K2)."""
+    if _resolve(a) == _resolve(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: then they are different files
+        return False
 
 
 def _open_journal(source: str | os.PathLike[str] | None, out: Path, jpath: Path, fpath: Path, *,
                   retry_failed: bool, overwrite: bool, durable: bool) -> Journal:
     if source is not None and not Path(source).is_file():
         raise UsageError(f"{source}: no such input file")
-    paths = [out, jpath, fpath, *([Path(source)] if source is not None else [])]
-    if len({p.resolve() for p in paths}) < len(paths):
-        raise UsageError("the input, the output, the journal and the failures file must be "
-                         "different files")
-    if not jpath.exists():
-        if retry_failed:
-            raise UsageError(f"nothing to retry: there is no journal at {jpath}")
-        if out.exists() and out.stat().st_size and not overwrite:
-            raise UsageError(f"{out} exists and has no journal ({jpath}): pick another output, "
-                             "or overwrite it (--overwrite)")
-    return Journal(jpath, output=out, source=None if source is None else str(source), durable=durable)
+    named = [("the output", out), ("the journal", jpath), ("the failures file", fpath),
+             *([("the input", Path(source))] if source is not None else [])]
+    for i, (what, p) in enumerate(named):
+        for other, q in named[i + 1:]:
+            if _same_file(p, q):
+                raise UsageError(f"{what} and {other} are the same file ({p}, {q}): the input, "
+                                 "the output, the journal and the failures file must be "
+                                 "different files")
+        if what != "the input" and p.exists() and not p.is_file():
+            raise UsageError(f"{p}: not a regular file ({what} is appended to, truncated and "
+                             "resumed: give a file path)")
+    # The failures file is written at the end: find a read-only place now, before paying for
+    # any record (issue 8, K9). Its temporary twin is what gets written, then renamed.
+    probe = fpath.with_name(fpath.name + ".tmp")
+    with open(probe, "ab"):
+        pass
+    probe.unlink()
+    if retry_failed and (not jpath.exists() or jpath.stat().st_size == 0):
+        raise UsageError(f"nothing to retry: there is no journal at {jpath}")
+    return Journal(jpath, output=out, source=None if source is None else str(source),
+                   durable=durable, overwrite=overwrite)
+
+
+def _fatal_io(exc: BaseException, jpath: Path) -> OSError:
+    """A journal error (full disk, I/O error) as the OSError of the journal's path, so that it is
+    reported like an output write error: `<path>: No space left on device`."""
+    import errno
+
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "full" in text:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(jpath))
+        return OSError(errno.EIO, f"batch journal error ({text})", str(jpath))
+    assert isinstance(exc, OSError)
+    return exc
 
 
 async def _run(runner: _Runner, inputs: Any, fmt: str | None, is_path: bool, retry_failed: bool,
                concurrency: int, commit_interval: float,
                on_progress: Callable[[BatchProgress], object] | None, progress_interval: float,
-               on_problem: Callable[[InputProblem], object] | None) -> None:
+               on_problem: Callable[[InputProblem], object] | None, max_record_bytes: int) -> None:
+    """Read, dispatch and write until the input is done. Every task is supervised: the first
+    exception in any of them (a full disk while writing, a journal error) stops the whole run
+    and is raised here; nothing waits forever on a task that died."""
     queue: asyncio.Queue[tuple[int, BatchItem] | None] = asyncio.Queue(maxsize=concurrency)
-    helpers = [asyncio.ensure_future(runner.sink.commit_every_interval(commit_interval))]
+    loop = asyncio.get_running_loop()
+    crashed: asyncio.Future[None] = loop.create_future()
+
+    def supervise(task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None and not crashed.done():
+            crashed.set_exception(task.exception())  # type: ignore[arg-type]
+
+    def start(coro: Any) -> asyncio.Future[Any]:
+        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
+        task.add_done_callback(supervise)
+        return task
+
+    helpers = [start(runner.sink.commit_every_interval(commit_interval))]
     counting = None
     if is_path and not retry_failed:
-        counting = asyncio.ensure_future(_count(inputs, fmt, runner.state, runner.state.before))
-        helpers.append(counting)
+        counting = asyncio.ensure_future(
+            _count(inputs, fmt, runner.state, runner.state.before, max_record_bytes))
+        helpers.append(counting)  # not supervised: the count only feeds the progress display
     if on_progress is not None:
-        helpers.append(asyncio.ensure_future(_tick(runner, on_progress, progress_interval)))
-    workers = [asyncio.ensure_future(runner.work(queue)) for _ in range(concurrency)]
-    try:
-        await runner.read(iter_items(inputs, fmt), queue, retry_failed=retry_failed,
-                          on_problem=on_problem)
+        helpers.append(start(_tick(runner, on_progress, progress_interval)))
+    workers: list[asyncio.Future[Any]] = []
+
+    def spawn() -> None:
+        # Workers start with the records, never ahead of them: `-c 10000` on a 3-line input
+        # makes 3 tasks (issue 8, K1).
+        if runner.idle == 0 and len(workers) < concurrency:
+            workers.append(start(runner.work(queue)))
+
+    async def main() -> None:
+        await runner.read(iter_items(inputs, fmt, max_record_bytes=max_record_bytes), queue,
+                          retry_failed=retry_failed, on_problem=on_problem, spawn=spawn)
         for _ in workers:
             await queue.put(None)
         await asyncio.gather(*workers)
+
+    reader = start(main())
+    try:
+        await asyncio.wait((reader, crashed), return_when=asyncio.FIRST_COMPLETED)
+        if crashed.done():
+            crashed.result()  # raises the first task's exception
+        reader.result()
         if counting is not None:  # the summary says how many records were left (a byte scan)
             with contextlib.suppress(Exception):
                 await counting
     finally:
-        for task in (*workers, *helpers):
+        for task in (reader, *workers, *helpers):
             task.cancel()
-        for task in (*workers, *helpers):
+        for task in (reader, *workers, *helpers):
             with contextlib.suppress(BaseException):
                 await task
+        if not crashed.done():
+            crashed.cancel()

@@ -19,16 +19,25 @@ A JSONL record is an object:
 (deepseek-api.md §3), so that a misspelt field is reported instead of silently ignored; wire
 fields the client does not name go in `extra_body`. Blank lines are skipped.
 
+Hostile input stays a per-record problem: an id outside SQLite's signed 64-bit integers (give
+such ids as strings), JSON nested too deeply to decode, and a record longer than
+`max_record_bytes` (default `MAX_RECORD_BYTES`, 64 MiB). Long lines are read in bounded pieces, so
+an over-long line is skipped without ever being held whole, and `count_records` scans in
+bounded pieces too.
+
 A CSV file has a header row with `id` and `prompt` (or `messages` as JSON); other columns are
 `create()` parameters whose cells are read as JSON when they parse (numbers, true/false, objects)
 and as text otherwise; empty cells are left out. `id`, `prompt` and `system` are always text.
+CSV is read strictly: a stray quote inside a quoted cell is a problem of that row, and an
+unterminated quote (which would swallow every row after it) is reported, not run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
+import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +46,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "PARAMS",
     "BatchItem",
     "InputProblem",
@@ -57,6 +67,15 @@ _OWN = frozenset({"id", "custom_id", "prompt", "system", "messages", "metadata",
 _TEXT_COLUMNS = frozenset({"id", "custom_id", "prompt", "system"})
 
 _decode = msgspec.json.Decoder().decode
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 §5.6.2)
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+#: Longest input record (a JSONL line, a CSV row) in bytes; longer ones are input problems.
+#: 64 MiB is far above DeepSeek's context window (~1M tokens is a few MB of text).
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+_CHUNK = 1 << 20  # pieces in which over-long lines are skipped and records counted
+#: SQLite stores integers as signed 64-bit: larger ids cannot be journaled as numbers.
+_INT64 = range(-(2**63), 2**63)
 
 
 @dataclass(slots=True)
@@ -94,6 +113,8 @@ def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
 
 
 def _problem(line: int, message: str, ident: Any = None) -> InputProblem:
+    if isinstance(ident, int) and ident not in _INT64:
+        ident = str(ident)  # reported as text: the journal cannot hold it as a number
     return InputProblem(line, message, ident if isinstance(ident, (str, int)) else None)
 
 
@@ -120,6 +141,9 @@ def item_from_object(obj: Any, line: int) -> BatchItem | InputProblem:
         return _problem(line, "no 'id' (give every record a unique string or integer id)")
     if isinstance(ident, bool) or not isinstance(ident, (str, int)) or ident == "":
         return _problem(line, f"'id' must be a non-empty string or an integer, got {ident!r}")
+    if isinstance(ident, int) and ident not in _INT64:
+        return _problem(line, "'id' is outside the signed 64-bit integer range: give it as a "
+                        "string", ident)
     unknown = sorted(k for k in obj if k not in PARAMS and k not in _OWN)
     if unknown:
         return _problem(line, f"unknown field {unknown[0]!r} (not a create() parameter; wire fields "
@@ -147,14 +171,40 @@ def item_from_object(obj: Any, line: int) -> BatchItem | InputProblem:
     if headers is not None and not (
             isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())):
         return _problem(line, "'extra_headers' must be an object of text values", ident)
+    for name, value in (headers or {}).items():
+        # A header no server accepts (a space in the name) or one that would inject another
+        # header (CR/LF in the value) is the record's problem, found before anything is sent.
+        if not _TOKEN.fullmatch(name):
+            return _problem(line, f"'extra_headers': {name!r} is not a valid header name", ident)
+        if _BAD_VALUE.search(value):
+            return _problem(line, f"'extra_headers': the value of {name!r} contains a control "
+                            "character (CR, LF or NUL)", ident)
     if "model" in params and not (isinstance(params["model"], str) and params["model"]):
         return _problem(line, "'model' must be a non-empty string", ident)
     return BatchItem(ident, str(ident), line, params, obj.get("metadata"))
 
 
-def _jsonl(path: Path) -> Iterator[BatchItem | InputProblem]:
+def _lines(f: Any, limit: int) -> Iterator[tuple[bytes | None, int]]:
+    """Physical lines of a binary file as (bytes, size); (None, size) for a line longer than
+    `limit`, whose rest is skipped in `_CHUNK` pieces so that it is never held whole."""
+    while raw := f.readline(limit + 1):
+        if len(raw) <= limit:
+            yield raw, len(raw)
+            continue
+        size = len(raw)
+        del raw
+        while (piece := f.readline(_CHUNK)) and not piece.endswith(b"\n"):
+            size += len(piece)
+        yield None, size + len(piece)
+
+
+def _jsonl(path: Path, limit: int) -> Iterator[BatchItem | InputProblem]:
     with path.open("rb") as f:
-        for n, raw in enumerate(f, 1):
+        for n, (raw, size) in enumerate(_lines(f, limit), 1):
+            if raw is None:
+                yield InputProblem(n, f"record longer than {limit:,} bytes ({size:,}): split it "
+                                   "or raise max_record_bytes")
+                continue
             if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip():
@@ -164,7 +214,14 @@ def _jsonl(path: Path) -> Iterator[BatchItem | InputProblem]:
             except msgspec.DecodeError as exc:
                 yield InputProblem(n, f"not valid JSON: {exc}")
                 continue
+            except RecursionError:
+                yield InputProblem(n, "not valid JSON: nested too deeply")
+                continue
             yield item_from_object(obj, n)
+
+
+class _BadCell(Exception):
+    pass
 
 
 def _cell(name: str, text: str) -> Any:
@@ -174,21 +231,46 @@ def _cell(name: str, text: str) -> Any:
         return _decode(text)
     except msgspec.DecodeError:
         return text
+    except RecursionError:
+        raise _BadCell(f"column {name!r}: not valid JSON (nested too deeply)") from None
 
 
-def _csv(path: Path) -> Iterator[BatchItem | InputProblem]:
+class _TooLong(Exception):
+    pass
+
+
+def _text_lines(f: Any, limit: int) -> Iterator[str]:
+    """Physical lines for csv.reader, each at most `limit` characters; a longer one raises
+    `_TooLong` (csv.reader passes it on and starts afresh on the next call)."""
+    while line := f.readline(limit + 1):
+        if len(line) > limit:
+            while (piece := f.readline(_CHUNK)) and not piece.endswith("\n"):
+                pass
+            raise _TooLong
+        yield line
+
+
+def _csv(path: Path, limit: int) -> Iterator[BatchItem | InputProblem]:
+    # The field limit is csv's module-wide setting; raise it to ours when it is lower (its
+    # default, 128 KiB, would refuse long prompts), never lower it for other users.
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
     with path.open("r", encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(_text_lines(f, limit), strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            yield InputProblem(1, f"unreadable CSV header: {exc}")
+        except (csv.Error, UnicodeDecodeError, _TooLong) as exc:
+            yield InputProblem(1, f"unreadable CSV header: {exc or 'too long'}")
             return
         header = [h.strip() for h in header]
         if "id" not in header and "custom_id" not in header:
             yield InputProblem(1, "the CSV header has no 'id' column")
+            return
+        repeated = sorted(h for h, n in Counter(header).items() if n > 1 and h)
+        if repeated:  # which of two 'id' columns is the id? Refuse rather than pick one
+            yield InputProblem(1, f"the CSV header repeats the column {repeated[0]!r}: rename one")
             return
         while True:
             start = reader.line_num + 1
@@ -196,15 +278,26 @@ def _csv(path: Path) -> Iterator[BatchItem | InputProblem]:
                 row = next(reader)
             except StopIteration:
                 return
+            except _TooLong:
+                yield InputProblem(start, f"record longer than {limit:,} characters: split it or "
+                                   "raise max_record_bytes")
+                continue
             except (csv.Error, UnicodeDecodeError) as exc:
-                yield InputProblem(start, f"unreadable CSV row: {exc}")
+                hint = (" (an unterminated quote: the rows after it were not read)"
+                        if "unexpected end of data" in str(exc) else "")
+                yield InputProblem(start, f"unreadable CSV row: {exc}{hint}")
                 continue
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
                 yield InputProblem(start, f"{len(row)} cells, the header has {len(header)}")
                 continue
-            obj = {name: _cell(name, cell) for name, cell in zip(header, row, strict=True) if cell != ""}
+            try:
+                obj = {name: _cell(name, cell) for name, cell in zip(header, row, strict=True)
+                       if cell != ""}
+            except _BadCell as exc:
+                yield _problem(start, str(exc), row[header.index("id")] if "id" in header else None)
+                continue
             if isinstance(obj.get("messages"), str):
                 yield _problem(start, "'messages' cell is not valid JSON", obj.get("id"))
                 continue
@@ -212,30 +305,50 @@ def _csv(path: Path) -> Iterator[BatchItem | InputProblem]:
 
 
 def iter_items(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
-               fmt: str | None = None) -> Iterator[BatchItem | InputProblem]:
+               fmt: str | None = None, *, max_record_bytes: int = MAX_RECORD_BYTES,
+               ) -> Iterator[BatchItem | InputProblem]:
     """Items and problems in input order, one at a time. `source` is a path (JSONL, or CSV by
-    extension or `fmt`) or an iterable of records (line = position, 1-based)."""
+    extension or `fmt`) or an iterable of records (line = position, 1-based). Records longer
+    than `max_record_bytes` are problems (for CSV the bound counts characters)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        return _csv(path) if detect_format(path, fmt) == "csv" else _jsonl(path)
+        if detect_format(path, fmt) == "csv":
+            return _csv(path, max_record_bytes)
+        return _jsonl(path, max_record_bytes)
     return (item_from_object(dict(obj) if isinstance(obj, Mapping) else obj, n)
             for n, obj in enumerate(source, 1))
 
 
-def count_records(path: str | os.PathLike[str], fmt: str | None = None) -> int:
+def count_records(path: str | os.PathLike[str], fmt: str | None = None, *,
+                  max_record_bytes: int = MAX_RECORD_BYTES) -> int:
     """Non-blank records in a file, for progress totals: a byte scan for JSONL (no decoding),
-    a row count for CSV (quoted newlines make physical lines wrong there)."""
+    a row count for CSV (quoted newlines make physical lines wrong there); an unreadable row
+    or an over-long record counts as one, as the reader reports it as one."""
     p = Path(path)
     count = 0
     if detect_format(p, fmt) == "csv":
-        with p.open("r", encoding="utf-8-sig", newline="", errors="replace") as f, \
-                contextlib.suppress(csv.Error):
-            for row in csv.reader(f):
+        if csv.field_size_limit() < max_record_bytes:
+            csv.field_size_limit(max_record_bytes)
+        with p.open("r", encoding="utf-8-sig", newline="", errors="replace") as f:
+            reader = csv.reader(_text_lines(f, max_record_bytes), strict=True)
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except (csv.Error, _TooLong):
+                    count += 1
+                    continue
                 if row and any(c.strip() for c in row):
                     count += 1
         return max(count - 1, 0)
-    with p.open("rb", buffering=1 << 20) as f:
-        for raw in f:
-            if raw.strip():
-                count += 1
+    with p.open("rb", buffering=_CHUNK) as f:
+        blank = True  # the current line has nothing but whitespace so far
+        while piece := f.readline(_CHUNK):  # bounded pieces: a 2 GB line is never held
+            if blank and piece.strip():
+                blank = False
+            if piece.endswith(b"\n"):
+                count += not blank
+                blank = True
+        count += not blank
     return count

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -57,6 +58,7 @@ class ResultSink:
         self._uncommitted = 0
         self._held: dict[int, _Pending | None] = {}
         self._next = 0
+        self.path = output
         self._file = open(output, "ab", buffering=1 << 16)  # noqa: SIM115 - closed in close()
 
     def result(self, seq: int, key: str, data: bytes, cost: Decimal, prompt_tokens: int,
@@ -84,8 +86,17 @@ class ResultSink:
                 self._write(pending)
             self.window.release()
 
+    def _io_error(self, exc: OSError) -> OSError:
+        """The error with the output's path (a buffered write error names no file)."""
+        if exc.filename is None:
+            return OSError(exc.errno, exc.strerror or str(exc), str(self.path))
+        return exc
+
     def _write(self, p: _Pending) -> None:
-        self._file.write(p.data)
+        try:
+            self._file.write(p.data)
+        except OSError as exc:
+            raise self._io_error(exc) from None
         self.offset += len(p.data)
         self.written += 1
         self.journal.done(p.key, self.offset, p.cost, p.prompt_tokens, p.completion_tokens)
@@ -96,9 +107,16 @@ class ResultSink:
     def commit(self) -> None:
         """Flush (and fsync) the output, then commit the journal: never the other way round."""
         if self.offset != self._committed_offset:
-            self._file.flush()
-            if self.durable:
-                os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                if self.durable:
+                    os.fsync(self._file.fileno())
+                if os.fstat(self._file.fileno()).st_nlink == 0:
+                    # Deleted (or replaced by a rename) under the run: answers written now would
+                    # be paid for and lost. Stop; a rerun asks the lost ones again.
+                    raise OSError(errno.ENOENT, "the output file was deleted during the run")
+            except OSError as exc:
+                raise self._io_error(exc) from None
         self.journal.commit(self.offset)
         self._committed_offset = self.offset
         self._uncommitted = 0
@@ -126,10 +144,17 @@ def write_failures(journal: Journal, path: Path) -> int:
     order), atomically; remove a stale file when there are none. Returns the count."""
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "wb") as f:
-        for rec in journal.failures():
-            f.write(_encode(rec) + b"\n")
-            count += 1
+    try:
+        with open(tmp, "wb") as f:
+            for rec in journal.failures():
+                f.write(_encode(rec) + b"\n")
+                count += 1
+    except OSError as exc:  # a full disk: name the file (a buffered write error names none)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(tmp)) from None
+        raise
     if count:
         os.replace(tmp, path)
     else:

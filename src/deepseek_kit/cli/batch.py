@@ -6,6 +6,11 @@ with their reasons to the failures file and are run again with `--retry-failed`.
 stderr: a live line (rich) on a terminal, a plain line every `--progress-interval` seconds
 otherwise; malformed input lines are reported there with their line numbers as they are read.
 
+A rerun into the same OUT compares the input with what was answered: if the request of an
+answered id changed (prompt, parameters, --model, --system), it stops before any request and
+names them; `--redo-changed` asks exactly those again and replaces their lines. The personal log
+gets only the numbers of each call unless --log-content.
+
 Exit status: 0 every id has a result; 1 some ids failed or lines were malformed (see the failures
 file), or an API error stopped the run (401/402); 2 bad arguments; 3 stopped by --max-cost
 (resumable with a higher ceiling); 130 Ctrl-C and 143 SIGTERM (resumable).
@@ -70,7 +75,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                "  dsk batch prompts.jsonl -o results.jsonl --concurrency 32 --rpm 600\n"
                "  dsk batch prompts.jsonl -o results.jsonl            # again: resumes\n"
                "  dsk batch prompts.jsonl -o results.jsonl --retry-failed\n"
-               "exit status: 0 all done, 1 failures or API error, 2 bad arguments, "
+               "exit status: 0 all done, 1 failures or API error, 2 bad arguments or a changed input, "
                "3 --max-cost reached, 130/143 interrupted (run again to resume)")
     p.add_argument("input", metavar="IN", help="JSONL file (or .csv) of requests")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="JSONL file of results")
@@ -92,8 +97,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--currency", choices=("CNY", "USD"), default="CNY",
                    help="currency of costs and --max-cost (default CNY)")
     p.add_argument("--retry-failed", action="store_true", help="run again only the ids that failed")
+    p.add_argument("--redo-changed", action="store_true",
+                   help="ids whose request changed since their answer was written: ask them again "
+                        "and replace their lines (without it, a changed input stops the rerun)")
+    p.add_argument("--log-content", action="store_true",
+                   help="log every prompt and answer in $DSK_HOME/logs.sqlite3 (default: only the "
+                        "numbers of each call - tokens, cost, latency, status)")
     p.add_argument("--failures", metavar="FILE",
                    help="failed ids and malformed lines, with reasons (default OUT.failures.jsonl)")
+    p.add_argument("--max-record-bytes", type=_positive_int, metavar="N",
+                   help="longest input record; longer ones are reported and skipped without being "
+                        "read whole (default 64 MiB)")
     p.add_argument("--journal", metavar="PATH", help="resume journal (default OUT.journal.sqlite)")
     p.add_argument("--overwrite", action="store_true", help="replace an OUT that has no journal")
     p.add_argument("--no-fsync", action="store_true",
@@ -206,6 +220,11 @@ def _summary(r: BatchResult, currency: str) -> str:
             f" -> {r.output}")
     if r.recovered_bytes:
         text += f" (resumed: cut {r.recovered_bytes:,} uncommitted bytes)"
+    if r.lost:
+        text += (f"\ndsk: {r.output} was shorter than its journal: {r.lost:,} answers it had lost "
+                 "were asked again")
+    if r.redone:
+        text += f"\ndsk: {r.redone:,} changed ids were asked again (--redo-changed)"
     if r.failures is not None:
         text += f"\ndsk: failures: {r.failures}" + (" (run again with --retry-failed)" if r.failed else "")
     return text
@@ -227,11 +246,39 @@ def run(args: argparse.Namespace) -> int:
         raise common.CLIError(f"{where}{exc.strerror or exc}", common.EXIT_USAGE) from None
 
 
+def _log_step(b: common.Backend, args: argparse.Namespace) -> Any:
+    """The personal log gets the numbers of each batch call (tokens, cost, latency), not every
+    prompt and answer - a batch would copy its whole input and output into it - unless
+    --log-content asks for them."""
+    step = common.log_step(b, args)
+    if step is False or args.log_content or not step.config.content:
+        return step
+    import dataclasses
+
+    from deepseek_kit._logstep import LogStep
+
+    return LogStep(dataclasses.replace(step.config, content=False), secrets=(b.api_key,),
+                   endpoint="emulator" if b.synthetic else None)
+
+
+def _quiet_emulator() -> None:
+    """The in-process emulator answers a malformed request (a record's bad header name) with a
+    400 as DeepSeek would; aiohttp also logs a traceback for it, which is noise on dsk's
+    stderr (issue 8, K9): the record's failure is already in the failures file."""
+    import logging
+
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addHandler(logging.NullHandler())
+    server_log.propagate = False
+
+
 async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
     from deepseek_kit import AsyncClient, Limits, Timeout
     from deepseek_kit._batch import run_batch
 
     err = sys.stderr
+    if b.synthetic:
+        _quiet_emulator()
     timeout: Any = Timeout()
     if args.timeout is not None:
         t = float(args.timeout)
@@ -264,7 +311,7 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
                                max_retries=args.max_retries, limits=limits,
                                max_connections=max(args.concurrency, 100),
                                profile=None if b.synthetic else b.profile,
-                               logs=common.log_step(b, args),
+                               logs=_log_step(b, args),
                                holidays=common.holidays(b)) as client:
             result = await run_batch(
                 client, args.input, args.output, defaults=defaults, system=args.system,
@@ -273,7 +320,8 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
                 journal=args.journal, failures=args.failures, input_format=args.format,
                 overwrite=args.overwrite, durable=not args.no_fsync, on_progress=display,
                 progress_interval=0.2 if isinstance(display, _Live) else (args.progress_interval or 10.0),
-                on_problem=_Problems(args.input, err))
+                on_problem=_Problems(args.input, err), redo_changed=args.redo_changed,
+                **({"max_record_bytes": args.max_record_bytes} if args.max_record_bytes else {}))
     except asyncio.CancelledError:
         if display is not None:
             display.stop()
