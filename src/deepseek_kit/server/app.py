@@ -5,8 +5,10 @@ Routes (deepseek-api.md §9.1): `POST /chat/completions` under `/`, `/v1` and `/
 under /v1). Anything else is 404 `Unknown error` - after authentication, as a bare unauthenticated
 `GET /` gets 401 from DeepSeek (§1.2). No WebSocket, no OAuth (§1.3).
 
-Every response carries `Server: openresty` and a fresh 32-hex `x-ds-trace-id`, never
-`x-request-id`, and no `Retry-After` / `x-ratelimit-*` unless a fault directive asks (§6.4).
+Every response carries `Server: openresty`, a fresh 32-hex `x-ds-trace-id` and
+`X-DSK-Emulator: deepseek-kit/<version>` (with `system_fingerprint` = `fp_dsk_emulator_...`, nothing
+the emulator made can pass for a DeepSeek answer, issue 7 item 5), never `x-request-id`, and no
+`Retry-After` / `x-ratelimit-*` unless a fault directive asks (§6.4).
 
 Request flow: count it -> fault directives (delay, reset, status) -> bearer auth (401, key masked
 to its last 4 characters, §9.2) -> balance (402) -> validation (400) -> concurrency (429, per
@@ -17,16 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 import time
 import uuid
+from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
+from .._types import EMULATOR_FINGERPRINT_PREFIX, EMULATOR_HEADER
+from .._version import __version__
 from .config import EmulatorConfig
 from .errors import ApiError, html_body
-from .faults import ClientGone, DirectiveError, Directives, pause, reset_connection
+from .faults import ClientGone, DirectiveError, Directives, check_combination, pause, reset_connection
 from .plan import ChatPlan, FimPlan, PlanCache
 from .render import chat_body, fim_body, usage_json
 from .respond import JSON_TYPE, SSE_HEADERS, send_json, send_stream
@@ -34,13 +40,17 @@ from .state import STATE_KEY, EmulatorState
 
 __all__ = ["EMULATOR_KEY", "Emulator", "create_emulator_app"]
 
+log = logging.getLogger("deepseek_kit.server")
 _getrandbits = random.getrandbits
 _BAD_AUTH = "Authentication Fails (auth header format should be Bearer sk-...)"
+#: Marks every answer as the emulator's (issue 7 item 5): a synthetic answer never passes for DeepSeek's.
+_MARK = f"deepseek-kit/{__version__}"
 
 
 async def _server_headers(request: web.Request, response: web.StreamResponse) -> None:
     h = response.headers
     h["Server"] = "openresty"
+    h[EMULATOR_HEADER] = _MARK
     if "x-ds-trace-id" not in h:
         h["x-ds-trace-id"] = f"{_getrandbits(128):032x}"
     h["Vary"] = "origin, access-control-request-method, access-control-request-headers"
@@ -72,7 +82,8 @@ class Emulator:
         self.state = state
         self.plans = PlanCache(config)
         fp = hashlib.blake2b(str(config.seed).encode(), digest_size=5).hexdigest()
-        self.fingerprint = f"fp_{fp}_prod0820_fp8_kvcache_{config.fingerprint_date}"
+        # DeepSeek's shape is fp_<10hex>_prod0820_fp8_kvcache_<date>; ours says emulator up front
+        self.fingerprint = f"{EMULATOR_FINGERPRINT_PREFIX}_{fp}_{config.fingerprint_date}"
         data = [{"id": m, "object": "model", "owned_by": "deepseek"} for m in config.models]
         self._models = msgspec.json.encode({"object": "list", "data": data})
 
@@ -95,7 +106,14 @@ class Emulator:
 
     async def _serve(self, request: web.Request, kind: str) -> web.StreamResponse:
         state = self.state
-        body = await request.read()
+        try:
+            body = await read_body(request, self.config.max_body_size)
+        except ApiError as exc:
+            state.begin(request.path, "", b"")
+            state.end(exc.status)
+            refused = _error(exc)
+            refused.force_close()  # the rest of the body is not read: do not reuse the connection
+            return refused
         header = request.headers.get("X-DSK-Emulate", "")
         seen = state.begin(request.path, header, body)
         status = 0
@@ -121,6 +139,7 @@ class Emulator:
 
     def _directives(self, header: str, seen: int) -> Directives:
         merged = {**self.state.parsed(self.config.faults), **self.state.parsed(header)}
+        check_combination(merged)
         d = Directives(**merged) if merged else _NO_FAULTS
         if d.times is not None and seen > d.times:
             d = d.without_failures()
@@ -269,6 +288,53 @@ class Emulator:
 
 
 _NO_FAULTS = Directives()
+#: Request encodings aiohttp inflates for us (as the body is read, so the size cap applies to the
+#: inflated bytes and a gzip bomb stops at the cap).
+_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+
+
+async def read_body(request: web.Request, cap: int) -> bytes:
+    """The request body, at most `cap` bytes after decompression; ApiError 413 beyond (without
+    reading further), 400 for an encoding we do not inflate or a body that does not inflate."""
+    if request.content_length is not None and request.content_length > cap:
+        raise ApiError(413)
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in _ENCODINGS:  # wording ours
+        raise ApiError(400, f"Unsupported Content-Encoding {encoding!r}: send the body as plain JSON, "
+                            "gzip or deflate", "invalid_request_error")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > cap:
+                raise ApiError(413)
+            chunks.append(chunk)
+    except (web.RequestPayloadError, http_exceptions.HttpProcessingError) as exc:  # bad gzip...
+        raise ApiError(400, f"Failed to read the request body: it is not valid {encoding or 'data'} "
+                            f"({type(exc).__name__})", "invalid_request_error") from None
+    return b"".join(chunks)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """What aiohttp itself answers (404 for CONNECT, 405, 413...) in DeepSeek's JSON shape, and an
+    internal error as a JSON 500 with one log line: a client never gets text/plain from us, and a
+    request never fills the log with a traceback (it goes to DEBUG)."""
+    try:
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(ApiError(exc.status))
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:
+        log.error("emulator: internal error answering %s %s: %s: %s (traceback at DEBUG level)",
+                  request.method, request.path, type(exc).__name__, str(exc)[:200])
+        log.debug("emulator: internal error", exc_info=True)
+        return _error(ApiError(500))
 
 EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("deepseek_kit.emulator", Emulator)
 
@@ -280,7 +346,7 @@ async def _on_shutdown(app: web.Application) -> None:
 def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (run it with any aiohttp runner)."""
     config = config or EmulatorConfig()
-    app = web.Application(client_max_size=config.max_body_size)
+    app = web.Application(client_max_size=config.max_body_size, middlewares=[_json_errors])
     state = EmulatorState(config)
     emulator = Emulator(config, state)
     app[STATE_KEY] = state
