@@ -414,3 +414,17 @@ def test_good_settings_still_convert():
 def test_emulator_thread_refuses_bad_settings_before_starting():
     with pytest.raises(EmulatorConfigError):
         EmulatorThread(EmulatorConfig(max_body_size=0))
+
+
+def test_malformed_http_is_one_log_line_not_a_traceback(emulator, caplog):
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    out = _raw_http(emulator.port, b"GET /models HTTP/1.1\r\nHost: x\r\nX-DSK-Emulate: " + b"k" * 20_000
+                    + b"\r\n\r\n")
+    assert b" 400 " in out.split(b"\r\n")[0]
+    out = _raw_http(emulator.port, b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                    b"\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+    assert b" 400 " in out.split(b"\r\n")[0]
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert records, "aiohttp logged nothing: the test did not reach the parser error path"
+    assert all(r.exc_info is None and r.levelno == logging.INFO for r in records)
+    assert any("malformed request" in r.getMessage() for r in records)

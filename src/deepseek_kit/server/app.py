@@ -34,6 +34,7 @@ from .config import EmulatorConfig
 from .errors import ApiError, html_body
 from .faults import ClientGone, DirectiveError, Directives, check_combination, pause, reset_connection
 from .plan import ChatPlan, FimPlan, PlanCache
+from .quiet import install as quiet_client_mistakes
 from .render import chat_body, fim_body, usage_json
 from .respond import JSON_TYPE, SSE_HEADERS, send_json, send_stream
 from .state import STATE_KEY, EmulatorState
@@ -346,6 +347,7 @@ async def _on_shutdown(app: web.Application) -> None:
 def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (run it with any aiohttp runner)."""
     config = config or EmulatorConfig()
+    quiet_client_mistakes()  # aiohttp's parse-error tracebacks become one INFO line
     app = web.Application(client_max_size=config.max_body_size, middlewares=[_json_errors])
     state = EmulatorState(config)
     emulator = Emulator(config, state)
