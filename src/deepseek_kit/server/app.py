@@ -23,6 +23,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -264,28 +265,34 @@ class Emulator:
         end = close + (b',"usage":null}' if include else b"}")
         return end, [head + b',"choices":[],"usage":' + usage + b"}"]
 
-    def _chat_events(self, plan: ChatPlan, rid: str, created: int, usage: bytes, legacy: bool) -> list[bytes]:
+    def _chat_events(self, plan: ChatPlan, rid: str, created: int, usage: bytes,
+                     legacy: bool) -> Iterator[bytes]:
+        """The stream's JSON payloads, made as they are sent (a 384K-token answer is ~100 MB of
+        frames: materialising them per stream multiplied memory by the number of slow readers)."""
         pieces, include = plan.pieces, plan.req.include_usage
         head = self._head(rid, created, plan.model_json, b"chat.completion.chunk")
         open_ = head + b',"choices":[{"index":0,"delta":'
         mid = b',"finish_reason":null}]' + (b',"usage":null}' if include else b"}")
-        events = [open_ + pieces.first_delta + b',"logprobs":null' + mid]
-        events += [open_ + delta + b',"logprobs":' + lp + mid for delta, lp, _ in pieces.deltas]
+        yield open_ + pieces.first_delta + b',"logprobs":null' + mid
+        for delta, lp, _ in pieces.deltas:
+            yield open_ + delta + b',"logprobs":' + lp + mid
         end, extra = self._tail(head, usage, include, legacy)
-        events.append(open_ + pieces.final_delta + b',"logprobs":null,"finish_reason":"'
-                      + plan.answer.finish_reason.encode() + end)
-        return events + extra
+        yield (open_ + pieces.final_delta + b',"logprobs":null,"finish_reason":"'
+               + plan.answer.finish_reason.encode() + end)
+        yield from extra
 
-    def _fim_events(self, plan: FimPlan, rid: str, created: int, usage: bytes, legacy: bool) -> list[bytes]:
+    def _fim_events(self, plan: FimPlan, rid: str, created: int, usage: bytes,
+                    legacy: bool) -> Iterator[bytes]:
         include = plan.req.include_usage
         head = self._head(rid, created, plan.model_json, b"text_completion")
         open_ = head + b',"choices":[{"text":'
         mid = b',"finish_reason":null}]' + (b',"usage":null}' if include else b"}")
-        events = [open_ + text + b',"index":0,"logprobs":' + lp + mid for text, lp in plan.pieces.deltas]
+        for text, lp in plan.pieces.deltas:
+            yield open_ + text + b',"index":0,"logprobs":' + lp + mid
         end, extra = self._tail(head, usage, include, legacy)
-        events.append(open_ + b'"","index":0,"logprobs":null,"finish_reason":"'
-                      + plan.answer.finish_reason.encode() + end)
-        return events + extra
+        yield (open_ + b'"","index":0,"logprobs":null,"finish_reason":"'
+               + plan.answer.finish_reason.encode() + end)
+        yield from extra
 
 
 _NO_FAULTS = Directives()
