@@ -428,3 +428,26 @@ def test_malformed_http_is_one_log_line_not_a_traceback(emulator, caplog):
     assert records, "aiohttp logged nothing: the test did not reach the parser error path"
     assert all(r.exc_info is None and r.levelno == logging.INFO for r in records)
     assert any("malformed request" in r.getMessage() for r in records)
+
+
+def test_a_huge_message_list_is_refused_before_rendering(emulator_factory):
+    emu = emulator_factory(context_length=1000)
+    body = {**BODY, "messages": [{"role": "user", "content": "a"}] * 600}
+    status, _, text = asyncio.run(post(emu.base_url, body))
+    assert "However, you requested 1200 tokens (1200 in the messages, 0 in the completion)" in error_of(status, text)
+
+
+async def test_big_bodies_are_planned_off_the_loop_and_balance_is_rechecked(emulator_factory):
+    # a >1 MB body is planned in a worker thread; the balance is checked again afterwards, so
+    # concurrent big requests on an almost empty account cannot all pass the first check
+    emu = emulator_factory(balance={"sk-poor-0001": "0.0001"}, default_granted=0)
+    pad = "word " * 300_000
+    async with aiohttp.ClientSession() as s:
+        async def one(i: int) -> int:
+            body = {**BODY, "messages": [{"role": "user", "content": f"{i} {pad}"}]}
+            async with s.post(emu.base_url + "/chat/completions", json=body,
+                              headers={"Authorization": "Bearer sk-poor-0001"}) as r:
+                await r.read()
+                return r.status
+        statuses = await asyncio.gather(*(one(i) for i in range(6)))
+    assert statuses.count(200) == 1 and statuses.count(402) == 5, statuses

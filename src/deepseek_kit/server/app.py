@@ -192,9 +192,11 @@ class Emulator:
                 raise ApiError(402)  # never retried by clients (§8.9)
             plan: ChatPlan | FimPlan
             if kind == "chat":
-                plan = self.plans.chat(body, request.path.startswith("/beta/"), d)
+                plan = await self.plans.chat(body, request.path.startswith("/beta/"), d)
             else:
-                plan = self.plans.fim(body, d)
+                plan = await self.plans.fim(body, d)
+            if account.total <= 0:  # again: planning a big body awaited, others may have spent it
+                raise ApiError(402)
             serving = plan.req.serving
             if not self.state.try_acquire(key, serving):
                 raise ApiError(429)

@@ -11,8 +11,11 @@ messages), and the cache is bounded by count and by an estimate of bytes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +110,21 @@ def _context_error(limit: int, prompt: int, completion: int) -> ApiError:
                     "invalid_request_error")
 
 
+#: Bodies at least this big are planned in a worker thread (see PlanCache._plan).
+THREAD_BODY = 1024 * 1024
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsk-emulator-plan")
+
+
+def _safe(build: Callable[[], ChatPlan | FimPlan], raw: bytes) -> ChatPlan | FimPlan | ApiError:
+    """Run a build; errors become cacheable values without traceback."""
+    try:
+        return build()
+    except ApiError as exc:
+        return _bare(exc)
+    except RecursionError:  # nesting msgspec decoded but a later step could not walk
+        return too_deep(raw)
+
+
 class PlanCache:
     """Bounded LRU of plans (or cached validation errors): at most `plan_cache_size` entries and
     `plan_cache_bytes` estimated bytes."""
@@ -147,41 +165,40 @@ class PlanCache:
         """The cached plans and errors (for tests)."""
         return [v for v, _ in self._lru.values()]
 
-    def chat(self, raw: bytes, beta: bool, d: Directives) -> ChatPlan:
-        key = ("chat", beta, hashlib.blake2b(raw, digest_size=16).digest(), d.shaping_key())
-        got = self._get(key)
-        if got is None:
-            try:
-                got = self._build_chat(raw, beta, d)
-            except ApiError as exc:
-                got = _bare(exc)
-            except RecursionError:  # nesting msgspec decoded but a later step could not walk
-                got = too_deep(raw)
-            self._put(key, got)
-        if isinstance(got, ApiError):
-            raise _bare(got)  # a fresh copy: raising the cached one would give it a traceback
+    async def chat(self, raw: bytes, beta: bool, d: Directives) -> ChatPlan:
+        got = await self._plan(("chat", beta), raw, d, lambda: self._build_chat(raw, beta, d))
         assert isinstance(got, ChatPlan)
         return got
 
-    def fim(self, raw: bytes, d: Directives) -> FimPlan:
-        key = ("fim", True, hashlib.blake2b(raw, digest_size=16).digest(), d.shaping_key())
+    async def fim(self, raw: bytes, d: Directives) -> FimPlan:
+        got = await self._plan(("fim", True), raw, d, lambda: self._build_fim(raw, d))
+        assert isinstance(got, FimPlan)
+        return got
+
+    async def _plan(self, kind: tuple[str, bool], raw: bytes, d: Directives,
+                    build: Callable[[], ChatPlan | FimPlan]) -> ChatPlan | FimPlan:
+        key = (*kind, hashlib.blake2b(raw, digest_size=16).digest(), d.shaping_key())
         got = self._get(key)
         if got is None:
-            try:
-                got = self._build_fim(raw, d)
-            except ApiError as exc:
-                got = _bare(exc)
-            except RecursionError:
-                got = too_deep(raw)
+            if len(raw) >= THREAD_BODY:
+                # A big body takes seconds of decoding, validation and tokenizing: in a worker
+                # thread the event loop keeps serving everyone else meanwhile (GIL switches).
+                got = await asyncio.get_running_loop().run_in_executor(_POOL, _safe, build, raw)
+            else:
+                got = _safe(build, raw)
             self._put(key, got)
         if isinstance(got, ApiError):
             raise _bare(got)  # a fresh copy: raising the cached one would give it a traceback
-        assert isinstance(got, FimPlan)
         return got
 
     def _build_chat(self, raw: bytes, beta: bool, d: Directives) -> ChatPlan:
         config = self.config
         req = validate_chat(raw, beta=beta, config=config)
+        # every message renders as at least two tokens (its role and end markers): a huge list
+        # is refused before rendering it
+        at_least = 2 * len(req.messages)
+        if at_least + (req.max_tokens or 0) > config.context_length:
+            raise _context_error(config.context_length, at_least, req.max_tokens or 0)
         tokens = prompt_tokens(render_prompt(req.messages, req.tools), req.max_tokens, config)
         answer = generate_chat(req, d, config)
         seed = seed_of([req.messages, "logprobs"], config.seed)
