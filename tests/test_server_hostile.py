@@ -451,3 +451,21 @@ async def test_big_bodies_are_planned_off_the_loop_and_balance_is_rechecked(emul
                 return r.status
         statuses = await asyncio.gather(*(one(i) for i in range(6)))
     assert statuses.count(200) == 1 and statuses.count(402) == 5, statuses
+
+
+def test_expect_100_continue_refuses_an_oversize_body_before_the_upload(emulator_factory):
+    emu = emulator_factory(max_body_size=1_000_000)
+    out = _raw_http(emu.port, b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-x\r\n"
+                              b"Expect: 100-continue\r\nContent-Length: 1000000000\r\n\r\n")
+    assert out.split(b"\r\n")[0] == b"HTTP/1.1 413 Request Entity Too Large", out[:200]
+    assert b"100 Continue" not in out and b"application/json" in out
+    body = json.dumps(BODY).encode()
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as sock:
+        sock.sendall(b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-x\r\nConnection: close\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+    assert rest.split(b"\r\n")[0] == b"HTTP/1.1 200 OK", rest[:200]

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import msgspec
 from aiohttp import http_exceptions, web
 
@@ -353,6 +354,26 @@ async def _on_shutdown(app: web.Application) -> None:
     app[STATE_KEY].closing.set()  # long waits (stalls, keep-alive loops) end now
 
 
+def _expect_handler(cap: int) -> Any:
+    """`Expect: 100-continue`: refuse a body announced over the cap before the client sends it
+    (aiohttp's default answers 100 Continue first, inviting the upload); errors in JSON."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.version != aiohttp.HttpVersion11:
+            return None
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return _error(ApiError(417, "Expectation Failed: only 100-continue is supported"))  # ours
+        if request.content_length is not None and request.content_length > cap:
+            resp = _error(ApiError(413))
+            resp.force_close()
+            return resp
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's default: the answer has not started yet
+        return None
+
+    return expect
+
+
 def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (run it with any aiohttp runner)."""
     config = config or EmulatorConfig()
@@ -362,13 +383,14 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application
     emulator = Emulator(config, state)
     app[STATE_KEY] = state
     app[EMULATOR_KEY] = emulator
+    expect = _expect_handler(config.max_body_size)
     for prefix in ("", "/v1", "/beta"):
-        app.router.add_post(prefix + "/chat/completions", emulator.chat)
-    app.router.add_post("/beta/completions", emulator.fim)
+        app.router.add_post(prefix + "/chat/completions", emulator.chat, expect_handler=expect)
+    app.router.add_post("/beta/completions", emulator.fim, expect_handler=expect)
     for prefix in ("", "/v1"):
-        app.router.add_get(prefix + "/models", emulator.models)
-        app.router.add_get(prefix + "/user/balance", emulator.balance)
-    app.router.add_route("*", "/{tail:.*}", emulator.not_found)
+        app.router.add_get(prefix + "/models", emulator.models, expect_handler=expect)
+        app.router.add_get(prefix + "/user/balance", emulator.balance, expect_handler=expect)
+    app.router.add_route("*", "/{tail:.*}", emulator.not_found, expect_handler=expect)
     app.on_response_prepare.append(_server_headers)
     app.on_shutdown.append(_on_shutdown)
     return app
