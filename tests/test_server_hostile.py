@@ -469,3 +469,15 @@ def test_expect_100_continue_refuses_an_oversize_body_before_the_upload(emulator
         while chunk := sock.recv(65536):
             rest += chunk
     assert rest.split(b"\r\n")[0] == b"HTTP/1.1 200 OK", rest[:200]
+
+
+def test_the_client_sees_emulator_answers_as_synthetic(emulator):
+    from deepseek_kit import Client
+
+    with Client(api_key="sk-test-abcd", base_url=emulator.base_url, max_retries=0) as c:
+        resp = c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        assert resp.synthetic
+        with c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True) as stream:
+            chunks = list(stream)
+        assert chunks and all(ch.system_fingerprint.startswith(EMULATOR_FINGERPRINT_PREFIX) for ch in chunks)
+        assert stream.get_final_completion().synthetic
