@@ -481,3 +481,25 @@ def test_the_client_sees_emulator_answers_as_synthetic(emulator):
             chunks = list(stream)
         assert chunks and all(ch.system_fingerprint.startswith(EMULATOR_FINGERPRINT_PREFIX) for ch in chunks)
         assert stream.get_final_completion().synthetic
+
+
+@pytest.mark.parametrize("thinking", [True, False])
+@pytest.mark.parametrize("logprobs", [True, False])
+def test_big_answers_keep_no_delta_list_and_stream_the_same_bytes(monkeypatch, thinking, logprobs):
+    from deepseek_kit.server import render
+    from deepseek_kit.server.faults import Directives
+    from deepseek_kit.server.generate import generate_chat
+    from deepseek_kit.server.validate import validate_chat
+
+    config = EmulatorConfig()
+    body = {**BODY, "thinking": {"type": "enabled" if thinking else "disabled"}, "logprobs": logprobs,
+            **({"top_logprobs": 3} if logprobs else {})}
+    req = validate_chat(json.dumps(body).encode(), beta=False, config=config)
+    answer = generate_chat(req, Directives(tokens=9000, reasoning_tokens=40), config)
+    lazy = render.chat_pieces(answer, req.thinking, req.logprobs, req.top_logprobs, 7)
+    assert isinstance(lazy.deltas, render.LazyDeltas)
+    monkeypatch.setattr(render, "LAZY_DELTAS", 10**9)
+    eager = render.chat_pieces(answer, req.thinking, req.logprobs, req.top_logprobs, 7)
+    assert isinstance(eager.deltas, list) and len(eager.deltas) == len(lazy.deltas)
+    assert list(lazy.deltas) == eager.deltas == list(lazy.deltas)
+    assert (lazy.message, lazy.logprobs) == (eager.message, eager.logprobs)

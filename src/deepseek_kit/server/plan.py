@@ -77,7 +77,9 @@ def _weight(value: ChatPlan | FimPlan | ApiError) -> int:
     else:
         size += 64 * len(value.answer.tokens)
     if isinstance(pieces, ChatPieces):
-        size += len(pieces.message) + sum(len(d) + len(lp) + 64 for d, lp, _ in pieces.deltas)
+        size += len(pieces.message)
+        if isinstance(pieces.deltas, list):  # LazyDeltas hold nothing but the answer
+            size += sum(len(d) + len(lp) + 64 for d, lp, _ in pieces.deltas)
     else:
         size += len(pieces.text) + sum(len(t) + len(lp) + 64 for t, lp in pieces.deltas)
     return size
