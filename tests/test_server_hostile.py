@@ -62,7 +62,8 @@ async def test_every_response_is_marked(emulator):
         cases = [
             s.post(url + "/chat/completions", json=chat, headers=AUTH),
             s.post(url + "/chat/completions", json={**chat, "stream": True}, headers=AUTH),
-            s.post(url + "/beta/completions", json={"model": "deepseek-flash", "prompt": "def f("}, headers=AUTH),
+            s.post(url + "/beta/completions", json={"model": "deepseek-flash", "prompt": "def f("},
+                   headers=AUTH),
             s.get(url + "/models", headers=AUTH),
             s.get(url + "/user/balance", headers=AUTH),
             s.get(url + "/nope"),  # 401 before the route
@@ -99,7 +100,8 @@ def _tool(params: object) -> dict[str, object]:
 @pytest.mark.parametrize("params", [
     {"type": "string", "minLength": 1_000_000_000},
     {"type": "array", "minItems": 100_000_000},
-    {"type": "object", "properties": {"a": {"type": "array", "minItems": 50_000, "items": {"const": "x" * 100}}},
+    {"type": "object",
+     "properties": {"a": {"type": "array", "minItems": 50_000, "items": {"const": "x" * 100}}},
      "required": ["a"]},
     {"type": "object", "properties": {f"p{i}": {"type": "string", "minLength": 60} for i in range(5000)},
      "required": [f"p{i}" for i in range(5000)]},
@@ -168,7 +170,8 @@ async def test_json_mode_with_a_deeply_nested_example(emulator, no_tracebacks):
 
 @pytest.mark.parametrize(("params", "why"), [
     ({"type": "object", "properties": 5}, "'properties' must be an object"),
-    ({"type": "object", "properties": {"a": {"type": "string"}}, "required": 5}, "'required' must be an array"),
+    ({"type": "object", "properties": {"a": {"type": "string"}}, "required": 5},
+     "'required' must be an array"),
     ({"allOf": [{"properties": [1]}]}, "'properties' must be an object"),
 ])
 async def test_malformed_tool_schema_is_a_400(emulator, no_tracebacks, params, why):
@@ -207,7 +210,8 @@ async def test_unique_paths_directives_and_keys_keep_the_maps_bounded(emulator_f
                     req = s.post(url + "/chat/completions", json=BODY,
                                  headers={**AUTH, "X-DSK-Emulate": f"nope={uuid.uuid4().hex}"})
                 else:
-                    req = s.get(url + "/user/balance", headers={"Authorization": f"Bearer sk-{uuid.uuid4().hex}"})
+                    req = s.get(url + "/user/balance",
+                                headers={"Authorization": f"Bearer sk-{uuid.uuid4().hex}"})
                 async with req as r:
                     await r.read()
                     return r.status
@@ -229,7 +233,8 @@ def test_times_directive_still_counts_recent_strings(emulator_factory):
     async def run() -> list[int]:
         out = []
         for _ in range(3):
-            status, _, _ = await post(emu.base_url, headers={"X-DSK-Emulate": f"status=503;times=2;key={key}"})
+            directive = f"status=503;times=2;key={key}"
+            status, _, _ = await post(emu.base_url, headers={"X-DSK-Emulate": directive})
             out.append(status)
         return out
 
@@ -276,7 +281,8 @@ async def test_prompt_over_the_context_length_is_a_400(emulator, no_tracebacks):
     assert msg.startswith("This model's maximum context length is 1048576 tokens. However, you requested ")
     assert msg.endswith("Please reduce the length of the messages or completion.")
     over = " a" * 1_100_000  # 2.2 MB, 1.1M tokens: counted exactly
-    status, _, body = await post(url, {**BODY, "max_tokens": 1000, "messages": [{"role": "user", "content": over}]})
+    body_ = {**BODY, "max_tokens": 1000, "messages": [{"role": "user", "content": over}]}
+    status, _, body = await post(url, body_)
     msg = error_of(status, body)
     assert " in the messages, 1000 in the completion)" in msg
 
@@ -321,7 +327,8 @@ def _raw_http(port: int, data: bytes) -> bytes:
             out += chunk
             if b"\r\n\r\n" in out:
                 head, _, rest = out.partition(b"\r\n\r\n")
-                length = [int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
+                length = [int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                          if h.lower().startswith(b"content-length")]
                 if length and len(rest) >= length[0]:
                     break
         return out
@@ -434,7 +441,8 @@ def test_a_huge_message_list_is_refused_before_rendering(emulator_factory):
     emu = emulator_factory(context_length=1000)
     body = {**BODY, "messages": [{"role": "user", "content": "a"}] * 600}
     status, _, text = asyncio.run(post(emu.base_url, body))
-    assert "However, you requested 1200 tokens (1200 in the messages, 0 in the completion)" in error_of(status, text)
+    msg = error_of(status, text)
+    assert "However, you requested 1200 tokens (1200 in the messages, 0 in the completion)" in msg
 
 
 async def test_big_bodies_are_planned_off_the_loop_and_balance_is_rechecked(emulator_factory):
@@ -461,7 +469,8 @@ def test_expect_100_continue_refuses_an_oversize_body_before_the_upload(emulator
     assert b"100 Continue" not in out and b"application/json" in out
     body = json.dumps(BODY).encode()
     with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as sock:
-        sock.sendall(b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-x\r\nConnection: close\r\n"
+        sock.sendall(b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-x\r\n"
+                     b"Connection: close\r\n"
                      b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(body)
