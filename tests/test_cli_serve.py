@@ -150,6 +150,33 @@ def test_bad_serve_arguments_exit_2(tmp_path, args):
     assert proc.stderr.strip().splitlines()[-1].startswith(("dsk: error:", "dsk serve: error:"))
 
 
+@pytest.mark.parametrize(("args", "toml"), [
+    (["--set", "concurrency_limits=5"], None),
+    (["--set", 'default_tokens="many"'], None),
+    (["--set", "max_body_size=-1"], None),
+    (["--set", "keepalive_interval=-1"], None),
+    (["--set", "validation_status=200"], None),
+    (["--set", "recent_bodies=-1"], None),
+    (["--fault", "status=200"], None),
+    ([], 'chunk_tokens = "x"'),
+    ([], "balance = 5"),
+    ([], "api_keys = 5"),
+    ([], "models = 5"),
+    ([], 'default_granted = "abc"'),
+])
+def test_bad_emulator_settings_are_one_line(tmp_path, args, toml):
+    if toml is not None:
+        (tmp_path / "emu.toml").write_text(f"[emulator]\n{toml}\n")
+        args = ["--config", str(tmp_path / "emu.toml")]
+    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--mock", "--port", "0",
+                           *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env=dsk_env(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "dsk: error: " in lines[0] and lines[0].count("bad emulator setting") == 1, lines[0]
+
+
 def test_port_in_use_is_one_line_error(tmp_path):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

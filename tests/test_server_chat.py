@@ -19,7 +19,7 @@ OFF = {"type": "disabled"}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
     "required": ["city"]}}}
-FP_RE = re.compile(r"fp_[0-9a-f]{10}_prod0820_fp8_kvcache_\d{8}")
+FP_RE = re.compile(r"fp_dsk_emulator_[0-9a-f]{10}_\d{8}")
 CALL_ID_RE = re.compile(r"call_(\d{2})_[A-Za-z0-9]{24}")
 
 

@@ -99,7 +99,9 @@ def build_config(args: argparse.Namespace) -> Any:
 
             parse_directives(config.faults)
     except (TypeError, ValueError) as exc:  # faults.DirectiveError is a ValueError
-        raise common.CLIError(f"bad emulator setting: {exc}") from None
+        text = str(exc)  # EmulatorConfigError already reads "bad emulator setting: <name>: <why>"
+        raise common.CLIError(text if text.startswith("bad emulator setting") else
+                              f"bad emulator setting: {text}") from None
     return config
 
 

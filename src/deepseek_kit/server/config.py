@@ -18,7 +18,10 @@ from typing import Any
 
 from .. import _pricing
 
-__all__ = ["CANONICAL_MODELS", "MODEL_ALIASES", "RETIRED_MODELS", "VISION_MODELS", "EmulatorConfig"]
+__all__ = [
+    "CANONICAL_MODELS", "MODEL_ALIASES", "RETIRED_MODELS", "VISION_MODELS", "EmulatorConfig",
+    "EmulatorConfigError",
+]
 
 #: Requested name -> the model that serves it (§2.1: legacy Flash names are served by V4.1-Flash).
 MODEL_ALIASES: dict[str, str] = {
@@ -34,8 +37,12 @@ RETIRED_MODELS = frozenset({"deepseek-chat", "deepseek-reasoner", "deepseek-code
 VISION_MODELS = frozenset({"deepseek-flash", "deepseek-v4-flash", "deepseek-v4-flash-vision-exp"})
 
 
-def _dec(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+class EmulatorConfigError(ValueError):
+    """A bad emulator setting: `bad emulator setting: <name>: <why>` (`dsk serve` prints it as one line)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"bad emulator setting: {name}: {why}")
+        self.name = name
 
 
 @dataclass
@@ -94,33 +101,38 @@ class EmulatorConfig:
     validation_status: int = 400
     #: Ids returned by GET /models (§5.1, current list UNCONFIRMED).
     models: tuple[str, ...] = CANONICAL_MODELS
-    #: The date part of `system_fingerprint` (`fp_<10hex>_prod0820_fp8_kvcache_<date>`).
+    #: The date part of `system_fingerprint` (`fp_dsk_emulator_<10hex>_<date>`).
     fingerprint_date: str = "20261017"
-    #: Cached generated answers (keyed by request-body hash), recent bodies kept for tests.
+    #: Cached generated answers (keyed by request-body hash): at most this many, and at most
+    #: `plan_cache_bytes` of answers (an estimate; a bigger single answer is not cached at all).
     plan_cache_size: int = 4096
+    plan_cache_bytes: int = 64 * 1024 * 1024
+    #: Recent request bodies kept for tests (`EmulatorState.recent`); bodies above
+    #: `recent_body_max` bytes are not kept (their path is, with an empty body).
     recent_bodies: int = 100
+    recent_body_max: int = 1024 * 1024
+    #: Largest accepted request body, after decompression; bigger ones get a JSON 413 without
+    #: being read (or inflated) past this size.
     max_body_size: int = 64 * 1024 * 1024
+    #: Distinct request paths, `X-DSK-Emulate` strings (for counts and `times=`) and accounts kept
+    #: in the per-request maps; the least recently used are forgotten beyond these (an evicted
+    #: account comes back with the default balance).
+    max_tracked: int = 4096
+    max_accounts: int = 10_000
+    #: The models' context length (deepseek-api.md §2.1: 1M); longer prompts (+ max_tokens) -> 400.
+    context_length: int = 1_048_576
+    #: Upper bound of the generated arguments of one tool call, in characters: a schema that needs
+    #: more (`minLength: 1000000000`, `minItems: 100000000`) gets a 400 instead of freezing the server.
+    max_tool_argument_chars: int = 65_536
 
     def __post_init__(self) -> None:
-        self.balance = {k: _dec(v) for k, v in self.balance.items()}
-        self.default_granted = _dec(self.default_granted)
-        self.default_topped_up = _dec(self.default_topped_up)
-        self.currency = self.currency.upper()
-        self.holidays = _pricing.calendar_of(self.holidays, "emulator holidays")
+        _validate(self)
+        try:
+            self.holidays = _pricing.calendar_of(self.holidays, "emulator holidays")
+        except ValueError as exc:  # UsageError is a ValueError too
+            raise EmulatorConfigError("holidays", str(exc)) from None
         if not callable(self.clock):  # a config file cannot give one: code only (tests)
-            raise ValueError(f"clock must be a callable returning epoch seconds, not {self.clock!r}")
-        if self.currency not in ("CNY", "USD"):
-            raise ValueError(f"currency must be CNY or USD, not {self.currency!r}")
-        if self.json_without_hint not in ("spaces", "until_limit"):
-            raise ValueError("json_without_hint must be 'spaces' or 'until_limit'")
-        if self.api_keys is not None:
-            self.api_keys = set(self.api_keys)
-        self.models = tuple(self.models)
-        if self.chunk_tokens < 1 or self.cache_unit < 1:
-            raise ValueError("chunk_tokens and cache_unit must be >= 1")
-        from .faults import parse_directives
-
-        parse_directives(self.faults)  # a typo fails here, not on every request (DirectiveError)
+            raise EmulatorConfigError("clock", f"must be a callable returning epoch seconds, not {self.clock!r}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EmulatorConfig:
@@ -130,12 +142,7 @@ class EmulatorConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown emulator config keys: {', '.join(unknown)}")
-        kwargs = dict(data)
-        if kwargs.get("api_keys") is not None:
-            kwargs["api_keys"] = set(kwargs["api_keys"])
-        if "models" in kwargs:
-            kwargs["models"] = tuple(kwargs["models"])
-        return cls(**kwargs)
+        return cls(**dict(data))  # __post_init__ converts lists and checks every value
 
     @classmethod
     def from_toml(cls, path: str | Path, table: str | None = "emulator") -> EmulatorConfig:
@@ -157,3 +164,115 @@ class EmulatorConfig:
         if self.echo_model_for_aliases:
             return requested
         return MODEL_ALIASES.get(requested, requested)
+
+
+# -- validation (one place: a bad setting fails at startup, never on every request) ----------------
+
+_MAX_SECONDS = 86_400.0
+_MAX_OUTPUT = 393_216  # deepseek-api.md §2.1
+
+
+def _int(c: EmulatorConfig, name: str, lo: int, hi: int | None = None) -> None:
+    v = getattr(c, name)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise EmulatorConfigError(name, f"expected an integer, got {v!r}")
+    if v < lo or (hi is not None and v > hi):
+        why = f"must be {lo}..{hi}" if hi is not None else f"must be >= {lo}"
+        raise EmulatorConfigError(name, f"{why}, got {v}")
+
+
+def _seconds(c: EmulatorConfig, name: str, lo: float, *, above: bool = False) -> None:
+    v = getattr(c, name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise EmulatorConfigError(name, f"expected a number of seconds, got {v!r}")
+    if not (lo < v if above else lo <= v) or not v < _MAX_SECONDS:  # also refuses nan
+        low = f"{'above' if above else 'at least'} {lo:g}"
+        raise EmulatorConfigError(name, f"must be {low} and below {_MAX_SECONDS:g} seconds, got {v!r}")
+    setattr(c, name, float(v))
+
+
+def _bool(c: EmulatorConfig, name: str) -> None:
+    v = getattr(c, name)
+    if not isinstance(v, bool):
+        raise EmulatorConfigError(name, f"expected true or false, got {v!r}")
+
+
+def _money(name: str, v: Any) -> Decimal:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str, Decimal)):
+        raise EmulatorConfigError(name, f"expected an amount, got {v!r}")
+    try:
+        d = v if isinstance(v, Decimal) else Decimal(str(v))
+    except ArithmeticError:
+        raise EmulatorConfigError(name, f"expected an amount, got {v!r}") from None
+    if not d.is_finite():
+        raise EmulatorConfigError(name, f"must be a finite amount, got {v!r}")
+    return d
+
+
+def _strings(name: str, v: Any) -> list[str]:
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple, set, frozenset)):
+        raise EmulatorConfigError(name, f"expected a list of strings, got {v!r}")
+    bad = [x for x in v if not isinstance(x, str) or not x]
+    if bad:
+        raise EmulatorConfigError(name, f"expected non-empty strings, got {bad[0]!r}")
+    return list(v)
+
+
+def _validate(c: EmulatorConfig) -> None:
+    if c.api_keys is not None:
+        c.api_keys = set(_strings("api_keys", c.api_keys))
+    if not isinstance(c.balance, Mapping):
+        raise EmulatorConfigError("balance", f"expected a table of key = amount, got {c.balance!r}")
+    c.balance = {str(k): _money(f"balance.{k}", v) for k, v in c.balance.items()}
+    c.default_granted = _money("default_granted", c.default_granted)
+    c.default_topped_up = _money("default_topped_up", c.default_topped_up)
+    if not isinstance(c.currency, str) or c.currency.upper() not in ("CNY", "USD"):
+        raise EmulatorConfigError("currency", f"must be CNY or USD, got {c.currency!r}")
+    c.currency = c.currency.upper()
+    if not isinstance(c.faults, str):
+        raise EmulatorConfigError("faults", f"expected directives as a string, got {c.faults!r}")
+    _seconds(c, "keepalive_interval", 0.05)
+    _seconds(c, "queue_delay", 0.0)
+    _seconds(c, "queue_timeout", 0.0, above=True)
+    _int(c, "default_tokens", 0, _MAX_OUTPUT)
+    _int(c, "default_reasoning_tokens", 0, _MAX_OUTPUT)
+    _int(c, "chunk_tokens", 1, _MAX_OUTPUT)
+    for name in ("echo_model_for_aliases", "strict_reasoning_passback", "legacy_usage_chunk",
+                 "cache_simulation"):
+        _bool(c, name)
+    limits = c.concurrency_limits
+    if not isinstance(limits, Mapping):
+        raise EmulatorConfigError("concurrency_limits", f"expected a table of model = limit, got {limits!r}")
+    for model, limit in limits.items():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise EmulatorConfigError("concurrency_limits",
+                                      f"{model}: expected a positive integer, got {limit!r}")
+    c.concurrency_limits = dict(limits)
+    _int(c, "seed", -(2**63), 2**63 - 1)
+    if c.json_without_hint not in ("spaces", "until_limit"):
+        raise EmulatorConfigError("json_without_hint",
+                                  f"must be 'spaces' or 'until_limit', got {c.json_without_hint!r}")
+    _int(c, "cache_unit", 1)
+    _int(c, "cache_capacity", 0)
+    if c.validation_status not in (400, 422) or isinstance(c.validation_status, bool):
+        raise EmulatorConfigError("validation_status",
+                                  f"must be 400 or 422 (§6.2), got {c.validation_status!r}")
+    c.models = tuple(_strings("models", c.models))
+    date = c.fingerprint_date
+    if not isinstance(date, str) or not (len(date) == 8 and date.isdigit()):
+        raise EmulatorConfigError("fingerprint_date", f"expected 8 digits (YYYYMMDD), got {date!r}")
+    _int(c, "plan_cache_size", 0)
+    _int(c, "plan_cache_bytes", 0)
+    _int(c, "recent_bodies", 0)
+    _int(c, "recent_body_max", 0)
+    _int(c, "max_body_size", 1)
+    _int(c, "max_tracked", 1)
+    _int(c, "max_accounts", 1)
+    _int(c, "context_length", 1)
+    _int(c, "max_tool_argument_chars", 1)
+    from .faults import DirectiveError, check_combination, parse_directives
+
+    try:
+        check_combination(parse_directives(c.faults))  # a typo fails here, not on every request
+    except DirectiveError as exc:
+        raise EmulatorConfigError("faults", str(exc)) from None

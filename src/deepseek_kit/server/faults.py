@@ -27,9 +27,12 @@ from aiohttp import web
 
 __all__ = [
     "FINISH_REASONS",
+    "MAX_TOKENS_DIRECTIVE",
+    "MIN_KEEPALIVE",
     "ClientGone",
     "DirectiveError",
     "Directives",
+    "check_combination",
     "close_after_flush",
     "parse_directives",
     "pause",
@@ -97,11 +100,69 @@ _INTS = {"status", "reset_after", "error_event_after", "insufficient_after", "to
          "chunk_tokens", "times"}
 _FLOATS = {"delay_headers", "delay_chunks", "stall_first_token", "keepalive"}
 _NAMES = {f.name for f in fields(Directives)}
+_TRUE, _FALSE = frozenset({"1", "true"}), frozenset({"0", "false"})
+#: Answer lengths above the models' max output (deepseek-api.md §2.1: 384K = 393,216 tokens) are
+#: refused: DeepSeek never sends more, and generating them would block the emulator for everyone.
+MAX_TOKENS_DIRECTIVE = 393_216
+#: Keep-alive comments more often than this would only burn CPU (a fault test needs no more).
+MIN_KEEPALIVE = 0.05
+#: Delays of a day or more are typos.
+_MAX_SECONDS = 86_400
+#: Inclusive ranges of the integer directives; `status` is an error status: the emulator implements
+#: no 1xx/2xx/3xx answer, so such a directive would silently test nothing.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "status": (400, 599),
+    "tokens": (0, MAX_TOKENS_DIRECTIVE),
+    "reasoning_tokens": (0, MAX_TOKENS_DIRECTIVE),
+    "chunk_tokens": (1, MAX_TOKENS_DIRECTIVE),
+    "times": (1, 2**31),
+    "reset_after": (0, 2**31),
+    "error_event_after": (0, 2**31),
+    "insufficient_after": (0, 2**31),
+}
+
+
+def _bad(name: str, value: str) -> DirectiveError:
+    return DirectiveError(f"X-DSK-Emulate: bad value {value!r} for {name!r}")
+
+
+def _parse_item(name: str, eq: str, value: str) -> Any:
+    if name in _FLAGS:
+        if not eq:
+            return True
+        low = value.lower()
+        if low not in _TRUE and low not in _FALSE:
+            raise _bad(name, value)  # `html=maybe` is a typo, not a yes
+        return low in _TRUE
+    if not eq:
+        raise DirectiveError(f"X-DSK-Emulate: directive {name!r} needs a value ({name}=...)")
+    try:
+        if name in _INTS:
+            number = int(value)
+            lo, hi = _INT_RANGES[name]
+            if not lo <= number <= hi:
+                raise ValueError
+            return number
+        if name in _FLOATS:
+            seconds = float(value)
+            if not 0 <= seconds < _MAX_SECONDS or (name == "keepalive" and seconds < MIN_KEEPALIVE):
+                raise ValueError
+            return seconds
+        if name in ("retry_after", "retry_after_ms"):
+            float(value)  # nan, inf and negatives pass on purpose: clients must survive them
+            return value
+    except ValueError:
+        raise _bad(name, value) from None
+    if name == "finish" and value not in FINISH_REASONS:
+        raise DirectiveError(f"X-DSK-Emulate: finish must be one of {', '.join(sorted(FINISH_REASONS))}")
+    return value
 
 
 def parse_directives(text: str) -> dict[str, Any]:
     """Parse a directive string into {field: value}; only the items present are returned, so a
-    header's items can override a server's."""
+    header's items can override a server's. Values that would do nothing (a non-error `status`,
+    `html` without `status`) or too much (`tokens` above the max output, `keepalive` under 50 ms)
+    are refused with `DirectiveError`, which names the item."""
     out: dict[str, Any] = {}
     for raw in text.split(";"):
         item = raw.strip()
@@ -113,39 +174,15 @@ def parse_directives(text: str) -> dict[str, Any]:
             name = "stall_first_token"
         if name not in _NAMES:
             raise DirectiveError(f"X-DSK-Emulate: unknown directive {name!r}")
-        try:
-            if name in _FLAGS:
-                out[name] = value.lower() not in ("0", "false", "no", "off") if eq else True
-            elif not eq:
-                raise DirectiveError(f"X-DSK-Emulate: directive {name!r} needs a value ({name}=...)")
-            elif name in _INTS:
-                number = int(value)
-                if number < 0 or (name in ("status",) and not 100 <= number <= 599):
-                    raise ValueError
-                if name in ("chunk_tokens", "times") and number < 1:
-                    raise ValueError
-                out[name] = number
-            elif name in _FLOATS:
-                seconds = float(value)
-                if not 0 <= seconds < 86400:
-                    raise ValueError
-                out[name] = seconds
-            elif name in ("retry_after", "retry_after_ms"):
-                float(value)
-                out[name] = value
-            elif name == "finish":
-                if value not in FINISH_REASONS:
-                    raise DirectiveError(
-                        f"X-DSK-Emulate: finish must be one of {', '.join(sorted(FINISH_REASONS))}"
-                    )
-                out[name] = value
-            else:
-                out[name] = value
-        except ValueError as exc:
-            if isinstance(exc, DirectiveError):
-                raise
-            raise DirectiveError(f"X-DSK-Emulate: bad value {value!r} for {name!r}") from None
+        out[name] = _parse_item(name, eq, value)
     return out
+
+
+def check_combination(merged: dict[str, Any]) -> None:
+    """Checks across items, on the server's directives merged with a request's: `html` only
+    shapes an error status, so alone it would silently test nothing."""
+    if merged.get("html") and merged.get("status") is None:
+        raise DirectiveError("X-DSK-Emulate: html needs a status (e.g. status=502;html)")
 
 
 def _transport(request: web.BaseRequest) -> asyncio.Transport | None:

@@ -32,8 +32,9 @@ from typing import Any
 import msgspec
 
 from .config import EmulatorConfig
+from .errors import ApiError
 from .faults import Directives
-from .schema_values import WORDS, value_from_schema
+from .schema_values import WORDS, ArgumentBudget, SchemaError, value_from_schema
 from .tokens import tokenize
 from .validate import ChatRequest, FimRequest
 
@@ -146,7 +147,7 @@ def _find_json_example(text: str) -> Any:
     while start != -1 and tries < 50:
         try:
             value, _ = decoder.raw_decode(text, start)
-        except ValueError:
+        except (ValueError, RecursionError):  # a deeply nested "example" is no example
             value = None
         if isinstance(value, dict) and value:
             return value
@@ -157,6 +158,8 @@ def _find_json_example(text: str) -> Any:
 
 def _mimic(example: Any, rng: random.Random, depth: int = 0) -> Any:
     if isinstance(example, dict):
+        if depth > 6:  # like lists: a nested example is copied to a bounded depth
+            return {}
         return {k: _mimic(v, rng, depth + 1) for k, v in example.items()}
     if isinstance(example, list):
         if not example or depth > 6:
@@ -216,12 +219,16 @@ def _pieces(tokens: list[str], size: int) -> list[str]:
     return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
 
 
-def _tool_calls(req: ChatRequest, rng: random.Random, chunk: int) -> list[ToolCallOut]:
+def _tool_calls(req: ChatRequest, rng: random.Random, chunk: int, limit: int) -> list[ToolCallOut]:
     out = []
     for index, tool in enumerate(_pick_tools(req)):
         fn = tool["function"]
         params = fn.get("parameters") or {"type": "object", "properties": {}}
-        value = value_from_schema(params, rng, params)
+        try:
+            value = value_from_schema(params, rng, params, budget=ArgumentBudget(limit))
+        except SchemaError as exc:  # wording ours, as in schema_rules
+            raise ApiError(400, f"Invalid schema for function '{fn['name']}': {exc}",
+                           "invalid_request_error") from None
         args = json.dumps(value if value is not None else {}, ensure_ascii=False)
         toks = tokenize(args)
         call_id = f"call_{index:02d}_" + "".join(rng.choice(_ALNUM) for _ in range(24))
@@ -255,7 +262,7 @@ def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> An
         if n_r is None:
             n_r = round(config.default_reasoning_tokens * _EFFORT_FACTOR[req.effort])
         reasoning = ["Let", " me", " think", " about", " this", ".", *text_tokens(rng, n_r, True)][:n_r]
-    calls = _tool_calls(req, rng, chunk)
+    calls = _tool_calls(req, rng, chunk, config.max_tool_argument_chars)
     finish = "tool_calls" if calls else "stop"
     content: list[str] = []
     if calls:

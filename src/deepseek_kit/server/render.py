@@ -14,8 +14,9 @@ distinct request (`ChatPieces`, cached with the answer); a request then only spl
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -24,8 +25,10 @@ from .generate import Answer, FimAnswer
 from .schema_values import WORDS
 
 __all__ = [
+    "LAZY_DELTAS",
     "ChatPieces",
     "FimPieces",
+    "LazyDeltas",
     "chat_body",
     "chat_pieces",
     "fim_body",
@@ -37,12 +40,34 @@ _enc = msgspec.json.encode
 REASONING, CONTENT, TOOL = 0, 1, 2
 
 
+Delta = tuple[bytes, bytes, int]  # (delta JSON, logprobs JSON, kind) of one stream chunk
+#: Answers with more stream chunks than this keep no list of encoded deltas: they are encoded
+#: again as each stream is sent (a 384K-token answer's list is ~40 MB, per distinct answer).
+LAZY_DELTAS = 8192
+
+
+class LazyDeltas:
+    """The stream deltas of a big answer, encoded on each iteration (deterministically)."""
+
+    __slots__ = ("_make", "_n")
+
+    def __init__(self, make: Callable[[], Iterator[Delta]], n: int) -> None:
+        self._make = make
+        self._n = n
+
+    def __iter__(self) -> Iterator[Delta]:
+        return self._make()
+
+    def __len__(self) -> int:
+        return self._n
+
+
 @dataclass(slots=True)
 class ChatPieces:
     message: bytes  # the non-stream `message` object
     logprobs: bytes  # the non-stream `logprobs` value
     first_delta: bytes
-    deltas: list[tuple[bytes, bytes, int]]  # (delta, logprobs, kind) per stream chunk
+    deltas: list[Delta] | LazyDeltas  # per stream chunk
     final_delta: bytes
 
 
@@ -72,54 +97,72 @@ def _groups(tokens: list[str], size: int) -> list[list[str]]:
     return [tokens[i : i + size] for i in range(0, len(tokens), size)]
 
 
-def chat_pieces(answer: Answer, thinking: bool, logprobs: bool, top: int, seed: int) -> ChatPieces:
+def _walk(answer: Answer, thinking: bool, logprobs: bool, top: int, seed: int,
+          lp_all: dict[str, Any] | None) -> Iterator[Delta]:
+    """The stream deltas in order; with `lp_all`, also collects the non-stream logprobs (the
+    random draws happen in the same order every time, so a second walk gives the same bytes)."""
     rng = random.Random(seed)
     size = answer.chunk_tokens
-    reasoning = answer.reasoning or []
-    content_text = "".join(answer.content)
-    msg: dict[str, Any] = {"role": "assistant", "content": content_text}
+    r_entries: list[dict[str, Any]] = []
     if thinking:
-        msg["reasoning_content"] = "".join(reasoning)
-    if answer.tool_calls:
-        msg["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in answer.tool_calls
-        ]
-    deltas: list[tuple[bytes, bytes, int]] = []
-    lp_all: dict[str, Any] = {}
-    if thinking:
-        first = b'{"role":"assistant","content":null,"reasoning_content":""}'
-        final = b'{"content":"","reasoning_content":null}'
-        r_entries: list[dict[str, Any]] = []
-        for group in _groups(reasoning, size):
+        for group in _groups(answer.reasoning or [], size):
             lp = b"null"
             if logprobs:
                 entries = _logprob_entries(group, rng, top)
-                r_entries += entries
+                if lp_all is not None:
+                    r_entries += entries
                 lp = b'{"content":null,"reasoning_content":' + _enc(entries) + b"}"
-            delta = b'{"content":null,"reasoning_content":' + _enc("".join(group)) + b"}"
-            deltas.append((delta, lp, REASONING))
-        lp_all["reasoning_content"] = r_entries
-    else:
-        first = b'{"role":"assistant","content":""}'
-        final = b'{"content":""}'
+            yield b'{"content":null,"reasoning_content":' + _enc("".join(group)) + b"}", lp, REASONING
     c_entries: list[dict[str, Any]] = []
     tail = b',"reasoning_content":null}' if thinking else b"}"
     for group in _groups(answer.content, size):
         lp = b"null"
         if logprobs:
             entries = _logprob_entries(group, rng, top)
-            c_entries += entries
+            if lp_all is not None:
+                c_entries += entries
             lp = b'{"content":' + _enc(entries) + (b',"reasoning_content":null}' if thinking else b"}")
-        deltas.append((b'{"content":' + _enc("".join(group)) + tail, lp, CONTENT))
-    lp_all = {"content": c_entries, **lp_all}
+        yield b'{"content":' + _enc("".join(group)) + tail, lp, CONTENT
+    if lp_all is not None:
+        lp_all["content"] = c_entries
+        if thinking:
+            lp_all["reasoning_content"] = r_entries
     for index, call in enumerate(answer.tool_calls):
         head = {"index": index, "id": call.id, "type": "function",
                 "function": {"name": call.name, "arguments": ""}}
-        deltas.append((b'{"tool_calls":[' + _enc(head) + b"]}", b"null", TOOL))
+        yield b'{"tool_calls":[' + _enc(head) + b"]}", b"null", TOOL
         for frag in call.fragments:
             piece = {"index": index, "function": {"arguments": frag}}
-            deltas.append((b'{"tool_calls":[' + _enc(piece) + b"]}", b"null", TOOL))
+            yield b'{"tool_calls":[' + _enc(piece) + b"]}", b"null", TOOL
+
+
+def chat_pieces(answer: Answer, thinking: bool, logprobs: bool, top: int, seed: int) -> ChatPieces:
+    msg: dict[str, Any] = {"role": "assistant", "content": "".join(answer.content)}
+    if thinking:
+        msg["reasoning_content"] = "".join(answer.reasoning or [])
+    if answer.tool_calls:
+        msg["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in answer.tool_calls
+        ]
+    if thinking:
+        first = b'{"role":"assistant","content":null,"reasoning_content":""}'
+        final = b'{"content":"","reasoning_content":null}'
+    else:
+        first = b'{"role":"assistant","content":""}'
+        final = b'{"content":""}'
+    size = answer.chunk_tokens
+    n = (-(-answer.reasoning_tokens // size) if thinking else 0) + -(-len(answer.content) // size)
+    n += sum(1 + len(c.fragments) for c in answer.tool_calls)
+    lp_all: dict[str, Any] = {}
+    deltas: list[Delta] | LazyDeltas
+    if n <= LAZY_DELTAS:
+        deltas = list(_walk(answer, thinking, logprobs, top, seed, lp_all))
+    else:
+        if logprobs:
+            for _ in _walk(answer, thinking, logprobs, top, seed, lp_all):
+                pass
+        deltas = LazyDeltas(partial(_walk, answer, thinking, logprobs, top, seed, None), n)
     return ChatPieces(_enc(msg), _enc(lp_all) if logprobs else b"null", first, deltas, final)
 
 

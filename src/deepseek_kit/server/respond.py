@@ -9,14 +9,16 @@ faults that strike after the status line (deepseek-api.md §4.4, §8.1-3, §9.20
 * `keepalive_forever`: the complete answer, then comments forever, never `[DONE]` (#6959);
 * `delay_chunks`: a pause between events.
 
-Without delays a whole stream is written in one go: events are joined into one buffer, which is
-what keeps a thousand concurrent streams cheap.
+Without delays a stream is written in ~64 KB batches of joined events, which is what keeps a
+thousand concurrent streams cheap; events are produced lazily, so a slow reader holds at most one
+batch (plus the transport buffer), not the whole answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -91,20 +93,21 @@ async def send_json(request: web.BaseRequest, body: bytes, d: Directives, stall:
     return resp
 
 
-async def send_stream(request: web.BaseRequest, events: Sequence[bytes], d: Directives, stall: float,
+async def send_stream(request: web.BaseRequest, events: Iterable[bytes], d: Directives, stall: float,
                       keepalive: float, closing: asyncio.Event, queue_timeout: float) -> web.StreamResponse:
-    """An SSE answer. `events` are the JSON payloads in order (without `data: ` framing)."""
+    """An SSE answer. `events` are the JSON payloads in order (without `data: ` framing), taken
+    lazily: at most ~64 KB of frames exist at a time, and a client that reads slowly holds back
+    the generation (aiohttp's write waits for the transport to drain)."""
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     if stall > 0 and not await _queue(request, resp, stall, keepalive, _KEEPALIVE, closing, queue_timeout):
         return resp
-    frames = [encode_data(e) for e in events]
-    cut = len(frames)
+    cut: int | None = None
     if d.reset_after is not None:
-        cut = min(cut, d.reset_after)
+        cut = d.reset_after
     if d.error_event_after is not None:
-        cut = min(cut, d.error_event_after)
-    sent = frames[:cut]
+        cut = d.error_event_after if cut is None else min(cut, d.error_event_after)
+    sent = map(encode_data, itertools.islice(events, cut))
     if d.delay_chunks > 0:
         for i, frame in enumerate(sent):
             if i:

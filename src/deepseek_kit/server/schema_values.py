@@ -5,6 +5,13 @@ properties, strings (with `format`, length limits and hints from the property na
 gets a city, an `email` an address), numbers and integers within their bounds, booleans, enums,
 `const`, arrays (min/max items, unique enum items), nested objects, `anyOf`/`oneOf`, `allOf`
 (merged) and local `$ref`s. Deterministic for a given `random.Random`.
+
+The work is bounded: an `ArgumentBudget` (characters of the JSON produced, from
+`EmulatorConfig.max_tool_argument_chars`) is charged as values are made, and lengths and item
+counts are checked against it before anything is built, so `minLength: 1000000000`,
+`minItems: 100000000` or a thousand required properties end in `SchemaError` (a 400) at once
+instead of freezing the emulator. A malformed schema part that cannot be read (`properties: 5`)
+is a `SchemaError` too.
 """
 
 from __future__ import annotations
@@ -14,7 +21,40 @@ import random
 import uuid
 from typing import Any
 
-__all__ = ["WORDS", "value_from_schema"]
+import msgspec
+
+__all__ = ["WORDS", "ArgumentBudget", "SchemaError", "value_from_schema"]
+
+
+class SchemaError(ValueError):
+    """The schema cannot be satisfied within the budget, or a part of it is malformed."""
+
+
+class ArgumentBudget:
+    """Characters of generated JSON still allowed for one tool call."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def need(self, n: int, what: str) -> None:
+        """Fail before building something of about `n` characters that would not fit."""
+        if n > self.left:
+            raise SchemaError(f"{what} needs more than the emulator's limit of {self.limit} characters of "
+                              "arguments (EmulatorConfig.max_tool_argument_chars)")
+
+    def take(self, n: int, what: str) -> None:
+        self.need(n, what)
+        self.left -= n
+
+
+def _size(value: Any) -> int:
+    try:
+        return len(msgspec.json.encode(value))
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        return 16
 
 # Words of at most 5 letters: each one is exactly one token of tokens.py (with its leading space).
 WORDS: tuple[str, ...] = (
@@ -41,7 +81,7 @@ def _resolve(ref: str, root: dict[str, Any]) -> Any:
     return node
 
 
-def _string(schema: dict[str, Any], rng: random.Random, name: str) -> str:
+def _string(schema: dict[str, Any], rng: random.Random, name: str, budget: ArgumentBudget) -> str:
     fmt = schema.get("format")
     lname = name.lower()
     if fmt == "email" or "email" in lname:
@@ -68,6 +108,7 @@ def _string(schema: dict[str, Any], rng: random.Random, name: str) -> str:
         s = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))
     lo, hi = schema.get("minLength"), schema.get("maxLength")
     if isinstance(lo, int) and len(s) < lo:
+        budget.need(lo, f"minLength {lo}")
         s = s + "x" * (lo - len(s))
     if isinstance(hi, int) and len(s) > hi:
         s = s[: max(hi, 0)]
@@ -100,60 +141,96 @@ def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | 
     return value
 
 
+def _props(schema: dict[str, Any]) -> dict[str, Any]:
+    props = schema.get("properties") or {}
+    if not isinstance(props, dict):
+        raise SchemaError(f"'properties' must be an object, got {type(props).__name__}")
+    return props
+
+
+def _required(schema: dict[str, Any]) -> list[Any]:
+    required = schema.get("required") or []
+    if not isinstance(required, list):
+        raise SchemaError(f"'required' must be an array, got {type(required).__name__}")
+    return required
+
+
 def value_from_schema(schema: Any, rng: random.Random, root: dict[str, Any] | None = None,
-                      name: str = "", depth: int = 0) -> Any:
-    """A value valid against `schema` (the common JSON-schema subset tools use)."""
+                      name: str = "", depth: int = 0, budget: ArgumentBudget | None = None) -> Any:
+    """A value valid against `schema` (the common JSON-schema subset tools use), at most about
+    `budget.limit` characters of JSON (SchemaError beyond)."""
+    if budget is None:
+        budget = ArgumentBudget(65_536)
+    value = _value(schema, rng, root, name, depth, budget)
+    return value
+
+
+def _value(schema: Any, rng: random.Random, root: dict[str, Any] | None, name: str, depth: int,
+           budget: ArgumentBudget) -> Any:
     if not isinstance(schema, dict):
+        budget.take(2, "a value")
         return {}
     root = root if root is not None else schema
     if depth > 8:
         return None if "null" in str(schema.get("type")) else ({} if schema.get("type") == "object" else "x")
     if "$ref" in schema:
-        return value_from_schema(_resolve(schema["$ref"], root), rng, root, name, depth + 1)
+        return _value(_resolve(schema["$ref"], root), rng, root, name, depth + 1, budget)
     if "const" in schema:
+        budget.take(_size(schema["const"]), "a const value")
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return rng.choice(schema["enum"])
+        choice = rng.choice(schema["enum"])
+        budget.take(_size(choice), "an enum value")
+        return choice
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
         if isinstance(options, list) and options:
             non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
-            return value_from_schema(rng.choice(non_null or options), rng, root, name, depth + 1)
+            return _value(rng.choice(non_null or options), rng, root, name, depth + 1, budget)
     if isinstance(schema.get("allOf"), list):
         merged: dict[str, Any] = {}
         for part in schema["allOf"]:
             if isinstance(part, dict):
-                merged.setdefault("properties", {}).update(part.get("properties") or {})
-                merged.setdefault("required", []).extend(part.get("required") or [])
+                merged.setdefault("properties", {}).update(_props(part))
+                merged.setdefault("required", []).extend(_required(part))
                 merged.setdefault("type", part.get("type"))
-        return value_from_schema(merged, rng, root, name, depth + 1)
+        return _value(merged, rng, root, name, depth + 1, budget)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind is None:
         kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
     if kind == "object":
-        props = schema.get("properties") or {}
-        required = set(schema.get("required") or [])
+        props = _props(schema)
+        required = {k for k in _required(schema) if isinstance(k, str)}
         out: dict[str, Any] = {}
+        budget.take(2, "an object")
         for key, sub in props.items():
             if key in required or (depth < 4 and rng.random() < 0.5):
-                out[key] = value_from_schema(sub, rng, root, key, depth + 1)
+                budget.take(len(key) + 4, f"property {key!r}")
+                out[key] = _value(sub, rng, root, key, depth + 1, budget)
         return out
     if kind == "array":
         min_items, max_items = schema.get("minItems"), schema.get("maxItems")
         lo = min_items if isinstance(min_items, int) else 0
         hi = max_items if isinstance(max_items, int) else max(lo, 3)
         n = min(max(lo, rng.randint(1, 3)), hi)
+        budget.need(2 * n, f"minItems {lo}")  # every item costs at least a character and a comma
+        budget.take(2, "an array")
         items = schema.get("items") or {}
-        values = [value_from_schema(items, rng, root, name, depth + 1) for _ in range(n)]
+        values = [_value(items, rng, root, name, depth + 1, budget) for _ in range(n)]
         if schema.get("uniqueItems") and isinstance(items, dict) and isinstance(items.get("enum"), list):
             values = rng.sample(items["enum"], min(n, len(items["enum"])))
         return values
     if kind == "string":
-        return _string(schema, rng, name)
+        s = _string(schema, rng, name, budget)
+        budget.take(len(s) + 2, "a string")
+        return s
     if kind in ("integer", "number"):
-        return _number(schema, rng, kind == "integer")
+        number = _number(schema, rng, kind == "integer")
+        budget.take(len(str(number)), "a number")
+        return number
+    budget.take(5, "a value")
     if kind == "boolean":
         return rng.random() < 0.5
     return None

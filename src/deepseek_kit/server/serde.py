@@ -12,16 +12,23 @@ compute serde's line/column:
   (`[1]` as a string -> column 0);
 * errors raised after a whole object was read (missing fields: `{}` -> column 2, the buffered
   internally-tagged `messages[N]` enum) point just past its closing `}`.
+
+Syntax errors msgspec reports without serde's reason or position (invalid UTF-8, surrogate escapes,
+numbers out of range, nesting past serde's recursion limit of 128) are found again by `scan_error`,
+a bounded scan of the raw bytes on the error path only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import msgspec
 
-__all__ = ["SerdeError", "describe", "invalid_type", "locate", "parse_error_message", "path_text"]
+__all__ = [
+    "SerdeError", "describe", "invalid_type", "locate", "parse_error_message", "path_text", "scan_error",
+]
 
 DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
 PARSE = "Failed to parse the request body as JSON: "
@@ -81,11 +88,17 @@ def invalid_type(value: Any, expected: str, path: Path) -> SerdeError:
     return SerdeError(path, f"invalid type: {describe(value)}, expected {expected}")
 
 
-def parse_error_message(raw: bytes, exc: msgspec.DecodeError) -> str:
-    """serde_json's wording for a syntax error (msgspec reports the byte offset)."""
+def parse_error_message(raw: bytes, exc: Exception) -> str:
+    """serde_json's wording for a syntax error (msgspec reports the byte offset, but not the
+    reason for the errors `scan_error` finds)."""
     text = raw.strip()
     if not text:
         return f"{PARSE}EOF while parsing a value at line 1 column 0"
+    found = scan_error(raw)
+    if found is not None:
+        kind, at = found
+        line, col = _line_col(raw, at)
+        return f"{PARSE}{kind} at line {line} column {col}"
     msg = str(exc)
     pos = len(raw)
     if "(byte " in msg:
@@ -202,3 +215,78 @@ def locate(raw: bytes, path: Path, at: str = "value") -> tuple[int, int]:
     # consumed: serde's position is the index just past the value; peeked: the value's start
     pos = end if consumed else start
     return _line_col(raw, pos)
+
+
+# -- errors msgspec does not place (error path only) ----------------------------------------------
+
+#: serde_json's default recursion limit: the 128th nested array/object is refused.
+RECURSION_LIMIT = 128
+#: The scan stops after this many tokens (a hostile 60 MB body must not pin the event loop).
+SCAN_TOKENS = 200_000
+_TOKEN = re.compile(
+    rb'[ \t\r\n]*(?:(")|([\[{])|([\]}])'
+    rb"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|[,:]|true|false|null)"
+)
+_STRING_REST = re.compile(rb'[^"\\\x00-\x1f]*(?:\\.[^"\\\x00-\x1f]*)*', re.S)
+_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
+
+
+def _string_error(raw: bytes, start: int) -> tuple[str | None, int]:
+    """(serde's reason or None, index just past the string) for the string opening at `start`."""
+    m = _STRING_REST.match(raw, start + 1)
+    end = m.end() if m else start + 1
+    if end < len(raw) and raw[end] < 0x20:
+        return "control character (\\u0000-\\u001F) found while parsing a string", end + 1
+    if end >= len(raw) or raw[end] != 0x22:
+        return None, end  # unterminated: the generic EOF message is right
+    body = raw[start + 1 : end]
+    for esc in _ESCAPE.finditer(body):
+        hexa = esc.group(1)
+        if hexa is None:
+            continue
+        n = int(hexa, 16)
+        after = start + 1 + esc.end()
+        if 0xDC00 <= n <= 0xDFFF:
+            return "lone leading surrogate in hex escape", after
+        if 0xD800 <= n <= 0xDBFF:
+            nxt = raw[after : after + 2]
+            if nxt != b"\\u":
+                return "unexpected end of hex escape", min(after + (2 if nxt[:1] == b"\\" else 1), len(raw))
+            low = raw[after + 2 : after + 6]
+            with contextlib.suppress(ValueError):
+                if not 0xDC00 <= int(low, 16) <= 0xDFFF:
+                    return "lone leading surrogate in hex escape", after + 6
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid unicode code point", end + 1
+    return None, end + 1
+
+
+def scan_error(raw: bytes) -> tuple[str, int] | None:
+    """The first error serde_json would report that msgspec words differently: (reason, index of
+    serde's position). None when there is none (or the scan gave up, see SCAN_TOKENS)."""
+    depth, pos, n = 0, 0, len(raw)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        pos = 3
+    for _ in range(SCAN_TOKENS):
+        m = _TOKEN.match(raw, pos)
+        if m is None:
+            return None
+        if m.group(1):
+            reason, pos = _string_error(raw, m.start(1))
+            if reason is not None:
+                return reason, pos
+            continue
+        pos = m.end()
+        if m.group(2):
+            depth += 1
+            if depth >= RECURSION_LIMIT:
+                return "recursion limit exceeded", pos  # serde peeks past the opener
+        elif m.group(3):
+            depth -= 1
+        elif m.group(4) and float(m.group(4)) in (float("inf"), float("-inf")):
+            return "number out of range", pos
+        if pos >= n:
+            return None
+    return None

@@ -11,12 +11,13 @@ from the topped-up balance. A request is refused with 402 when the total is <= 0
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
-from collections.abc import Mapping
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -26,9 +27,32 @@ from .cache_sim import PrefixCache
 from .config import EmulatorConfig
 from .faults import parse_directives
 
-__all__ = ["STATE_KEY", "Account", "EmulatorState"]
+__all__ = ["STATE_KEY", "Account", "BoundedCounter", "EmulatorState"]
 
 _CENT = Decimal("0.01")
+_K = TypeVar("_K", bound=Hashable)
+
+
+class BoundedCounter(OrderedDict[_K, int], Generic[_K]):
+    """A counter that keeps only the `limit` most recently counted keys (unique paths, directive
+    strings and keys from an unauthenticated client must not grow the emulator forever). Reading a
+    missing key gives 0 like `collections.Counter`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, key: _K) -> int:
+        return 0
+
+    def add(self, key: _K) -> int:
+        """Count one more; returns the new count."""
+        n = self.get(key, 0) + 1
+        self[key] = n
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
+        return n
 
 
 @dataclass
@@ -68,7 +92,7 @@ class EmulatorState:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.accounts: dict[str, Account] = {}
+        self.accounts: OrderedDict[str, Account] = OrderedDict()  # LRU, at most config.max_accounts
         self.cache = PrefixCache(config.cache_unit, config.cache_capacity)
         self.closing = asyncio.Event()  # set on app shutdown: long waits stop
         self._parsed: dict[str, dict[str, Any]] = {}
@@ -78,32 +102,32 @@ class EmulatorState:
     def reset_counters(self) -> None:
         """Zero the request statistics (balances and the prefix cache are kept)."""
         self.total_requests = 0
-        self.requests_per_path: Counter[str] = Counter()
-        self.requests_per_emulate: Counter[str] = Counter()
+        limit = self.config.max_tracked
+        self.requests_per_path: BoundedCounter[str] = BoundedCounter(limit)
+        self.requests_per_emulate: BoundedCounter[str] = BoundedCounter(limit)
         self.statuses: Counter[int] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
         self.disconnects = 0
         self.recent: deque[tuple[str, bytes]] = deque(maxlen=self.config.recent_bodies)
-        self._times_seen: Counter[tuple[str, str]] = Counter()
+        self._times_seen: BoundedCounter[tuple[str, str]] = BoundedCounter(limit)
         self._model_in_flight: Counter[tuple[str, str]] = Counter()
 
     # -- request bookkeeping ----------------------------------------------------------------------
 
     def begin(self, path: str, emulate: str, body: bytes) -> int:
-        """Count a request; returns how many requests so far carried this directive string."""
+        """Count a request; returns how many requests so far carried this directive string (the
+        count restarts for a string not seen among the last `max_tracked` distinct ones)."""
         self.total_requests += 1
-        self.requests_per_path[path] += 1
+        self.requests_per_path.add(path)
         if emulate:
-            self.requests_per_emulate[emulate] += 1
-        if body:
+            self.requests_per_emulate.add(emulate)
+        if body and len(body) <= self.config.recent_body_max:  # big bodies are not kept (memory)
             self.recent.append((path, body))
         self.in_flight += 1
         if self.in_flight > self.max_in_flight:
             self.max_in_flight = self.in_flight
-        key = (self.config.faults, emulate)
-        self._times_seen[key] += 1
-        return self._times_seen[key]
+        return self._times_seen.add((self.config.faults, emulate))
 
     def end(self, status: int) -> None:
         self.in_flight -= 1
@@ -144,8 +168,16 @@ class EmulatorState:
                 acct = Account(Decimal(0), self.config.balance[key])
             else:
                 acct = Account(self.config.default_granted, self.config.default_topped_up)
-            self.accounts[key] = acct
+            self._remember(key, acct)
+        else:
+            self.accounts.move_to_end(key)
         return acct
+
+    def _remember(self, key: str, acct: Account) -> None:
+        self.accounts[key] = acct
+        self.accounts.move_to_end(key)
+        while len(self.accounts) > self.config.max_accounts:
+            self.accounts.popitem(last=False)
 
     def charge(self, key: str, model: str, usage: Mapping[str, Any], at: datetime | None = None) -> Decimal:
         """Bill one request at the price in force now (peak/off-peak, §2.1)."""
@@ -170,12 +202,12 @@ class EmulatorState:
         return {k: a.total for k, a in self.accounts.items()}
 
     def set_balance(self, key: str, topped_up: Decimal | str | int, granted: Decimal | str | int = 0) -> None:
-        self.accounts[key] = Account(Decimal(str(granted)), Decimal(str(topped_up)))
+        self._remember(key, Account(Decimal(str(granted)), Decimal(str(topped_up))))
 
     # -- views for tests ----------------------------------------------------------------------------
 
     @property
-    def requests_by_directive(self) -> Counter[str]:
+    def requests_by_directive(self) -> BoundedCounter[str]:
         """Alias of `requests_per_emulate` (requests per distinct `X-DSK-Emulate` value)."""
         return self.requests_per_emulate
 

@@ -19,10 +19,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["count_tokens", "render_message", "render_prompt", "render_tools", "tokenize"]
+__all__ = ["MAX_TOKEN_CHARS", "count_tokens", "render_message", "render_prompt", "render_tools", "tokenize"]
+
+#: No token is longer than this many characters (a marker `<|...|>` of at most 16 letters, or a
+#: run of 16 whitespace characters), so a text of N characters has at least N / 20 tokens: a prompt
+#: can be proven over the context length by its size alone, before tokenizing it.
+MAX_TOKEN_CHARS = 20
 
 _TOKEN_RE = re.compile(
-    r"<\|[a-z_]+\|>"
+    r"<\|[a-z_]{1,16}\|>"
     r"|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]{1,2}"
     r"| ?[A-Za-z]{1,5}"
     r"| ?[0-9]{1,3}"

@@ -26,7 +26,7 @@ from .fields import CHAT_FIELDS, EFFORTS, FIM_FIELDS
 from .schema_rules import check_strict_tools
 from .serde import SerdeError, invalid_type, parse_error_message
 
-__all__ = ["EFFORTS", "ChatRequest", "FimRequest", "validate_chat", "validate_fim"]
+__all__ = ["EFFORTS", "ChatRequest", "FimRequest", "too_deep", "validate_chat", "validate_fim"]
 
 MAX_OUTPUT = 393_216  # 384K (§2.1; the harness treats it as 393,216)
 FIM_MAX_OUTPUT = 4096  # "The max tokens of FIM completion is 4K" (§5.5)
@@ -75,11 +75,16 @@ def _bad(message: str) -> ApiError:
     return ApiError(400, message, "invalid_request_error")
 
 
+def too_deep(raw: bytes) -> ApiError:
+    """A body nested so deeply that working on it recursed too far: serde's recursion-limit 400."""
+    return _bad(parse_error_message(raw, RecursionError()))
+
+
 def _deserialize(raw: bytes, fields: dict[str, Any], required: tuple[str, ...], name: str,
                  config: EmulatorConfig) -> dict[str, Any]:
     try:
         body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # msgspec raises RecursionError on deep nesting
         raise _bad(parse_error_message(raw, exc)) from None
     try:
         if not isinstance(body, dict):
