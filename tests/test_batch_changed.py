@@ -231,8 +231,7 @@ async def test_the_emulator_itself_is_marked_synthetic(emulator_factory, tmp_pat
     async with _client(emu) as c:
         await _run(c, _items(1), tmp_path / "out.jsonl")
     line = _lines(tmp_path / "out.jsonl")[0]
-    if not line["response"]["system_fingerprint"].startswith("fp_dsk_emulator"):
-        pytest.xfail("the emulator's synthetic fingerprint is not merged on this branch yet")
+    assert line["response"]["system_fingerprint"].startswith("fp_dsk_emulator")
     assert line["synthetic"] is True
 
 

@@ -132,7 +132,8 @@ class EmulatorConfig:
         except ValueError as exc:  # UsageError is a ValueError too
             raise EmulatorConfigError("holidays", str(exc)) from None
         if not callable(self.clock):  # a config file cannot give one: code only (tests)
-            raise EmulatorConfigError("clock", f"must be a callable returning epoch seconds, not {self.clock!r}")
+            raise EmulatorConfigError("clock",
+                                      f"must be a callable returning epoch seconds, not {self.clock!r}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EmulatorConfig:

@@ -11,7 +11,6 @@ from the topped-up balance. A request is refused with 402 when the total is <= 0
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
