@@ -24,7 +24,7 @@ from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
 from ._router import Endpoint, RouterStep, Routing, endpoints_from_config
-from ._settings import DEFAULT_BASE_URL, resolve
+from ._settings import DEFAULT_BASE_URL, config_table, resolve
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._transport import AiohttpTransport, Transport
 from ._version import __version__
@@ -105,7 +105,7 @@ class AsyncClient:
         if endpoints is None and cfg.get("endpoints"):
             endpoints = endpoints_from_config(cfg["endpoints"])
         if routing is None and cfg.get("routing"):
-            routing = Routing(**cfg["routing"])
+            routing = config_table("routing", Routing, cfg["routing"])
         if not key and auth is None and not endpoints and url == DEFAULT_BASE_URL:
             raise UsageError(
                 "No DeepSeek API key: set DEEPSEEK_API_KEY, pass api_key=..., or put api_key in "
@@ -136,12 +136,12 @@ class AsyncClient:
         self.auth: AuthProvider = auth or StaticKey(key)
         # Config-file tables fill what the arguments left out: [limits], [cache], [metrics].
         if limits is None and cfg.get("limits"):
-            limits = Limits(**cfg["limits"])
+            limits = config_table("limits", Limits, cfg["limits"])
         if cache is None and cfg.get("cache"):
-            cache = CachePolicy(**cfg["cache"])
+            cache = config_table("cache", CachePolicy, cfg["cache"])
         if metrics is None and "metrics" in cfg:
             m = cfg["metrics"]
-            metrics = MetricsConfig(**m) if isinstance(m, dict) else bool(m)
+            metrics = config_table("metrics", MetricsConfig, m) if isinstance(m, dict) else bool(m)
         self._metrics_step = _metrics_step(metrics)
         self.cache = _cache_step(cache)
         self.limits = LimitStep(limits, api_key=key) if limits is not None else None

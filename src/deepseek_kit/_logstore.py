@@ -54,6 +54,7 @@ REQUEST_COLUMNS = (
     "attempts", "latency", "ttft", "finish_reason", "prompt_tokens", "completion_tokens",
     "reasoning_tokens", "cache_hit_tokens", "cache_miss_tokens", "cost", "currency", "cache_hit",
     "trace_id", "response_id", "prompt", "messages", "params", "answer", "reasoning", "tool_calls",
+    "synthetic",
 )
 _TRUE = ("1", "true", "yes", "on")
 
@@ -83,10 +84,18 @@ class LogConfig:
     batch_delay: float = 0.05
 
     def __post_init__(self) -> None:
+        # Values come from the config file too: a wrong type is a UsageError, never a TypeError.
+        for name, types in (("enabled", bool), ("content", bool), ("currency", str),
+                            ("path", (str, Path, type(None))),
+                            ("retention_days", (int, float, type(None))), ("batch_delay", (int, float))):
+            value = getattr(self, name)
+            if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
+                raise UsageError(f"LogConfig.{name} (config file [logs] {name}) has the wrong type: "
+                                 f"{value!r}")
         if self.retention_days is not None and not self.retention_days > 0:
             raise UsageError(f"LogConfig.retention_days must be > 0 days or None, "
                              f"got {self.retention_days!r}")
-        if not isinstance(self.max_queue, int) or self.max_queue < 1:
+        if not isinstance(self.max_queue, int) or isinstance(self.max_queue, bool) or self.max_queue < 1:
             raise UsageError(f"LogConfig.max_queue must be an integer >= 1, got {self.max_queue!r}")
         if not self.batch_delay >= 0:
             raise UsageError(f"LogConfig.batch_delay must be >= 0 seconds, got {self.batch_delay!r}")

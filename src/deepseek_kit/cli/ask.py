@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
-    with common.backend(args) as b:
+    with common.backend(args, fallback=common.may_fall_back("ask")) as b:
         return common.run_async(lambda: _ask(args, b, messages, tools))
 
 

@@ -205,7 +205,7 @@ async def read_message(reader: Any) -> tuple[str, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    with common.backend(args) as b:
+    with common.backend(args, fallback=common.may_fall_back("chat")) as b:
         return common.run_async(lambda: _chat(args, b))
 
 

@@ -8,9 +8,17 @@ Backend choice, in order:
 1. `--mock`: an emulator on 127.0.0.1 in a daemon thread (synthetic answers), whatever the key.
 2. A key from --api-key-env / DEEPSEEK_API_KEY / the config file, or a base URL that is not
    DeepSeek's (private deployments may need no key): that server.
-3. No key and no base URL anywhere: the emulator, with one line on stderr saying so, so that a
-   first `dsk chat` works out of the box. `--no-mock-fallback` (or naming DeepSeek's URL
-   explicitly with --base-url / DEEPSEEK_BASE_URL / the config) turns this into an error instead.
+3. No key and no base URL anywhere: only a person at a terminal (`dsk chat` with stdin and stdout
+   on a terminal, `dsk ask` with stdout and stderr on one) gets the emulator, with one line on
+   stderr saying so, so that a first `dsk chat` works out of the box. Everything else (`dsk batch`,
+   `dsk models`, `dsk balance`, `dsk ask` in a pipe or a script) refuses with a one-line error
+   (exit 2): a script must never receive synthetic answers that look real (`--mock` asks for them).
+   `--no-mock-fallback` (or naming DeepSeek's URL explicitly with --base-url / DEEPSEEK_BASE_URL /
+   the config) turns the fallback off everywhere.
+
+The config file's top-level (or profile) `[limits]`, `[cache]`, `[metrics]`, `endpoints` and
+`routing` apply to `dsk` as to `AsyncClient()` (`make_client` hands the client the config file);
+values of the wrong type are one `dsk: error:` line, like every `UsageError`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 if TYPE_CHECKING:
@@ -40,6 +49,7 @@ __all__ = [
     "log_step",
     "log_steps",
     "make_client",
+    "may_fall_back",
     "request_kwargs",
     "run_async",
 ]
@@ -153,16 +163,46 @@ class Backend:
 
 
 def _emulator_thread() -> Any:
+    import logging
+
     try:
         from deepseek_kit.server import EmulatorThread
     except ImportError as exc:  # pragma: no cover - a broken install
         raise CLIError(f"the built-in emulator is not available: {exc}", EXIT_API) from None
+    # The in-process emulator serves only this command: aiohttp's "Error handling request"
+    # tracebacks (a malformed request, a client that went away) would land on dsk's stderr
+    # through logging's last-resort handler. The command reports its own errors in one line.
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        quiet = logging.getLogger(name)
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
     return EmulatorThread()
 
 
+def may_fall_back(command: str, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
+                  stderr: TextIO | None = None) -> bool:
+    """Whether `command` may answer from the built-in emulator when there is no key: only a person
+    at a terminal, who sees the banner. `dsk chat` needs stdin and stdout on a terminal, `dsk ask`
+    stdout and stderr (where the banner goes); every other command (batch, models, balance) never:
+    synthetic answers in a file, a pipe or a script would pass for real ones (issue 7 item 5)."""
+    stdin = stdin if stdin is not None else sys.stdin
+    stdout = stdout if stdout is not None else sys.stdout
+    stderr = stderr if stderr is not None else sys.stderr
+    if command == "chat":
+        return _is_tty(stdin) and _is_tty(stdout)
+    if command == "ask":
+        return _is_tty(stdout) and _is_tty(stderr)
+    return False
+
+
 @contextlib.contextmanager
-def backend(args: argparse.Namespace, *, err: TextIO | None = None) -> Iterator[Backend]:
-    """Resolve where requests go; start (and finally stop) an in-process emulator when needed."""
+def backend(args: argparse.Namespace, *, err: TextIO | None = None,
+            fallback: bool = False) -> Iterator[Backend]:
+    """Resolve where requests go; start (and finally stop) an in-process emulator when needed.
+
+    With no key and no server named, only `fallback=True` (`may_fall_back`: a person at a
+    terminal) gets the emulator, with a line on stderr saying so; otherwise a one-line error.
+    Commands that never fall back (batch, models, balance) just leave `fallback` False."""
     from deepseek_kit._settings import DEFAULT_BASE_URL, config_path, resolve
 
     err = err or sys.stderr
@@ -183,10 +223,10 @@ def backend(args: argparse.Namespace, *, err: TextIO | None = None) -> Iterator[
         if key or url != DEFAULT_BASE_URL or cfg.get("endpoints"):  # endpoints carry their own keys
             yield Backend(key, url, model, profile=args.profile)
             return
-        if url_given or args.no_mock_fallback:
+        if url_given or args.no_mock_fallback or not fallback:
             raise CLIError(
                 f"no API key for {url}: set DEEPSEEK_API_KEY (or api_key in $DSK_HOME/config.toml), "
-                "or use --mock for the built-in emulator"
+                "or use --mock for the built-in emulator (synthetic answers)"
             )
         print("dsk: No DEEPSEEK_API_KEY set: using the built-in emulator (synthetic answers). "
               "Set DEEPSEEK_API_KEY to talk to DeepSeek.", file=err, flush=True)
@@ -195,21 +235,45 @@ def backend(args: argparse.Namespace, *, err: TextIO | None = None) -> Iterator[
         yield Backend(EMULATOR_KEY, str(emu.base_url).rstrip("/"), model, synthetic=True)
 
 
-def make_client(b: Backend, args: argparse.Namespace) -> AsyncClient:
-    from deepseek_kit import AsyncClient, Timeout
+def make_client(b: Backend, args: argparse.Namespace, *, limits: Any = None,
+                wait_for_limits: bool = False, **kwargs: Any) -> AsyncClient:
+    """The client of a command: its timeout, retries and request log from the options, and the
+    config file's tables (`[limits]`, `[cache]`, `[metrics]`, `endpoints`, `routing`) applied and
+    validated as `AsyncClient()` does, from the profile or the top level. The in-process emulator
+    gets none of them: the endpoints would send requests elsewhere.
+
+    `limits`: explicit limits (e.g. `dsk batch --rpm`), replacing the config's. `wait_for_limits`:
+    no bound on the wait for a turn (`max_queue_wait=None`) whatever the limits' source, for
+    callers whose only waiters are their own workers (`dsk batch`): a low rpm must slow the run
+    down, not fail its items. Other keyword arguments go to `AsyncClient`."""
+    import dataclasses
+
+    from deepseek_kit import AsyncClient, Limits, Timeout
+    from deepseek_kit._settings import config_path, config_table, load_config
 
     timeout: Any = Timeout()
     if args.timeout is not None:
         t = float(args.timeout)
         timeout = Timeout(connect=t, first_token=t, idle=t, total=max(Timeout().total or 0.0, t))
+    config_file: str | None = None
+    if not b.synthetic:
+        path = config_path()
+        config_file = str(path) if path.is_file() else None
+    if wait_for_limits:
+        if limits is None and config_file is not None:
+            table = load_config(Path(config_file), b.profile).get("limits")
+            limits = config_table("limits", Limits, table) if table is not None else None
+        if limits is not None:
+            limits = dataclasses.replace(limits, max_queue_wait=None)
     return AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
                        max_retries=args.max_retries, profile=None if b.synthetic else b.profile,
-                       logs=log_step(b, args))
+                       config_file=config_file, limits=limits, logs=log_step(b, args), **kwargs)
 
 
 def log_step(b: Backend, args: argparse.Namespace) -> Any:
     """`dsk` logs every call to $DSK_HOME/logs.sqlite3 (`dsk logs`, `dsk stats`) unless --no-log,
-    DSK_NO_LOGS=1 or the config's `logs = false` says not to; emulator calls are labelled so."""
+    DSK_NO_LOGS=1 or the config's `logs = false` says not to; emulator calls are labelled so
+    (endpoint "emulator", and flagged `synthetic`: `dsk stats` leaves them out unless asked)."""
     if getattr(args, "no_log", False):
         return False
     from deepseek_kit._logstep import LogStep
@@ -219,7 +283,8 @@ def log_step(b: Backend, args: argparse.Namespace) -> Any:
     cfg = LogConfig.resolve(None, load_config(profile=b.profile), default=True)
     if cfg is None:
         return False
-    return LogStep(cfg, secrets=(b.api_key,), endpoint="emulator" if b.synthetic else None)
+    return LogStep(cfg, secrets=(b.api_key,), endpoint="emulator" if b.synthetic else None,
+                   synthetic=b.synthetic)
 
 
 def log_steps(b: Backend, args: argparse.Namespace) -> list[Any]:

@@ -90,9 +90,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Seque
 
 def _status(e: LogEntry) -> str:
     if e.outcome == "ok":
-        return "ok (cache)" if e.cache_hit else "ok"
-    name = e.error or e.outcome
-    return f"{e.status} {name}" if e.status and e.status >= 400 else name
+        text = "ok (cache)" if e.cache_hit else "ok"
+    else:
+        name = e.error or e.outcome
+        text = f"{e.status} {name}" if e.status and e.status >= 400 else name
+    return text + " (synthetic)" if e.synthetic else text
 
 
 def _first_words(text: str | None) -> str:
@@ -179,6 +181,9 @@ def _show(e: LogEntry) -> str:
              f"tokens: prompt {e.prompt_tokens} (cache hit {e.cache_hit_tokens}, miss {e.cache_miss_tokens})"
              f"  completion {e.completion_tokens} (reasoning {e.reasoning_tokens})"
              f"  cost: {fmt_cost(e.cost, e.currency)}"]
+    if e.synthetic:
+        lines.append("synthetic: answered by deepseek-kit's emulator, not by a model "
+                     "(not counted by dsk stats unless --include-synthetic)")
     if e.error_message:
         lines.append(f"error: {e.error_message}")
     if e.params:
@@ -233,6 +238,14 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 _positive_int = common.positive_int
+_MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger id cannot exist (and would overflow)
+
+
+def _row_id(text: str) -> int:
+    v = common.positive_int(text)
+    if v > _MAX_ID:
+        raise argparse.ArgumentTypeError(f"no call has an id that large: {text!r}")
+    return v
 
 
 def add_db_option(p: argparse.ArgumentParser) -> None:
@@ -263,7 +276,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     quiet = argparse.SUPPRESS
     show = s.add_parser("show", help="one call in full: messages, reasoning, answer, tool calls, usage",
                         argument_default=quiet)
-    show.add_argument("id", type=_positive_int, help="the call's ID (first column of `dsk logs`)")
+    show.add_argument("id", type=_row_id, help="the call's ID (first column of `dsk logs`)")
     show.add_argument("--json", action="store_true", help="as one JSON object")
     add_db_option(show)
     show.set_defaults(func=run_show)
