@@ -173,3 +173,67 @@ def test_logs_db_that_is_a_directory_is_named_so(tmp_path, command):
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert "is not a logs database" in line and str(tmp_path) in line
+
+
+_BAD_REQUESTS = '''
+import argparse, socket, sys, time
+from urllib.parse import urlsplit
+from deepseek_kit.cli import common
+args = argparse.Namespace(profile=None, api_key_env=None, base_url=None, model=None, mock=True,
+                          no_mock_fallback=False)
+with common.backend(args) as b:
+    u = urlsplit(b.base_url)
+    for raw in (b"GET /models HTTP/1.1\\r\\nHost: x\\r\\nBad Header: 1\\r\\n\\r\\n",
+                b"POST /chat/completions HTTP/1.1\\r\\nHost: x\\r\\nContent-Encoding: br\\r\\n"
+                b"Content-Length: 2\\r\\n\\r\\n{}"):
+        with socket.create_connection((u.hostname, u.port)) as s:
+            s.sendall(raw)
+            s.settimeout(5)
+            assert s.recv(100).startswith(b"HTTP/1.")
+    time.sleep(0.3)
+print("done")
+'''
+
+
+def test_mock_emulator_tracebacks_never_reach_stderr(tmp_path):
+    # The in-process emulator `dsk --mock` starts (common.backend), fed requests aiohttp refuses:
+    # its "Error handling request" tracebacks must not land on dsk's stderr.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _BAD_REQUESTS], capture_output=True, text=True,
+                          env=dsk_env(tmp_path), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "done\n"
+    assert proc.stderr == ""
+
+
+_FULL_DISK = '''
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+os.execv(sys.executable, [sys.executable, "-m", "deepseek_kit.cli.main", *sys.argv[1:]])
+'''
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="POSIX resource limits")
+def test_save_on_a_full_disk_gives_the_right_advice(tmp_path):
+    # A file-size limit of 8 KB stands for a full disk: SQLite's writes fail as they do on one.
+    import subprocess
+    import sys
+
+    env = {**dsk_env(tmp_path / "home"), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK, "chat", "--mock", "--no-log"],
+                          input="Hi\n/save\n", capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    line = one_error_line(proc)
+    assert "disk" in line and "free some space" in line
+    assert "move it aside" not in line
+
+
+def test_damaged_logs_database_is_worth_moving_aside(tmp_path):
+    db = tmp_path / "logs.sqlite3"
+    db.write_bytes(b"this is not a database" * 300)
+    proc = run_dsk("logs", "--db", str(db), env=dsk_env(tmp_path))
+    assert proc.returncode == 2
+    assert "move it aside" in one_error_line(proc)

@@ -40,6 +40,7 @@ __all__ = [
     "ConversationInfo",
     "LogConfig",
     "connect",
+    "db_error_advice",
     "delete_conversation",
     "index_pending",
     "like_escape",
@@ -159,9 +160,26 @@ def connect(path: str | Path | None = None, *, busy_timeout: float = 10.0) -> sq
         migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise UsageError(f"cannot use the logs database {p}: {exc} "
-                         "(move it aside to start a new one)") from None
+        raise UsageError(f"cannot use the logs database {p}: {exc}{db_error_advice(exc)}") from None
     return conn
+
+
+def db_error_advice(exc: sqlite3.Error) -> str:
+    """What to do about a SQLite error, as a " (...)" suffix: only a damaged file is worth moving
+    aside; a full disk, a read-only file system or a lock from another process is not the file's
+    fault (moving it would lose the logs and saved conversations for nothing)."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc).lower()
+    damaged = "malformed" in text or "not a database" in text
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or damaged:
+        return " (the file is damaged or not a logs database: move it aside to start a new one)"
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "disk" in text:
+        return " (is the disk full? free some space, or set DSK_HOME or [logs] path elsewhere)"
+    if name.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        return " (the file or its directory is read-only: set DSK_HOME or [logs] path elsewhere)"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return " (another process holds it locked: try again)"
+    return ""
 
 
 def index_pending(conn: sqlite3.Connection, limit: int | None = None) -> int:
@@ -278,7 +296,7 @@ def save_conversation(conversation_id: str | None, messages: Sequence[Any],
                 if cur.rowcount == 1:
                     return cid
         except sqlite3.Error as exc:
-            raise UsageError(f"cannot save the conversation: {exc}") from None
+            raise UsageError(f"cannot save the conversation: {exc}{db_error_advice(exc)}") from None
     raise UsageError("cannot save the conversation: no free id found")  # pragma: no cover
 
 
