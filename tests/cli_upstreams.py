@@ -6,7 +6,8 @@ Modes (POST .../chat/completions answers; GET .../models and .../user/balance to
   plain       a valid DeepSeek-shaped completion (stream or not, as asked)
   marked      the same, marked as the emulator's (the x-dsk-emulator header, fp_dsk_emulator fingerprint)
   echo-html   HTTP 200 text/html echoing the request headers (a misconfigured proxy's page)
-  content:X   a valid completion whose answer is the text X (escape sequences included)
+  content:X   a valid completion whose answer (and reasoning) is the text X (escape sequences included)
+  error:X     HTTP 400 with a DeepSeek error body whose message is X
 """
 
 from __future__ import annotations
@@ -62,16 +63,25 @@ class Upstream:
         if self.mode == "echo-html":
             page = "<html><body><pre>" + "\n".join(f"{k}: {v}" for k, v in request.headers.items())
             return web.Response(text=page + "</pre></body></html>", content_type="text/html")
+        if self.mode.startswith("error:"):
+            return web.json_response({"error": {"message": self.mode[len("error:"):], "type":
+                                                "invalid_request_error", "param": None, "code": None}},
+                                     status=400)
         text = self.mode[len("content:"):] if self.mode.startswith("content:") else ANSWER
         comp = completion(text, marked=self.mode == "marked", model=body.get("model", "deepseek-flash"))
+        if self.mode.startswith("content:"):
+            comp["choices"][0]["message"]["reasoning_content"] = text
         if not body.get("stream"):
             return web.json_response(comp, headers=self._headers())
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._headers()})
         await resp.prepare(request)
         base = {k: comp[k] for k in ("id", "created", "model", "system_fingerprint")}
-        for piece in (text[: len(text) // 2], text[len(text) // 2:]):
+        deltas = [{"content": text[: len(text) // 2]}, {"content": text[len(text) // 2:]}]
+        if self.mode.startswith("content:"):
+            deltas.insert(0, {"reasoning_content": text})
+        for delta in deltas:
             chunk = {**base, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         last = {**base, "object": "chat.completion.chunk",
                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": comp["usage"]}

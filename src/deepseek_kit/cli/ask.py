@@ -129,7 +129,7 @@ async def _ask(args: argparse.Namespace, b: common.Backend, messages: list[dict[
                 reasoning.write(msg.reasoning_content or "")
                 reasoning.end()
                 wrote = msg.content or ""
-                out.write(wrote)
+                out.write(common.for_stream(wrote, out))
         else:
             stream = await client.chat.completions.create(messages=messages, stream=True, **kw)
             try:
@@ -142,7 +142,7 @@ async def _ask(args: argparse.Namespace, b: common.Backend, messages: list[dict[
                             reasoning.write(delta.reasoning_content)
                         if delta.content:
                             reasoning.end()
-                            out.write(delta.content)
+                            out.write(common.for_stream(delta.content, out))
                             out.flush()
                             wrote = delta.content
             finally:

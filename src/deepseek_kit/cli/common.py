@@ -46,12 +46,14 @@ __all__ = [
     "add_connection_options",
     "backend",
     "error_line",
+    "for_stream",
     "log_step",
     "log_steps",
     "make_client",
     "may_fall_back",
     "request_kwargs",
     "run_async",
+    "terminal_safe",
 ]
 
 DEFAULT_MODEL = "deepseek-flash"
@@ -321,6 +323,7 @@ class ReasoningWriter:
         self.stream = stream or sys.stderr
         self.enabled = show or _is_tty(self.stream)
         self.dim = _color_ok(self.stream)
+        self._safe = _is_tty(self.stream)
         self._open = False
 
     def write(self, text: str) -> None:
@@ -330,7 +333,7 @@ class ReasoningWriter:
             self._open = True
             if self.dim:
                 self.stream.write("\x1b[2m")
-        self.stream.write(text)
+        self.stream.write(terminal_safe(text) if self._safe else text)
         self.stream.flush()
 
     def end(self) -> None:
@@ -339,6 +342,24 @@ class ReasoningWriter:
             self._open = False
             self.stream.write("\x1b[0m\n\n" if self.dim else "\n\n")
             self.stream.flush()
+
+
+# C0 controls but tab and newline, DEL, and the C1 controls (U+0080-U+009F: U+009B is a CSI to some
+# terminals): shown as \xNN. A carriage return is dropped (it would let text overwrite its line).
+_TERMINAL_SAFE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
+_TERMINAL_SAFE[13] = ""
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with its control characters made visible, for printing to a terminal: what a server
+    sends (an answer, reasoning, an error message, a model id) must never drive the user's terminal
+    (an OSC 52 clipboard write, a screen clear, a title change). Pipes and files get text exactly."""
+    return text.translate(_TERMINAL_SAFE)
+
+
+def for_stream(text: str, stream: TextIO) -> str:
+    """`terminal_safe(text)` when `stream` is a terminal, else `text` unchanged."""
+    return terminal_safe(text) if _is_tty(stream) else text
 
 
 def _is_tty(stream: TextIO | None) -> bool:
@@ -385,7 +406,8 @@ def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
         if attempts > 1:
             msg += f" (after {attempts} attempts)"
     msg = redact(msg, *secrets, *SECRETS, os.environ.get("DEEPSEEK_API_KEY"))
-    return "dsk: error: " + " ".join(msg.split())
+    # One line for a person: a server's message must not drive the terminal (terminal_safe).
+    return "dsk: error: " + terminal_safe(" ".join(msg.split()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,8 +70,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Seque
     """Aligned columns; on a terminal the last column is cut to fit its width (in a pipe or a
     file, nothing is cut: `dsk logs | grep` sees whole prompts)."""
     cols = len(headers)
+    tty = sys.stdout.isatty()
+    if tty:  # logged prompts and answers, model ids: a server's text must not drive the terminal
+        rows = [[common.terminal_safe(str(c)) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(cols)]
-    if width is None and sys.stdout.isatty():
+    if width is None and tty:
         width = shutil.get_terminal_size((120, 24)).columns
     if width is not None:
         used = sum(widths[:-1]) + 2 * (cols - 1)
@@ -168,7 +171,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return 0
-    print(_show(entry))
+    print(common.for_stream(_show(entry), sys.stdout))
     return 0
 
 
