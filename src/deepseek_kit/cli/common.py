@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from deepseek_kit import AsyncClient
 
 __all__ = [
+    "DEFAULT_MAX_INPUT_MB",
     "DEFAULT_MODEL",
     "EXIT_API",
     "EXIT_INTERRUPTED",
@@ -50,10 +51,13 @@ __all__ = [
     "log_step",
     "log_steps",
     "make_client",
+    "max_input_bytes",
     "may_fall_back",
     "request_kwargs",
     "run_async",
     "terminal_safe",
+    "too_much_input",
+    "utf8_text",
 ]
 
 DEFAULT_MODEL = "deepseek-flash"
@@ -144,6 +148,44 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-log", action="store_true",
                    help="do not record this call in $DSK_HOME/logs.sqlite3 (also: DSK_NO_LOGS=1, "
                         "or logs = false in the config file)")
+
+
+#: Input read from stdin at most (a prompt piped to `dsk ask`, one line of `dsk chat`), in MB:
+#: `dsk ask < /dev/zero` must be an error, not a process that grows until the kernel kills it.
+#: DeepSeek's context is 1M tokens, about 4 MB of text. DSK_MAX_INPUT_MB changes the bound.
+DEFAULT_MAX_INPUT_MB = 16
+
+
+def max_input_bytes() -> int:
+    """The stdin bound in bytes (DSK_MAX_INPUT_MB, default DEFAULT_MAX_INPUT_MB)."""
+    text = os.environ.get("DSK_MAX_INPUT_MB", "").strip()
+    if not text:
+        return DEFAULT_MAX_INPUT_MB * 2**20
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = -1.0
+    if not 0 < mb < 2**40:  # also NaN
+        raise CLIError(f"DSK_MAX_INPUT_MB must be a positive number of megabytes, got {text!r}")
+    return max(int(mb * 2**20), 1)
+
+
+def too_much_input(limit: int) -> CLIError:
+    return CLIError(f"stdin holds more than {limit / 2**20:g} MB (DSK_MAX_INPUT_MB raises the bound; "
+                    "DeepSeek's context is about 4 MB of text)")
+
+
+def utf8_text(data: bytes | str, what: str) -> str:
+    """`data` as text if it is valid UTF-8 (a BOM dropped), else a one-line CLIError: invalid
+    bytes would otherwise fail later, in the JSON encoder, as a traceback."""
+    try:
+        if isinstance(data, str):
+            data.encode("utf-8")  # argv holds undecodable bytes as lone surrogates
+            return data
+        return data.decode("utf-8-sig")
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
+        raise CLIError(f"{what} is not UTF-8 text (invalid byte at position {exc.start}): convert "
+                       "it first, e.g. with iconv -t utf-8") from None
 
 
 # ---------------------------------------------------------------------------------------------

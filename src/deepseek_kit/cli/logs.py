@@ -251,12 +251,17 @@ def _row_id(text: str) -> int:
     return v
 
 
+def _limit(text: str) -> int:
+    """A row count: anything past SQLite's largest integer means "all" (it would overflow)."""
+    return min(common.positive_int(text), _MAX_ID)
+
+
 def add_db_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="PATH", help="the logs database (default: $DSK_HOME/logs.sqlite3)")
 
 
 def _list_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", "--limit", type=_positive_int, help="how many calls (default 20)")
+    p.add_argument("-n", "--limit", type=_limit, help="how many calls (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per call (JSON Lines)")
     add_db_option(p)
 
