@@ -6,6 +6,7 @@ Modes (POST .../chat/completions answers; GET .../models and .../user/balance to
   plain       a valid DeepSeek-shaped completion (stream or not, as asked)
   marked      the same, marked as the emulator's (the x-dsk-emulator header, fp_dsk_emulator fingerprint)
   echo-html   HTTP 200 text/html echoing the request headers (a misconfigured proxy's page)
+  echo-json   HTTP 200 JSON of the wrong shape whose values echo the request headers
   content:X   a valid completion whose answer (and reasoning) is the text X (escape sequences included)
   error:X     HTTP 400 with a DeepSeek error body whose message is X
 """
@@ -60,6 +61,8 @@ class Upstream:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(dict(request.headers))
         body = await request.json()
+        if self.mode == "echo-json":
+            return web.json_response({"choices": dict(request.headers), "data": dict(request.headers)})
         if self.mode == "echo-html":
             page = "<html><body><pre>" + "\n".join(f"{k}: {v}" for k, v in request.headers.items())
             return web.Response(text=page + "</pre></body></html>", content_type="text/html")
@@ -91,6 +94,8 @@ class Upstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(dict(request.headers))
+        if self.mode == "echo-json":
+            return web.json_response({"object": "list", "data": dict(request.headers)})
         if self.mode == "echo-html":
             page = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
             return web.Response(text=f"<html>{page}</html>", content_type="text/html")

@@ -137,9 +137,10 @@ async def test_batch_clients_wait_for_config_limits(tmp_path, monkeypatch, where
 # --- S3: an undecodable 200 is logged as the caller's error, without its body ---------------------------
 
 
+@pytest.mark.parametrize("mode", ["echo-html", "echo-json"])
 @pytest.mark.parametrize("command", [["ask", "--no-stream", "hi"], ["models"]])
-def test_undecodable_200_is_logged_as_the_error_without_the_body(tmp_path, command):
-    up = Upstream("echo-html")  # a 200 text/html page echoing the request headers (the key too)
+def test_undecodable_200_is_logged_as_the_error_without_the_body(tmp_path, command, mode):
+    up = Upstream(mode)  # a 200 (HTML, or JSON of the wrong shape) echoing the request headers, key too
     try:
         home = tmp_path / "home"
         env = dsk_env(home, DEEPSEEK_API_KEY=FAKE_KEY)

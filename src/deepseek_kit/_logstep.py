@@ -45,7 +45,14 @@ from ._logstore import LogConfig, _text
 from ._logwriter import LogStore
 from ._metrics import _tokens
 from ._request import Request, Response
-from ._types import EMULATOR_HEADER, chat_completion_decoder, completion_decoder, is_synthetic_fingerprint
+from ._types import (
+    EMULATOR_HEADER,
+    balance_decoder,
+    chat_completion_decoder,
+    completion_decoder,
+    is_synthetic_fingerprint,
+    model_list_decoder,
+)
 
 __all__ = ["LogStep"]
 
@@ -226,7 +233,16 @@ def _decode_answer(path: str, body: bytes) -> tuple[Any, str | None]:
         if path.endswith("/completions"):
             what = "completion"
             return completion_decoder.decode(body), None
-        msgspec.json.decode(body)
+        # Checked as the resources decode them, so the row says what the caller got; the body
+        # itself is stored (redacted) as the answer.
+        if path.endswith("/models"):
+            what = "model list"
+            model_list_decoder.decode(body)
+        elif path.endswith("/user/balance"):
+            what = "balance"
+            balance_decoder.decode(body)
+        else:
+            msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:
         return None, f"the server sent a malformed {what} ({str(exc)[:200]})"
     except AttributeError:
