@@ -82,3 +82,27 @@ def test_huge_limits_mean_all(tmp_path, args):
     proc = run_dsk(*args, env=dsk_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("words", [["中文"] * 3 + [f"词{i}" for i in range(2000)], [f"w{i}" for i in range(65)]])
+def test_search_with_too_many_words_is_one_line(tmp_path, words):
+    assert run_dsk("ask", "--mock", "请 翻译 这个", env=dsk_env(tmp_path)).returncode == 0
+    proc = run_dsk("logs", "search", *words, env=dsk_env(tmp_path))
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert "search takes at most 64 distinct words" in one_error_line(proc)
+    same = run_dsk("logs", "search", *(["翻译"] * 500), env=dsk_env(tmp_path))  # repeats count once
+    assert same.returncode == 0 and len(same.stdout.splitlines()) == 2
+
+
+def test_rows_damaged_by_hand_still_show(tmp_path):
+    import sqlite3
+
+    assert run_dsk("ask", "--mock", "x", env=dsk_env(tmp_path)).returncode == 0
+    conn = sqlite3.connect(tmp_path / "logs.sqlite3")
+    conn.execute("UPDATE requests SET messages = '{bad', tool_calls = '[1, {\"id\": \"c\"}]', params = 'x'")
+    conn.commit()
+    conn.close()
+    for args in (["logs", "show", "1"], ["logs", "show", "1", "--json"], ["logs", "--json"]):
+        proc = run_dsk(*args, env=dsk_env(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+    assert '"messages": "{bad"' in run_dsk("logs", "show", "1", "--json", env=dsk_env(tmp_path)).stdout

@@ -76,17 +76,28 @@ class LogEntry(msgspec.Struct, frozen=True):
         return self.prompt_tokens + self.completion_tokens
 
     def message_list(self) -> list[Any]:
-        return msgspec.json.decode(self.messages) if self.messages else []
+        """The messages as sent; [] when none were stored, or when the stored text is not a JSON
+        list (a file edited or damaged by hand: shown as far as it goes, never a crash)."""
+        got = _json(self.messages) if self.messages else []
+        return got if isinstance(got, list) else []
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with messages, params and tool calls decoded."""
+        """JSON-ready, with messages, params and tool calls decoded (kept as text when the stored
+        text is not JSON)."""
         d: dict[str, Any] = msgspec.structs.asdict(self)
         for k in ("messages", "params", "tool_calls"):
             if d[k]:
-                d[k] = msgspec.json.decode(d[k])
+                d[k] = _json(d[k])
         if d["snippet"] is None:
             del d["snippet"]
         return d
+
+
+def _json(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
 
 
 class LogStats(msgspec.Struct):
@@ -120,6 +131,8 @@ class LogStats(msgspec.Struct):
         return self.cache_hit_tokens / known if known else None
 
 
+#: Distinct words a search may hold (each is one condition of the query).
+MAX_SEARCH_WORDS = 64
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _SELECT = "SELECT id, " + ", ".join(REQUEST_COLUMNS) + " FROM requests"
 _GROUPS = {"model": "model", "endpoint": "endpoint", None: "NULL"}
@@ -215,10 +228,14 @@ class Logs:
             "SELECT 1 FROM sqlite_master WHERE name = 'requests_fts'").fetchone() is not None
 
     def search(self, text: str, limit: int = 20) -> list[LogEntry]:
-        """Calls whose prompt, answer or reasoning contain every word of `text`, newest first."""
-        words = text.split()
+        """Calls whose prompt, answer or reasoning contain every word of `text` (at most
+        MAX_SEARCH_WORDS distinct words), newest first."""
+        words = list(dict.fromkeys(text.split()))
         if not words:
             return []
+        if len(words) > MAX_SEARCH_WORDS:
+            # SQLite caps an expression's depth at 1000: the LIKE scan would fail past it.
+            raise UsageError(f"search takes at most {MAX_SEARCH_WORDS} distinct words, got {len(words)}")
         # FTS5's unicode61 tokenizer splits on spaces and punctuation, so a run of Chinese or
         # Japanese text is one token and a word inside it cannot be matched: scan for those.
         if self.full_text and not _CJK.search(text):

@@ -204,7 +204,11 @@ def _show(e: LogEntry) -> str:
         lines += ["\n--- answer ---", e.answer]
     if e.tool_calls:
         lines.append("\n--- tool calls ---")
-        for call in json.loads(e.tool_calls):
+        calls = e.to_dict()["tool_calls"]
+        for call in calls if isinstance(calls, list) else [calls]:
+            if not isinstance(call, dict):  # not what dsk stored (a file edited by hand)
+                lines.append(str(call))
+                continue
             fn = call.get("function") or {}
             lines.append(f"{call.get('id', '')} {fn.get('name', '')}({fn.get('arguments', '')})")
     if e.messages is None and e.answer is None and e.prompt is None:
