@@ -106,3 +106,13 @@ def test_rows_damaged_by_hand_still_show(tmp_path):
         proc = run_dsk(*args, env=dsk_env(tmp_path))
         assert proc.returncode == 0, proc.stderr
     assert '"messages": "{bad"' in run_dsk("logs", "show", "1", "--json", env=dsk_env(tmp_path)).stdout
+
+
+@pytest.mark.parametrize("since", ["0001-01-01", "9999-12-31T23:59:59", "99999999999999999999999999w"])
+def test_since_at_the_edges_of_time(tmp_path, since):
+    assert run_dsk("ask", "--mock", "x", env=dsk_env(tmp_path)).returncode == 0
+    for args in (["stats", "--include-synthetic", "--json"], ["logs", "--json"]):
+        proc = run_dsk(*args, "--since", since, env=dsk_env(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+    old = run_dsk("logs", "--json", "--since", "0001-01-01", env=dsk_env(tmp_path))
+    assert len(old.stdout.splitlines()) == 1  # everything is after year 1

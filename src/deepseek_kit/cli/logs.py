@@ -44,10 +44,14 @@ def parse_since(text: str) -> float:
     if m:
         return time.time() - float(m.group(1)) * _UNITS[m.group(2)]
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
+        when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a duration like 30m, 2h, 7d, 2w or a date like 2026-11-25, got {text!r}") from None
+    try:
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):  # year 1: before the epoch in local time
+        return 0.0 if when.year < 1970 else float("inf")
 
 
 def fmt_time(ts: float | None) -> str:
