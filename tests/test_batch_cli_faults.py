@@ -29,6 +29,29 @@ def _cmd(*args):
     return [sys.executable, "-m", "deepseek_kit.cli.main", "batch", *map(str, args)]
 
 
+# The child's own peak RSS, read from /proc/self/status at exit. Not os.wait4's ru_maxrss: Linux
+# carries the high-water mark of the forked copy of pytest across exec, so ru_maxrss would measure
+# this test process (whatever earlier tests left in it), not dsk.
+_PEAK = ("import atexit, runpy, sys\n"
+         "def _peak():\n"
+         "    for ln in open('/proc/self/status'):\n"
+         "        if ln.startswith('VmHWM:'):\n"
+         "            sys.stderr.write('VMHWM ' + ln.split()[1] + '\\n')\n"
+         "atexit.register(_peak)\n"
+         "sys.argv = ['dsk', *sys.argv[1:]]\n"
+         "runpy.run_module('deepseek_kit.cli.main', run_name='__main__', alter_sys=True)\n")
+
+
+def _peak_run(tmp_path, *args):
+    """Run `dsk batch ARGS`; (exit code, stderr without the peak line, the child's peak RSS in kB)."""
+    proc = subprocess.run([sys.executable, "-c", _PEAK, "batch", *map(str, args)], capture_output=True,
+                          text=True, env=_env(tmp_path / "home"), stdin=subprocess.DEVNULL, timeout=120)
+    lines = proc.stderr.splitlines()
+    peak = [int(ln.split()[1]) for ln in lines if ln.startswith("VMHWM ")]
+    assert len(peak) == 1, proc.stderr
+    return proc.returncode, "\n".join(ln for ln in lines if not ln.startswith("VMHWM ")), peak[0]
+
+
 def dsk_batch(tmp_path, *args, timeout=120):
     proc = subprocess.run(_cmd(*args), capture_output=True, text=True, env=_env(tmp_path / "home"),
                           stdin=subprocess.DEVNULL, timeout=timeout)
@@ -111,14 +134,10 @@ def test_huge_concurrency_is_a_usage_error_and_a_large_one_costs_no_memory(emula
     assert proc.returncode == 2 and f"at most {MAX_CONCURRENCY:,}" in proc.stderr
 
     def peak_kb(out, c):
-        p = subprocess.Popen(_cmd(src, "-o", out, "--base-url", emu.base_url, "-c", c, "-q",
-                                  "--no-log"), env=_env(tmp_path / "home"),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        assert p.returncode == 0
-        return usage.ru_maxrss
+        code, err, peak = _peak_run(tmp_path, src, "-o", out, "--base-url", emu.base_url, "-c", c, "-q",
+                                    "--no-log")
+        assert code == 0, err
+        return peak
 
     small = peak_kb(tmp_path / "a.jsonl", 1)
     large = peak_kb(tmp_path / "b.jsonl", MAX_CONCURRENCY)
@@ -199,17 +218,13 @@ def test_an_over_long_line_is_skipped_without_being_held(emulator_factory, tmp_p
             f.write(chunk)
         f.write('"}\n{"id": "b", "prompt": "hi", "thinking": false}\n')
 
-    p = subprocess.Popen(_cmd(src, "-o", tmp_path / "out.jsonl", "--base-url", emu.base_url, "-q",
-                              "--no-log", "--max-record-bytes", 1 << 20),
-                         env=_env(tmp_path / "home"), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(p.pid, 0)
-    err = p.stderr.read()
-    assert os.waitstatus_to_exitcode(status) == 1, err
+    code, err, peak = _peak_run(tmp_path, src, "-o", tmp_path / "out.jsonl", "--base-url", emu.base_url,
+                                "-q", "--no-log", "--max-record-bytes", 1 << 20)
+    assert code == 1, err
     assert f"{src}:2: record longer than 1,048,576 bytes (62,914,5" in err
     assert sorted(_ids(tmp_path / "out.jsonl")) == ["a", "b"]
-    print(f"peak RSS with a 60 MiB line: {usage.ru_maxrss} kB")
-    assert usage.ru_maxrss < 100 * 1024  # the line alone would be 60 MiB, several copies 200+
+    print(f"peak RSS with a 60 MiB line: {peak} kB")
+    assert peak < 100 * 1024  # the line alone would be 60 MiB, several copies 200+
 
 
 def test_disk_full_when_opening_the_journal_or_rewriting_for_redo(emulator_factory, tmp_path, tiny_fs):

@@ -192,14 +192,14 @@ def test_mock_answers_like_an_emulator(tmp_path):
         assert proc.stdout == library_message(emu.base_url, "What is 2+2?").content + "\n"
 
 
-def test_without_a_key_ask_says_so_and_uses_the_emulator(tmp_path):
+def test_without_a_key_ask_in_a_pipe_refuses(tmp_path):
+    # Only a person at a terminal may get the emulator's synthetic answers without asking
+    # (tests/test_cli_synthetic.py runs that case on a pseudo-terminal).
     proc = run_dsk("ask", "What is 2+2?", env=dsk_env(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1
-    assert "No DEEPSEEK_API_KEY set" in lines[0] and "emulator" in lines[0] and "synthetic" in lines[0]
-    with EmulatorThread() as emu:
-        assert proc.stdout == library_message(emu.base_url, "What is 2+2?").content + "\n"
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "no API key" in line and "--mock" in line
+    assert proc.stdout == ""
 
 
 @pytest.mark.parametrize("how", [["--base-url", "https://api.deepseek.com"], ["--no-mock-fallback"],

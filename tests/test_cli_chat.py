@@ -112,16 +112,17 @@ def test_clear_forgets_the_conversation(emulator, env):
     assert "cleared" in proc.stderr
 
 
-def test_mock_and_fallback_without_key(tmp_path):
+def test_mock_and_no_fallback_in_a_script(tmp_path):
     script = "What is 2+2?\nAnd times 3?\n"
     mock = chat("--mock", env=dsk_env(tmp_path), input=script)
     assert mock.returncode == 0, mock.stderr
     assert mock.stderr == ""
-    fallback = chat(env=dsk_env(tmp_path), input=script)
-    assert fallback.returncode == 0, fallback.stderr
-    assert "No DEEPSEEK_API_KEY set" in fallback.stderr and "emulator" in fallback.stderr
-    assert len(fallback.stderr.splitlines()) == 1
-    assert fallback.stdout == mock.stdout
+    # A script (stdin not a terminal) never gets synthetic answers it did not ask for; the
+    # fallback for a person at a terminal is tested on a pty in test_cli_synthetic.py.
+    refused = chat(env=dsk_env(tmp_path), input=script)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("dsk: error: no API key") and "--mock" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and refused.stdout == ""
     with EmulatorThread() as emu:
         first = library_reply(emu.base_url, [{"role": "user", "content": "What is 2+2?"}])
     assert mock.stdout.startswith(first.content + "\n")

@@ -139,6 +139,8 @@ def test_settings_and_config_file(serve, tmp_path):
     ["--mock", "--set", "currency=XYZ"],
     ["--mock", "--port", "70000"],
     ["--mock", "--config", "/nonexistent/emu.toml"],
+    ["--mock", "--config", "/dev/zero"],  # an endless device: refused, never read
+    ["--mock", "--config", "/"],
     [],  # the gateway is not there yet: --mock is required
 ])
 def test_bad_serve_arguments_exit_2(tmp_path, args):

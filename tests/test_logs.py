@@ -50,7 +50,7 @@ def fake_row(**fields):
     base = dict.fromkeys(REQUEST_COLUMNS)
     base.update(ts=0.0, model=MODEL, path="/chat/completions", stream=0, status=200, outcome="ok",
                 attempts=1, prompt_tokens=0, completion_tokens=0, reasoning_tokens=0, cache_hit_tokens=0,
-                cache_miss_tokens=0, cost=0.0, currency="CNY", cache_hit=0)
+                cache_miss_tokens=0, cost=0.0, currency="CNY", cache_hit=0, synthetic=0)
     base.update(fields)
     return tuple(base[c] for c in REQUEST_COLUMNS)
 

@@ -94,7 +94,7 @@ def test_dsk_logs_lists_shows_and_searches_real_calls(logged, home):
 @pytest.mark.parametrize("logged", [PEAK, OFF_PEAK], indirect=True)
 def test_dsk_stats_from_real_calls(logged, home):
     env = logged[0]
-    p = run_dsk("stats", env=env)
+    p = run_dsk("stats", "--include-synthetic", env=env)
     assert p.returncode == 0, p.stderr
     lines = dict(ln.split(None, 1) for ln in p.stdout.splitlines())
     assert lines["calls"].startswith("4 (3 ok, 1 failed)")
@@ -110,14 +110,14 @@ def test_dsk_stats_from_real_calls(logged, home):
         assert cost == pytest.approx(float(_pricing.cost(model, usage, peak=_pricing.is_peak(at))), abs=1e-15)
     total = sum(r[4] for r in rows)
     assert total > 0 and lines["cost"] == f"¥{total:.6f}"
-    (s,) = [json.loads(x) for x in run_dsk("stats", "--json", env=env).stdout.splitlines()]
+    (s,) = [json.loads(x) for x in run_dsk("stats", "--include-synthetic", "--json", env=env).stdout.splitlines()]
     assert (s["requests"], s["ok"], s["errors"]) == (4, 3, 1)
     assert s["completion_tokens"] > 0 and s["cost"]["CNY"] == pytest.approx(total)
     assert s["latency_p95"] >= s["latency_p50"] > 0
-    by = [json.loads(x) for x in run_dsk("stats", "--by", "endpoint", "--json", env=env).stdout.splitlines()]
+    by = [json.loads(x) for x in run_dsk("stats", "--include-synthetic", "--by", "endpoint", "--json", env=env).stdout.splitlines()]
     got = sorted((g["group"] == "emulator", g["requests"]) for g in by)
     assert got == [(False, 1), (False, 1), (True, 2)]
-    table = run_dsk("stats", "--by", "model", env=env).stdout.splitlines()
+    table = run_dsk("stats", "--include-synthetic", "--by", "model", env=env).stdout.splitlines()
     assert table[0].split()[:3] == ["MODEL", "CALLS", "FAILED"]
     assert table[1].split()[:3] == ["deepseek-flash", "4", "1"]
 

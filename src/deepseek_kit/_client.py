@@ -29,7 +29,7 @@ from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
 from ._router import Endpoint, EndpointHealth, RouterStep, Routing, endpoints_from_config
-from ._settings import DEFAULT_BASE_URL, resolve
+from ._settings import DEFAULT_BASE_URL, config_table, resolve
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._transport import AiohttpTransport, Transport
 from ._version import __version__
@@ -114,7 +114,7 @@ class AsyncClient:
         if endpoints is None and cfg.get("endpoints"):
             endpoints = endpoints_from_config(cfg["endpoints"])
         if routing is None and cfg.get("routing"):
-            routing = Routing(**cfg["routing"])
+            routing = config_table("routing", Routing, cfg["routing"])
         if not key and auth is None and not endpoints and url == DEFAULT_BASE_URL:
             raise UsageError(
                 "No DeepSeek API key: set DEEPSEEK_API_KEY, pass api_key=..., or put api_key in "
@@ -151,16 +151,16 @@ class AsyncClient:
         self.auth: AuthProvider = auth or StaticKey(key)
         # Config-file tables fill what the arguments left out: [limits], [cache], [metrics].
         if limits is None and cfg.get("limits"):
-            limits = Limits(**cfg["limits"])
+            limits = config_table("limits", Limits, cfg["limits"])
         if cache is None and cfg.get("cache"):
-            cache = CachePolicy(**cfg["cache"])
+            cache = config_table("cache", CachePolicy, cfg["cache"])
         # [pricing]: the holiday calendar of every cost this client computes (docs/pricing.md).
         self.holidays = (calendar_of(holidays, "holidays") if holidays is not None
                          else HolidayCalendar.from_config(cfg.get("pricing")))
         if metrics is None and "metrics" in cfg:
             m = cfg["metrics"]
-            metrics = (MetricsConfig(**{"holidays": self.holidays, **m}) if isinstance(m, dict)
-                       else bool(m))
+            metrics = (config_table("metrics", MetricsConfig, {"holidays": self.holidays, **m})
+                       if isinstance(m, dict) else bool(m))
         if metrics is True:
             metrics = MetricsConfig(holidays=self.holidays)
         #: The wall clock costs are priced by (the metrics config's, else `default_clock()`).

@@ -8,6 +8,9 @@ appear in the prompt, the answer or the reasoning (words are quoted, so FTS5 que
 text is taken literally); otherwise, and for text with CJK characters (which the tokenizer does
 not split into words), a LIKE scan with the same meaning.
 
+Statistics leave out calls the emulator answered (`synthetic`, `_migrations.py` 0004) unless
+`include_synthetic=True`: synthetic tokens and costs are not what the account spent.
+
 Statistics are computed in Python over the matching rows (SQLite has no percentile function):
 latency percentiles over successful calls, TTFT over calls that got a first token, tokens per
 second as completion tokens over the generation time (after the first token for streams).
@@ -25,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from ._errors import UsageError
 from ._logstore import REQUEST_COLUMNS, LogConfig, connect, index_pending, like_escape
 
 __all__ = ["LogEntry", "LogStats", "Logs"]
@@ -64,6 +68,7 @@ class LogEntry(msgspec.Struct, frozen=True):
     answer: str | None
     reasoning: str | None
     tool_calls: str | None
+    synthetic: int = 0  # 1: the emulator answered (synthetic), see _migrations 0004
     snippet: str | None = None  # search results: the matching text, matches in [brackets]
 
     @property
@@ -71,17 +76,28 @@ class LogEntry(msgspec.Struct, frozen=True):
         return self.prompt_tokens + self.completion_tokens
 
     def message_list(self) -> list[Any]:
-        return msgspec.json.decode(self.messages) if self.messages else []
+        """The messages as sent; [] when none were stored, or when the stored text is not a JSON
+        list (a file edited or damaged by hand: shown as far as it goes, never a crash)."""
+        got = _json(self.messages) if self.messages else []
+        return got if isinstance(got, list) else []
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with messages, params and tool calls decoded."""
+        """JSON-ready, with messages, params and tool calls decoded (kept as text when the stored
+        text is not JSON)."""
         d: dict[str, Any] = msgspec.structs.asdict(self)
         for k in ("messages", "params", "tool_calls"):
             if d[k]:
-                d[k] = msgspec.json.decode(d[k])
+                d[k] = _json(d[k])
         if d["snippet"] is None:
             del d["snippet"]
         return d
+
+
+def _json(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
 
 
 class LogStats(msgspec.Struct):
@@ -115,6 +131,8 @@ class LogStats(msgspec.Struct):
         return self.cache_hit_tokens / known if known else None
 
 
+#: Distinct words a search may hold (each is one condition of the query).
+MAX_SEARCH_WORDS = 64
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _SELECT = "SELECT id, " + ", ".join(REQUEST_COLUMNS) + " FROM requests"
 _GROUPS = {"model": "model", "endpoint": "endpoint", None: "NULL"}
@@ -138,7 +156,14 @@ class Logs:
 
     @property
     def exists(self) -> bool:
-        return self.path.is_file()
+        """True when the database file exists; a directory or a device there is a UsageError (it
+        is not a logs database: saying "nothing logged yet" would hide the wrong path)."""
+        if self.path.is_file():
+            return True
+        if self.path.exists():
+            raise UsageError(f"{self.path} is not a logs database (it is a directory or a device): "
+                             "give the database file's path")
+        return False
 
     def _db(self) -> sqlite3.Connection | None:
         if self._conn is None and self.exists:
@@ -164,9 +189,13 @@ class Logs:
         return [LogEntry(*r) for r in db.execute(sql, args)]
 
     @staticmethod
-    def _where(since: float | None, model: str | None, errors: bool) -> tuple[str, tuple[Any, ...]]:
+    def _where(since: float | None, model: str | None, errors: bool,
+               synthetic: bool | None = None) -> tuple[str, tuple[Any, ...]]:
         cond: list[str] = []
         args: list[Any] = []
+        if synthetic is not None:
+            cond.append("synthetic = ?")
+            args.append(int(synthetic))
         if since is not None:
             cond.append("ts >= ?")
             args.append(since)
@@ -199,10 +228,14 @@ class Logs:
             "SELECT 1 FROM sqlite_master WHERE name = 'requests_fts'").fetchone() is not None
 
     def search(self, text: str, limit: int = 20) -> list[LogEntry]:
-        """Calls whose prompt, answer or reasoning contain every word of `text`, newest first."""
-        words = text.split()
+        """Calls whose prompt, answer or reasoning contain every word of `text` (at most
+        MAX_SEARCH_WORDS distinct words), newest first."""
+        words = list(dict.fromkeys(text.split()))
         if not words:
             return []
+        if len(words) > MAX_SEARCH_WORDS:
+            # SQLite caps an expression's depth at 1000: the LIKE scan would fail past it.
+            raise UsageError(f"search takes at most {MAX_SEARCH_WORDS} distinct words, got {len(words)}")
         # FTS5's unicode61 tokenizer splits on spaces and punctuation, so a run of Chinese or
         # Japanese text is one token and a word inside it cannot be matched: scan for those.
         if self.full_text and not _CJK.search(text):
@@ -224,17 +257,27 @@ class Logs:
         pats = tuple("%" + like_escape(w) + "%" for w in words)
         return self._rows(f"{_SELECT} WHERE {cond} ORDER BY id DESC LIMIT ?", (*pats, limit))
 
+    def synthetic_count(self, *, since: float | None = None, model: str | None = None) -> int:
+        """How many model calls the emulator answered (those `stats()` leaves out by default)."""
+        db = self._db()
+        if db is None:
+            return 0
+        where, args = self._where(since, model, False, synthetic=True)
+        return int(db.execute(f"SELECT count(*) FROM requests{where} AND path LIKE '%completions'",
+                              args).fetchone()[0])
+
     def stats(self, *, since: float | None = None, model: str | None = None,
-              by: str | None = None) -> list[LogStats]:
+              by: str | None = None, include_synthetic: bool = False) -> list[LogStats]:
         """One `LogStats` for all matching model calls (`by=None`), or one per model / endpoint
         (`by="model"` / `"endpoint"`), busiest first. Model calls: chat and FIM completions
-        (`models.list()` and `user.balance()` calls are logged but not counted here)."""
+        (`models.list()` and `user.balance()` calls are logged but not counted here). Calls the
+        emulator answered count only with `include_synthetic=True`."""
         if by not in _GROUPS:
             raise ValueError(f"by must be None, 'model' or 'endpoint', got {by!r}")
         db = self._db()
         if db is None:
             return [] if by else [LogStats(None)]
-        where, args = self._where(since, model, False)
+        where, args = self._where(since, model, False, synthetic=None if include_synthetic else False)
         where = (where + " AND " if where else " WHERE ") + "path LIKE '%completions'"
         sql = (f"SELECT {_GROUPS[by]}, ts, outcome, error, latency, ttft, stream, prompt_tokens, "
                "completion_tokens, reasoning_tokens, cache_hit_tokens, cache_miss_tokens, cache_hit, "

@@ -12,7 +12,14 @@ messages, parameters) and a non-stream answer, the token split, DeepSeek's price
 at the start of the call), and redacting error messages.
 
 Never stored: request headers (the API key travels there, and only there) and the client's key in
-any error text (`redact`). With `LogConfig(content=False)` only the numbers are stored.
+any error text (`redact`). With `LogConfig(content=False)` only the numbers are stored. A 200 whose
+body does not decode is logged as the error the caller got (outcome "error", `APIConnectionError`),
+and nothing of that body is kept: a server that echoes the request (an HTML error page, a
+misconfigured proxy) would otherwise put the key in the file.
+
+`synthetic` marks a call the emulator answered (its `x-dsk-emulator` header or `fp_dsk_emulator`
+fingerprint, `_types.EMULATOR_HEADER`), or every call of a step created with `synthetic=True`
+(`dsk --mock`); `dsk stats` leaves those out unless asked.
 
 One row per pipeline call: a stream resumed through prefix completion (`_resume.py`) gives a
 "broken" row with the partial answer and a second row for the continuation, whose answer is the
@@ -37,7 +44,14 @@ from ._logstore import LogConfig, _text
 from ._logwriter import LogStore
 from ._metrics import _tokens
 from ._request import Request, Response
-from ._types import chat_completion_decoder, completion_decoder
+from ._types import (
+    EMULATOR_HEADER,
+    balance_decoder,
+    chat_completion_decoder,
+    completion_decoder,
+    is_synthetic_fingerprint,
+    model_list_decoder,
+)
 
 __all__ = ["LogStep"]
 
@@ -50,12 +64,14 @@ class LogStep:
     wait until the rows of calls made so far are written."""
 
     def __init__(self, config: LogConfig | None = None, *, secrets: tuple[str | None, ...] = (),
-                 endpoint: str | None = None, store: LogStore | None = None) -> None:
+                 endpoint: str | None = None, store: LogStore | None = None,
+                 synthetic: bool = False) -> None:
         self.config = cfg = config or LogConfig()
         self.store = store or LogStore.shared(cfg)
         self._put = self.store.put
         self._secrets = tuple(s for s in secrets if s)
         self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
+        self._synthetic = synthetic  # every call goes to the emulator (dsk --mock)
         self._content = cfg.content
         self._currency = cfg.currency
         self._clock = cfg.clock
@@ -119,6 +135,7 @@ class LogStep:
         attempts = 1
         outcome = "ok"
         ttft = None
+        synthetic = self._synthetic
         if failure is not None:
             exc, text = failure
             outcome, error = _outcome(exc), type(exc).__name__
@@ -132,6 +149,9 @@ class LogStep:
             partial = getattr(exc, "partial", None)  # e.g. a StreamError raised before the first event
             if partial is not None:
                 final = partial
+            headers = getattr(exc, "headers", None)
+            if isinstance(headers, dict) and any(str(k).lower() == EMULATOR_HEADER for k in headers):
+                synthetic = True
         if resp is not None:
             status, attempts, trace_id = resp.status, resp.attempts, resp.headers.get("x-ds-trace-id")
             outcome = resp.outcome or "ok"
@@ -140,16 +160,22 @@ class LogStep:
             if resp.first_event_at is not None:
                 ttft = max(resp.first_event_at - t0, 0.0)
             usage = resp.usage
+            synthetic = synthetic or resp.synthetic
         if final is None and resp is not None and resp.events is None and resp.body:
-            final = _decode_answer(request.path, resp.body)
-            if final is None and self._content:
-                answer = resp.body[:65536].decode("utf-8", "replace")  # models, balance...
+            final, problem = _decode_answer(request.path, resp.body)
+            if problem is not None:
+                # The caller got an error for this body (`_resources._decode`): log that, and keep
+                # nothing of the body (it may echo the request's headers, key included).
+                outcome, error, message = "error", "APIConnectionError", problem
+            elif final is None and self._content:
+                answer = redact(resp.body[:65536].decode("utf-8", "replace"), *self._secrets)  # models...
             elif final is not None and not final.choices:
                 # A 200 whose body is an error envelope (other servers): the caller got an error.
                 err = ok_body_error(resp.status, resp.headers, resp.body, secrets=self._secrets)
                 if err is not None:
                     outcome, error, message = "error", type(err).__name__, str(err)
         if final is not None:
+            synthetic = synthetic or is_synthetic_fingerprint(getattr(final, "system_fingerprint", None))
             response_id = getattr(final, "id", None) or None
             if usage is None:
                 usage = getattr(final, "usage", None)
@@ -179,6 +205,7 @@ class LogStep:
             hit, miss, cost, self._currency, int(cache_hit), trace_id, response_id,
             prompt if content else None, messages if content else None, params,
             answer if content else None, reasoning if content else None, tool_calls if content else None,
+            int(synthetic),
         )
 
 
@@ -190,20 +217,38 @@ def _outcome(exc: BaseException) -> str:
     return "error"
 
 
-def _decode_answer(path: str, body: bytes) -> Any:
+def _decode_answer(path: str, body: bytes) -> tuple[Any, str | None]:
+    """(the answer in a 200 body, None), or (None, why) when the body does not decode, as the
+    client's resources would refuse it. Bodies of other paths (models, balance) only have to be
+    JSON: (None, None)."""
+    what = "JSON body"
     try:
         if path.endswith("/chat/completions"):
+            what = "chat completion"
             comp = chat_completion_decoder.decode(body)
             for c in comp.choices:  # other servers' name for it (docs/dialects.md)
                 m = c.message
                 if m.reasoning_content is None and isinstance(m.reasoning, str):
                     m.reasoning_content = m.reasoning
-            return comp
+            return comp, None
         if path.endswith("/completions"):
-            return completion_decoder.decode(body)
-    except (msgspec.DecodeError, AttributeError):
-        return None
-    return None
+            what = "completion"
+            return completion_decoder.decode(body), None
+        # Checked as the resources decode them, so the row says what the caller got; the body
+        # itself is stored (redacted) as the answer.
+        if path.endswith("/models"):
+            what = "model list"
+            model_list_decoder.decode(body)
+        elif path.endswith("/user/balance"):
+            what = "balance"
+            balance_decoder.decode(body)
+        else:
+            msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        return None, f"the server sent a malformed {what} ({str(exc)[:200]})"
+    except AttributeError:
+        return None, None
+    return None, None
 
 
 class _Message(msgspec.Struct, gc=False):

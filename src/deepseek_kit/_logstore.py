@@ -43,6 +43,7 @@ __all__ = [
     "ConversationInfo",
     "LogConfig",
     "connect",
+    "db_error_advice",
     "delete_conversation",
     "index_pending",
     "like_escape",
@@ -57,6 +58,7 @@ REQUEST_COLUMNS = (
     "attempts", "latency", "ttft", "finish_reason", "prompt_tokens", "completion_tokens",
     "reasoning_tokens", "cache_hit_tokens", "cache_miss_tokens", "cost", "currency", "cache_hit",
     "trace_id", "response_id", "prompt", "messages", "params", "answer", "reasoning", "tool_calls",
+    "synthetic",
 )
 _TRUE = ("1", "true", "yes", "on")
 _NOT_IN_FILE = {"holidays", "clock"}  # holidays come from the [pricing] table; a clock is code
@@ -93,10 +95,18 @@ class LogConfig:
     clock: Callable[[], float] = field(default_factory=default_clock, compare=False)
 
     def __post_init__(self) -> None:
+        # Values come from the config file too: a wrong type is a UsageError, never a TypeError.
+        for name, types in (("enabled", bool), ("content", bool), ("currency", str),
+                            ("path", (str, Path, type(None))),
+                            ("retention_days", (int, float, type(None))), ("batch_delay", (int, float))):
+            value = getattr(self, name)
+            if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
+                raise UsageError(f"LogConfig.{name} (config file [logs] {name}) has the wrong type: "
+                                 f"{value!r}")
         if self.retention_days is not None and not self.retention_days > 0:
             raise UsageError(f"LogConfig.retention_days must be > 0 days or None, "
                              f"got {self.retention_days!r}")
-        if not isinstance(self.max_queue, int) or self.max_queue < 1:
+        if not isinstance(self.max_queue, int) or isinstance(self.max_queue, bool) or self.max_queue < 1:
             raise UsageError(f"LogConfig.max_queue must be an integer >= 1, got {self.max_queue!r}")
         if not self.batch_delay >= 0:
             raise UsageError(f"LogConfig.batch_delay must be >= 0 seconds, got {self.batch_delay!r}")
@@ -173,9 +183,26 @@ def connect(path: str | Path | None = None, *, busy_timeout: float = 10.0) -> sq
         migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise UsageError(f"cannot use the logs database {p}: {exc} "
-                         "(move it aside to start a new one)") from None
+        raise UsageError(f"cannot use the logs database {p}: {exc}{db_error_advice(exc)}") from None
     return conn
+
+
+def db_error_advice(exc: sqlite3.Error) -> str:
+    """What to do about a SQLite error, as a " (...)" suffix: only a damaged file is worth moving
+    aside; a full disk, a read-only file system or a lock from another process is not the file's
+    fault (moving it would lose the logs and saved conversations for nothing)."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc).lower()
+    damaged = "malformed" in text or "not a database" in text
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or damaged:
+        return " (the file is damaged or not a logs database: move it aside to start a new one)"
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "disk" in text:
+        return " (is the disk full? free some space, or set DSK_HOME or [logs] path elsewhere)"
+    if name.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        return " (the file or its directory is read-only: set DSK_HOME or [logs] path elsewhere)"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return " (another process holds it locked: try again)"
+    return ""
 
 
 def index_pending(conn: sqlite3.Connection, limit: int | None = None) -> int:
@@ -292,7 +319,7 @@ def save_conversation(conversation_id: str | None, messages: Sequence[Any],
                 if cur.rowcount == 1:
                     return cid
         except sqlite3.Error as exc:
-            raise UsageError(f"cannot save the conversation: {exc}") from None
+            raise UsageError(f"cannot save the conversation: {exc}{db_error_advice(exc)}") from None
     raise UsageError("cannot save the conversation: no free id found")  # pragma: no cover
 
 

@@ -98,6 +98,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX conversations_updated ON conversations(updated)",
     )),
     Migration("0003_requests_search", apply=_search_index),
+    # Calls the emulator answered (its marker header or fingerprint, or dsk's --mock / fallback):
+    # shown as such by `dsk logs` and kept out of `dsk stats` unless asked (issue 7 item 5). Rows
+    # logged before this migration by dsk's emulator carry the endpoint label "emulator".
+    Migration("0004_requests_synthetic", (
+        "ALTER TABLE requests ADD COLUMN synthetic INTEGER NOT NULL DEFAULT 0",
+        "UPDATE requests SET synthetic = 1 WHERE endpoint = 'emulator'",
+    )),
 )
 
 _TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"

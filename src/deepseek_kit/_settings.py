@@ -10,18 +10,31 @@ Config file (TOML): top-level keys are the defaults, `[profiles.NAME]` tables ov
     model = "deepseek-flash"
     [profiles.local]
     base_url = "http://127.0.0.1:8000"
+
+The known keys are type-checked when the file is read (`_ConfigShape`): a value of the wrong type
+(`api_key = 5`, `endpoints = "x"`, `[profiles] a = 5`) is a `UsageError` naming the key, never a
+TypeError later nor a header `Bearer 5`. Unknown keys are left to the code that reads them.
+Base URLs and keys, whatever their source, are checked by `resolve` (a URL that does not parse or
+names no host, a port out of range, a key with a line break or a control character).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
 
 from ._errors import UsageError
 
-__all__ = ["DEFAULT_BASE_URL", "config_path", "home_dir", "load_config", "resolve"]
+__all__ = ["DEFAULT_BASE_URL", "check_base_url", "config_path", "config_table", "home_dir", "load_config",
+           "resolve"]
+
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.deepseek.com"
 
@@ -33,6 +46,67 @@ def home_dir() -> Path:
 def config_path() -> Path:
     env = os.environ.get("DSK_CONFIG")
     return Path(env) if env else home_dir() / "config.toml"
+
+
+class _ConfigShape(msgspec.Struct):
+    """The types of the keys this package reads from the config file (top level or a profile)."""
+
+    api_key: str | None = None
+    api_key_env: str | None = None
+    base_url: str | None = None
+    beta_base_url: str | None = None
+    model: str | None = None
+    endpoints: list[dict[str, Any]] | None = None
+    routing: dict[str, Any] | None = None
+    limits: dict[str, Any] | None = None
+    cache: dict[str, Any] | None = None
+    metrics: bool | dict[str, Any] | None = None
+    logs: bool | dict[str, Any] | None = None
+    prefix_completion: bool | None = None
+    pricing: dict[str, Any] | None = None
+
+
+def _check_shape(data: Any, where: str) -> None:
+    try:
+        msgspec.convert(data, _ConfigShape)
+    except msgspec.ValidationError as exc:
+        # "Expected `str`, got `int` - at `$.api_key`" -> name the key as the file spells it.
+        msg, _, at = str(exc).partition(" - at `$.")
+        key = at.rstrip("`")
+        raise UsageError(f"{where}{' ' + key if key else ''}: {msg.replace('`', '')}") from None
+
+
+def config_table(key: str, factory: Callable[..., T], value: Any) -> T:
+    """`factory(**value)` for a config-file table (`[limits]`, `[cache]`, ...), its unknown or
+    misspelt keys a UsageError naming the table rather than a TypeError."""
+    if not isinstance(value, dict):
+        raise UsageError(f"config file: {key} must be a [{key}] table, got {value!r}")
+    try:
+        return factory(**value)
+    except TypeError as exc:
+        raise UsageError(f"config file [{key}]: {exc}") from None
+
+
+def check_base_url(url: str, what: str = "base_url") -> str:
+    """`url` if it is an http(s) URL with a host and a valid port, else a UsageError."""
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{what} must start with http:// or https://, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise UsageError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        raise UsageError(f"{what} {url!r} is not a valid URL: it names no host or holds spaces")
+    return url
+
+
+def _check_key(key: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        # Sent as a header line: a line break would inject headers (and aiohttp refuses it).
+        raise UsageError("the API key contains a line break or a control character: check "
+                         "DEEPSEEK_API_KEY or api_key in the config file")
+    return key
 
 
 def load_config(path: Path | None = None, profile: str | None = None) -> dict[str, Any]:
@@ -52,12 +126,20 @@ def load_config(path: Path | None = None, profile: str | None = None) -> dict[st
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read config file {p}: {exc}") from None
     profiles = data.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise UsageError(f"config file {p}: profiles must be [profiles.NAME] tables, got {profiles!r}")
+    _check_shape(data, f"config file {p}:")
     name = profile or os.environ.get("DSK_PROFILE")
     if name:
         if name not in profiles:
             known = ", ".join(sorted(profiles)) or "none"
             raise UsageError(f"profile {name!r} not found in {p} (profiles: {known})")
-        data.update(profiles[name])
+        chosen = profiles[name]
+        if not isinstance(chosen, dict):
+            raise UsageError(f"config file {p}: profile {name!r} must be a [profiles.{name}] table, "
+                             f"got {chosen!r}")
+        _check_shape(chosen, f"config file {p}: [profiles.{name}]")
+        data.update(chosen)
     return data
 
 
@@ -75,7 +157,9 @@ def resolve(
         if key is None and cfg.get("api_key_env"):
             key = os.environ.get(str(cfg["api_key_env"]))
     url = base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url") or DEFAULT_BASE_URL
-    url = str(url).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"base_url must start with http:// or https://, got {url!r}")
+    url = check_base_url(str(url).rstrip("/"))
+    if key is not None:
+        if not isinstance(key, str):  # pragma: no cover - load_config checked the type
+            raise UsageError("api_key must be a string")
+        _check_key(key)
     return key, url, cfg

@@ -1,8 +1,10 @@
 """`dsk ask`: one question, one answer, streamed to stdout.
 
 The prompt comes from the arguments, or from stdin when it is piped; with both, stdin is appended
-as context. Only the answer goes to stdout (so `dsk ask ... > file` and pipes get clean text);
-reasoning goes to stderr, dimmed, when stderr is a terminal or with --show-reasoning.
+as context. Stdin is read up to DSK_MAX_INPUT_MB (default 16 MB, `common.max_input_bytes`) and
+must be UTF-8: `dsk ask < /dev/zero` or a binary file is a one-line error, not a runaway process.
+Only the answer goes to stdout (so `dsk ask ... > file` and pipes get clean text); reasoning
+goes to stderr, dimmed, when stderr is a terminal or with --show-reasoning.
 `--json` prints the final ChatCompletion as one JSON object instead.
 
 `--preset NAME` applies one of DeepSeek's recommended settings (`_presets.py`: the temperature for
@@ -58,6 +60,7 @@ def _steps(text: str) -> int:
 
 
 def _read_stdin() -> str:
+    """Piped stdin, at most `common.max_input_bytes()` of UTF-8 (more, or other bytes: an error)."""
     stdin = sys.stdin
     if stdin is None:
         return ""
@@ -66,11 +69,16 @@ def _read_stdin() -> str:
             return ""
     except (AttributeError, ValueError):
         return ""
-    return stdin.read()
+    limit = common.max_input_bytes()
+    raw = getattr(stdin, "buffer", None)
+    data: bytes | str = raw.read(limit + 1) if raw is not None else stdin.read(limit + 1)
+    if len(data) > limit:
+        raise common.too_much_input(limit)
+    return common.utf8_text(data, "stdin")
 
 
 def build_prompt(args: argparse.Namespace) -> str:
-    question = " ".join(args.prompt).strip()
+    question = common.utf8_text(" ".join(args.prompt), "the question").strip()
     piped = "" if args.no_stdin else _read_stdin()
     if question and piped.strip():
         return f"{question}\n\n{piped.rstrip()}"
@@ -105,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
-    with common.backend(args) as b:
+    with common.backend(args, fallback=common.may_fall_back("ask")) as b:
         return common.run_async(lambda: _ask(args, b, messages, tools))
 
 
@@ -129,7 +137,7 @@ async def _ask(args: argparse.Namespace, b: common.Backend, messages: list[dict[
                 reasoning.write(msg.reasoning_content or "")
                 reasoning.end()
                 wrote = msg.content or ""
-                out.write(wrote)
+                out.write(common.for_stream(wrote, out))
         else:
             stream = await client.chat.completions.create(messages=messages, stream=True, **kw)
             try:
@@ -142,7 +150,7 @@ async def _ask(args: argparse.Namespace, b: common.Backend, messages: list[dict[
                             reasoning.write(delta.reasoning_content)
                         if delta.content:
                             reasoning.end()
-                            out.write(delta.content)
+                            out.write(common.for_stream(delta.content, out))
                             out.flush()
                             wrote = delta.content
             finally:

@@ -250,43 +250,18 @@ def _log_step(b: common.Backend, args: argparse.Namespace) -> Any:
     """The personal log gets the numbers of each batch call (tokens, cost, latency), not every
     prompt and answer - a batch would copy its whole input and output into it - unless
     --log-content asks for them."""
-    step = common.log_step(b, args)
-    if step is False or args.log_content or not step.config.content:
-        return step
-    import dataclasses
-
-    from deepseek_kit._logstep import LogStep
-
-    return LogStep(dataclasses.replace(step.config, content=False), secrets=(b.api_key,),
-                   endpoint="emulator" if b.synthetic else None)
-
-
-def _quiet_emulator() -> None:
-    """The in-process emulator answers a malformed request (a record's bad header name) with a
-    400 as DeepSeek would; aiohttp also logs a traceback for it, which is noise on dsk's
-    stderr (issue 8, K9): the record's failure is already in the failures file."""
-    import logging
-
-    server_log = logging.getLogger("aiohttp.server")
-    server_log.addHandler(logging.NullHandler())
-    server_log.propagate = False
+    return common.log_step(b, args, content=bool(args.log_content))
 
 
 async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
-    from deepseek_kit import AsyncClient, Limits, Timeout
+    from deepseek_kit import Limits
     from deepseek_kit._batch import run_batch
 
     err = sys.stderr
-    if b.synthetic:
-        _quiet_emulator()
-    timeout: Any = Timeout()
-    if args.timeout is not None:
-        t = float(args.timeout)
-        timeout = Timeout(connect=t, first_token=t, idle=t, total=max(Timeout().total or 0.0, t))
-    # No bound on the wait for a turn: the workers are the only waiters, so the queue never
-    # grows past --concurrency, and a low --rpm must slow the run down, not fail its items.
-    limits = (Limits(rpm=args.rpm, tpm=args.tpm, max_queue_wait=None)
-              if args.rpm or args.tpm else None)
+    # No bound on the wait for a turn (wait_for_limits, whatever the limits' source: --rpm/--tpm
+    # or the config file): the workers are the only waiters, so the queue never grows past
+    # --concurrency, and a low rate must slow the run down, not fail its items.
+    limits = Limits(rpm=args.rpm, tpm=args.tpm) if args.rpm or args.tpm else None
     display: _Plain | _Live | None = None
     if not args.quiet:
         if common._is_tty(err) and args.progress_interval is None:
@@ -307,12 +282,9 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
-        async with AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
-                               max_retries=args.max_retries, limits=limits,
-                               max_connections=max(args.concurrency, 100),
-                               profile=None if b.synthetic else b.profile,
-                               logs=_log_step(b, args),
-                               holidays=common.holidays(b)) as client:
+        async with common.make_client(b, args, limits=limits, wait_for_limits=True,
+                                      max_connections=max(args.concurrency, 100),
+                                      logs=_log_step(b, args)) as client:
             result = await run_batch(
                 client, args.input, args.output, defaults=defaults, system=args.system,
                 concurrency=args.concurrency, ordered=args.ordered, reorder_window=args.reorder_window,

@@ -35,6 +35,7 @@ __all__ = ["add_parser", "read_message", "run"]
 
 HELP = "chat in the terminal (streaming, keeps the conversation)"
 EXIT_WORDS = frozenset({"exit", "quit", ":q"})
+_TOO_LONG = "\x00dsk: line too long"  # queued by LineReader: a line past the input bound
 FENCE = '"""'
 
 
@@ -91,30 +92,48 @@ class LineReader:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._fd = sys.stdin.fileno()
+        self._limit = common.max_input_bytes()
         threading.Thread(target=self._pump, name="dsk-stdin", daemon=True).start()
 
     def _pump(self) -> None:
         import codecs
 
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        buf = ""
+        # The pieces of the line being read: only new data is searched for a newline (a long line
+        # costs linear time), and a line longer than the input bound ends the session
+        # (`dsk chat < /dev/zero` must not grow until the kernel kills it).
+        parts: list[str] = []
+        size = 0
+        limit = self._limit
         put = self._queue.put_nowait
+        end: str | None = None
         try:
             while True:
                 data = os.read(self._fd, 65536)
                 if not data:
                     break
-                buf += decoder.decode(data)
-                *lines, buf = buf.split("\n")
-                for line in lines:
-                    self._loop.call_soon_threadsafe(put, line)
-            buf += decoder.decode(b"", final=True)
+                text = decoder.decode(data)
+                if "\n" in text:
+                    first, *lines, rest = text.split("\n")
+                    self._loop.call_soon_threadsafe(put, "".join([*parts, first]))
+                    for line in lines:
+                        self._loop.call_soon_threadsafe(put, line)
+                    parts, size = [rest], len(rest)
+                else:
+                    parts.append(text)
+                    size += len(text)
+                if size > limit:
+                    end = _TOO_LONG
+                    break
+            if end is None:
+                parts.append(decoder.decode(b"", final=True))
         except (OSError, RuntimeError):  # stdin closed, or the loop is gone at exit
             pass
         try:
+            buf = "".join(parts) if end is None else ""
             if buf:
                 self._loop.call_soon_threadsafe(put, buf)
-            self._loop.call_soon_threadsafe(put, None)
+            self._loop.call_soon_threadsafe(put, end)
         except RuntimeError:
             pass
 
@@ -123,8 +142,10 @@ class LineReader:
             sys.stdout.write(self._prompt)
             sys.stdout.flush()
         line = await self._queue.get()
-        if line is None:
-            self._queue.put_nowait(None)
+        if line is None or line is _TOO_LONG:
+            self._queue.put_nowait(line)
+            if line is _TOO_LONG:
+                raise common.too_much_input(self._limit)
             raise EOFError
         return line.rstrip("\r")
 
@@ -205,7 +226,7 @@ async def read_message(reader: Any) -> tuple[str, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    with common.backend(args) as b:
+    with common.backend(args, fallback=common.may_fall_back("chat")) as b:
         return common.run_async(lambda: _chat(args, b))
 
 

@@ -54,6 +54,7 @@ class PlainRenderer:
 
     def __init__(self, show_reasoning: bool) -> None:
         self.out = sys.stdout
+        self._safe = common._is_tty(self.out)  # only without rich: a terminal gets inert text
         self.reasoning = common.ReasoningWriter(show_reasoning)
         self.last_reasoning = ""
         self._reasoning: list[str] = []
@@ -63,12 +64,12 @@ class PlainRenderer:
         pass
 
     def info(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(common.for_stream(text, sys.stderr), file=sys.stderr, flush=True)
 
     output = info
 
     def show_reasoning(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(common.for_stream(text, sys.stderr), file=sys.stderr, flush=True)
 
     def start(self) -> None:
         self._last = ""
@@ -80,7 +81,7 @@ class PlainRenderer:
 
     def say(self, text: str) -> None:
         self.reasoning.end()
-        self.out.write(text)
+        self.out.write(common.terminal_safe(text) if self._safe else text)
         self.out.flush()
         self._last = text
 
@@ -133,19 +134,22 @@ class RichRenderer:
 
     # -- plain lines --------------------------------------------------------------------------
 
+    # Everything shown here goes to a terminal: text from the server (answers, reasoning, model
+    # names, saved titles) passes through common.terminal_safe, since rich keeps escape sequences.
+
     def banner(self, text: str) -> None:
-        self.console.print(text, style="dim", markup=False, highlight=False)
+        self.console.print(common.terminal_safe(text), style="dim", markup=False, highlight=False)
 
     def info(self, text: str) -> None:
-        self.console.print(text, style="dim", markup=False, highlight=False)
+        self.console.print(common.terminal_safe(text), style="dim", markup=False, highlight=False)
 
     def output(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        self.console.print(common.terminal_safe(text), markup=False, highlight=False)
 
     def show_reasoning(self, text: str) -> None:
         from rich.text import Text
 
-        self.console.print(Text(text.strip("\n"), style="dim italic"))
+        self.console.print(Text(common.terminal_safe(text.strip("\n")), style="dim italic"))
 
     # -- one turn -----------------------------------------------------------------------------
 
@@ -154,11 +158,11 @@ class RichRenderer:
         self._reset()
 
     def think(self, text: str) -> None:
-        self._reasoning.append(text)
+        self._reasoning.append(common.terminal_safe(text))
         self._changed()
 
     def say(self, text: str) -> None:
-        self._answer.append(text)
+        self._answer.append(common.terminal_safe(text))
         self._changed()
 
     def end(self, interrupted: bool = False, reasoning_tokens: int = 0) -> None:

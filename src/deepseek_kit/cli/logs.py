@@ -44,10 +44,14 @@ def parse_since(text: str) -> float:
     if m:
         return time.time() - float(m.group(1)) * _UNITS[m.group(2)]
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
+        when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a duration like 30m, 2h, 7d, 2w or a date like 2026-11-25, got {text!r}") from None
+    try:
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):  # year 1: before the epoch in local time
+        return 0.0 if when.year < 1970 else float("inf")
 
 
 def fmt_time(ts: float | None) -> str:
@@ -70,8 +74,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Seque
     """Aligned columns; on a terminal the last column is cut to fit its width (in a pipe or a
     file, nothing is cut: `dsk logs | grep` sees whole prompts)."""
     cols = len(headers)
+    tty = sys.stdout.isatty()
+    if tty:  # logged prompts and answers, model ids: a server's text must not drive the terminal
+        rows = [[common.terminal_safe(str(c)) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(cols)]
-    if width is None and sys.stdout.isatty():
+    if width is None and tty:
         width = shutil.get_terminal_size((120, 24)).columns
     if width is not None:
         used = sum(widths[:-1]) + 2 * (cols - 1)
@@ -90,9 +97,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Seque
 
 def _status(e: LogEntry) -> str:
     if e.outcome == "ok":
-        return "ok (cache)" if e.cache_hit else "ok"
-    name = e.error or e.outcome
-    return f"{e.status} {name}" if e.status and e.status >= 400 else name
+        text = "ok (cache)" if e.cache_hit else "ok"
+    else:
+        name = e.error or e.outcome
+        text = f"{e.status} {name}" if e.status and e.status >= 400 else name
+    return text + " (synthetic)" if e.synthetic else text
 
 
 def _first_words(text: str | None) -> str:
@@ -166,7 +175,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(entry.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return 0
-    print(_show(entry))
+    print(common.for_stream(_show(entry), sys.stdout))
     return 0
 
 
@@ -179,6 +188,9 @@ def _show(e: LogEntry) -> str:
              f"tokens: prompt {e.prompt_tokens} (cache hit {e.cache_hit_tokens}, miss {e.cache_miss_tokens})"
              f"  completion {e.completion_tokens} (reasoning {e.reasoning_tokens})"
              f"  cost: {fmt_cost(e.cost, e.currency)}"]
+    if e.synthetic:
+        lines.append("synthetic: answered by deepseek-kit's emulator, not by a model "
+                     "(not counted by dsk stats unless --include-synthetic)")
     if e.error_message:
         lines.append(f"error: {e.error_message}")
     if e.params:
@@ -196,7 +208,11 @@ def _show(e: LogEntry) -> str:
         lines += ["\n--- answer ---", e.answer]
     if e.tool_calls:
         lines.append("\n--- tool calls ---")
-        for call in json.loads(e.tool_calls):
+        calls = e.to_dict()["tool_calls"]
+        for call in calls if isinstance(calls, list) else [calls]:
+            if not isinstance(call, dict):  # not what dsk stored (a file edited by hand)
+                lines.append(str(call))
+                continue
             fn = call.get("function") or {}
             lines.append(f"{call.get('id', '')} {fn.get('name', '')}({fn.get('arguments', '')})")
     if e.messages is None and e.answer is None and e.prompt is None:
@@ -233,6 +249,19 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 _positive_int = common.positive_int
+_MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger id cannot exist (and would overflow)
+
+
+def _row_id(text: str) -> int:
+    v = common.positive_int(text)
+    if v > _MAX_ID:
+        raise argparse.ArgumentTypeError(f"no call has an id that large: {text!r}")
+    return v
+
+
+def _limit(text: str) -> int:
+    """A row count: anything past SQLite's largest integer means "all" (it would overflow)."""
+    return min(common.positive_int(text), _MAX_ID)
 
 
 def add_db_option(p: argparse.ArgumentParser) -> None:
@@ -240,7 +269,7 @@ def add_db_option(p: argparse.ArgumentParser) -> None:
 
 
 def _list_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", "--limit", type=_positive_int, help="how many calls (default 20)")
+    p.add_argument("-n", "--limit", type=_limit, help="how many calls (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per call (JSON Lines)")
     add_db_option(p)
 
@@ -263,7 +292,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     quiet = argparse.SUPPRESS
     show = s.add_parser("show", help="one call in full: messages, reasoning, answer, tool calls, usage",
                         argument_default=quiet)
-    show.add_argument("id", type=_positive_int, help="the call's ID (first column of `dsk logs`)")
+    show.add_argument("id", type=_row_id, help="the call's ID (first column of `dsk logs`)")
     show.add_argument("--json", action="store_true", help="as one JSON object")
     add_db_option(show)
     show.set_defaults(func=run_show)

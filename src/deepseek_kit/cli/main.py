@@ -50,6 +50,8 @@ def _run(argv: Sequence[str] | None) -> int:
 
     secrets = (os.environ.get("DEEPSEEK_API_KEY"),)
     try:
+        if sys.stdout is None:  # started with stdout closed (`dsk ask ... >&-`): fail before paying
+            raise common.CLIError("standard output is closed: there is nowhere to print the result")
         code: int = args.func(args)
         return code
     except common.CLIError as exc:
@@ -91,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         _calendar_warning_as_one_line()
         code = _run(argv)
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except KeyboardInterrupt:
         try:
             sys.stderr.write("\n")

@@ -68,6 +68,9 @@ def _value(text: str) -> Any:
         return text
 
 
+MAX_CONFIG_BYTES = 1 << 20  # an emulator config is a few lines of TOML
+
+
 def build_config(args: argparse.Namespace) -> Any:
     try:
         from deepseek_kit.server import EmulatorConfig
@@ -77,6 +80,20 @@ def build_config(args: argparse.Namespace) -> Any:
 
     data: dict[str, Any] = {}
     if args.config:
+        import os
+        import stat
+
+        # A device or a FIFO (`--config /dev/zero`) would be read forever; a config file is small.
+        try:
+            st = os.stat(args.config)
+        except OSError as exc:
+            raise common.CLIError(f"cannot read {args.config}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise common.CLIError(f"{args.config} is not a regular file (give a TOML file with an "
+                                  "[emulator] table)")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise common.CLIError(f"{args.config} is {st.st_size:,} bytes: not an emulator config "
+                                  f"(at most {MAX_CONFIG_BYTES:,})")
         try:
             base = EmulatorConfig.from_toml(args.config)
         except OSError as exc:

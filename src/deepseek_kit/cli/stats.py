@@ -2,6 +2,9 @@
 time to first token, output tokens per second, tokens with DeepSeek's prompt-cache hit rate, client
 cache hits, and cost — overall or per model / endpoint, since a time.
 
+Calls the emulator answered (`dsk --mock`, the no-key fallback, any server sending the emulator's
+marker) are left out unless `--include-synthetic`; a line on stderr says how many.
+
 Latency percentiles cover successful calls (a fast 400 is not a fast answer); TTFT covers every
 call that got a first token; tokens/s is the median over calls of completion tokens divided by the
 time after the first token (streams) or the whole call (non-stream). Numbers come from
@@ -80,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
     with open_logs(args) as logs:
         if not logs.exists:
             print(f"dsk: no calls logged yet in {logs.path}", file=sys.stderr)
-        groups = logs.stats(since=args.since, model=args.model, by=args.by)
+        groups = logs.stats(since=args.since, model=args.model, by=args.by,
+                            include_synthetic=args.include_synthetic)
+        left_out = 0 if args.include_synthetic else logs.synthetic_count(since=args.since, model=args.model)
+    if left_out:
+        print(f"dsk: {left_out} call(s) answered by the emulator (synthetic) not counted; "
+              "--include-synthetic counts them", file=sys.stderr)
     if args.json:
         for g in groups:
             sys.stdout.write(json.dumps(_as_dict(g)) + "\n")
@@ -102,6 +110,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="only calls to this model")
     p.add_argument("--by", choices=("model", "endpoint"), help="one row per model or endpoint")
     p.add_argument("--json", action="store_true", help="JSON (one object per group)")
+    p.add_argument("--include-synthetic", action="store_true",
+                   help="also count calls the built-in emulator answered (--mock, no key); left out "
+                        "by default: their tokens and cost were never spent")
     add_db_option(p)
     p.set_defaults(func=run)
     return p
