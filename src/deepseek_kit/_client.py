@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ._auth import AuthProvider, AuthStep, StaticKey
 from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
-from ._http import Attempt
+from ._http import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES, Attempt
 from ._limits import Limits, LimitStep
 from ._logstep import LogStep
 from ._logstore import LogConfig
@@ -54,6 +54,15 @@ def _cache_step(value: CachePolicy | CacheStep | bool | None) -> CacheStep | Non
     return CacheStep(value if isinstance(value, CachePolicy) else CachePolicy())
 
 
+def _size_setting(name: str, value: int | None, cfg: Mapping[str, Any], default: int) -> int:
+    """A byte limit from the argument, else the config file, else the default; a positive int."""
+    if value is None:
+        value = cfg.get(name, default)
+    if type(value) is not int or value <= 0:
+        raise UsageError(f"{name} must be a positive number of bytes, got {value!r}")
+    return value
+
+
 def _beta_url(base_url: str) -> str:
     """DeepSeek serves prefix completion and FIM under /beta (deepseek-api.md §1.1)."""
     for suffix in ("/v1", "/beta"):
@@ -70,6 +79,10 @@ class AsyncClient:
     `timeout=Timeout(...)` (or seconds), `max_retries=` or a full `retry=RetryPolicy(...)`,
     `endpoints=[Endpoint(...), ...]` with `routing=Routing(...)` for failover across DeepSeek and
     private deployments, `auth=` for KeyRotation / OAuth2ClientCredentials,
+    `max_response_bytes=` (default 64 MiB) caps a non-stream body and `max_event_bytes=` (16 MiB)
+    one stream event, against servers that send without end (config keys of the same names);
+    Proxies: `proxy="http://host:port"` (config key `proxy`), else HTTP_PROXY / HTTPS_PROXY /
+    NO_PROXY unless `trust_env=False` (config key `trust_env = false`), see docs/proxies.md.
     `transport=` to replace the network (MockTransport in unit tests), `steps=` to add pipeline
     steps outside retry (seen once per call), `inner_steps=` between retry and auth (seen once per
     attempt).
@@ -87,7 +100,8 @@ class AsyncClient:
         default_headers: Mapping[str, str] | None = None,
         beta_base_url: str | None = None,
         max_connections: int = 1000,
-        trust_env: bool = False,
+        trust_env: bool | None = None,
+        proxy: str | None = None,
         profile: str | None = None,
         config_file: str | None = None,
         steps: list[Step] | None = None,
@@ -100,6 +114,8 @@ class AsyncClient:
         cache: CachePolicy | CacheStep | bool | None = None,
         metrics: MetricsConfig | MetricsStep | bool | None = None,
         logs: LogConfig | LogStep | bool | None = None,
+        max_response_bytes: int | None = None,
+        max_event_bytes: int | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
@@ -122,8 +138,16 @@ class AsyncClient:
         self.config = cfg
         # Broken streams are continued through prefix completion unless turned off (_resume.py).
         self.resumption = resumption if resumption is not None else Resumption()
+        if trust_env is None:
+            trust_env = cfg.get("trust_env", True)
+        if type(trust_env) is not bool:
+            raise UsageError(f"trust_env must be true or false, got {trust_env!r}")
+        proxy = proxy if proxy is not None else cfg.get("proxy")
+        if proxy is not None and (type(proxy) is not str or transport is not None):
+            raise UsageError("proxy must be a URL string such as 'http://127.0.0.1:3128' (and is not "
+                             "combined with transport=: give the proxy to that transport)")
         self._transport: Transport = transport or AiohttpTransport(
-            max_connections=max_connections, trust_env=trust_env)
+            max_connections=max_connections, trust_env=trust_env, proxy=proxy or None)
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -156,7 +180,11 @@ class AsyncClient:
         all_steps: list[Step] = [
             *(steps or []), *(s for s in outer if s is not None), RetryStep(policy),
             *(inner_steps or []), *([self.limits] if self.limits else []), AuthStep(self.auth)]
-        call: CallNext = Attempt(self._transport, secrets=(key,))
+        call: CallNext = Attempt(
+            self._transport, secrets=(key,),
+            max_response_bytes=_size_setting("max_response_bytes", max_response_bytes, cfg,
+                                             DEFAULT_MAX_RESPONSE_BYTES),
+            max_event_bytes=_size_setting("max_event_bytes", max_event_bytes, cfg, DEFAULT_MAX_EVENT_BYTES))
         for step in reversed(all_steps):
             call = functools.partial(step.handle, call_next=call)
         self._call = call

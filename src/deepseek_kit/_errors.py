@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._types import decode_json  # guards against too-deep nesting (issue 8, C2)
+
 if TYPE_CHECKING:
     from ._types import ChatCompletion
 
@@ -220,7 +222,7 @@ def _decode_body(raw: bytes) -> Any:
     if not text:
         return None
     try:
-        return msgspec.json.decode(text)
+        return decode_json(text)
     except msgspec.DecodeError:
         return raw.decode("utf-8", "replace")
 

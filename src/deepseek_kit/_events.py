@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ._errors import APIConnectionError, APITimeoutError
-from ._sse import DONE, SSEDecoder
+from ._sse import DEFAULT_MAX_EVENT, DONE, SSEDecoder, SSEError
 from ._timeouts import Watchdog
 from ._transport import ByteSource
 
@@ -36,12 +36,13 @@ class EventReader:
                  "finished", "on_close", "outcome")
 
     def __init__(self, source: ByteSource, watchdog: Watchdog,
-                 read_errors: tuple[type[BaseException], ...]) -> None:
+                 read_errors: tuple[type[BaseException], ...], *,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT) -> None:
         import asyncio
 
         self._source = source
         self._wd = watchdog
-        self._dec = SSEDecoder()
+        self._dec = SSEDecoder(max_event_bytes)
         self._errors: tuple[type[BaseException], ...] = (*read_errors, APIConnectionError)
         self._queue: list[bytes] = []
         self._i = 0
@@ -93,7 +94,10 @@ class EventReader:
                         return None
                     self._broken("the server closed the stream before [DONE]")
             else:
-                events = self._dec.feed(data)
+                try:
+                    events = self._dec.feed(data)
+                except SSEError as exc:  # an event that never ends (issue 8, C6)
+                    self._broken(str(exc))
                 if not events:
                     continue  # only comments, blank lines or a partial event
             if wd.started_body:

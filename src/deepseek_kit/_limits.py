@@ -35,6 +35,7 @@ import msgspec
 
 from ._errors import APIStatusError, DeepSeekError, RateLimitError, UsageError
 from ._request import Request, Response
+from ._types import SafeDecoder
 
 __all__ = [
     "Adaptive",
@@ -212,7 +213,7 @@ class _Tail(msgspec.Struct):
 
 
 _head_decoder = msgspec.json.Decoder(_Head)
-_tail_decoder = msgspec.json.Decoder(_Tail)
+_tail_decoder: SafeDecoder[_Tail] = SafeDecoder(_Tail)  # a response body: nesting-guarded
 _HIGH = bytes(range(0x80, 0x100))  # bytes of non-ASCII characters
 _LEAD = bytes(range(0xC0, 0x100))  # first byte of each non-ASCII character
 

@@ -22,6 +22,7 @@ from ._types import (
     ChatCompletionMessage,
     Completion,
     ModelList,
+    SafeDecoder,
     balance_decoder,
     completion_decoder,
     model_list_decoder,
@@ -78,7 +79,7 @@ def _body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> bytes
         raise UsageError(f"request body is not JSON-serialisable: {exc}") from None
 
 
-def _decode(resp: Response, decoder: msgspec.json.Decoder[Any], what: str) -> Any:
+def _decode(resp: Response, decoder: SafeDecoder[Any], what: str) -> Any:
     try:
         return decoder.decode(resp.body)
     except msgspec.DecodeError as exc:

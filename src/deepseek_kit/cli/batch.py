@@ -264,7 +264,7 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
                                max_retries=args.max_retries, limits=limits,
                                max_connections=max(args.concurrency, 100),
                                profile=None if b.synthetic else b.profile,
-                               logs=common.log_step(b, args)) as client:
+                               logs=common.log_step(b, args), **common.proxy_kwargs(b, args)) as client:
             result = await run_batch(
                 client, args.input, args.output, defaults=defaults, system=args.system,
                 concurrency=args.concurrency, ordered=args.ordered, reorder_window=args.reorder_window,
