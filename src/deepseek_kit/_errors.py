@@ -346,6 +346,7 @@ _REASON = {
     401: "Authentication Fails",
     402: "Insufficient Balance",
     404: "Not Found",
+    407: "Proxy Authentication Required",
     422: "Invalid Parameters",
     429: "Rate Limit Reached",
     500: "Server Error",

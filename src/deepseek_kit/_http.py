@@ -148,7 +148,11 @@ class Attempt:
             src = abort.source = raw.source
             if not 200 <= raw.status < 300:
                 body = await self._read_all(src, wd, limit=_MAX_ERROR_BODY)
-                raise make_status_error(raw.status, raw.headers, body, secrets=self.secrets)
+                err = make_status_error(raw.status, raw.headers, body, secrets=self.secrets)
+                if raw.status == 407:  # only a proxy answers 407 (RFC 9110 §15.5.8)
+                    err.message = (f"the proxy refused the request: {err.message}; give it credentials "
+                                   "in the proxy URL (http://user:password@host:port)")
+                raise err
             if not request.stream:
                 body = await self._read_body(src, wd, request, raw.headers.get("content-length"))
                 if not body:

@@ -90,7 +90,7 @@ class _Proxy:
     """One proxy: the URL aiohttp connects to (no credentials), the Proxy-Authorization header
     when the URL carried credentials, and a display form for messages (no credentials)."""
 
-    __slots__ = ("args", "display")
+    __slots__ = ("args", "auth", "display")
 
     def __init__(self, url: str) -> None:
         from urllib.parse import unquote, urlsplit
@@ -107,11 +107,20 @@ class _Proxy:
         netloc = host if port is None else f"{host}:{port}"
         self.display = f"{p.scheme}://{netloc}"
         self.args: dict[str, Any] = {"proxy": self.display + (p.path if p.path not in ("", "/") else "")}
+        self.auth: str | None = None
         if p.username is not None:
             import base64
 
             cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
-            self.args["proxy_headers"] = {"Proxy-Authorization": "Basic " + base64.b64encode(cred).decode()}
+            self.auth = "Basic " + base64.b64encode(cred).decode()
+            # aiohttp sends proxy_headers on the CONNECT of https targets only; http targets get
+            # the header on the request itself (`headers_for`).
+            self.args["proxy_headers"] = {"Proxy-Authorization": self.auth}
+
+    def headers_for(self, url: str, headers: dict[str, str]) -> dict[str, str]:
+        if self.auth is None or url.startswith("https:"):
+            return headers
+        return {**headers, "Proxy-Authorization": self.auth}
 
 
 def _mask_userinfo(url: str) -> str:
@@ -202,15 +211,17 @@ class AiohttpTransport:
         # Errors are raised after the except blocks, never chained: aiohttp's exceptions hold the
         # request headers, Authorization included, and error trackers record the whole chain
         # (issue 8, S1). The message names the reason instead.
+        proxy = self._proxy_for(request.url)
+        headers = request.headers if proxy is None else proxy.headers_for(request.url, request.headers)
         try:
             resp = await session.request(
-                request.method, request.url, data=request.body, headers=request.headers,
-                timeout=ct, allow_redirects=False, **self._proxy_args(request.url),
+                request.method, request.url, data=request.body, headers=headers,
+                timeout=ct, allow_redirects=False, **(proxy.args if proxy is not None else _NO_ARGS),
             )
         except asyncio.TimeoutError:
             failed: APIConnectionError = _timeout_error(t.connect)
         except self._errors as exc:
-            failed = APIConnectionError(_describe(exc, request, self._proxy_for(request.url)))
+            failed = APIConnectionError(_describe(exc, request, proxy))
         else:
             return RawResponse(resp.status, resp.headers, _AiohttpSource(resp))
         raise failed
@@ -229,10 +240,6 @@ class AiohttpTransport:
             found = "http://" + found  # HTTP_PROXY=host:port, as curl and httpx accept it
         proxy = self._env_proxies[key] = _Proxy(found) if found else None
         return proxy
-
-    def _proxy_args(self, url: str) -> dict[str, Any]:
-        proxy = self._proxy_for(url)
-        return proxy.args if proxy is not None else _NO_ARGS
 
     async def aclose(self) -> None:
         if self._session is not None and self._own_session and not self._session.closed:
