@@ -24,7 +24,7 @@ from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
 from ._router import Endpoint, RouterStep, Routing, endpoints_from_config
-from ._settings import DEFAULT_BASE_URL, resolve
+from ._settings import DEFAULT_BASE_URL, check_header, check_url, resolve
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._transport import AiohttpTransport, Transport
 from ._version import __version__
@@ -129,7 +129,8 @@ class AsyncClient:
             )
         self._api_key = key
         self.base_url = url
-        self.beta_base_url = (beta_base_url or cfg.get("beta_base_url") or _beta_url(url)).rstrip("/")
+        self.beta_base_url = check_url(beta_base_url or cfg.get("beta_base_url") or _beta_url(url),
+                                       "beta_base_url")
         self.timeout = Timeout.coerce(timeout)
         policy = retry or RetryPolicy()
         if max_retries is not None:
@@ -154,6 +155,8 @@ class AsyncClient:
             "User-Agent": f"deepseek-kit/{__version__}",
         }
         if default_headers:
+            for name, value in default_headers.items():
+                check_header(name, value, "default_headers")
             self._headers.update(default_headers)
         self._closed = False
         self.router = RouterStep(endpoints, routing) if endpoints else None
@@ -237,7 +240,11 @@ class AsyncClient:
         if stream:
             headers["Accept"] = "text/event-stream"
         if extra_headers:
+            for name, value in extra_headers.items():
+                check_header(name, value, "extra_headers")
             headers.update(extra_headers)
+        if max_retries is not None and (type(max_retries) is not int or max_retries < 0):
+            raise UsageError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         t = self.timeout if timeout is ... else Timeout.coerce(timeout)
         url = (self.beta_base_url if beta else self.base_url) + path
         req = Request(method, url, path, body=body, headers=headers, stream=stream, timeout=t,

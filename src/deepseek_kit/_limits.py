@@ -156,6 +156,11 @@ class Limits:
             raise UsageError("Limits.default_max_tokens must be >= 0")
         if not self.lease_ttl > 0:
             raise UsageError("Limits.lease_ttl must be > 0 seconds")
+        r = self.redis_url
+        if r is not None and (type(r) is not str or not r.startswith(("redis://", "rediss://", "unix://"))):
+            got = "an empty string" if r == "" else type(r).__name__
+            raise UsageError("Limits.redis_url must be a redis://, rediss:// or unix:// URL, or None "
+                             f"for in-process limits; got {got}")
 
     @property
     def active(self) -> bool:

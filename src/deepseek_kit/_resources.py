@@ -71,6 +71,9 @@ def _is_strict(t: Any) -> bool:
 
 def _body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> bytes:
     body = {k: v for k, v in fields.items() if v is not NOT_GIVEN}
+    if extra_body is not None and not isinstance(extra_body, Mapping):
+        raise UsageError(f"extra_body must be a mapping of extra JSON fields, got "
+                         f"{type(extra_body).__name__}")
     if extra_body:
         body.update(extra_body)
     try:
@@ -197,6 +200,10 @@ class ChatCompletions:
         beta = type(last) is dict and bool(last.get("prefix"))
         if not beta and isinstance(last, Mapping):
             beta = bool(last.get("prefix"))
+        if tools is not NOT_GIVEN and tools is not None and (
+                isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence)):
+            raise UsageError("tools must be a list of tool definitions ({'type': 'function', "
+                             f"'function': {{...}}}}), got {type(tools).__name__}")
         if not beta and tools:
             # strict function calling is a /beta feature (deepseek-api.md §5.7)
             beta = any(_is_strict(t) for t in tools)

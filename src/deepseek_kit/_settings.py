@@ -21,9 +21,56 @@ from typing import Any
 
 from ._errors import UsageError
 
-__all__ = ["DEFAULT_BASE_URL", "config_path", "home_dir", "load_config", "resolve"]
+__all__ = ["DEFAULT_BASE_URL", "check_header", "check_url", "config_path", "home_dir", "load_config",
+           "resolve"]
 
 DEFAULT_BASE_URL = "https://api.deepseek.com"
+
+
+def check_url(url: object, what: str = "base_url") -> str:
+    """`url` as a clean http(s) base URL (no trailing slash), or a UsageError naming `what`: a
+    scheme other than http(s), no host, a port out of range, brackets that do not close, or
+    credentials in the URL (the API key goes in the Authorization header; aiohttp would refuse
+    to combine the two on every call)."""
+    from urllib.parse import urlsplit
+
+    if type(url) is not str:
+        raise UsageError(f"{what} must be a URL string, got {type(url).__name__}")
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{what} must start with http:// or https://, got {_shown(url)!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port out of range or not a number)
+    except ValueError as exc:
+        raise UsageError(f"{what} is not a valid URL ({exc}): {_shown(url)!r}") from None
+    if not parts.hostname:
+        raise UsageError(f"{what} has no host: {url!r}")
+    if "@" in parts.netloc:
+        raise UsageError(f"{what} must not carry credentials ({_shown(url)!r}): pass the key as api_key")
+    if any(c in url for c in "\r\n\t\0 "):
+        raise UsageError(f"{what} must not contain spaces or control characters: {_shown(url)!r}")
+    return url
+
+
+def _shown(url: str) -> str:
+    """The URL with any user:password@ masked."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "****@" + netloc.rpartition("@")[2]
+    return scheme + sep + netloc + slash + path
+
+
+def check_header(name: object, value: object, what: str = "header") -> None:
+    """A UsageError unless `name: value` can go on the wire as it is: strings, no CR/LF/NUL (header
+    injection), a token for the name."""
+    if type(name) is not str or not name or any(c in name for c in " \t\r\n\0:"):
+        raise UsageError(f"{what} name {name!r} is not a valid HTTP header name")
+    if type(value) is not str:
+        raise UsageError(f"{what} {name!r} must be a string, got {type(value).__name__}")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{what} {name!r} contains a line break or NUL (header injection is refused)")
 
 
 def home_dir() -> Path:
@@ -74,8 +121,13 @@ def resolve(
         key = cfg.get("api_key")
         if key is None and cfg.get("api_key_env"):
             key = os.environ.get(str(cfg["api_key_env"]))
-    url = base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url") or DEFAULT_BASE_URL
-    url = str(url).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"base_url must start with http:// or https://, got {url!r}")
+    url = check_url(base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url")
+                    or DEFAULT_BASE_URL)
+    if key is not None:
+        if type(key) is not str:
+            raise UsageError(f"api_key must be a string, got {type(key).__name__}")
+        if any(c in key for c in "\r\n\0"):
+            raise UsageError("api_key contains a line break or NUL (check the config file or the "
+                             "environment variable it came from)")
+        key = key or None
     return key, url, cfg
