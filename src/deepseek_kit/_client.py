@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-from ._auth import AuthProvider, AuthStep, StaticKey
+from ._auth import AuthProvider, AuthStep, StaticKey, provider_secrets
 from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
 from ._http import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES, Attempt
@@ -177,14 +177,15 @@ class AsyncClient:
             self.logs: LogStep | None = logs
         else:
             log_cfg = LogConfig.resolve(logs, cfg, default=False)
-            self.logs = LogStep(log_cfg, secrets=(key,)) if log_cfg is not None else None
+            # a snapshot: LogStep takes a tuple (tokens fetched later are masked by Attempt only)
+            self.logs = LogStep(log_cfg, secrets=self._secrets()) if log_cfg is not None else None
         # DESIGN.md order: (logs) -> metrics -> cache -> router -> retry -> limits -> auth -> transport.
         outer = [self.logs, self._metrics_step, self.cache, self.router]
         all_steps: list[Step] = [
             *(steps or []), *(s for s in outer if s is not None), RetryStep(policy),
             *(inner_steps or []), *([self.limits] if self.limits else []), AuthStep(self.auth)]
         call: CallNext = Attempt(
-            self._transport, secrets=(key,),
+            self._transport, secrets=self._secrets,
             max_response_bytes=_size_setting("max_response_bytes", max_response_bytes, cfg,
                                              DEFAULT_MAX_RESPONSE_BYTES),
             max_event_bytes=_size_setting("max_event_bytes", max_event_bytes, cfg, DEFAULT_MAX_EVENT_BYTES))
@@ -212,12 +213,21 @@ class AsyncClient:
     def api_key(self) -> str | None:
         return self._api_key
 
+    def _secrets(self) -> tuple[str | None, ...]:
+        """Every secret this client holds now, to mask where a server echoes one (issue 8, S2): its
+        key, its auth provider's keys and current tokens, and each endpoint's key and provider's."""
+        out: list[str | None] = [self._api_key, *provider_secrets(self.auth)]
+        if self.router is not None:
+            for lv in self.router.live:
+                out += [lv.ep.api_key, *provider_secrets(lv.auth)]
+        return tuple(dict.fromkeys(s for s in out if s))
+
     def __repr__(self) -> str:
         key = "****" + self._api_key[-4:] if self._api_key else None
         return f"AsyncClient(base_url={self.base_url!r}, api_key={key!r})"
 
     def _redact(self, text: str) -> str:
-        return redact(text, self._api_key)
+        return redact(text, *self._secrets())
 
     async def request(
         self,

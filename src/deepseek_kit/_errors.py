@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 # sk-... keys, Bearer tokens and anything that looks like a long secret after "key".
-_SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.=]{4,})")
+_SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.=+/~]{4,})")
 
 
 def redact(text: str, *secrets: str | None) -> str:

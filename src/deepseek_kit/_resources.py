@@ -235,7 +235,7 @@ class ChatCompletions:
             }
             return AsyncStream(resp, Resumer(self, params, policy if policy.enabled else Resumption()))
         # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
-        return decode_chat_completion(resp, secrets=(self._client.api_key,))
+        return decode_chat_completion(resp, secrets=self._client._secrets())
 
 
 class Chat:
