@@ -73,7 +73,7 @@ class Hostile:
             self.requests.append(head + body)
             await self.handler(head + body, writer)
             await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -84,7 +84,14 @@ class Hostile:
         return self
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        async def shutdown() -> None:  # handlers still sleeping end first: no "destroyed pending" noise
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop)
         self._thread.join(5)
 
     @property
@@ -349,3 +356,48 @@ async def test_chained_exceptions_hold_no_key(hostile, handler, stream):
                 pass
     assert isinstance(ei.value, (APIConnectionError, APIStatusError, StreamError))
     assert KEY not in _chain_text(ei.value)
+
+
+# --- second round: usage a server makes up -----------------------------------------------------------
+
+USAGE = (b'{"id":"x","object":"chat.completion","created":1,"model":"deepseek-flash","choices":[{"index":0,'
+         b'"message":{"role":"assistant","content":"fine"},"finish_reason":"stop"}],'
+         b'"usage":{"prompt_tokens":%d,"completion_tokens":1,"total_tokens":%d,"prompt_cache_hit_tokens":%d}}')
+
+
+async def test_negative_usage_neither_refills_a_tpm_limit_nor_goes_negative(hostile):
+    from deepseek_kit import Limits, QueueTimeoutError
+
+    h = hostile(reply(USAGE % (-10**9, -10**9 + 1, -5)))
+    async with client(h.url, limits=Limits(tpm=2000, max_queue_wait=0.2)) as c:
+        ok = 0
+        with pytest.raises(QueueTimeoutError):
+            for _ in range(20):  # each call is estimated at ~510 tokens: 20 would be 5x the tpm
+                resp = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, max_tokens=500)
+                ok += 1
+                u = resp.usage
+                assert u is not None and u.prompt_tokens == 0 and u.total_tokens == 0
+                assert u.prompt_cache_hit_tokens == 0
+        assert 1 <= ok < 10
+
+
+async def test_huge_usage_does_not_lock_a_tpm_limit(hostile):
+    from deepseek_kit import Limits
+
+    h = hostile(reply(USAGE % (10**12, 10**12 + 1, 0)))
+    async with client(h.url, limits=Limits(tpm=2000, max_queue_wait=5)) as c:
+        for _ in range(2):  # the second waits for its turn (~1 s), not for 10**12 tokens
+            await c.chat.completions.create(model="deepseek-flash", messages=MSGS, max_tokens=10)
+
+
+async def test_negative_usage_in_a_stream_is_zero(hostile):
+    h = hostile(sse(b'{"choices":[{"index":0,"delta":{"content":"a"}}]}',
+                    b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+                    b'"usage":{"prompt_tokens":-7,"completion_tokens":-1,"total_tokens":-8,'
+                    b'"completion_tokens_details":{"reasoning_tokens":-3}}}', b"[DONE]"))
+    async with client(h.url) as c:
+        stream = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
+        async for _ in stream:
+            pass
+    u = stream.get_final_completion().usage
+    assert u is not None and (u.prompt_tokens, u.completion_tokens, u.total_tokens, u.reasoning_tokens) == (0, 0, 0, 0)

@@ -254,20 +254,30 @@ def _estimate(body: bytes | None, head: _Head | None, default_max_tokens: int) -
     return math.ceil(prompt) + out
 
 
+#: No single call can use more: DeepSeek's context is 1M tokens with at most 384K of output. A
+#: usage beyond it (or below 0) is a broken or hostile server's, and must neither lock a tpm
+#: limit for days nor refill it: the estimate stands instead (issue 8, second round).
+MAX_PLAUSIBLE_TOKENS = 2_000_000
+
+
 def used_tokens(resp: Response) -> int | None:
     """`usage.total_tokens` of a complete response: the stream layer fills `resp.usage`; a plain
-    response still has it only in its body (the completion hook runs before decoding)."""
+    response still has it only in its body (the completion hook runs before decoding). None when
+    absent or implausible (see MAX_PLAUSIBLE_TOKENS)."""
     u = resp.usage
+    used: int | None = None
     if u is not None:
-        return int(u.total_tokens)
-    if resp.events is None and resp.body:
+        used = int(u.total_tokens)
+    elif resp.events is None and resp.body:
         try:
             tail = _tail_decoder.decode(resp.body)
         except msgspec.DecodeError:
             return None
         if tail.usage is not None:
-            return tail.usage.total_tokens
-    return None
+            used = tail.usage.total_tokens
+    if used is None or not 0 <= used <= MAX_PLAUSIBLE_TOKENS:
+        return None
+    return used
 
 
 # -- the step ------------------------------------------------------------------------------------

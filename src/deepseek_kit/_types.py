@@ -157,9 +157,17 @@ class ChoiceLogprobs(_Out, gc=False):
 class PromptTokensDetails(_Out, gc=False):
     cached_tokens: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.cached_tokens is not None and self.cached_tokens < 0:
+            self.cached_tokens = 0
+
 
 class CompletionTokensDetails(_Out, gc=False):
     reasoning_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.reasoning_tokens is not None and self.reasoning_tokens < 0:
+            self.reasoning_tokens = 0
 
 
 class Usage(_Out, gc=False):
@@ -173,6 +181,19 @@ class Usage(_Out, gc=False):
     prompt_cache_miss_tokens: int | None = None
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+
+    def __post_init__(self) -> None:
+        # A count below zero is no count: read as 0, so a broken or hostile server cannot refill
+        # a tpm limit, or make costs and totals negative, with its usage (issue 8, second round).
+        if (self.prompt_tokens < 0 or self.completion_tokens < 0 or self.total_tokens < 0
+                or (self.prompt_cache_hit_tokens or 0) < 0 or (self.prompt_cache_miss_tokens or 0) < 0):
+            self.prompt_tokens = max(self.prompt_tokens, 0)
+            self.completion_tokens = max(self.completion_tokens, 0)
+            self.total_tokens = max(self.total_tokens, 0)
+            if self.prompt_cache_hit_tokens is not None:
+                self.prompt_cache_hit_tokens = max(self.prompt_cache_hit_tokens, 0)
+            if self.prompt_cache_miss_tokens is not None:
+                self.prompt_cache_miss_tokens = max(self.prompt_cache_miss_tokens, 0)
 
     @property
     def reasoning_tokens(self) -> int:
