@@ -401,3 +401,33 @@ async def test_negative_usage_in_a_stream_is_zero(hostile):
             pass
     u = stream.get_final_completion().usage
     assert u is not None and (u.prompt_tokens, u.completion_tokens, u.total_tokens, u.reasoning_tokens) == (0, 0, 0, 0)
+
+
+# --- second round: response headers with invalid UTF-8 --------------------------------------------------
+
+
+@pytest.mark.parametrize("status,body", [("500 Internal Server Error", b"{}"), ("200 OK", OK)])
+async def test_invalid_utf8_header_is_replaced_and_logged(hostile, tmp_path, status, body):
+    import sqlite3
+
+    from deepseek_kit import LogConfig
+
+    async def handler(req: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: application/json\r\n"
+                b"x-ds-trace-id: \xff\xfe\xc3(\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    h = hostile(handler)
+    db = tmp_path / "logs.sqlite3"
+    async with client(h.url, logs=LogConfig(path=db)) as c:
+        try:
+            resp = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+            trace = None
+            assert resp.choices
+        except APIStatusError as e:
+            trace = e.trace_id
+            assert "\ufffd" in str(e)
+            str(e).encode("utf-8")  # printable, storable: no lone surrogates
+        if trace is not None:
+            assert trace.startswith("\ufffd")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 1

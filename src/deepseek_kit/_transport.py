@@ -223,7 +223,10 @@ class AiohttpTransport:
         except self._errors as exc:
             failed = APIConnectionError(_describe(exc, request, proxy))
         else:
-            return RawResponse(resp.status, resp.headers, _AiohttpSource(resp))
+            got: Mapping[str, str] = resp.headers
+            if not all(v.isascii() for v in got.values()):
+                got = _clean_headers(got)
+            return RawResponse(resp.status, got, _AiohttpSource(resp))
         raise failed
 
     def _proxy_for(self, url: str) -> _Proxy | None:
@@ -252,6 +255,17 @@ class AiohttpTransport:
 
 
 _NO_ARGS: dict[str, Any] = {}
+
+
+def _clean_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Response headers with invalid UTF-8 replaced by U+FFFD. aiohttp decodes header bytes with
+    `surrogateescape`, and a lone surrogate in a trace id or a message cannot be written to SQLite,
+    a terminal or JSON (a hostile header killed the logs writer thread; issue 8, second round)."""
+    from multidict import CIMultiDict
+
+    return CIMultiDict(
+        (k, v if v.isascii() else v.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        for k, v in headers.items())
 
 
 def _timeout_error(connect: float | None) -> APIConnectionError:
