@@ -244,6 +244,9 @@ async def test_strict_tools_go_to_beta():
     ({"extra_headers": {"X-A": "a\r\nInjected: 1"}}, "extra_headers"),
     ({"extra_headers": {"X-A": "a\nb"}}, "extra_headers"), ({"extra_headers": {"X-A": 5}}, "extra_headers"),
     ({"extra_headers": {"Bad Name": "v"}}, "extra_headers"),
+    ({"extra_headers": {"Content-Length": "5"}}, "extra_headers"),
+    ({"extra_headers": {"transfer-encoding": "chunked"}}, "extra_headers"),
+    ({"extra_headers": {"Connection": "upgrade"}}, "extra_headers"),
     ({"max_retries": "x"}, "max_retries"), ({"max_retries": -1}, "max_retries"),
     ({"max_retries": 1.5}, "max_retries"),
 ])
@@ -266,6 +269,7 @@ async def test_bad_create_arguments_are_usage_errors(kw, name):
     ({"api_key": "sk-abc\r\nX-Injected: 1"}, "api_key"),
     ({"api_key": "sk-abc\n"}, "api_key"),
     ({"default_headers": {"X-A": "a\r\nb: c"}}, "default_headers"),
+    ({"default_headers": {"Content-Length": "0"}}, "default_headers"),
     ({"max_response_bytes": 0}, "max_response_bytes"), ({"max_event_bytes": "16MB"}, "max_event_bytes"),
     ({"trust_env": "no"}, "trust_env"),
 ])
@@ -304,3 +308,25 @@ def test_config_api_key_of_the_wrong_type(tmp_path):
     cfg.write_text("api_key = 5\n")
     with pytest.raises(UsageError, match="api_key must be a string"):
         AsyncClient(base_url="http://127.0.0.1:1", config_file=str(cfg))
+
+
+async def test_host_and_content_type_may_still_be_set():
+    c, t = client(lambda r: MockResponse(200, OK))
+    await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "x"}],
+                                    extra_headers={"Host": "api.example", "X-Trace": "1"})
+    assert t.requests[0].headers["Host"] == "api.example"
+
+
+@pytest.mark.parametrize("mc", [0, -1, "5", 2.5])
+def test_max_connections_is_checked(mc):
+    with pytest.raises(UsageError, match="max_connections"):
+        AsyncClient(api_key=KEY, base_url="http://127.0.0.1:1", max_connections=mc)
+
+
+async def test_infinite_timeout_means_no_limit():
+    t = Timeout.coerce(float("inf"))
+    assert (t.connect, t.first_token, t.idle, t.total) == (None, None, None, None)
+    c, _ = client(lambda r: MockResponse(200, OK))
+    resp = await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "x"}],
+                                           timeout=Timeout(total=float("inf"), first_token=float("inf")))
+    assert resp.choices

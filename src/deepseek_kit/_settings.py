@@ -62,11 +62,21 @@ def _shown(url: str) -> str:
     return scheme + sep + netloc + slash + path
 
 
+#: Headers that frame the message or the connection: the HTTP client owns them. A caller's
+#: `Content-Length: 5` or `Transfer-Encoding: chunked` next to the real length would desynchronise
+#: the connection (request smuggling through a gateway; issue 8, second round).
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+                      "trailer", "proxy-connection"})
+
+
 def check_header(name: object, value: object, what: str = "header") -> None:
     """A UsageError unless `name: value` can go on the wire as it is: strings, no CR/LF/NUL (header
-    injection), a token for the name."""
+    injection), a token for the name, not a framing header (Content-Length, Transfer-Encoding,
+    Connection...)."""
     if type(name) is not str or not name or any(c in name for c in " \t\r\n\0:"):
         raise UsageError(f"{what} name {name!r} is not a valid HTTP header name")
+    if name.lower() in _FRAMING:
+        raise UsageError(f"{what} may not set {name}: the HTTP client sets the framing headers itself")
     if type(value) is not str:
         raise UsageError(f"{what} {name!r} must be a string, got {type(value).__name__}")
     if any(c in value for c in "\r\n\0"):

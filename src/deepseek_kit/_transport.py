@@ -165,6 +165,8 @@ class AiohttpTransport:
         ssl: Any = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
+        if type(max_connections) is not int or max_connections < 1:
+            raise UsageError(f"max_connections must be an integer >= 1, got {max_connections!r}")
         self._max = max_connections
         self._trust_env = trust_env
         self._proxy = _Proxy(proxy) if proxy else None
