@@ -226,3 +226,47 @@ def test_dsk_proxy_flag(clean_env, proxy, emulator_url, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
     assert len(proxy.seen) == 1
+
+
+async def test_garbage_proxy_variable_names_the_environment(clean_env, emulator_url):
+    clean_env.setenv("HTTP_PROXY", "http://[::1")
+    async with AsyncClient(api_key=KEY, base_url=emulator_url, max_retries=0) as c:
+        with pytest.raises(UsageError, match="environment"):
+            await ask(c)
+    async with AsyncClient(api_key=KEY, base_url=emulator_url, max_retries=0, trust_env=False) as c:
+        assert await ask(c)
+
+
+async def test_proxy_that_drops_the_connection_is_named(clean_env, proxy_factory, emulator_url):
+    import socket
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def slam():
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.close()
+
+    t = threading.Thread(target=slam, daemon=True)
+    t.start()
+    try:
+        async with AsyncClient(api_key=KEY, base_url=emulator_url, proxy=f"http://127.0.0.1:{port}",
+                               max_retries=0) as c:
+            with pytest.raises(APIConnectionError, match=f"through the proxy http://127.0.0.1:{port}"):
+                await ask(c)
+    finally:
+        srv.close()
+
+
+async def test_no_proxy_entry_with_a_port(clean_env, proxy, emulator_url):
+    port = emulator_url.rsplit(":", 1)[1]
+    clean_env.setenv("HTTP_PROXY", proxy.url)
+    clean_env.setenv("NO_PROXY", f"127.0.0.1:{port}")
+    async with AsyncClient(api_key=KEY, base_url=emulator_url, max_retries=0) as c:
+        assert await ask(c)
+    assert proxy.seen == []
+    clean_env.setenv("NO_PROXY", "127.0.0.1:1")
+    async with AsyncClient(api_key=KEY, base_url=emulator_url, max_retries=0) as c:
+        assert await ask(c)
+    assert len(proxy.seen) == 1

@@ -92,16 +92,16 @@ class _Proxy:
 
     __slots__ = ("args", "auth", "display")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, what: str = "proxy") -> None:
         from urllib.parse import unquote, urlsplit
 
         try:
             p = urlsplit(url)
             port = p.port
         except ValueError as exc:
-            raise UsageError(f"proxy is not a valid URL ({exc})") from None
+            raise UsageError(f"{what} is not a valid URL ({exc}): {_mask_userinfo(url)!r}") from None
         if p.scheme not in ("http", "https") or not p.hostname:
-            raise UsageError(f"proxy must be an http:// URL with a host, e.g. http://127.0.0.1:3128; "
+            raise UsageError(f"{what} must be an http:// URL with a host, e.g. http://127.0.0.1:3128; "
                              f"got {_mask_userinfo(url)!r}")
         host = f"[{p.hostname}]" if ":" in p.hostname else p.hostname
         netloc = host if port is None else f"{host}:{port}"
@@ -243,7 +243,9 @@ class AiohttpTransport:
         found = env_proxy(url)
         if found and "://" not in found:
             found = "http://" + found  # HTTP_PROXY=host:port, as curl and httpx accept it
-        proxy = self._env_proxies[key] = _Proxy(found) if found else None
+        what = ("the proxy set in the environment (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY; "
+                "trust_env=False ignores it)")
+        proxy = self._env_proxies[key] = _Proxy(found, what) if found else None
         return proxy
 
     async def aclose(self) -> None:
