@@ -111,7 +111,9 @@ class SSEDecoder:
             buf = chunk
         blocks = buf.split(b"\n\n")
         rest = self._buf = blocks.pop()
-        self._keep(len(rest))
+        n = self._size = len(rest)
+        if n > self.max_event:
+            self._keep(n)
         return blocks
 
     def feed(self, chunk: bytes) -> list[bytes]:
