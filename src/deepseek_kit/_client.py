@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-from ._auth import AuthProvider, AuthStep, StaticKey, provider_secrets
+from ._auth import AuthProvider, AuthStep, KeyRotation, StaticKey, provider_secrets
 from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
 from ._http import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES, Attempt
@@ -161,6 +161,7 @@ class AsyncClient:
         self._closed = False
         self.router = RouterStep(endpoints, routing) if endpoints else None
         self.auth: AuthProvider = auth or StaticKey(key)
+        self._secret_parts: tuple[tuple[str, ...], tuple[object, ...]] | None = None  # see _secrets()
         # Config-file tables fill what the arguments left out: [limits], [cache], [metrics].
         if limits is None and cfg.get("limits"):
             limits = Limits(**cfg["limits"])
@@ -215,12 +216,24 @@ class AsyncClient:
 
     def _secrets(self) -> tuple[str | None, ...]:
         """Every secret this client holds now, to mask where a server echoes one (issue 8, S2): its
-        key, its auth provider's keys and current tokens, and each endpoint's key and provider's."""
-        out: list[str | None] = [self._api_key, *provider_secrets(self.auth)]
-        if self.router is not None:
-            for lv in self.router.live:
-                out += [lv.ep.api_key, *provider_secrets(lv.auth)]
-        return tuple(dict.fromkeys(s for s in out if s))
+        key, its auth provider's keys and current tokens, and each endpoint's key and provider's.
+        Fixed keys are collected once; only providers whose secrets change (OAuth2 tokens, custom
+        providers) are asked again, so the common case costs one attribute read."""
+        cached = self._secret_parts
+        if cached is None:
+            providers = [self.auth, *(lv.auth for lv in self.router.live)] if self.router else [self.auth]
+            fixed = [self._api_key, *(lv.ep.api_key for lv in (self.router.live if self.router else ()))]
+            changing: list[object] = []
+            for p in providers:
+                if isinstance(p, (StaticKey, KeyRotation)) or p is None:
+                    fixed += provider_secrets(p)
+                else:
+                    changing.append(p)
+            cached = self._secret_parts = (tuple(dict.fromkeys(s for s in fixed if s)), tuple(changing))
+        fixed_t, changing_t = cached
+        if not changing_t:
+            return fixed_t
+        return tuple(dict.fromkeys([*fixed_t, *(s for p in changing_t for s in provider_secrets(p))]))
 
     def __repr__(self) -> str:
         key = "****" + self._api_key[-4:] if self._api_key else None
