@@ -144,6 +144,12 @@ async def echo_server():
     async def start():
         async def handle(request):
             tok = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if (await request.json()).get("stream"):
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n')
+                await resp.write(b'data: {"error":{"message":"bad key ' + tok.encode() + b'","type":"x"}}\n\n')
+                return resp
             return web.json_response({"error": {"message": f"bad key {tok} (Bearer {tok})", "type": "x"}},
                                      status=401)
 
@@ -202,3 +208,23 @@ async def test_echoed_secrets_are_masked_in_errors_and_logs(echo_server, token_s
     assert "canary" not in _logged(tmp_path / "logs.sqlite3")
     if kind == "oauth":
         assert ts.fetches >= 1 and all(isinstance(e, AuthenticationError) for e in errors)
+
+
+@pytest.mark.parametrize("kind", ["endpoint", "client"])
+async def test_echoed_secrets_are_masked_in_stream_error_events(echo_server, kind):
+    from deepseek_kit import Endpoint, Resumption, StreamError
+
+    url = await echo_server()
+    kw: dict = {"max_retries": 0, "resumption": Resumption(enabled=False)}
+    if kind == "endpoint":
+        kw["endpoints"] = [Endpoint(url, name="private", api_key="tok-ep-canary-9999")]
+    else:
+        kw.update(base_url=url, api_key="tok-client-canary-1234")  # not sk-: only the key itself matches
+    async with AsyncClient(**kw) as c:
+        stream = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
+        with pytest.raises(StreamError) as ei:
+            async for _ in stream:
+                pass
+    e = ei.value
+    assert "bad key ****" in str(e)
+    assert "canary" not in f"{e} {e!r} {e.error} {e.partial}"

@@ -9,8 +9,8 @@ built here ever includes an API key: bodies are passed through `redact()` before
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 import msgspec
 
@@ -32,6 +32,7 @@ __all__ = [
     "InternalServerError",
     "NotFoundError",
     "RateLimitError",
+    "Secrets",
     "ServiceUnavailableError",
     "StreamError",
     "StreamTimeoutError",
@@ -40,11 +41,21 @@ __all__ = [
     "error_fields",
     "make_status_error",
     "redact",
+    "secrets_of",
     "status_for_error",
 ]
 
 # sk-... keys, Bearer tokens and anything that looks like a long secret after "key".
 _SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.=+/~]{4,})")
+
+
+#: The secrets to mask in errors: a fixed tuple, or a function giving the current ones (rotated
+#: keys, refreshed OAuth2 tokens), called only when an error message is built.
+Secrets = Union[tuple[str | None, ...], Callable[[], Iterable[str | None]]]  # noqa: UP007 (runtime alias, py3.10)
+
+
+def secrets_of(source: Secrets) -> tuple[str | None, ...]:
+    return tuple(source()) if callable(source) else source
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NoReturn
 
-from ._errors import APIConnectionError, APITimeoutError
+from ._errors import APIConnectionError, APITimeoutError, Secrets
 from ._sse import DEFAULT_MAX_EVENT, DONE, SSEDecoder, SSEError
 from ._timeouts import Watchdog
 from ._transport import ByteSource
@@ -33,7 +33,7 @@ class StreamBroken(Exception):
 
 class EventReader:
     __slots__ = ("_dec", "_errors", "_i", "_loop_time", "_queue", "_source", "_wd", "closed", "done",
-                 "finished", "on_close", "outcome")
+                 "finished", "on_close", "outcome", "secrets")
 
     def __init__(self, source: ByteSource, watchdog: Watchdog,
                  read_errors: tuple[type[BaseException], ...], *,
@@ -52,6 +52,7 @@ class EventReader:
         self.closed = False
         self.outcome = "closed"  # how it ended: ok | broken | timeout | closed (caller left early)
         self.on_close: Callable[[str], None] | None = None
+        self.secrets: Secrets = ()  # what the stream layer masks in error messages (set by Attempt)
 
     async def next(self) -> bytes | None:
         """The next data payload, or None when the stream has ended normally."""

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterable
-from typing import Union
 
 import msgspec
 
@@ -27,9 +25,11 @@ from ._errors import (
     APIConnectionError,
     APITimeoutError,
     EmptyResponseError,
+    Secrets,
     error_fields,
     make_status_error,
     redact,
+    secrets_of,
     status_for_error,
 )
 from ._events import EventReader, StreamBroken
@@ -47,18 +47,10 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 << 20
 #: Largest unfinished SSE event buffered; beyond it: StreamError (a chunk is a few hundred bytes).
 DEFAULT_MAX_EVENT_BYTES = DEFAULT_MAX_EVENT
 
-#: The secrets to mask in errors: a fixed tuple, or a function giving the current ones (rotated
-#: keys, refreshed OAuth2 tokens), called only when an error message is built.
-Secrets = Union[tuple[str | None, ...], Callable[[], Iterable[str | None]]]  # noqa: UP007 (runtime alias, py3.10)
-
 _MAX_ERROR_BODY = 1 << 20
 _WS = b" \t\r\n"
 _top_decoder: SafeDecoder[dict[str, msgspec.Raw]] = SafeDecoder(dict[str, msgspec.Raw])
 _list_decoder: SafeDecoder[list[msgspec.Raw]] = SafeDecoder(list[msgspec.Raw])
-
-
-def secrets_of(source: Secrets) -> tuple[str | None, ...]:
-    return tuple(source()) if callable(source) else source
 
 
 def not_an_answer(path: str, body: bytes) -> str | None:
@@ -168,6 +160,7 @@ class Attempt:
                         f"{request.origin} answered {raw.status} with a malformed body ({why}): {snippet!r}")
                 return Response(raw.status, raw.headers, body=body, first_event_at=wd.first_at)
             reader = EventReader(src, wd, self.read_errors(), max_event_bytes=self.max_event_bytes)
+            reader.secrets = self.secrets_source
             try:
                 first = await reader.next()
             except StreamBroken as b:

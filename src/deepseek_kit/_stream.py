@@ -18,7 +18,7 @@ import msgspec
 
 from ._accumulate import ChunkAccumulator
 from ._dialects import error_object, stream_error
-from ._errors import StreamError, StreamTimeoutError, redact
+from ._errors import StreamError, StreamTimeoutError, redact, secrets_of
 from ._events import EventReader, StreamBroken
 from ._request import Response
 from ._resume import LostPiece, Resumer, sum_usage
@@ -88,14 +88,23 @@ class _BaseStream(Generic[T]):
             raise StreamTimeoutError(b.timeout, b.after, partial=partial) from None
         raise StreamError(f"Stream broke: {b.reason}.", partial=partial) from None
 
+    def _redact(self, text: str) -> str:
+        """Mask every secret of the client in text a server sent (issue 8, S2)."""
+        return redact(text, *secrets_of(self._reader.secrets))
+
+    def _scrub(self, err: Any) -> str:
+        """The error object's message, masked; also masked in the object the caller gets."""
+        err.message = self._redact(err.message)
+        return str(err.message)
+
     def _raise_decode(self, payload: bytes, exc: Exception) -> None:
         self._reader.outcome = "broken"
         self._reader.close()
         err = error_object(payload)  # e.g. {"error": "text"}: an error, not a malformed event
         if err is not None:
-            raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
+            raise StreamError(f"The server sent an error inside the stream: {self._scrub(err)}",
                               partial=self._partial(), error=err) from None
-        snippet = redact(payload[:200].decode("utf-8", "replace"))
+        snippet = self._redact(payload[:200].decode("utf-8", "replace"))
         raise StreamError(f"Malformed stream event ({exc}): {snippet!r}", partial=self._partial()) from None
 
 
@@ -152,7 +161,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
                 self._reader.close()
                 if await self._resume("error"):
                     return await self.__anext__()
-                raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
+                raise StreamError(f"The server sent an error inside the stream: {self._scrub(err)}",
                                   partial=self._partial(), error=err)
         if self._resumer is not None and (self.resumed or chunk.choices):
             handled = await self._splice(chunk)
@@ -263,7 +272,7 @@ class AsyncCompletionStream(_BaseStream[Completion]):
             raise
         if chunk.error is not None:
             self._reader.close()
-            raise StreamError(f"The server sent an error inside the stream: {redact(chunk.error.message)}",
+            raise StreamError(f"The server sent an error inside the stream: {self._scrub(chunk.error)}",
                               error=chunk.error)
         for c in chunk.choices:
             self._texts.setdefault(c.index, []).append(c.text)
