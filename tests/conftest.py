@@ -93,3 +93,14 @@ def redis_url(redis_server):
         s.recv(16)
     return redis_server
 # --- end of redis-server fixture --------------------------------------------------------------------
+
+
+# --- proxy variables of the machine -----------------------------------------------------------------
+# The client honours HTTP(S)_PROXY by default and, like httpx, bypasses only the hosts NO_PROXY lists,
+# loopback included (docs/proxies.md). Keep every 127.0.0.1 server of the suite off a proxy that CI
+# may set; tests/test_proxy.py sets the variables it needs itself.
+import os as _os
+
+for _var in ("NO_PROXY", "no_proxy"):
+    _os.environ[_var] = ",".join(x for x in (_os.environ.get(_var), "127.0.0.1", "localhost") if x)
+# --- end of proxy variables ---------------------------------------------------------------------------

@@ -131,3 +131,100 @@ async def test_oauth_bad_secret_and_unreachable_token_url_are_clear(emulator_fac
         await c2.chat.completions.create(model="deepseek-flash", messages=MSGS)
     await c.close()
     await c2.close()
+
+
+# --- issue 8, S2: every secret the client holds is masked where a server echoes it ----------------
+
+
+@pytest.fixture
+async def echo_server():
+    """Answers 401 with a body that echoes the bearer token, with and without "Bearer"."""
+    runners = []
+
+    async def start():
+        async def handle(request):
+            tok = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if (await request.json()).get("stream"):
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n')
+                await resp.write(b'data: {"error":{"message":"bad key ' + tok.encode() + b'","type":"x"}}\n\n')
+                return resp
+            return web.json_response({"error": {"message": f"bad key {tok} (Bearer {tok})", "type": "x"}},
+                                     status=401)
+
+        app = web.Application()
+        app.router.add_post("/chat/completions", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for r in runners:
+        await r.cleanup()
+
+
+def _logged(path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return "\n".join(str(row) for row in db.execute("SELECT * FROM requests"))
+
+
+@pytest.mark.parametrize("kind", ["rotation", "endpoint", "oauth"])
+async def test_echoed_secrets_are_masked_in_errors_and_logs(echo_server, token_server, tmp_path, kind):
+    from deepseek_kit import Endpoint, LogConfig
+
+    url = await echo_server()
+    secret = {"rotation": "tok-rot-canary-BBBB", "endpoint": "tok-ep-canary-9999",
+              "oauth": "tok-OAUTH-canary-777"}[kind]
+    kw: dict = {"max_retries": 0, "logs": LogConfig(path=tmp_path / "logs.sqlite3")}
+    if kind == "rotation":
+        kw.update(base_url=url, auth=KeyRotation(["tok-rot-canary-AAAA", secret]))
+    elif kind == "endpoint":
+        kw.update(endpoints=[Endpoint(url, name="private", api_key=secret)])
+    else:
+        ts = await token_server(tokens=[secret])
+        kw.update(base_url=url, auth=OAuth2ClientCredentials(ts.url, "cid", "s3cret-value"))
+    c = AsyncClient(**kw)
+    errors = []
+    for _ in range(2):
+        try:
+            await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    await c.close()
+    assert errors
+    for e in errors:
+        text = f"{e}\n{e!r}\n{getattr(e, 'body', '')}\n{getattr(e, 'attempts', '')}"
+        attempts = getattr(e, "attempts", None)
+        for inner in attempts if isinstance(attempts, list) else []:
+            if isinstance(inner, tuple):
+                text += f"\n{inner[1]}\n{getattr(inner[1], 'body', '')}"
+        assert "canary" not in text, text
+    assert "canary" not in _logged(tmp_path / "logs.sqlite3")
+    if kind == "oauth":
+        assert ts.fetches >= 1 and all(isinstance(e, AuthenticationError) for e in errors)
+
+
+@pytest.mark.parametrize("kind", ["endpoint", "client"])
+async def test_echoed_secrets_are_masked_in_stream_error_events(echo_server, kind):
+    from deepseek_kit import Endpoint, Resumption, StreamError
+
+    url = await echo_server()
+    kw: dict = {"max_retries": 0, "resumption": Resumption(enabled=False)}
+    if kind == "endpoint":
+        kw["endpoints"] = [Endpoint(url, name="private", api_key="tok-ep-canary-9999")]
+    else:
+        kw.update(base_url=url, api_key="tok-client-canary-1234")  # not sk-: only the key itself matches
+    async with AsyncClient(**kw) as c:
+        stream = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
+        with pytest.raises(StreamError) as ei:
+            async for _ in stream:
+                pass
+    e = ei.value
+    assert "bad key ****" in str(e)
+    assert "canary" not in f"{e} {e!r} {e.error} {e.partial}"

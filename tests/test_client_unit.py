@@ -233,3 +233,100 @@ async def test_strict_tools_go_to_beta():
     await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], tools=loose)
     assert [r.url for r in t.requests] == ["http://unit.test/beta/chat/completions",
                                           "http://unit.test/chat/completions"]
+
+
+# --- issue 8, C7: the caller's mistakes are UsageErrors naming the argument ---------------------------
+
+
+@pytest.mark.parametrize("kw,name", [
+    ({"tools": 5}, "tools"), ({"tools": "get_weather"}, "tools"), ({"tools": {"type": "function"}}, "tools"),
+    ({"extra_body": 5}, "extra_body"), ({"extra_body": ["a"]}, "extra_body"),
+    ({"extra_headers": {"X-A": "a\r\nInjected: 1"}}, "extra_headers"),
+    ({"extra_headers": {"X-A": "a\nb"}}, "extra_headers"), ({"extra_headers": {"X-A": 5}}, "extra_headers"),
+    ({"extra_headers": {"Bad Name": "v"}}, "extra_headers"),
+    ({"extra_headers": {"Content-Length": "5"}}, "extra_headers"),
+    ({"extra_headers": {"transfer-encoding": "chunked"}}, "extra_headers"),
+    ({"extra_headers": {"Connection": "upgrade"}}, "extra_headers"),
+    ({"max_retries": "x"}, "max_retries"), ({"max_retries": -1}, "max_retries"),
+    ({"max_retries": 1.5}, "max_retries"),
+])
+async def test_bad_create_arguments_are_usage_errors(kw, name):
+    c, t = client(lambda r: MockResponse(200, OK))
+    with pytest.raises(UsageError, match=name):
+        await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "x"}], **kw)
+    assert t.requests == []  # refused before anything went on the wire
+
+
+@pytest.mark.parametrize("kw,name", [
+    ({"base_url": "http://user:pass@127.0.0.1:8000"}, "base_url"),
+    ({"base_url": "http://[::1"}, "base_url"),
+    ({"base_url": "http://127.0.0.1:99999"}, "base_url"),
+    ({"base_url": "http://127.0.0.1:port"}, "base_url"),
+    ({"base_url": "http://"}, "base_url"),
+    ({"base_url": "http://exa mple.com"}, "base_url"),
+    ({"base_url": "ftp://127.0.0.1"}, "base_url"),
+    ({"beta_base_url": "http://[::1"}, "beta_base_url"),
+    ({"api_key": "sk-abc\r\nX-Injected: 1"}, "api_key"),
+    ({"api_key": "sk-abc\n"}, "api_key"),
+    ({"default_headers": {"X-A": "a\r\nb: c"}}, "default_headers"),
+    ({"default_headers": {"Content-Length": "0"}}, "default_headers"),
+    ({"max_response_bytes": 0}, "max_response_bytes"), ({"max_event_bytes": "16MB"}, "max_event_bytes"),
+    ({"trust_env": "no"}, "trust_env"),
+])
+def test_bad_client_arguments_are_usage_errors(kw, name):
+    kw = {"api_key": KEY, "base_url": "http://127.0.0.1:8000", **kw}
+    with pytest.raises(UsageError, match=name) as ei:
+        AsyncClient(**kw)
+    assert "pass@" not in str(ei.value)
+
+
+def test_userinfo_in_base_url_is_masked_in_the_message():
+    with pytest.raises(UsageError) as ei:
+        AsyncClient(api_key=KEY, base_url="http://user:hunter2@127.0.0.1:8000")
+    assert "hunter2" not in str(ei.value)
+
+
+@pytest.mark.parametrize("kw", [{"base_url": "http://u:p@h"}, {"base_url": "http://[::1"},
+                                {"base_url": "http://h:99999"}, {"api_key": "k\r\nX: 1"}])
+def test_bad_endpoint_arguments_are_usage_errors(kw):
+    from deepseek_kit import Endpoint
+
+    with pytest.raises(UsageError):
+        Endpoint(**{"base_url": "http://127.0.0.1:1", **kw})
+
+
+@pytest.mark.parametrize("url", ["", "http://127.0.0.1:6379", 5])
+def test_limits_redis_url_is_checked(url):
+    from deepseek_kit import Limits
+
+    with pytest.raises(UsageError, match="redis_url"):
+        Limits(rpm=10, redis_url=url)
+
+
+def test_config_api_key_of_the_wrong_type(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("api_key = 5\n")
+    with pytest.raises(UsageError, match="api_key must be a string"):
+        AsyncClient(base_url="http://127.0.0.1:1", config_file=str(cfg))
+
+
+async def test_host_and_content_type_may_still_be_set():
+    c, t = client(lambda r: MockResponse(200, OK))
+    await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "x"}],
+                                    extra_headers={"Host": "api.example", "X-Trace": "1"})
+    assert t.requests[0].headers["Host"] == "api.example"
+
+
+@pytest.mark.parametrize("mc", [0, -1, "5", 2.5])
+def test_max_connections_is_checked(mc):
+    with pytest.raises(UsageError, match="max_connections"):
+        AsyncClient(api_key=KEY, base_url="http://127.0.0.1:1", max_connections=mc)
+
+
+async def test_infinite_timeout_means_no_limit():
+    t = Timeout.coerce(float("inf"))
+    assert (t.connect, t.first_token, t.idle, t.total) == (None, None, None, None)
+    c, _ = client(lambda r: MockResponse(200, OK))
+    resp = await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "x"}],
+                                           timeout=Timeout(total=float("inf"), first_token=float("inf")))
+    assert resp.choices

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepseek_kit._sse import DONE, SSEDecoder, encode_comment, encode_data, encode_event
+from deepseek_kit._sse import DONE, SSEDecoder, SSEError, encode_comment, encode_data, encode_event
 
 
 def decode_all(chunks: list[bytes]) -> tuple[list[bytes], int]:
@@ -126,3 +128,48 @@ def test_encoder_roundtrip():
     blob = encode_comment() + encode_data(b'{"a":1}') + encode_event(b"x\ny", event="e", id="1")
     events, comments = decode_all([blob])
     assert events == [b'{"a":1}', b"x\ny"] and comments == 1
+
+
+# --- issue 8, C6: linear on long lines, bounded unfinished events ---------------------------------
+
+
+def test_long_line_is_not_recopied_per_chunk():
+    """The quadratic decoder re-joined and re-searched the whole pending event on every chunk
+    (50 MB line: 36 s of CPU). Now pending pieces are kept apart and joined once at the end."""
+    dec = SSEDecoder()
+    head = b'data: {"x":"'
+    blk = b"a" * 4096
+    assert dec.feed(head) == []
+    for _ in range(2000):  # 8 MB in 4 KB chunks
+        assert dec.feed(blk) == []
+    assert len(dec._more) == 2000 and dec._buf == head  # nothing joined while the event is open
+    out = dec.feed(b'"}\n\n')
+    assert out == [b'{"x":"' + blk * 2000 + b'"}']
+    assert not dec.has_partial
+
+
+@pytest.mark.parametrize("chunk", [1000, 64 * 1024, 300 * 1024])
+def test_unfinished_event_over_the_cap_raises(chunk):
+    dec = SSEDecoder(max_event=256 * 1024)
+    assert dec.feed(b"data: {}\n\n") == [b"{}"]
+    with pytest.raises(SSEError, match="grew past"):
+        for _ in range(1000):
+            dec.feed(b"a" * chunk)
+    assert not dec.has_partial  # the oversized event was dropped
+
+
+def test_event_at_the_cap_is_fine():
+    dec = SSEDecoder(max_event=1024)
+    payload = b"x" * (1024 - len("data: "))
+    assert dec.feed(b"data: " + payload[:500]) == []
+    assert dec.feed(payload[500:] + b"\n\n") == [payload]
+
+
+def test_seam_between_chunks_finds_the_blank_line():
+    dec = SSEDecoder()
+    assert dec.feed(b"data: 1") == []
+    assert dec.feed(b"2\n") == []
+    assert dec.feed(b"\n") == [b"12"]
+    assert dec.feed(b"data: 3\r") == []
+    assert dec.feed(b"\n") == []
+    assert dec.feed(b"\r\n") == [b"3"]

@@ -27,13 +27,18 @@ import msgspec
 from ._errors import APIConnectionError, AuthenticationError, UsageError, make_status_error
 from ._request import Request, Response
 
-__all__ = ["AuthProvider", "AuthStep", "KeyRotation", "OAuth2ClientCredentials", "StaticKey"]
+__all__ = ["AuthProvider", "AuthStep", "KeyRotation", "OAuth2ClientCredentials", "StaticKey",
+           "provider_secrets"]
 
 CallNext = Callable[[Request], Awaitable[Response]]
 
 
 class AuthProvider(Protocol):
-    """`static` is the header value when it never changes (then `authorization()` is not awaited)."""
+    """`static` is the header value when it never changes (then `authorization()` is not awaited).
+
+    A provider may also define `secrets() -> tuple[str, ...]`: every secret it holds right now (keys,
+    current tokens, a client secret). The client masks them wherever a server echoes them, in errors
+    and in the logs (issue 8, S2); the providers here all do."""
 
     static: str | None
 
@@ -53,6 +58,9 @@ class StaticKey:
 
     async def unauthorized(self, header: str | None) -> bool:
         return False
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._key,) if self._key else ()
 
     def __repr__(self) -> str:
         return f"StaticKey({'****' + self._key[-4:] if self._key else None})"
@@ -83,6 +91,9 @@ class KeyRotation:
         if header is not None:
             self._bad[header] = time.monotonic() + self.cooldown
         return len(self._bad) < len(self._headers)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(h[len("Bearer "):] for h in self._headers)
 
     def __repr__(self) -> str:
         return f"KeyRotation({len(self._headers)} keys)"
@@ -119,12 +130,16 @@ class OAuth2ClientCredentials:
         self.refresh_margin = refresh_margin
         self.timeout = timeout
         self._header: str | None = None
+        self._recent: list[str] = []  # the last access tokens (a server may echo a stale one)
         self._expires = 0.0
         self._lock: asyncio.Lock | None = None
         self.fetches = 0  # how many tokens were fetched (observability, tests)
 
     def __repr__(self) -> str:
         return f"OAuth2ClientCredentials({self.token_url!r}, client_id={self._form['client_id']!r})"
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._form["client_secret"], *self._recent)
 
     async def authorization(self) -> str | None:
         if self._header is not None and time.monotonic() < self._expires:
@@ -145,6 +160,7 @@ class OAuth2ClientCredentials:
             token = await self._fetch()
             kind = token.token_type.capitalize() if token.token_type else "Bearer"
             self._header = f"{kind} {token.access_token}"
+            self._recent = [*self._recent[-1:], token.access_token]
             life = token.expires_in if token.expires_in is not None else 3600.0
             self._expires = time.monotonic() + max(0.0, life - self.refresh_margin)
             self.fetches += 1
@@ -171,6 +187,14 @@ class OAuth2ClientCredentials:
         except msgspec.DecodeError as exc:
             raise APIConnectionError(
                 f"the token endpoint {self.token_url} sent no usable token: {exc}") from None
+
+
+def provider_secrets(provider: object) -> tuple[str, ...]:
+    """The secrets an auth provider holds now (its `secrets()`; none for providers without it)."""
+    fn = getattr(provider, "secrets", None)
+    if not callable(fn):
+        return ()
+    return tuple(s for s in fn() if isinstance(s, str) and s)
 
 
 class AuthStep:

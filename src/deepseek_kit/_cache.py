@@ -76,7 +76,7 @@ from ._cache_key import allows, canonical_body, fingerprint, is_reproducible, pr
 from ._cache_replay import Recorder, assemble_chat, assemble_fim, replay
 from ._errors import APITimeoutError, UsageError, redact
 from ._request import Request, Response
-from ._types import ChatCompletion, Completion, Usage
+from ._types import ChatCompletion, Completion, SafeDecoder, Usage
 
 __all__ = ["CACHE_HEADER", "CachePolicy", "CacheStats", "CacheStep", "canonical_body", "fingerprint",
            "is_reproducible"]  # the last three live in _cache_key.py
@@ -159,8 +159,8 @@ class _Meta(msgspec.Struct):
 
 
 _meta_decoder = msgspec.json.Decoder(_Meta)
-_chat_decoder = msgspec.json.Decoder(ChatCompletion)
-_fim_decoder = msgspec.json.Decoder(Completion)
+_chat_decoder: SafeDecoder[ChatCompletion] = SafeDecoder(ChatCompletion)  # nesting-guarded (issue 8, C2)
+_fim_decoder: SafeDecoder[Completion] = SafeDecoder(Completion)
 
 # What a flight ends with: the answer's bytes, the leader's error, or None (no complete answer).
 _Outcome = bytes | Exception | None

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ._errors import UsageError
-from ._sqlite import enable_wal
+from ._sqlite import enable_wal, private_db_file
 
 __all__ = ["CacheBackend", "MemoryBackend", "RedisBackend", "SQLiteBackend", "open_backend"]
 
@@ -177,7 +177,7 @@ class SQLiteBackend:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_db_file(self.path)  # 0600 in a 0700 DSK_HOME, like the logs (issue 8, S4)
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             except (OSError, sqlite3.Error) as exc:

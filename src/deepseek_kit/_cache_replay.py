@@ -37,7 +37,14 @@ from ._events import EventReader
 from ._request import Response
 from ._sse import DONE
 from ._timeouts import Timeout, Watchdog
-from ._types import ChatCompletion, ChatCompletionChunk, Completion, CompletionChoice, CompletionLogprobs
+from ._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    SafeDecoder,
+)
 
 __all__ = ["PIECE", "Recorder", "assemble_chat", "assemble_fim", "chat_chunks", "fim_chunks", "replay"]
 
@@ -47,8 +54,8 @@ PIECE = 128
 
 _encode = msgspec.json.encode
 _NO_LIMITS = Timeout(connect=None, first_token=None, idle=None, total=None)
-_chunks_decoder = msgspec.json.Decoder(list[ChatCompletionChunk])
-_fim_chunks_decoder = msgspec.json.Decoder(list[Completion])
+_chunks_decoder: SafeDecoder[list[ChatCompletionChunk]] = SafeDecoder(list[ChatCompletionChunk])
+_fim_chunks_decoder: SafeDecoder[list[Completion]] = SafeDecoder(list[Completion])
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "x-dsk-cache": "hit"}
 _JSON_HEADERS = {"content-type": "application/json", "x-dsk-cache": "hit"}
 

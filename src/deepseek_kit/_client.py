@@ -14,11 +14,11 @@ from datetime import date
 from types import TracebackType
 from typing import Any, Protocol
 
-from ._auth import AuthProvider, AuthStep, StaticKey
+from ._auth import AuthProvider, AuthStep, KeyRotation, StaticKey, provider_secrets
 from ._cache import CachePolicy, CacheStep
 from ._errors import UsageError, redact
 from ._holidays import HolidayCalendar
-from ._http import Attempt
+from ._http import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES, Attempt
 from ._limits import Limits, LimitStep
 from ._logstep import LogStep
 from ._logstore import LogConfig
@@ -29,7 +29,7 @@ from ._request import Request, Response
 from ._resume import Resumption
 from ._retry import RetryPolicy, RetryStep
 from ._router import Endpoint, EndpointHealth, RouterStep, Routing, endpoints_from_config
-from ._settings import DEFAULT_BASE_URL, config_table, resolve
+from ._settings import DEFAULT_BASE_URL, check_header, check_url, config_table, resolve
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._transport import AiohttpTransport, Transport
 from ._version import __version__
@@ -59,6 +59,15 @@ def _cache_step(value: CachePolicy | CacheStep | bool | None) -> CacheStep | Non
     return CacheStep(value if isinstance(value, CachePolicy) else CachePolicy())
 
 
+def _size_setting(name: str, value: int | None, cfg: Mapping[str, Any], default: int) -> int:
+    """A byte limit from the argument, else the config file, else the default; a positive int."""
+    if value is None:
+        value = cfg.get(name, default)
+    if type(value) is not int or value <= 0:
+        raise UsageError(f"{name} must be a positive number of bytes, got {value!r}")
+    return value
+
+
 def _beta_url(base_url: str) -> str:
     """DeepSeek serves prefix completion and FIM under /beta (deepseek-api.md §1.1)."""
     for suffix in ("/v1", "/beta"):
@@ -75,6 +84,10 @@ class AsyncClient:
     `timeout=Timeout(...)` (or seconds), `max_retries=` or a full `retry=RetryPolicy(...)`,
     `endpoints=[Endpoint(...), ...]` with `routing=Routing(...)` for failover across DeepSeek and
     private deployments, `auth=` for KeyRotation / OAuth2ClientCredentials,
+    `max_response_bytes=` (default 64 MiB) caps a non-stream body and `max_event_bytes=` (16 MiB)
+    one stream event, against servers that send without end (config keys of the same names);
+    Proxies: `proxy="http://host:port"` (config key `proxy`), else HTTP_PROXY / HTTPS_PROXY /
+    NO_PROXY unless `trust_env=False` (config key `trust_env = false`), see docs/proxies.md.
     `transport=` to replace the network (MockTransport in unit tests), `steps=` to add pipeline
     steps outside retry (seen once per call), `inner_steps=` between retry and auth (seen once per
     attempt). `holidays=` (a `HolidayCalendar`) prices peak hours for the metrics and logs configs
@@ -94,7 +107,8 @@ class AsyncClient:
         default_headers: Mapping[str, str] | None = None,
         beta_base_url: str | None = None,
         max_connections: int = 1000,
-        trust_env: bool = False,
+        trust_env: bool | None = None,
+        proxy: str | None = None,
         profile: str | None = None,
         config_file: str | None = None,
         steps: list[Step] | None = None,
@@ -109,6 +123,8 @@ class AsyncClient:
         metrics: MetricsConfig | MetricsStep | bool | None = None,
         logs: LogConfig | LogStep | bool | None = None,
         holidays: HolidayCalendar | Iterable[date] | None = None,
+        max_response_bytes: int | None = None,
+        max_event_bytes: int | None = None,
     ) -> None:
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
@@ -122,7 +138,8 @@ class AsyncClient:
             )
         self._api_key = key
         self.base_url = url
-        self.beta_base_url = (beta_base_url or cfg.get("beta_base_url") or _beta_url(url)).rstrip("/")
+        self.beta_base_url = check_url(beta_base_url or cfg.get("beta_base_url") or _beta_url(url),
+                                       "beta_base_url")
         self.timeout = Timeout.coerce(timeout)
         policy = retry or RetryPolicy()
         if max_retries is not None:
@@ -137,18 +154,29 @@ class AsyncClient:
         if prefix_completion not in (None, True, False):
             raise UsageError(f"prefix_completion must be true, false or unset, got {prefix_completion!r}")
         self.prefix_completion: bool | None = prefix_completion
+        if trust_env is None:
+            trust_env = cfg.get("trust_env", True)
+        if type(trust_env) is not bool:
+            raise UsageError(f"trust_env must be true or false, got {trust_env!r}")
+        proxy = proxy if proxy is not None else cfg.get("proxy")
+        if proxy is not None and (type(proxy) is not str or transport is not None):
+            raise UsageError("proxy must be a URL string such as 'http://127.0.0.1:3128' (and is not "
+                             "combined with transport=: give the proxy to that transport)")
         self._transport: Transport = transport or AiohttpTransport(
-            max_connections=max_connections, trust_env=trust_env)
+            max_connections=max_connections, trust_env=trust_env, proxy=proxy or None)
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": f"deepseek-kit/{__version__}",
         }
         if default_headers:
+            for name, value in default_headers.items():
+                check_header(name, value, "default_headers")
             self._headers.update(default_headers)
         self._closed = False
         self.router = RouterStep(endpoints, routing) if endpoints else None
         self.auth: AuthProvider = auth or StaticKey(key)
+        self._secret_parts: tuple[tuple[str, ...], tuple[object, ...]] | None = None  # see _secrets()
         # Config-file tables fill what the arguments left out: [limits], [cache], [metrics].
         if limits is None and cfg.get("limits"):
             limits = config_table("limits", Limits, cfg["limits"])
@@ -181,13 +209,18 @@ class AsyncClient:
             log_cfg = LogConfig.resolve(logs, cfg, default=False)
             if log_cfg is not None and holidays is not None and not isinstance(logs, LogConfig):
                 log_cfg = dataclasses.replace(log_cfg, holidays=self.holidays)
-            self.logs = LogStep(log_cfg, secrets=(key,)) if log_cfg is not None else None
+            # a snapshot: LogStep takes a tuple (tokens fetched later are masked by Attempt only)
+            self.logs = LogStep(log_cfg, secrets=self._secrets()) if log_cfg is not None else None
         # DESIGN.md order: (logs) -> metrics -> cache -> router -> retry -> limits -> auth -> transport.
         outer = [self.logs, self._metrics_step, self.cache, self.router]
         all_steps: list[Step] = [
             *(steps or []), *(s for s in outer if s is not None), RetryStep(policy),
             *(inner_steps or []), *([self.limits] if self.limits else []), AuthStep(self.auth)]
-        call: CallNext = Attempt(self._transport, secrets=(key,))
+        call: CallNext = Attempt(
+            self._transport, secrets=self._secrets,
+            max_response_bytes=_size_setting("max_response_bytes", max_response_bytes, cfg,
+                                             DEFAULT_MAX_RESPONSE_BYTES),
+            max_event_bytes=_size_setting("max_event_bytes", max_event_bytes, cfg, DEFAULT_MAX_EVENT_BYTES))
         for step in reversed(all_steps):
             call = functools.partial(step.handle, call_next=call)
         self._call = call
@@ -217,12 +250,33 @@ class AsyncClient:
     def api_key(self) -> str | None:
         return self._api_key
 
+    def _secrets(self) -> tuple[str | None, ...]:
+        """Every secret this client holds now, to mask where a server echoes one (issue 8, S2): its
+        key, its auth provider's keys and current tokens, and each endpoint's key and provider's.
+        Fixed keys are collected once; only providers whose secrets change (OAuth2 tokens, custom
+        providers) are asked again, so the common case costs one attribute read."""
+        cached = self._secret_parts
+        if cached is None:
+            providers = [self.auth, *(lv.auth for lv in self.router.live)] if self.router else [self.auth]
+            fixed = [self._api_key, *(lv.ep.api_key for lv in (self.router.live if self.router else ()))]
+            changing: list[object] = []
+            for p in providers:
+                if isinstance(p, (StaticKey, KeyRotation)) or p is None:
+                    fixed += provider_secrets(p)
+                else:
+                    changing.append(p)
+            cached = self._secret_parts = (tuple(dict.fromkeys(s for s in fixed if s)), tuple(changing))
+        fixed_t, changing_t = cached
+        if not changing_t:
+            return fixed_t
+        return tuple(dict.fromkeys([*fixed_t, *(s for p in changing_t for s in provider_secrets(p))]))
+
     def __repr__(self) -> str:
         key = "****" + self._api_key[-4:] if self._api_key else None
         return f"AsyncClient(base_url={self.base_url!r}, api_key={key!r})"
 
     def _redact(self, text: str) -> str:
-        return redact(text, self._api_key)
+        return redact(text, *self._secrets())
 
     async def request(
         self,
@@ -245,7 +299,11 @@ class AsyncClient:
         if stream:
             headers["Accept"] = "text/event-stream"
         if extra_headers:
+            for name, value in extra_headers.items():
+                check_header(name, value, "extra_headers")
             headers.update(extra_headers)
+        if max_retries is not None and (type(max_retries) is not int or max_retries < 0):
+            raise UsageError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         t = self.timeout if timeout is ... else Timeout.coerce(timeout)
         url = (self.beta_base_url if beta else self.base_url) + path
         opts = dict(options) if options else {}

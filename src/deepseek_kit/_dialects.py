@@ -40,7 +40,7 @@ from ._errors import (
     redact,
     status_for_error,
 )
-from ._types import ChatCompletion, ChatCompletionChunk, ErrorObject, chat_completion_decoder
+from ._types import ChatCompletion, ChatCompletionChunk, ErrorObject, chat_completion_decoder, decode_json
 
 if TYPE_CHECKING:
     from ._request import Response
@@ -119,7 +119,7 @@ def ok_body_error(
     the one the error names (`code` 400-599, else its `type`, else 500); the body passes through
     `make_status_error`, so the message, type, code and a redacted body are kept."""
     try:
-        obj = msgspec.json.decode(body.strip() or b"null")
+        obj = decode_json(body.strip() or b"null")
     except msgspec.DecodeError:
         return None
     fields = error_fields(obj)
@@ -134,7 +134,7 @@ def error_object(payload: bytes | Any) -> ErrorObject | None:
     `{"error": "text"}`."""
     if isinstance(payload, (bytes, bytearray, memoryview)):
         try:
-            payload = msgspec.json.decode(payload)
+            payload = decode_json(payload)
         except msgspec.DecodeError:
             return None
     fields = error_fields(payload)

@@ -9,10 +9,12 @@ built here ever includes an API key: bodies are passed through `redact()` before
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 import msgspec
+
+from ._types import decode_json  # guards against too-deep nesting (issue 8, C2)
 
 if TYPE_CHECKING:
     from ._types import ChatCompletion
@@ -30,6 +32,7 @@ __all__ = [
     "InternalServerError",
     "NotFoundError",
     "RateLimitError",
+    "Secrets",
     "ServiceUnavailableError",
     "StreamError",
     "StreamTimeoutError",
@@ -38,11 +41,21 @@ __all__ = [
     "error_fields",
     "make_status_error",
     "redact",
+    "secrets_of",
     "status_for_error",
 ]
 
 # sk-... keys, Bearer tokens and anything that looks like a long secret after "key".
-_SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.=]{4,})")
+_SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.=+/~]{4,})")
+
+
+#: The secrets to mask in errors: a fixed tuple, or a function giving the current ones (rotated
+#: keys, refreshed OAuth2 tokens), called only when an error message is built.
+Secrets = Union[tuple[str | None, ...], Callable[[], Iterable[str | None]]]  # noqa: UP007 (runtime alias, py3.10)
+
+
+def secrets_of(source: Secrets) -> tuple[str | None, ...]:
+    return tuple(source()) if callable(source) else source
 
 
 def redact(text: str, *secrets: str | None) -> str:
@@ -220,7 +233,7 @@ def _decode_body(raw: bytes) -> Any:
     if not text:
         return None
     try:
-        return msgspec.json.decode(text)
+        return decode_json(text)
     except msgspec.DecodeError:
         return raw.decode("utf-8", "replace")
 
@@ -344,6 +357,7 @@ _REASON = {
     401: "Authentication Fails",
     402: "Insufficient Balance",
     404: "Not Found",
+    407: "Proxy Authentication Required",
     422: "Invalid Parameters",
     429: "Rate Limit Reached",
     500: "Server Error",

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NoReturn
 
-from ._errors import APIConnectionError, APITimeoutError
-from ._sse import DONE, SSEDecoder
+from ._errors import APIConnectionError, APITimeoutError, Secrets
+from ._sse import DEFAULT_MAX_EVENT, DONE, SSEDecoder, SSEError
 from ._timeouts import Watchdog
 from ._transport import ByteSource
 
@@ -33,15 +33,16 @@ class StreamBroken(Exception):
 
 class EventReader:
     __slots__ = ("_dec", "_errors", "_i", "_loop_time", "_queue", "_source", "_wd", "closed", "done",
-                 "finished", "on_close", "outcome")
+                 "finished", "on_close", "outcome", "secrets")
 
     def __init__(self, source: ByteSource, watchdog: Watchdog,
-                 read_errors: tuple[type[BaseException], ...]) -> None:
+                 read_errors: tuple[type[BaseException], ...], *,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT) -> None:
         import asyncio
 
         self._source = source
         self._wd = watchdog
-        self._dec = SSEDecoder()
+        self._dec = SSEDecoder(max_event_bytes)
         self._errors: tuple[type[BaseException], ...] = (*read_errors, APIConnectionError)
         self._queue: list[bytes] = []
         self._i = 0
@@ -51,6 +52,7 @@ class EventReader:
         self.closed = False
         self.outcome = "closed"  # how it ended: ok | broken | timeout | closed (caller left early)
         self.on_close: Callable[[str], None] | None = None
+        self.secrets: Secrets = ()  # what the stream layer masks in error messages (set by Attempt)
 
     async def next(self) -> bytes | None:
         """The next data payload, or None when the stream has ended normally."""
@@ -93,7 +95,10 @@ class EventReader:
                         return None
                     self._broken("the server closed the stream before [DONE]")
             else:
-                events = self._dec.feed(data)
+                try:
+                    events = self._dec.feed(data)
+                except SSEError as exc:  # an event that never ends (issue 8, C6)
+                    self._broken(str(exc))
                 if not events:
                     continue  # only comments, blank lines or a partial event
             if wd.started_body:

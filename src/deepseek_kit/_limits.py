@@ -38,6 +38,7 @@ import msgspec
 
 from ._errors import APIStatusError, DeepSeekError, RateLimitError, UsageError
 from ._request import Request, Response
+from ._types import SafeDecoder
 
 __all__ = [
     "Adaptive",
@@ -172,6 +173,11 @@ class Limits:
             raise UsageError("Limits.default_max_tokens must be >= 0")
         if not self.lease_ttl > 0:
             raise UsageError("Limits.lease_ttl must be > 0 seconds")
+        r = self.redis_url
+        if r is not None and (type(r) is not str or not r.startswith(("redis://", "rediss://", "unix://"))):
+            got = "an empty string" if r == "" else type(r).__name__
+            raise UsageError("Limits.redis_url must be a redis://, rediss:// or unix:// URL, or None "
+                             f"for in-process limits; got {got}")
 
     @property
     def active(self) -> bool:
@@ -229,7 +235,7 @@ class _Tail(msgspec.Struct):
 
 
 _head_decoder = msgspec.json.Decoder(_Head)
-_tail_decoder = msgspec.json.Decoder(_Tail)
+_tail_decoder: SafeDecoder[_Tail] = SafeDecoder(_Tail)  # a response body: nesting-guarded
 _HIGH = bytes(range(0x80, 0x100))  # bytes of non-ASCII characters
 _LEAD = bytes(range(0xC0, 0x100))  # first byte of each non-ASCII character
 
@@ -265,20 +271,30 @@ def _estimate(body: bytes | None, head: _Head | None, default_max_tokens: int) -
     return math.ceil(prompt) + out
 
 
+#: No single call can use more: DeepSeek's context is 1M tokens with at most 384K of output. A
+#: usage beyond it (or below 0) is a broken or hostile server's, and must neither lock a tpm
+#: limit for days nor refill it: the estimate stands instead (issue 8, second round).
+MAX_PLAUSIBLE_TOKENS = 2_000_000
+
+
 def used_tokens(resp: Response) -> int | None:
     """`usage.total_tokens` of a complete response: the stream layer fills `resp.usage`; a plain
-    response still has it only in its body (the completion hook runs before decoding)."""
+    response still has it only in its body (the completion hook runs before decoding). None when
+    absent or implausible (see MAX_PLAUSIBLE_TOKENS)."""
     u = resp.usage
+    used: int | None = None
     if u is not None:
-        return int(u.total_tokens)
-    if resp.events is None and resp.body:
+        used = int(u.total_tokens)
+    elif resp.events is None and resp.body:
         try:
             tail = _tail_decoder.decode(resp.body)
         except msgspec.DecodeError:
             return None
         if tail.usage is not None:
-            return tail.usage.total_tokens
-    return None
+            used = tail.usage.total_tokens
+    if used is None or not 0 <= used <= MAX_PLAUSIBLE_TOKENS:
+        return None
+    return used
 
 
 # -- the step ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ._holidays import DEFAULT_CALENDAR, HolidayCalendar
 from ._migrations import migrate
 from ._pricing import calendar_of, default_clock
 from ._settings import home_dir
-from ._sqlite import enable_wal
+from ._sqlite import enable_wal, private_db_file
 
 __all__ = [
     "REQUEST_COLUMNS",
@@ -169,10 +169,7 @@ def connect(path: str | Path | None = None, *, busy_timeout: float = 10.0) -> sq
     mode: callers write with explicit transactions."""
     p = Path(path).expanduser() if path else LogConfig().db_path()
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if not p.exists():
-            # Private from the first byte (SQLite gives the -wal/-shm files the same mode).
-            os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+        private_db_file(p)  # private from the first byte, in a 0700 DSK_HOME
         conn = sqlite3.connect(p, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
         raise UsageError(f"cannot open the logs database {p}: {exc}") from None

@@ -42,7 +42,7 @@ from ._holidays import DEFAULT_CALENDAR, HolidayCalendar
 from ._metrics_summary import Metrics
 from ._pricing import ModelPrice
 from ._request import Request, Response
-from ._types import Usage
+from ._types import SafeDecoder, Usage
 
 __all__ = ["Hook", "MetricsConfig", "MetricsStep", "PriceOverride", "RequestRecord"]
 
@@ -232,7 +232,7 @@ class _ModelOnly(msgspec.Struct, gc=False):
     model: str = ""
 
 
-_usage_decoder = msgspec.json.Decoder(_UsageOnly)
+_usage_decoder: SafeDecoder[_UsageOnly] = SafeDecoder(_UsageOnly)  # a response body: nesting-guarded
 _model_decoder = msgspec.json.Decoder(_ModelOnly)
 _MODEL_PREFIX = b'{"model":"'
 

@@ -24,6 +24,7 @@ from ._types import (
     ChatCompletionMessage,
     Completion,
     ModelList,
+    SafeDecoder,
     balance_decoder,
     completion_decoder,
     model_list_decoder,
@@ -72,6 +73,9 @@ def _is_strict(t: Any) -> bool:
 
 def _body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> bytes:
     body = {k: v for k, v in fields.items() if v is not NOT_GIVEN}
+    if extra_body is not None and not isinstance(extra_body, Mapping):
+        raise UsageError(f"extra_body must be a mapping of extra JSON fields, got "
+                         f"{type(extra_body).__name__}")
     if extra_body:
         body.update(extra_body)
     try:
@@ -80,7 +84,7 @@ def _body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> bytes
         raise UsageError(f"request body is not JSON-serialisable: {exc}") from None
 
 
-def _decode(resp: Response, decoder: msgspec.json.Decoder[Any], what: str) -> Any:
+def _decode(resp: Response, decoder: SafeDecoder[Any], what: str) -> Any:
     try:
         return decoder.decode(resp.body)
     except msgspec.DecodeError as exc:
@@ -205,6 +209,10 @@ class ChatCompletions:
         beta = type(last) is dict and bool(last.get("prefix"))
         if not beta and isinstance(last, Mapping):
             beta = bool(last.get("prefix"))
+        if tools is not NOT_GIVEN and tools is not None and (
+                isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence)):
+            raise UsageError("tools must be a list of tool definitions ({'type': 'function', "
+                             f"'function': {{...}}}}), got {type(tools).__name__}")
         if not beta and tools:
             # strict function calling is a /beta feature (deepseek-api.md §5.7)
             beta = any(_is_strict(t) for t in tools)
@@ -241,7 +249,7 @@ class ChatCompletions:
             return AsyncStream(resp, Resumer(self, params, self._client.resumption, scope or None,
                                              None if total is None else started + total))
         # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
-        return decode_chat_completion(resp, secrets=(self._client.api_key,))
+        return decode_chat_completion(resp, secrets=self._client._secrets())
 
     def _resume_scope(self, resp: Response, resume: bool | None) -> frozenset[str] | None:
         """Whether this stream may be resumed (None: not), and where its continuations may go:

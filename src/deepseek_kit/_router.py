@@ -69,8 +69,12 @@ class Endpoint:
     prefix_completion: bool | None = None
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise UsageError(f"Endpoint base_url must start with http:// or https://: {self.base_url!r}")
+        from ._settings import check_url
+
+        object.__setattr__(self, "base_url", check_url(self.base_url, "Endpoint base_url"))
+        key = self.api_key
+        if key is not None and (type(key) is not str or any(c in key for c in "\r\n\0")):
+            raise UsageError("Endpoint api_key must be a string without line breaks")
         if not _finite_non_negative(self.weight):
             raise UsageError(f"Endpoint weight must be a finite number >= 0, got {self.weight!r}")
         if self.hedge_after is not None and not _finite_non_negative(self.hedge_after):

@@ -25,18 +25,73 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 
 from ._errors import UsageError
 
-__all__ = ["DEFAULT_BASE_URL", "check_base_url", "config_path", "config_table", "home_dir", "load_config",
-           "resolve"]
+__all__ = ["DEFAULT_BASE_URL", "check_header", "check_url", "config_path", "config_table", "home_dir",
+           "load_config", "resolve"]
 
 T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.deepseek.com"
+
+
+def check_url(url: object, what: str = "base_url") -> str:
+    """`url` as a clean http(s) base URL (no trailing slash), or a UsageError naming `what`: a
+    scheme other than http(s), no host, a port out of range, brackets that do not close, or
+    credentials in the URL (the API key goes in the Authorization header; aiohttp would refuse
+    to combine the two on every call)."""
+    from urllib.parse import urlsplit
+
+    if type(url) is not str:
+        raise UsageError(f"{what} must be a URL string, got {type(url).__name__}")
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{what} must start with http:// or https://, got {_shown(url)!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port out of range or not a number)
+    except ValueError as exc:
+        raise UsageError(f"{what} is not a valid URL ({exc}): {_shown(url)!r}") from None
+    if not parts.hostname:
+        raise UsageError(f"{what} has no host: {url!r}")
+    if "@" in parts.netloc:
+        raise UsageError(f"{what} must not carry credentials ({_shown(url)!r}): pass the key as api_key")
+    if any(c in url for c in "\r\n\t\0 "):
+        raise UsageError(f"{what} must not contain spaces or control characters: {_shown(url)!r}")
+    return url
+
+
+def _shown(url: str) -> str:
+    """The URL with any user:password@ masked."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "****@" + netloc.rpartition("@")[2]
+    return scheme + sep + netloc + slash + path
+
+
+#: Headers that frame the message or the connection: the HTTP client owns them. A caller's
+#: `Content-Length: 5` or `Transfer-Encoding: chunked` next to the real length would desynchronise
+#: the connection (request smuggling through a gateway; issue 8, second round).
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+                      "trailer", "proxy-connection"})
+
+
+def check_header(name: object, value: object, what: str = "header") -> None:
+    """A UsageError unless `name: value` can go on the wire as it is: strings, no CR/LF/NUL (header
+    injection), a token for the name, not a framing header (Content-Length, Transfer-Encoding,
+    Connection...)."""
+    if type(name) is not str or not name or any(c in name for c in " \t\r\n\0:"):
+        raise UsageError(f"{what} name {name!r} is not a valid HTTP header name")
+    if name.lower() in _FRAMING:
+        raise UsageError(f"{what} may not set {name}: the HTTP client sets the framing headers itself")
+    if type(value) is not str:
+        raise UsageError(f"{what} {name!r} must be a string, got {type(value).__name__}")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{what} {name!r} contains a line break or NUL (header injection is refused)")
 
 
 def home_dir() -> Path:
@@ -64,6 +119,10 @@ class _ConfigShape(msgspec.Struct):
     logs: bool | dict[str, Any] | None = None
     prefix_completion: bool | None = None
     pricing: dict[str, Any] | None = None
+    proxy: str | None = None
+    trust_env: bool | None = None
+    max_response_bytes: int | None = None
+    max_event_bytes: int | None = None
 
 
 def _check_shape(data: Any, where: str) -> None:
@@ -85,20 +144,6 @@ def config_table(key: str, factory: Callable[..., T], value: Any) -> T:
         return factory(**value)
     except TypeError as exc:
         raise UsageError(f"config file [{key}]: {exc}") from None
-
-
-def check_base_url(url: str, what: str = "base_url") -> str:
-    """`url` if it is an http(s) URL with a host and a valid port, else a UsageError."""
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"{what} must start with http:// or https://, got {url!r}")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except ValueError as exc:
-        raise UsageError(f"{what} {url!r} is not a valid URL: {exc}") from None
-    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
-        raise UsageError(f"{what} {url!r} is not a valid URL: it names no host or holds spaces")
-    return url
 
 
 def _check_key(key: str) -> str:
@@ -156,10 +201,11 @@ def resolve(
         key = cfg.get("api_key")
         if key is None and cfg.get("api_key_env"):
             key = os.environ.get(str(cfg["api_key_env"]))
-    url = base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url") or DEFAULT_BASE_URL
-    url = check_base_url(str(url).rstrip("/"))
+    url = check_url(base_url or os.environ.get("DEEPSEEK_BASE_URL") or cfg.get("base_url")
+                    or DEFAULT_BASE_URL)
     if key is not None:
-        if not isinstance(key, str):  # pragma: no cover - load_config checked the type
-            raise UsageError("api_key must be a string")
+        if type(key) is not str:
+            raise UsageError(f"api_key must be a string, got {type(key).__name__}")
         _check_key(key)
+        key = key or None
     return key, url, cfg

@@ -11,15 +11,28 @@ JSON strings (which `str.splitlines` would wrongly treat as line breaks) pass th
 
 Hand-written (no library): the hot path must cost well under a microsecond per event, and the
 common DeepSeek frame `data: {...}\\n\\n` takes a fast path with no per-line field parsing.
+
+Linear in the bytes fed, whatever the server sends: while an event is unfinished, only the new
+chunk (and the seam with the bytes before it) is searched for the blank line, and the pieces are
+joined once when it comes. An unfinished event larger than `max_event` bytes (default 16 MiB)
+raises `SSEError`: a line that never ends must not grow memory and CPU until a timeout fires
+(issue 8, C6).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["DONE", "SSEDecoder", "ServerSentEvent", "encode_comment", "encode_data", "encode_event"]
+__all__ = ["DEFAULT_MAX_EVENT", "DONE", "SSEDecoder", "SSEError", "ServerSentEvent", "encode_comment",
+           "encode_data", "encode_event"]
 
 DONE = b"[DONE]"
+#: Largest unfinished event the decoder buffers (a DeepSeek chunk is a few hundred bytes).
+DEFAULT_MAX_EVENT = 16 << 20
+
+
+class SSEError(ValueError):
+    """The event stream cannot be decoded within the limits (an event larger than `max_event`)."""
 
 
 class ServerSentEvent(NamedTuple):
@@ -43,14 +56,31 @@ class SSEDecoder:
     blank line has arrived, so the common frame `data: {...}\n\n` costs one split and one slice.
     """
 
-    __slots__ = ("_buf", "_id", "_pending_cr", "_retry", "comments")
+    __slots__ = ("_buf", "_id", "_more", "_pending_cr", "_retry", "_size", "comments", "max_event")
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_event: int = DEFAULT_MAX_EVENT) -> None:
+        self._buf = b""  # the start of an unfinished event
+        self._more: list[bytes] = []  # later pieces of it, joined once its blank line arrives
+        self._size = 0  # len(self._buf) + the lengths in self._more
         self._id: str | None = None
         self._retry: int | None = None
         self._pending_cr = False
         self.comments = 0
+        self.max_event = max_event
+
+    def _pending(self) -> bytes:
+        if self._more:
+            self._buf = b"".join([self._buf, *self._more])
+            self._more = []
+        return self._buf
+
+    def _keep(self, size: int) -> None:
+        """Record the unfinished event's size; past `max_event`, drop it and raise SSEError."""
+        if size > self.max_event:
+            self._buf, self._more, self._size = b"", [], 0
+            raise SSEError(f"an event grew past {self.max_event} bytes without ending "
+                           "(max_event_bytes; a stream chunk is a few hundred bytes)")
+        self._size = size
 
     def _blocks(self, chunk: bytes) -> list[bytes]:
         """Complete event blocks (text between blank lines), LF-normalised."""
@@ -63,12 +93,27 @@ class SSEDecoder:
             if chunk[-1:] == b"\r":
                 self._pending_cr = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\n\n" not in buf:
-            self._buf = buf
+        if not chunk:  # only the LF of a CRLF split across chunks
             return []
+        if self._buf:
+            # Only the new bytes and the seam can hold the blank line (linear, issue 8, C6).
+            last = self._more[-1] if self._more else self._buf
+            if b"\n\n" not in chunk and not (chunk[:1] == b"\n" and last[-1:] == b"\n"):
+                self._more.append(chunk)
+                self._keep(self._size + len(chunk))
+                return []
+            buf = self._pending() + chunk
+        elif b"\n\n" not in chunk:
+            self._buf = chunk
+            self._keep(len(chunk))
+            return []
+        else:
+            buf = chunk
         blocks = buf.split(b"\n\n")
-        self._buf = blocks.pop()
+        rest = self._buf = blocks.pop()
+        n = self._size = len(rest)
+        if n > self.max_event:
+            self._keep(n)
         return blocks
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -130,7 +175,7 @@ class SSEDecoder:
 
     def flush(self) -> list[bytes]:
         """End of stream: dispatch an event whose final blank line never came (lenient)."""
-        rest, self._buf = self._buf, b""
+        rest, self._buf, self._size = self._pending(), b"", 0
         if not rest.strip(b"\n"):
             return []
         ev = self._parse(rest.strip(b"\n"))
@@ -139,7 +184,7 @@ class SSEDecoder:
     @property
     def has_partial(self) -> bool:
         """True when bytes of an unfinished event are buffered."""
-        return bool(self._buf.strip(b"\n"))
+        return bool(self._pending().strip(b"\n"))
 
 
 def encode_data(payload: bytes) -> bytes:

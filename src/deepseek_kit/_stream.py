@@ -19,7 +19,7 @@ import msgspec
 
 from ._accumulate import ChunkAccumulator
 from ._dialects import error_object, stream_error
-from ._errors import StreamError, StreamTimeoutError, redact
+from ._errors import StreamError, StreamTimeoutError, redact, secrets_of
 from ._events import EventReader, StreamBroken
 from ._request import Response
 from ._resume import HOLD_MAX_CHUNKS, ContinuationCheck, LostPiece, Resumer, total_usage
@@ -93,14 +93,23 @@ class _BaseStream(Generic[T]):
     def _raise_broken(self, b: StreamBroken) -> None:
         raise self._broken_error(b) from None
 
+    def _redact(self, text: str) -> str:
+        """Mask every secret of the client in text a server sent (issue 8, S2)."""
+        return redact(text, *secrets_of(self._reader.secrets))
+
+    def _scrub(self, err: Any) -> str:
+        """The error object's message, masked; also masked in the object the caller gets."""
+        err.message = self._redact(err.message)
+        return str(err.message)
+
     def _raise_decode(self, payload: bytes, exc: Exception) -> None:
         self._reader.outcome = "broken"
         self._reader.close()
         err = error_object(payload)  # e.g. {"error": "text"}: an error, not a malformed event
         if err is not None:
-            raise StreamError(f"The server sent an error inside the stream: {redact(err.message)}",
+            raise StreamError(f"The server sent an error inside the stream: {self._scrub(err)}",
                               partial=self._partial(), error=err) from None
-        snippet = redact(payload[:200].decode("utf-8", "replace"))
+        snippet = self._redact(payload[:200].decode("utf-8", "replace"))
         raise StreamError(f"Malformed stream event ({exc}): {snippet!r}", partial=self._partial()) from None
 
 
@@ -184,7 +193,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
                         self._reader.outcome = "broken"
                         self._reader.close()
                         out = await self._fail(StreamError(
-                            f"The server sent an error inside the stream: {redact(err.message)}",
+                            f"The server sent an error inside the stream: {self._scrub(err)}",
                             partial=self._partial(), error=err), "error")
                         if out is not None:
                             return out
@@ -372,7 +381,7 @@ class AsyncCompletionStream(_BaseStream[Completion]):
             raise
         if chunk.error is not None:
             self._reader.close()
-            raise StreamError(f"The server sent an error inside the stream: {redact(chunk.error.message)}",
+            raise StreamError(f"The server sent an error inside the stream: {self._scrub(chunk.error)}",
                               error=chunk.error)
         for c in chunk.choices:
             self._texts.setdefault(c.index, []).append(c.text)

@@ -48,6 +48,9 @@ class Timeout:
     def __post_init__(self) -> None:
         for name in ("connect", "first_token", "idle", "total", "tail"):
             v = getattr(self, name)
+            if v == math.inf and name != "tail":
+                object.__setattr__(self, name, None)  # "no limit", spelled as None (asyncio overflows on inf)
+                continue
             if v is not None and (not isinstance(v, (int, float)) or v <= 0 or math.isnan(v)):
                 raise UsageError(f"Timeout.{name} must be a positive number of seconds or None, got {v!r}")
 

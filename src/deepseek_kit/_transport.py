@@ -7,6 +7,16 @@ tested against the real emulator over loopback.
 
 A byte source only reads and aborts; everything above it (keep-alive stripping, SSE, timeouts,
 error mapping) is shared by both transports in `_http.py`.
+
+Proxies (issue 7 item 7), like httpx and openai-python: an explicit `proxy=` URL is used for every
+request; otherwise, with `trust_env=True` (the default), HTTP_PROXY / HTTPS_PROXY / ALL_PROXY and
+NO_PROXY (any case) choose the proxy per URL, following `urllib.request` (a NO_PROXY entry matches
+the host and its subdomains, `*` matches all). NO_PROXY is all that bypasses the proxy: loopback
+addresses are not special, so `NO_PROXY=127.0.0.1,localhost` is needed for a local server when a
+proxy is set (docs/proxies.md). The choice is made here, once per scheme and host, rather than by
+aiohttp's own `trust_env`, which looks the environment up in a worker thread on every request and
+also reads ~/.netrc (whose credentials aiohttp refuses to combine with our Authorization header).
+Credentials in a proxy URL become a Proxy-Authorization header and never appear in messages.
 """
 
 from __future__ import annotations
@@ -76,24 +86,91 @@ class _AiohttpSource:
         return self._content.at_eof()
 
 
+class _Proxy:
+    """One proxy: the URL aiohttp connects to (no credentials), the Proxy-Authorization header
+    when the URL carried credentials, and a display form for messages (no credentials)."""
+
+    __slots__ = ("args", "auth", "display")
+
+    def __init__(self, url: str, what: str = "proxy") -> None:
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            p = urlsplit(url)
+            port = p.port
+        except ValueError as exc:
+            raise UsageError(f"{what} is not a valid URL ({exc}): {_mask_userinfo(url)!r}") from None
+        if p.scheme not in ("http", "https") or not p.hostname:
+            raise UsageError(f"{what} must be an http:// URL with a host, e.g. http://127.0.0.1:3128; "
+                             f"got {_mask_userinfo(url)!r}")
+        host = f"[{p.hostname}]" if ":" in p.hostname else p.hostname
+        netloc = host if port is None else f"{host}:{port}"
+        self.display = f"{p.scheme}://{netloc}"
+        self.args: dict[str, Any] = {"proxy": self.display + (p.path if p.path not in ("", "/") else "")}
+        self.auth: str | None = None
+        if p.username is not None:
+            import base64
+
+            cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
+            self.auth = "Basic " + base64.b64encode(cred).decode()
+            # aiohttp sends proxy_headers on the CONNECT of https targets only; http targets get
+            # the header on the request itself (`headers_for`).
+            self.args["proxy_headers"] = {"Proxy-Authorization": self.auth}
+
+    def headers_for(self, url: str, headers: dict[str, str]) -> dict[str, str]:
+        if self.auth is None or url.startswith("https:"):
+            return headers
+        return {**headers, "Proxy-Authorization": self.auth}
+
+
+def _mask_userinfo(url: str) -> str:
+    at = url.find("@")
+    start = url.find("://")
+    return url if at < 0 or start < 0 or at < start else url[: start + 3] + "****@" + url[at + 1:]
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy URL the environment sets for `url` (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), or None."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    getproxies_environment = urllib.request.getproxies_environment
+    proxy_bypass_environment = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+
+    proxies = getproxies_environment()
+    if not proxies:
+        return None
+    p = urlsplit(url)
+    netloc = p.netloc.rpartition("@")[2]
+    if proxy_bypass_environment(netloc, proxies):
+        return None
+    return proxies.get(p.scheme) or proxies.get("all") or None
+
+
 class AiohttpTransport:
     """HTTP/1.1 keep-alive pool over aiohttp.
 
-    `max_connections` bounds open sockets (aiohttp queues the rest); `trust_env=False` by default
-    so that stray proxy variables don't break loopback and private deployments (deepseek-api.md
-    §8.21); pass `trust_env=True` to honour HTTP(S)_PROXY.
+    `max_connections` bounds open sockets (aiohttp queues the rest). `proxy="http://host:port"`
+    sends every request through that proxy; otherwise `trust_env=True` (the default, like httpx)
+    honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY, and `trust_env=False` ignores them (see the module
+    docstring).
     """
 
     def __init__(
         self,
         *,
         max_connections: int = 1000,
-        trust_env: bool = False,
+        trust_env: bool = True,
+        proxy: str | None = None,
         ssl: Any = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
+        if type(max_connections) is not int or max_connections < 1:
+            raise UsageError(f"max_connections must be an integer >= 1, got {max_connections!r}")
         self._max = max_connections
         self._trust_env = trust_env
+        self._proxy = _Proxy(proxy) if proxy else None
+        self._env_proxies: dict[tuple[str, str], _Proxy | None] = {}  # (scheme, netloc) -> proxy
         self._ssl = ssl
         self._session = session
         self._own_session = session is None
@@ -115,7 +192,7 @@ class AiohttpTransport:
             # No aiohttp-level read timeouts: they are re-armed by keep-alive bytes. Our Watchdog
             # does first-token/idle/total; only connect is left to aiohttp (set per request).
             self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=self._trust_env,
+                connector=connector, trust_env=False,  # proxies from the environment: _proxy_for
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
                 auto_decompress=True, raise_for_status=False,
             )
@@ -133,18 +210,43 @@ class AiohttpTransport:
         if ct is None:
             ct = self._timeouts[t.connect] = self._aiohttp.ClientTimeout(
                 total=None, sock_read=None, connect=None, sock_connect=t.connect)
+        # Errors are raised after the except blocks, never chained: aiohttp's exceptions hold the
+        # request headers, Authorization included, and error trackers record the whole chain
+        # (issue 8, S1). The message names the reason instead.
+        proxy = self._proxy_for(request.url)
+        headers = request.headers if proxy is None else proxy.headers_for(request.url, request.headers)
         try:
             resp = await session.request(
-                request.method, request.url, data=request.body, headers=request.headers,
-                timeout=ct, allow_redirects=False,
+                request.method, request.url, data=request.body, headers=headers,
+                timeout=ct, allow_redirects=False, **(proxy.args if proxy is not None else _NO_ARGS),
             )
-        except asyncio.TimeoutError as exc:
-            from ._errors import APITimeoutError
-
-            raise APITimeoutError("connect", t.connect or 0.0) from exc
+        except asyncio.TimeoutError:
+            failed: APIConnectionError = _timeout_error(t.connect)
         except self._errors as exc:
-            raise APIConnectionError(_describe(exc, request)) from exc
-        return RawResponse(resp.status, resp.headers, _AiohttpSource(resp))
+            failed = APIConnectionError(_describe(exc, request, proxy))
+        else:
+            got: Mapping[str, str] = resp.headers
+            if not all(v.isascii() for v in got.values()):
+                got = _clean_headers(got)
+            return RawResponse(resp.status, got, _AiohttpSource(resp))
+        raise failed
+
+    def _proxy_for(self, url: str) -> _Proxy | None:
+        if self._proxy is not None or not self._trust_env:
+            return self._proxy
+        scheme, _, rest = url.partition("://")
+        key = (scheme, rest.split("/", 1)[0])
+        try:
+            return self._env_proxies[key]
+        except KeyError:
+            pass
+        found = env_proxy(url)
+        if found and "://" not in found:
+            found = "http://" + found  # HTTP_PROXY=host:port, as curl and httpx accept it
+        what = ("the proxy set in the environment (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY; "
+                "trust_env=False ignores it)")
+        proxy = self._env_proxies[key] = _Proxy(found, what) if found else None
+        return proxy
 
     async def aclose(self) -> None:
         if self._session is not None and self._own_session and not self._session.closed:
@@ -156,10 +258,31 @@ class AiohttpTransport:
         return self._errors
 
 
-def _describe(exc: BaseException, request: Request) -> str:
-    """A one-line human reason; never includes headers (they carry the key)."""
+_NO_ARGS: dict[str, Any] = {}
+
+
+def _clean_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Response headers with invalid UTF-8 replaced by U+FFFD. aiohttp decodes header bytes with
+    `surrogateescape`, and a lone surrogate in a trace id or a message cannot be written to SQLite,
+    a terminal or JSON (a hostile header killed the logs writer thread; issue 8, second round)."""
+    from multidict import CIMultiDict
+
+    return CIMultiDict(
+        (k, v if v.isascii() else v.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        for k, v in headers.items())
+
+
+def _timeout_error(connect: float | None) -> APIConnectionError:
+    from ._errors import APITimeoutError
+
+    return APITimeoutError("connect", connect or 0.0)
+
+
+def _describe(exc: BaseException, request: Request, proxy: _Proxy | None = None) -> str:
+    """A one-line human reason; never includes headers (they carry the key) nor proxy credentials."""
     reason = str(exc) or type(exc).__name__
-    return f"Could not reach {request.origin}: {reason}"
+    via = f" through the proxy {proxy.display}" if proxy is not None else ""
+    return f"Could not reach {request.origin}{via}: {reason}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ Request-side structs use `UNSET` as the default so that only what the caller set
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -56,6 +56,7 @@ __all__ = [
     "ModelList",
     "PromptTokensDetails",
     "ResponseFormat",
+    "SafeDecoder",
     "StreamOptions",
     "Thinking",
     "TokenLogprob",
@@ -63,6 +64,7 @@ __all__ = [
     "ToolCall",
     "TopLogprob",
     "Usage",
+    "decode_json",
     "is_synthetic_fingerprint",
 ]
 
@@ -155,9 +157,17 @@ class ChoiceLogprobs(_Out, gc=False):
 class PromptTokensDetails(_Out, gc=False):
     cached_tokens: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.cached_tokens is not None and self.cached_tokens < 0:
+            self.cached_tokens = 0
+
 
 class CompletionTokensDetails(_Out, gc=False):
     reasoning_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.reasoning_tokens is not None and self.reasoning_tokens < 0:
+            self.reasoning_tokens = 0
 
 
 class Usage(_Out, gc=False):
@@ -171,6 +181,19 @@ class Usage(_Out, gc=False):
     prompt_cache_miss_tokens: int | None = None
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+
+    def __post_init__(self) -> None:
+        # A count below zero is no count: read as 0, so a broken or hostile server cannot refill
+        # a tpm limit, or make costs and totals negative, with its usage (issue 8, second round).
+        if (self.prompt_tokens < 0 or self.completion_tokens < 0 or self.total_tokens < 0
+                or (self.prompt_cache_hit_tokens or 0) < 0 or (self.prompt_cache_miss_tokens or 0) < 0):
+            self.prompt_tokens = max(self.prompt_tokens, 0)
+            self.completion_tokens = max(self.completion_tokens, 0)
+            self.total_tokens = max(self.total_tokens, 0)
+            if self.prompt_cache_hit_tokens is not None:
+                self.prompt_cache_hit_tokens = max(self.prompt_cache_hit_tokens, 0)
+            if self.prompt_cache_miss_tokens is not None:
+                self.prompt_cache_miss_tokens = max(self.prompt_cache_miss_tokens, 0)
 
     @property
     def reasoning_tokens(self) -> int:
@@ -339,10 +362,50 @@ class ErrorBody(_Out, gc=False):
     error: ErrorObject | None = None
 
 
+# ---------------------------------------------------------------------------------------------
+# Decoding what a server sent. msgspec raises RecursionError (not DecodeError) for JSON nested
+# deeper than the interpreter's recursion limit (`[[[[...` 5,000 deep is 10 KB): a hostile or
+# broken server must not escape our error tree that way (issue 8, C2). Every decode of a response
+# goes through `SafeDecoder` / `decode_json`, which turn it into `msgspec.DecodeError`, so each
+# `except msgspec.DecodeError` at a decode site maps it like any other malformed answer.
+
+T = TypeVar("T")
+
+TOO_DEEP = "JSON nested too deeply"
+
+
+class SafeDecoder(Generic[T]):
+    """`msgspec.json.Decoder(type)` whose `decode()` raises `msgspec.DecodeError` for too-deep
+    nesting too. Costs one Python call (~0.1 us) over the bare decoder."""
+
+    __slots__ = ("_decode", "type")
+
+    def __init__(self, type: Any) -> None:
+        self.type = type
+        self._decode = msgspec.json.Decoder(type).decode
+
+    def decode(self, buf: bytes | bytearray | memoryview | str) -> T:
+        try:
+            return self._decode(buf)  # type: ignore[no-any-return]
+        except RecursionError:
+            raise msgspec.DecodeError(TOO_DEEP) from None
+
+
+_any_decode = msgspec.json.Decoder().decode
+
+
+def decode_json(buf: bytes | bytearray | memoryview | str) -> Any:
+    """Untyped `msgspec.json.decode` of a response body, with the same guard as `SafeDecoder`."""
+    try:
+        return _any_decode(buf)
+    except RecursionError:
+        raise msgspec.DecodeError(TOO_DEEP) from None
+
+
 # Decoders are built once: msgspec compiles a decoder per type on first use and reuses it.
-chat_completion_decoder = msgspec.json.Decoder(ChatCompletion)
-chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
-completion_decoder = msgspec.json.Decoder(Completion)
-model_list_decoder = msgspec.json.Decoder(ModelList)
-balance_decoder = msgspec.json.Decoder(Balance)
-error_body_decoder = msgspec.json.Decoder(ErrorBody)
+chat_completion_decoder: SafeDecoder[ChatCompletion] = SafeDecoder(ChatCompletion)
+chunk_decoder: SafeDecoder[ChatCompletionChunk] = SafeDecoder(ChatCompletionChunk)
+completion_decoder: SafeDecoder[Completion] = SafeDecoder(Completion)
+model_list_decoder: SafeDecoder[ModelList] = SafeDecoder(ModelList)
+balance_decoder: SafeDecoder[Balance] = SafeDecoder(Balance)
+error_body_decoder: SafeDecoder[ErrorBody] = SafeDecoder(ErrorBody)

@@ -139,6 +139,9 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                    help="limit for connecting, for the first token and between tokens (keep-alives "
                         "do not count)")
+    g.add_argument("--proxy", metavar="URL",
+                   help="send requests through this HTTP proxy (default: HTTP_PROXY / HTTPS_PROXY / "
+                        "NO_PROXY, or the config file's 'proxy')")
     g.add_argument("--max-retries", type=_non_negative_int, default=DEFAULT_MAX_RETRIES, metavar="N",
                    help=f"retries on connection errors, 429 and 5xx (default {DEFAULT_MAX_RETRIES})")
     g.add_argument("--mock", action="store_true",
@@ -313,7 +316,16 @@ def make_client(b: Backend, args: argparse.Namespace, *, limits: Any = None,
     return AsyncClient(api_key=b.api_key, base_url=b.base_url, timeout=timeout,
                        max_retries=args.max_retries, profile=None if b.synthetic else b.profile,
                        config_file=config_file, limits=limits,
-                       logs=log_step(b, args) if logs is None else logs, holidays=holidays(b), **kwargs)
+                       logs=log_step(b, args) if logs is None else logs, holidays=holidays(b),
+                       **{**proxy_kwargs(b, args), **kwargs})
+
+
+def proxy_kwargs(b: Backend, args: argparse.Namespace) -> dict[str, Any]:
+    """`--proxy URL` for AsyncClient; the in-process emulator is never reached through a proxy."""
+    if b.synthetic:
+        return {"trust_env": False}
+    proxy = getattr(args, "proxy", None)
+    return {"proxy": proxy} if proxy else {}
 
 
 def holidays(b: Backend) -> Any:
