@@ -306,7 +306,7 @@ def test_limits_redis_url_is_checked(url):
 def test_config_api_key_of_the_wrong_type(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("api_key = 5\n")
-    with pytest.raises(UsageError, match="api_key must be a string"):
+    with pytest.raises(UsageError, match="api_key: Expected str"):
         AsyncClient(base_url="http://127.0.0.1:1", config_file=str(cfg))
 
 
