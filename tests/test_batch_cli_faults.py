@@ -74,13 +74,14 @@ def _ids(path):
 
 @pytest.fixture
 def tiny_fs(tmp_path):
-    """A 200 KB tmpfs (we run as root in CI here); skipped where mounting is not allowed."""
+    """A 200 KB tmpfs. CI runs as root on this machine, so mounting must work: a failure to mount
+    fails the test rather than skipping it (a skipped disk-full test would hide a regression)."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        pytest.fail(f"cannot mount a tmpfs (the disk-full tests need root): {proc.stderr.strip()}")
     try:
         yield mnt
     finally:
@@ -115,7 +116,7 @@ def test_failures_file_on_a_read_only_place_is_refused_before_any_request(emulat
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
                              capture_output=True).returncode == 0
     if not mounted:
-        pytest.skip("cannot mount a read-only tmpfs here")
+        pytest.fail("cannot mount a read-only tmpfs (this test needs root)")
     try:
         proc = dsk_batch(tmp_path, src, "-o", tmp_path / "out.jsonl", "--failures", ro / "f.jsonl",
                          "--base-url", emu.base_url, "-q", "--no-log")
