@@ -238,6 +238,22 @@ class Attempt:
                     if not data:
                         continue
                     wd.first_event()
+                elif not data.strip(_WS):
+                    # Blank keep-alive bytes after the body began are not progress: some servers
+                    # keep sending them after a complete answer (as streams do, §4.4) and never
+                    # close. Kept (they may sit inside a JSON string), but once the body so far is
+                    # a whole JSON document the answer is complete: drop the busy connection (it
+                    # must not go back to the pool) and return it, instead of waiting for `total`.
+                    parts.append(data)
+                    size += len(data)
+                    if size > cap:
+                        raise self._too_big(src, request, "over")
+                    body = b"".join(parts)
+                    if _json_or_none(body) is not None:
+                        src.abort()
+                        return body
+                    parts = [body]
+                    continue
                 else:
                     wd.last = loop_time()
                 parts.append(data)
