@@ -325,3 +325,20 @@ def test_request_parts_prompt_messages_and_params():
     assert _request_parts(fim, False)[3] == '{"model":"deepseek-flash"}'
     assert _request_parts(b"not json", True) == (None, None, None, None)
     assert _request_parts(None, True) == (None, None, None, None)
+
+
+def test_a_row_sqlite_cannot_store_never_stops_the_writer(db):
+    # A lone surrogate (e.g. from a header with invalid UTF-8) makes sqlite3 raise
+    # UnicodeEncodeError, a ValueError: before, it killed the writer thread, every later row was
+    # lost and closing waited for the flush timeout. Now only that row is lost, and counted.
+    store = LogStore(LogConfig(path=db, batch_delay=0.2))
+    store.put(lambda: fake_row(ts=1.0, model="before"))
+    store.put(lambda: fake_row(ts=2.0, model="bad\ud800"))
+    store.put(lambda: fake_row(ts=3.0, model="with-bad"))
+    assert store.flush(10)
+    store.put(lambda: fake_row(ts=4.0, model="after"))
+    assert store.flush(10)
+    store.close()
+    with Logs(db) as logs:
+        assert sorted(e.model for e in logs.recent()) == ["after", "before", "with-bad"]
+    assert store.errors == 1

@@ -215,6 +215,16 @@ class LogStore:
             self.errors += len(rows)
             self._warn("write", f"logs: could not write {len(rows)} row(s) to {self.path}: {exc}")
             return
+        except ValueError as exc:
+            # After UsageError (a ValueError too): one row sqlite cannot store (a lone surrogate
+            # from a header with invalid UTF-8), not the database. It must not stop the writer.
+            if len(rows) > 1:  # keep the others: write them one at a time
+                for row in rows:
+                    self._write([row])
+                return
+            self.errors += 1
+            self._warn("row", f"logs: could not store a log row: {exc}")
+            return
         self.written += len(rows)
 
     def _index(self, limit: int | None) -> int:
