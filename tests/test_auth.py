@@ -153,8 +153,13 @@ async def echo_server():
             return web.json_response({"error": {"message": f"bad key {tok} (Bearer {tok})", "type": "x"}},
                                      status=401)
 
+        async def models(request):  # a 200 that echoes the token (a debug gateway, say)
+            tok = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return web.json_response({"object": "list", "data": [{"id": f"model-for-{tok}", "object": "model"}]})
+
         app = web.Application()
         app.router.add_post("/chat/completions", handle)
+        app.router.add_get("/models", models)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -208,6 +213,21 @@ async def test_echoed_secrets_are_masked_in_errors_and_logs(echo_server, token_s
     assert "canary" not in _logged(tmp_path / "logs.sqlite3")
     if kind == "oauth":
         assert ts.fetches >= 1 and all(isinstance(e, AuthenticationError) for e in errors)
+
+
+async def test_oauth_token_fetched_after_start_is_masked_in_logged_bodies(echo_server, token_server, tmp_path):
+    # The log step is built with the client, before any OAuth2 token exists: it must read the
+    # client's secrets when it stores a row, or a token a 200 body echoes is stored in clear.
+    from deepseek_kit import LogConfig
+
+    url = await echo_server()
+    ts = await token_server(tokens=["tok-OAUTH-canary-777"])
+    async with AsyncClient(base_url=url, auth=OAuth2ClientCredentials(ts.url, "cid", "s3cret-value"),
+                           max_retries=0, logs=LogConfig(path=tmp_path / "logs.sqlite3")) as c:
+        page = await c.models.list()
+    assert "canary" in str(page)  # the caller sees what the server sent; the log must not keep it
+    logged = _logged(tmp_path / "logs.sqlite3")
+    assert "model-for-" in logged and "canary" not in logged
 
 
 @pytest.mark.parametrize("kind", ["endpoint", "client"])

@@ -209,8 +209,8 @@ class AsyncClient:
             log_cfg = LogConfig.resolve(logs, cfg, default=False)
             if log_cfg is not None and holidays is not None and not isinstance(logs, LogConfig):
                 log_cfg = dataclasses.replace(log_cfg, holidays=self.holidays)
-            # a snapshot: LogStep takes a tuple (tokens fetched later are masked by Attempt only)
-            self.logs = LogStep(log_cfg, secrets=self._secrets()) if log_cfg is not None else None
+            # the source, read when a row is built: OAuth2 tokens fetched later are masked too
+            self.logs = LogStep(log_cfg, secrets=self._secrets) if log_cfg is not None else None
         # DESIGN.md order: (logs) -> metrics -> cache -> router -> retry -> limits -> auth -> transport.
         outer = [self.logs, self._metrics_step, self.cache, self.router]
         all_steps: list[Step] = [

@@ -39,7 +39,7 @@ import msgspec
 
 from . import _pricing
 from ._dialects import ok_body_error
-from ._errors import redact
+from ._errors import Secrets, redact, secrets_of
 from ._logstore import LogConfig, _text
 from ._logwriter import LogStore
 from ._metrics import _tokens
@@ -63,13 +63,15 @@ class LogStep:
     """Pipeline step: one row per call into the logs database. `flush()` (blocking) / `aclose()`
     wait until the rows of calls made so far are written."""
 
-    def __init__(self, config: LogConfig | None = None, *, secrets: tuple[str | None, ...] = (),
+    def __init__(self, config: LogConfig | None = None, *, secrets: Secrets = (),
                  endpoint: str | None = None, store: LogStore | None = None,
                  synthetic: bool = False) -> None:
         self.config = cfg = config or LogConfig()
         self.store = store or LogStore.shared(cfg)
         self._put = self.store.put
-        self._secrets = tuple(s for s in secrets if s)
+        # A tuple, or a callable read when a row is built: tokens an OAuth2 provider fetches later
+        # are masked too (issue 8, S2). Only error and non-chat paths read it.
+        self._secret_source = secrets
         self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
         self._synthetic = synthetic  # every call goes to the emulator (dsk --mock)
         self._content = cfg.content
@@ -103,6 +105,10 @@ class LogStep:
         # Read now, on the loop: a resumed stream keeps accumulating into the same answer.
         final = resp.final() if resp.final is not None else None
         self._put(functools.partial(self._row, request, resp, final, wall, latency, t0, None))
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in secrets_of(self._secret_source) if s)
 
     def flush(self, timeout: float | None = None) -> bool:
         return self.store.flush(timeout)
