@@ -2,7 +2,8 @@
 
 Entries are stored as the complete answer object, the same JSON a non-stream call returns
 (`chat.completion`, or `text_completion` for FIM). A non-stream hit returns those bytes as the
-body. A stream hit turns them back into the chunks DeepSeek sends (deepseek-api.md §4.2, and the
+body. A stream hit turns them back into the chunks DeepSeek sends
+(https://api-docs.deepseek.com/api/create-chat-completion, and the
 emulator's `render.py`, which follows captured traffic):
 
 * a role chunk: `{"role":"assistant","content":""}`, or in thinking mode (the answer has

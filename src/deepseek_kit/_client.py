@@ -1,6 +1,7 @@
 """`AsyncClient`: settings, the pipeline of steps, and the OpenAI-shaped resources.
 
-The pipeline is built once per client (DESIGN.md "Layers"): retry -> auth -> attempt (transport).
+The pipeline is built once per client (the layer order in README "Production stack"): retry -> auth ->
+attempt (transport).
 Later steps (metrics, cache, router, limits) slot in around these without touching the resources.
 """
 
@@ -69,7 +70,7 @@ def _size_setting(name: str, value: int | None, cfg: Mapping[str, Any], default:
 
 
 def _beta_url(base_url: str) -> str:
-    """DeepSeek serves prefix completion and FIM under /beta (deepseek-api.md §1.1)."""
+    """DeepSeek serves prefix completion and FIM under /beta (https://api-docs.deepseek.com/guides/chat_prefix_completion)."""
     for suffix in ("/v1", "/beta"):
         if base_url.endswith(suffix):
             base_url = base_url[: -len(suffix)]
@@ -211,7 +212,8 @@ class AsyncClient:
                 log_cfg = dataclasses.replace(log_cfg, holidays=self.holidays)
             # the source, read when a row is built: OAuth2 tokens fetched later are masked too
             self.logs = LogStep(log_cfg, secrets=self._secrets) if log_cfg is not None else None
-        # DESIGN.md order: (logs) -> metrics -> cache -> router -> retry -> limits -> auth -> transport.
+        # Step order (README "Production stack"): (logs) -> metrics -> cache -> router -> retry -> limits
+        # -> auth -> transport.
         outer = [self.logs, self._metrics_step, self.cache, self.router]
         all_steps: list[Step] = [
             *(steps or []), *(s for s in outer if s is not None), RetryStep(policy),

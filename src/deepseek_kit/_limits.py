@@ -1,10 +1,11 @@
 """Client-side limits: requests per minute, tokens per minute and requests in flight.
 
-`Limits` is the value object, `LimitStep` the pipeline step. The step sits inside retry (DESIGN.md
+`Limits` is the value object, `LimitStep` the pipeline step. The step sits inside retry (docs/design-notes.md
 "Layers"), so every attempt takes a token. Per attempt it:
 
 1. estimates the tokens (prompt characters at DeepSeek's ratios, 1 English char ~ 0.3 token and
-   1 Chinese char ~ 0.6 token, deepseek-api.md §7, plus `max_tokens` or `default_max_tokens`);
+   1 Chinese char ~ 0.6 token, https://api-docs.deepseek.com/quick_start/token_usage, plus `max_tokens` or
+   `default_max_tokens`);
 2. waits, first in first out, for an in-flight slot and then for its turn under rpm/tpm; a wait
    longer than `max_queue_wait` (or past the call's total deadline) raises `QueueTimeoutError`.
    When the router says another endpoint can take the call (`options["failover"]`), it waits at
@@ -218,7 +219,7 @@ class LimiterBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
-# -- token estimate (deepseek-api.md §7) ---------------------------------------------------------
+# -- token estimate (https://api-docs.deepseek.com/quick_start/token_usage) ---------------------
 
 
 class _Head(msgspec.Struct):

@@ -2,7 +2,8 @@
 
 The decoder follows the WHATWG event-stream rules: lines end in CRLF, LF or CR (a CR at the end of
 one network chunk may pair with an LF at the start of the next); `:` lines are comments (DeepSeek's
-`: keep-alive` while a request is queued, deepseek-api.md §4.4); `data:` lines of one event are
+`: keep-alive` while a request is queued, https://api-docs.deepseek.com/quick_start/rate_limit); `data:`
+lines of one event are
 joined with LF; a blank line dispatches the event; one space after the colon is dropped.
 
 It works on bytes, never on decoded text: UTF-8 continuation bytes are never CR or LF, so a

@@ -1,7 +1,8 @@
 """A deterministic approximate tokenizer and the prompt rendering the emulator counts tokens on.
 
 DeepSeek's guidance is "1 English character ≈ 0.3 token, 1 Chinese character ≈ 0.6 token"
-(deepseek-api.md §7). One regular expression gets close to that at C speed: Latin words are cut
+(https://api-docs.deepseek.com/quick_start/token_usage). One regular expression gets close to that at C
+speed: Latin words are cut
 into pieces of up to 5 letters (with their leading space), digits in groups of 3, CJK characters
 in pairs, punctuation in pairs, whitespace in runs. Chat-template markers such as `<|user|>` are
 single tokens and never merge with neighbours, so the tokens of a concatenation of rendered
