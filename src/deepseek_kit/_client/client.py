@@ -33,6 +33,7 @@ from deepseek_kit._version import __version__
 from deepseek_kit._wire.errors import UsageError, redact
 from deepseek_kit._wire.holidays import HolidayCalendar
 from deepseek_kit._wire.pricing import calendar_of, default_clock
+from deepseek_kit._wire.urls import beta_url
 
 from .resume import Resumption
 
@@ -68,15 +69,6 @@ def _size_setting(name: str, value: int | None, cfg: Mapping[str, Any], default:
     if type(value) is not int or value <= 0:
         raise UsageError(f"{name} must be a positive number of bytes, got {value!r}")
     return value
-
-
-def _beta_url(base_url: str) -> str:
-    """DeepSeek serves prefix completion and FIM under /beta (https://api-docs.deepseek.com/guides/chat_prefix_completion)."""
-    for suffix in ("/v1", "/beta"):
-        if base_url.endswith(suffix):
-            base_url = base_url[: -len(suffix)]
-            break
-    return base_url + "/beta"
 
 
 class AsyncClient:
@@ -140,7 +132,7 @@ class AsyncClient:
             )
         self._api_key = key
         self.base_url = url
-        self.beta_base_url = check_url(beta_base_url or cfg.get("beta_base_url") or _beta_url(url),
+        self.beta_base_url = check_url(beta_base_url or cfg.get("beta_base_url") or beta_url(url),
                                        "beta_base_url")
         self.timeout = Timeout.coerce(timeout)
         policy = retry or RetryPolicy()

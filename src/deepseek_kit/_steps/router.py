@@ -33,6 +33,7 @@ import msgspec
 
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import AllEndpointsFailedError, APIConnectionError, APIStatusError, UsageError
+from deepseek_kit._wire.urls import beta_url
 
 from .auth import AuthProvider, StaticKey
 from .breaker import BreakerPolicy, CircuitBreaker, EndpointStats
@@ -111,13 +112,11 @@ class _Live:
     __slots__ = ("auth", "beta_url", "breaker", "ep", "index", "name", "stats")
 
     def __init__(self, ep: Endpoint, index: int) -> None:
-        from deepseek_kit._client.client import _beta_url
-
         self.ep = ep
         self.index = index
         self.name = ep.name
         self.auth: AuthProvider | None = ep.auth or (StaticKey(ep.api_key) if ep.api_key else None)
-        self.beta_url = (ep.beta_base_url or _beta_url(ep.base_url)).rstrip("/")
+        self.beta_url = (ep.beta_base_url or beta_url(ep.base_url)).rstrip("/")
         self.breaker = CircuitBreaker(ep.breaker)
         self.stats = EndpointStats()
 
