@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._batch.run import BatchProgress, BatchResult, run_batch
-    from ._client.client import AsyncClient, Step
+    from ._client.client import AsyncClient
     from ._client.resume import Resumption
     from ._client.stream import AsyncCompletionStream, AsyncStream
     from ._client.sync_client import Client, CompletionStream, Stream
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         save_conversation,
     )
     from ._steps.auth import AuthProvider, AuthStep, KeyRotation, OAuth2ClientCredentials, StaticKey
+    from ._steps.base import Step
     from ._steps.breaker import BreakerPolicy
     from ._steps.cache.backends import CacheBackend, MemoryBackend, RedisBackend, SQLiteBackend
     from ._steps.cache.step import CachePolicy, CacheStats, CacheStep
@@ -210,7 +211,7 @@ _LAZY: dict[str, str] = {
     "ServiceUnavailableError": "._wire.errors",
     "SlidingWindow": "._conversation.context",
     "StaticKey": "._steps.auth",
-    "Step": "._client.client",
+    "Step": "._steps.base",
     "StepFinished": "._tools.loop",
     "Stream": "._client.sync_client",
     "StreamError": "._wire.errors",

@@ -1,7 +1,7 @@
 """Client-side limits: requests per minute, tokens per minute and requests in flight.
 
-`Limits` is the value object, `LimitStep` the pipeline step. The step sits inside retry (docs/design-notes.md
-"Layers"), so every attempt takes a token. Per attempt it:
+`Limits` is the value object, `LimitStep` the pipeline step. The step sits inside retry
+(`_client/pipeline.py` says why), so every attempt takes a token. Per attempt it:
 
 1. estimates the tokens (prompt characters at DeepSeek's ratios, 1 English char ~ 0.3 token and
    1 Chinese char ~ 0.6 token, https://api-docs.deepseek.com/quick_start/token_usage, plus `max_tokens` or
@@ -31,12 +31,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
+from deepseek_kit._steps.base import CallNext
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import APIStatusError, DeepSeekError, RateLimitError, UsageError
 from deepseek_kit._wire.types import SafeDecoder
@@ -51,7 +52,6 @@ __all__ = [
     "estimate_tokens",
 ]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 # Outcomes reported when a lease ends: they drive the adaptive factor.
 OK, NEUTRAL, RATE_LIMITED = 1, 0, -1
@@ -302,7 +302,7 @@ def used_tokens(resp: Response) -> int | None:
 
 
 class LimitStep:
-    """Pipeline step enforcing `Limits`; goes in `inner_steps` (once per attempt, inside retry).
+    """Pipeline step enforcing `Limits` (`AsyncClient(limits=...)`), once per attempt, inside retry.
 
     `api_key` is the client's key, used only for `per=("key",)` scopes (hashed): the auth step
     below this one has not added the header yet. `backend` replaces the one `limits` implies.

@@ -1,8 +1,9 @@
 """Per-request metrics and cost: the `MetricsConfig` value, the `RequestRecord` of one call, and
-`MetricsStep`, the outermost pipeline step that times and prices every call.
+`MetricsStep`, the pipeline step that times and prices every call.
 
-Outermost (DESIGN.md "Layers") so that one record covers the whole call, retries included, and
-answers served by the client cache count too. What it costs on the hot path, per call: two loop
+It sits outside cache, router and retry (`_client/pipeline.py`) so that one record covers the whole
+call, retries included, and answers served by the client cache count too.
+What it costs on the hot path, per call: two loop
 clock reads and one wall clock read; for a non-stream answer one msgspec decode of a struct holding
 only `usage` and `model` (the rest of the body is skipped by the decoder, not built); the peak
 check and the price cached per minute and per model (as integers, so a call's cost is integer
@@ -27,7 +28,7 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -36,6 +37,7 @@ from typing import Any
 
 import msgspec
 
+from deepseek_kit._steps.base import CallNext
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import UsageError
@@ -49,7 +51,6 @@ __all__ = ["Hook", "MetricsConfig", "MetricsStep", "PriceOverride", "RequestReco
 
 log = logging.getLogger("deepseek_kit.metrics")
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 #: A price override: one `ModelPrice` is a peak price with DeepSeek's off-peak half (like the
 #: built-in table); a `(peak, off_peak)` pair sets both (the same price twice = a flat rate).
@@ -304,7 +305,7 @@ def _as_hook(h: Any) -> Callable[[RequestRecord], object]:
 
 
 class MetricsStep:
-    """Pipeline step (outermost, in `steps`): one `RequestRecord` per call, into `self.metrics`
+    """Pipeline step (`AsyncClient(metrics=...)`): one `RequestRecord` per call, into `self.metrics`
     (a `Metrics` summary) and every hook."""
 
     def __init__(self, config: MetricsConfig | None = None, metrics: Metrics | None = None) -> None:
