@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from ._steps.logs import LogStep
     from ._steps.metrics.otel import OTelHook
     from ._steps.metrics.prometheus import PrometheusHook, metrics_handler, serve_metrics
-    from ._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord
+    from ._steps.metrics.record import RequestRecord
+    from ._steps.metrics.step import MetricsConfig, MetricsStep
     from ._steps.metrics.summary import Metrics
     from ._steps.retry import RetryPolicy
     from ._steps.router import Endpoint, EndpointHealth, Routing
@@ -199,7 +200,7 @@ _LAZY: dict[str, str] = {
     "ReasoningDelta": "._tools.loop",
     "RedisBackend": "._steps.cache.backends",
     "Request": "._transport.request",
-    "RequestRecord": "._steps.metrics.step",
+    "RequestRecord": "._steps.metrics.record",
     "Response": "._transport.request",
     "Resumption": "._client.resume",
     "RetryPolicy": "._steps.retry",
