@@ -81,7 +81,7 @@ def ours(imports: set[str]) -> set[str]:
     return {i for i in imports if i == "deepseek_kit" or i.startswith("deepseek_kit.")}
 
 
-@pytest.mark.parametrize("folder", ["_steps/metrics"])
+@pytest.mark.parametrize("folder", ["_steps/metrics", "_steps/limits"])
 def test_no_import_circle_in_the_family(folder):
     assert cycle(family(folder)) is None
 
@@ -104,3 +104,20 @@ def test_public_request_record_is_the_leaf_class():
     from deepseek_kit._steps.metrics import record, step
 
     assert deepseek_kit.RequestRecord is record.RequestRecord is step.RequestRecord
+
+
+def test_limits_backends_import_only_the_vocabulary():
+    fam = family("_steps/limits")
+    base = "deepseek_kit._steps.limits.base"
+    assert fam[base] == set()
+    assert fam["deepseek_kit._steps.limits.local"] == {base}
+    assert fam["deepseek_kit._steps.limits.redis"] <= {base, "deepseek_kit._steps.limits.lua"}
+    assert {base, "deepseek_kit._steps.limits.local", "deepseek_kit._steps.limits.redis"} <= (
+        fam["deepseek_kit._steps.limits.step"])
+
+
+def test_public_limits_names_are_the_vocabulary_classes():
+    from deepseek_kit._steps.limits import base, step
+
+    for name in ("Adaptive", "LimitBackendError", "Limits", "QueueTimeoutError"):
+        assert getattr(deepseek_kit, name) is getattr(base, name) is getattr(step, name)
