@@ -3,8 +3,9 @@
 `Limits` is the value object, `LimitStep` the pipeline step. The step sits inside retry (docs/design-notes.md
 "Layers"), so every attempt takes a token. Per attempt it:
 
-1. estimates the tokens (prompt characters at DeepSeek's ratios, 1 English char ~ 0.3 token and
-   1 Chinese char ~ 0.6 token, https://api-docs.deepseek.com/quick_start/token_usage, plus `max_tokens` or
+1. estimates the tokens (the request body's characters at DeepSeek's ratios, 1 English char ~ 0.3
+   token and 1 Chinese char ~ 0.6 token, https://api-docs.deepseek.com/quick_start/token_usage,
+   counted by the client's one estimate in `_wire/tokens.py`, plus `max_tokens` or
    `default_max_tokens`);
 2. waits, first in first out, for an in-flight slot and then for its turn under rpm/tpm; a wait
    longer than `max_queue_wait` (or past the call's total deadline) raises `QueueTimeoutError`.
@@ -30,13 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 from collections.abc import Awaitable, Callable
 
 import msgspec
 
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import APIStatusError, RateLimitError
+from deepseek_kit._wire.tokens import estimate_utf8_tokens
 
 from .base import (
     NEUTRAL,
@@ -65,45 +66,38 @@ CallNext = Callable[[Request], Awaitable[Response]]
 # -- token estimate (https://api-docs.deepseek.com/quick_start/token_usage) ---------------------
 
 
-class _Head(msgspec.Struct):
+class _ModelAndMaxTokens(msgspec.Struct):
+    """The two fields of a request body the step reads (msgspec skips the rest unbuilt)."""
+
     model: str = ""
     max_tokens: int | None = None
 
 
-_head_decoder = msgspec.json.Decoder(_Head)
-_HIGH = bytes(range(0x80, 0x100))  # bytes of non-ASCII characters
-_LEAD = bytes(range(0xC0, 0x100))  # first byte of each non-ASCII character
+_model_and_max_tokens_decoder = msgspec.json.Decoder(_ModelAndMaxTokens)
 
 
-def _read_head(body: bytes | None) -> _Head | None:
+def _read_model_and_max_tokens(body: bytes | None) -> _ModelAndMaxTokens | None:
     if not body:
         return None
     try:
-        return _head_decoder.decode(body)
+        return _model_and_max_tokens_decoder.decode(body)
     except msgspec.DecodeError:
         return None
 
 
 def estimate_tokens(body: bytes | None, default_max_tokens: int = 4096) -> int:
-    """Tokens a request may use: its JSON body's characters at DeepSeek's ratios (ASCII 0.3,
-    other characters 0.6 - the JSON syntax stands in for the chat template) plus `max_tokens`
-    (or `default_max_tokens`). Corrected by the returned usage once the response is complete."""
-    head = _read_head(body)
-    return _estimate(body, head, default_max_tokens)
+    """Tokens a request may use: its JSON body's characters at DeepSeek's ratios (the one estimate,
+    `_wire/tokens.estimate_utf8_tokens`; the JSON syntax stands in for the chat template) plus
+    `max_tokens` (or `default_max_tokens`). Corrected by the returned usage once the response is
+    complete."""
+    return _estimate(body, _read_model_and_max_tokens(body), default_max_tokens)
 
 
-def _estimate(body: bytes | None, head: _Head | None, default_max_tokens: int) -> int:
+def _estimate(body: bytes | None, fields: _ModelAndMaxTokens | None, default_max_tokens: int) -> int:
     if not body:
         return 0
-    n = len(body)
-    if body.isascii():
-        prompt = n * 0.3
-    else:
-        high = n - len(body.translate(None, _HIGH))
-        chars = n - len(body.translate(None, _LEAD))
-        prompt = (n - high) * 0.3 + chars * 0.6
-    out = default_max_tokens if head is None or head.max_tokens is None else max(head.max_tokens, 0)
-    return math.ceil(prompt) + out
+    out = default_max_tokens if fields is None or fields.max_tokens is None else max(fields.max_tokens, 0)
+    return estimate_utf8_tokens(body) + out
 
 
 # -- the step ------------------------------------------------------------------------------------
@@ -125,7 +119,7 @@ class LimitStep:
         self._key_hashes: dict[str, str] = {}
         self._active = limits.active
         self._need_tokens = limits.tpm is not None
-        self._need_head = self._need_tokens or "model" in self._per
+        self._need_fields = self._need_tokens or "model" in self._per
         if backend is None:
             if limits.redis_url is not None:
                 from .redis import RedisLimiter
@@ -151,8 +145,8 @@ class LimitStep:
                 parts.append(self._key_hash(request))
             else:
                 if model is None:
-                    head = _read_head(request.body)
-                    model = head.model if head is not None else ""
+                    fields = _read_model_and_max_tokens(request.body)
+                    model = fields.model if fields is not None else ""
                 parts.append(model or "-")
         return "|".join(parts).replace("{", "(").replace("}", ")")
 
@@ -174,11 +168,11 @@ class LimitStep:
         lim = self.limits
         tokens = 0
         model = None
-        if self._need_head:
-            head = _read_head(request.body)
-            model = head.model if head is not None else ""
+        if self._need_fields:
+            fields = _read_model_and_max_tokens(request.body)
+            model = fields.model if fields is not None else ""
             if self._need_tokens:
-                tokens = _estimate(request.body, head, lim.default_max_tokens)
+                tokens = _estimate(request.body, fields, lim.default_max_tokens)
         budget = lim.max_queue_wait
         opts = request.options
         if opts.get("failover") and lim.failover_wait is not None:
