@@ -59,6 +59,7 @@ from msgspec import UNSET
 
 from deepseek_kit._transport.timeouts import Timeout
 from deepseek_kit._wire.errors import UsageError
+from deepseek_kit._wire.tokens import estimate_tokens  # the one estimate (a lost piece's size)
 from deepseek_kit._wire.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -165,12 +166,6 @@ class ContinuationCheck:
         if self._channel is None:
             return "ok"
         return "restart" if self._seen and self._verdict() != "ok" else "ok"
-
-
-def estimate_tokens(text: str) -> int:
-    """DeepSeek's rule of thumb (§7): 0.6 token per CJK character, 0.3 per other character."""
-    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
-    return round(cjk * 0.6 + (len(text) - cjk) * 0.3)
 
 
 def _add(a: int | None, b: int | None) -> int | None:
