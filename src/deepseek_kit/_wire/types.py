@@ -81,7 +81,7 @@ class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
         return out
 
     def to_json(self) -> str:
-        """The object as compact JSON text, fields left at their defaults omitted (logs, caches, tests)."""
+        """The object as compact JSON text, as it goes on the wire (for logs, caches and tests)."""
         return msgspec.json.encode(self).decode()
 
 
