@@ -93,7 +93,7 @@ class Endpoint:
 class Routing:
     """How a call picks one of several endpoints: `AsyncClient(endpoints=eps, routing=Routing(...))`.
 
-    `strategy`: "priority" (the first healthy endpoint, failing over in order; the default),
+    `strategy`: "priority" (lowest `Endpoint.priority` first, then list order; the default),
     "weighted" (random by `Endpoint.weight`), "least_latency" (lowest time to first token) or
     "least_in_flight" (fewest calls running). `hedge=True`: when the first token has not come after
     `hedge_after` seconds (None: that endpoint's p95 time to first token, `hedge_default` until one is
