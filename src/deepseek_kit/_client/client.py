@@ -232,6 +232,7 @@ class AsyncClient:
 
     @property
     def api_key(self) -> str | None:
+        """The key this client sends (from the argument, DEEPSEEK_API_KEY or the config file), or None."""
         return self._api_key
 
     def _secrets(self) -> tuple[str | None, ...]:
@@ -300,6 +301,9 @@ class AsyncClient:
         return await self._call(req)
 
     async def close(self) -> None:
+        """Finish and release everything: wait for cache entries being stored, close the limits
+        backend, write the request-log rows of the calls made so far, then close the transport (one
+        passed in with `transport=` too). Idempotent; `async with AsyncClient() as client:` calls it."""
         if not self._closed:
             self._closed = True
             if self.cache is not None:

@@ -87,17 +87,21 @@ class ConversationStream:
         return self.get_final_completion()
 
     def get_final_completion(self) -> ChatCompletion:
+        """The answer assembled so far (all of it once the stream is read); UsageError before the
+        stream has started."""
         if self._inner is None:
             raise UsageError("the stream has not started: iterate it or use 'async with' first")
         return self._inner.get_final_completion()
 
     @property
     def content(self) -> str:
+        """The answer text received so far ("" before the first chunk)."""
         c = self.get_final_completion() if self._inner is not None else None
         return (c.choices[0].message.content or "") if c and c.choices else ""
 
     @property
     def reasoning(self) -> str:
+        """The reasoning_content received so far (thinking mode; "" otherwise)."""
         c = self.get_final_completion() if self._inner is not None else None
         return (c.choices[0].message.reasoning_content or "") if c and c.choices else ""
 

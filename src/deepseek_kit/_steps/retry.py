@@ -62,6 +62,8 @@ class RetryPolicy:
                              f"got {me!r}")
 
     def is_retryable(self, exc: BaseException) -> bool:
+        """True for connection errors and timeouts, and for status errors whose code is in
+        `retry_statuses` (408, 409, 429, 500, 502, 503, 504 by default)."""
         if isinstance(exc, APIStatusError):
             return exc.status_code in self.retry_statuses
         return isinstance(exc, APIConnectionError)

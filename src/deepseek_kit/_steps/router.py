@@ -92,6 +92,14 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Routing:
+    """How a call picks one of several endpoints: `AsyncClient(endpoints=eps, routing=Routing(...))`.
+
+    `strategy`: "priority" (lowest `Endpoint.priority` first, then list order; the default),
+    "weighted" (random by `Endpoint.weight`), "least_latency" (lowest time to first token) or
+    "least_in_flight" (fewest calls running). `hedge=True`: when the first token has not come after
+    `hedge_after` seconds (None: that endpoint's p95 time to first token, `hedge_default` until one is
+    measured), race a second endpoint; the first to answer wins, the other is cancelled."""
+
     strategy: str = "priority"
     hedge: bool = False
     hedge_after: float | None = None  # fixed hedging delay; None: the endpoint's p95 TTFT

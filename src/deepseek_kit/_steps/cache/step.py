@@ -141,11 +141,13 @@ class CacheStats:
 
     @property
     def hit_ratio(self) -> float:
+        """Share of lookups served without a call of their own (hits and coalesced), 0.0 to 1.0."""
         served = self.hits + self.coalesced
         total = served + self.misses
         return served / total if total else 0.0
 
     def snapshot(self) -> CacheStats:
+        """A copy of the counters now (the live object keeps counting)."""
         return replace(self)
 
 
@@ -193,6 +195,8 @@ class CacheStep:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Serve the call from the cache when the policy allows and an answer is stored, join an
+        identical call already in flight, or pass it on and store its answer once it completes."""
         headers = request.headers
         raw_mode = request.options.get("cache")
         vary: list[str] = []
@@ -348,6 +352,7 @@ class CacheStep:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def clear(self) -> None:
+        """Remove every stored answer of this cache (the counters stay)."""
         await self.backend.clear()
 
     async def aclose(self) -> None:

@@ -162,6 +162,10 @@ class LimitStep:
         return h
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Wait for a turn within the limits (requests, tokens and calls in flight of the request's
+        scope), then pass the request on; the lease is released, and the token estimate corrected by the
+        real usage, when the response completes. `QueueTimeoutError` when the turn does not come within
+        `max_queue_wait`."""
         if not self._active:
             return await call_next(request)
         lim = self.limits

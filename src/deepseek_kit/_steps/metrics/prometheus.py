@@ -168,6 +168,8 @@ class PrometheusHook:
         self._c.health.watch(router)
 
     def on_request(self, r: RequestRecord) -> None:
+        """Count one finished call in the collectors (requests by outcome, duration, time to first token,
+        tokens, cost, failovers)."""
         c = self._c
         model = r.model or ""
         endpoint = r.endpoint or ""

@@ -264,6 +264,8 @@ class MetricsStep:
                 watch(router)
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Time the call and, once its response completes (or it raises), build its `RequestRecord`
+        and hand it to the in-process summary and every hook."""
         if not self.config.enabled:
             return await call_next(request)
         loop_time = asyncio.get_running_loop().time
