@@ -190,6 +190,8 @@ class CacheStep:
         self.stats = CacheStats()
         self._vary = frozenset(h.lower() for h in policy.vary_headers)
         self._currency = policy.currency.upper()
+        self._prices = _pricing.PriceBook(self._currency)  # today's prices, per minute
+        self._clock = _pricing.default_clock()
         self._flights: dict[str, asyncio.Future[_Outcome]] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -322,7 +324,7 @@ class CacheStep:
             return
         if meta.usage is not None:
             self.stats.saved_tokens += meta.usage.total_tokens
-            self.stats.saved_cost += _pricing.cost(meta.model, meta.usage, currency=self._currency)
+            self.stats.saved_cost += self._prices.cost(meta.model, meta.usage, self._clock())
 
     async def _get(self, key: str) -> bytes | None:
         try:
