@@ -138,8 +138,8 @@ class ChatCompletions:
         - temperature: 0 to 2 (default 1); ignored in thinking mode.
         - top_p: 0 to 1 (default 1).
         - frequency_penalty, presence_penalty: accepted, no effect on current models.
-        - tools: up to 128 function definitions (dicts or `Tool.spec` structs); a `strict` one
-          sends the call to the /beta base URL.
+        - tools: up to 128 function definitions (dicts, e.g. `Tool.schema()`, or `ToolParam`
+          structs); a `strict` one sends the call to the /beta base URL.
         - tool_choice: "none", "auto", "required" or {"type": "function", ...}; thinking mode
           rejects the last two (HTTP 400).
         - logprobs, top_logprobs: log probabilities of the answer's tokens (top 0 to 20).
