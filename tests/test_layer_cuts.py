@@ -140,3 +140,6 @@ def test_internal_names_say_their_job():
     gone = ((key, "Probe"), (step, "_Head"), (base, "_Tail"), (batch, "_Live"), (batch, "_Plain"))
     for module, old in gone:
         assert not hasattr(module, old), old
+    from deepseek_kit._steps import router
+
+    assert hasattr(router, "_EndpointState") and not hasattr(router, "_Live")
