@@ -1,12 +1,15 @@
-"""Per-request metrics and cost: the `MetricsConfig` value, the `RequestRecord` of one call, and
-`MetricsStep`, the outermost pipeline step that times and prices every call.
+"""Per-request metrics and cost: the `MetricsConfig` value, `build_record` (the `RequestRecord`
+of one call, the record itself lives in the leaf `record.py`), and `MetricsStep`, the outermost
+pipeline step that times and prices every call.
 
 Outermost (DESIGN.md "Layers") so that one record covers the whole call, retries included, and
 answers served by the client cache count too. What it costs on the hot path, per call: two loop
 clock reads and one wall clock read; for a non-stream answer one msgspec decode of a struct holding
-only `usage` and `model` (the rest of the body is skipped by the decoder, not built); the peak
-check and the price cached per minute and per model (as integers, so a call's cost is integer
-arithmetic and one Decimal); the record built positionally and queued for the summary. Nothing per
+only `usage` and `model` (the rest of the body is skipped by the decoder, not built); the token
+split (`_wire/usage.split_usage`); the peak check and the price cached per minute and per model
+by the step's `PriceBook` (as integers, so a call's cost is integer arithmetic and one Decimal);
+the record built positionally, left in `request.options["record"]` for the logs step and queued
+for the summary. Nothing per
 chunk: a stream's usage, end and outcome arrive once through `Response.add_done_callback`.
 
 Cost follows DeepSeek's table (deepseek-api.md §2.1, `_wire/pricing.py`): cache-hit input, cache-miss
@@ -15,7 +18,7 @@ of the call. `MetricsConfig.prices` overrides or adds models (private deployment
 priced). Answers from the client cache cost nothing. A stream the caller left early, or that broke,
 has no usage: its tokens and cost are 0 (DeepSeek may still bill what it generated).
 
-Each finished call becomes a frozen `RequestRecord`, added to the in-process `Metrics` summary
+Each finished call becomes a frozen `RequestRecord` (`record.py`), added to the in-process `Metrics` summary
 (`_steps/metrics/summary.py`) and passed to every hook (`on_request(record)`: a plain callable, or an
 object with an `on_request` method, e.g. the Prometheus and OpenTelemetry exporters). Hooks run
 synchronously where the call ended; one that raises is logged and never breaks the call.
