@@ -121,3 +121,25 @@ def test_public_limits_names_are_the_vocabulary_classes():
 
     for name in ("Adaptive", "LimitBackendError", "Limits", "QueueTimeoutError"):
         assert getattr(deepseek_kit, name) is getattr(base, name) is getattr(step, name)
+
+
+def test_internal_names_say_their_job():
+    """One class per name: the wire's tool definition is `ToolParam`, the public `Tool` wraps a
+    function; the helper structs are named for the fields they hold."""
+    from deepseek_kit._steps.cache import key
+    from deepseek_kit._steps.limits import base, step
+    from deepseek_kit._tools import tool
+    from deepseek_kit._wire import types
+    from deepseek_kit.cli import batch
+
+    assert deepseek_kit.Tool is tool.Tool and not hasattr(types, "Tool")
+    assert set(types.ToolParam.__struct_fields__) == {"function", "type"}
+    assert set(key.CacheRuleFields.__struct_fields__) == {"thinking", "temperature"}
+    assert set(step._ModelAndMaxTokens.__struct_fields__) == {"model", "max_tokens"}
+    assert hasattr(base, "_BodyUsage") and hasattr(batch, "_ProgressBar") and hasattr(batch, "_ProgressLines")
+    gone = ((key, "Probe"), (step, "_Head"), (base, "_Tail"), (batch, "_Live"), (batch, "_Plain"))
+    for module, old in gone:
+        assert not hasattr(module, old), old
+    from deepseek_kit._steps import router
+
+    assert hasattr(router, "_EndpointState") and not hasattr(router, "_Live")

@@ -31,7 +31,9 @@ from deepseek_kit import (
     Timeout,
     UsageError,
 )
-from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord, _tokens, scaled_price
+from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord
+from deepseek_kit._wire.pricing import scaled_price
+from deepseek_kit._wire.usage import split_usage as _tokens
 from deepseek_kit._steps.metrics.summary import Metrics, percentile
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.pricing import ModelPrice

@@ -44,7 +44,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,23 +187,13 @@ class _Runner:
         self.system = system
         self.max_cost = max_cost
         self.currency = currency
-        self._peak, self._peak_second = False, -1
         # The client's pricing clock and calendar (the config's [pricing] table, DSK_FAKE_NOW).
         self.clock = getattr(client, "clock", None) or _pricing.default_clock()
         self.holidays = getattr(client, "holidays", None) or _pricing.DEFAULT_CALENDAR
+        # The one price cache (peak state per minute, each model's price): pricing an answer is
+        # then integer arithmetic, no calendar check.
+        self.prices = _pricing.PriceBook(currency, self.holidays)
         self.idle = 0  # workers waiting for an item
-
-    def peak(self) -> bool:
-        """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up once per wall-clock
-        second (the calendar check is most of what pricing one answer costs). Keyed by the
-        clock's whole second, not a monotonic deadline: windows open and close on whole seconds,
-        so an answer just after 12:00:00 is never priced with a state read at 11:59:59."""
-        now = self.clock()
-        second = int(now // 1)
-        if second != self._peak_second:
-            self._peak = _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc), self.holidays)
-            self._peak_second = second
-        return self._peak
 
     def cost_total(self) -> Decimal:
         return self.state.before.cost + self.state.cost_now
@@ -249,8 +238,7 @@ class _Runner:
         st = self.state
         usage = resp.usage
         model = resp.model or str(item.params.get("model") or self.defaults.get("model") or "")
-        cost = (_pricing.cost(model, usage, currency=self.currency, holidays=self.holidays, peak=self.peak())
-                if usage is not None else Decimal(0))
+        cost = self.prices.cost(model, usage, self.clock()) if usage is not None else Decimal(0)
         record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
         if item.metadata is not None:
             record["metadata"] = item.metadata

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from deepseek_kit._steps.metrics.summary import Metrics
 from deepseek_kit._steps.router import EndpointHealth
@@ -21,7 +21,11 @@ from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.types import Balance, ChatCompletion, ChatCompletionChunk, Completion, ModelList
 
 from .client import AsyncClient
+from .params import ChatParams, Message
 from .stream import AsyncCompletionStream, AsyncStream
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Client", "CompletionStream", "Stream"]
 
@@ -136,10 +140,22 @@ class _ChatCompletions:
     def __init__(self, c: Client) -> None:
         self._c = c
 
-    def create(self, **kwargs: Any) -> Any:
-        """Same arguments as `AsyncClient.chat.completions.create`; returns a ChatCompletion, or a
-        `Stream` when `stream=True`."""
-        out = self._c._run(self._c._async.chat.completions.create(**kwargs))
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False,
+               **params: Unpack[ChatParams]) -> ChatCompletion: ...
+
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True],
+               **params: Unpack[ChatParams]) -> Stream: ...
+
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: bool,
+               **params: Unpack[ChatParams]) -> ChatCompletion | Stream: ...
+
+    def create(self, **kwargs: Any) -> ChatCompletion | Stream:
+        """Same arguments as `AsyncClient.chat.completions.create` (documented there, defined once
+        in `ChatParams`); returns a ChatCompletion, or a `Stream` when `stream=True`."""
+        out: ChatCompletion | AsyncStream = self._c._run(self._c._async.chat.completions.create(**kwargs))
         if isinstance(out, AsyncStream):
             return Stream(self._c._runner, out)
         return out

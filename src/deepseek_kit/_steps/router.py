@@ -114,7 +114,7 @@ class Routing:
                 raise UsageError(f"Routing.{name} must be a finite number of seconds >= 0, got {v!r}")
 
 
-class _Live:
+class _EndpointState:
     """Runtime state of one endpoint: what the auth step and the metrics read off `request.endpoint`."""
 
     __slots__ = ("auth", "beta_url", "breaker", "ep", "index", "name", "stats")
@@ -201,9 +201,9 @@ class RouterStep:
         if len(set(names)) != len(names):
             raise UsageError(f"endpoint names must be unique: {names}")
         self.routing = routing or Routing()
-        self.live = [_Live(e, i) for i, e in enumerate(endpoints)]
+        self.live = [_EndpointState(e, i) for i, e in enumerate(endpoints)]
 
-    def endpoint(self, name: str) -> _Live:
+    def endpoint(self, name: str) -> _EndpointState:
         return next(lv for lv in self.live if lv.name == name)
 
     def health(self) -> list[EndpointHealth]:
@@ -212,7 +212,7 @@ class RouterStep:
 
     # -- ordering ----------------------------------------------------------------------------------
 
-    def _order(self, only: Any = None) -> list[_Live]:
+    def _order(self, only: Any = None) -> list[_EndpointState]:
         live = self.live
         if only is not None:  # e.g. a continuation that must stay on endpoints that can serve it
             live = [lv for lv in live if lv.name in only]
@@ -233,7 +233,7 @@ class RouterStep:
 
     # -- one try on one endpoint -------------------------------------------------------------------
 
-    def _request_for(self, request: Request, lv: _Live, more: bool) -> Request:
+    def _request_for(self, request: Request, lv: _EndpointState, more: bool) -> Request:
         body = request.body
         if lv.ep.models and body:
             try:
@@ -255,7 +255,7 @@ class RouterStep:
         req.endpoint = lv
         return req
 
-    async def _try(self, request: Request, lv: _Live, call_next: CallNext, more: bool,
+    async def _try(self, request: Request, lv: _EndpointState, call_next: CallNext, more: bool,
                    entry: list[Any]) -> Response:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -302,12 +302,12 @@ class RouterStep:
         queue = self._order(opts.get("only_endpoints"))
         route: list[list[Any]] = opts.setdefault("route", [])
         failures: list[tuple[str, BaseException]] = []
-        pending: dict[asyncio.Future[Response], _Live] = {}
+        pending: dict[asyncio.Future[Response], _EndpointState] = {}
         hedge = self.routing.hedge and len(queue) > 1
         hedge_at: float | None = None
         late: list[str] = []  # endpoints never tried because the deadline passed
 
-        def pick() -> tuple[_Live, bool, list[Any]] | None:
+        def pick() -> tuple[_EndpointState, bool, list[Any]] | None:
             """The next endpoint whose breaker lets a request through, unless the deadline passed."""
             while queue:
                 lv = queue.pop(0)
@@ -345,7 +345,7 @@ class RouterStep:
             pending[asyncio.ensure_future(self._try(request, lv, call_next, more, entry))] = lv
             return True
 
-        first: _Live | None = None  # the endpoint a hedge is raced against
+        first: _EndpointState | None = None  # the endpoint a hedge is raced against
         try:
             while True:
                 if not pending:
@@ -395,14 +395,14 @@ class RouterStep:
             summary += f"; not tried, the call's total timeout had passed: {', '.join(late)}"
         raise AllEndpointsFailedError(f"every endpoint failed ({summary})", failures)
 
-    def _hedge_delay(self, lv: _Live) -> float:
+    def _hedge_delay(self, lv: _EndpointState) -> float:
         for d in (self.routing.hedge_after, lv.ep.hedge_after, lv.stats.p95_ttft()):
             if d is not None:  # 0 is a valid choice: race at once
                 return d
         return self.routing.hedge_default
 
-    async def _cancel_losers(self, pending: dict[asyncio.Future[Response], _Live],
-                             route: list[list[Any]], slow: _Live | None) -> None:
+    async def _cancel_losers(self, pending: dict[asyncio.Future[Response], _EndpointState],
+                             route: list[list[Any]], slow: _EndpointState | None) -> None:
         """The race is won: cancel the others. The endpoint the hedge was raced against (`slow`),
         if still waiting, counts a failure on its breaker: it was slower than its hedging delay
         (by default its own p95) and than another endpoint. A hedge that lost says nothing (it

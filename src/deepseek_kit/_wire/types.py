@@ -60,8 +60,8 @@ __all__ = [
     "StreamOptions",
     "Thinking",
     "TokenLogprob",
-    "Tool",
     "ToolCall",
+    "ToolParam",
     "TopLogprob",
     "Usage",
     "decode_json",
@@ -112,7 +112,10 @@ class FunctionDefinition(_Wire):
     strict: bool | UnsetType = UNSET  # Beta: only honoured under /beta (§5.7)
 
 
-class Tool(_Wire):
+class ToolParam(_Wire):
+    """One entry of a request's `tools` as it goes on the wire (a function definition). Not the
+    public `deepseek_kit.Tool`, which wraps a Python function and produces this shape."""
+
     function: FunctionDefinition
     type: str = "function"
 

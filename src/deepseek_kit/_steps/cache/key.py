@@ -18,7 +18,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Probe", "allows", "canonical_body", "fingerprint", "is_reproducible", "probe_decoder"]
+__all__ = ["CacheRuleFields", "allows", "canonical_body", "fingerprint", "is_reproducible",
+           "rule_fields_decoder"]
 
 _VERSION = b"dsk-cache-v1\n"
 _CHAT_PATH = "/chat/completions"
@@ -71,7 +72,7 @@ def allows(thinking: Any, temperature: Any, when: str, fim: bool) -> bool:
     return non_thinking and temperature == 0 and not isinstance(temperature, bool)
 
 
-class Probe(msgspec.Struct):
+class CacheRuleFields(msgspec.Struct):
     """The two fields the rule reads. Decoding only these lets msgspec skip the messages without
     building them, so a request the rule does not cache costs little even with a long history."""
 
@@ -79,7 +80,7 @@ class Probe(msgspec.Struct):
     temperature: Any = 1
 
 
-probe_decoder = msgspec.json.Decoder(Probe)
+rule_fields_decoder = msgspec.json.Decoder(CacheRuleFields)
 
 
 def fingerprint(canonical: dict[str, Any], *, path: str = _CHAT_PATH, beta: bool = False,

@@ -76,7 +76,7 @@ from deepseek_kit._wire.errors import APITimeoutError, UsageError, redact
 from deepseek_kit._wire.types import ChatCompletion, Completion, SafeDecoder, Usage
 
 from .backends import CacheBackend, open_backend
-from .key import allows, canonical_body, fingerprint, is_reproducible, probe_decoder
+from .key import allows, canonical_body, fingerprint, is_reproducible, rule_fields_decoder
 from .replay import Recorder, assemble_chat, assemble_fim, replay
 
 __all__ = ["CACHE_HEADER", "CachePolicy", "CacheStats", "CacheStep", "canonical_body", "fingerprint",
@@ -191,6 +191,8 @@ class CacheStep:
         self.stats = CacheStats()
         self._vary = frozenset(h.lower() for h in policy.vary_headers)
         self._currency = policy.currency.upper()
+        self._prices = _pricing.PriceBook(self._currency)  # today's prices, per minute
+        self._clock = _pricing.default_clock()
         self._flights: dict[str, asyncio.Future[_Outcome]] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -220,8 +222,8 @@ class CacheStep:
                     # Thinking is on (or the body spells it with escapes: then not cached, which
                     # is the safe side). A byte search is far cheaper than parsing a long history.
                     return await self._bypass(request, call_next)
-                probe = probe_decoder.decode(request.body)
-                if not allows(probe.thinking, probe.temperature, when, fim):
+                fields = rule_fields_decoder.decode(request.body)
+                if not allows(fields.thinking, fields.temperature, when, fim):
                     return await self._bypass(request, call_next)
             body = msgspec.json.decode(request.body)
         except msgspec.DecodeError:  # not a JSON object: not ours to judge, let the API answer it
@@ -325,7 +327,7 @@ class CacheStep:
             return
         if meta.usage is not None:
             self.stats.saved_tokens += meta.usage.total_tokens
-            self.stats.saved_cost += _pricing.cost(meta.model, meta.usage, currency=self._currency)
+            self.stats.saved_cost += self._prices.cost(meta.model, meta.usage, self._clock())
 
     async def _get(self, key: str) -> bytes | None:
         try:

@@ -14,7 +14,13 @@ from decimal import Decimal
 
 import msgspec
 
-__all__ = ["Hook", "RequestRecord"]
+__all__ = ["RECORD_OPTION", "Hook", "RequestRecord"]
+
+#: The `Request.options` key under which the metrics step leaves the call's `RequestRecord` when
+#: it has built it (the call ended: a plain answer, an error, or the end of a stream), for steps
+#: outside it: the logs step takes the tokens and the cost from it instead of decoding and pricing
+#: the same answer again.
+RECORD_OPTION = "record"
 
 
 class RequestRecord(msgspec.Struct, frozen=True, gc=False):

@@ -14,7 +14,7 @@ import asyncio
 from collections import Counter, OrderedDict, deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -98,7 +98,7 @@ class EmulatorState:
         self.cache = PrefixCache(config.cache_unit, config.cache_capacity)
         self.closing = asyncio.Event()  # set on app shutdown: long waits stop
         self._parsed: dict[str, dict[str, Any]] = {}
-        self._peak: tuple[int, bool] = (-1, False)
+        self._prices = _pricing.PriceBook(config.currency, config.holidays)
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -189,16 +189,10 @@ class EmulatorState:
 
     def charge(self, key: str, model: str, usage: Mapping[str, Any], at: datetime | None = None) -> Decimal:
         """Bill one request at the price in force now (peak/off-peak, §2.1)."""
-        if at is None:
-            now = self.config.clock()
-            minute = int(now // 60)  # peak windows start on whole hours: cache per minute
-            if self._peak[0] != minute:
-                self._peak = (minute, _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc),
-                                                       self.config.holidays))
-            peak: bool | None = self._peak[1]
+        if at is None:  # the price cache: peak state per minute, each model's price
+            amount = self._prices.cost(model, usage, self.config.clock())
         else:
-            peak = None
-        amount = _pricing.cost(model, usage, at, self.config.currency, self.config.holidays, peak=peak)
+            amount = _pricing.cost(model, usage, at, self.config.currency, self.config.holidays)
         self.account(key).charge(amount)
         return amount
 
