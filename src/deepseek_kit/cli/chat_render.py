@@ -37,9 +37,9 @@ REASONING_TAIL = 6  # lines of the streaming reasoning shown while it is collaps
 
 
 def _estimate(text: str) -> int:
-    from deepseek_kit._wire.tokens import estimate_tokens
+    from deepseek_kit import count_tokens
 
-    return estimate_tokens(text)
+    return count_tokens(text, exact=False)  # DeepSeek's ratios: cheap enough for every redraw
 
 
 def thought_line(tokens: int, *, exact: bool, interrupted: bool = False) -> str:
