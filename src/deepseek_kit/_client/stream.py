@@ -133,7 +133,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
     __slots__ = ("_acc", "_check", "_cut", "_error", "_held", "_over", "_pieces", "_ready", "_resumer",
                  "resumed", "usage_estimated")
 
-    def __init__(self, response: Response, resumer: Resumer | None = None) -> None:
+    def __init__(self, response: Response, resumer: Resumer[AsyncStream] | None = None) -> None:
         super().__init__(response, chunk_decoder.decode)
         self._acc = ChunkAccumulator()
         self._resumer = resumer

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -27,10 +27,11 @@ import msgspec
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import APIConnectionError, AuthenticationError, UsageError, make_status_error
 
+from .base import CallNext
+
 __all__ = ["AuthProvider", "AuthStep", "KeyRotation", "OAuth2ClientCredentials", "StaticKey",
            "provider_secrets"]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 
 class AuthProvider(Protocol):

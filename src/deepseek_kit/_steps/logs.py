@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,11 +52,11 @@ from deepseek_kit._wire.types import (
     model_list_decoder,
 )
 
+from .base import CallNext
 from .metrics.step import _tokens
 
 __all__ = ["LogStep"]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 _encode_json = msgspec.json.encode
 
 

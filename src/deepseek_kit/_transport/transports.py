@@ -29,26 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from deepseek_kit._wire.errors import APIConnectionError, UsageError
 
+from .events import ByteSource
 from .request import Request
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AiohttpTransport", "ByteSource", "MockResponse", "MockTransport", "RawResponse", "Transport"]
-
-
-class ByteSource(Protocol):
-    async def read(self) -> bytes:
-        """The next bytes of the body; b"" at the end."""
-
-    def abort(self) -> None:
-        """Drop the connection now (a pending read() wakes with an error or EOF)."""
-
-    def release(self) -> None:
-        """The body was read to the end: return the connection to the pool."""
-
-    def at_eof(self) -> bool:
-        """True when nothing more will come (the end of the body has been read)."""
+__all__ = ["AiohttpTransport", "MockResponse", "MockTransport", "RawResponse", "Transport"]
 
 
 @dataclass

@@ -63,13 +63,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
+from deepseek_kit._steps.base import CallNext
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import APITimeoutError, UsageError, redact
@@ -167,7 +167,6 @@ _fim_decoder: SafeDecoder[Completion] = SafeDecoder(Completion)
 
 # What a flight ends with: the answer's bytes, the leader's error, or None (no complete answer).
 _Outcome = bytes | Exception | None
-CallNext = Callable[[Request], Awaitable[Response]]
 
 
 def _override(value: Any) -> str | None:
@@ -184,7 +183,7 @@ def _override(value: Any) -> str | None:
 
 
 class CacheStep:
-    """Pipeline step (outermost after metrics): lookup, single-flight, store, replay."""
+    """Pipeline step (position: `_client/pipeline.py`): lookup, single-flight, store, replay."""
 
     def __init__(self, policy: CachePolicy | None = None) -> None:
         self.policy = policy = policy or CachePolicy()

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["OTelHook"]
 

@@ -45,7 +45,7 @@ from deepseek_kit._wire.errors import UsageError
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["CONTENT_TYPE", "PrometheusHook", "exposition", "metrics_handler", "serve_metrics"]
 

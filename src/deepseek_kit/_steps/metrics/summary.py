@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["Metrics", "percentile"]
 
