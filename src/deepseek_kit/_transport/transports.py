@@ -77,6 +77,13 @@ class Transport(Protocol):
     timeout, oversize body: the connection must be dropped). The transport never closes a source
     it has handed out, and `aclose()` is the client's job (see below).
 
+    A byte source (the `ByteSource` protocol) has four methods, all called on the client's event
+    loop: `async read() -> bytes`, the next chunk of the body, b"" at the end; `abort()`, drop the
+    connection now (sync, callable at any time and more than once; a `read()` pending in another
+    task must then wake, with an error or b""); `release()`, the body was read to the end; and
+    `at_eof() -> bool`, True once nothing more will come (returning False until a `read()` gave
+    b"" is correct, it only costs one more read).
+
     Optional attribute `read_errors`: a tuple of exception types that a source's `read()` may
     raise when the connection breaks (aiohttp's `ClientError` for the default transport). They,
     `OSError`, `asyncio.IncompleteReadError` and `APIConnectionError` are turned into
