@@ -212,7 +212,11 @@ class AiohttpTransport:
     `max_connections` bounds open sockets (aiohttp queues the rest). `proxy="http://host:port"`
     sends every request through that proxy; otherwise `trust_env=True` (the default, like httpx)
     honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY, and `trust_env=False` ignores them (see the module
-    docstring).
+    docstring). `ssl`: aiohttp's `ssl=` for every connection (an `ssl.SSLContext` for a private CA;
+    default: verify against the system's CAs). `session`: an `aiohttp.ClientSession` of yours to
+    send through (its own settings then apply; `aclose()` leaves it open).
+
+        client = AsyncClient(transport=AiohttpTransport(ssl=ssl.create_default_context(cafile="ca.pem")))
     """
 
     def __init__(
