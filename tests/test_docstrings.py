@@ -69,9 +69,8 @@ def undocumented() -> list[str]:
                 for member, attr in _members(obj):
                     if not _member_doc(obj, member, attr):
                         missing.append(f"{where}.{member}")
-            elif inspect.isfunction(obj) or inspect.isbuiltin(obj):
-                if not (obj.__doc__ or "").strip():
-                    missing.append(f"{where}()")
+            elif (inspect.isfunction(obj) or inspect.isbuiltin(obj)) and not (obj.__doc__ or "").strip():
+                missing.append(f"{where}()")
     return missing
 
 

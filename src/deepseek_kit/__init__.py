@@ -15,6 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._batch.inputs import InputProblem
     from ._batch.run import BatchProgress, BatchResult, run_batch
     from ._client.client import AsyncClient
     from ._client.resume import Resumption
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
         StreamTimeoutError,
         UnprocessableEntityError,
         UsageError,
+        redact,
     )
     from ._wire.holidays import HolidayCalendar, HolidayCalendarWarning
     from ._wire.presets import PRESETS, Preset, preset
@@ -168,6 +170,7 @@ _LAZY: dict[str, str] = {
     "Final": "._tools.loop",
     "HolidayCalendar": "._wire.holidays",
     "HolidayCalendarWarning": "._wire.holidays",
+    "InputProblem": "._batch.inputs",
     "InsufficientBalanceError": "._wire.errors",
     "InternalServerError": "._wire.errors",
     "KeepAll": "._conversation.context",
@@ -246,6 +249,7 @@ _LAZY: dict[str, str] = {
     "parse": "._tools.structured",
     "parse_sync": "._tools.structured",
     "preset": "._wire.presets",
+    "redact": "._wire.errors",
     "run_batch": "._batch.run",
     "run_tool_loop": "._tools.loop",
     "run_tool_loop_sync": "._tools.loop",
@@ -322,6 +326,7 @@ __all__ = [
     "Final",
     "HolidayCalendar",
     "HolidayCalendarWarning",
+    "InputProblem",
     "InsufficientBalanceError",
     "InternalServerError",
     "KeepAll",
@@ -400,6 +405,7 @@ __all__ = [
     "parse",
     "parse_sync",
     "preset",
+    "redact",
     "run_batch",
     "run_tool_loop",
     "run_tool_loop_sync",

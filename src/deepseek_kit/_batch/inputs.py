@@ -94,7 +94,9 @@ class BatchItem:
 
 @dataclass(slots=True)
 class InputProblem:
-    """A record that cannot be run: `kind` is "malformed" or "duplicate"."""
+    """A record of a batch input that cannot be run: its `line` (1-based), the `message` saying
+    why, its `id` when it had one, and `kind`, "malformed" or "duplicate". `run_batch` reports each
+    to `on_problem` (and to the failures file) and goes on with the other records."""
 
     line: int
     message: str

@@ -114,6 +114,28 @@ class AsyncClient:
         max_response_bytes: int | None = None,
         max_event_bytes: int | None = None,
     ) -> None:
+        """Every argument is optional; config-file keys of the same name fill what is left out.
+
+        - api_key, base_url: else DEEPSEEK_API_KEY / DEEPSEEK_BASE_URL, else the config file
+          (`deepseek_kit.config`), else no key and https://api.deepseek.com.
+        - profile, config_file: which `[profiles.NAME]` table and which file to read.
+        - timeout: a `Timeout`, or seconds for every phase; max_retries or retry=`RetryPolicy`.
+        - default_headers: sent with every request (framing headers are refused).
+        - beta_base_url: where prefix completion and FIM go (default: base_url + "/beta").
+        - transport: a `Transport` in place of the network; max_connections, trust_env and proxy
+          configure the default `AiohttpTransport` instead.
+        - steps, inner_steps: your own `Step`s, seen once per call or once per attempt.
+        - auth: an `AuthProvider` (`KeyRotation`, `OAuth2ClientCredentials`) in place of the key.
+        - endpoints, routing: several `Endpoint`s and how a call picks one (`Routing`).
+        - resumption, prefix_completion: how a broken stream is continued through prefix
+          completion, and whether base_url supports it (None: only DeepSeek's own host).
+        - limits: a `Limits` (rate, tokens, calls in flight); cache: True or a `CachePolicy`;
+          metrics: True or a `MetricsConfig`; logs: True or a `LogConfig` (the request log).
+        - holidays: the calendar that decides peak hours for costs.
+        - max_response_bytes, max_event_bytes: caps on a body and on one stream event.
+
+        Raises `UsageError` (saying what to set) when there is no key for DeepSeek's own API or a
+        value is invalid."""
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
             endpoints = endpoints_from_config(cfg["endpoints"])

@@ -93,12 +93,15 @@ def _plain(m: Any) -> dict[str, Any]:
 class Conversation:
     """A conversation over an `AsyncClient` (use `SyncConversation` with a `Client`).
 
+    `system`: the system prompt (None: none). `model`: the model of every request.
     `policy`: a context policy, a list of them, or None to send everything (default
     `SlidingWindow(rounds=5)`). `preset`: a name from `PRESETS` (sets temperature, thinking off).
     `thinking`: None (API default: on), True or False; set later, it overrides the preset's.
     `**defaults`: any other `chat.completions.create()` arguments for every request (tools,
     max_tokens, response_format, extra_headers...); `send()`/`stream()` keyword arguments override
-    them for one request."""
+    them for one request. `keep_reasoning=True`: send earlier turns' reasoning_content even without
+    tools (for servers that insist). `summarizer`: what `Summarize` policies use (default: a
+    `ModelSummarizer` on this client, counted in `usage`). `currency`: "CNY" or "USD" for `usage.cost`."""
 
     def __init__(
         self,

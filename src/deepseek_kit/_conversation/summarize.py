@@ -93,7 +93,11 @@ _SYSTEM = (
 class ModelSummarizer:
     """Summarize with a DeepSeek model: one non-streaming request, thinking off, low temperature.
     `on_usage(model, usage)` is called with each request's usage (a Conversation uses it to count
-    the summaries in its token and cost tallies)."""
+    the summaries in its token and cost tallies).
+
+    `client`: the `AsyncClient` to ask; `model`, `temperature`, `max_tokens`: of that request;
+    `max_words`: the length the model is asked to keep to; other keyword arguments go to
+    `create()` as they are."""
 
     blocking = False
 
@@ -244,8 +248,10 @@ class BartSummarizer:
     `model_name_or_path` is loaded with `AutoTokenizer`/`AutoModelForSeq2SeqLM.from_pretrained` on
     first use (default `facebook/bart-large-cnn`; it must be cached locally or downloadable); or pass
     ready `tokenizer=` and `model=` objects. The transcript is truncated to `max_input_tokens` (BART
-    reads 1,024 positions), the summary is at most `max_summary_tokens`. Generation runs under
-    `torch.inference_mode()` in a worker thread (`blocking = True`)."""
+    reads 1,024 positions), the summary is at most `max_summary_tokens` and at least
+    `min_summary_tokens`, found by beam search over `num_beams` beams, on `device` ("cuda", "cpu"...;
+    default: where the model was loaded). Generation runs under `torch.inference_mode()` in a
+    worker thread (`blocking = True`)."""
 
     blocking = True
 

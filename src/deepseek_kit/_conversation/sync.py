@@ -82,7 +82,8 @@ class SyncConversationStream:
 class SyncConversation:
     """A conversation over a sync `Client`: `conv.send(text)`, `for chunk in conv.stream(text)`;
     everything else (settings, `history`, `messages()`, `usage`, `to_dict()`...) as on
-    `Conversation`, whose arguments it takes."""
+    `Conversation`, whose keyword arguments it takes after `client` (a sync `Client`):
+    `SyncConversation(client, system="Be brief.", model="deepseek-flash")`."""
 
     def __init__(self, client: Client, **kwargs: Any) -> None:
         inner = getattr(client, "async_client", None)

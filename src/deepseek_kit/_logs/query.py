@@ -150,7 +150,8 @@ def _pct(values: list[float], q: int) -> float | None:
 
 
 class Logs:
-    """Read access to the logs database. Use as a context manager or call `close()`."""
+    """Read access to the logs database. Use as a context manager or call `close()`.
+    `path`: the database (default: $DSK_HOME/logs.sqlite3, where `dsk` and `LogConfig()` write)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser() if path else LogConfig().db_path()

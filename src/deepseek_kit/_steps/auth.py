@@ -136,7 +136,9 @@ class OAuth2ClientCredentials:
 
     The token is cached until `refresh_margin` seconds before it expires (`expires_in`, else one
     hour), fetched by one caller at a time while the others wait, and on a 401 fetched again once
-    before the request is retried once. `timeout` bounds each token request; `fetches` counts them."""
+    before the request is retried once. `timeout` bounds each token request; `fetches` counts them.
+    `token_url`, `client_id`, `client_secret`: the grant's endpoint and credentials (the secret is
+    masked wherever it could show); `scope`, `audience`: sent with the grant when given."""
 
     def __init__(
         self,

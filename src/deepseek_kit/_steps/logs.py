@@ -67,7 +67,12 @@ _encode_json = msgspec.json.encode
 
 class LogStep:
     """Pipeline step: one row per call into the logs database. `flush()` (blocking) / `aclose()`
-    wait until the rows of calls made so far are written."""
+    wait until the rows of calls made so far are written.
+
+    `config`: a `LogConfig` (where, what to keep). `secrets`: strings to mask in logged bodies (a
+    tuple, or a function returning the current ones). `endpoint`: a fixed label for every row (else
+    the server's host). `synthetic=True`: flag every row as an emulator answer. `store`: the
+    writer to share (default: one per database file)."""
 
     def __init__(self, config: LogConfig | None = None, *, secrets: Secrets = (),
                  endpoint: str | None = None, store: LogStore | None = None,

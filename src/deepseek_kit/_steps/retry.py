@@ -37,8 +37,12 @@ DEFAULT_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How to retry. `max_retries` counts retries after the first attempt (so attempts =
-    max_retries + 1); `max_elapsed` bounds the time spent across all attempts and waits."""
+    """How to retry: `AsyncClient(retry=RetryPolicy(...))`. `max_retries` counts retries after the
+    first attempt (so attempts = max_retries + 1); `max_elapsed` bounds the time spent across all
+    attempts and waits. Waits grow from `initial_delay` up to `max_delay` seconds (exponential
+    backoff, full jitter). `retry_statuses`: the status codes worth another try (connection errors
+    and timeouts always are). `respect_retry_after`: wait what a Retry-After header asks, at most
+    `max_retry_after` seconds."""
 
     max_retries: int = 4
     initial_delay: float = 0.5

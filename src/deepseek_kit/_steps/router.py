@@ -53,7 +53,18 @@ def _finite_non_negative(v: object) -> bool:
 @dataclass(frozen=True)
 class Endpoint:
     """One server that can answer. `models` maps the model names callers use to the names this
-    server knows (e.g. {"deepseek-flash": "deepseek-ai/DeepSeek-V4-Flash"} for a vLLM)."""
+    server knows (e.g. {"deepseek-flash": "deepseek-ai/DeepSeek-V4-Flash"} for a vLLM).
+
+        AsyncClient(endpoints=[Endpoint("https://api.deepseek.com", name="cloud", api_key=key),
+                               Endpoint("http://10.0.0.5:8000/v1", name="vllm", priority=1)])
+
+    `base_url`: the server's API root. `name`: how metrics, logs and errors call it (default: the
+    URL without its scheme). `api_key` or `auth` (an `AuthProvider`): its credentials. `weight`,
+    `priority`: its share and rank for the `Routing` strategies. `beta_base_url`: its
+    prefix-completion/FIM root.
+    `dialect`: a label for the server kind, informational (dialects are detected from the answers).
+    `breaker`: its `BreakerPolicy`. `hedge_after`: the hedging delay for this endpoint.
+    `prefix_completion`: whether broken streams may be continued through it."""
 
     base_url: str
     name: str = ""

@@ -183,7 +183,11 @@ def validation_message(exc: Exception) -> str:
 
 class Tool(Generic[P, R]):
     """A function the model may call. `.schema` for `tools=[...]`, `tool(...)` calls the function,
-    `await tool.invoke(arguments_json)` validates the model's arguments and runs it."""
+    `await tool.invoke(arguments_json)` validates the model's arguments and runs it.
+
+    Usually made with the `@tool` decorator. `fn`: the function (sync or async; its type hints
+    become the parameters' schema, its docstring the descriptions). `name`, `description`: override
+    the function's name and docstring. `strict=True`: a schema valid for DeepSeek's strict mode."""
 
     def __init__(self, fn: Callable[P, R], *, name: str | None = None, description: str | None = None,
                  strict: bool = False) -> None:

@@ -77,6 +77,13 @@ class Transport(Protocol):
     timeout, oversize body: the connection must be dropped). The transport never closes a source
     it has handed out, and `aclose()` is the client's job (see below).
 
+    A byte source (the `ByteSource` protocol) has four methods, all called on the client's event
+    loop: `async read() -> bytes`, the next chunk of the body, b"" at the end; `abort()`, drop the
+    connection now (sync, callable at any time and more than once; a `read()` pending in another
+    task must then wake, with an error or b""); `release()`, the body was read to the end; and
+    `at_eof() -> bool`, True once nothing more will come (returning False until a `read()` gave
+    b"" is correct, it only costs one more read).
+
     Optional attribute `read_errors`: a tuple of exception types that a source's `read()` may
     raise when the connection breaks (aiohttp's `ClientError` for the default transport). They,
     `OSError`, `asyncio.IncompleteReadError` and `APIConnectionError` are turned into
@@ -205,7 +212,11 @@ class AiohttpTransport:
     `max_connections` bounds open sockets (aiohttp queues the rest). `proxy="http://host:port"`
     sends every request through that proxy; otherwise `trust_env=True` (the default, like httpx)
     honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY, and `trust_env=False` ignores them (see the module
-    docstring).
+    docstring). `ssl`: aiohttp's `ssl=` for every connection (an `ssl.SSLContext` for a private CA;
+    default: verify against the system's CAs). `session`: an `aiohttp.ClientSession` of yours to
+    send through (its own settings then apply; `aclose()` leaves it open).
+
+        client = AsyncClient(transport=AiohttpTransport(ssl=ssl.create_default_context(cafile="ca.pem")))
     """
 
     def __init__(

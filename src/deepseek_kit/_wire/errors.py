@@ -59,7 +59,10 @@ def secrets_of(source: Secrets) -> tuple[str | None, ...]:
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Mask known secrets and anything shaped like an API key or bearer token."""
+    """`text` with each of `secrets` masked to `****` plus its last 4 characters, and anything
+    shaped like an API key (`sk-...`) or a bearer token masked too: what the client does to every
+    error message a server could have filled. Use it before logging text that may hold a key:
+    `redact(str(exc), os.environ.get("DEEPSEEK_API_KEY"))`."""
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "****" + s[-4:])

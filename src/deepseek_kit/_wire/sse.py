@@ -55,6 +55,7 @@ class SSEDecoder:
 
     Only raw bytes of an unfinished event are buffered: an event is parsed once its terminating
     blank line has arrived, so the common frame `data: {...}\n\n` costs one split and one slice.
+    `max_event`: the largest unfinished event buffered, in bytes (default 16 MiB).
     """
 
     __slots__ = ("_buf", "_id", "_more", "_pending_cr", "_retry", "_size", "comments", "max_event")

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._batch.inputs import InputProblem
-    from deepseek_kit._batch.run import BatchProgress, BatchResult
+    from deepseek_kit import BatchProgress, BatchResult, InputProblem
 
 __all__ = ["add_parser", "run"]
 
@@ -254,8 +253,7 @@ def _log_step(b: common.Backend, args: argparse.Namespace) -> Any:
 
 
 async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
-    from deepseek_kit import Limits
-    from deepseek_kit._batch.run import run_batch
+    from deepseek_kit import Limits, run_batch
 
     err = sys.stderr
     # No bound on the wait for a turn (wait_for_limits, whatever the limits' source: --rpm/--tpm

@@ -187,7 +187,7 @@ class PromptReader:
 def _history() -> Any:
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-    from deepseek_kit._settings import home_dir
+    from deepseek_kit.config import home_dir
 
     path = home_dir() / "chat_history"
     try:
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> list[Any]:
-    from deepseek_kit._conversation.context import SlidingWindow, Summarize, TokenBudget
+    from deepseek_kit import SlidingWindow, Summarize, TokenBudget
 
     policies: list[Any] = []
     if args.summarize:
@@ -304,8 +304,7 @@ def _reader(interactive: bool) -> Any:
 async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
     import asyncio
 
-    from deepseek_kit import DeepSeekError, UsageError
-    from deepseek_kit._conversation.conversation import Conversation
+    from deepseek_kit import Conversation, DeepSeekError, UsageError
 
     from .chat_commands import ChatState, is_command, run_command
 

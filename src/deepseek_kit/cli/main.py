@@ -19,7 +19,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepseek_kit._version import __version__
+    from deepseek_kit import __version__
 
     p = argparse.ArgumentParser(
         prog="dsk",

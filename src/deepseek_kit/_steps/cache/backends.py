@@ -156,6 +156,8 @@ CREATE TRIGGER IF NOT EXISTS dsk_cache_upd AFTER UPDATE OF size ON dsk_cache
 class SQLiteBackend:
     """A cache file shared by every process that opens it (default `$DSK_HOME/cache.sqlite3`).
 
+    `path`: the file (created with its directory). `max_bytes`: the size past which the least
+    recently used entries go. `busy_timeout`: seconds a writer waits for another process's write.
     Reads refresh the entry's `used_at` (LRU across processes) when it is older than `touch_after`
     seconds. `clock` is wall-clock time by default: expiry must mean the same in every process.
     """
@@ -312,7 +314,10 @@ class SQLiteBackend:
 
 
 class RedisBackend:
-    """Entries under `prefix + key` in Redis; expiry by Redis itself. Connects on first use."""
+    """Entries under `prefix + key` in Redis; expiry by Redis itself. Connects on first use.
+
+    `url`: the server ("redis://host:port/db", "rediss://..." for TLS, "unix:///path"), or `client`:
+    a `redis.asyncio.Redis` of yours (then left open by `aclose()`). Needs the `[redis]` extra."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "dsk:cache:",
                  client: Any = None) -> None:

@@ -183,7 +183,9 @@ def _override(value: Any) -> str | None:
 
 
 class CacheStep:
-    """Pipeline step (position: `_client/pipeline.py`): lookup, single-flight, store, replay."""
+    """Pipeline step (position: `_client/pipeline.py`): lookup, single-flight, store, replay.
+    `AsyncClient(cache=True)` or `cache=CachePolicy(...)` builds one; pass a `CacheStep(policy)`
+    yourself to share its backend and `stats` between clients."""
 
     def __init__(self, policy: CachePolicy | None = None) -> None:
         self.policy = policy = policy or CachePolicy()

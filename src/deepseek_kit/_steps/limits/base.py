@@ -167,6 +167,8 @@ class Limits:
 
     @property
     def active(self) -> bool:
+        """True when any limit is set (rpm, tpm or max_in_flight); with none, the limits step passes
+        calls straight on."""
         return self.rpm is not None or self.tpm is not None or self.max_in_flight is not None
 
     def burst_units(self, per_minute: float) -> float:

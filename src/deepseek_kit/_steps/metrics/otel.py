@@ -42,8 +42,9 @@ def _operation(path: str) -> str:
 
 
 class OTelHook:
-    """One span per call. `tracer_provider` defaults to the global one (looked up per call, so a
-    provider configured after the client was built is used)."""
+    """One span per call: `AsyncClient(metrics=MetricsConfig(otel=True))`, or `hooks=(OTelHook(),)`.
+    `tracer_provider` defaults to the global one (looked up per call, so a provider configured after
+    the client was built is used); `tracer_name` names the tracer the spans come from."""
 
     def __init__(self, tracer_provider: Any = None, tracer_name: str = "deepseek_kit") -> None:
         try:

@@ -145,8 +145,9 @@ def _collectors(pc: Any, registry: Any, ns: str) -> _Collectors:
 
 
 class PrometheusHook:
-    """Feeds Prometheus collectors from each record. `registry` defaults to prometheus_client's
-    global REGISTRY. Raises UsageError when prometheus-client is not installed."""
+    """Feeds Prometheus collectors from each record: `MetricsConfig(hooks=(PrometheusHook(),))`.
+    `registry` defaults to prometheus_client's global REGISTRY; `namespace` prefixes every metric
+    name. Raises UsageError when prometheus-client is not installed."""
 
     def __init__(self, registry: Any = None, namespace: str = "deepseek") -> None:
         pc = _client()

@@ -74,6 +74,7 @@ class RequestRecord(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def ok(self) -> bool:
+        """True when the call succeeded (`outcome == "ok"`)."""
         return self.outcome == "ok"
 
     @property
@@ -91,6 +92,7 @@ class RequestRecord(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens (reasoning is part of completion)."""
         return self.prompt_tokens + self.completion_tokens
 
 

@@ -241,7 +241,8 @@ def build_record(request: Request, resp: Response, wall: float, t0: float, t1: f
 
 class MetricsStep:
     """Pipeline step (`AsyncClient(metrics=...)`): one `RequestRecord` per call, into `self.metrics`
-    (a `Metrics` summary) and every hook."""
+    (a `Metrics` summary) and every hook. `config`: a `MetricsConfig` (hooks, window, currency...);
+    `metrics`: a `Metrics` to count into (e.g. one shared by several clients)."""
 
     def __init__(self, config: MetricsConfig | None = None, metrics: Metrics | None = None) -> None:
         cfg = self.config = config or MetricsConfig()

@@ -191,7 +191,10 @@ class Metrics:
 
     `add()` only queues the record (a deque append: thread-safe, nothing else on the caller's
     path); queued records are folded into the totals in batches, by the next reader or every
-    `_BATCH` records, so the per-call cost is paid in a tight loop instead of on the hot path."""
+    `_BATCH` records, so the per-call cost is paid in a tight loop instead of on the hot path.
+
+    `window`: seconds over which QPS is counted. `reservoir`: how many recent calls the
+    percentiles are computed over. `currency`: of `cost`. `clock`: monotonic seconds (tests)."""
 
     _BATCH = 256
 

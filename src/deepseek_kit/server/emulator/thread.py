@@ -24,7 +24,12 @@ __all__ = ["EmulatorThread", "run_emulator"]
 
 
 class EmulatorThread:
-    """`with EmulatorThread(config) as emu: ... emu.base_url ... emu.state.total_requests`."""
+    """The emulator served from a background thread, for tests and scripts:
+    `with EmulatorThread(config) as emu: ... emu.base_url ... emu.state.total_requests`.
+
+    `config`: an `EmulatorConfig` (default: the defaults). `host`, `port`: where it listens (port 0:
+    a free port, read it from `base_url` once started). `shutdown_timeout`: seconds `stop()` gives
+    requests in progress."""
 
     def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0,
                  *, shutdown_timeout: float = 2.0) -> None:
