@@ -7,9 +7,9 @@ docs/, bench/, scripts/, README.md and pyproject.toml:
   are not part of it): cite docs/deepseek-api-notes.md, docs/architecture.md or a public URL;
 * no tracker issue numbers: say what the code does and why, or name the docs/ page that records
   the finding;
-* every `docs/<page>.md` and `docs/<page>.md#<anchor>` reference in src/, docs/, tests/, bench/ and the
-  README, and every relative Markdown link between docs/ pages, points at a file that exists and,
-  when an anchor is given, at a heading of that file.
+* every `docs/<page>.md` and `docs/<page>.md#<anchor>` reference (also `..., #<another>` after it)
+  in src/, docs/, tests/, bench/ and the README, and every relative Markdown link between docs/
+  pages, points at a file that exists and, when an anchor is given, at a heading of that file.
 
 The patterns are assembled from pieces so that this file does not match them itself.
 """
@@ -44,14 +44,18 @@ FORBIDDEN: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile("DESIGN" + r"\.md"), "the design file outside the repository; cite docs/architecture.md"),
     (re.compile("deepseek-api" + r"\.md"),
      "the research notes outside the repository; cite a section of docs/deepseek-api-notes.md"),
+    # A bare section number was a citation of those external notes; an RFC's sections are fine.
+    (re.compile(r"(?<!RFC \d{4} )(?<!RFC \d{3} )" + "\u00a7" + r"\s?\d"),
+     "a section of the external research notes; cite a section of docs/deepseek-api-notes.md"),
     # The word, singular or plural, then a number with or without `#` (examples in the last test);
     # not a `/issues/<n>` URL, nor `PR #<n>` or `project#<n>`, which name other projects' threads.
     (re.compile(r"\biss" + r"ues?[ \t]*#?[ \t]*\d+", re.IGNORECASE),
      "a tracker issue number; say why, or cite the docs/ page that records it"),
 )
 
-#: `docs/<page>.md` or `docs/<dir>/<page>.md`, optionally with `#<anchor>`.
-DOC_REF = re.compile(r"(?<![\w.-])docs/((?:[\w-]+/)*[\w.-]+\.md)(?:#([\w-]+))?")
+#: `docs/<page>.md` or `docs/<dir>/<page>.md`, optionally with `#<anchor>`, and more anchors of the
+#: same page after it (`docs/<page>.md#<one>, #<two>`).
+DOC_REF = re.compile(r"(?<![\w.-])docs/((?:[\w-]+/)*[\w.-]+\.md)((?:#[\w-]+)(?:,\s*#[\w-]+)*)?")
 #: A relative Markdown link target inside docs/: `](name.md#anchor)`, `](#anchor)`.
 MD_LINK = re.compile(r"\]\(((?![a-z][a-z0-9+.-]*:)[^)\s#]*)(?:#([^)\s]+))?\)")
 
@@ -119,7 +123,8 @@ def test_docs_references_point_at_existing_files_and_headings() -> None:
         text = _text(path)
         for m in DOC_REF.finditer(text):
             target = ROOT / "docs" / m.group(1)
-            problems += _check(path, text, m.start(), target, m.group(2))
+            for anchor in re.findall(r"#([\w-]+)", m.group(2) or "") or [None]:
+                problems += _check(path, text, m.start(), target, anchor)
     for path in _files(("docs",)):
         if path.suffix != ".md":
             continue
@@ -155,9 +160,10 @@ def test_slugs_follow_github(heading: str, slug: str) -> None:
 
 def test_the_patterns_catch_what_they_must_and_spare_the_rest() -> None:
     caught = ["(iss" "ue 10)", "iss" "ue #8", "Iss" "ues 7 and 8", "see ../" "shared/x",
-              "DES" "IGN.md", "deepseek-" "api.md §4.4"]
+              "DES" "IGN.md", "deepseek-" "api.md", "(\u00a7" "6.3)"]
     spared = ["docs/deepseek-api-notes.md#thinking-mode", "github.com/x/y/iss" "ues/170",
-              "PR #16109", "ollama#15457", "an issue with keep-alives", "tissue 5"]
+              "PR #16109", "ollama#15457", "an issue with keep-alives", "tissue 5",
+              "(RFC 9110 \u00a7" "15.5.8)", "RFC 6749 \u00a7" "4.4"]
     for text in caught:
         assert any(p.search(text) for p, _ in FORBIDDEN), text
     for text in spared:
