@@ -1,7 +1,8 @@
 """`ConversationUsage`: a conversation's token and cost tallies, summed from each response's `usage`.
 
 Exact as billed: DeepSeek's `usage` (prompt = cache hits + misses, completion including reasoning,
-deepseek-api.md §4.1) priced with `_pricing` at the time of the response (peak/off-peak, §2.1).
+docs/deepseek-api-notes.md#response-objects) priced with `_pricing` at the time of
+the response (peak/off-peak, docs/deepseek-api-notes.md#pricing-and-off-peak-hours).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ onto the writer's queue; for a stream, one more when it ends: reading the answer
 accumulated (`Response.final`, set by `AsyncStream`), since the step must never consume a stream
 itself. Everything else runs on the writer thread, in `_row`: decoding the request body (model,
 messages, parameters) and a non-stream answer, the token split, DeepSeek's price
-(deepseek-api.md §2.1: cache-hit input, cache-miss input, output, peak or off-peak by Beijing time
-at the start of the call), and redacting error messages.
+(docs/deepseek-api-notes.md#pricing-and-off-peak-hours: cache-hit input, cache-miss input, output, peak or
+off-peak by Beijing time at the start of the call), and redacting error messages.
 
 Never stored: request headers (the API key travels there, and only there) and the client's key in
 any error text (`redact`). With `LogConfig(content=False)` only the numbers are stored. A 200 whose
@@ -71,7 +71,7 @@ class LogStep:
         self.store = store or LogStore.shared(cfg)
         self._put = self.store.put
         # A tuple, or a callable read when a row is built: tokens an OAuth2 provider fetches later
-        # are masked too (issue 8, S2). Only error and non-chat paths read it.
+        # are masked too (docs/attack-round-2026-12.md, S2). Only error and non-chat paths read it.
         self._secret_source = secrets
         self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
         self._synthetic = synthetic  # every call goes to the emulator (dsk --mock)
