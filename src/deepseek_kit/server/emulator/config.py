@@ -2,7 +2,7 @@
 
 Every knob has a default that reproduces the current DeepSeek API
 (docs/deepseek-api-notes.md#what-the-emulator-reproduces, profile
-`v4.1`); where the reference marks a behaviour UNCONFIRMED the choice is a knob here. A config can
+`v4.1`); where DeepSeek's behaviour is unconfirmed the choice is a knob here. A config can
 be built in code, or loaded from a plain mapping / TOML file (`EmulatorConfig.from_mapping`,
 `EmulatorConfig.from_toml`) for `dsk serve --mock --config`.
 """

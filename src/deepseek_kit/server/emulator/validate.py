@@ -11,7 +11,7 @@ Two stages, as on the real server:
    Unknown fields are ignored (docs/deepseek-api-notes.md#request-fields:
    `n`, `seed`, `prompt_cache_key`... pass through).
 2. Semantics: model names, ranges, tool rules, thinking-mode rules, the reasoning passback check.
-   Texts quoted in the reference are reproduced exactly; the others follow the
+   Texts seen from DeepSeek are reproduced exactly; the others follow the
    `Invalid max_tokens value, the valid range of max_tokens is [1, 8192]` pattern (marked below).
 """
 
@@ -197,7 +197,7 @@ def _tools(req: ChatRequest, body: dict[str, Any], beta: bool) -> None:
     else:
         req.tool_choice = choice or ("auto" if tools else "none")
     if req.thinking and req.tool_choice in ("required", "named"):
-        raise _bad(THINKING_TOOL_CHOICE)  # docs/deepseek-api-notes.md#thinking-mode, [MEAS] 2026-08-09
+        raise _bad(THINKING_TOOL_CHOICE)  # docs/deepseek-api-notes.md#thinking-mode (measured)
 
 
 def _messages_semantics(req: ChatRequest, beta: bool, config: EmulatorConfig, raw: bytes) -> None:
