@@ -270,7 +270,8 @@ async def test_strict_tools_go_to_beta():
                                           "http://unit.test/chat/completions"]
 
 
-# --- issue 8, C7: the caller's mistakes are UsageErrors naming the argument ---------------------------
+# --- docs/attack-round-2026-12.md, C7: the caller's mistakes
+# are UsageErrors naming the argument ---------------------------
 
 
 @pytest.mark.parametrize("kw,name", [

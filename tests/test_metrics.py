@@ -651,7 +651,8 @@ def test_sync_client_records_on_its_loop_thread_and_reads_anywhere(emulator):
     assert [r.stream for r in hook.records] == [False, True]
 
 
-# -- failover is visible (issue 7 item 4) -----------------------------------------------------------
+# -- failover is visible (docs/routing-and-limits.md#seeing-it)
+# -----------------------------------------------------------
 
 
 async def test_failover_shows_in_records_summary_prometheus_and_health(emulator_factory):

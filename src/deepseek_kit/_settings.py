@@ -75,7 +75,7 @@ def _shown(url: str) -> str:
 
 #: Headers that frame the message or the connection: the HTTP client owns them. A caller's
 #: `Content-Length: 5` or `Transfer-Encoding: chunked` next to the real length would desynchronise
-#: the connection (request smuggling through a gateway; issue 8, second round).
+#: the connection (request smuggling through a gateway; docs/attack-round-2026-12.md, round 2).
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
                       "trailer", "proxy-connection"})
 

@@ -28,8 +28,9 @@ is always the line of the input of the run that wrote it. Answers from deepseek-
 carry `"synthetic": true`.
 
 Errors: an API error of one item (a 400, retries exhausted on 429/5xx, a timeout) fails that item
-and the run goes on. 401 and 402 stop the run (every request would fail alike; deepseek-api.md
-§6.2: 402 must never be retried): no new requests, the item stays pending, `BatchResult.fatal`
+and the run goes on. 401 and 402 stop the run (every request would fail alike;
+docs/deepseek-api-notes.md#errors-and-status-codes: 402 must never be
+retried): no new requests, the item stays pending, `BatchResult.fatal`
 holds the error. `max_cost` stops the run the same way once the summed cost of the job (earlier
 runs included) reaches it; requests already in flight finish and are written, so the overshoot
 is at most `concurrency - 1` answers.
@@ -78,7 +79,8 @@ __all__ = [
 _FATAL = (AuthenticationError, InsufficientBalanceError)
 
 #: Most requests a run keeps in flight: DeepSeek's own concurrency limit per account is 2,500
-#: (deepseek-api.md §6.3); 10,000 leaves room for other servers while keeping a typo such as
+#: (docs/deepseek-api-notes.md#rate-limits-and-concurrency); 10,000
+#: leaves room for other servers while keeping a typo such as
 #: `-c 1000000000` from exhausting memory (each worker is a task and a connection slot).
 MAX_CONCURRENCY = 10_000
 
@@ -242,7 +244,9 @@ class _Runner:
         record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
         if item.metadata is not None:
             record["metadata"] = item.metadata
-        if resp.synthetic:  # made by deepseek-kit's emulator, not by a model (issue 7 item 5)
+        # made by deepseek-kit's emulator, not by a model
+        # (docs/emulator.md#nothing-it-makes-passes-for-deepseek)
+        if resp.synthetic:
             record["synthetic"] = True
         ptok = usage.prompt_tokens if usage else 0
         ctok = usage.completion_tokens if usage else 0
@@ -447,7 +451,7 @@ def _resolve(p: Path) -> Path:
 
 def _same_file(a: Path, b: Path) -> bool:
     """Two names for one file: the same resolved path, or (both existing) the same inode, which
-    also catches hard links (issue 8, K2)."""
+    also catches hard links (docs/attack-round-2026-12.md, K2)."""
     if _resolve(a) == _resolve(b):
         return True
     try:
@@ -472,7 +476,7 @@ def _open_journal(source: str | os.PathLike[str] | None, out: Path, jpath: Path,
             raise UsageError(f"{p}: not a regular file ({what} is appended to, truncated and "
                              "resumed: give a file path)")
     # The failures file is written at the end: find a read-only place now, before paying for
-    # any record (issue 8, K9). Its temporary twin is what gets written, then renamed.
+    # any record (docs/attack-round-2026-12.md, K9). Its temporary twin is what gets written, then renamed.
     probe = fpath.with_name(fpath.name + ".tmp")
     with open(probe, "ab"):
         pass
@@ -529,7 +533,7 @@ async def _run(runner: _Runner, inputs: Any, fmt: str | None, is_path: bool, ret
 
     def spawn() -> None:
         # Workers start with the records, never ahead of them: `-c 10000` on a 3-line input
-        # makes 3 tasks (issue 8, K1).
+        # makes 3 tasks (docs/attack-round-2026-12.md, K1).
         if runner.idle == 0 and len(workers) < concurrency:
             workers.append(start(runner.work(queue)))
 

@@ -258,7 +258,8 @@ class AsyncClient:
         return self._api_key
 
     def _secrets(self) -> tuple[str | None, ...]:
-        """Every secret this client holds now, to mask where a server echoes one (issue 8, S2): its
+        """Every secret this client holds now, to mask where a
+        server echoes one (docs/attack-round-2026-12.md, S2): its
         key, its auth provider's keys and current tokens, and each endpoint's key and provider's.
         Fixed keys are collected once; only providers whose secrets change (OAuth2 tokens, custom
         providers) are asked again, so the common case costs one attribute read."""

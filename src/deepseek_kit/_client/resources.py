@@ -81,7 +81,7 @@ def _thinking(value: Any) -> Any:
 def _message(m: Any) -> Any:
     """Dicts pass through. An assistant message struct (e.g. a previous answer) becomes a dict
     that keeps reasoning_content and tool_calls and sends `content: ""` instead of omitting it:
-    DeepSeek requires the key, and some gateways reject null (deepseek-api.md §3.1)."""
+    DeepSeek requires the key, and some gateways reject null (docs/deepseek-api-notes.md#request-fields)."""
     if isinstance(m, ChatCompletionMessage):
         return m.to_param()
     if isinstance(m, msgspec.Struct):
@@ -202,7 +202,7 @@ class ChatCompletions:
             raise UsageError("tools must be a list of tool definitions ({'type': 'function', "
                              f"'function': {{...}}}}), got {type(tools).__name__}")
         if not beta and tools:
-            # strict function calling is a /beta feature (https://api-docs.deepseek.com/guides/function_calling)
+            # strict function calling is a /beta feature (docs/deepseek-api-notes.md#tool-calls)
             beta = any(_is_strict(t) for t in tools)
         fields: dict[str, Any] = {"model": model, "messages": msgs}
         if stream:

@@ -1,4 +1,4 @@
-"""Stream resumption through DeepSeek's chat prefix completion (issue 3 item 6, issue 7 item 1).
+"""Stream resumption through DeepSeek's chat prefix completion (docs/design-notes.md, "Stream resumption").
 
 When a stream breaks after tokens reached the caller — a reset, an idle timeout, an error event,
 or `finish_reason: insufficient_system_resource` — the partial answer is sent back as the last

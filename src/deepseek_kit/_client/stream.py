@@ -100,7 +100,7 @@ class _BaseStream(Generic[T]):
         raise self._broken_error(b) from None
 
     def _redact(self, text: str) -> str:
-        """Mask every secret of the client in text a server sent (issue 8, S2)."""
+        """Mask every secret of the client in text a server sent (docs/attack-round-2026-12.md, S2)."""
         return redact(text, *secrets_of(self._reader.secrets))
 
     def _scrub(self, err: Any) -> str:

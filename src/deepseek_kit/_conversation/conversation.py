@@ -17,10 +17,11 @@ Decisions (and why):
   once the answer is complete, so a failed request or a stream the caller abandons before its
   finish chunk (break, `aclose()`, Ctrl-C cancelling the task, an error) leaves the history exactly
   as it was: no dangling user turn, no half answer that the next request would build on. A stream
-  left after the finish chunk arrived (usage rides on it, deepseek-api.md §4.3) counts as complete.
-  The partial answer of an abandoned stream stays readable on the stream object.
+  left after the finish chunk arrived (usage rides on it, docs/deepseek-api-notes.md#usage-fields) counts as
+  complete. The partial answer of an abandoned stream stays readable on the stream object.
 * reasoning_content (thinking mode) is always kept in the history, verbatim, and shown through
-  `last_reasoning`, the stream's `reasoning`, and the history dicts. What is *sent* follows §5.6:
+  `last_reasoning`, the stream's `reasoning`, and the history dicts.
+  What is *sent* follows docs/deepseek-api-notes.md#thinking-mode:
   with `tools` in the request, every previous assistant turn carries its reasoning_content (the
   API requires it and answers 400 otherwise); without tools the API ignores it, so it is stripped
   from plain answers to save upload and bandwidth - except on assistant turns that made tool calls,
@@ -65,8 +66,8 @@ _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
 def _thinking(value: Any) -> bool | None:
-    """None (the API default, thinking on for current models, §3.2), or on/off from a bool,
-    "enabled"/"disabled", "on"/"off" or `{"type": ...}`."""
+    """None (the API default, thinking on for current models, docs/deepseek-api-notes.md#thinking-mode), or
+    on/off from a bool, "enabled"/"disabled", "on"/"off" or `{"type": ...}`."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, Mapping):
@@ -169,8 +170,8 @@ class Conversation:
 
     @property
     def thinking(self) -> bool | None:
-        """True/False to turn thinking mode on/off, None for the API default (on, §3.2). Setting it
-        overrides a preset's `thinking`."""
+        """True/False to turn thinking mode on/off, None for the API default (on,
+        docs/deepseek-api-notes.md#thinking-mode). Setting it overrides a preset's `thinking`."""
         return self._thinking
 
     @thinking.setter
@@ -251,7 +252,8 @@ class Conversation:
 
     def add_tool_result(self, tool_call_id: str, content: Any) -> None:
         """Append a `tool` message answering `tool_call_id`. Non-string content is sent as JSON;
-        empty output as "(no output)" (the official harness does so, §3.1: content is required)."""
+        empty output as "(no output)" (the official harness does so,
+        docs/deepseek-api-notes.md#request-fields: content is required)."""
         if not isinstance(content, str):
             content = msgspec.json.encode(content).decode()
         self.append({"role": "tool", "tool_call_id": tool_call_id, "content": content or "(no output)"})

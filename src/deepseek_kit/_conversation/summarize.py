@@ -1,11 +1,13 @@
-"""Pluggable summarizers for the `Summarize` context policy (issue 4 item 1).
+"""Pluggable summarizers for the `Summarize` context policy.
 
 A summarizer turns older conversation turns (and the previous summary, if any) into one short text.
 Three come with the kit:
 
 * `ModelSummarizer(client, model=...)` (the default): asks the model itself, thinking off (a summary
-  needs no chain of thought, and reasoning tokens are billed as output, deepseek-api.md §2.1) and at
-  a low temperature (temperature only has an effect with thinking off, §3.3).
+  needs no chain of thought, and reasoning tokens are billed
+  as output, docs/deepseek-api-notes.md#thinking-mode) and at
+  a low temperature (temperature only has an effect with
+  thinking off, docs/deepseek-api-notes.md#thinking-mode).
 * `ExtractiveSummarizer()`: offline and dependency-free; keeps the sentences whose words are most
   frequent in the passage (classic word-frequency extraction, Luhn 1958). Hand-written because the
   libraries that do this (sumy, gensim's old `summarize`) pull in NLTK data downloads or are gone;

@@ -1,6 +1,6 @@
 """`SyncConversation`: `Conversation` for the synchronous `Client`.
 
-Same design as `Client` itself (DESIGN.md "Layers"): one implementation. A SyncConversation holds
+Same design as `Client` itself (docs/architecture.md): one implementation. A SyncConversation holds
 an async `Conversation` over the Client's async core and runs each request on the Client's private
 loop thread; settings and history are read and written directly (plain attributes, no I/O).
 """

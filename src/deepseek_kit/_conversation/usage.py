@@ -1,7 +1,8 @@
 """`ConversationUsage`: a conversation's token and cost tallies, summed from each response's `usage`.
 
 Exact as billed: each `usage` read by the client's one split (`_wire/usage.split_usage`: prompt =
-cache hits + misses, completion including reasoning) and priced by the one price cache
+cache hits + misses, completion including reasoning,
+docs/deepseek-api-notes.md#response-objects) and priced by the one price cache
 (`_wire/pricing.PriceBook`) at the time of the response (peak or off-peak).
 """
 

@@ -255,7 +255,7 @@ class ConversationInfo(msgspec.Struct, frozen=True):
 
 def _plain(m: Any) -> Any:
     """A message as the JSON the API takes: answers (`ChatCompletionMessage`) through `to_param()`,
-    which keeps reasoning_content and tool calls verbatim (deepseek-api.md §5.6)."""
+    which keeps reasoning_content and tool calls verbatim (docs/deepseek-api-notes.md#thinking-mode)."""
     to_param = getattr(m, "to_param", None)
     if callable(to_param):
         return to_param()

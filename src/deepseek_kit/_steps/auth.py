@@ -5,7 +5,8 @@ header and a refreshed token applies to the retry).
 - `KeyRotation([k1, k2, ...])`: round-robin over several keys; a key answered with 401 is set
   aside for `cooldown` seconds and the request is retried once with the next key.
 - `OAuth2ClientCredentials(token_url, client_id, client_secret, scope=...)`: for gateways and
-  private deployments that use it (DeepSeek itself has no OAuth, deepseek-api.md §1.3). The token
+  private deployments that use it (DeepSeek itself has no OAuth,
+  docs/deepseek-api-notes.md#base-urls-and-authentication). The token
   is fetched with the client-credentials grant (RFC 6749 §4.4), cached until `refresh_margin`
   seconds before it expires, refreshed by one caller at a time (the others wait for that refresh),
   and on a 401 invalidated and fetched again once before the request is retried once.
@@ -43,7 +44,7 @@ class AuthProvider(Protocol):
 
     A provider may also define `secrets() -> tuple[str, ...]`: every secret it holds right now (keys,
     current tokens, a client secret). The client masks them wherever a server echoes them, in errors
-    and in the logs (issue 8, S2); the providers here all do."""
+    and in the logs (docs/attack-round-2026-12.md, S2); the providers here all do."""
 
     static: str | None
 

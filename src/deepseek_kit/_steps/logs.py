@@ -81,7 +81,7 @@ class LogStep:
         self.store = store or LogStore.shared(cfg)
         self._put = self.store.put
         # A tuple, or a callable read when a row is built: tokens an OAuth2 provider fetches later
-        # are masked too (issue 8, S2). Only error and non-chat paths read it.
+        # are masked too (docs/attack-round-2026-12.md, S2). Only error and non-chat paths read it.
         self._secret_source = secrets
         self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
         self._synthetic = synthetic  # every call goes to the emulator (dsk --mock)

@@ -1,8 +1,10 @@
 """`RetryPolicy` and the retry step: the single owner of retries in the pipeline.
 
 Retried: 408/409/429/500/502/503/504, connection errors, timeouts and empty 200 bodies
-(deepseek-api.md §4.4, §6.1). Never retried: 400/401/402/404/422 (402 Insufficient Balance must
-never be retried, §8.9). A stream is only retried before its first event reached the caller: the
+(docs/deepseek-api-notes.md#streaming-and-keep-alives, #errors-and-status-codes).
+Never retried: 400/401/402/404/422 (402 Insufficient Balance must
+never be retried, docs/deepseek-api-notes.md#errors-and-status-codes).
+A stream is only retried before its first event reached the caller: the
 attempt step reads that event before returning, and nothing after it passes back through here.
 
 Backoff is exponential with full jitter (delay = uniform(0, min(max_delay, initial * 2**n))),

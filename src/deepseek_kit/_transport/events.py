@@ -4,8 +4,8 @@ Only data events count as progress (they stamp `watchdog.last`); comments and bl
 parsed and dropped without touching the timers. The reader ends at `data: [DONE]`; at EOF it ends
 quietly when the answer was complete (finish_reason seen) and raises `StreamBroken` otherwise, so
 the layer above can attach the partial answer. After `finish()`, only the watchdog's short tail
-limit applies: a server that sends keep-alives forever after the last chunk (deepseek-api.md §4.4)
-ends the stream normally instead of hanging it.
+limit applies: a server that sends keep-alives forever after the last chunk
+(docs/deepseek-api-notes.md#streaming-and-keep-alives) ends the stream normally instead of hanging it.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class EventReader:
             else:
                 try:
                     events = self._dec.feed(data)
-                except SSEError as exc:  # an event that never ends (issue 8, C6)
+                except SSEError as exc:  # an event that never ends (docs/attack-round-2026-12.md, C6)
                     self._broken(str(exc))
                 if not events:
                     continue  # only comments, blank lines or a partial event

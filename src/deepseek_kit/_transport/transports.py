@@ -8,7 +8,7 @@ tested against the real emulator over loopback.
 A byte source only reads and aborts; everything above it (keep-alive stripping, SSE, timeouts,
 error mapping) is shared by both transports in `_transport/attempt.py`.
 
-Proxies (issue 7 item 7), like httpx and openai-python: an explicit `proxy=` URL is used for every
+Proxies (docs/proxies.md), like httpx and openai-python: an explicit `proxy=` URL is used for every
 request; otherwise, with `trust_env=True` (the default), HTTP_PROXY / HTTPS_PROXY / ALL_PROXY and
 NO_PROXY (any case) choose the proxy per URL, following `urllib.request` (a NO_PROXY entry matches
 the host and its subdomains, `*` matches all). NO_PROXY is all that bypasses the proxy: loopback
@@ -277,7 +277,7 @@ class AiohttpTransport:
                 total=None, sock_read=None, connect=None, sock_connect=t.connect)
         # Errors are raised after the except blocks, never chained: aiohttp's exceptions hold the
         # request headers, Authorization included, and error trackers record the whole chain
-        # (issue 8, S1). The message names the reason instead.
+        # (docs/attack-round-2026-12.md, S1). The message names the reason instead.
         proxy = self._proxy_for(request.url)
         headers = request.headers if proxy is None else proxy.headers_for(request.url, request.headers)
         try:
@@ -332,7 +332,8 @@ _NO_ARGS: dict[str, Any] = {}
 def _clean_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Response headers with invalid UTF-8 replaced by U+FFFD. aiohttp decodes header bytes with
     `surrogateescape`, and a lone surrogate in a trace id or a message cannot be written to SQLite,
-    a terminal or JSON (a hostile header killed the logs writer thread; issue 8, second round)."""
+    a terminal or JSON (a hostile header killed the logs
+    writer thread; docs/attack-round-2026-12.md, round 2)."""
     from multidict import CIMultiDict
 
     return CIMultiDict(

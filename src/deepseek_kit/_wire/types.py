@@ -1,4 +1,5 @@
-"""Typed wire objects of the DeepSeek API (deepseek-api.md §3-§5), decoded and encoded with msgspec.
+"""Typed wire objects of the DeepSeek API
+(docs/deepseek-api-notes.md#request-fields), decoded and encoded with msgspec.
 
 Responses are decoded leniently: every field has a default, unknown fields are ignored and enum-like
 fields (finish_reason, role, model, object) are plain `str`, so a new finish_reason or a new model
@@ -21,7 +22,7 @@ from msgspec import UNSET, UnsetType
 
 #: Every response of deepseek-kit's emulator carries this header (value: "deepseek-kit/<version>"),
 #: and its `system_fingerprint` starts with EMULATOR_FINGERPRINT_PREFIX: nothing the emulator made
-#: can pass for a real DeepSeek answer (issue 7 item 5).
+#: can pass for a real DeepSeek answer (docs/emulator.md#nothing-it-makes-passes-for-deepseek).
 EMULATOR_HEADER = "x-dsk-emulator"
 EMULATOR_FINGERPRINT_PREFIX = "fp_dsk_emulator"
 
@@ -86,17 +87,19 @@ class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 # ---------------------------------------------------------------------------------------------
-# Request side (deepseek-api.md §3). Messages may also be passed as plain dicts.
+# Request side (docs/deepseek-api-notes.md#request-fields). Messages may also be passed as plain dicts.
 
 
 class Thinking(_Wire):
-    """`thinking: {"type": "enabled" | "disabled"}`; top-level on the wire (§3.2)."""
+    """`thinking: {"type": "enabled" | "disabled"}`; top-level
+    on the wire (docs/deepseek-api-notes.md#thinking-mode)."""
 
     type: str = "enabled"
 
 
 class ResponseFormat(_Wire):
-    """`{"type": "text" | "json_object"}`; json_schema is not supported by DeepSeek (§3.2)."""
+    """`{"type": "text" | "json_object"}`; json_schema is not
+    supported by DeepSeek (docs/deepseek-api-notes.md#json-output)."""
 
     type: str = "text"
 
@@ -109,7 +112,8 @@ class FunctionDefinition(_Wire):
     name: str
     description: str | UnsetType = UNSET
     parameters: dict[str, Any] | UnsetType = UNSET
-    strict: bool | UnsetType = UNSET  # Beta: only honoured under /beta (§5.7)
+    # Beta: only honoured under /beta (docs/deepseek-api-notes.md#tool-calls)
+    strict: bool | UnsetType = UNSET
 
 
 class ToolParam(_Wire):
@@ -121,8 +125,8 @@ class ToolParam(_Wire):
 
 
 # ---------------------------------------------------------------------------------------------
-# Response side (deepseek-api.md §4). Encoded in full (nulls included) so that `to_json()` shows
-# every field the way the API sent it.
+# Response side (docs/deepseek-api-notes.md#response-objects). Encoded in full (nulls included) so that
+# `to_json()` shows every field the way the API sent it.
 
 
 class _Out(_Wire, omit_defaults=False):
@@ -152,7 +156,8 @@ class TokenLogprob(_Out, gc=False):
 
 
 class ChoiceLogprobs(_Out, gc=False):
-    """`choice.logprobs`: answer tokens, and in thinking mode the reasoning tokens too (§3.2)."""
+    """`choice.logprobs`: answer tokens, and in thinking mode the
+    reasoning tokens too (docs/deepseek-api-notes.md#thinking-mode)."""
 
     content: list[TokenLogprob] | None = None
     reasoning_content: list[TokenLogprob] | None = None
@@ -176,7 +181,7 @@ class CompletionTokensDetails(_Out, gc=False):
 
 class Usage(_Out, gc=False):
     """Token usage. `prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens` on DeepSeek;
-    `completion_tokens_details` is absent when thinking was off (§4.1)."""
+    `completion_tokens_details` is absent when thinking was off (docs/deepseek-api-notes.md#usage-fields)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -188,7 +193,8 @@ class Usage(_Out, gc=False):
 
     def __post_init__(self) -> None:
         # A count below zero is no count: read as 0, so a broken or hostile server cannot refill
-        # a tpm limit, or make costs and totals negative, with its usage (issue 8, second round).
+        # a tpm limit, or make costs and totals negative, with
+        # its usage (docs/attack-round-2026-12.md, round 2).
         if (self.prompt_tokens < 0 or self.completion_tokens < 0 or self.total_tokens < 0
                 or (self.prompt_cache_hit_tokens or 0) < 0 or (self.prompt_cache_miss_tokens or 0) < 0):
             self.prompt_tokens = max(self.prompt_tokens, 0)
@@ -208,7 +214,8 @@ class Usage(_Out, gc=False):
 
 class Function(_Out, gc=False):
     name: str = ""
-    arguments: str = ""  # a JSON *string*, possibly invalid (0.04% one-brace-off, §4.2)
+    # a JSON *string*, possibly invalid (0.04% one-brace-off, docs/deepseek-api-notes.md#tool-calls)
+    arguments: str = ""
 
 
 class ToolCall(_Out, gc=False):
@@ -235,9 +242,10 @@ class ChatCompletionMessage(_Out, gc=False):
 
     def to_param(self) -> dict[str, Any]:
         """This message as it must be sent back in the next request's history: reasoning_content
-        and tool_calls kept verbatim (thinking mode with tools requires it, deepseek-api.md §5.6),
+        and tool_calls kept verbatim (thinking mode with tools
+        requires it, docs/deepseek-api-notes.md#thinking-mode),
         null fields dropped, and `content: ""` rather than null (the key is required and some
-        gateways reject null, §3.1)."""
+        gateways reject null, docs/deepseek-api-notes.md#request-fields)."""
         d: dict[str, Any] = {k: v for k, v in msgspec.to_builtins(self).items() if v is not None}
         d.setdefault("content", "")
         return d
@@ -283,7 +291,8 @@ class ChoiceDeltaToolCallFunction(_Out, gc=False):
 
 
 class ChoiceDeltaToolCall(_Out, gc=False):
-    """A tool-call fragment: the first carries id/type/name, the rest only index + arguments (§4.2).
+    """A tool-call fragment: the first carries id/type/name, the rest
+    only index + arguments (docs/deepseek-api-notes.md#tool-calls).
     `index` defaults to 0 for servers that omit it; some send `null` (docs/dialects.md), kept as None
     for the accumulator to place by id."""
 
@@ -337,7 +346,7 @@ class ChatCompletionChunk(_Out, gc=False):
 
 
 class CompletionLogprobs(_Out, gc=False):
-    """FIM logprobs (OpenAI legacy completions shape, §5.5)."""
+    """FIM logprobs (OpenAI legacy completions shape, docs/deepseek-api-notes.md#fim-beta)."""
 
     text_offset: list[int] | None = None
     token_logprobs: list[float | None] | None = None
@@ -388,7 +397,7 @@ class ModelList(_Out, gc=False):
 
 
 class BalanceInfo(_Out, gc=False):
-    """Amounts are decimal *strings* on the wire (§5.2)."""
+    """Amounts are decimal *strings* on the wire (docs/deepseek-api-notes.md#balance)."""
 
     currency: str = ""
     total_balance: str = "0"
@@ -411,8 +420,8 @@ class ErrorBody(_Out, gc=False):
 # ---------------------------------------------------------------------------------------------
 # Decoding what a server sent. msgspec raises RecursionError (not DecodeError) for JSON nested
 # deeper than the interpreter's recursion limit (`[[[[...` 5,000 deep is 10 KB): a hostile or
-# broken server must not escape our error tree that way (issue 8, C2). Every decode of a response
-# goes through `SafeDecoder` / `decode_json`, which turn it into `msgspec.DecodeError`, so each
+# broken server must not escape our error tree that way (docs/attack-round-2026-12.md, C2). Every decode of a
+# response goes through `SafeDecoder` / `decode_json`, which turn it into `msgspec.DecodeError`, so each
 # `except msgspec.DecodeError` at a decode site maps it like any other malformed answer.
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ The file is imported as a module of its own (its directory first on `sys.path`, 
 its neighbours); every `deepseek_kit.Tool` object at its top level is offered to the model, in the
 order the file defines them, which is what `@tool` makes of a function. The loop is
 `deepseek_kit.run_tools`: it runs the calls (concurrently when the model asks for several), feeds
-results and errors back, and sends reasoning_content back verbatim (deepseek-api.md §5.6).
+results and errors back, and sends reasoning_content back verbatim (docs/deepseek-api-notes.md#thinking-mode).
 
 Only the answer goes to stdout. Each tool call and its result go to stderr as they happen, one line
 each (results shortened), so `dsk ask --tools t.py "..." > answer.txt` still gets a clean answer.

@@ -9,8 +9,8 @@ otherwise (`chat_render.py`). Slash commands (`/help`, `/system`, `/model`, `/th
 or EOF (Ctrl-D) end the session too.
 
 The conversation is a `deepseek_kit.Conversation`: it sends reasoning_content back exactly where
-the API requires it (deepseek-api.md §5.6), applies the context policy (`--window`, `--budget`,
-`--summarize`), and commits a turn only when its answer is complete. So Ctrl-C during an answer
+the API requires it (docs/deepseek-api-notes.md#thinking-mode), applies the context policy (`--window`,
+`--budget`, `--summarize`), and commits a turn only when its answer is complete. So Ctrl-C during an answer
 (it cancels the task) leaves the history as it was, and the session goes on; Ctrl-C at the prompt
 clears the line. An API error in an interactive session is reported and the session goes on; when
 stdin is not a terminal it ends the session with exit status 1 (2 for a bad slash command), like a

@@ -5,8 +5,8 @@
 last render took, so long answers do not eat the CPU); the lines that no longer fit the window are
 printed for good above it, so an answer taller than the terminal scrolls like text instead of
 being redrawn from the top (a Live region cannot redraw what scrolled away). Reasoning (thinking
-mode, deepseek-api.md §4.2: it streams before the answer) shows dimmed in the region while it
-streams, only its last lines; when the answer starts it collapses to one line, "thought for N
+mode, docs/deepseek-api-notes.md#streaming-and-keep-alives: it streams before the answer) shows dimmed in the
+region while it streams, only its last lines; when the answer starts it collapses to one line, "thought for N
 tokens (/think show)", with N from the final `usage` (an estimate by DeepSeek's ratios until it
 arrives). `/think show` prints the last reasoning in full; `--show-reasoning` keeps every
 reasoning expanded instead.

@@ -231,7 +231,8 @@ def may_fall_back(command: str, *, stdin: TextIO | None = None, stdout: TextIO |
     """Whether `command` may answer from the built-in emulator when there is no key: only a person
     at a terminal, who sees the banner. `dsk chat` needs stdin and stdout on a terminal, `dsk ask`
     stdout and stderr (where the banner goes); every other command (batch, models, balance) never:
-    synthetic answers in a file, a pipe or a script would pass for real ones (issue 7 item 5)."""
+    synthetic answers in a file, a pipe or a script would pass for real
+    ones (docs/emulator.md#nothing-it-makes-passes-for-deepseek)."""
     stdin = stdin if stdin is not None else sys.stdin
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
@@ -484,7 +485,7 @@ def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
 
 
 def run_async(main: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine function on uvloop when it is installed (DESIGN.md), else asyncio.
+    """Run a coroutine function on uvloop when it is installed, else asyncio.
     Ctrl-C cancels the main task and surfaces as KeyboardInterrupt."""
     import asyncio
 

@@ -1,8 +1,8 @@
 """The DeepSeek API emulator: a faithful local stand-in for api.deepseek.com, with fault injection.
 
 Users point their apps and CI at it (`dsk serve --mock`); our own tests run against it on loopback.
-Its behaviour follows deepseek-api.md §9; faults are selected per server (`EmulatorConfig.faults`)
-or per request with the `X-DSK-Emulate` header (see `faults.py`).
+Its behaviour follows docs/deepseek-api-notes.md#what-the-emulator-reproduces; faults are selected per server
+(`EmulatorConfig.faults`) or per request with the `X-DSK-Emulate` header (see `faults.py`).
 
     from deepseek_kit.server import EmulatorThread
     with EmulatorThread() as emu:

@@ -195,7 +195,8 @@ class SQLiteBackend:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                private_db_file(self.path)  # 0600 in a 0700 DSK_HOME, like the logs (issue 8, S4)
+                # 0600 in a 0700 DSK_HOME, like the logs (docs/attack-round-2026-12.md, S4)
+                private_db_file(self.path)
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             except (OSError, sqlite3.Error) as exc:

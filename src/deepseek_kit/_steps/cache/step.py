@@ -2,12 +2,12 @@
 
 Which requests are cached (`CachePolicy.when`)
     A cached answer is only right if asking again would give the same answer. DeepSeek's thinking
-    mode is on by default and *ignores* `temperature` (deepseek-api.md §3.3), so temperature 0
-    alone does not make a request reproducible. The default rule, `"reproducible"`, caches a
+    mode is on by default and *ignores* `temperature` (docs/deepseek-api-notes.md#thinking-mode), so
+    temperature 0 alone does not make a request reproducible. The default rule, `"reproducible"`, caches a
     request only when both hold:
 
     * it is non-thinking: `thinking: {"type": "disabled"}` on a chat request, or a FIM request
-      (`/beta/completions` is non-thinking only, §5.5); and
+      (`/beta/completions` is non-thinking only, docs/deepseek-api-notes.md#fim-beta); and
     * it asks for greedy decoding: `temperature` explicitly 0 (the default is 1).
 
     Opt-ins: `"non_thinking"` caches every non-thinking request whatever its temperature (a sampled
@@ -27,11 +27,13 @@ The key (`fingerprint`)
     of `CachePolicy.vary_headers` (the emulator's `X-DSK-Emulate` by default) and the canonical JSON
     of the decoded body: keys sorted at every level, `stream`/`stream_options` dropped (they change
     the framing, not the answer), and, top-level only, defaults made explicit where the API
-    documents them (§3.2): a null parameter is the same as an omitted one; `thinking` omitted is
+    documents them (docs/deepseek-api-notes.md#request-fields): a null
+    parameter is the same as an omitted one; `thinking` omitted is
     `{"type": "enabled"}`; `temperature` 1, `top_p` 1, penalties 0, `logprobs` false,
     `response_format` `{"type": "text"}` and the default `tool_choice` (none without tools, auto
     with) are dropped; integral floats are integers (0.0 == 0). `reasoning_effort` is kept as sent:
-    its default is not a constant (agent requests may be raised to max, §3.2). Everything else
+    its default is not a constant (agent requests may be raised to
+    max, docs/deepseek-api-notes.md#thinking-mode). Everything else
     counts, including unknown `extra_body` fields and the history's `reasoning_content`.
 
 What is stored
@@ -162,7 +164,8 @@ class _Meta(msgspec.Struct):
 
 
 _meta_decoder = msgspec.json.Decoder(_Meta)
-_chat_decoder: SafeDecoder[ChatCompletion] = SafeDecoder(ChatCompletion)  # nesting-guarded (issue 8, C2)
+# nesting-guarded (docs/attack-round-2026-12.md, C2)
+_chat_decoder: SafeDecoder[ChatCompletion] = SafeDecoder(ChatCompletion)
 _fim_decoder: SafeDecoder[Completion] = SafeDecoder(Completion)
 
 # What a flight ends with: the answer's bytes, the leader's error, or None (no complete answer).

@@ -94,7 +94,8 @@ class Limits:
     """Limits for one client, or for every process that shares `name` on one Redis.
 
     rpm, tpm: requests and tokens per minute (None: unlimited). max_in_flight: requests sent and
-    not yet complete (DeepSeek: 2500 for deepseek-flash, 500 for deepseek-v4-pro per account, §6.3).
+    not yet complete (DeepSeek: 2500 for deepseek-flash, 500 for deepseek-v4-pro
+    per account, docs/deepseek-api-notes.md#rate-limits-and-concurrency).
     max_queue_wait: seconds a request may wait for its turn before `QueueTimeoutError` (None: no
     bound but the call's total timeout). burst: seconds' worth of rate that may go at once after a
     quiet spell (at least one request). adaptive: `Adaptive(...)`, or None to keep limits fixed.
@@ -224,7 +225,7 @@ _body_usage_decoder: SafeDecoder[_BodyUsage] = SafeDecoder(_BodyUsage)  # a resp
 
 #: No single call can use more: DeepSeek's context is 1M tokens with at most 384K of output. A
 #: usage beyond it (or below 0) is a broken or hostile server's, and must neither lock a tpm
-#: limit for days nor refill it: the estimate stands instead (issue 8, second round).
+#: limit for days nor refill it: the estimate stands instead (docs/attack-round-2026-12.md, round 2).
 MAX_PLAUSIBLE_TOKENS = 2_000_000
 
 

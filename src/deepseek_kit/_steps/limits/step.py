@@ -14,9 +14,11 @@
    quotas are per endpoint unless `per` says otherwise (docs/routing-and-limits.md);
 3. sends, and holds the in-flight slot until the response is complete: at once for a plain
    response, at the end of the stream for a stream (`Response.add_done_callback`), because
-   DeepSeek counts a request "from the time it is sent until the model response is complete" (§6.3);
+   DeepSeek counts a request "from the time it is sent until the model response
+   is complete" (docs/deepseek-api-notes.md#rate-limits-and-concurrency);
 4. corrects the token estimate with the returned `usage`, and adapts: a 429 (DeepSeek's "rate or
-   concurrency" limit, §6.1, §6.3) shrinks the allowed rate and concurrency, successes grow them
+   concurrency" limit, docs/deepseek-api-notes.md#errors-and-status-codes,
+   #rate-limits-and-concurrency) shrinks the allowed rate and concurrency, successes grow them
    back (additive increase, multiplicative decrease).
 
 The rates use GCRA (a token bucket kept as one timestamp) with reservations: a waiter learns its

@@ -34,7 +34,8 @@ class RequestRecord(msgspec.Struct, frozen=True, gc=False):
     answer's body (non-stream); `started_at` is wall-clock epoch time (`MetricsConfig.clock`).
     `output_tps` is completion tokens per second after the first token (stream) or over the whole
     call (non-stream). Tokens: `prompt_cache_hit_tokens + prompt_cache_miss_tokens ==
-    prompt_tokens`; `reasoning_tokens` are part of `completion_tokens` (§4.1). `cost` is in
+    prompt_tokens`; `reasoning_tokens` are part of `completion_tokens`
+    (docs/deepseek-api-notes.md#usage-fields). `cost` is in
     `currency`, priced at `peak` or off-peak; `cache_hit` means the client cache answered.
 
     With endpoints, `endpoint` is the one that answered (or the last one tried) and `route` lists

@@ -13,7 +13,8 @@ the record built positionally, left in `request.options["record"]` for the logs 
 for the summary. Nothing per
 chunk: a stream's usage, end and outcome arrive once through `Response.add_done_callback`.
 
-Cost follows DeepSeek's table (deepseek-api.md §2.1, `_wire/pricing.py`): cache-hit input, cache-miss
+Cost follows DeepSeek's table (docs/deepseek-api-notes.md#pricing-and-off-peak-hours,
+`_wire/pricing.py`): cache-hit input, cache-miss
 input and output (reasoning included) per 1M tokens, peak or off-peak by Beijing time at the start
 of the call. `MetricsConfig.prices` overrides or adds models (private deployments cost 0 unless
 priced). Answers from the client cache cost nothing. A stream the caller left early, or that broke,

@@ -279,7 +279,8 @@ class Metrics:
 
     @property
     def prompt_cache_hit_rate(self) -> float:
-        """Share of prompt tokens DeepSeek served from its context cache (§5.8)."""
+        """Share of prompt tokens DeepSeek served from its context
+        cache (docs/deepseek-api-notes.md#context-caching)."""
         t = self._fold()
         seen = t.hit + t.miss
         return t.hit / seen if seen else 0.0

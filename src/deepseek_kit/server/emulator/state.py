@@ -4,8 +4,10 @@ Tests assert on these counters (attempt counts, disconnects, concurrency peaks),
 attributes updated on the event loop thread; reading them from another thread is safe enough for
 integers and snapshots (`snapshot()`).
 
-Billing (deepseek-api.md §2.1): cost = tokens x price, taken from the granted balance first, then
-from the topped-up balance. A request is refused with 402 when the total is <= 0 (§9.10).
+Billing (docs/deepseek-api-notes.md#pricing-and-off-peak-hours):
+cost = tokens x price, taken from the granted balance first, then
+from the topped-up balance. A request is refused with 402 when the
+total is <= 0 (docs/deepseek-api-notes.md#what-the-emulator-reproduces).
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ class EmulatorState:
             self._parsed[text] = got
         return got
 
-    # -- concurrency (§6.3: per account and serving model, until the response completes) ------------
+    # -- concurrency (docs/deepseek-api-notes.md#rate-limits-and-concurrency:
+    # per account and serving model, until the response completes) ------------
 
     def try_acquire(self, account: str, model: str) -> bool:
         """Take one of the account's concurrent slots for `model`; False (answer 429) when
@@ -188,7 +191,8 @@ class EmulatorState:
             self.accounts.popitem(last=False)
 
     def charge(self, key: str, model: str, usage: Mapping[str, Any], at: datetime | None = None) -> Decimal:
-        """Bill one request at the price in force now (peak/off-peak, §2.1)."""
+        """Bill one request at the price in force now (peak/off-peak,
+        docs/deepseek-api-notes.md#pricing-and-off-peak-hours)."""
         if at is None:  # the price cache: peak state per minute, each model's price
             amount = self._prices.cost(model, usage, self.config.clock())
         else:

@@ -78,7 +78,8 @@ def _text_of(content: Any) -> str:
 
 def render_message(msg: Mapping[str, Any]) -> str:
     """One message in the emulator's chat template. An assistant turn with tool calls keeps its
-    `reasoning_content` (it joins the context, §5.6); other turns drop it, as DeepSeek does."""
+    `reasoning_content` (it joins the context,
+    docs/deepseek-api-notes.md#thinking-mode); other turns drop it, as DeepSeek does."""
     role = str(msg.get("role", "user"))
     parts = ["<|", role, "|>"]
     if role == "assistant":
@@ -97,7 +98,8 @@ def render_message(msg: Mapping[str, Any]) -> str:
 
 
 def render_tools(tools: Iterable[Mapping[str, Any]] | None) -> str:
-    """Tool definitions come first in the prompt, so changing them invalidates the cache (§8.19)."""
+    """Tool definitions come first in the prompt, so changing them
+    invalidates the cache (docs/deepseek-api-notes.md#context-caching)."""
     if not tools:
         return ""
     return "<|tools|>" + msgspec.json.encode(list(tools)).decode() + "<|end|>"
