@@ -1,0 +1,304 @@
+"""`create_gateway_app(config)`: the gateway as an aiohttp application.
+
+Routes (docs/gateway.md): `POST /chat/completions` under `/`, `/v1` and `/beta`; `POST
+/beta/completions` (FIM); `GET /models` and `GET /user/balance` (also under `/v1`); `/healthz`,
+`/readyz`, `/metrics`. Per call: read the body (capped after decompression), parse and check it,
+authenticate -> model allowed -> reserve the worst case -> relay (relay.py) -> settle the exact cost,
+log one access line, count metrics. The library's `AsyncClient` is created at startup from the
+`[[upstream]]` tables and closed at cleanup. Every error answer is DeepSeek-shaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from deepseek_kit._auth import StaticKey
+from deepseek_kit._client import AsyncClient
+from deepseek_kit._router import Endpoint
+from deepseek_kit._types import decode_json
+
+from .admission import Admission, worst_case
+from .config import GatewayConfig
+from .errors import GatewayError, error_response
+from .health import healthz, readyz
+from .metrics import GatewayMetrics, access_line
+from .relay import Call, Relay
+from .repair import ReasoningMemory
+
+__all__ = ["GATEWAY_KEY", "Gateway", "create_gateway_app"]
+
+log = logging.getLogger("deepseek_kit.gateway")
+#: Seconds a caller may take to send its request body (slow clients do not hold a worker).
+BODY_TIMEOUT = 30.0
+_DIALECTS = {"deepseek": None, "openai": None, "vllm": "vllm", "sglang": "sglang", "ollama": "ollama",
+             "llamacpp": "llamacpp"}
+_THINKING = {"deepseek-chat": "disabled", "deepseek-reasoner": "enabled"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Gateway:
+    """Per-app runtime: the client, the relay, admission, metrics, the reasoning memory."""
+
+    def __init__(self, config: GatewayConfig, clock: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.memory = ReasoningMemory(config.repair_entries)
+        self.admission = Admission(config, clock)
+        self.served = config.served_models()
+        self.client: AsyncClient | None = None
+        self.relay: Relay | None = None
+        self.metrics: GatewayMetrics | None = None
+
+    def build_client(self) -> AsyncClient:
+        c = self.config
+        endpoints = [Endpoint(base_url=u.base_url, name=u.name, api_key=u.api_key, models=dict(u.models),
+                              weight=u.weight, priority=u.priority, dialect=_DIALECTS[u.kind],
+                              prefix_completion=u.prefix_completion, hedge_after=u.hedge_after)
+                     for u in c.upstreams]
+        # api_key and base_url are given so the user's own config file and DEEPSEEK_* variables
+        # are not read; StaticKey(None): no key of the gateway host is sent to an upstream that has
+        # none configured (each endpoint carries its own).
+        return AsyncClient(api_key="gateway", base_url=c.upstreams[0].base_url, auth=StaticKey(None),
+                           endpoints=endpoints, routing=c.routing, timeout=c.timeout, limits=c.limits,
+                           cache=c.cache if c.cache is not None else False, logs=c.logs or False,
+                           metrics=False, max_retries=1)
+
+    async def start(self, app: web.Application) -> None:
+        await self.admission.start()
+        self.client = self.build_client()
+        self.relay = Relay(self.client, self.memory, self.config.timeout.first_token)
+        self.metrics = GatewayMetrics(self.client.router, self.config.currency)
+
+    async def stop(self, app: web.Application) -> None:
+        if self.client is not None:
+            await self.client.close()
+        await self.admission.close()
+
+    # -- request parsing ---------------------------------------------------------------------------
+
+    async def read_body(self, request: web.Request) -> bytes:
+        cap = self.config.max_body_bytes
+        size = request.content_length
+        if size is not None and size > cap and "Content-Encoding" not in request.headers:
+            raise GatewayError(413, f"request body of {size:,} bytes is over the gateway's limit of "
+                               f"{cap:,} bytes", code="request_too_large")
+        parts: list[bytes] = []
+        total = 0
+
+        async def read() -> None:
+            nonlocal total
+            # aiohttp inflates gzip/deflate bodies as it reads: the cap counts inflated bytes.
+            async for data in request.content.iter_any():
+                total += len(data)
+                if total > cap:
+                    raise GatewayError(413, f"request body is over the gateway's limit of {cap:,} bytes "
+                                       "(counted after decompression)", code="request_too_large")
+                parts.append(data)
+
+        try:
+            await asyncio.wait_for(read(), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise GatewayError(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s",
+                               code="request_timeout") from None
+        except Exception as exc:
+            if isinstance(exc, GatewayError):
+                raise
+            raise GatewayError(400, f"the request body could not be read ({type(exc).__name__})") from None
+        return b"".join(parts)
+
+    def parse(self, body: bytes, fim: bool) -> dict[str, Any]:
+        try:
+            doc = decode_json(body)
+        except msgspec.DecodeError as exc:
+            raise GatewayError(400, "Failed to deserialize the JSON body into the target type: "
+                               f"{exc}") from None
+        if not isinstance(doc, dict):
+            raise GatewayError(400, "Failed to deserialize the JSON body into the target type: expected a "
+                               "JSON object")
+        model = doc.get("model")
+        if not isinstance(model, str):
+            raise GatewayError(400 if model is None else 422, "model: expected a model name string",
+                               param="model")
+        if model not in self.served:
+            raise GatewayError(400, f"Model Not Exist: {model[:100]!r} is not served here "
+                               f"(served: {', '.join(self.served)})", param="model")
+        if fim:
+            if not isinstance(doc.get("prompt"), str):
+                raise GatewayError(422, "prompt: expected a string", param="prompt")
+        elif not isinstance(doc.get("messages"), list) or not doc["messages"]:
+            raise GatewayError(422, "messages: expected a non-empty array of messages", param="messages")
+        stream = doc.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise GatewayError(422, "stream: expected true or false", param="stream")
+        mt = doc.get("max_tokens")
+        if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or mt < 1):
+            raise GatewayError(422, "max_tokens: expected an integer >= 1", param="max_tokens")
+        return doc
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    async def completions(self, request: web.Request, path: str, beta: bool) -> web.StreamResponse:
+        assert self.relay is not None and self.metrics is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        call = Call(model="-", stream=False, started=started)
+        reservation: Any = None
+        worst: Decimal | None = None
+        resolved = "-"
+        body_len = 0
+        self.metrics.in_flight.inc()
+        try:
+            key = await self.admission.authenticate(request.headers.get("Authorization"), request.remote)
+            if key is not None:
+                call.key_id, call.key_name = str(key.id), str(key.name)
+            body = await self.read_body(request)
+            body_len = len(body)
+            doc = self.parse(body, fim=path == "/completions")
+            model = call.model = doc["model"]
+            call.stream = bool(doc.get("stream"))
+            if not self.admission.allowed(key, model):
+                raise GatewayError(403, f"this key may not use model {model!r}", type="permission_error",
+                                   code="model_not_allowed", param="model")
+            changed = False
+            resolved = self.config.aliases.get(model, model)
+            if resolved != model:
+                doc["model"] = resolved
+                if model in _THINKING and "thinking" not in doc:
+                    doc["thinking"] = {"type": _THINKING[model]}
+                changed = True
+            tools = bool(doc.get("tools"))
+            if tools:
+                n = self.memory.repair(doc)
+                if n:
+                    self.metrics.repairs.inc(n)
+                    changed = True
+            if changed:
+                body = msgspec.json.encode(doc)
+            worst = worst_case(resolved, len(body), doc.get("max_tokens"), self.admission.now(),
+                               self.config.currency)
+            reservation = await self.admission.reserve(key, worst)
+            return await self.relay.relay(request, path, body, call.stream, beta, call, record=tools)
+        except GatewayError as err:
+            call.status, call.error = err.status, err.message[:200]
+            return error_response(err)
+        finally:
+            self.metrics.in_flight.dec()
+            seconds = loop.time() - started
+            spent = self.admission.cost(resolved, call.usage, None)
+            if spent is None and reservation is not None:
+                # No usage seen (the caller left, or the stream broke): charge what the upstream may
+                # have billed, the input estimate plus one token per relayed chunk.
+                spent = worst_case(resolved, body_len, call.chunks, self.admission.now(),
+                                   self.config.currency) if call.chunks else Decimal(0)
+            if reservation is not None:
+                self.admission.settle(reservation, spent or Decimal(0))
+            if call.status == 0:
+                call.status = 499  # the caller went away before an answer
+            self.metrics.observe(call, seconds, spent)
+            if self.config.access_log:
+                access_line(call, request.method, request.path, seconds, spent)
+
+    async def models(self, request: web.Request) -> web.Response:
+        key = await self.admission.authenticate(request.headers.get("Authorization"), request.remote)
+        data = [{"id": m, "object": "model", "owned_by": "deepseek"} for m in self.served
+                if self.admission.allowed(key, m)]
+        return web.Response(body=msgspec.json.encode({"object": "list", "data": data}),
+                            content_type="application/json")
+
+    async def balance(self, request: web.Request) -> web.Response:
+        key = await self.admission.authenticate(request.headers.get("Authorization"), request.remote)
+        left = await self.admission.remaining(key)
+        infos = []
+        if left is not None:
+            amount = str(max(left, Decimal(0)).quantize(Decimal("0.01"), rounding=ROUND_DOWN))
+            infos.append({"currency": self.config.currency, "total_balance": amount,
+                          "granted_balance": "0.00", "topped_up_balance": amount})
+            assert self.metrics is not None
+            if key is not None:
+                self.metrics.budget_remaining.labels(str(key.id), self.config.currency).set(float(left))
+        body = {"is_available": left is None or left > 0, "balance_infos": infos}
+        return web.Response(body=msgspec.json.encode(body), content_type="application/json")
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        return web.Response(body=self.metrics.exposition(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def _errors_middleware(gw: Gateway) -> Any:
+    origins = frozenset(gw.config.cors_origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        cors = origin is not None and (origin in origins or "*" in origins)
+        if cors and request.method == "OPTIONS":
+            return web.Response(status=204, headers=_cors_headers(origin or "*", preflight=True))
+        try:
+            resp = await handler(request)
+        except GatewayError as err:
+            resp = error_response(err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            msg = "Unknown error" if exc.status == 404 else exc.reason
+            resp = error_response(GatewayError(exc.status, msg))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # a bug: never a traceback or a secret to the caller
+            log.exception("gateway: unexpected error on %s %s", request.method, request.path)
+            resp = error_response(GatewayError(500, f"internal gateway error ({type(exc).__name__})"))
+        if cors and not resp.prepared:
+            resp.headers.update(_cors_headers(origin or "*", preflight=False))
+        return resp
+
+    return middleware
+
+
+def _cors_headers(origin: str, preflight: bool) -> dict[str, str]:
+    h = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if preflight:
+        h.update({"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                  "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                  "Access-Control-Max-Age": "600"})
+    return h
+
+
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | None = None) -> web.Application:
+    """The gateway application for `config` (see the module docstring); `clock` (epoch seconds)
+    prices costs and budget windows, for tests."""
+    gw = Gateway(config, clock)
+    app = web.Application(middlewares=[_errors_middleware(gw)], client_max_size=config.max_body_bytes)
+    app[GATEWAY_KEY] = gw
+    app.on_startup.append(gw.start)
+    app.on_cleanup.append(gw.stop)
+
+    def chat(beta: bool) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await gw.completions(request, "/chat/completions", beta)
+        return handle
+
+    async def fim(request: web.Request) -> web.StreamResponse:
+        return await gw.completions(request, "/completions", True)
+
+    r = app.router
+    r.add_post("/chat/completions", chat(False))
+    r.add_post("/v1/chat/completions", chat(False))
+    r.add_post("/beta/chat/completions", chat(True))
+    r.add_post("/beta/completions", fim)
+    for prefix in ("", "/v1"):
+        r.add_get(prefix + "/models", gw.models)
+        r.add_get(prefix + "/user/balance", gw.balance)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz(gw))
+    r.add_get("/metrics", gw.prometheus)
+    return app

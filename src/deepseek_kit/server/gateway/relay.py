@@ -1,0 +1,260 @@
+"""The relay: one caller's call through the library's pipeline to an upstream, and the answer back.
+
+The call goes through `AsyncClient.request` (router, breakers, retries, limits, timeouts that see
+through keep-alives: docs/architecture.md). On top of what the router does, the relay holds a stream
+until its first real token (content, reasoning or a tool call): until then nothing has reached the
+caller, so a stall past the first-token deadline (keep-alive comments do not count), a reset, a
+5xx or an `insufficient_system_resource` finish moves the call to the next upstream
+(`options["only_endpoints"]` narrows the router to the ones not tried yet). After the first token the
+data payloads are forwarded as the upstream sent them, re-framed `data: <payload>\\n\\n`; only chunks
+that may carry usage (and, for tool calls, reasoning) are decoded. A break after the first token
+ends the caller's stream with a DeepSeek-shaped error event and no `[DONE]`; `[DONE]` is sent only
+when the upstream sent it, or when the answer was complete (its finish_reason was seen) and the
+upstream then closed or only sent keep-alives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from deepseek_kit._client import AsyncClient
+from deepseek_kit._errors import AllEndpointsFailedError, APIStatusError, DeepSeekError
+from deepseek_kit._request import Response
+
+from .errors import GatewayError, error_event
+from .repair import ReasoningMemory, StreamRecorder
+
+__all__ = ["Call", "Relay"]
+
+_DONE = b"data: [DONE]\n\n"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no"}
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[Any] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    text: str | None = None  # FIM chunks
+    finish_reason: str | None = None
+
+
+class _Peek(msgspec.Struct):
+    choices: list[_Choice] = []
+
+
+class _Usage(msgspec.Struct):
+    usage: dict[str, Any] | None = None
+
+
+_peek = msgspec.json.Decoder(_Peek)
+_usage = msgspec.json.Decoder(_Usage)
+
+
+@dataclass(slots=True)
+class Call:
+    """What one request did, for the access log, the metrics and the settlement."""
+
+    model: str
+    stream: bool
+    started: float
+    key_id: str = "-"
+    key_name: str = "-"
+    upstream: str = "-"
+    status: int = 0
+    usage: dict[str, Any] | None = None
+    ttft: float | None = None
+    chunks: int = 0
+    trace_id: str | None = None
+    error: str | None = None
+    tried: list[str] = field(default_factory=list)
+
+
+def _peek_state(payload: bytes) -> tuple[bool, str | None]:
+    """(carries a real token, its finish_reason) for a chunk read before the first token."""
+    try:
+        doc = _peek.decode(payload)
+    except msgspec.DecodeError:
+        return True, None  # not ours to judge: the caller gets it as sent
+    real, finish = False, None
+    for ch in doc.choices:
+        d = ch.delta
+        if ch.text or (d is not None and (d.content or d.reasoning_content or d.reasoning or d.tool_calls)):
+            real = True
+        finish = finish or ch.finish_reason
+    return real, finish
+
+
+def _has_finish(p: bytes) -> bool:
+    return b'"finish_reason"' in p and b'"finish_reason":null' not in p and b'"finish_reason": null' not in p
+
+
+def _take_usage(p: bytes, call: Call) -> None:
+    if b'"usage":{' in p or b'"usage": {' in p:
+        try:
+            u = _usage.decode(p).usage
+        except msgspec.DecodeError:
+            return
+        if u is not None:
+            call.usage = u
+
+
+class _Failover(Exception):
+    """Internal: this upstream cannot serve the call before its first token; try the next one."""
+
+
+class Relay:
+    def __init__(self, client: AsyncClient, memory: ReasoningMemory, first_token: float | None) -> None:
+        self.client = client
+        self.memory = memory
+        self.first_token = first_token
+        assert client.router is not None
+        self.names = [lv.name for lv in client.router.live]
+
+    async def _open(self, path: str, body: bytes, stream: bool, beta: bool, call: Call) -> Response:
+        """The upstream response (streams: held at the first event), failing over as described."""
+        last: str = "no upstream was tried"
+        while True:
+            left = [n for n in self.names if n not in call.tried]
+            if not left:
+                raise GatewayError(503, f"no upstream could answer: {last}",
+                                   type="service_unavailable_error", code="upstream_unavailable")
+            opts: dict[str, Any] = {"only_endpoints": left}
+            try:
+                resp = await self.client.request("POST", path, body=body, stream=stream, beta=beta,
+                                                 options=opts)
+            except AllEndpointsFailedError as exc:
+                call.tried.extend(n for n, _ in exc.attempts)
+                call.tried.extend(n for n in left if n not in call.tried)
+                last = "; ".join(f"{n}: {type(e).__name__}" for n, e in exc.attempts) or last
+                if exc.attempts and all(isinstance(e, APIStatusError) and e.status_code == 429
+                                        for _, e in exc.attempts):
+                    raise GatewayError(429, "every upstream is rate limited; retry later",
+                                       code="rate_limit_exceeded", retry_after=1.0) from None
+                continue
+            except APIStatusError as exc:
+                name = _last_tried(opts)
+                call.tried.append(name or left[0])
+                if exc.status_code in (401, 402, 403):
+                    # The gateway's own credentials or balance at that upstream: not the caller's
+                    # problem; another upstream may serve.
+                    last = f"{name}: upstream refused the gateway ({exc.status_code})"
+                    continue
+                raise GatewayError(exc.status_code, exc.message, type=exc.type or None,
+                                   code=str(exc.code or "invalid_request_error")) from None
+            name = resp.endpoint or _last_tried(opts) or left[0]
+            call.upstream = name
+            if not stream:
+                call.tried.append(name)
+                return resp
+            try:
+                await self._first_token(resp, call)
+            except _Failover as exc:
+                call.tried.append(name)
+                last = f"{name}: {exc}"
+                continue
+            call.tried.append(name)
+            return resp
+
+    async def _first_token(self, resp: Response, call: Call) -> None:
+        """Read events until the first real token, keeping them in `resp.events` for the caller."""
+        events = resp.events
+        assert events is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if self.first_token is None else call.started + self.first_token
+        held: list[bytes] = []
+        while True:
+            try:
+                if deadline is None:
+                    p = await events.next()
+                else:
+                    p = await asyncio.wait_for(events.next(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                events.close()
+                raise _Failover("no first token within the first-token deadline") from None
+            except (DeepSeekError, Exception) as exc:  # StreamBroken, connection errors
+                events.close()
+                raise _Failover(f"stream broke before the first token ({type(exc).__name__})") from None
+            if p is None:
+                raise _Failover("stream ended before the first token")
+            real, finish = _peek_state(p)
+            if finish == "insufficient_system_resource" and not real:
+                events.close()
+                raise _Failover("insufficient_system_resource before the first token")
+            held.append(p)
+            if real or finish is not None:
+                break
+        # Put what was read back in front of the reader's queue (the Attempt step does the same).
+        q, i = events._queue, events._i
+        events._queue = held + q[i:]
+        events._i = 0
+        call.ttft = loop.time() - call.started
+
+    async def relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
+                    call: Call, record: bool) -> web.StreamResponse:
+        resp = await self._open(path, body, stream, beta, call)
+        call.trace_id = resp.trace_id
+        headers = {"x-dsk-upstream": call.upstream}
+        if call.trace_id:
+            headers["x-ds-trace-id"] = call.trace_id
+        if not stream:
+            call.ttft = asyncio.get_running_loop().time() - call.started
+            _take_usage(resp.body, call)
+            if record:
+                self.memory.record_body(resp.body)
+            call.status = 200
+            return web.Response(body=resp.body, content_type="application/json", headers=headers)
+        return await self._stream(request, resp, headers, call, record)
+
+    async def _stream(self, request: web.Request, resp: Response, headers: dict[str, str], call: Call,
+                      record: bool) -> web.StreamResponse:
+        events = resp.events
+        assert events is not None
+        out = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+        await out.prepare(request)
+        call.status = 200
+        recorder = StreamRecorder(self.memory) if record else None
+        finished = False
+        try:
+            while True:
+                try:
+                    p = await events.next()
+                except Exception as exc:  # StreamBroken, connection errors: after the first token
+                    call.error = f"upstream stream broke: {type(exc).__name__}"
+                    await out.write(error_event(
+                        f"the upstream stream broke after {call.chunks} chunks "
+                        f"({'complete answer' if finished else 'the answer is incomplete'}); "
+                        "retry the request", "api_error", "stream_interrupted"))
+                    return out
+                if p is None:
+                    break
+                call.chunks += 1
+                if recorder is not None:
+                    recorder.feed(p)
+                if _has_finish(p):
+                    finished = True
+                    events.finish()  # keep-alives after the answer end it (Timeout.tail)
+                _take_usage(p, call)  # on the finish chunk, or a trailing usage-only one (older servers)
+                await out.write(b"data: " + p + b"\n\n")
+            await out.write(_DONE)
+            if recorder is not None:
+                recorder.commit()
+            await out.write_eof()
+        finally:
+            events.close()
+        return out
+
+
+def _last_tried(opts: dict[str, Any]) -> str | None:
+    route = opts.get("route")
+    return str(route[-1][0]) if route else None
