@@ -45,6 +45,7 @@ class _Delta(msgspec.Struct):
 
 class _Choice(msgspec.Struct):
     delta: _Delta | None = None
+    message: _Delta | None = None  # non-stream answers
     text: str | None = None  # FIM chunks
     finish_reason: str | None = None
 
@@ -88,7 +89,7 @@ def _peek_state(payload: bytes) -> tuple[bool, str | None]:
         return True, None  # not ours to judge: the caller gets it as sent
     real, finish = False, None
     for ch in doc.choices:
-        d = ch.delta
+        d = ch.delta or ch.message
         if ch.text or (d is not None and (d.content or d.reasoning_content or d.reasoning or d.tool_calls)):
             real = True
         finish = finish or ch.finish_reason
@@ -129,7 +130,9 @@ class Relay:
             if not left:
                 raise GatewayError(503, f"no upstream could answer: {last}",
                                    type="service_unavailable_error", code="upstream_unavailable")
-            opts: dict[str, Any] = {"only_endpoints": left}
+            # the router records its tries in options["route"] (the client copies the dict, not the list)
+            route: list[list[Any]] = []
+            opts: dict[str, Any] = {"only_endpoints": left, "route": route}
             try:
                 resp = await self.client.request("POST", path, body=body, stream=stream, beta=beta,
                                                  options=opts)
@@ -156,6 +159,10 @@ class Relay:
             call.upstream = name
             if not stream:
                 call.tried.append(name)
+                if b'"insufficient_system_resource"' in resp.body and _peek_state(resp.body) == (
+                        False, "insufficient_system_resource"):
+                    last = f"{name}: insufficient_system_resource before any token"
+                    continue
                 return resp
             try:
                 await self._first_token(resp, call)
@@ -171,7 +178,10 @@ class Relay:
         events = resp.events
         assert events is not None
         loop = asyncio.get_running_loop()
-        deadline = None if self.first_token is None else call.started + self.first_token
+        # The pipeline already held this upstream to the first-token deadline up to its first
+        # event (often an empty role chunk); the same deadline again bounds the wait from there
+        # to the first real token.
+        deadline = None if self.first_token is None else loop.time() + self.first_token
         held: list[bytes] = []
         while True:
             try:
