@@ -1,4 +1,5 @@
-"""The gateway: `dsk serve --config FILE`, a DeepSeek-correct relay with virtual keys (docs/gateway.md)."""
+"""The gateway (`dsk serve --config FILE`): a DeepSeek-correct relay with virtual keys and budgets
+(docs/gateway.md)."""
 
 from __future__ import annotations
 
