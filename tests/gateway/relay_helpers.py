@@ -71,9 +71,10 @@ class GatewayThread:
 
 
 def config_for(*emulators, extra: str = "", timeout: str = "first_token = 5.0\nidle = 5.0\ntotal = 30.0",
-               auth: str = "none", env=None):
+               auth: str = "none", state: str | None = None, env=None):
     """A gateway config over the given emulators (priority in the given order), auth off."""
-    parts = [f'[gateway]\nlisten = "127.0.0.1:0"\nauth = "{auth}"\n']
+    parts = [f'[gateway]\nlisten = "127.0.0.1:0"\nauth = "{auth}"\n'
+             + (f'state = "{state}"\n' if state else "")]
     for i, emu in enumerate(emulators):
         parts.append(f'[[upstream]]\nname = "up{i}"\nbase_url = "{emu.base_url}"\n'
                      f'api_key_env = "GW_TEST_UPSTREAM_KEY"\npriority = {i}\n')

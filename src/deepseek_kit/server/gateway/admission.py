@@ -11,7 +11,6 @@ calendar) in the config's currency; tokens are the usage the upstream reports.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -21,8 +20,10 @@ from typing import Any
 
 from deepseek_kit._pricing import charge, cost, default_clock, price_for
 
+from .budget import Reservation
 from .config import GatewayConfig
 from .errors import GatewayError
+from .keys import GatewayKeyError, GatewayState, VirtualKey, open_state
 
 __all__ = ["Admission", "worst_case"]
 
@@ -45,7 +46,7 @@ class Admission:
     def __init__(self, config: GatewayConfig, clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.clock = clock or default_clock()
-        self.state: Any = None
+        self.state: GatewayState | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, env: Mapping[str, str] | None = None) -> None:
@@ -56,10 +57,13 @@ class Admission:
         if not pepper:
             raise GatewayError(500, f"the key pepper is not set: export {self.config.pepper_env} "
                                "(the same value `dsk keys` uses)")
-        keys = importlib.import_module(".keys", __package__)
         wall = self.clock
-        self.state = keys.open_state(self.config.state, pepper=pepper.encode(),
-                                     clock=lambda: datetime.fromtimestamp(wall(), timezone.utc))
+        assert self.config.state is not None  # the config requires it with auth = "keys"
+        try:
+            self.state = open_state(self.config.state, pepper=pepper.encode(),
+                                    clock=lambda: datetime.fromtimestamp(wall(), timezone.utc))
+        except GatewayKeyError as exc:
+            raise GatewayError(500, exc.message) from None
 
     async def close(self) -> None:
         if self._tasks:
@@ -71,7 +75,7 @@ class Admission:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
 
-    async def authenticate(self, authorization: str | None, ip: str | None) -> Any:
+    async def authenticate(self, authorization: str | None, ip: str | None) -> VirtualKey | None:
         """The caller's VirtualKey (None when auth is off); GatewayError 401/403 otherwise."""
         if self.state is None:
             return None
@@ -80,47 +84,39 @@ class Admission:
                                type="authentication_error")
         try:
             return await self.state.authenticate(authorization[7:].strip(), ip)
-        except GatewayError:
-            raise
-        except Exception as exc:
-            status = getattr(exc, "status", None)
-            if isinstance(status, int):
-                raise GatewayError(status, str(getattr(exc, "message", None) or exc),
-                                   code=str(getattr(exc, "code", None) or "invalid_request_error")) from None
-            raise
+        except GatewayKeyError as exc:
+            raise _gateway_error(exc) from None
 
     @staticmethod
-    def allowed(key: Any, model: str) -> bool:
-        models = getattr(key, "models", None)
-        return models is None or model in models
+    def allowed(key: VirtualKey | None, model: str) -> bool:
+        return key is None or key.allows_model(model)
 
-    async def reserve(self, key: Any, worst: Decimal) -> Any:
+    async def reserve(self, key: VirtualKey | None, worst: Decimal, model: str) -> Reservation | None:
         if self.state is None or key is None:
             return None
         try:
-            return await self.state.reserve(key, worst)
-        except Exception as exc:
-            status = getattr(exc, "status", None)
-            if isinstance(status, int):
-                raise GatewayError(status, str(getattr(exc, "message", None) or exc),
-                                   code=str(getattr(exc, "code", None) or "invalid_request_error")) from None
-            raise
+            return await self.state.reserve(key, worst, model=model)
+        except GatewayKeyError as exc:
+            raise _gateway_error(exc) from None
 
     def cost(self, model: str, usage: Mapping[str, Any] | None, fallback: Decimal | None) -> Decimal | None:
         if usage is None:
             return fallback
         return cost(model, usage, self.now(), self.config.currency)
 
-    def settle(self, reservation: Any, actual: Decimal) -> None:
+    def settle(self, reservation: Reservation | None, actual: Decimal, model: str) -> None:
         """Settle off the request path (also when the caller left mid-stream)."""
         if reservation is None or self.state is None:
             return
-        task = asyncio.ensure_future(self.state.settle(reservation, actual))
+        task = asyncio.ensure_future(self.state.settle(reservation, actual, model=model))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def remaining(self, key: Any) -> Decimal | None:
+    async def remaining(self, key: VirtualKey | None) -> Decimal | None:
         if self.state is None or key is None:
             return None
-        value: Decimal | None = await self.state.remaining(key)
-        return value
+        return await self.state.remaining(key)
+
+
+def _gateway_error(exc: GatewayKeyError) -> GatewayError:
+    return GatewayError(exc.status, exc.message, type=exc.type, code=exc.code)

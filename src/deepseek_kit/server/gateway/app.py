@@ -156,7 +156,7 @@ class Gateway:
         try:
             key = await self.admission.authenticate(request.headers.get("Authorization"), request.remote)
             if key is not None:
-                call.key_id, call.key_name = str(key.id), str(key.name)
+                call.key_id, call.key_name = key.id, key.name
             body = await self.read_body(request)
             body_len = len(body)
             doc = self.parse(body, fim=path == "/completions")
@@ -182,7 +182,7 @@ class Gateway:
                 body = msgspec.json.encode(doc)
             worst = worst_case(resolved, len(body), doc.get("max_tokens"), self.admission.now(),
                                self.config.currency)
-            reservation = await self.admission.reserve(key, worst)
+            reservation = await self.admission.reserve(key, worst, resolved)
             return await self.relay.relay(request, path, body, call.stream, beta, call, record=tools)
         except GatewayError as err:
             call.status, call.error = err.status, err.message[:200]
@@ -197,7 +197,7 @@ class Gateway:
                 spent = worst_case(resolved, body_len, call.chunks, self.admission.now(),
                                    self.config.currency) if call.chunks else Decimal(0)
             if reservation is not None:
-                self.admission.settle(reservation, spent or Decimal(0))
+                self.admission.settle(reservation, spent or Decimal(0), resolved)
             if call.status == 0:
                 call.status = 499  # the caller went away before an answer
             self.metrics.observe(call, seconds, spent)

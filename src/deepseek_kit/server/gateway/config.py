@@ -78,7 +78,6 @@ class GatewayConfig:
     admin_key_env: str | None = None
     pepper_env: str = "DSK_GATEWAY_PEPPER"
     max_body_bytes: int = 8 << 20
-    max_json_depth: int = 64
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     repair_entries: int = 10_000
@@ -107,7 +106,7 @@ class GatewayConfig:
 _STR, _INT, _NUM, _BOOL = (str,), (int,), (int, float), (bool,)
 _GATEWAY: dict[str, tuple[type, ...]] = {
     "listen": _STR, "state": _STR, "auth": _STR, "admin_key_env": _STR, "pepper_env": _STR,
-    "max_body_bytes": _INT, "max_json_depth": _INT, "cors_origins": (list,), "access_log": _BOOL,
+    "max_body_bytes": _INT, "cors_origins": (list,), "access_log": _BOOL,
     "repair_entries": _INT, "currency": _STR, "shutdown_grace": _NUM,
 }
 _UPSTREAM: dict[str, tuple[type, ...]] = {
@@ -271,11 +270,11 @@ def parse_gateway_config(text: str, *, path: str | None = None,
     out: dict[str, Any] = {"path": path}
     if "listen" in gw:
         out["host"], out["port"] = _listen(gw["listen"], check)
-    for name in ("state", "admin_key_env", "pepper_env", "max_body_bytes", "max_json_depth",
-                 "access_log", "repair_entries", "shutdown_grace"):
+    for name in ("state", "admin_key_env", "pepper_env", "max_body_bytes", "access_log",
+                 "repair_entries", "shutdown_grace"):
         if name in gw:
             out[name] = gw[name]
-    for name in ("max_body_bytes", "max_json_depth", "repair_entries"):
+    for name in ("max_body_bytes", "repair_entries"):
         if name in gw and gw[name] < 1:
             raise check.fail(f"[gateway] {name}", f"must be >= 1, got {gw[name]!r}", "gateway", None, name)
     auth = gw.get("auth", "keys")
@@ -287,7 +286,7 @@ def parse_gateway_config(text: str, *, path: str | None = None,
                          'gateway.db"); set auth = "none" only for a gateway nobody else can reach',
                          "gateway")
     state = gw.get("state")
-    if state is not None and not state.startswith(("sqlite:///", "redis://", "rediss://")):
+    if state is not None and not state.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
         raise check.fail("[gateway] state", f'must start with "sqlite:///" or "redis://", got {state!r}',
                          "gateway", None, "state")
     currency = gw.get("currency", "CNY")
