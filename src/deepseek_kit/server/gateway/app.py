@@ -35,8 +35,6 @@ from .repair import ReasoningMemory
 __all__ = ["GATEWAY_KEY", "Gateway", "create_gateway_app"]
 
 log = logging.getLogger("deepseek_kit.gateway")
-#: Seconds a caller may take to send its request body (slow clients do not hold a worker).
-BODY_TIMEOUT = 30.0
 _DIALECTS = {"deepseek": None, "openai": None, "vllm": "vllm", "sglang": "sglang", "ollama": "ollama",
              "llamacpp": "llamacpp"}
 _THINKING = {"deepseek-chat": "disabled", "deepseek-reasoner": "enabled"}
@@ -101,10 +99,11 @@ class Gateway:
                                        "(counted after decompression)", code="request_too_large")
                 parts.append(data)
 
+        limit = self.config.client_timeout  # slow clients do not hold a worker
         try:
-            await asyncio.wait_for(read(), BODY_TIMEOUT)
+            await asyncio.wait_for(read(), limit)
         except asyncio.TimeoutError:
-            raise GatewayError(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s",
+            raise GatewayError(408, f"the request body did not arrive within {limit:g} s",
                                code="request_timeout") from None
         except Exception as exc:
             if isinstance(exc, GatewayError):

@@ -83,6 +83,7 @@ class GatewayConfig:
     repair_entries: int = 10_000
     currency: str = "CNY"
     shutdown_grace: float = 30.0
+    client_timeout: float = 30.0  # seconds a caller may take to send its request body
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     models: tuple[str, ...] = DEFAULT_MODELS
     timeout: Timeout = field(default_factory=lambda: Timeout(first_token=60.0, idle=60.0, total=900.0))
@@ -107,7 +108,7 @@ _STR, _INT, _NUM, _BOOL = (str,), (int,), (int, float), (bool,)
 _GATEWAY: dict[str, tuple[type, ...]] = {
     "listen": _STR, "state": _STR, "auth": _STR, "admin_key_env": _STR, "pepper_env": _STR,
     "max_body_bytes": _INT, "cors_origins": (list,), "access_log": _BOOL,
-    "repair_entries": _INT, "currency": _STR, "shutdown_grace": _NUM,
+    "repair_entries": _INT, "currency": _STR, "shutdown_grace": _NUM, "client_timeout": _NUM,
 }
 _UPSTREAM: dict[str, tuple[type, ...]] = {
     "name": _STR, "base_url": _STR, "api_key_env": _STR, "kind": _STR, "priority": _INT,
@@ -271,9 +272,13 @@ def parse_gateway_config(text: str, *, path: str | None = None,
     if "listen" in gw:
         out["host"], out["port"] = _listen(gw["listen"], check)
     for name in ("state", "admin_key_env", "pepper_env", "max_body_bytes", "access_log",
-                 "repair_entries", "shutdown_grace"):
+                 "repair_entries", "shutdown_grace", "client_timeout"):
         if name in gw:
             out[name] = gw[name]
+    for name in ("shutdown_grace", "client_timeout"):
+        if name in gw and not 0 < gw[name] < float("inf"):
+            raise check.fail(f"[gateway] {name}", f"must be a positive number of seconds, got {gw[name]!r}",
+                             "gateway", None, name)
     for name in ("max_body_bytes", "repair_entries"):
         if name in gw and gw[name] < 1:
             raise check.fail(f"[gateway] {name}", f"must be >= 1, got {gw[name]!r}", "gateway", None, name)
