@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepseek_kit._limits import Limits
-from deepseek_kit._router import Routing
+from deepseek_kit._steps.limits.step import Limits
+from deepseek_kit._steps.router import Routing
 from deepseek_kit.server.gateway import GatewayConfigError, load_gateway_config, parse_gateway_config
 
 EXAMPLE = '''\

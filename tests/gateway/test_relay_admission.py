@@ -9,7 +9,7 @@ from decimal import Decimal
 import aiohttp
 import pytest
 
-from deepseek_kit._pricing import cost
+from deepseek_kit._wire.pricing import cost
 from deepseek_kit.server.gateway.keys import open_state
 
 from .relay_helpers import GatewayThread, config_for
@@ -41,9 +41,8 @@ def keyed(emulator_factory, tmp_path, monkeypatch):
 
 async def _req(method: str, url: str, key: str | None, body=None):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with aiohttp.ClientSession() as s:
-        async with s.request(method, url, json=body, headers=headers) as r:
-            return r.status, dict(r.headers), await r.read()
+    async with aiohttp.ClientSession() as s, s.request(method, url, json=body, headers=headers) as r:
+        return r.status, dict(r.headers), await r.read()
 
 
 def _err(raw: bytes) -> dict:

@@ -16,9 +16,8 @@ ASK = {"model": "deepseek-flash", "messages": [{"role": "user", "content": "hell
 
 
 async def _post(url: str, body: dict) -> tuple[int, dict, bytes]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(url + "/chat/completions", json=body) as r:
-            return r.status, dict(r.headers), await r.read()
+    async with aiohttp.ClientSession() as s, s.post(url + "/chat/completions", json=body) as r:
+        return r.status, dict(r.headers), await r.read()
 
 
 _FAULTS = ["status=500", "status=503", "reset_before_headers", "reset_after=0", "insufficient_after=0"]

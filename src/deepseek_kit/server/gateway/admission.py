@@ -4,7 +4,7 @@ worst-case cost, and settle the exact cost when the answer is complete.
 With `[gateway] auth = "keys"` the virtual keys and budgets live in the state store
 (`open_state(url, pepper=...)`, keys.py); the pepper is read from the env var named by
 `pepper_env`. With `auth = "none"` every caller is admitted and nothing is charged (local use).
-Costs use the library's pricing (`deepseek_kit._pricing`: cache hit/miss, Beijing peak/off-peak
+Costs use the library's pricing (`deepseek_kit._wire.pricing`: cache hit/miss, Beijing peak/off-peak
 calendar) in the config's currency; tokens are the usage the upstream reports.
 """
 
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from deepseek_kit._pricing import charge, cost, default_clock, price_for
+from deepseek_kit._wire.pricing import charge, cost, default_clock, price_for
 
 from .budget import Reservation
 from .config import GatewayConfig

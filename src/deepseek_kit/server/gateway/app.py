@@ -19,10 +19,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from deepseek_kit._auth import StaticKey
-from deepseek_kit._client import AsyncClient
-from deepseek_kit._router import Endpoint
-from deepseek_kit._types import decode_json
+from deepseek_kit._client.client import AsyncClient
+from deepseek_kit._steps.auth import StaticKey
+from deepseek_kit._steps.router import Endpoint
+from deepseek_kit._wire.types import decode_json
 
 from .admission import Admission, worst_case
 from .config import GatewayConfig

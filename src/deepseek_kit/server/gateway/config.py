@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepseek_kit._cache import CachePolicy
-from deepseek_kit._errors import UsageError
-from deepseek_kit._limits import Limits
-from deepseek_kit._logstore import LogConfig
-from deepseek_kit._router import Routing
+from deepseek_kit._logs.store import LogConfig
 from deepseek_kit._settings import check_url
-from deepseek_kit._timeouts import Timeout
+from deepseek_kit._steps.cache.step import CachePolicy
+from deepseek_kit._steps.limits.step import Limits
+from deepseek_kit._steps.router import Routing
+from deepseek_kit._transport.timeouts import Timeout
+from deepseek_kit._wire.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,7 +9,7 @@ lookup is one equality match on the hash. The plaintext is returned once, by `cr
 `rotate`, and never stored, logged or put in a repr or an error message.
 
 Amounts (budgets, reservations, costs) are `Decimal` in the currency the gateway prices requests in
-(`deepseek_kit._pricing.PRICES`: DeepSeek publishes CNY and USD tables; the gateway's default is CNY,
+(`deepseek_kit._wire.pricing.PRICES`: DeepSeek publishes CNY and USD tables; the gateway's default is CNY,
 as `_pricing.cost`'s). The state does not convert: a budget of 5 means 5 units of that currency.
 """
 
@@ -26,7 +26,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from deepseek_kit._errors import DeepSeekError
+from deepseek_kit._wire.errors import DeepSeekError
 
 if TYPE_CHECKING:
     from .budget import Reservation, UsageRow

@@ -22,9 +22,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from deepseek_kit._client import AsyncClient
-from deepseek_kit._errors import AllEndpointsFailedError, APIStatusError, DeepSeekError
-from deepseek_kit._request import Response
+from deepseek_kit._client.client import AsyncClient
+from deepseek_kit._transport.request import Response
+from deepseek_kit._wire.errors import AllEndpointsFailedError, APIStatusError, DeepSeekError
 
 from .errors import GatewayError, error_event
 from .repair import ReasoningMemory, StreamRecorder
