@@ -11,6 +11,7 @@ log one access line, count metrics. The library's `AsyncClient` is created at st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_DOWN, Decimal
@@ -25,7 +26,7 @@ from deepseek_kit._steps.router import Endpoint
 from deepseek_kit._wire.types import decode_json
 
 from .admission import Admission, worst_case
-from .config import GatewayConfig
+from .config import GatewayConfig, GatewayConfigError, load_gateway_config
 from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .metrics import GatewayMetrics, access_line
@@ -52,6 +53,7 @@ class Gateway:
         self.client: AsyncClient | None = None
         self.relay: Relay | None = None
         self.metrics: GatewayMetrics | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def build_client(self) -> AsyncClient:
         c = self.config
@@ -73,7 +75,45 @@ class Gateway:
         self.relay = Relay(self.client, self.memory, self.config.timeout.first_token)
         self.metrics = GatewayMetrics(self.client.router, self.config.currency)
 
+    async def reload_from_file(self) -> None:
+        """SIGHUP: read the config file again. New calls use the new upstreams, routing, limits,
+        models and timeouts; calls in flight finish on the old client, which is closed once they
+        are done (or after `shutdown_grace`). Listen address, auth and state need a restart. A
+        config with mistakes is refused and the running one kept."""
+        old = self.config
+        if not old.path or self.relay is None or self.metrics is None:
+            return
+        try:
+            new = load_gateway_config(old.path)
+        except GatewayConfigError as exc:
+            log.error("gateway: reload refused, the running config stays: %s", exc)
+            return
+        new = dataclasses.replace(new, host=old.host, port=old.port, auth=old.auth, state=old.state,
+                                  pepper_env=old.pepper_env)
+        old_client, old_relay = self.client, self.relay
+        self.config = new
+        self.served = new.served_models()
+        self.client = self.build_client()
+        self.relay = Relay(self.client, self.memory, new.timeout.first_token)
+        self.metrics.watch(self.client.router)
+        log.warning("gateway: config reloaded from %s (%d upstreams)", old.path, len(new.upstreams))
+        task = asyncio.ensure_future(self._retire(old_client, old_relay, new.shutdown_grace))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _retire(client: AsyncClient | None, relay: Relay, grace: float) -> None:
+        try:
+            await asyncio.wait_for(relay.idle.wait(), grace)
+        except asyncio.TimeoutError:
+            log.warning("gateway: %d calls still on the old config after %g s; closing them", relay.active,
+                        grace)
+        if client is not None:
+            await client.close()
+
     async def stop(self, app: web.Application) -> None:
+        for t in list(self._retiring):
+            t.cancel()
         if self.client is not None:
             await self.client.close()
         await self.admission.close()

@@ -75,8 +75,13 @@ class GatewayMetrics:
                                "was put back", registry=r)
         self.budget_remaining = Gauge(f"{_NS}_budget_remaining", "Remaining budget of a key (last seen)",
                                       ["key", "currency"], registry=r)
-        self.registry.register(_Upstreams(router))
+        self._upstreams = _Upstreams(router)
+        self.registry.register(self._upstreams)
         self._children: dict[tuple[Any, ...], Any] = {}
+
+    def watch(self, router: Any) -> None:
+        """Report this router's upstreams from now on (after a config reload)."""
+        self._upstreams.router = router
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)

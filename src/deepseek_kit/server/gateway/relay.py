@@ -121,6 +121,9 @@ class Relay:
         self.first_token = first_token
         assert client.router is not None
         self.names = [lv.name for lv in client.router.live]
+        self.active = 0  # calls being relayed (a reload closes the old client once it is 0)
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     async def _open(self, path: str, body: bytes, stream: bool, beta: bool, call: Call) -> Response:
         """The upstream response (streams: held at the first event), failing over as described."""
@@ -212,6 +215,17 @@ class Relay:
 
     async def relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
                     call: Call, record: bool) -> web.StreamResponse:
+        self.active += 1
+        self.idle.clear()
+        try:
+            return await self._relay(request, path, body, stream, beta, call, record)
+        finally:
+            self.active -= 1
+            if not self.active:
+                self.idle.set()
+
+    async def _relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
+                     call: Call, record: bool) -> web.StreamResponse:
         resp = await self._open(path, body, stream, beta, call)
         call.trace_id = resp.trace_id
         headers = {"x-dsk-upstream": call.upstream}
