@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit.server.gateway.keys import GatewayState, KeyRecord
+    from deepseek_kit.server.gateway.keys import GatewayState
 
 __all__ = ["add_parser"]
 
@@ -151,29 +151,6 @@ def _when(at: datetime | None) -> str:
     return "-" if at is None else at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _status(rec: KeyRecord, now: datetime) -> str:
-    if rec.revoked_at is not None:
-        return "revoked"
-    if rec.key.expires_at is not None and now >= rec.key.expires_at:
-        return "expired"
-    return "active"
-
-
-def _as_dict(rec: KeyRecord, now: datetime, currency: str) -> dict[str, Any]:
-    k = rec.key
-    return {
-        "id": k.id, "name": k.name, "prefix": k.prefix, "status": _status(rec, now),
-        "models": None if k.models is None else sorted(k.models), "rpm": k.rpm, "tpm": k.tpm,
-        "max_in_flight": k.max_in_flight, "currency": currency,
-        "budget_daily": None if k.budget_daily is None else str(k.budget_daily),
-        "budget_monthly": None if k.budget_monthly is None else str(k.budget_monthly),
-        "expires_at": None if k.expires_at is None else k.expires_at.isoformat(),
-        "allow_ip": [str(n) for n in k.allow_ip], "created_at": rec.created_at.isoformat(),
-        "revoked_at": None if rec.revoked_at is None else rec.revoked_at.isoformat(),
-        "rotated_at": None if rec.rotated_at is None else rec.rotated_at.isoformat(),
-    }
-
-
 def _print_new(verb: str, token: str, key: Any) -> None:
     print(f"{verb} key {key.id} ({key.name}), prefix {key.prefix}")
     print("the key below is shown only this once; store it now (the gateway keeps only a hash)")
@@ -205,12 +182,12 @@ def run_list(args: argparse.Namespace) -> int:
         recs = await state.list_keys()
         if args.json:
             for rec in recs:
-                sys.stdout.write(json.dumps(_as_dict(rec, at, currency)) + "\n")
+                sys.stdout.write(json.dumps(rec.to_dict(at, currency)) + "\n")
             return 0
         if not recs:
             print(f"dsk: no keys yet (dsk keys create --config {args.config} --name NAME)", file=sys.stderr)
             return 0
-        rows = [[r.key.id, r.key.prefix, _status(r, at), str(r.key.budget_daily or "-"),
+        rows = [[r.key.id, r.key.prefix, r.status(at), str(r.key.budget_daily or "-"),
                  str(r.key.budget_monthly or "-"), _when(r.key.expires_at), r.key.name] for r in recs]
         print(table(["ID", "PREFIX", "STATUS", f"DAY {currency}", f"MONTH {currency}", "EXPIRES", "NAME"],
                     rows, right=(3, 4)))
@@ -224,7 +201,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     async def act(state: GatewayState, currency: str) -> int:
         rec = await state.get_key(args.id)
-        d = _as_dict(rec, now(), currency)
+        d = rec.to_dict(now(), currency)
         today, month = await state.spent(rec.key)
         d["spent_today"], d["spent_this_month"] = str(today), str(month)
         left = await state.remaining(rec.key)
