@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What dialect normalization costs DeepSeek's own answers: in-process, no sockets, paired rounds.
 
-The dialect rules (src/deepseek_kit/_dialects.py, _accumulate.py) run where answers are decoded
+The dialect rules (src/deepseek_kit/_wire/dialects.py, _wire/accumulate.py) run where answers are decoded
 and are triggered by fields DeepSeek never sends. This measures what the checks cost when nothing
 triggers, on DeepSeek-shaped bytes (the shared fixtures when found, else a built-in 200-chunk
 thinking stream and a 583-byte-like completion):
@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from deepseek_kit._accumulate import ChunkAccumulator
-from deepseek_kit._dialects import normalize_completion
-from deepseek_kit._types import chat_completion_decoder, chunk_decoder
+from deepseek_kit._wire.accumulate import ChunkAccumulator
+from deepseek_kit._wire.dialects import normalize_completion
+from deepseek_kit._wire.types import chat_completion_decoder, chunk_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,12 +62,12 @@ def fixtures():
 
 
 def baseline_accumulator(rev):
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/deepseek_kit/_accumulate.py"],
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/deepseek_kit/_wire/accumulate.py"],
                          check=True, capture_output=True, text=True).stdout
     spec = importlib.util.spec_from_loader("deepseek_kit._accumulate_baseline", loader=None)
     mod = importlib.util.module_from_spec(spec)
     mod.__package__ = "deepseek_kit"
-    exec(compile(src, f"{rev}:_accumulate.py", "exec"), mod.__dict__)
+    exec(compile(src, f"{rev}:_wire/accumulate.py", "exec"), mod.__dict__)
     return mod.ChunkAccumulator
 
 

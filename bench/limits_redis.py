@@ -104,7 +104,7 @@ class Recorder:
 
 async def worker(a):
     from deepseek_kit import AsyncClient
-    from deepseek_kit._limits import Limits, LimitStep
+    from deepseek_kit._steps.limits.step import Limits, LimitStep
 
     step = LimitStep(Limits(rpm=a.rpm, max_in_flight=a.cap, redis_url=a.redis, name="bench"))
     rec = Recorder()
@@ -198,7 +198,7 @@ def run_rate(a):
 
 def start_emulator_process():
     port = free_port()
-    code = ("from deepseek_kit.server.thread import run_emulator; "
+    code = ("from deepseek_kit.server.emulator.thread import run_emulator; "
             f"run_emulator('127.0.0.1', {port}, print_banner=False)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, proc, "emulator")
@@ -209,7 +209,7 @@ async def make_clients(base, redis_url, c):
     import aiohttp
 
     from deepseek_kit import AsyncClient
-    from deepseek_kit._limits import Limits, LimitStep
+    from deepseek_kit._steps.limits.step import Limits, LimitStep
 
     body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}]}).encode()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c))
@@ -294,9 +294,9 @@ async def overhead(a, base, redis_url):
 
 async def micro(n=30000):
     """No sockets: LimitStep.handle around a call_next that returns a canned response."""
-    from deepseek_kit._limits import Limits, LimitStep
-    from deepseek_kit._request import Request, Response
-    from deepseek_kit._timeouts import Timeout
+    from deepseek_kit._steps.limits.step import Limits, LimitStep
+    from deepseek_kit._transport.request import Request, Response
+    from deepseek_kit._transport.timeouts import Timeout
 
     body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}]}).encode()
     answer = (b'{"id":"x","object":"chat.completion","created":1,"model":"deepseek-flash","choices":[{"index":0,'

@@ -46,8 +46,8 @@ def dsk_factory(db):
         from common import API_KEY, MESSAGES
 
         from deepseek_kit import AsyncClient
-        from deepseek_kit._logstep import LogStep
-        from deepseek_kit._logstore import LogConfig
+        from deepseek_kit._steps.logs import LogStep
+        from deepseek_kit._logs.store import LogConfig
 
         step = LogStep(LogConfig(path=db)) if db else None
         client = AsyncClient(api_key=API_KEY, base_url=args.base_url, max_connections=args.concurrency,
@@ -136,8 +136,8 @@ async def micro_overhead(repeat, db, n=2000):
     from common import MESSAGES
 
     from deepseek_kit import AsyncClient
-    from deepseek_kit._logstep import LogStep
-    from deepseek_kit._logstore import LogConfig
+    from deepseek_kit._steps.logs import LogStep
+    from deepseek_kit._logs.store import LogConfig
 
     async def nonstream(c):
         r = await c.chat.completions.create(model=BENCH_MODEL, messages=MESSAGES)

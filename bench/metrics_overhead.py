@@ -54,8 +54,8 @@ def dsk_factory(metrics: bool, prometheus: bool = False):
         from common import API_KEY, MESSAGES, MODEL
 
         from deepseek_kit import AsyncClient
-        from deepseek_kit._metrics import MetricsConfig, MetricsStep
-        from deepseek_kit._pricing import ModelPrice
+        from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep
+        from deepseek_kit._wire.pricing import ModelPrice
 
         steps = []
         step = None
@@ -64,7 +64,7 @@ def dsk_factory(metrics: bool, prometheus: bool = False):
             if prometheus:
                 from prometheus_client import CollectorRegistry
 
-                from deepseek_kit._prometheus import PrometheusHook
+                from deepseek_kit._steps.metrics.prometheus import PrometheusHook
 
                 hooks = (PrometheusHook(CollectorRegistry()),)
             price = ModelPrice(Decimal("0.04"), Decimal("2"), Decimal("8"))
@@ -177,8 +177,8 @@ async def micro_overhead(repeat: int, n: int = 2000) -> None:
     from common import MODEL
 
     from deepseek_kit import AsyncClient
-    from deepseek_kit._metrics import MetricsConfig, MetricsStep
-    from deepseek_kit._pricing import ModelPrice
+    from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep
+    from deepseek_kit._wire.pricing import ModelPrice
 
     price = ModelPrice(Decimal("0.04"), Decimal("2"), Decimal("8"))
 

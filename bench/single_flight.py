@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 
 from deepseek_kit import AsyncClient, RetryPolicy
-from deepseek_kit._cache import CachePolicy, CacheStep
+from deepseek_kit._steps.cache.step import CachePolicy, CacheStep
 
 MODEL = "deepseek-flash"
 KEY = "sk-bench-single-flight-0000"

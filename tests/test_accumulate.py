@@ -8,8 +8,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepseek_kit._accumulate import ChunkAccumulator
-from deepseek_kit._types import ChatCompletionChunk, chunk_decoder
+from deepseek_kit._wire.accumulate import ChunkAccumulator
+from deepseek_kit._wire.types import ChatCompletionChunk, chunk_decoder
 
 
 def pieces(text: str, cuts: list[int]) -> list[str]:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from deepseek_kit import AsyncClient, InsufficientBalanceError, UsageError
-from deepseek_kit._batch import run_batch
+from deepseek_kit._batch.run import run_batch
 
 
 def _items(n, **extra):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from deepseek_kit._batch import MAX_CONCURRENCY
+from deepseek_kit._batch.run import MAX_CONCURRENCY
 
 FAKE_KEY = "sk-batchfaults-DO-NOT-LEAK-7d1e"
 

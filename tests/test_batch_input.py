@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deepseek_kit._batch_input import (
+from deepseek_kit._batch.inputs import (
     BatchItem,
     InputProblem,
     count_records,

@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepseek_kit import AsyncClient, InternalServerError, RetryPolicy, StreamError, Timeout, UsageError
-from deepseek_kit._cache import CachePolicy, CacheStep, canonical_body, fingerprint, is_reproducible
-from deepseek_kit._cache_backends import MemoryBackend, RedisBackend, SQLiteBackend, open_backend
-from deepseek_kit._cache_replay import chat_chunks
-from deepseek_kit._pricing import cost
-from deepseek_kit._types import ChatCompletion
+from deepseek_kit._steps.cache.step import CachePolicy, CacheStep, canonical_body, fingerprint, is_reproducible
+from deepseek_kit._steps.cache.backends import MemoryBackend, RedisBackend, SQLiteBackend, open_backend
+from deepseek_kit._steps.cache.replay import chat_chunks
+from deepseek_kit._wire.pricing import cost
+from deepseek_kit._wire.types import ChatCompletion
 
 MODEL = "deepseek-flash"
 FAST = RetryPolicy(max_retries=0)
@@ -126,7 +126,7 @@ async def test_lru_eviction_by_bytes(kind, tmp_path):
     """Budget for three 1000-byte entries: the least recently *used* one goes first."""
     clock = Clock()
     if kind == "memory":
-        from deepseek_kit._cache_backends import ENTRY_OVERHEAD
+        from deepseek_kit._steps.cache.backends import ENTRY_OVERHEAD
 
         b = MemoryBackend(3 * (1002 + ENTRY_OVERHEAD), clock=clock)
     else:
@@ -153,7 +153,7 @@ async def test_lru_eviction_by_bytes(kind, tmp_path):
 
 _WRITER = textwrap.dedent("""
     import asyncio, sys
-    from deepseek_kit._cache_backends import SQLiteBackend
+    from deepseek_kit._steps.cache.backends import SQLiteBackend
     async def main():
         b = SQLiteBackend(sys.argv[1], busy_timeout=30)
         for i in range(int(sys.argv[3])):
@@ -182,7 +182,7 @@ async def test_sqlite_shared_by_processes(tmp_path):
 _ASKER = textwrap.dedent("""
     import asyncio, json, sys
     from deepseek_kit import AsyncClient
-    from deepseek_kit._cache import CachePolicy, CacheStep
+    from deepseek_kit._steps.cache.step import CachePolicy, CacheStep
     async def main():
         step = CacheStep(CachePolicy(backend="sqlite:///" + sys.argv[2]))
         async with AsyncClient(api_key="sk-cache-test-0000", base_url=sys.argv[1], steps=[step]) as c:

@@ -11,7 +11,7 @@ import pytest
 from test_cli_ask import FAKE_KEY, MODEL, chat_bodies, dsk_env, one_error_line, run_dsk
 
 from deepseek_kit import Client, Tool
-from deepseek_kit._tool_loop import run_sync
+from deepseek_kit._tools.loop import run_sync
 
 TOOLS = '''
 from typing import Literal

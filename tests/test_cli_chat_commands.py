@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 from test_cli_chat import FAKE_KEY, MODEL, chat, chat_bodies, dsk_env
 
-from deepseek_kit import Client, _pricing
-from deepseek_kit._logstore import load_conversation
-from deepseek_kit._tokens import count_messages
+from deepseek_kit import Client
+from deepseek_kit._wire import pricing as _pricing
+from deepseek_kit._logs.store import load_conversation
+from deepseek_kit._wire.tokens import count_messages
 
 
 @pytest.fixture

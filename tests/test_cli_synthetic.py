@@ -17,8 +17,8 @@ from cli_upstreams import ANSWER, Upstream
 from test_cli_ask import FAKE_KEY, dsk_env, one_error_line, run_dsk
 from test_cli_chat import Pty
 
-from deepseek_kit._logstore import connect
-from deepseek_kit._migrations import MIGRATIONS, migrate
+from deepseek_kit._logs.store import connect
+from deepseek_kit._logs.migrations import MIGRATIONS, migrate
 
 
 @pytest.fixture

@@ -431,7 +431,7 @@ def test_sync_client_mirrors_async(emulator):
 
 
 async def test_done_callbacks_fire_once_with_outcome_and_usage(client):
-    from deepseek_kit._request import Response
+    from deepseek_kit._transport.request import Response
 
     seen: list[tuple[str, int]] = []
 

@@ -26,7 +26,7 @@ from deepseek_kit import (
     UnprocessableEntityError,
     UsageError,
 )
-from deepseek_kit._retry import retry_after_seconds
+from deepseek_kit._steps.retry import retry_after_seconds
 
 KEY = "sk-unit-test-secret-key-0123456789"
 OK = msgspec.json.encode({

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepseek_kit import UsageError
-from deepseek_kit._context import (
+from deepseek_kit._conversation.context import (
     SUMMARY_PREFIX,
     Chain,
     KeepAll,
@@ -21,8 +21,8 @@ from deepseek_kit._context import (
     as_policy,
     split_rounds,
 )
-from deepseek_kit._summarize import ExtractiveSummarizer
-from deepseek_kit._tokens import MESSAGE_OVERHEAD, PROMPT_OVERHEAD, count_tokens, message_text
+from deepseek_kit._conversation.summarize import ExtractiveSummarizer
+from deepseek_kit._wire.tokens import MESSAGE_OVERHEAD, PROMPT_OVERHEAD, count_tokens, message_text
 
 SYSTEM = Turn(-1, {"role": "system", "content": "You are a careful assistant."})
 

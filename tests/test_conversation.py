@@ -12,11 +12,11 @@ from decimal import Decimal
 import pytest
 
 from deepseek_kit import AsyncClient, Client, StreamError, UsageError
-from deepseek_kit._context import SUMMARY_PREFIX, SlidingWindow, Summarize, TokenBudget
-from deepseek_kit._conversation import Conversation, ConversationUsage
-from deepseek_kit._conversation_sync import SyncConversation
-from deepseek_kit._pricing import cost
-from deepseek_kit._summarize import ModelSummarizer
+from deepseek_kit._conversation.context import SUMMARY_PREFIX, SlidingWindow, Summarize, TokenBudget
+from deepseek_kit._conversation.conversation import Conversation, ConversationUsage
+from deepseek_kit._conversation.sync import SyncConversation
+from deepseek_kit._wire.pricing import cost
+from deepseek_kit._conversation.summarize import ModelSummarizer
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather of a city",

@@ -35,10 +35,10 @@ from deepseek_kit import (
     Timeout,
     UnprocessableEntityError,
 )
-from deepseek_kit._accumulate import ChunkAccumulator
-from deepseek_kit._dialects import decode_chat_completion, error_object, normalize_completion, stream_error
-from deepseek_kit._errors import make_status_error, status_for_error
-from deepseek_kit._types import ChatCompletion, chat_completion_decoder, chunk_decoder
+from deepseek_kit._wire.accumulate import ChunkAccumulator
+from deepseek_kit._wire.dialects import decode_chat_completion, error_object, normalize_completion, stream_error
+from deepseek_kit._wire.errors import make_status_error, status_for_error
+from deepseek_kit._wire.types import ChatCompletion, chat_completion_decoder, chunk_decoder
 
 MSGS = [{"role": "user", "content": "Tell me about the sea."}]
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n, _ in CALLS]

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from deepseek_kit import AsyncClient, RateLimitError, UsageError
-from deepseek_kit._limits import (
+from deepseek_kit._steps.limits.step import (
     Adaptive,
     LimitBackendError,
     Limits,
@@ -383,8 +383,8 @@ def test_sync_client_limits(make_limits, emulator):
 
 _HOLDER = textwrap.dedent("""
     import asyncio, sys
-    from deepseek_kit._limits import Limits
-    from deepseek_kit._limits_redis import RedisLimiter
+    from deepseek_kit._steps.limits.step import Limits
+    from deepseek_kit._steps.limits.redis import RedisLimiter
 
     async def main():
         lim = RedisLimiter(Limits(max_in_flight=1, redis_url=sys.argv[1], name="dies", lease_ttl=1.0))
@@ -397,7 +397,7 @@ _HOLDER = textwrap.dedent("""
 
 
 async def test_lease_of_a_killed_process_expires(redis_url):
-    from deepseek_kit._limits_redis import RedisLimiter
+    from deepseek_kit._steps.limits.redis import RedisLimiter
 
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _HOLDER, redis_url,
                                                 stdout=subprocess.PIPE)

@@ -20,7 +20,7 @@ MODEL = "deepseek-flash"
 _WORKER = textwrap.dedent("""
     import asyncio, json, random, sys, time
     from deepseek_kit import AsyncClient
-    from deepseek_kit._limits import Limits, LimitStep
+    from deepseek_kit._steps.limits.step import Limits, LimitStep
 
     class Recorder:
         def __init__(self):

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from deepseek_kit._limits import LimitBackendError, Limits, QueueTimeoutError
-from deepseek_kit._limits_redis import RedisLimiter
+from deepseek_kit._steps.limits.step import LimitBackendError, Limits, QueueTimeoutError
+from deepseek_kit._steps.limits.redis import RedisLimiter
 
 
 def _free_port() -> int:

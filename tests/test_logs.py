@@ -13,13 +13,13 @@ import msgspec
 import pytest
 
 from deepseek_kit import AsyncClient, Client, Resumption
-from deepseek_kit._cache import CachePolicy
-from deepseek_kit._errors import APIConnectionError, BadRequestError, StreamError
-from deepseek_kit._logquery import Logs
-from deepseek_kit._logstep import LogStep
-from deepseek_kit._logstore import REQUEST_COLUMNS, LogConfig
-from deepseek_kit._logwriter import LogStore
-from deepseek_kit._pricing import cost
+from deepseek_kit._steps.cache.step import CachePolicy
+from deepseek_kit._wire.errors import APIConnectionError, BadRequestError, StreamError
+from deepseek_kit._logs.query import Logs
+from deepseek_kit._steps.logs import LogStep
+from deepseek_kit._logs.store import REQUEST_COLUMNS, LogConfig
+from deepseek_kit._logs.writer import LogStore
+from deepseek_kit._wire.pricing import cost
 
 KEY = "sk-logtest-NEVER-STORED-4e1d9b77c0"
 MODEL = "deepseek-flash"
@@ -307,7 +307,7 @@ def test_retention_prunes_old_calls(db):
 
 
 def test_request_parts_prompt_messages_and_params():
-    from deepseek_kit._logstep import _request_parts
+    from deepseek_kit._steps.logs import _request_parts
 
     parts = [{"type": "text", "text": "Describe"}, {"type": "text", "text": "this"}]
     body = msgspec.json.encode({"model": MODEL, "messages": [

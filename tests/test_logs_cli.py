@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 from test_cli_ask import FAKE_KEY, dsk_env, run_dsk
 
-from deepseek_kit import _pricing
+from deepseek_kit._wire import pricing as _pricing
 
 # Costs depend on Beijing peak hours (deepseek-api.md §2.1): every dsk run here is priced at a fixed
 # time through DSK_FAKE_NOW, off-peak unless a test asks for peak (issue 7 item 8).

@@ -14,9 +14,9 @@ import pytest
 from test_logs import KEY, MODEL, fake_row, user
 
 from deepseek_kit import AsyncClient, UsageError
-from deepseek_kit._logquery import Logs
-from deepseek_kit._logstep import LogStep
-from deepseek_kit._logstore import (
+from deepseek_kit._logs.query import Logs
+from deepseek_kit._steps.logs import LogStep
+from deepseek_kit._logs.store import (
     LogConfig,
     connect,
     delete_conversation,
@@ -24,8 +24,8 @@ from deepseek_kit._logstore import (
     load_conversation,
     save_conversation,
 )
-from deepseek_kit._logwriter import LogStore
-from deepseek_kit._migrations import MIGRATIONS, Migration, applied, migrate
+from deepseek_kit._logs.writer import LogStore
+from deepseek_kit._logs.migrations import MIGRATIONS, Migration, applied, migrate
 
 
 def raw(path):
@@ -88,8 +88,8 @@ def test_a_database_from_a_newer_version_still_opens(tmp_path):
 
 _MIGRATE_AT_ONCE = textwrap.dedent("""
     import sys, time
-    from deepseek_kit._logstore import connect
-    from deepseek_kit._migrations import applied
+    from deepseek_kit._logs.store import connect
+    from deepseek_kit._logs.migrations import applied
     start = float(sys.argv[2])
     while time.time() < start:
         time.sleep(0.001)
@@ -117,8 +117,8 @@ def test_two_processes_creating_the_database_at_once(tmp_path):
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from deepseek_kit import AsyncClient
-    from deepseek_kit._logstep import LogStep
-    from deepseek_kit._logstore import LogConfig
+    from deepseek_kit._steps.logs import LogStep
+    from deepseek_kit._logs.store import LogConfig
 
     async def main():
         url, db, tag, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

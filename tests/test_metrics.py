@@ -30,11 +30,11 @@ from deepseek_kit import (
     StreamTimeoutError,
     Timeout,
     UsageError,
-    _pricing,
 )
-from deepseek_kit._metrics import MetricsConfig, MetricsStep, RequestRecord, _tokens, scaled_price
-from deepseek_kit._metrics_summary import Metrics, percentile
-from deepseek_kit._pricing import ModelPrice
+from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord, _tokens, scaled_price
+from deepseek_kit._steps.metrics.summary import Metrics, percentile
+from deepseek_kit._wire import pricing as _pricing
+from deepseek_kit._wire.pricing import ModelPrice
 
 MSGS = [{"role": "user", "content": "Tell me about the sea."}]
 FAST = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)
@@ -334,7 +334,7 @@ async def test_disabled_is_a_pass_through(emulator):
 
 
 async def test_client_cache_hits_cost_nothing(emulator):
-    from deepseek_kit._cache import CachePolicy, CacheStep
+    from deepseek_kit._steps.cache.step import CachePolicy, CacheStep
 
     hook = Collect()
     step = MetricsStep(MetricsConfig(hooks=(hook,)))
@@ -356,7 +356,7 @@ async def test_client_cache_hits_cost_nothing(emulator):
 
 
 async def test_router_endpoint_names_are_recorded(emulator_factory):
-    from deepseek_kit._router import Endpoint
+    from deepseek_kit._steps.router import Endpoint
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -489,7 +489,7 @@ async def test_prometheus_exposition(emulator):
     from prometheus_client import CollectorRegistry
     from prometheus_client.parser import text_string_to_metric_families
 
-    from deepseek_kit._prometheus import PrometheusHook, exposition
+    from deepseek_kit._steps.metrics.prometheus import PrometheusHook, exposition
 
     reg = CollectorRegistry()
     client, _step, hook = make(emulator.base_url, hooks=(PrometheusHook(reg), PrometheusHook(reg)),
@@ -530,7 +530,7 @@ async def test_prometheus_exposition(emulator):
 async def test_prometheus_http_endpoints(emulator):
     from prometheus_client import CollectorRegistry
 
-    from deepseek_kit._prometheus import PrometheusHook, metrics_handler, serve_metrics
+    from deepseek_kit._steps.metrics.prometheus import PrometheusHook, metrics_handler, serve_metrics
 
     reg = CollectorRegistry()
     client, _step, _hook = make(emulator.base_url, hooks=(PrometheusHook(reg, namespace="dsk"),))
@@ -566,7 +566,7 @@ async def test_prometheus_http_endpoints(emulator):
 
 
 def test_prometheus_missing_names_the_extra(monkeypatch):
-    from deepseek_kit._prometheus import PrometheusHook, exposition
+    from deepseek_kit._steps.metrics.prometheus import PrometheusHook, exposition
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     for fn in (PrometheusHook, exposition, lambda: MetricsStep(MetricsConfig(prometheus=True))):
@@ -589,7 +589,7 @@ def spans():
 async def test_otel_spans_with_genai_attributes(emulator, spans):
     from opentelemetry.trace import SpanKind, StatusCode
 
-    from deepseek_kit._otel import OTelHook
+    from deepseek_kit._steps.metrics.otel import OTelHook
 
     provider, exporter = spans
     client, _step, hook = make(emulator.base_url, hooks=(OTelHook(provider),))
@@ -622,7 +622,7 @@ async def test_otel_spans_with_genai_attributes(emulator, spans):
 
 
 async def test_otel_is_a_no_op_without_a_provider_or_package(emulator, monkeypatch):
-    from deepseek_kit._otel import OTelHook
+    from deepseek_kit._steps.metrics.otel import OTelHook
 
     hook = OTelHook()  # the global provider is the API's default proxy: nothing is configured
     assert hook._get_tracer() is None
@@ -656,8 +656,15 @@ async def test_failover_shows_in_records_summary_prometheus_and_health(emulator_
     from prometheus_client import CollectorRegistry
     from prometheus_client.parser import text_string_to_metric_families
 
-    from deepseek_kit import BreakerPolicy, Endpoint, EndpointHealth, PrometheusHook, metrics_handler, serve_metrics
-    from deepseek_kit._prometheus import exposition
+    from deepseek_kit import (
+        BreakerPolicy,
+        Endpoint,
+        EndpointHealth,
+        PrometheusHook,
+        metrics_handler,
+        serve_metrics,
+    )
+    from deepseek_kit._steps.metrics.prometheus import exposition
 
     assert callable(metrics_handler) and callable(serve_metrics)  # public names
     a = emulator_factory(faults="status=503")  # answers every call with 503

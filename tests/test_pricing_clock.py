@@ -19,14 +19,15 @@ from decimal import Decimal
 
 import pytest
 
-from deepseek_kit import AsyncClient, _pricing
-from deepseek_kit._errors import UsageError
-from deepseek_kit._holidays import HolidayCalendar, HolidayCalendarWarning
-from deepseek_kit._logquery import Logs
-from deepseek_kit._logstep import LogStep
-from deepseek_kit._logstore import LogConfig
-from deepseek_kit._metrics import MetricsConfig, MetricsStep
-from deepseek_kit.server.config import EmulatorConfig
+from deepseek_kit import AsyncClient
+from deepseek_kit._wire import pricing as _pricing
+from deepseek_kit._wire.errors import UsageError
+from deepseek_kit._wire.holidays import HolidayCalendar, HolidayCalendarWarning
+from deepseek_kit._logs.query import Logs
+from deepseek_kit._steps.logs import LogStep
+from deepseek_kit._logs.store import LogConfig
+from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep
+from deepseek_kit.server.emulator.config import EmulatorConfig
 
 BJ = _pricing.BEIJING
 PEAK = datetime(2026, 11, 24, 10, 0, tzinfo=BJ)       # a Tuesday, 10:00 Beijing
@@ -109,8 +110,8 @@ def test_pricing_table_accepts_strings_and_toml_dates():
 _WARN_SCRIPT = textwrap.dedent("""
     import warnings
     from datetime import datetime, timedelta
-    from deepseek_kit import _pricing
-    from deepseek_kit._holidays import HolidayCalendar, HolidayCalendarWarning
+    from deepseek_kit._wire import pricing as _pricing
+    from deepseek_kit._wire.holidays import HolidayCalendar, HolidayCalendarWarning
     warnings.simplefilter("always")  # our own once-per-year rule, not the warnings registry
     bj = _pricing.BEIJING
     u = {"prompt_cache_miss_tokens": 10, "completion_tokens": 10}

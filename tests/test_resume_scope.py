@@ -117,7 +117,7 @@ async def test_resumption_disabled_wins_over_declaration():
 
 
 def test_detection_and_declaration():
-    from deepseek_kit._resume import supports_prefix_completion as sup
+    from deepseek_kit._client.resume import supports_prefix_completion as sup
 
     assert sup("https://api.deepseek.com", None) and sup("https://API.DeepSeek.com/v1", None)
     assert not sup("http://127.0.0.1:8000", None) and not sup("https://api.deepseek.com.evil.io", None)
@@ -222,7 +222,7 @@ async def test_continuation_never_goes_to_an_endpoint_without_prefix_completion(
 
 def test_continuation_request_names_the_allowed_endpoints(emulator):
     # Pure logic, no router merge needed: the scope computed for a stream served by "emu".
-    from deepseek_kit._request import Response
+    from deepseek_kit._transport.request import Response
 
     eps = [Endpoint(emulator.base_url, name="emu", prefix_completion=True),
            Endpoint("http://127.0.0.1:9", name="plain"),

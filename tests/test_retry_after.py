@@ -12,7 +12,7 @@ import time
 import pytest
 
 from deepseek_kit import AsyncClient, Client, RateLimitError, RetryPolicy, Timeout
-from deepseek_kit._retry import retry_after_seconds
+from deepseek_kit._steps.retry import retry_after_seconds
 
 MSGS = [{"role": "user", "content": "hi"}]
 

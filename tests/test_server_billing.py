@@ -10,8 +10,8 @@ from decimal import Decimal
 import aiohttp
 import pytest
 
-from deepseek_kit import _pricing
-from deepseek_kit._types import Usage
+from deepseek_kit._wire import pricing as _pricing
+from deepseek_kit._wire.types import Usage
 
 KEY = "sk-billing-test"
 LONG = " ".join(f"word{i} is here" for i in range(150))  # several hundred tokens

@@ -10,8 +10,8 @@ import uuid
 import aiohttp
 import pytest
 
-from deepseek_kit._sse import SSEDecoder
-from deepseek_kit.server.tokens import tokenize
+from deepseek_kit._wire.sse import SSEDecoder
+from deepseek_kit.server.emulator.tokens import tokenize
 
 AUTH = {"Authorization": "Bearer sk-test-abcd"}
 USER = [{"role": "user", "content": "Tell me about the sea."}]

@@ -10,7 +10,7 @@ import uuid
 import aiohttp
 import pytest
 
-from deepseek_kit._sse import SSEDecoder
+from deepseek_kit._wire.sse import SSEDecoder
 from deepseek_kit.server import EmulatorConfig, EmulatorThread
 
 AUTH = {"Authorization": "Bearer sk-test-abcd"}

@@ -16,10 +16,10 @@ import uuid
 import aiohttp
 import pytest
 
-from deepseek_kit._types import EMULATOR_FINGERPRINT_PREFIX, EMULATOR_HEADER
+from deepseek_kit._wire.types import EMULATOR_FINGERPRINT_PREFIX, EMULATOR_HEADER
 from deepseek_kit._version import __version__
 from deepseek_kit.server import EmulatorConfig, EmulatorThread
-from deepseek_kit.server.config import EmulatorConfigError
+from deepseek_kit.server.emulator.config import EmulatorConfigError
 
 AUTH = {"Authorization": "Bearer sk-test-abcd"}
 MSGS = [{"role": "user", "content": "Hi"}]
@@ -265,7 +265,7 @@ async def test_big_bodies_are_not_kept_and_cached_errors_hold_no_traceback(emula
 
 
 def _emulator_key():
-    from deepseek_kit.server.app import EMULATOR_KEY
+    from deepseek_kit.server.emulator.app import EMULATOR_KEY
 
     return EMULATOR_KEY
 
@@ -495,10 +495,10 @@ def test_the_client_sees_emulator_answers_as_synthetic(emulator):
 @pytest.mark.parametrize("thinking", [True, False])
 @pytest.mark.parametrize("logprobs", [True, False])
 def test_big_answers_keep_no_delta_list_and_stream_the_same_bytes(monkeypatch, thinking, logprobs):
-    from deepseek_kit.server import render
-    from deepseek_kit.server.faults import Directives
-    from deepseek_kit.server.generate import generate_chat
-    from deepseek_kit.server.validate import validate_chat
+    from deepseek_kit.server.emulator import render
+    from deepseek_kit.server.emulator.faults import Directives
+    from deepseek_kit.server.emulator.generate import generate_chat
+    from deepseek_kit.server.emulator.validate import validate_chat
 
     config = EmulatorConfig()
     body = {**BODY, "thinking": {"type": "enabled" if thinking else "disabled"}, "logprobs": logprobs,

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from test_server_chat import conforms
 
 from deepseek_kit.server import Directives, EmulatorConfig, parse_directives
-from deepseek_kit.server.cache_sim import PrefixCache, prefix_units
-from deepseek_kit.server.faults import DirectiveError
-from deepseek_kit.server.generate import text_tokens
-from deepseek_kit.server.schema_values import value_from_schema
-from deepseek_kit.server.serde import locate
-from deepseek_kit.server.tokens import count_tokens, render_message, render_prompt, tokenize
+from deepseek_kit.server.emulator.cache_sim import PrefixCache, prefix_units
+from deepseek_kit.server.emulator.faults import DirectiveError
+from deepseek_kit.server.emulator.generate import text_tokens
+from deepseek_kit.server.emulator.schema_values import value_from_schema
+from deepseek_kit.server.emulator.serde import locate
+from deepseek_kit.server.emulator.tokens import count_tokens, render_message, render_prompt, tokenize
 
 
 @given(st.text())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepseek_kit._sse import DONE, SSEDecoder, SSEError, encode_comment, encode_data, encode_event
+from deepseek_kit._wire.sse import DONE, SSEDecoder, SSEError, encode_comment, encode_data, encode_event
 
 
 def decode_all(chunks: list[bytes]) -> tuple[list[bytes], int]:

@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 from deepseek_kit import AsyncClient, Client, DeepSeekError, MockResponse, MockTransport, UsageError
-from deepseek_kit._structured import StructuredOutputError, _extract, parse, parse_sync
+from deepseek_kit._tools.structured import StructuredOutputError, _extract, parse, parse_sync
 
 MODEL = "deepseek-flash"
 

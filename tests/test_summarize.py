@@ -11,9 +11,9 @@ import textwrap
 import pytest
 
 from deepseek_kit import AsyncClient, UsageError
-from deepseek_kit._context import SUMMARY_PREFIX, Summarize
-from deepseek_kit._conversation import Conversation
-from deepseek_kit._summarize import BartSummarizer, ExtractiveSummarizer, ModelSummarizer, Summarizer, transcript
+from deepseek_kit._conversation.context import SUMMARY_PREFIX, Summarize
+from deepseek_kit._conversation.conversation import Conversation
+from deepseek_kit._conversation.summarize import BartSummarizer, ExtractiveSummarizer, ModelSummarizer, Summarizer, transcript
 
 TALK = [
     {"role": "user", "content": "We are planning a trip to Lisbon in May. We travel by train from Madrid."},
@@ -172,7 +172,7 @@ def test_bart_without_transformers_names_the_extra():
     code = textwrap.dedent("""
         import sys
         sys.modules["transformers"] = None
-        from deepseek_kit._summarize import BartSummarizer
+        from deepseek_kit._conversation.summarize import BartSummarizer
         from deepseek_kit import UsageError
         try:
             BartSummarizer()

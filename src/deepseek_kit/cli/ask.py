@@ -7,7 +7,7 @@ Only the answer goes to stdout (so `dsk ask ... > file` and pipes get clean text
 goes to stderr, dimmed, when stderr is a terminal or with --show-reasoning.
 `--json` prints the final ChatCompletion as one JSON object instead.
 
-`--preset NAME` applies one of DeepSeek's recommended settings (`_presets.py`: the temperature for
+`--preset NAME` applies one of DeepSeek's recommended settings (`_wire/presets.py`: the temperature for
 the task, thinking off; an explicit --think/--no-think still wins). `--tools FILE.py` offers the
 file's `@tool` functions to the model and runs the tool loop (`ask_tools.py`): calls and results
 are shown on stderr, the final answer streams to stdout.
@@ -92,7 +92,7 @@ def request_kwargs(b: common.Backend, args: argparse.Namespace) -> dict[str, Any
     """`create()` arguments: the preset's, then the command line's (an explicit --think wins)."""
     kw = common.request_kwargs(b, args)
     if args.preset:
-        from deepseek_kit._presets import preset
+        from deepseek_kit._wire.presets import preset
 
         kw = {**preset(args.preset), **kw}
     return kw
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
         tools = load_tools(args.tools)
     if args.preset:
-        from deepseek_kit._presets import get_preset
+        from deepseek_kit._wire.presets import get_preset
 
         get_preset(args.preset)  # an unknown name is an error before anything starts
     prompt = build_prompt(args)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._tools import Tool
+    from deepseek_kit._tools.tool import Tool
 
 __all__ = ["load_tools", "run_with_tools"]
 
@@ -32,7 +32,7 @@ def load_tools(path: str) -> list[Tool[Any, Any]]:
     import importlib.util
     import re
 
-    from deepseek_kit._tools import Tool
+    from deepseek_kit._tools.tool import Tool
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -71,7 +71,7 @@ async def run_with_tools(args: argparse.Namespace, client: Any, messages: list[d
                          kw: dict[str, Any], tools: list[Tool[Any, Any]]) -> Any:
     """Run the loop, streaming the answer to stdout and the calls to stderr; returns the final
     ChatCompletion."""
-    from deepseek_kit._tool_loop import (
+    from deepseek_kit._tools.loop import (
         ContentDelta,
         Final,
         ReasoningDelta,

@@ -1,4 +1,4 @@
-"""`dsk batch IN -o OUT`: run every prompt of a JSONL or CSV file, resumably (`_batch.py`).
+"""`dsk batch IN -o OUT`: run every prompt of a JSONL or CSV file, resumably (`_batch/run.py`).
 
 The run is journaled next to OUT: run the same command again after a crash, a kill or Ctrl-C and
 it goes on where it stopped, with exactly one result line per id in OUT. Failed ids are written
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._batch import BatchProgress, BatchResult
-    from deepseek_kit._batch_input import InputProblem
+    from deepseek_kit._batch.inputs import InputProblem
+    from deepseek_kit._batch.run import BatchProgress, BatchResult
 
 __all__ = ["add_parser", "run"]
 
@@ -255,7 +255,7 @@ def _log_step(b: common.Backend, args: argparse.Namespace) -> Any:
 
 async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
     from deepseek_kit import Limits
-    from deepseek_kit._batch import run_batch
+    from deepseek_kit._batch.run import run_batch
 
     err = sys.stderr
     # No bound on the wait for a turn (wait_for_limits, whatever the limits' source: --rpm/--tpm

@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> list[Any]:
-    from deepseek_kit._context import SlidingWindow, Summarize, TokenBudget
+    from deepseek_kit._conversation.context import SlidingWindow, Summarize, TokenBudget
 
     policies: list[Any] = []
     if args.summarize:
@@ -305,7 +305,7 @@ async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
     import asyncio
 
     from deepseek_kit import DeepSeekError, UsageError
-    from deepseek_kit._conversation import Conversation
+    from deepseek_kit._conversation.conversation import Conversation
 
     from .chat_commands import ChatState, is_command, run_command
 

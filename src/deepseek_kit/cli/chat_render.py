@@ -37,7 +37,7 @@ REASONING_TAIL = 6  # lines of the streaming reasoning shown while it is collaps
 
 
 def _estimate(text: str) -> int:
-    from deepseek_kit._tokens import estimate_tokens
+    from deepseek_kit._wire.tokens import estimate_tokens
 
     return estimate_tokens(text)
 

@@ -331,8 +331,8 @@ def proxy_kwargs(b: Backend, args: argparse.Namespace) -> dict[str, Any]:
 def holidays(b: Backend) -> Any:
     """The config file's `[pricing]` holiday calendar, for every cost `dsk` computes (the client
     does not read the file when the key and URL are already known)."""
-    from deepseek_kit._holidays import HolidayCalendar
     from deepseek_kit._settings import load_config
+    from deepseek_kit._wire.holidays import HolidayCalendar
 
     return HolidayCalendar.from_config(load_config(profile=b.profile).get("pricing"))
 
@@ -344,9 +344,9 @@ def log_step(b: Backend, args: argparse.Namespace, *, content: bool = True) -> A
     `content=False`: numbers only (tokens, cost, latency), not the prompts and answers."""
     if getattr(args, "no_log", False):
         return False
-    from deepseek_kit._logstep import LogStep
-    from deepseek_kit._logstore import LogConfig
+    from deepseek_kit._logs.store import LogConfig
     from deepseek_kit._settings import load_config
+    from deepseek_kit._steps.logs import LogStep
 
     cfg = LogConfig.resolve(None, load_config(profile=b.profile), default=True)
     if cfg is None:
@@ -457,7 +457,7 @@ def _plain_connection_reason(exc: BaseException, msg: str) -> str:
 
 def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     """One human line for an error, secrets masked, with a hint for the common cases."""
-    from deepseek_kit._errors import (
+    from deepseek_kit._wire.errors import (
         APIConnectionError,
         APIStatusError,
         AuthenticationError,

@@ -11,11 +11,11 @@ or per request with the `X-DSK-Emulate` header (see `faults.py`).
 
 from __future__ import annotations
 
-from .app import create_emulator_app
-from .config import EmulatorConfig
-from .faults import Directives, parse_directives
-from .state import STATE_KEY, Account, EmulatorState
-from .thread import EmulatorThread, run_emulator
+from .emulator.app import create_emulator_app
+from .emulator.config import EmulatorConfig
+from .emulator.faults import Directives, parse_directives
+from .emulator.state import STATE_KEY, Account, EmulatorState
+from .emulator.thread import EmulatorThread, run_emulator
 
 __all__ = [
     "STATE_KEY",

@@ -1,0 +1,354 @@
+"""OpenAI-shaped resources: `chat.completions`, `models`, `user`, `beta.completions`.
+
+Each builds a JSON body from keyword arguments (only what the caller set goes on the wire;
+`extra_body` fields pass through untouched), sends it through the client's pipeline and decodes
+the answer into msgspec structs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import msgspec
+
+from deepseek_kit._transport.timeouts import Timeout
+from deepseek_kit._wire.dialects import decode_chat_completion
+from deepseek_kit._wire.errors import APIConnectionError, UsageError, redact
+from deepseek_kit._wire.types import (
+    Balance,
+    ChatCompletion,
+    ChatCompletionMessage,
+    Completion,
+    ModelList,
+    SafeDecoder,
+    balance_decoder,
+    completion_decoder,
+    model_list_decoder,
+)
+
+from .resume import Resumer, supports_prefix_completion
+from .stream import AsyncCompletionStream, AsyncStream
+
+if TYPE_CHECKING:
+    from deepseek_kit._transport.request import Response
+
+    from .client import AsyncClient
+
+__all__ = ["Beta", "Chat", "ChatCompletions", "Completions", "Models", "User"]
+
+NOT_GIVEN: Any = msgspec.UNSET
+_INCLUDE_USAGE = {"include_usage": True}
+_encode = msgspec.json.Encoder().encode
+
+Message = Mapping[str, Any] | ChatCompletionMessage | msgspec.Struct
+
+
+def _thinking(value: Any) -> Any:
+    """Accept True/False, "enabled"/"disabled", {"type": ...} or None (sent as null)."""
+    if value is True:
+        return {"type": "enabled"}
+    if value is False:
+        return {"type": "disabled"}
+    if isinstance(value, str):
+        return {"type": value}
+    return value
+
+
+def _message(m: Any) -> Any:
+    """Dicts pass through. An assistant message struct (e.g. a previous answer) becomes a dict
+    that keeps reasoning_content and tool_calls and sends `content: ""` instead of omitting it:
+    DeepSeek requires the key, and some gateways reject null (deepseek-api.md §3.1)."""
+    if isinstance(m, ChatCompletionMessage):
+        return m.to_param()
+    if isinstance(m, msgspec.Struct):
+        return msgspec.to_builtins(m)
+    return m
+
+
+def _is_strict(t: Any) -> bool:
+    fn = t.get("function") if isinstance(t, Mapping) else getattr(t, "function", None)
+    strict = fn.get("strict") if isinstance(fn, Mapping) else getattr(fn, "strict", None)
+    return strict is True
+
+
+def _body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> bytes:
+    body = {k: v for k, v in fields.items() if v is not NOT_GIVEN}
+    if extra_body is not None and not isinstance(extra_body, Mapping):
+        raise UsageError(f"extra_body must be a mapping of extra JSON fields, got "
+                         f"{type(extra_body).__name__}")
+    if extra_body:
+        body.update(extra_body)
+    try:
+        return _encode(body)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise UsageError(f"request body is not JSON-serialisable: {exc}") from None
+
+
+def _decode(resp: Response, decoder: SafeDecoder[Any], what: str) -> Any:
+    try:
+        return decoder.decode(resp.body)
+    except msgspec.DecodeError as exc:
+        snippet = redact(resp.body[:200].decode("utf-8", "replace"))
+        raise APIConnectionError(f"the server sent a malformed {what} ({exc}): {snippet!r}") from None
+
+
+class ChatCompletions:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @property
+    def client_timeout(self) -> Timeout:
+        return self._client.timeout
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[False] = False,
+        thinking: Any = NOT_GIVEN,
+        reasoning_effort: str | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        response_format: Mapping[str, Any] | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
+        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
+        logprobs: bool | None = NOT_GIVEN,
+        top_logprobs: int | None = NOT_GIVEN,
+        user_id: str | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: Literal[True],
+        thinking: Any = NOT_GIVEN,
+        reasoning_effort: str | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        response_format: Mapping[str, Any] | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
+        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
+        logprobs: bool | None = NOT_GIVEN,
+        top_logprobs: int | None = NOT_GIVEN,
+        user_id: str | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+    ) -> AsyncStream: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        stream: bool = False,
+        thinking: Any = NOT_GIVEN,
+        reasoning_effort: str | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        response_format: Mapping[str, Any] | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
+        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
+        logprobs: bool | None = NOT_GIVEN,
+        top_logprobs: int | None = NOT_GIVEN,
+        user_id: str | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+        resume: bool | None = None,
+        cache: bool | str | None = None,
+        _only_endpoints: frozenset[str] | None = None,
+    ) -> ChatCompletion | AsyncStream:
+        """POST /chat/completions. A last assistant message with `prefix: True` (chat prefix
+        completion, Beta) is sent to the /beta base URL automatically. Not sent on the wire:
+        `timeout`, `max_retries`, `resume` (continue a broken stream through prefix completion:
+        None = the client's `Resumption` rule, by default only where the server supports prefix
+        completion; True = this call even where undeclared; False = not) and `cache` (True/False
+        or "force"/"skip"/"refresh": this call's cache rule, see docs/cache.md)."""
+        if type(model) is not str or not model:
+            raise UsageError("model is required, e.g. model='deepseek-flash'")
+        if type(messages) is list and all(type(m) is dict for m in messages):
+            msgs: list[Any] = messages  # the common case: plain dicts pass through untouched
+        elif isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+            raise UsageError("messages must be a list of {'role': ..., 'content': ...} messages")
+        else:
+            msgs = [_message(m) for m in messages]
+        if not msgs:
+            raise UsageError("messages must contain at least one message")
+        if stream and stream_options is NOT_GIVEN:
+            # DeepSeek always sends usage; vLLM, SGLang, Ollama and llama.cpp only when asked
+            # (docs/dialects.md). Never with stream=False: vLLM rejects stream_options then.
+            stream_options = _INCLUDE_USAGE
+        last = msgs[-1]
+        beta = type(last) is dict and bool(last.get("prefix"))
+        if not beta and isinstance(last, Mapping):
+            beta = bool(last.get("prefix"))
+        if tools is not NOT_GIVEN and tools is not None and (
+                isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence)):
+            raise UsageError("tools must be a list of tool definitions ({'type': 'function', "
+                             f"'function': {{...}}}}), got {type(tools).__name__}")
+        if not beta and tools:
+            # strict function calling is a /beta feature (deepseek-api.md §5.7)
+            beta = any(_is_strict(t) for t in tools)
+        body = _body({
+            "model": model, "messages": msgs, "stream": stream if stream else NOT_GIVEN,
+            "thinking": _thinking(thinking), "reasoning_effort": reasoning_effort,
+            "max_tokens": max_tokens, "response_format": response_format, "stop": stop,
+            "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
+            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+            "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
+            "top_logprobs": top_logprobs, "user_id": user_id,
+        }, extra_body)
+        started = asyncio.get_running_loop().time() if stream else 0.0
+        options: dict[str, Any] | None = None if cache is None else {"cache": cache}
+        if _only_endpoints is not None:  # a continuation: only endpoints with prefix completion
+            options = {**(options or {}), "only_endpoints": _only_endpoints}
+        resp = await self._client.request("POST", "/chat/completions", body=body, stream=stream, beta=beta,
+                                          timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers, options=options)
+        if stream:
+            scope = self._resume_scope(resp, resume)
+            if scope is None:
+                return AsyncStream(resp)
+            params = {
+                "model": model, "messages": msgs, "thinking": thinking, "reasoning_effort": reasoning_effort,
+                "max_tokens": max_tokens, "response_format": response_format, "stop": stop,
+                "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
+                "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+                "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
+                "top_logprobs": top_logprobs, "user_id": user_id, "extra_body": extra_body,
+                "extra_headers": extra_headers, "timeout": timeout, "max_retries": max_retries,
+            }
+            total = (self._client.timeout if timeout is ... else Timeout.coerce(timeout)).total
+            return AsyncStream(resp, Resumer(self, params, self._client.resumption, scope or None,
+                                             None if total is None else started + total))
+        # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
+        return decode_chat_completion(resp, secrets=self._client._secrets())
+
+    def _resume_scope(self, resp: Response, resume: bool | None) -> frozenset[str] | None:
+        """Whether this stream may be resumed (None: not), and where its continuations may go:
+        the names of the endpoints that support prefix completion (empty: anywhere, no router).
+        See `_client/resume.py` for the rule."""
+        client = self._client
+        enabled = client.resumption.enabled
+        if resume is False or (resume is None and enabled is False):
+            return None
+        forced = resume is True or enabled is True
+        router = client.router
+        if router is None:
+            if forced or supports_prefix_completion(client.base_url, client.prefix_completion):
+                return frozenset()
+            return None
+        able = frozenset(lv.name for lv in router.live
+                         if supports_prefix_completion(lv.ep.base_url, lv.ep.prefix_completion))
+        if not forced and resp.endpoint not in able:
+            return None
+        # Forced with no endpoint declared: continue where the stream came from.
+        return able or frozenset({resp.endpoint} if resp.endpoint else ())
+
+
+class Chat:
+    def __init__(self, client: AsyncClient) -> None:
+        self.completions = ChatCompletions(client)
+
+
+class Completions:
+    """FIM completion (Beta): POST /beta/completions. Non-thinking mode only on DeepSeek."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        suffix: str | None = NOT_GIVEN,
+        stream: bool = False,
+        echo: bool | None = NOT_GIVEN,
+        logprobs: int | None = NOT_GIVEN,
+        max_tokens: int | None = NOT_GIVEN,
+        stop: str | Sequence[str] | None = NOT_GIVEN,
+        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
+        temperature: float | None = NOT_GIVEN,
+        top_p: float | None = NOT_GIVEN,
+        frequency_penalty: float | None = NOT_GIVEN,
+        presence_penalty: float | None = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Any = ...,
+        max_retries: int | None = None,
+        cache: bool | str | None = None,
+    ) -> Completion | AsyncCompletionStream:
+        if not isinstance(prompt, str):
+            raise UsageError("prompt must be a string")
+        body = _body({
+            "model": model, "prompt": prompt, "suffix": suffix, "stream": stream if stream else NOT_GIVEN,
+            "echo": echo, "logprobs": logprobs, "max_tokens": max_tokens, "stop": stop,
+            "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
+            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
+        }, extra_body)
+        resp = await self._client.request("POST", "/completions", body=body, stream=stream, beta=True,
+                                          timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers,
+                                          options=None if cache is None else {"cache": cache})
+        if stream:
+            return AsyncCompletionStream(resp)
+        return _decode(resp, completion_decoder, "completion")  # type: ignore[no-any-return]
+
+
+class Beta:
+    def __init__(self, client: AsyncClient) -> None:
+        self.completions = Completions(client)
+
+
+class Models:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self, *, timeout: Any = ..., max_retries: int | None = None,
+                   extra_headers: Mapping[str, str] | None = None) -> ModelList:
+        """GET /models."""
+        resp = await self._client.request("GET", "/models", timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers)
+        return _decode(resp, model_list_decoder, "model list")  # type: ignore[no-any-return]
+
+
+class User:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def balance(self, *, timeout: Any = ..., max_retries: int | None = None,
+                      extra_headers: Mapping[str, str] | None = None) -> Balance:
+        """GET /user/balance (amounts are decimal strings)."""
+        resp = await self._client.request("GET", "/user/balance", timeout=timeout, max_retries=max_retries,
+                                          extra_headers=extra_headers)
+        return _decode(resp, balance_decoder, "balance")  # type: ignore[no-any-return]

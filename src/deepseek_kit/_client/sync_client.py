@@ -1,0 +1,227 @@
+"""`Client`: the synchronous twin, a thin shell over `AsyncClient`.
+
+It owns a private event loop on a daemon thread and runs each call there, so there is exactly one
+implementation of every behaviour (timeouts, retries, streaming). A sync stream pulls one chunk per
+round-trip to the loop thread; `Client` is safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from deepseek_kit._steps.metrics.summary import Metrics
+from deepseek_kit._steps.router import EndpointHealth
+from deepseek_kit._wire.errors import UsageError
+from deepseek_kit._wire.types import Balance, ChatCompletion, ChatCompletionChunk, Completion, ModelList
+
+from .client import AsyncClient
+from .stream import AsyncCompletionStream, AsyncStream
+
+__all__ = ["Client", "CompletionStream", "Stream"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="deepseek-kit-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if not self.loop.is_running() and self.loop.is_closed():
+            coro.close()
+            raise UsageError("this client is closed; create a new Client")
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except KeyboardInterrupt:
+            fut.cancel()
+            raise
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+S = TypeVar("S", AsyncStream, AsyncCompletionStream)
+
+
+class _SyncStream(Generic[S]):
+    def __init__(self, runner: _LoopThread, inner: S) -> None:
+        self._runner = runner
+        self._inner: S = inner
+
+    def __iter__(self) -> _SyncStream[S]:
+        return self
+
+    def __next__(self) -> Any:
+        return self._next()
+
+    def _next(self) -> Any:
+        try:
+            return self._runner.run(self._inner.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._runner.loop.call_soon_threadsafe(self._inner.close)
+
+    def __enter__(self) -> _SyncStream[S]:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def trace_id(self) -> str | None:
+        return self._inner.trace_id
+
+
+class Stream(_SyncStream[AsyncStream]):
+    def __next__(self) -> ChatCompletionChunk:
+        return self._next()  # type: ignore[no-any-return]
+
+    def get_final_completion(self) -> ChatCompletion:
+        return self._inner.get_final_completion()
+
+    def until_done(self) -> ChatCompletion:
+        for _ in self:
+            pass
+        return self.get_final_completion()
+
+
+class CompletionStream(_SyncStream[AsyncCompletionStream]):
+    def __next__(self) -> Completion:
+        return self._next()  # type: ignore[no-any-return]
+
+    def text(self, index: int = 0) -> str:
+        return self._inner.text(index)
+
+
+class _ChatCompletions:
+    def __init__(self, c: Client) -> None:
+        self._c = c
+
+    def create(self, **kwargs: Any) -> Any:
+        """Same arguments as `AsyncClient.chat.completions.create`; returns a ChatCompletion, or a
+        `Stream` when `stream=True`."""
+        out = self._c._run(self._c._async.chat.completions.create(**kwargs))
+        if isinstance(out, AsyncStream):
+            return Stream(self._c._runner, out)
+        return out
+
+
+class _Chat:
+    def __init__(self, c: Client) -> None:
+        self.completions = _ChatCompletions(c)
+
+
+class _Completions:
+    def __init__(self, c: Client) -> None:
+        self._c = c
+
+    def create(self, **kwargs: Any) -> Any:
+        out = self._c._run(self._c._async.beta.completions.create(**kwargs))
+        if isinstance(out, AsyncCompletionStream):
+            return CompletionStream(self._c._runner, out)
+        return out
+
+
+class _Beta:
+    def __init__(self, c: Client) -> None:
+        self.completions = _Completions(c)
+
+
+class _Models:
+    def __init__(self, c: Client) -> None:
+        self._c = c
+
+    def list(self, **kwargs: Any) -> ModelList:
+        return self._c._run(self._c._async.models.list(**kwargs))
+
+
+class _User:
+    def __init__(self, c: Client) -> None:
+        self._c = c
+
+    def balance(self, **kwargs: Any) -> Balance:
+        return self._c._run(self._c._async.user.balance(**kwargs))
+
+
+class Client:
+    """Synchronous DeepSeek client; same arguments as `AsyncClient`. Use `with Client() as c:`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._runner = _LoopThread()
+        try:
+            self._async = self._runner.run(self._make(*args, **kwargs))
+        except BaseException:
+            self._runner.stop()
+            raise
+        self.chat = _Chat(self)
+        self.beta = _Beta(self)
+        self.models = _Models(self)
+        self.user = _User(self)
+
+    @staticmethod
+    async def _make(*args: Any, **kwargs: Any) -> AsyncClient:
+        return AsyncClient(*args, **kwargs)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    @property
+    def base_url(self) -> str:
+        return self._async.base_url
+
+    @property
+    def metrics(self) -> Metrics:
+        """The same in-process summary as `AsyncClient.metrics`."""
+        return self._async.metrics
+
+    def endpoints(self) -> list[EndpointHealth]:
+        """Each endpoint's health now, as `AsyncClient.endpoints()`."""
+        return self._async.endpoints()
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The async core this client runs on (router, cache and limits state live there)."""
+        return self._async
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncClient", "Client", 1)
+
+    def close(self) -> None:
+        if not self._runner.loop.is_closed():
+            self._runner.run(self._async.close())
+            self._runner.stop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        runner = getattr(self, "_runner", None)
+        if runner is not None and not runner.loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                runner.loop.call_soon_threadsafe(runner.loop.stop)

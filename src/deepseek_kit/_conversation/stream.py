@@ -1,0 +1,109 @@
+"""`ConversationStream`: the stream of one conversation turn, committed to the history when the
+answer is complete (see `_conversation/conversation.py` for why a turn is committed whole)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deepseek_kit._wire.errors import UsageError
+from deepseek_kit._wire.types import ChatCompletion, ChatCompletionChunk
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from deepseek_kit._client.stream import AsyncStream
+
+    from .conversation import Conversation
+
+__all__ = ["ConversationStream"]
+
+
+class ConversationStream:
+    """The stream of one conversation turn: `ChatCompletionChunk`s, then the turn is committed.
+
+    Iterate it (`async for`), optionally inside `async with`. `content`, `reasoning` and
+    `get_final_completion()` give what has arrived; `committed` says whether the turn went into the
+    history. Leaving before the finish chunk (break, aclose, exception, cancellation) commits
+    nothing and drops the connection."""
+
+    def __init__(self, conv: Conversation, pending: dict[str, Any] | None, kwargs: dict[str, Any]) -> None:
+        self._conv = conv
+        self._pending = pending
+        self._kwargs = kwargs
+        self._inner: AsyncStream | None = None
+        self._model = ""
+        self.committed = False
+        self.closed = False
+
+    async def _open(self) -> AsyncStream:
+        if self._inner is None:
+            if self.closed:
+                raise UsageError("this conversation stream was closed")
+            kw = self._conv.request_kwargs(**self._kwargs)
+            self._model = kw["model"]
+            messages = await self._conv._prepare(self._pending, kw)
+            create = self._conv.client.chat.completions.create
+            self._inner = await create(messages=messages, stream=True, **kw)
+        return self._inner
+
+    def __aiter__(self) -> ConversationStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if self.closed:
+            raise StopAsyncIteration
+        inner = await self._open()
+        try:
+            return await inner.__anext__()
+        except StopAsyncIteration:
+            self._commit()
+            self.closed = True
+            raise
+
+    def _commit(self) -> None:
+        if not self.committed and self._inner is not None:
+            self.committed = True
+            self._conv._commit(self._pending, self._inner.get_final_completion(), self._model)
+
+    async def __aenter__(self) -> ConversationStream:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop reading. The turn is committed only if its answer had finished (finish chunk seen)."""
+        if self._inner is not None and not self.committed and _finished(self._inner):
+            self._commit()
+        self.closed = True
+        if self._inner is not None:
+            await self._inner.aclose()
+
+    async def until_done(self) -> ChatCompletion:
+        """Read the rest and return the final completion (the turn is then committed)."""
+        async for _ in self:
+            pass
+        return self.get_final_completion()
+
+    def get_final_completion(self) -> ChatCompletion:
+        if self._inner is None:
+            raise UsageError("the stream has not started: iterate it or use 'async with' first")
+        return self._inner.get_final_completion()
+
+    @property
+    def content(self) -> str:
+        c = self.get_final_completion() if self._inner is not None else None
+        return (c.choices[0].message.content or "") if c and c.choices else ""
+
+    @property
+    def reasoning(self) -> str:
+        c = self.get_final_completion() if self._inner is not None else None
+        return (c.choices[0].message.reasoning_content or "") if c and c.choices else ""
+
+
+def _finished(stream: AsyncStream) -> bool:
+    """True when the stream's finish chunk arrived (every choice has a finish_reason)."""
+    return bool(stream.accumulator.finished)

@@ -1,0 +1,208 @@
+"""`SyncConversation`: `Conversation` for the synchronous `Client`.
+
+Same design as `Client` itself (DESIGN.md "Layers"): one implementation. A SyncConversation holds
+an async `Conversation` over the Client's async core and runs each request on the Client's private
+loop thread; settings and history are read and written directly (plain attributes, no I/O).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from deepseek_kit._wire.errors import UsageError
+from deepseek_kit._wire.types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+
+from .context import ContextPolicy
+from .conversation import _DEFAULT, Conversation, ConversationStream, ConversationUsage
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from deepseek_kit._client.sync_client import Client
+
+    from .summarize import Summarizer
+
+__all__ = ["SyncConversation", "SyncConversationStream"]
+
+
+class SyncConversationStream:
+    """`for chunk in conv.stream(text)`, optionally inside `with`; see `ConversationStream`."""
+
+    def __init__(self, client: Client, inner: ConversationStream) -> None:
+        self._client = client
+        self._inner = inner
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        try:
+            return self._client._run(self._inner.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def __enter__(self) -> SyncConversationStream:
+        self._client._run(self._inner.__aenter__())
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client._run(self._inner.aclose())
+
+    def until_done(self) -> ChatCompletion:
+        return self._client._run(self._inner.until_done())
+
+    def get_final_completion(self) -> ChatCompletion:
+        return self._inner.get_final_completion()
+
+    @property
+    def committed(self) -> bool:
+        return self._inner.committed
+
+    @property
+    def content(self) -> str:
+        return self._inner.content
+
+    @property
+    def reasoning(self) -> str:
+        return self._inner.reasoning
+
+
+class SyncConversation:
+    """A conversation over a sync `Client`: `conv.send(text)`, `for chunk in conv.stream(text)`;
+    everything else (settings, `history`, `messages()`, `usage`, `to_dict()`...) as on
+    `Conversation`, whose arguments it takes."""
+
+    def __init__(self, client: Client, **kwargs: Any) -> None:
+        inner = getattr(client, "async_client", None)
+        if inner is None:
+            raise UsageError("SyncConversation needs a sync Client; use Conversation with an AsyncClient")
+        self._client = client
+        self._conv = Conversation(inner, **kwargs)
+
+    @classmethod
+    def _wrap(cls, client: Client, conv: Conversation) -> SyncConversation:
+        self = cls.__new__(cls)
+        self._client = client
+        self._conv = conv
+        return self
+
+    @property
+    def conversation(self) -> Conversation:
+        """The async Conversation underneath."""
+        return self._conv
+
+    def send(self, content: Any = None, /, **kwargs: Any) -> ChatCompletion:
+        return self._client._run(self._conv.send(content, **kwargs))
+
+    def stream(self, content: Any = None, /, **kwargs: Any) -> SyncConversationStream:
+        return SyncConversationStream(self._client, self._conv.stream(content, **kwargs))
+
+    def messages(self, content: Any = None, **overrides: Any) -> list[dict[str, Any]]:
+        return self._conv.messages(content, **overrides)
+
+    def count_tokens(self, content: Any = None, **overrides: Any) -> int:
+        return self._conv.count_tokens(content, **overrides)
+
+    def append(self, message: Mapping[str, Any] | ChatCompletionMessage) -> None:
+        self._conv.append(message)
+
+    def add_tool_result(self, tool_call_id: str, content: Any) -> None:
+        self._conv.add_tool_result(tool_call_id, content)
+
+    def clear(self) -> None:
+        self._conv.clear()
+
+    def describe(self) -> str:
+        return self._conv.describe()
+
+    def request_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        return self._conv.request_kwargs(**overrides)
+
+    def fork(self) -> SyncConversation:
+        return SyncConversation._wrap(self._client, self._conv.fork())
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._conv.to_dict()
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        client: Client,
+        *,
+        policy: ContextPolicy | Sequence[ContextPolicy] | None = _DEFAULT,
+        summarizer: Summarizer | None = None,
+    ) -> SyncConversation:
+        conv = Conversation.from_dict(data, client.async_client, policy=policy, summarizer=summarizer)
+        return cls._wrap(client, conv)
+
+    def __len__(self) -> int:
+        return len(self._conv)
+
+    # Settings and state: straight through to the async conversation.
+
+    @property
+    def model(self) -> str:
+        return self._conv.model
+
+    @model.setter
+    def model(self, value: str) -> None:
+        self._conv.model = value
+
+    @property
+    def system(self) -> str | None:
+        return self._conv.system
+
+    @system.setter
+    def system(self, value: str | None) -> None:
+        self._conv.system = value
+
+    @property
+    def thinking(self) -> bool | None:
+        return self._conv.thinking
+
+    @thinking.setter
+    def thinking(self, value: Any) -> None:
+        self._conv.thinking = value
+
+    @property
+    def preset(self) -> str | None:
+        return self._conv.preset
+
+    @preset.setter
+    def preset(self, name: str | None) -> None:
+        self._conv.preset = name
+
+    @property
+    def policy(self) -> ContextPolicy:
+        return self._conv.policy
+
+    @policy.setter
+    def policy(self, value: ContextPolicy) -> None:
+        self._conv.policy = value
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self._conv.defaults
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self._conv.history
+
+    @property
+    def last(self) -> ChatCompletion | None:
+        return self._conv.last
+
+    @property
+    def last_reasoning(self) -> str | None:
+        return self._conv.last_reasoning
+
+    @property
+    def usage(self) -> ConversationUsage:
+        return self._conv.usage

@@ -1,0 +1,1 @@
+"""Rate and concurrency limits: the vocabulary, the step, local and Redis backends."""

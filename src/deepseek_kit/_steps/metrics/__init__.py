@@ -1,0 +1,1 @@
+"""Metrics: the per-call record, the step that builds it, the summary and the sinks."""

@@ -1,0 +1,389 @@
+"""The tool loop: ask the model, run the tools it calls, feed the results back, until it answers.
+
+    async for event in run_tools(client, messages, [get_weather, add], model="deepseek-flash"):
+        match event:
+            case ContentDelta(text=text): print(text, end="")
+            case ToolResult(name=name, content=content): print(f"[{name} -> {content}]")
+            case Final(completion=c): ...
+
+`run_tools` is an async generator of typed events, in this order per step (one model call):
+`ReasoningDelta`* `ContentDelta`* (streamed; one of each with the whole text when stream=False),
+then for each tool call `ToolCallStarted`, and `ToolResult` or `ToolError` as each finishes, then
+`StepFinished`; the last step is followed by `Final`. `await run(...)` runs it to the end and
+returns a `ToolRun` (final completion, full message list, summed usage); `run_tools_sync` and
+`run_sync` do the same with the sync `Client`.
+
+DeepSeek rules it follows (deepseek-api.md):
+- every assistant turn goes back into the history as `message.to_param()`, `reasoning_content`
+  verbatim: thinking mode with tools returns 400 without it (§5.6);
+- several tool calls in one turn run concurrently (async tools gathered, sync tools in threads),
+  and their `tool` messages follow in call order; a result is sent as text or JSON, "(no output)"
+  when empty, as DeepSeek's harness does (§3.1);
+- what goes wrong in a call is fed back as its result so the model can recover: invalid JSON
+  arguments (one brace off in 0.04% of calls, §4.2), arguments that do not validate, an unknown
+  tool name, an exception (its type and message);
+- thinking mode rejects `tool_choice: "required"` and a named tool with 400 (§3.2): the loop
+  raises UsageError before sending, or with `on_thinking_conflict="disable_thinking"` turns
+  thinking off for the whole run (a later thinking call would need `reasoning_content` on the
+  tool-call turn that had none, §5.6). A forcing tool_choice applies to the first step only; later
+  steps use "auto", or the model could never stop calling tools.
+- at `max_steps` model calls the last step's tools have run (the history is complete, so it can
+  be continued) and the loop raises `MaxStepsExceeded`, or yields a `Final` with
+  `stopped="max_steps"` when `on_max_steps="return"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from deepseek_kit._client.resources import NOT_GIVEN
+from deepseek_kit._client.resume import sum_usage
+from deepseek_kit._wire.errors import DeepSeekError, UsageError
+from deepseek_kit._wire.types import ChatCompletion, ToolCall, Usage
+
+from .tool import Tool, ToolArgumentsError, as_tool, encode_result
+
+if TYPE_CHECKING:
+    from deepseek_kit._client.client import AsyncClient
+    from deepseek_kit._client.sync_client import Client
+
+__all__ = [
+    "ContentDelta",
+    "Event",
+    "Final",
+    "MaxStepsExceeded",
+    "ReasoningDelta",
+    "StepFinished",
+    "ToolCallStarted",
+    "ToolError",
+    "ToolResult",
+    "ToolRun",
+    "run",
+    "run_sync",
+    "run_tools",
+    "run_tools_sync",
+]
+
+
+class ReasoningDelta(msgspec.Struct, frozen=True):
+    step: int
+    text: str
+
+
+class ContentDelta(msgspec.Struct, frozen=True):
+    step: int
+    text: str
+
+
+class ToolCallStarted(msgspec.Struct, frozen=True):
+    """A call is about to run; `arguments` is the raw JSON text the model sent."""
+
+    step: int
+    call_id: str
+    name: str
+    arguments: str
+
+
+class ToolResult(msgspec.Struct, frozen=True):
+    """A call returned `value`; `content` is what the model receives."""
+
+    step: int
+    call_id: str
+    name: str
+    value: Any
+    content: str
+
+
+class ToolError(msgspec.Struct, frozen=True):
+    """A call failed; `kind` is "arguments" (invalid JSON or validation), "unknown_tool" or
+    "exception". `content` is the text fed back to the model in place of a result."""
+
+    step: int
+    call_id: str
+    name: str
+    kind: str
+    error: BaseException
+    content: str
+
+
+class StepFinished(msgspec.Struct, frozen=True):
+    """One model call and the tools it called are done."""
+
+    step: int
+    completion: ChatCompletion
+    tool_calls: int
+
+
+class Final(msgspec.Struct, frozen=True):
+    """The end: `completion` is the last model answer, `messages` the whole history (input,
+    assistant turns with their reasoning_content, tool results). `stopped` is "answer" or
+    "max_steps"."""
+
+    completion: ChatCompletion
+    messages: list[Any]
+    steps: int
+    usage: Usage | None
+    stopped: str = "answer"
+
+
+Event = ReasoningDelta | ContentDelta | ToolCallStarted | ToolResult | ToolError | StepFinished | Final
+
+
+class ToolRun(msgspec.Struct, frozen=True):
+    """What `run()` returns."""
+
+    completion: ChatCompletion
+    messages: list[Any]
+    steps: int
+    usage: Usage | None
+    stopped: str = "answer"
+
+    @property
+    def content(self) -> str | None:
+        return self.completion.choices[0].message.content if self.completion.choices else None
+
+    @property
+    def reasoning_content(self) -> str | None:
+        return self.completion.choices[0].message.reasoning_content if self.completion.choices else None
+
+
+class MaxStepsExceeded(DeepSeekError):
+    """The model still called tools after `max_steps` model calls. `messages` is the complete
+    history (the last step's tool results included), so the run can be continued from it."""
+
+    def __init__(self, steps: int, completion: ChatCompletion, messages: list[Any],
+                 usage: Usage | None) -> None:
+        super().__init__(f"the model was still calling tools after max_steps={steps} model calls; "
+                         "raise max_steps, or pass on_max_steps='return' to get the history so far")
+        self.steps = steps
+        self.completion = completion
+        self.messages = messages
+        self.usage = usage
+
+
+ToolLike = Tool[Any, Any] | Any
+
+
+def _registry(tools: Iterable[ToolLike]) -> dict[str, Tool[Any, Any]]:
+    out: dict[str, Tool[Any, Any]] = {}
+    for t in tools:
+        t = as_tool(t)
+        if t.name in out:
+            raise UsageError(f"two tools are named {t.name!r}; tool names must be unique")
+        out[t.name] = t
+    if not out:
+        raise UsageError("run_tools needs at least one tool")
+    return out
+
+
+def _thinking_on(value: Any) -> bool:
+    """DeepSeek's default is thinking on (§3.2): only an explicit "disabled" turns it off."""
+    if value is False:
+        return False
+    if isinstance(value, str):
+        return value != "disabled"
+    if isinstance(value, Mapping):
+        return value.get("type") != "disabled"
+    return True
+
+
+def _tool_choice(choice: Any, registry: Mapping[str, Tool[Any, Any]]) -> Any:
+    if isinstance(choice, Tool):
+        choice = choice.name
+    if isinstance(choice, str) and choice not in ("auto", "none", "required"):
+        if choice not in registry:
+            raise UsageError(f"tool_choice names {choice!r}, which is not one of the tools")
+        return {"type": "function", "function": {"name": choice}}
+    return choice
+
+
+def _forcing(choice: Any) -> bool:
+    return choice == "required" or isinstance(choice, Mapping)
+
+
+def _error(step: int, call: ToolCall, kind: str, exc: BaseException,
+           registry: Mapping[str, Tool[Any, Any]]) -> ToolError:
+    """The ToolError event, with the text the model reads in place of a result."""
+    name = call.function.name
+    if kind == "unknown_tool":
+        text = f"Error: there is no tool named {name!r}; the tools are: {', '.join(registry)}."
+    elif kind == "arguments":
+        text = f"Error: {exc} Call the tool again with corrected arguments."
+    else:
+        text = f"Error: tool {name!r} raised {type(exc).__name__}: {exc}"
+    return ToolError(step, call.id, name, kind, exc, text)
+
+
+async def _run_call(step: int, index: int, call: ToolCall, tool: Tool[Any, Any], values: dict[str, Any],
+                    registry: Mapping[str, Tool[Any, Any]]) -> tuple[int, ToolResult | ToolError]:
+    name = call.function.name
+    try:
+        value = await tool.call(values)
+        return index, ToolResult(step, call.id, name, value, encode_result(value))
+    except Exception as exc:  # fed back so the model can recover; BaseException propagates
+        return index, _error(step, call, "exception", exc, registry)
+
+
+async def _execute(step: int, calls: Sequence[ToolCall], registry: Mapping[str, Tool[Any, Any]],
+                   parallel: bool, contents: list[str]) -> AsyncIterator[Event]:
+    """Run the calls of one turn; yields their events and fills `contents` (in call order)."""
+    pending: list[tuple[int, ToolCall, Tool[Any, Any], dict[str, Any]]] = []
+    for i, call in enumerate(calls):
+        name = call.function.name
+        yield ToolCallStarted(step, call.id, name, call.function.arguments)
+        t = registry.get(name)
+        if t is None:
+            err = _error(step, call, "unknown_tool", LookupError(f"no tool named {name!r}"), registry)
+        else:
+            try:
+                pending.append((i, call, t, t.parse_arguments(call.function.arguments)))
+                continue
+            except ToolArgumentsError as e:
+                err = _error(step, call, "arguments", e, registry)
+        contents[i] = err.content
+        yield err
+    if not parallel:
+        for i, call, t, values in pending:
+            _, ev = await _run_call(step, i, call, t, values, registry)
+            contents[i] = ev.content
+            yield ev
+        return
+    tasks = [asyncio.ensure_future(_run_call(step, i, call, t, values, registry))
+             for i, call, t, values in pending]
+    try:
+        for fut in asyncio.as_completed(tasks):
+            i, ev = await fut
+            contents[i] = ev.content
+            yield ev
+    finally:  # the consumer left early: do not leave tool tasks running (threads finish on their own)
+        for task in tasks:
+            task.cancel()
+
+
+async def run_tools(
+    client: AsyncClient,
+    messages: Iterable[Any],
+    tools: Iterable[ToolLike],
+    *,
+    model: str,
+    max_steps: int = 8,
+    stream: bool = True,
+    parallel: bool = True,
+    thinking: Any = NOT_GIVEN,
+    tool_choice: Any = NOT_GIVEN,
+    on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+    on_max_steps: Literal["raise", "return"] = "raise",
+    **create_kwargs: Any,
+) -> AsyncGenerator[Event, None]:
+    """The tool loop as an async generator of events (module docstring). `tools` are `@tool`
+    functions or plain functions (wrapped with `tool()`); `create_kwargs` go to every
+    `chat.completions.create` call (temperature, max_tokens, extra_headers...)."""
+    if max_steps < 1:
+        raise UsageError("max_steps must be at least 1")
+    if on_thinking_conflict not in ("raise", "disable_thinking"):
+        raise UsageError("on_thinking_conflict must be 'raise' or 'disable_thinking'")
+    registry = _registry(tools)
+    schemas = [t.schema for t in registry.values()]
+    choice = _tool_choice(tool_choice, registry)
+    if _forcing(choice) and _thinking_on(thinking):
+        if on_thinking_conflict == "raise":
+            raise UsageError(
+                f"tool_choice={choice!r} is rejected by DeepSeek in thinking mode (400 'Thinking mode does "
+                "not support this tool_choice', deepseek-api.md §3.2): use tool_choice='auto', pass "
+                "thinking=False, or on_thinking_conflict='disable_thinking'")
+        thinking = {"type": "disabled"}  # for the whole run (module docstring)
+    msgs: list[Any] = list(messages)
+    total: Usage | None = None
+    completion = ChatCompletion()
+    for step in range(1, max_steps + 1):
+        kwargs = {**create_kwargs, "model": model, "messages": msgs, "tools": schemas}
+        if thinking is not NOT_GIVEN:
+            kwargs["thinking"] = thinking
+        if step == 1 and choice is not NOT_GIVEN:
+            kwargs["tool_choice"] = choice
+        if stream:
+            s = await client.chat.completions.create(stream=True, **kwargs)
+            async with s:
+                async for chunk in s:
+                    for c in chunk.choices:
+                        if c.index == 0 and c.delta.reasoning_content:
+                            yield ReasoningDelta(step, c.delta.reasoning_content)
+                        if c.index == 0 and c.delta.content:
+                            yield ContentDelta(step, c.delta.content)
+                completion = s.get_final_completion()
+        else:
+            completion = await client.chat.completions.create(stream=False, **kwargs)
+            if completion.choices:
+                m = completion.choices[0].message
+                if m.reasoning_content:
+                    yield ReasoningDelta(step, m.reasoning_content)
+                if m.content:
+                    yield ContentDelta(step, m.content)
+        if not completion.choices:
+            raise DeepSeekError(f"the model's answer at step {step} had no choices")
+        if completion.usage is not None:
+            total = completion.usage if total is None else sum_usage(total, completion.usage)
+        message = completion.choices[0].message
+        msgs.append(message.to_param())  # reasoning_content kept verbatim (§5.6)
+        calls = message.tool_calls or []
+        if not calls:
+            yield StepFinished(step, completion, 0)
+            yield Final(completion, msgs, step, total)
+            return
+        contents = [""] * len(calls)
+        async for ev in _execute(step, calls, registry, parallel, contents):
+            yield ev
+        msgs.extend({"role": "tool", "tool_call_id": call.id, "content": content}
+                    for call, content in zip(calls, contents, strict=True))
+        yield StepFinished(step, completion, len(calls))
+    if on_max_steps == "raise":
+        raise MaxStepsExceeded(max_steps, completion, msgs, total)
+    yield Final(completion, msgs, max_steps, total, "max_steps")
+
+
+async def run(client: AsyncClient, messages: Iterable[Any], tools: Iterable[ToolLike], *, model: str,
+              **kwargs: Any) -> ToolRun:
+    """Run the tool loop to the end (same arguments as `run_tools`)."""
+    async for ev in run_tools(client, messages, tools, model=model, **kwargs):
+        if isinstance(ev, Final):
+            return ToolRun(ev.completion, ev.messages, ev.steps, ev.usage, ev.stopped)
+    raise DeepSeekError("the tool loop ended without a final answer")  # pragma: no cover - unreachable
+
+
+def run_tools_sync(client: Client, messages: Iterable[Any], tools: Iterable[ToolLike], *, model: str,
+                   **kwargs: Any) -> Iterator[Event]:
+    """`run_tools` for the sync `Client`: a plain generator of the same events. The loop runs on
+    the client's event-loop thread, so async tools run there and sync tools in its threads."""
+    agen = run_tools(client.async_client, messages, tools, model=model, **kwargs)
+
+    async def step() -> Event:
+        return await agen.__anext__()
+
+    async def close() -> None:
+        await agen.aclose()
+
+    try:
+        while True:
+            try:
+                ev = client._run(step())
+            except StopAsyncIteration:
+                return
+            yield ev
+    finally:
+        if not client._runner.loop.is_closed():
+            client._run(close())
+
+
+def run_sync(client: Client, messages: Iterable[Any], tools: Iterable[ToolLike], *, model: str,
+             **kwargs: Any) -> ToolRun:
+    """`run` for the sync `Client`."""
+    return client._run(run(client.async_client, messages, tools, model=model, **kwargs))
+
+
+# Top-level names (deepseek_kit.run_tool_loop): `run` alone is too generic there.
+run_tool_loop = run
+run_tool_loop_sync = run_sync

@@ -1,0 +1,206 @@
+"""Structured output: a reply parsed into a pydantic model or a msgspec type, through JSON mode.
+
+    class City(msgspec.Struct):
+        name: str
+        population: int
+
+    city = await parse(client, "The largest city in Peru?", City, model="deepseek-flash")
+
+DeepSeek has JSON mode (`response_format: {"type": "json_object"}`) but no JSON-schema mode
+(deepseek-api.md §3.2, §5.3), so the schema travels in the prompt. What `parse` does:
+
+1. adds a system message (after the caller's own system messages, so the prompt prefix stays
+   stable for DeepSeek's disk cache) that asks for one JSON object, shows a short example first
+   and then the JSON schema. It contains the word "json": without it DeepSeek's JSON mode returns
+   only whitespace (§5.3). `instructions=False` leaves the prompt to the caller;
+2. repairs a blank or whitespace-only reply - a real DeepSeek behaviour (§5.3, §8.10) - by asking
+   again, with the instruction added if it was missing, or with a nudge if it was there;
+3. strips code fences (and prose around the object) that some servers add, then validates: a
+   pydantic model with `model_validate_json`, anything msgspec knows (Struct, dataclass,
+   TypedDict...) with `msgspec.json.decode`, both lenient about numbers sent as strings;
+4. on invalid JSON or a validation error, asks again with its reply and the error text in the
+   history, at most `max_retries` times, then raises `StructuredOutputError` with the raw text
+   and every error.
+
+The example is derived from the schema (the first enum value, defaults, one item per list,
+placeholders for text) unless `example=` gives one. pydantic is only used when the type is a
+pydantic model, so this module never imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from deepseek_kit._wire.errors import DeepSeekError, UsageError
+from deepseek_kit._wire.types import ChatCompletion
+
+from .json_schema import example as schema_example
+from .json_schema import inline_refs, is_pydantic_model, type_schema
+from .tool import validation_message
+
+if TYPE_CHECKING:
+    from deepseek_kit._client.client import AsyncClient
+    from deepseek_kit._client.sync_client import Client
+
+__all__ = ["StructuredOutputError", "parse", "parse_sync"]
+
+T = TypeVar("T")
+
+_FENCE_RE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+_encode = msgspec.json.Encoder().encode
+
+
+class StructuredOutputError(DeepSeekError):
+    """No valid object after every attempt. `raw` is the last reply's text, `errors` one message
+    per failed attempt (blank reply, invalid JSON, validation), `completion` the last answer."""
+
+    def __init__(self, message: str, *, raw: str, errors: list[str], attempts: int,
+                 completion: ChatCompletion | None) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.errors = errors
+        self.attempts = attempts
+        self.completion = completion
+
+
+class _Target:
+    """The requested type: its schema, an example, and a validator."""
+
+    def __init__(self, tp: Any, example: Any) -> None:
+        self.type = tp
+        self.name = getattr(tp, "__name__", repr(tp))
+        self.pydantic = is_pydantic_model(tp)
+        schema = inline_refs(type_schema(tp))
+        if schema.get("type") != "object" and "properties" not in schema:
+            raise UsageError(f"parse() needs a type that is a JSON object (a model, Struct, dataclass "
+                             f"or TypedDict): DeepSeek's JSON mode returns an object, and {self.name} is "
+                             "not one; wrap it in a model with one field")
+        self.schema = schema
+        if example is None:
+            example = schema_example(schema)
+        elif is_pydantic_model(type(example)):
+            example = example.model_dump(mode="json")
+        self.example = msgspec.to_builtins(example)
+        self._decoder = None if self.pydantic else msgspec.json.Decoder(tp, strict=False)
+
+    def instruction(self) -> str:
+        # The example comes before the schema: a model (and our emulator) copies the first
+        # object it sees, and the example is the shape we want back.
+        example, schema = _encode(self.example).decode(), _encode(self.schema).decode()
+        return ("Reply with a single JSON object and nothing else: no prose, no code fences.\n"
+                f"Example of the expected JSON (the values are placeholders):\n{example}\n"
+                f"The JSON must match this JSON schema:\n{schema}")
+
+    def validate(self, text: str) -> Any:
+        if self.pydantic:
+            return self.type.model_validate_json(text)
+        assert self._decoder is not None
+        return self._decoder.decode(text)
+
+
+def _extract(text: str) -> str:
+    """The JSON inside a reply: code fences removed; with prose around it, the outermost object."""
+    m = _FENCE_RE.match(text)
+    if m:
+        text = m.group(1)
+    text = text.strip()
+    if not text.startswith("{") and "{" in text and "}" in text:
+        text = text[text.index("{"): text.rindex("}") + 1]
+    return text
+
+
+def _mentions_json(messages: list[Any]) -> bool:
+    for m in messages:
+        role = m.get("role") if isinstance(m, Mapping) else getattr(m, "role", None)
+        content = m.get("content") if isinstance(m, Mapping) else getattr(m, "content", None)
+        if role in ("system", "user") and isinstance(content, str) and "json" in content.lower():
+            return True
+    return False
+
+
+def _with_instruction(messages: list[Any], instruction: str) -> list[Any]:
+    """The instruction as a system message after the leading system messages."""
+    i = 0
+    while i < len(messages):
+        m = messages[i]
+        role = m.get("role") if isinstance(m, Mapping) else getattr(m, "role", None)
+        if role != "system":
+            break
+        i += 1
+    return [*messages[:i], {"role": "system", "content": instruction}, *messages[i:]]
+
+
+async def parse(
+    client: AsyncClient,
+    messages: str | Iterable[Any],
+    output_type: type[T],
+    *,
+    model: str,
+    max_retries: int = 2,
+    example: Any = None,
+    instructions: bool = True,
+    **create_kwargs: Any,
+) -> T:
+    """Ask for a JSON object and return it as an instance of `output_type` (module docstring).
+    `messages` may be a plain string (one user message). `create_kwargs` go to every
+    `chat.completions.create` call (thinking, max_tokens, temperature, extra_headers...)."""
+    if max_retries < 0:
+        raise UsageError("max_retries must be >= 0")
+    if "response_format" in create_kwargs or "stream" in create_kwargs:
+        raise UsageError("parse() sets response_format (JSON mode) and stream itself; do not pass them")
+    target = _Target(output_type, example)
+    msgs: list[Any] = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+    instructed = False
+    if instructions:
+        msgs, instructed = _with_instruction(msgs, target.instruction()), True
+    errors: list[str] = []
+    raw = ""
+    completion: ChatCompletion | None = None
+    for attempt in range(1, max_retries + 2):
+        completion = await client.chat.completions.create(
+            model=model, messages=msgs, response_format={"type": "json_object"}, **create_kwargs)
+        if not completion.choices:
+            raise DeepSeekError("the answer had no choices")
+        message = completion.choices[0].message
+        raw = message.content or ""
+        cut = completion.choices[0].finish_reason == "length"
+        if not raw.strip():
+            # DeepSeek's JSON mode answers with spaces when the prompt lacks "json" or the model
+            # produced something that is not JSON (§5.3): ask again, more explicitly.
+            errors.append("blank reply (only whitespace)" + (" at max_tokens" if cut else ""))
+            if not instructed:
+                msgs, instructed = _with_instruction(msgs, target.instruction()), True
+            elif not _mentions_json(msgs[-1:]):
+                msgs = [*msgs, {"role": "user", "content": "Your reply was empty. Reply now with the JSON "
+                                                          "object only."}]
+            continue
+        try:
+            return target.validate(_extract(raw))  # type: ignore[no-any-return]
+        except Exception as exc:
+            if not isinstance(exc, (msgspec.DecodeError, ValueError)):
+                raise
+            detail = validation_message(exc)
+            if cut:
+                detail += " (the reply was cut off at max_tokens)"
+            errors.append(detail)
+        if attempt <= max_retries:
+            if not instructed:
+                msgs, instructed = _with_instruction(msgs, target.instruction()), True
+            msgs = [*msgs, message.to_param(), {
+                "role": "user",
+                "content": f"That reply is not valid: {detail}\nReply again with only the corrected JSON "
+                           f"object for {target.name}, matching the schema."}]
+    attempts = max_retries + 1
+    raise StructuredOutputError(
+        f"no valid {target.name} after {attempts} attempt{'s' if attempts > 1 else ''}: {errors[-1]}",
+        raw=raw, errors=errors, attempts=attempts, completion=completion)
+
+
+def parse_sync(client: Client, messages: str | Iterable[Any], output_type: type[T], *, model: str,
+               **kwargs: Any) -> T:
+    """`parse` for the sync `Client`."""
+    return client._run(parse(client.async_client, messages, output_type, model=model, **kwargs))

@@ -1,0 +1,355 @@
+"""The one I/O seam: `Transport.open(request)` gives status, headers and a byte source.
+
+`AiohttpTransport` is the default. aiohttp is imported on first use, not at `import deepseek_kit`
+(it costs ~100 ms of import time; see bench/). `MockTransport(handler)` serves canned responses from
+a function, for pure-logic unit tests only: everything that streams, times out or disconnects is
+tested against the real emulator over loopback.
+
+A byte source only reads and aborts; everything above it (keep-alive stripping, SSE, timeouts,
+error mapping) is shared by both transports in `_transport/attempt.py`.
+
+Proxies (issue 7 item 7), like httpx and openai-python: an explicit `proxy=` URL is used for every
+request; otherwise, with `trust_env=True` (the default), HTTP_PROXY / HTTPS_PROXY / ALL_PROXY and
+NO_PROXY (any case) choose the proxy per URL, following `urllib.request` (a NO_PROXY entry matches
+the host and its subdomains, `*` matches all). NO_PROXY is all that bypasses the proxy: loopback
+addresses are not special, so `NO_PROXY=127.0.0.1,localhost` is needed for a local server when a
+proxy is set (docs/proxies.md). The choice is made here, once per scheme and host, rather than by
+aiohttp's own `trust_env`, which looks the environment up in a worker thread on every request and
+also reads ~/.netrc (whose credentials aiohttp refuses to combine with our Authorization header).
+Credentials in a proxy URL become a Proxy-Authorization header and never appear in messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, Union
+
+from deepseek_kit._wire.errors import APIConnectionError, UsageError
+
+from .request import Request
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpTransport", "ByteSource", "MockResponse", "MockTransport", "RawResponse", "Transport"]
+
+
+class ByteSource(Protocol):
+    async def read(self) -> bytes:
+        """The next bytes of the body; b"" at the end."""
+
+    def abort(self) -> None:
+        """Drop the connection now (a pending read() wakes with an error or EOF)."""
+
+    def release(self) -> None:
+        """The body was read to the end: return the connection to the pool."""
+
+    def at_eof(self) -> bool:
+        """True when nothing more will come (the end of the body has been read)."""
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    source: ByteSource
+
+
+class Transport(Protocol):
+    async def open(self, request: Request) -> RawResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _AiohttpSource:
+    __slots__ = ("_content", "_resp")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self._content = resp.content
+
+    async def read(self) -> bytes:
+        return await self._content.readany()
+
+    def abort(self) -> None:
+        self._resp.close()
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def at_eof(self) -> bool:
+        return self._content.at_eof()
+
+
+class _Proxy:
+    """One proxy: the URL aiohttp connects to (no credentials), the Proxy-Authorization header
+    when the URL carried credentials, and a display form for messages (no credentials)."""
+
+    __slots__ = ("args", "auth", "display")
+
+    def __init__(self, url: str, what: str = "proxy") -> None:
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            p = urlsplit(url)
+            port = p.port
+        except ValueError as exc:
+            raise UsageError(f"{what} is not a valid URL ({exc}): {_mask_userinfo(url)!r}") from None
+        if p.scheme not in ("http", "https") or not p.hostname:
+            raise UsageError(f"{what} must be an http:// URL with a host, e.g. http://127.0.0.1:3128; "
+                             f"got {_mask_userinfo(url)!r}")
+        host = f"[{p.hostname}]" if ":" in p.hostname else p.hostname
+        netloc = host if port is None else f"{host}:{port}"
+        self.display = f"{p.scheme}://{netloc}"
+        self.args: dict[str, Any] = {"proxy": self.display + (p.path if p.path not in ("", "/") else "")}
+        self.auth: str | None = None
+        if p.username is not None:
+            import base64
+
+            cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
+            self.auth = "Basic " + base64.b64encode(cred).decode()
+            # aiohttp sends proxy_headers on the CONNECT of https targets only; http targets get
+            # the header on the request itself (`headers_for`).
+            self.args["proxy_headers"] = {"Proxy-Authorization": self.auth}
+
+    def headers_for(self, url: str, headers: dict[str, str]) -> dict[str, str]:
+        if self.auth is None or url.startswith("https:"):
+            return headers
+        return {**headers, "Proxy-Authorization": self.auth}
+
+
+def _mask_userinfo(url: str) -> str:
+    at = url.find("@")
+    start = url.find("://")
+    return url if at < 0 or start < 0 or at < start else url[: start + 3] + "****@" + url[at + 1:]
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy URL the environment sets for `url` (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), or None."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    getproxies_environment = urllib.request.getproxies_environment
+    proxy_bypass_environment = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+
+    proxies = getproxies_environment()
+    if not proxies:
+        return None
+    p = urlsplit(url)
+    netloc = p.netloc.rpartition("@")[2]
+    if proxy_bypass_environment(netloc, proxies):
+        return None
+    return proxies.get(p.scheme) or proxies.get("all") or None
+
+
+class AiohttpTransport:
+    """HTTP/1.1 keep-alive pool over aiohttp.
+
+    `max_connections` bounds open sockets (aiohttp queues the rest). `proxy="http://host:port"`
+    sends every request through that proxy; otherwise `trust_env=True` (the default, like httpx)
+    honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY, and `trust_env=False` ignores them (see the module
+    docstring).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1000,
+        trust_env: bool = True,
+        proxy: str | None = None,
+        ssl: Any = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if type(max_connections) is not int or max_connections < 1:
+            raise UsageError(f"max_connections must be an integer >= 1, got {max_connections!r}")
+        self._max = max_connections
+        self._trust_env = trust_env
+        self._proxy = _Proxy(proxy) if proxy else None
+        self._env_proxies: dict[tuple[str, str], _Proxy | None] = {}  # (scheme, netloc) -> proxy
+        self._ssl = ssl
+        self._session = session
+        self._own_session = session is None
+        self._aiohttp: Any = None
+        self._errors: tuple[type[BaseException], ...] = ()
+        self._timeouts: dict[float | None, Any] = {}  # aiohttp.ClientTimeout per connect limit
+
+    def _ensure(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if self._session is not None and not self._own_session:
+                raise UsageError("the aiohttp session given to AiohttpTransport was closed")
+            import aiohttp
+
+            self._aiohttp = aiohttp
+            connector = aiohttp.TCPConnector(
+                limit=self._max, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=False,
+                ssl=self._ssl if self._ssl is not None else True,
+            )
+            # No aiohttp-level read timeouts: they are re-armed by keep-alive bytes. Our Watchdog
+            # does first-token/idle/total; only connect is left to aiohttp (set per request).
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False,  # proxies from the environment: _proxy_for
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                auto_decompress=True, raise_for_status=False,
+            )
+        if not self._errors:
+            import aiohttp
+
+            self._aiohttp = aiohttp
+            self._errors = (aiohttp.ClientError, OSError)
+        return self._session
+
+    async def open(self, request: Request) -> RawResponse:
+        session = self._ensure()
+        t = request.timeout
+        ct = self._timeouts.get(t.connect)
+        if ct is None:
+            ct = self._timeouts[t.connect] = self._aiohttp.ClientTimeout(
+                total=None, sock_read=None, connect=None, sock_connect=t.connect)
+        # Errors are raised after the except blocks, never chained: aiohttp's exceptions hold the
+        # request headers, Authorization included, and error trackers record the whole chain
+        # (issue 8, S1). The message names the reason instead.
+        proxy = self._proxy_for(request.url)
+        headers = request.headers if proxy is None else proxy.headers_for(request.url, request.headers)
+        try:
+            resp = await session.request(
+                request.method, request.url, data=request.body, headers=headers,
+                timeout=ct, allow_redirects=False, **(proxy.args if proxy is not None else _NO_ARGS),
+            )
+        except asyncio.TimeoutError:
+            failed: APIConnectionError = _timeout_error(t.connect)
+        except self._errors as exc:
+            failed = APIConnectionError(_describe(exc, request, proxy))
+        else:
+            got: Mapping[str, str] = resp.headers
+            if not all(v.isascii() for v in got.values()):
+                got = _clean_headers(got)
+            return RawResponse(resp.status, got, _AiohttpSource(resp))
+        raise failed
+
+    def _proxy_for(self, url: str) -> _Proxy | None:
+        if self._proxy is not None or not self._trust_env:
+            return self._proxy
+        scheme, _, rest = url.partition("://")
+        key = (scheme, rest.split("/", 1)[0])
+        try:
+            return self._env_proxies[key]
+        except KeyError:
+            pass
+        found = env_proxy(url)
+        if found and "://" not in found:
+            found = "http://" + found  # HTTP_PROXY=host:port, as curl and httpx accept it
+        what = ("the proxy set in the environment (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY; "
+                "trust_env=False ignores it)")
+        proxy = self._env_proxies[key] = _Proxy(found, what) if found else None
+        return proxy
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._own_session and not self._session.closed:
+            await self._session.close()
+
+    @property
+    def read_errors(self) -> tuple[type[BaseException], ...]:
+        self._ensure()
+        return self._errors
+
+
+_NO_ARGS: dict[str, Any] = {}
+
+
+def _clean_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Response headers with invalid UTF-8 replaced by U+FFFD. aiohttp decodes header bytes with
+    `surrogateescape`, and a lone surrogate in a trace id or a message cannot be written to SQLite,
+    a terminal or JSON (a hostile header killed the logs writer thread; issue 8, second round)."""
+    from multidict import CIMultiDict
+
+    return CIMultiDict(
+        (k, v if v.isascii() else v.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        for k, v in headers.items())
+
+
+def _timeout_error(connect: float | None) -> APIConnectionError:
+    from deepseek_kit._wire.errors import APITimeoutError
+
+    return APITimeoutError("connect", connect or 0.0)
+
+
+def _describe(exc: BaseException, request: Request, proxy: _Proxy | None = None) -> str:
+    """A one-line human reason; never includes headers (they carry the key) nor proxy credentials."""
+    reason = str(exc) or type(exc).__name__
+    via = f" through the proxy {proxy.display}" if proxy is not None else ""
+    return f"Could not reach {request.origin}{via}: {reason}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+MockBody = Union[bytes, str, Iterable[bytes], AsyncIterator[bytes]]  # noqa: UP007 (runtime alias, py3.10)
+
+
+@dataclass
+class MockResponse:
+    status: int = 200
+    body: MockBody = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _MockSource:
+    def __init__(self, body: MockBody) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+        if isinstance(body, bytes):
+            self._sync: Iterable[bytes] | None = iter([body] if body else [])
+            self._async: AsyncIterator[bytes] | None = None
+        elif isinstance(body, AsyncIterator):
+            self._sync, self._async = None, body
+        else:
+            self._sync, self._async = iter(body), None
+        self.aborted = False
+
+    async def read(self) -> bytes:
+        if self.aborted:
+            raise APIConnectionError("connection aborted")
+        if self._async is not None:
+            try:
+                return await self._async.__anext__()
+            except StopAsyncIteration:
+                return b""
+        assert self._sync is not None
+        return next(iter(self._sync), b"")
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def release(self) -> None:
+        pass
+
+    def at_eof(self) -> bool:
+        return False
+
+
+Handler = Callable[[Request], MockResponse | Awaitable[MockResponse]]
+
+
+class MockTransport:
+    """Calls `handler(request)` instead of the network; records every request in `.requests`."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+
+    async def open(self, request: Request) -> RawResponse:
+        self.requests.append(request)
+        out = self.handler(request)
+        if inspect.isawaitable(out):
+            out = await out
+        assert isinstance(out, MockResponse)
+        headers = {k.lower(): v for k, v in out.headers.items()}
+        return RawResponse(out.status, headers, _MockSource(out.body))
+
+    async def aclose(self) -> None:
+        pass

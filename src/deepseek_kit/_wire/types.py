@@ -1,0 +1,411 @@
+"""Typed wire objects of the DeepSeek API (deepseek-api.md §3-§5), decoded and encoded with msgspec.
+
+Responses are decoded leniently: every field has a default, unknown fields are ignored and enum-like
+fields (finish_reason, role, model, object) are plain `str`, so a new finish_reason or a new model
+name never breaks decoding. Private deployments (vLLM, SGLang, Ollama) omit fields DeepSeek always
+sends; defaults cover that too. The few fields only other servers send (`reasoning`, the newer
+vLLM/Ollama name of `reasoning_content`) default to `UNSET`, which msgspec never encodes: a DeepSeek
+answer encodes exactly as before, and `_wire/dialects.py` / `_wire/accumulate.py` fold them into the DeepSeek
+shape (docs/dialects.md).
+
+Request-side structs use `UNSET` as the default so that only what the caller set goes on the wire
+(`omit_defaults`); `None` is sent as JSON null where the API allows it (e.g. `thinking: null`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+#: Every response of deepseek-kit's emulator carries this header (value: "deepseek-kit/<version>"),
+#: and its `system_fingerprint` starts with EMULATOR_FINGERPRINT_PREFIX: nothing the emulator made
+#: can pass for a real DeepSeek answer (issue 7 item 5).
+EMULATOR_HEADER = "x-dsk-emulator"
+EMULATOR_FINGERPRINT_PREFIX = "fp_dsk_emulator"
+
+
+def is_synthetic_fingerprint(fingerprint: str | None) -> bool:
+    return fingerprint is not None and fingerprint.startswith(EMULATOR_FINGERPRINT_PREFIX)
+
+
+__all__ = [
+    "EMULATOR_FINGERPRINT_PREFIX",
+    "EMULATOR_HEADER",
+    "Balance",
+    "BalanceInfo",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "Choice",
+    "ChoiceDelta",
+    "ChoiceDeltaToolCall",
+    "ChoiceDeltaToolCallFunction",
+    "ChoiceLogprobs",
+    "ChunkChoice",
+    "Completion",
+    "CompletionChoice",
+    "CompletionLogprobs",
+    "CompletionTokensDetails",
+    "ErrorObject",
+    "FinishReason",
+    "Function",
+    "FunctionDefinition",
+    "Model",
+    "ModelList",
+    "PromptTokensDetails",
+    "ResponseFormat",
+    "SafeDecoder",
+    "StreamOptions",
+    "Thinking",
+    "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "TopLogprob",
+    "Usage",
+    "decode_json",
+    "is_synthetic_fingerprint",
+]
+
+#: Known values; decoded as plain `str` so that new ones never break decoding.
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "insufficient_system_resource"]
+
+
+class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Base of every wire struct: keyword construction, compact encoding, dict/JSON helpers."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object as plain JSON-compatible Python values (what openai's `model_dump()` gives)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+    def to_json(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Request side (deepseek-api.md §3). Messages may also be passed as plain dicts.
+
+
+class Thinking(_Wire):
+    """`thinking: {"type": "enabled" | "disabled"}`; top-level on the wire (§3.2)."""
+
+    type: str = "enabled"
+
+
+class ResponseFormat(_Wire):
+    """`{"type": "text" | "json_object"}`; json_schema is not supported by DeepSeek (§3.2)."""
+
+    type: str = "text"
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | UnsetType = UNSET
+
+
+class FunctionDefinition(_Wire):
+    name: str
+    description: str | UnsetType = UNSET
+    parameters: dict[str, Any] | UnsetType = UNSET
+    strict: bool | UnsetType = UNSET  # Beta: only honoured under /beta (§5.7)
+
+
+class Tool(_Wire):
+    function: FunctionDefinition
+    type: str = "function"
+
+
+# ---------------------------------------------------------------------------------------------
+# Response side (deepseek-api.md §4). Encoded in full (nulls included) so that `to_json()` shows
+# every field the way the API sent it.
+
+
+class _Out(_Wire, omit_defaults=False):
+    pass
+
+
+class ErrorObject(_Out, gc=False):
+    """DeepSeek's `{"error": {message, type, param, code}}`, also used for error events in streams."""
+
+    message: str = ""
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+
+class TopLogprob(_Out, gc=False):
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(_Out, gc=False):
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = []
+
+
+class ChoiceLogprobs(_Out, gc=False):
+    """`choice.logprobs`: answer tokens, and in thinking mode the reasoning tokens too (§3.2)."""
+
+    content: list[TokenLogprob] | None = None
+    reasoning_content: list[TokenLogprob] | None = None
+
+
+class PromptTokensDetails(_Out, gc=False):
+    cached_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cached_tokens is not None and self.cached_tokens < 0:
+            self.cached_tokens = 0
+
+
+class CompletionTokensDetails(_Out, gc=False):
+    reasoning_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.reasoning_tokens is not None and self.reasoning_tokens < 0:
+            self.reasoning_tokens = 0
+
+
+class Usage(_Out, gc=False):
+    """Token usage. `prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens` on DeepSeek;
+    `completion_tokens_details` is absent when thinking was off (§4.1)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_cache_hit_tokens: int | None = None
+    prompt_cache_miss_tokens: int | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+    def __post_init__(self) -> None:
+        # A count below zero is no count: read as 0, so a broken or hostile server cannot refill
+        # a tpm limit, or make costs and totals negative, with its usage (issue 8, second round).
+        if (self.prompt_tokens < 0 or self.completion_tokens < 0 or self.total_tokens < 0
+                or (self.prompt_cache_hit_tokens or 0) < 0 or (self.prompt_cache_miss_tokens or 0) < 0):
+            self.prompt_tokens = max(self.prompt_tokens, 0)
+            self.completion_tokens = max(self.completion_tokens, 0)
+            self.total_tokens = max(self.total_tokens, 0)
+            if self.prompt_cache_hit_tokens is not None:
+                self.prompt_cache_hit_tokens = max(self.prompt_cache_hit_tokens, 0)
+            if self.prompt_cache_miss_tokens is not None:
+                self.prompt_cache_miss_tokens = max(self.prompt_cache_miss_tokens, 0)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        d = self.completion_tokens_details
+        return (d.reasoning_tokens or 0) if d is not None else 0
+
+
+class Function(_Out, gc=False):
+    name: str = ""
+    arguments: str = ""  # a JSON *string*, possibly invalid (0.04% one-brace-off, §4.2)
+
+
+class ToolCall(_Out, gc=False):
+    id: str = ""
+    type: str = "function"
+    function: Function = msgspec.field(default_factory=Function)
+
+
+class ChatCompletionMessage(_Out, gc=False):
+    role: str = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    #: vLLM >= 0.11 / Ollama name of reasoning_content; folded into it by `_dialects` (then UNSET).
+    reasoning: str | UnsetType | None = UNSET
+
+    def to_param(self) -> dict[str, Any]:
+        """This message as it must be sent back in the next request's history: reasoning_content
+        and tool_calls kept verbatim (thinking mode with tools requires it, deepseek-api.md §5.6),
+        null fields dropped, and `content: ""` rather than null (the key is required and some
+        gateways reject null, §3.1)."""
+        d: dict[str, Any] = {k: v for k, v in msgspec.to_builtins(self).items() if v is not None}
+        d.setdefault("content", "")
+        return d
+
+
+class Choice(_Out, gc=False):
+    index: int = 0
+    message: ChatCompletionMessage = msgspec.field(default_factory=ChatCompletionMessage)
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletion(_Out, gc=False):
+    id: str = ""
+    object: str = "chat.completion"
+    created: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[Choice] = []
+    usage: Usage | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        """True when deepseek-kit's emulator wrote this answer (its fingerprint says so)."""
+        return is_synthetic_fingerprint(self.system_fingerprint)
+
+
+class ChoiceDeltaToolCallFunction(_Out, gc=False):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(_Out, gc=False):
+    """A tool-call fragment: the first carries id/type/name, the rest only index + arguments (§4.2).
+    `index` defaults to 0 for servers that omit it; some send `null` (docs/dialects.md), kept as None
+    for the accumulator to place by id."""
+
+    index: int | None = 0
+    id: str | None = None
+    type: str | None = None
+    function: ChoiceDeltaToolCallFunction | None = None
+
+
+class ChoiceDelta(_Out, gc=False):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
+    #: vLLM >= 0.11 / Ollama name of reasoning_content; folded into it by the accumulator (then UNSET).
+    reasoning: str | UnsetType | None = UNSET
+
+
+class ChunkChoice(_Out, gc=False):
+    index: int = 0
+    delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Out, gc=False):
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[ChunkChoice] = []
+    usage: Usage | None = None
+    #: Set when the server sent an error object inside the stream; the client raises instead of
+    #: yielding such a chunk.
+    error: ErrorObject | None = None
+
+
+class CompletionLogprobs(_Out, gc=False):
+    """FIM logprobs (OpenAI legacy completions shape, §5.5)."""
+
+    text_offset: list[int] | None = None
+    token_logprobs: list[float | None] | None = None
+    tokens: list[str] | None = None
+    top_logprobs: list[dict[str, float] | None] | None = None
+
+
+class CompletionChoice(_Out, gc=False):
+    index: int = 0
+    text: str = ""
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class Completion(_Out, gc=False):
+    """`text_completion` object of FIM (`POST /beta/completions`)."""
+
+    id: str = ""
+    object: str = "text_completion"
+    created: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[CompletionChoice] = []
+    usage: Usage | None = None
+    error: ErrorObject | None = None
+
+
+class Model(_Out, gc=False):
+    id: str = ""
+    object: str = "model"
+    owned_by: str = ""
+    created: int | None = None
+
+
+class ModelList(_Out, gc=False):
+    object: str = "list"
+    data: list[Model] = []
+
+    def __iter__(self) -> Any:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class BalanceInfo(_Out, gc=False):
+    """Amounts are decimal *strings* on the wire (§5.2)."""
+
+    currency: str = ""
+    total_balance: str = "0"
+    granted_balance: str = "0"
+    topped_up_balance: str = "0"
+
+
+class Balance(_Out, gc=False):
+    is_available: bool = False
+    balance_infos: list[BalanceInfo] = []
+
+
+class ErrorBody(_Out, gc=False):
+    error: ErrorObject | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding what a server sent. msgspec raises RecursionError (not DecodeError) for JSON nested
+# deeper than the interpreter's recursion limit (`[[[[...` 5,000 deep is 10 KB): a hostile or
+# broken server must not escape our error tree that way (issue 8, C2). Every decode of a response
+# goes through `SafeDecoder` / `decode_json`, which turn it into `msgspec.DecodeError`, so each
+# `except msgspec.DecodeError` at a decode site maps it like any other malformed answer.
+
+T = TypeVar("T")
+
+TOO_DEEP = "JSON nested too deeply"
+
+
+class SafeDecoder(Generic[T]):
+    """`msgspec.json.Decoder(type)` whose `decode()` raises `msgspec.DecodeError` for too-deep
+    nesting too. Costs one Python call (~0.1 us) over the bare decoder."""
+
+    __slots__ = ("_decode", "type")
+
+    def __init__(self, type: Any) -> None:
+        self.type = type
+        self._decode = msgspec.json.Decoder(type).decode
+
+    def decode(self, buf: bytes | bytearray | memoryview | str) -> T:
+        try:
+            return self._decode(buf)  # type: ignore[no-any-return]
+        except RecursionError:
+            raise msgspec.DecodeError(TOO_DEEP) from None
+
+
+_any_decode = msgspec.json.Decoder().decode
+
+
+def decode_json(buf: bytes | bytearray | memoryview | str) -> Any:
+    """Untyped `msgspec.json.decode` of a response body, with the same guard as `SafeDecoder`."""
+    try:
+        return _any_decode(buf)
+    except RecursionError:
+        raise msgspec.DecodeError(TOO_DEEP) from None
+
+
+# Decoders are built once: msgspec compiles a decoder per type on first use and reuses it.
+chat_completion_decoder: SafeDecoder[ChatCompletion] = SafeDecoder(ChatCompletion)
+chunk_decoder: SafeDecoder[ChatCompletionChunk] = SafeDecoder(ChatCompletionChunk)
+completion_decoder: SafeDecoder[Completion] = SafeDecoder(Completion)
+model_list_decoder: SafeDecoder[ModelList] = SafeDecoder(ModelList)
+balance_decoder: SafeDecoder[Balance] = SafeDecoder(Balance)
+error_body_decoder: SafeDecoder[ErrorBody] = SafeDecoder(ErrorBody)

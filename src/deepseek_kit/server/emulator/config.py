@@ -1,0 +1,279 @@
+"""Configuration of the DeepSeek emulator: accounts, balances, answer shape, timing and faults.
+
+Every knob has a default that reproduces the current DeepSeek API (deepseek-api.md §9, profile
+`v4.1`); where the reference marks a behaviour UNCONFIRMED the choice is a knob here. A config can
+be built in code, or loaded from a plain mapping / TOML file (`EmulatorConfig.from_mapping`,
+`EmulatorConfig.from_toml`) for `dsk serve --mock --config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from deepseek_kit._wire import pricing as _pricing
+
+__all__ = [
+    "CANONICAL_MODELS", "MODEL_ALIASES", "RETIRED_MODELS", "VISION_MODELS", "EmulatorConfig",
+    "EmulatorConfigError",
+]
+
+#: Requested name -> the model that serves it (§2.1: legacy Flash names are served by V4.1-Flash).
+MODEL_ALIASES: dict[str, str] = {
+    "deepseek-flash": "deepseek-flash",
+    "deepseek-v4-pro": "deepseek-v4-pro",
+    "deepseek-v4-flash": "deepseek-flash",
+    "deepseek-v4-flash-vision-exp": "deepseek-flash",
+}
+CANONICAL_MODELS = ("deepseek-flash", "deepseek-v4-pro")
+#: Retired 2026-07-24 15:59 UTC (§0); requests with these names fail.
+RETIRED_MODELS = frozenset({"deepseek-chat", "deepseek-reasoner", "deepseek-coder"})
+#: Models that accept image parts (V4.1-Flash is multimodal; V4-Pro is not, §2.1).
+VISION_MODELS = frozenset({"deepseek-flash", "deepseek-v4-flash", "deepseek-v4-flash-vision-exp"})
+
+
+class EmulatorConfigError(ValueError):
+    """A bad emulator setting: `bad emulator setting: <name>: <why>` (`dsk serve` prints it as one line)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"bad emulator setting: {name}: {why}")
+        self.name = name
+
+
+@dataclass
+class EmulatorConfig:
+    """Knobs of the emulator. All fields are optional."""
+
+    #: Accepted bearer keys; None accepts any well-formed bearer key (each key is its own account).
+    api_keys: set[str] | None = None
+    #: Per-key balance (all of it topped-up, no granted part). Keys not listed start with
+    #: `default_granted` + `default_topped_up`.
+    balance: dict[str, Decimal] = field(default_factory=dict)
+    default_granted: Decimal = Decimal("10.00")
+    default_topped_up: Decimal = Decimal("90.00")
+    #: Balance and billing currency: "CNY" or "USD" (§5.2).
+    currency: str = "CNY"
+    #: Billing clock (epoch seconds) deciding peak/off-peak; the default honours DSK_FAKE_NOW
+    #: (`_pricing.default_clock`), so tests bill at a fixed peak or off-peak time.
+    clock: Callable[[], float] = field(default_factory=_pricing.default_clock, compare=False)
+    #: Holidays for billing: a `HolidayCalendar` (default: the built-in one) or a list of dates
+    #: ("YYYY-MM-DD"), taken as the complete list.
+    holidays: Any = None
+    #: Server-wide fault directives, same syntax as the `X-DSK-Emulate` header (see faults.py).
+    faults: str = ""
+    #: Seconds between `: keep-alive` comments (stream) / blank lines (non-stream) while queued.
+    keepalive_interval: float = 1.0
+    #: Simulated queue time before inference starts on every request (§4.4, §9.20).
+    queue_delay: float = 0.0
+    #: The connection is closed when inference has not started after this long (§9.21: 10 min).
+    queue_timeout: float = 600.0
+    #: Answer length in tokens (content) and reasoning length at `reasoning_effort=high`.
+    default_tokens: int = 32
+    default_reasoning_tokens: int = 48
+    #: Tokens per stream chunk; DeepSeek sends about one token per chunk.
+    chunk_tokens: int = 1
+    #: Echo a legacy alias (e.g. `deepseek-v4-flash`) as the response `model`; False reports the
+    #: serving model `deepseek-flash` instead (UNCONFIRMED which one DeepSeek echoes, §9.4).
+    echo_model_for_aliases: bool = True
+    #: Thinking + tools: an assistant turn with tool calls but no `reasoning_content` -> 400 (§9.9).
+    strict_reasoning_passback: bool = True
+    #: Per-account concurrent requests per serving model; more -> 429 (§6.3).
+    concurrency_limits: dict[str, int] = field(
+        default_factory=lambda: {"deepseek-flash": 2500, "deepseek-v4-pro": 500}
+    )
+    #: Mixed into every generated answer and the system fingerprint.
+    seed: int = 0
+    #: JSON mode without "json" in the prompt (§5.3): "spaces" = the answer replaced by spaces with
+    #: finish_reason "stop"; "until_limit" = whitespace until max_tokens, finish_reason "length".
+    json_without_hint: str = "spaces"
+    #: Older servers: usage in a trailing `choices: []` chunk instead of on the finish chunk (§4.3).
+    legacy_usage_chunk: bool = False
+    #: Prefix-cache simulation (§5.8); the unit is DeepSeek's measured 128 tokens.
+    cache_simulation: bool = True
+    cache_unit: int = 128
+    cache_capacity: int = 1_000_000
+    #: Status of request-body deserialization errors: 400 now, 422 in 2024-early 2025 (§6.2).
+    validation_status: int = 400
+    #: Ids returned by GET /models (§5.1, current list UNCONFIRMED).
+    models: tuple[str, ...] = CANONICAL_MODELS
+    #: The date part of `system_fingerprint` (`fp_dsk_emulator_<10hex>_<date>`).
+    fingerprint_date: str = "20261017"
+    #: Cached generated answers (keyed by request-body hash): at most this many, and at most
+    #: `plan_cache_bytes` of answers (an estimate; a bigger single answer is not cached at all).
+    plan_cache_size: int = 4096
+    plan_cache_bytes: int = 64 * 1024 * 1024
+    #: Recent request bodies kept for tests (`EmulatorState.recent`); bodies above
+    #: `recent_body_max` bytes are not kept (their path is, with an empty body).
+    recent_bodies: int = 100
+    recent_body_max: int = 1024 * 1024
+    #: Largest accepted request body, after decompression; bigger ones get a JSON 413 without
+    #: being read (or inflated) past this size.
+    max_body_size: int = 64 * 1024 * 1024
+    #: Distinct request paths, `X-DSK-Emulate` strings (for counts and `times=`) and accounts kept
+    #: in the per-request maps; the least recently used are forgotten beyond these (an evicted
+    #: account comes back with the default balance).
+    max_tracked: int = 4096
+    max_accounts: int = 10_000
+    #: The models' context length (deepseek-api.md §2.1: 1M); longer prompts (+ max_tokens) -> 400.
+    context_length: int = 1_048_576
+    #: Upper bound of the generated arguments of one tool call, in characters: a schema that needs
+    #: more (`minLength: 1000000000`, `minItems: 100000000`) gets a 400 instead of freezing the server.
+    max_tool_argument_chars: int = 65_536
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        try:
+            self.holidays = _pricing.calendar_of(self.holidays, "emulator holidays")
+        except ValueError as exc:  # UsageError is a ValueError too
+            raise EmulatorConfigError("holidays", str(exc)) from None
+        if not callable(self.clock):  # a config file cannot give one: code only (tests)
+            raise EmulatorConfigError("clock",
+                                      f"must be a callable returning epoch seconds, not {self.clock!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> EmulatorConfig:
+        """Build from a plain mapping (e.g. a parsed TOML table). Unknown keys are an error so that
+        typos do not pass silently; `api_keys` may be a list."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown emulator config keys: {', '.join(unknown)}")
+        return cls(**dict(data))  # __post_init__ converts lists and checks every value
+
+    @classmethod
+    def from_toml(cls, path: str | Path, table: str | None = "emulator") -> EmulatorConfig:
+        """Load from a TOML file; settings live in `[emulator]` (or the top level if absent)."""
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10 needs the tomli backport
+            import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+        with open(path, "rb") as fh:
+            data: dict[str, Any] = tomllib.load(fh)
+        if table and isinstance(data.get(table), dict):
+            data = data[table]
+        return cls.from_mapping(data)
+
+    def serving_model(self, requested: str) -> str | None:
+        return MODEL_ALIASES.get(requested)
+
+    def response_model(self, requested: str) -> str:
+        if self.echo_model_for_aliases:
+            return requested
+        return MODEL_ALIASES.get(requested, requested)
+
+
+# -- validation (one place: a bad setting fails at startup, never on every request) ----------------
+
+_MAX_SECONDS = 86_400.0
+_MAX_OUTPUT = 393_216  # deepseek-api.md §2.1
+
+
+def _int(c: EmulatorConfig, name: str, lo: int, hi: int | None = None) -> None:
+    v = getattr(c, name)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise EmulatorConfigError(name, f"expected an integer, got {v!r}")
+    if v < lo or (hi is not None and v > hi):
+        why = f"must be {lo}..{hi}" if hi is not None else f"must be >= {lo}"
+        raise EmulatorConfigError(name, f"{why}, got {v}")
+
+
+def _seconds(c: EmulatorConfig, name: str, lo: float, *, above: bool = False) -> None:
+    v = getattr(c, name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise EmulatorConfigError(name, f"expected a number of seconds, got {v!r}")
+    if not (lo < v if above else lo <= v) or not v < _MAX_SECONDS:  # also refuses nan
+        low = f"{'above' if above else 'at least'} {lo:g}"
+        raise EmulatorConfigError(name, f"must be {low} and below {_MAX_SECONDS:g} seconds, got {v!r}")
+    setattr(c, name, float(v))
+
+
+def _bool(c: EmulatorConfig, name: str) -> None:
+    v = getattr(c, name)
+    if not isinstance(v, bool):
+        raise EmulatorConfigError(name, f"expected true or false, got {v!r}")
+
+
+def _money(name: str, v: Any) -> Decimal:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str, Decimal)):
+        raise EmulatorConfigError(name, f"expected an amount, got {v!r}")
+    try:
+        d = v if isinstance(v, Decimal) else Decimal(str(v))
+    except ArithmeticError:
+        raise EmulatorConfigError(name, f"expected an amount, got {v!r}") from None
+    if not d.is_finite():
+        raise EmulatorConfigError(name, f"must be a finite amount, got {v!r}")
+    return d
+
+
+def _strings(name: str, v: Any) -> list[str]:
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple, set, frozenset)):
+        raise EmulatorConfigError(name, f"expected a list of strings, got {v!r}")
+    bad = [x for x in v if not isinstance(x, str) or not x]
+    if bad:
+        raise EmulatorConfigError(name, f"expected non-empty strings, got {bad[0]!r}")
+    return list(v)
+
+
+def _validate(c: EmulatorConfig) -> None:
+    if c.api_keys is not None:
+        c.api_keys = set(_strings("api_keys", c.api_keys))
+    if not isinstance(c.balance, Mapping):
+        raise EmulatorConfigError("balance", f"expected a table of key = amount, got {c.balance!r}")
+    c.balance = {str(k): _money(f"balance.{k}", v) for k, v in c.balance.items()}
+    c.default_granted = _money("default_granted", c.default_granted)
+    c.default_topped_up = _money("default_topped_up", c.default_topped_up)
+    if not isinstance(c.currency, str) or c.currency.upper() not in ("CNY", "USD"):
+        raise EmulatorConfigError("currency", f"must be CNY or USD, got {c.currency!r}")
+    c.currency = c.currency.upper()
+    if not isinstance(c.faults, str):
+        raise EmulatorConfigError("faults", f"expected directives as a string, got {c.faults!r}")
+    _seconds(c, "keepalive_interval", 0.05)
+    _seconds(c, "queue_delay", 0.0)
+    _seconds(c, "queue_timeout", 0.0, above=True)
+    _int(c, "default_tokens", 0, _MAX_OUTPUT)
+    _int(c, "default_reasoning_tokens", 0, _MAX_OUTPUT)
+    _int(c, "chunk_tokens", 1, _MAX_OUTPUT)
+    for name in ("echo_model_for_aliases", "strict_reasoning_passback", "legacy_usage_chunk",
+                 "cache_simulation"):
+        _bool(c, name)
+    limits = c.concurrency_limits
+    if not isinstance(limits, Mapping):
+        raise EmulatorConfigError("concurrency_limits", f"expected a table of model = limit, got {limits!r}")
+    for model, limit in limits.items():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise EmulatorConfigError("concurrency_limits",
+                                      f"{model}: expected a positive integer, got {limit!r}")
+    c.concurrency_limits = dict(limits)
+    _int(c, "seed", -(2**63), 2**63 - 1)
+    if c.json_without_hint not in ("spaces", "until_limit"):
+        raise EmulatorConfigError("json_without_hint",
+                                  f"must be 'spaces' or 'until_limit', got {c.json_without_hint!r}")
+    _int(c, "cache_unit", 1)
+    _int(c, "cache_capacity", 0)
+    if c.validation_status not in (400, 422) or isinstance(c.validation_status, bool):
+        raise EmulatorConfigError("validation_status",
+                                  f"must be 400 or 422 (§6.2), got {c.validation_status!r}")
+    c.models = tuple(_strings("models", c.models))
+    date = c.fingerprint_date
+    if not isinstance(date, str) or not (len(date) == 8 and date.isdigit()):
+        raise EmulatorConfigError("fingerprint_date", f"expected 8 digits (YYYYMMDD), got {date!r}")
+    _int(c, "plan_cache_size", 0)
+    _int(c, "plan_cache_bytes", 0)
+    _int(c, "recent_bodies", 0)
+    _int(c, "recent_body_max", 0)
+    _int(c, "max_body_size", 1)
+    _int(c, "max_tracked", 1)
+    _int(c, "max_accounts", 1)
+    _int(c, "context_length", 1)
+    _int(c, "max_tool_argument_chars", 1)
+    from .faults import DirectiveError, check_combination, parse_directives
+
+    try:
+        check_combination(parse_directives(c.faults))  # a typo fails here, not on every request
+    except DirectiveError as exc:
+        raise EmulatorConfigError("faults", str(exc)) from None

@@ -1,0 +1,238 @@
+"""Mutable state of one emulator: accounts and balances, in-flight accounting, counters for tests.
+
+Tests assert on these counters (attempt counts, disconnects, concurrency peaks), so they are plain
+attributes updated on the event loop thread; reading them from another thread is safe enough for
+integers and snapshots (`snapshot()`).
+
+Billing (deepseek-api.md §2.1): cost = tokens x price, taken from the granted balance first, then
+from the topped-up balance. A request is refused with 402 when the total is <= 0 (§9.10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, OrderedDict, deque
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from deepseek_kit._wire import pricing as _pricing
+
+from .cache_sim import PrefixCache
+from .config import EmulatorConfig
+from .faults import parse_directives
+
+__all__ = ["STATE_KEY", "Account", "BoundedCounter", "EmulatorState"]
+
+_CENT = Decimal("0.01")
+_K = TypeVar("_K", bound=Hashable)
+
+
+class BoundedCounter(OrderedDict[_K, int], Generic[_K]):
+    """A counter that keeps only the `limit` most recently counted keys (unique paths, directive
+    strings and keys from an unauthenticated client must not grow the emulator forever). Reading a
+    missing key gives 0 like `collections.Counter`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, key: _K) -> int:
+        return 0
+
+    def add(self, key: _K) -> int:
+        """Count one more; returns the new count."""
+        n = self.get(key, 0) + 1
+        self[key] = n
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
+        return n
+
+
+@dataclass
+class Account:
+    """One API key's balance (an emulated account per key)."""
+
+    granted: Decimal
+    topped_up: Decimal
+    spent: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.granted + self.topped_up
+
+    def charge(self, amount: Decimal) -> None:
+        """Granted balance first, then topped-up (which may go slightly negative, as the last
+        request of an account is still billed)."""
+        self.spent += amount
+        take = min(amount, max(self.granted, Decimal(0)))
+        self.granted -= take
+        self.topped_up -= amount - take
+
+    def info(self, currency: str) -> dict[str, str]:
+        def fmt(d: Decimal) -> str:
+            return str(d.quantize(_CENT))
+
+        return {
+            "currency": currency,
+            "total_balance": fmt(self.total),
+            "granted_balance": fmt(self.granted),
+            "topped_up_balance": fmt(self.topped_up),
+        }
+
+
+class EmulatorState:
+    """Everything the emulator remembers between requests."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.accounts: OrderedDict[str, Account] = OrderedDict()  # LRU, at most config.max_accounts
+        self.cache = PrefixCache(config.cache_unit, config.cache_capacity)
+        self.closing = asyncio.Event()  # set on app shutdown: long waits stop
+        self._parsed: dict[str, dict[str, Any]] = {}
+        self._peak: tuple[int, bool] = (-1, False)
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        """Zero the request statistics (balances and the prefix cache are kept)."""
+        self.total_requests = 0
+        limit = self.config.max_tracked
+        self.requests_per_path: BoundedCounter[str] = BoundedCounter(limit)
+        self.requests_per_emulate: BoundedCounter[str] = BoundedCounter(limit)
+        self.statuses: Counter[int] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.disconnects = 0
+        self.recent: deque[tuple[str, bytes]] = deque(maxlen=self.config.recent_bodies)
+        self._times_seen: BoundedCounter[tuple[str, str]] = BoundedCounter(limit)
+        self._model_in_flight: Counter[tuple[str, str]] = Counter()
+
+    # -- request bookkeeping ----------------------------------------------------------------------
+
+    def begin(self, path: str, emulate: str, body: bytes) -> int:
+        """Count a request; returns how many requests so far carried this directive string (the
+        count restarts for a string not seen among the last `max_tracked` distinct ones)."""
+        self.total_requests += 1
+        self.requests_per_path.add(path)
+        if emulate:
+            self.requests_per_emulate.add(emulate)
+        if body and len(body) <= self.config.recent_body_max:  # big bodies are not kept (memory)
+            self.recent.append((path, body))
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+        return self._times_seen.add((self.config.faults, emulate))
+
+    def end(self, status: int) -> None:
+        self.in_flight -= 1
+        self.statuses[status] += 1
+
+    def parsed(self, text: str) -> dict[str, Any]:
+        """Parsed directives, memoised per distinct string (a load test repeats a few strings)."""
+        got = self._parsed.get(text)
+        if got is None:
+            got = parse_directives(text)
+            if len(self._parsed) > 4096:
+                self._parsed.clear()
+            self._parsed[text] = got
+        return got
+
+    # -- concurrency (§6.3: per account and serving model, until the response completes) ------------
+
+    def try_acquire(self, account: str, model: str) -> bool:
+        limit = self.config.concurrency_limits.get(model)
+        key = (account, model)
+        if limit is not None and self._model_in_flight[key] >= limit:
+            return False
+        self._model_in_flight[key] += 1
+        return True
+
+    def release(self, account: str, model: str) -> None:
+        key = (account, model)
+        self._model_in_flight[key] -= 1
+        if self._model_in_flight[key] <= 0:
+            del self._model_in_flight[key]
+
+    # -- accounts -----------------------------------------------------------------------------------
+
+    def account(self, key: str) -> Account:
+        acct = self.accounts.get(key)
+        if acct is None:
+            if key in self.config.balance:
+                acct = Account(Decimal(0), self.config.balance[key])
+            else:
+                acct = Account(self.config.default_granted, self.config.default_topped_up)
+            self._remember(key, acct)
+        else:
+            self.accounts.move_to_end(key)
+        return acct
+
+    def _remember(self, key: str, acct: Account) -> None:
+        self.accounts[key] = acct
+        self.accounts.move_to_end(key)
+        while len(self.accounts) > self.config.max_accounts:
+            self.accounts.popitem(last=False)
+
+    def charge(self, key: str, model: str, usage: Mapping[str, Any], at: datetime | None = None) -> Decimal:
+        """Bill one request at the price in force now (peak/off-peak, §2.1)."""
+        if at is None:
+            now = self.config.clock()
+            minute = int(now // 60)  # peak windows start on whole hours: cache per minute
+            if self._peak[0] != minute:
+                self._peak = (minute, _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc),
+                                                       self.config.holidays))
+            peak: bool | None = self._peak[1]
+        else:
+            peak = None
+        amount = _pricing.cost(model, usage, at, self.config.currency, self.config.holidays, peak=peak)
+        self.account(key).charge(amount)
+        return amount
+
+    def balance(self, key: str) -> Decimal:
+        return self.account(key).total
+
+    @property
+    def balances(self) -> dict[str, Decimal]:
+        return {k: a.total for k, a in self.accounts.items()}
+
+    def set_balance(self, key: str, topped_up: Decimal | str | int, granted: Decimal | str | int = 0) -> None:
+        self._remember(key, Account(Decimal(str(granted)), Decimal(str(topped_up))))
+
+    # -- views for tests ----------------------------------------------------------------------------
+
+    @property
+    def requests_by_directive(self) -> BoundedCounter[str]:
+        """Alias of `requests_per_emulate` (requests per distinct `X-DSK-Emulate` value)."""
+        return self.requests_per_emulate
+
+    @property
+    def recent_bodies(self) -> list[Any]:
+        """Recent request bodies, decoded (non-JSON bodies are returned as bytes)."""
+        out: list[Any] = []
+        for _, raw in list(self.recent):
+            try:
+                out.append(msgspec.json.decode(raw))
+            except msgspec.DecodeError:
+                out.append(raw)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "total_requests": self.total_requests,
+            "requests_per_path": dict(self.requests_per_path),
+            "requests_per_emulate": dict(self.requests_per_emulate),
+            "statuses": dict(self.statuses),
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "disconnects": self.disconnects,
+            "balances": {k: str(v) for k, v in self.balances.items()},
+        }
+
+
+STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("deepseek_kit.emulator_state", EmulatorState)
