@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deepseek_kit._pricing import BEIJING
+from deepseek_kit._wire.pricing import BEIJING
 from deepseek_kit.server.gateway.keys import InvalidKeyError, open_state
 
 PEPPER = "cli-test-pepper-0123456789"

@@ -53,7 +53,7 @@ def _amount(text: str) -> Decimal:
 def _expires(text: str) -> datetime:
     """A date (midnight Beijing time, DeepSeek's billing day), a date-time (Beijing time unless it
     has an offset), or a duration from now: 12h, 30d, 2w."""
-    from deepseek_kit._pricing import BEIJING, now
+    from deepseek_kit._wire.pricing import BEIJING, now
 
     m = _DURATION.fullmatch(text)
     if m:
@@ -75,7 +75,7 @@ def _models(text: str) -> list[str]:
 
 
 def _since(text: str) -> date:
-    from deepseek_kit._pricing import BEIJING, now
+    from deepseek_kit._wire.pricing import BEIJING, now
 
     m = re.fullmatch(r"\s*(\d+)\s*d\s*", text)
     if m:
@@ -173,7 +173,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from deepseek_kit._pricing import now
+    from deepseek_kit._wire.pricing import now
 
     from .logs import table
 
@@ -197,7 +197,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from deepseek_kit._pricing import now
+    from deepseek_kit._wire.pricing import now
 
     async def act(state: GatewayState, currency: str) -> int:
         rec = await state.get_key(args.id)

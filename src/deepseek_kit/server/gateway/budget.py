@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
-from deepseek_kit._pricing import BEIJING
+from deepseek_kit._wire.pricing import BEIJING
 
 __all__ = [
     "NANO",
@@ -115,7 +115,7 @@ class UsageBuffer:
 
 
 def default_clock() -> Callable[[], datetime]:
-    from deepseek_kit._pricing import now
+    from deepseek_kit._wire.pricing import now
 
     return now
 

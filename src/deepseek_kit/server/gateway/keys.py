@@ -9,8 +9,8 @@ lookup is one equality match on the hash. The plaintext is returned once, by `cr
 `rotate`, and never stored, logged or put in a repr or an error message.
 
 Amounts (budgets, reservations, costs) are `Decimal` in the currency the gateway prices requests in
-(`deepseek_kit._pricing.PRICES`: DeepSeek publishes CNY and USD tables; the gateway's default is CNY,
-as `_pricing.cost`'s). The state does not convert: a budget of 5 means 5 units of that currency.
+(`deepseek_kit._wire.pricing.PRICES`: DeepSeek publishes CNY and USD tables; the gateway's default is CNY,
+as `pricing.cost`'s). The state does not convert: a budget of 5 means 5 units of that currency.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from deepseek_kit._errors import DeepSeekError
+from deepseek_kit._wire.errors import DeepSeekError
 
 if TYPE_CHECKING:
     from .budget import Reservation, UsageRow
@@ -277,7 +277,7 @@ def open_state(
 ) -> GatewayState:
     """Open the state at `url`: `sqlite:///abs/path.db`, `sqlite:///:memory:` or
     `redis://host:port/db` (also `rediss://`, `unix://`). `pepper` keys the token hash (at least
-    16 bytes); `clock` gives the time for expiry and budget windows (default: `_pricing.now`, which
+    16 bytes); `clock` gives the time for expiry and budget windows (default: `_wire.pricing.now`, which
     honours DSK_FAKE_NOW). A reservation not settled within `reservation_ttl` seconds is released."""
     check_pepper(pepper)
     if url.startswith("sqlite://"):
