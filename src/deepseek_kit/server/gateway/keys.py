@@ -10,7 +10,7 @@ lookup is one equality match on the hash. The plaintext is returned once, by `cr
 
 Amounts (budgets, reservations, costs) are `Decimal` in the currency the gateway prices requests in
 (`deepseek_kit._wire.pricing.PRICES`: DeepSeek publishes CNY and USD tables; the gateway's default is CNY,
-as `_pricing.cost`'s). The state does not convert: a budget of 5 means 5 units of that currency.
+as `pricing.cost`'s). The state does not convert: a budget of 5 means 5 units of that currency.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deepseek_kit._wire.errors import DeepSeekError
 
@@ -54,6 +54,7 @@ TOKEN_PREFIX = "sk-dsk-"
 _PREFIX_CHARS = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no look-alikes, no '-'
 _TOKEN_RE = re.compile(r"sk-dsk-([A-Za-z0-9]{8})-[A-Za-z0-9_\-]{43}")
 _MIN_PEPPER = 16
+_MAX_BUDGET = Decimal(1_000_000)  # nano-units stay below 2^53, exact in Redis Lua (budget.py)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -102,6 +103,33 @@ class KeyRecord:
     created_at: datetime
     revoked_at: datetime | None = None
     rotated_at: datetime | None = None
+
+    def status(self, now: datetime) -> str:
+        """"active", "revoked" or "expired" (at `now`)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.key.expires_at is not None and now >= self.key.expires_at:
+            return "expired"
+        return "active"
+
+    def to_dict(self, now: datetime, currency: str) -> dict[str, Any]:
+        """JSON-ready view for `dsk keys` and the admin API; amounts as decimal strings. Holds no
+        secret: the record has none."""
+        k = self.key
+
+        def iso(at: datetime | None) -> str | None:
+            return None if at is None else at.isoformat()
+
+        return {
+            "id": k.id, "name": k.name, "prefix": k.prefix, "status": self.status(now),
+            "models": None if k.models is None else sorted(k.models), "rpm": k.rpm, "tpm": k.tpm,
+            "max_in_flight": k.max_in_flight, "currency": currency,
+            "budget_daily": None if k.budget_daily is None else str(k.budget_daily),
+            "budget_monthly": None if k.budget_monthly is None else str(k.budget_monthly),
+            "expires_at": iso(k.expires_at), "allow_ip": [str(n) for n in k.allow_ip],
+            "created_at": iso(self.created_at), "revoked_at": iso(self.revoked_at),
+            "rotated_at": iso(self.rotated_at),
+        }
 
 
 class GatewayKeyError(DeepSeekError):
@@ -206,11 +234,12 @@ class KeySpec:
         if not self.name or len(self.name) > 200:
             raise GatewayKeyError("a key needs a name of 1 to 200 characters")
         for what, v in (("rpm", self.rpm), ("tpm", self.tpm), ("max_in_flight", self.max_in_flight)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 2**53):
                 raise GatewayKeyError(f"{what} must be a whole number >= 1, got {v!r}")
         for what, b in (("budget_daily", self.budget_daily), ("budget_monthly", self.budget_monthly)):
-            if b is not None and (not isinstance(b, Decimal) or not b.is_finite() or b < 0):
-                raise GatewayKeyError(f"{what} must be an amount >= 0, got {b!r}")
+            ok = isinstance(b, Decimal) and b.is_finite() and 0 <= b <= _MAX_BUDGET
+            if b is not None and not ok:
+                raise GatewayKeyError(f"{what} must be an amount from 0 to {_MAX_BUDGET}, got {b!r}")
         if self.expires_at is not None and self.expires_at.tzinfo is None:
             raise GatewayKeyError("expires_at needs a time zone")
         return self
@@ -248,7 +277,7 @@ def open_state(
 ) -> GatewayState:
     """Open the state at `url`: `sqlite:///abs/path.db`, `sqlite:///:memory:` or
     `redis://host:port/db` (also `rediss://`, `unix://`). `pepper` keys the token hash (at least
-    16 bytes); `clock` gives the time for expiry and budget windows (default: `_pricing.now`, which
+    16 bytes); `clock` gives the time for expiry and budget windows (default: `_wire.pricing.now`, which
     honours DSK_FAKE_NOW). A reservation not settled within `reservation_ttl` seconds is released."""
     check_pepper(pepper)
     if url.startswith("sqlite://"):
