@@ -96,3 +96,21 @@ async def test_admission_statuses_and_per_key_views(keyed):
         assert 'dsk_gateway_requests_total{' in text and "full" not in text.split("key=")[0]
         for secret in (full, pro_only, poor, PEPPER, "sk-upstream-secret-1234"):
             assert secret not in text
+
+
+async def test_admin_api_is_mounted_with_the_admin_key(keyed, monkeypatch):
+    import dataclasses
+
+    cfg, make_keys, _ = keyed
+    await make_keys()
+    admin = "admin-secret-for-relay-tests-0001"
+    monkeypatch.setenv("GW_TEST_ADMIN", admin)
+    cfg = dataclasses.replace(cfg, admin_key_env="GW_TEST_ADMIN")
+    with GatewayThread(cfg, clock=lambda: NOW) as gw:
+        status, _, raw = await _req("GET", gw.base_url + "/admin/keys", admin)
+        assert status == 200 and admin not in raw.decode()
+        names = {k["name"] for k in json.loads(raw)["data"]} if isinstance(json.loads(raw), dict) else {
+            k["name"] for k in json.loads(raw)}
+        assert names == {"full", "pro-only", "poor"}
+        status, _, _ = await _req("GET", gw.base_url + "/admin/keys", "wrong")
+        assert status == 401

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -25,6 +27,7 @@ from deepseek_kit._steps.auth import StaticKey
 from deepseek_kit._steps.router import Endpoint
 from deepseek_kit._wire.types import decode_json
 
+from .admin import add_admin_routes
 from .admission import Admission, worst_case
 from .config import GatewayConfig, GatewayConfigError, load_gateway_config
 from .errors import GatewayError, error_response
@@ -340,4 +343,10 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz(gw))
     r.add_get("/metrics", gw.prometheus)
+    if config.auth == "keys":
+        # The admin HTTP API (admin.py): on only when the admin key's variable is set.
+        admin_key = os.environ.get(config.admin_key_env) if config.admin_key_env else None
+        wall = gw.admission.clock
+        add_admin_routes(app, lambda: gw.admission.state, admin_key or None, currency=config.currency,
+                         clock=lambda: datetime.fromtimestamp(wall(), timezone.utc))
     return app
