@@ -33,7 +33,7 @@ from .config import GatewayConfig, GatewayConfigError, load_gateway_config
 from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .metrics import GatewayMetrics, access_line
-from .relay import Call, Relay
+from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
 
 __all__ = ["GATEWAY_KEY", "Gateway", "create_gateway_app"]
@@ -144,7 +144,8 @@ class Gateway:
 
         limit = self.config.client_timeout  # slow clients do not hold a worker
         try:
-            await asyncio.wait_for(read(), limit)
+            async with timeout_at(asyncio.get_running_loop().time() + limit):
+                await read()
         except asyncio.TimeoutError:
             raise GatewayError(408, f"the request body did not arrive within {limit:g} s",
                                code="request_timeout") from None

@@ -16,6 +16,7 @@ upstream then closed or only sent keep-alives.
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,12 @@ from deepseek_kit._wire.errors import AllEndpointsFailedError, APIStatusError, D
 from .errors import GatewayError, error_event
 from .repair import ReasoningMemory, StreamRecorder
 
-__all__ = ["Call", "Relay"]
+if sys.version_info >= (3, 11):
+    from asyncio import timeout_at
+else:  # pragma: no cover - Python 3.10: aiohttp depends on async-timeout there
+    from async_timeout import timeout_at  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["Call", "Relay", "timeout_at"]
 
 _DONE = b"data: [DONE]\n\n"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -188,10 +194,9 @@ class Relay:
         held: list[bytes] = []
         while True:
             try:
-                if deadline is None:
+                # a cancel scope, not wait_for: no task per event on the hot path
+                async with timeout_at(deadline):
                     p = await events.next()
-                else:
-                    p = await asyncio.wait_for(events.next(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 events.close()
                 raise _Failover("no first token within the first-token deadline") from None
