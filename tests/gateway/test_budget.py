@@ -218,3 +218,44 @@ async def test_revocation_is_seen_by_another_process_within_a_second(state_url):
             w.kill() if w.poll() is None else None
         await st.aclose()
     assert max(lags) < 1.0, lags
+
+
+async def test_settlement_reaches_other_processes_promptly(state, state_url):
+    """Settling is queued and batched; another process sees the hold until then (never less than
+    the cost) and the exact spend shortly after (SETTLE_DELAY, 0.1 s)."""
+    _, key = await state.create_key("a", budget_daily=Decimal("1"))
+    other = open_state(state_url, pepper=PEPPER, clock=state.clock)
+    try:
+        res = await state.reserve(key, Decimal("0.6"))
+        assert await other.remaining(key) == Decimal("0.4")
+        await state.settle(res, Decimal("0.25"))
+        deadline = time.monotonic() + 5
+        while (left := await other.remaining(key)) != Decimal("0.75"):
+            assert left == Decimal("0.4") and time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        await other.aclose()
+
+
+async def test_sqlite_write_lock_held_elsewhere_does_not_block_the_event_loop(tmp_path):
+    import sqlite3
+
+    st = open_state(f"sqlite:///{tmp_path}/gw.db", pepper=PEPPER, clock=Clock())
+    _, key = await st.create_key("a", budget_daily=Decimal("1"))
+    await st.remaining(key)  # connections open
+    other = sqlite3.connect(tmp_path / "gw.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer, mid-transaction
+    try:
+        task = asyncio.ensure_future(st.reserve(key, Decimal("0.5")))
+        lags = []
+        for _ in range(20):  # the loop keeps turning while the hold waits for the lock
+            t = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - t)
+        assert not task.done() and max(lags) < 0.5, lags
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    res = await asyncio.wait_for(task, 10)
+    assert res.held and await st.remaining(key) == Decimal("0.5")
+    await st.aclose()

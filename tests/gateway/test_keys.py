@@ -3,6 +3,8 @@ revoke, rotate, expiry (injected clock), IP allow-lists, and the hash-at-rest ch
 
 import ipaddress
 import re
+import socket
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -13,6 +15,7 @@ from deepseek_kit.server.gateway.keys import (
     GatewayKeyError,
     InvalidKeyError,
     KeyNotFoundError,
+    StateUnavailableError,
     open_state,
 )
 
@@ -179,3 +182,49 @@ def test_sqlite_relative_path_is_refused():
     with pytest.raises(GatewayKeyError, match="absolute"):
         open_state("sqlite://relative.db", pepper=PEPPER)
 
+
+
+async def test_cached_keys_make_no_store_call(state, state_url):
+    """The request path: a cached key is checked in memory; the store sees at most the generation
+    poll (once per half second), however many requests arrive."""
+    token, _ = await state.create_key("a")
+    await state.authenticate(token, None)
+    if state_url.startswith("sqlite"):
+        statements = []
+        state._inline.set_trace_callback(statements.append)
+        state._db().set_trace_callback(statements.append)
+        count = lambda: len(statements)  # noqa: E731
+    else:
+        import redis.asyncio as aioredis
+
+        probe = aioredis.Redis.from_url(state_url)
+
+        async def processed():
+            return (await probe.info("stats"))["total_commands_processed"]
+    t0 = time.monotonic()
+    before = count() if state_url.startswith("sqlite") else await processed()
+    for _ in range(2000):
+        await state.authenticate(token, "127.0.0.1")
+    elapsed = time.monotonic() - t0
+    if state_url.startswith("sqlite"):
+        calls = count() - before
+    else:
+        calls = await processed() - before - 1  # the INFO itself
+        await probe.aclose()
+    assert calls <= 1 + int(elapsed / 0.5), (calls, elapsed)
+
+
+async def test_a_store_that_is_down_is_a_503_not_a_crash(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    st = open_state(f"redis://:hunter2@127.0.0.1:{port}/0", pepper=PEPPER)
+    try:
+        assert "hunter2" not in repr(st)
+        for call in (lambda: st.authenticate("sk-dsk-AAAAAAAA-" + "a" * 43, None),
+                     lambda: st.create_key("a"), st.list_keys):
+            with pytest.raises(StateUnavailableError) as ei:
+                await call()
+            assert ei.value.status == 503 and "hunter2" not in ei.value.message
+    finally:
+        await st.aclose()

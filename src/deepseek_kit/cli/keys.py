@@ -128,7 +128,7 @@ def _open(args: argparse.Namespace) -> tuple[GatewayState, str]:
 
 
 def _run(args: argparse.Namespace, action: Any) -> int:
-    from deepseek_kit.server.gateway.keys import GatewayKeyError
+    from deepseek_kit.server.gateway.keys import GatewayKeyError, StateUnavailableError
 
     async def main() -> int:
         state, currency = _open(args)
@@ -140,6 +140,8 @@ def _run(args: argparse.Namespace, action: Any) -> int:
 
     try:
         return common.run_async(main)
+    except StateUnavailableError as exc:  # the store, not the arguments: like an API error
+        raise common.CLIError(exc.message, common.EXIT_API) from None
     except GatewayKeyError as exc:
         raise common.CLIError(exc.message) from None
 

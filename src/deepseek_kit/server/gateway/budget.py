@@ -13,6 +13,8 @@ charged to the windows it was admitted in, so a reservation and its settlement a
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,17 @@ __all__ = [
 ]
 
 NANO = Decimal("1e-9")
+_ID_PREFIX = secrets.token_hex(8)
+_ids = itertools.count(1)
+
+
+def _new_id_space() -> None:
+    """After fork() the child must not repeat its parent's ids (workers started by forking)."""
+    global _ID_PREFIX, _ids
+    _ID_PREFIX, _ids = secrets.token_hex(8), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_space)
 _SCALE = Decimal(1_000_000_000)
 
 
@@ -51,8 +64,18 @@ def windows(at: datetime) -> tuple[str, str]:
     """The (day, month) billing windows of instant `at`: ("2026-12-03", "2026-12"), Beijing time."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
-    bj = at.astimezone(BEIJING)
-    return bj.strftime("%Y-%m-%d"), bj.strftime("%Y-%m")
+    # Beijing days start on a whole UTC hour (UTC+8), so the windows are constant within an hour:
+    # remember the last hour's (formatting costs more than the rest of a hold's CPU).
+    global _last
+    hour = int(at.timestamp() // 3600)
+    last = _last  # one tuple, replaced whole: safe to read from any thread
+    if hour != last[0]:
+        bj = at.astimezone(BEIJING)
+        last = _last = (hour, bj.strftime("%Y-%m-%d"), bj.strftime("%Y-%m"))
+    return last[1], last[2]
+
+
+_last: tuple[int | None, str, str] = (None, "", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +93,9 @@ class Reservation:
 
     @staticmethod
     def new_id() -> str:
-        return secrets.token_hex(12)
+        """Unique across processes: a random per-process prefix and a counter (cheaper than
+        asking the OS for randomness per request)."""
+        return f"{_ID_PREFIX}{next(_ids):x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +140,12 @@ class UsageBuffer:
 
 
 def default_clock() -> Callable[[], datetime]:
-    from deepseek_kit._wire.pricing import now
+    """The library's clock (`_wire.pricing.default_clock`: the system clock, or DSK_FAKE_NOW) as
+    aware UTC datetimes; the environment is read once, here."""
+    from deepseek_kit._wire.pricing import default_clock as epoch_clock
 
-    return now
+    clock = epoch_clock()
+    return lambda: datetime.fromtimestamp(clock(), timezone.utc)
 
 
 def day_of(since: date | None) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "InvalidKeyError",
     "KeyNotFoundError",
     "KeyRecord",
+    "StateUnavailableError",
     "VirtualKey",
     "display_prefix",
     "hash_token",
@@ -174,6 +175,14 @@ class KeyNotFoundError(GatewayKeyError):
     """404 (admin API and `dsk keys`): no key has this id or prefix."""
 
     status = 404
+
+
+class StateUnavailableError(GatewayKeyError):
+    """503: the state store (SQLite file, redis-server) failed or cannot be reached. Fail closed:
+    no request is admitted on a key or budget the gateway cannot check."""
+
+    status = 503
+    type = "api_error"
 
 
 def new_token() -> str:

@@ -19,10 +19,10 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from .budget import Reservation, UsageBuffer, UsageRow, default_clock, from_nanos, to_nanos, windows
 from .keys import (
@@ -33,6 +33,7 @@ from .keys import (
     IPNetwork,
     KeyRecord,
     KeySpec,
+    StateUnavailableError,
     VirtualKey,
     display_prefix,
     hash_token,
@@ -40,7 +41,7 @@ from .keys import (
     parse_networks,
 )
 
-__all__ = ["REVALIDATE", "StateBase", "record_from_json", "record_to_json"]
+__all__ = ["REVALIDATE", "SETTLE_DELAY", "Settle", "StateBase", "record_from_json", "record_to_json"]
 
 log = logging.getLogger("deepseek_kit.gateway")
 
@@ -49,6 +50,25 @@ REVALIDATE = 0.5
 _CACHE_MAX = 100_000
 _FLUSH_EVERY = 1.0
 _MISSING = object()
+#: Seconds a queued settlement may wait for the next hold before a timer writes it.
+SETTLE_DELAY = 0.1
+#: (hold id, key id, day, month, exact cost in nano-units)
+Settle = tuple[str, str, str, str, int]
+T = TypeVar("T")
+
+
+async def _store(what: str, aw: Awaitable[T]) -> T:
+    """Await a store call; a failure of the store (not a refusal) becomes a 503
+    `StateUnavailableError` naming what failed, without the store's own message (it may hold a
+    URL with a password)."""
+    try:
+        return await aw
+    except GatewayKeyError:
+        raise
+    except Exception as exc:
+        log.warning("gateway state failed while %s: %s", what, type(exc).__name__)
+        raise StateUnavailableError(f"the gateway's key store is unavailable ({type(exc).__name__} "
+                                    f"while {what}); try again shortly") from None
 
 
 def _ts(at: datetime | None) -> float | None:
@@ -95,7 +115,13 @@ def _budget_nanos(b: Decimal | None) -> int:
 
 class StateBase:
     """The backend-independent half of a `GatewayState`; subclasses supply the store primitives
-    (`_generation`, `_lookup`, `_reserve`, `_settle`, `_release`, `_totals`, `_write_usage`, ...)."""
+    (`_generation`, `_lookup`, `_reserve`, `_settle_many`, `_totals`, `_write_usage`, ...).
+
+    Settling is deferred and batched: `settle` and `release` only queue (hold id, exact cost); the
+    queue is applied inside this process's next hold (same transaction or script, so a request
+    costs the store one round trip, not two) or by a timer within `SETTLE_DELAY`. Until then the
+    hold stays counted, and a hold is never less than the cost it stands for (the relay reserves
+    the worst case), so a late settle can only refuse early, never let a budget overspend."""
 
     def __init__(self, *, pepper: bytes, clock: Callable[[], datetime] | None,
                  reservation_ttl: float) -> None:
@@ -109,6 +135,9 @@ class StateBase:
         self._usage = UsageBuffer()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._settles: list[Settle] = []
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._settle_tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:  # never the pepper
         return f"<{type(self).__name__} keys cached={len(self._cache)}>"
@@ -122,15 +151,15 @@ class StateBase:
         raise NotImplementedError
 
     async def _reserve(self, res: Reservation, nanos: int, daily: int, monthly: int,
-                       expires: float, now: float) -> str | None:
-        """Atomically: drop expired holds of the key, then hold `nanos` unless spent + held + nanos
-        would pass a budget (-1 = none); return None, or "daily"/"monthly" when refused."""
+                       expires: float, now: float, settles: list[Settle]) -> str | None:
+        """Atomically: apply `settles`, drop expired holds of the key, then hold `nanos` unless
+        spent + held + nanos would pass a budget (-1 = none); return None, or "daily"/"monthly"
+        when refused (the settles are applied either way)."""
         raise NotImplementedError
 
-    async def _settle(self, res: Reservation, nanos: int) -> None:
-        raise NotImplementedError
-
-    async def _release(self, res: Reservation) -> None:
+    async def _settle_many(self, settles: list[Settle]) -> None:
+        """Atomically: for each (hold id, key id, day, month, nanos) remove the hold and add the
+        cost to the key's day and month spend."""
         raise NotImplementedError
 
     async def _totals(self, key_id: str, day: str, month: str, now: float) -> tuple[int, int, int, int]:
@@ -170,14 +199,16 @@ class StateBase:
         if time.monotonic() - self._checked > REVALIDATE:
             await self._revalidate()
         token_hash = hash_token(self._pepper, token)
-        key = self._cache.get(token_hash, _MISSING)
-        if key is _MISSING:
+        cached = self._cache.get(token_hash, _MISSING)
+        if cached is _MISSING:
             epoch = self._epoch
-            key = await self._lookup(token_hash)
+            key = await _store("looking up a key", self._lookup(token_hash))
             if epoch == self._epoch:  # no revocation seen while we looked: safe to remember
                 if len(self._cache) >= _CACHE_MAX:
                     self._cache.clear()
                 self._cache[token_hash] = key
+        else:
+            key = cached  # type: ignore[assignment]
         if key is None:
             raise InvalidKeyError(f"Authentication Fails, Your api key: {prefix}**** is invalid "
                                   "(unknown or revoked)")
@@ -192,7 +223,7 @@ class StateBase:
     async def _revalidate(self) -> None:
         self._checked = time.monotonic()  # concurrent callers use the cache meanwhile
         try:
-            gen = await self._generation()
+            gen = await _store("checking for revocations", self._generation())
         except BaseException:
             self._checked = -1e9  # ask again on the next request rather than trust a stale cache
             raise
@@ -217,9 +248,15 @@ class StateBase:
         if key.budget_daily is None and key.budget_monthly is None:
             return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model, held=False)
         res = Reservation(Reservation.new_id(), key.id, worst_case, day, month, model)
-        refused = await self._reserve(res, to_nanos(worst_case, up=True), _budget_nanos(key.budget_daily),
-                                      _budget_nanos(key.budget_monthly), now.timestamp() + self._ttl,
-                                      now.timestamp())
+        settles = self._take_settles()
+        hold = self._reserve(res, to_nanos(worst_case, up=True), _budget_nanos(key.budget_daily),
+                             _budget_nanos(key.budget_monthly), now.timestamp() + self._ttl, now.timestamp(),
+                             settles)
+        try:
+            refused = await _store("reserving budget", hold)
+        except BaseException:
+            self._restore_settles(settles)
+            raise
         if refused is not None:
             budget = key.budget_daily if refused == "daily" else key.budget_monthly
             raise BudgetExceededError(f"Insufficient Balance: the {refused} budget of key {key.prefix}**** "
@@ -230,27 +267,67 @@ class StateBase:
         """Replace the hold with the exact cost (0 for a request that failed unbilled)."""
         nanos = max(to_nanos(actual), 0)
         if reservation.held:
-            await self._settle(reservation, nanos)
+            self._queue_settle(reservation, nanos)
         self._usage.add(reservation.key_id, reservation.day, model or reservation.model, nanos)
         self._start_flusher()
 
     async def release(self, reservation: Reservation) -> None:
         """Give the hold back without charging (the request never reached an upstream)."""
         if reservation.held:
-            await self._release(reservation)
+            self._queue_settle(reservation, 0)
+
+    def _queue_settle(self, res: Reservation, nanos: int) -> None:
+        self._settles.append((res.id, res.key_id, res.day, res.month, nanos))
+        if self._settle_timer is None and not self._closed:
+            self._settle_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._settle_soon)
+
+    def _settle_soon(self) -> None:
+        self._settle_timer = None
+        task = asyncio.get_running_loop().create_task(self._apply_settles_logged())
+        self._settle_tasks.add(task)
+        task.add_done_callback(self._settle_tasks.discard)
+
+    async def _apply_settles_logged(self) -> None:
+        try:
+            await self.apply_settles()
+        except Exception as exc:  # kept queued; the next hold or timer tries again
+            log.warning("gateway settle failed (will retry): %s", type(exc).__name__)
+            if self._settles and self._settle_timer is None and not self._closed:
+                self._settle_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY * 10,
+                                                                           self._settle_soon)
+
+    def _take_settles(self) -> list[Settle]:
+        settles, self._settles = self._settles, []
+        return settles
+
+    def _restore_settles(self, settles: list[Settle]) -> None:
+        self._settles[:0] = settles
+
+    async def apply_settles(self) -> None:
+        """Write the queued settlements now (`spent`, `remaining`, `flush` and `aclose` do)."""
+        settles = self._take_settles()
+        if not settles:
+            return
+        try:
+            await _store("settling", self._settle_many(settles))
+        except BaseException:
+            self._restore_settles(settles)
+            raise
 
     async def spent(self, key: VirtualKey) -> tuple[Decimal, Decimal]:
         """(today, this month) settled spend of budgeted keys; unbudgeted keys track usage rows only."""
+        await self.apply_settles()
         now = self._clock()
-        sd, _, sm, _ = await self._totals(key.id, *windows(now), now.timestamp())
+        sd, _, sm, _ = await _store("reading spend", self._totals(key.id, *windows(now), now.timestamp()))
         return from_nanos(sd), from_nanos(sm)
 
     async def remaining(self, key: VirtualKey) -> Decimal | None:
         """What is left of the tighter budget (spent and held subtracted), or None without one."""
         if key.budget_daily is None and key.budget_monthly is None:
             return None
+        await self.apply_settles()
         now = self._clock()
-        sd, hd, sm, hm = await self._totals(key.id, *windows(now), now.timestamp())
+        sd, hd, sm, hm = await _store("reading budgets", self._totals(key.id, *windows(now), now.timestamp()))
         left: list[int] = []
         if key.budget_daily is not None:
             left.append(to_nanos(key.budget_daily) - sd - hd)
@@ -273,7 +350,8 @@ class StateBase:
                 log.warning("gateway usage flush failed (will retry): %s", type(exc).__name__)
 
     async def flush(self) -> None:
-        """Write the buffered usage rows now."""
+        """Write the queued settlements and the buffered usage rows now."""
+        await self.apply_settles()
         if not len(self._usage):
             return
         rows = self._usage.take()
@@ -300,16 +378,18 @@ class StateBase:
         key = VirtualKey(f"key_{secrets.token_hex(8)}", spec.name, prefix, spec.models, spec.rpm, spec.tpm,
                          spec.max_in_flight, spec.budget_daily, spec.budget_monthly, spec.expires_at,
                          spec.allow_ip)
-        await self._insert_key(hash_token(self._pepper, token), KeyRecord(key, self._clock()))
+        rec = KeyRecord(key, self._clock())
+        await _store("creating a key", self._insert_key(hash_token(self._pepper, token), rec))
         return token, key
 
     async def list_keys(self) -> list[KeyRecord]:
-        return sorted((rec for _, rec in await self._records()), key=lambda r: (r.created_at, r.key.id))
+        records = await _store("listing keys", self._records())
+        return sorted((rec for _, rec in records), key=lambda r: (r.created_at, r.key.id))
 
     async def _find(self, id_or_prefix: str) -> tuple[str, KeyRecord]:
         want = id_or_prefix.strip()
         short = want[len("sk-dsk-"):] if want.startswith("sk-dsk-") else want
-        for h, rec in await self._records():
+        for h, rec in await _store("finding a key", self._records()):
             if want in (rec.key.id, rec.key.prefix) or short == rec.key.prefix[len("sk-dsk-"):]:
                 return h, rec
         from .keys import KeyNotFoundError
@@ -324,7 +404,7 @@ class StateBase:
         h, rec = await self._find(key_id)
         if rec.revoked_at is None:
             rec = KeyRecord(rec.key, rec.created_at, self._clock(), rec.rotated_at)
-            await self._replace_key(rec, h, None)
+            await _store("revoking", self._replace_key(rec, h, None))
         self._forget()
         return rec
 
@@ -340,8 +420,8 @@ class StateBase:
         k = rec.key
         key = VirtualKey(k.id, k.name, prefix, k.models, k.rpm, k.tpm, k.max_in_flight, k.budget_daily,
                          k.budget_monthly, k.expires_at, k.allow_ip)
-        await self._replace_key(KeyRecord(key, rec.created_at, None, self._clock()), h,
-                                hash_token(self._pepper, token))
+        await _store("rotating", self._replace_key(KeyRecord(key, rec.created_at, None, self._clock()), h,
+                                                   hash_token(self._pepper, token)))
         self._forget()
         return token, key
 
@@ -350,12 +430,17 @@ class StateBase:
         _, rec = await self._find(key_id)
         with contextlib.suppress(Exception):
             await self.flush()
-        return await self._usage_rows(rec.key.id, since.isoformat() if since else "")
+        return await _store("reading usage", self._usage_rows(rec.key.id, since.isoformat() if since else ""))
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if self._settle_tasks:
+            await asyncio.gather(*self._settle_tasks, return_exceptions=True)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -13,10 +13,11 @@ Layout (all under `dsk:gw:`):
     usage:<id>          HASH <day>|<model>|n and <day>|<model>|c -> requests, nano-units
 
 A hold is one Lua script (`_HOLD`): drop the key's expired holds, sum what is held and spent in the
-request's day and month, refuse or add the hold, atomically with every other worker's. Settling is
-one MULTI/EXEC: remove the hold and add the exact cost. Expiry uses the gateway's clock (not
-Redis's `TIME`) so that tests can drive it; hosts must keep their clocks in sync (NTP), as a skew
-only moves when an abandoned hold is released.
+request's day and month, refuse or add the hold, atomically with every other worker's. Settling
+(remove the hold, add the exact cost) is queued (state_common.py) and rides on this process's next
+hold script, or on one `_SETTLE` script for the whole queue after at most `SETTLE_DELAY`. Expiry
+uses the gateway's clock (not Redis's `TIME`) so that tests can drive it; hosts must keep their
+clocks in sync (NTP), as a skew only moves when an abandoned hold is released.
 """
 
 from __future__ import annotations
@@ -28,16 +29,36 @@ from urllib.parse import urlsplit
 
 from .budget import Reservation, UsageRow, from_nanos
 from .keys import GatewayKeyError, KeyRecord, VirtualKey
-from .state_common import StateBase, record_from_json, record_to_json
+from .state_common import Settle, StateBase, record_from_json, record_to_json
 
 __all__ = ["RedisState"]
 
 _P = "dsk:gw:"
 _POOL = 64
 
+# Queued settlements, ARGV[first..] in groups of 5: hold id, key id, day, month, nanos. The keys
+# are built from the key ids (one standalone Redis; the key names are ours).
+_APPLY = """
+local function apply(first)
+  for i = first, #ARGV, 5 do
+    local hold, kid, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 4])
+    redis.call('ZREM', 'dsk:gw:holds:' .. kid, hold)
+    redis.call('HDEL', 'dsk:gw:hold:' .. kid, hold)
+    if n > 0 then
+      redis.call('HINCRBY', 'dsk:gw:spend:' .. kid, 'd:' .. ARGV[i + 2], n)
+      redis.call('HINCRBY', 'dsk:gw:spend:' .. kid, 'm:' .. ARGV[i + 3], n)
+    end
+  end
+end
+"""
+
+_SETTLE = _APPLY + "apply(1)\nreturn 1\n"
+
 # KEYS: holds zset, hold hash, spend hash. ARGV: now, id, nanos (-1: only read), day, month,
-# daily budget, monthly budget (-1: none), expiry. Returns {refused ("" / daily / monthly), sd, hd, sm, hm}.
-_HOLD = """
+# daily budget, monthly budget (-1: none), expiry, then queued settlements (_APPLY).
+# Returns {refused ("" / daily / monthly), sd, hd, sm, hm}.
+_HOLD = _APPLY + """
+apply(9)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 for _, id in ipairs(expired) do redis.call('HDEL', KEYS[2], id) end
 if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) end
@@ -94,6 +115,7 @@ class RedisState(StateBase):
                                                         socket_connect_timeout=10)
         self._r = aioredis.Redis(connection_pool=pool)
         self._hold = self._r.register_script(_HOLD)
+        self._settle_script = self._r.register_script(_SETTLE)
         self._lookup_script = self._r.register_script(_LOOKUP)
 
     def __repr__(self) -> str:
@@ -146,29 +168,15 @@ class RedisState(StateBase):
         return [f"{_P}holds:{key_id}", f"{_P}hold:{key_id}", f"{_P}spend:{key_id}"]
 
     async def _reserve(self, res: Reservation, nanos: int, daily: int, monthly: int,
-                       expires: float, now: float) -> str | None:
+                       expires: float, now: float, settles: list[Settle]) -> str | None:
         out = await self._hold(keys=self._budget_keys(res.key_id),
                                args=[repr(now), res.id, nanos, res.day, res.month, daily, monthly,
-                                     repr(expires)])
+                                     repr(expires), *(v for st in settles for v in st)])
         refused = _s(out[0])
         return refused or None
 
-    async def _settle(self, res: Reservation, nanos: int) -> None:
-        holds, hold, spend = self._budget_keys(res.key_id)
-        async with self._r.pipeline(transaction=True) as p:
-            p.zrem(holds, res.id)
-            p.hdel(hold, res.id)
-            if nanos:
-                p.hincrby(spend, f"d:{res.day}", nanos)
-                p.hincrby(spend, f"m:{res.month}", nanos)
-            await p.execute()
-
-    async def _release(self, res: Reservation) -> None:
-        holds, hold, _ = self._budget_keys(res.key_id)
-        async with self._r.pipeline(transaction=True) as p:
-            p.zrem(holds, res.id)
-            p.hdel(hold, res.id)
-            await p.execute()
+    async def _settle_many(self, settles: list[Settle]) -> None:
+        await self._settle_script(keys=[], args=[v for st in settles for v in st])
 
     async def _totals(self, key_id: str, day: str, month: str, now: float) -> tuple[int, int, int, int]:
         out = await self._hold(keys=self._budget_keys(key_id),
