@@ -95,3 +95,17 @@ async def test_primary_killed_mid_run_loses_no_request(emulator_factory):
             statuses = await asyncio.gather(*tasks)
     assert statuses == [200] * 60
     assert primary.state.total_requests > 0 and backup.state.total_requests > 0
+
+
+async def test_complete_answer_then_keepalives_forever_ends_with_done(emulator_factory):
+    # the upstream sends the whole answer (finish_reason and usage), then only comments (the
+    # harness discussion #6959 behaviour): the answer is complete, so the caller gets [DONE]
+    # after the tail limit instead of a hung stream
+    emu = emulator_factory(faults="keepalive_forever", keepalive_interval=0.05)
+    cfg = config_for(emu, timeout="first_token = 5.0\nidle = 5.0\ntotal = 30.0\ntail = 0.5")
+    with GatewayThread(cfg) as gw:
+        t0 = time.monotonic()
+        status, _, raw = await _post(gw.base_url, {**ASK, "stream": True})
+    assert status == 200 and raw.endswith(b"data: [DONE]\n\n") and time.monotonic() - t0 < 5
+    events = [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
+    assert events[-1]["choices"][0]["finish_reason"] == "stop" and events[-1]["usage"]
