@@ -2,6 +2,7 @@
 # not allowed, 402 budget, /models and /user/balance per key, the exact cost settled after a stream.
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -86,7 +87,6 @@ async def test_admission_statuses_and_per_key_views(keyed):
                 left = await st.remaining(key)
                 if left == Decimal(10) - expected:
                     break
-                import asyncio
                 await asyncio.sleep(0.05)
             assert left == Decimal(10) - expected
         finally:
@@ -114,3 +114,40 @@ async def test_admin_api_is_mounted_with_the_admin_key(keyed, monkeypatch):
         assert names == {"full", "pro-only", "poor"}
         status, _, _ = await _req("GET", gw.base_url + "/admin/keys", "wrong")
         assert status == 401
+
+
+async def test_per_key_rpm_and_in_flight_caps_are_429_with_retry_after(keyed, emulator_factory):
+    cfg, make_keys, emu = keyed
+    await make_keys()
+    st = open_state(cfg.state, pepper=PEPPER.encode(), clock=lambda: datetime.fromtimestamp(NOW, timezone.utc))
+    rpm2, _ = await st.create_key("rpm2", rpm=2)
+    one_at_a_time, _ = await st.create_key("one", max_in_flight=1)
+    await st.aclose()
+    with GatewayThread(cfg, clock=lambda: NOW) as gw:
+        u = gw.base_url + "/chat/completions"
+        got = [(await _req("POST", u, rpm2, ASK))[:2] for _ in range(3)]
+        assert [g[0] for g in got] == [200, 200, 429]
+        assert int(got[2][1]["Retry-After"]) >= 1
+
+    slow_emu = emulator_factory(faults="delay_headers=0.5")
+    with GatewayThread(config_for(slow_emu, auth="keys", state=cfg.state), clock=lambda: NOW) as gw:
+        u = gw.base_url + "/chat/completions"
+        first = asyncio.create_task(_req("POST", u, one_at_a_time, ASK))
+        await asyncio.sleep(0.2)  # the first holds the key's only slot for 0.5 s
+        status, headers, raw = await _req("POST", u, one_at_a_time, ASK)
+        assert status == 429 and _err(raw)["code"] == "rate_limit_exceeded" and headers["Retry-After"]
+        assert (await first)[0] == 200
+        assert (await _req("POST", u, one_at_a_time, ASK))[0] == 200  # the slot was released
+
+
+async def test_per_key_rpm_is_shared_by_two_gateways_on_redis(emulator_factory, redis_url, monkeypatch):
+    monkeypatch.setenv("DSK_GATEWAY_PEPPER", PEPPER)
+    st = open_state(redis_url, pepper=PEPPER.encode())
+    key, _ = await st.create_key("shared", rpm=3)
+    await st.aclose()
+    emu = emulator_factory()
+    cfg = config_for(emu, auth="keys", state=redis_url)
+    with GatewayThread(cfg) as one, GatewayThread(cfg) as two:
+        statuses = [(await _req("POST", gw.base_url + "/chat/completions", key, ASK))[0]
+                    for gw in (one, two, one, two)]
+    assert statuses == [200, 200, 200, 429]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -28,10 +29,11 @@ from deepseek_kit._steps.router import Endpoint
 from deepseek_kit._wire.types import decode_json
 
 from .admin import add_admin_routes
-from .admission import Admission, worst_case
+from .admission import DEFAULT_RESERVE_TOKENS, TOKENS_PER_BYTE, Admission, worst_case
 from .config import GatewayConfig, GatewayConfigError, load_gateway_config
 from .errors import GatewayError, error_response
 from .health import healthz, readyz
+from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
 from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
@@ -52,6 +54,8 @@ class Gateway:
         self.config = config
         self.memory = ReasoningMemory(config.repair_entries)
         self.admission = Admission(config, clock)
+        state = config.state or ""
+        self.key_limits = KeyLimits(state if state.startswith(("redis://", "rediss://", "unix://")) else None)
         self.served = config.served_models()
         self.client: AsyncClient | None = None
         self.relay: Relay | None = None
@@ -120,6 +124,7 @@ class Gateway:
         if self.client is not None:
             await self.client.close()
         await self.admission.close()
+        await self.key_limits.aclose()
 
     # -- request parsing ---------------------------------------------------------------------------
 
@@ -192,6 +197,7 @@ class Gateway:
         started = loop.time()
         call = Call(model="-", stream=False, started=started)
         reservation: Any = None
+        lease: Any = None
         worst: Decimal | None = None
         resolved = "-"
         body_len = 0
@@ -225,6 +231,9 @@ class Gateway:
                 body = msgspec.json.encode(doc)
             worst = worst_case(resolved, len(body), doc.get("max_tokens"), self.admission.now(),
                                self.config.currency)
+            mt = doc.get("max_tokens")
+            lease = await self.key_limits.admit(key, math.ceil(len(body) * TOKENS_PER_BYTE) + (
+                mt if isinstance(mt, int) else DEFAULT_RESERVE_TOKENS))
             reservation = await self.admission.reserve(key, worst, resolved)
             return await self.relay.relay(request, path, body, call.stream, beta, call, record=tools)
         except GatewayError as err:
@@ -241,6 +250,9 @@ class Gateway:
                                    self.config.currency) if call.chunks else Decimal(0)
             if reservation is not None:
                 self.admission.settle(reservation, spent or Decimal(0), resolved)
+            if lease is not None:
+                total = (call.usage or {}).get("total_tokens")
+                self.key_limits.done(lease, total if isinstance(total, int) else None, call.status == 200)
             if call.status == 0:
                 call.status = 499  # the caller went away before an answer
             self.metrics.observe(call, seconds, spent)
