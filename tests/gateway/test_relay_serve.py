@@ -101,3 +101,14 @@ def test_serve_bad_config_names_key_and_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("dsk: error:") and "line 7" in last and "kind" in last
+
+
+def test_serve_keys_without_pepper_is_one_line_error(tmp_path):
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f'[gateway]\nstate = "sqlite:///{tmp_path}/gw.db"\n\n[[upstream]]\nname = "x"\n'
+                   'base_url = "http://127.0.0.1:9"\n')
+    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env=_env(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "DSK_GATEWAY_PEPPER" in proc.stderr.strip().splitlines()[-1]

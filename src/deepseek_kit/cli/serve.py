@@ -228,6 +228,18 @@ def run_gateway(args: argparse.Namespace) -> int:
         raise common.CLIError(str(exc)) from None
     host = args.host or config.host
     port = config.port if args.port is None else args.port
+    if config.auth == "keys":
+        from deepseek_kit.server.gateway.keys import GatewayKeyError, check_pepper
+
+        pepper = os.environ.get(config.pepper_env)
+        if not pepper:
+            raise common.CLIError(f"the environment variable {config.pepper_env} (the key-hash pepper) is "
+                                  "not set: export the value `dsk keys` uses, e.g. once "
+                                  f"{config.pepper_env}=$(openssl rand -hex 32)")
+        try:
+            check_pepper(pepper.encode())
+        except GatewayKeyError as exc:
+            raise common.CLIError(exc.message) from None
     if not 1 <= args.workers <= MAX_WORKERS:
         raise common.CLIError(f"--workers must be 1-{MAX_WORKERS}, got {args.workers}")
     if args.workers > 1 and config.state and config.state.startswith("sqlite"):
