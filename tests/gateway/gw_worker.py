@@ -30,6 +30,7 @@ async def budget(url, token, n, worst, go_file):
 
     async def one():
         nonlocal refused
+        await asyncio.sleep(rng.random() * 0.1)  # arrivals spread over 100 ms: settles free room for later ones
         try:
             res = await st.reserve(key, worst, model="deepseek-flash")
         except BudgetExceededError:
