@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepseek_kit._steps.limits.base import NEUTRAL, OK, LimiterBackend, Limits, QueueTimeoutError
 from deepseek_kit._steps.limits.local import LocalLimiter
-from deepseek_kit._steps.limits.step import NEUTRAL, OK, LimiterBackend, Limits, QueueTimeoutError
 
 from .errors import GatewayError
 from .keys import VirtualKey
