@@ -24,6 +24,7 @@ import msgspec
 from aiohttp import web
 
 from deepseek_kit._client.client import AsyncClient
+from deepseek_kit._client.resume import supports_prefix_completion
 from deepseek_kit._steps.auth import StaticKey
 from deepseek_kit._steps.router import Endpoint
 from deepseek_kit._wire.types import decode_json
@@ -37,6 +38,7 @@ from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
 from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
+from .stitch import Stitcher
 
 __all__ = ["GATEWAY_KEY", "Gateway", "create_gateway_app"]
 
@@ -57,6 +59,7 @@ class Gateway:
         state = config.state or ""
         self.key_limits = KeyLimits(state if state.startswith(("redis://", "rediss://", "unix://")) else None)
         self.served = config.served_models()
+        self.prefix_names = _prefix_names(config)
         self.client: AsyncClient | None = None
         self.relay: Relay | None = None
         self.metrics: GatewayMetrics | None = None
@@ -100,6 +103,7 @@ class Gateway:
         old_client, old_relay = self.client, self.relay
         self.config = new
         self.served = new.served_models()
+        self.prefix_names = _prefix_names(new)
         self.client = self.build_client()
         self.relay = Relay(self.client, self.memory, new.timeout.first_token)
         self.metrics.watch(self.client.router)
@@ -235,7 +239,10 @@ class Gateway:
             lease = await self.key_limits.admit(key, math.ceil(len(body) * TOKENS_PER_BYTE) + (
                 mt if isinstance(mt, int) else DEFAULT_RESERVE_TOKENS))
             reservation = await self.admission.reserve(key, worst, resolved)
-            return await self.relay.relay(request, path, body, call.stream, beta, call, record=tools)
+            stitcher = (Stitcher(doc, self.prefix_names) if call.stream and self.prefix_names
+                        and path == "/chat/completions" else None)
+            return await self.relay.relay(request, path, body, call.stream, beta, call, record=tools,
+                                          stitcher=stitcher)
         except GatewayError as err:
             call.status, call.error = err.status, err.message[:200]
             return error_response(err)
@@ -243,6 +250,9 @@ class Gateway:
             self.metrics.in_flight.dec()
             seconds = loop.time() - started
             spent = self.admission.cost(resolved, call.usage, None)
+            if spent is not None and call.lost_tokens:  # a resumed stream: the broken piece too
+                spent += worst_case(resolved, body_len, call.lost_tokens, self.admission.now(),
+                                    self.config.currency)
             if spent is None and reservation is not None:
                 # No usage seen (the caller left, or the stream broke): charge what the upstream may
                 # have billed, the input estimate plus one token per relayed chunk.
@@ -284,6 +294,11 @@ class Gateway:
         assert self.metrics is not None
         return web.Response(body=self.metrics.exposition(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def _prefix_names(config: GatewayConfig) -> list[str]:
+    """Upstreams that can continue a broken stream through prefix completion (stitch.py)."""
+    return [u.name for u in config.upstreams if supports_prefix_completion(u.base_url, u.prefix_completion)]
 
 
 def _errors_middleware(gw: Gateway) -> Any:

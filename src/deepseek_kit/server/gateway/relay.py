@@ -26,9 +26,11 @@ from aiohttp import web
 from deepseek_kit._client.client import AsyncClient
 from deepseek_kit._transport.request import Response
 from deepseek_kit._wire.errors import AllEndpointsFailedError, APIStatusError, DeepSeekError
+from deepseek_kit._wire.types import chunk_decoder
 
 from .errors import GatewayError, error_event
 from .repair import ReasoningMemory, StreamRecorder
+from .stitch import HOLD_MAX_CHUNKS, Stitcher
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout_at
@@ -85,6 +87,8 @@ class Call:
     trace_id: str | None = None
     error: str | None = None
     tried: list[str] = field(default_factory=list)
+    lost_tokens: int = 0  # chunks of a broken piece a resumption continued (billed, usage never came)
+    resumed: bool = False
 
 
 def _peek_state(payload: bytes) -> tuple[bool, str | None]:
@@ -219,18 +223,18 @@ class Relay:
         call.ttft = loop.time() - call.started
 
     async def relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
-                    call: Call, record: bool) -> web.StreamResponse:
+                    call: Call, record: bool, stitcher: Stitcher | None = None) -> web.StreamResponse:
         self.active += 1
         self.idle.clear()
         try:
-            return await self._relay(request, path, body, stream, beta, call, record)
+            return await self._relay(request, path, body, stream, beta, call, record, stitcher)
         finally:
             self.active -= 1
             if not self.active:
                 self.idle.set()
 
     async def _relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
-                     call: Call, record: bool) -> web.StreamResponse:
+                     call: Call, record: bool, stitcher: Stitcher | None) -> web.StreamResponse:
         resp = await self._open(path, body, stream, beta, call)
         call.trace_id = resp.trace_id
         headers = {"x-dsk-upstream": call.upstream}
@@ -243,10 +247,10 @@ class Relay:
                 self.memory.record_body(resp.body)
             call.status = 200
             return web.Response(body=resp.body, content_type="application/json", headers=headers)
-        return await self._stream(request, resp, headers, call, record)
+        return await self._stream(request, resp, headers, call, record, stitcher)
 
     async def _stream(self, request: web.Request, resp: Response, headers: dict[str, str], call: Call,
-                      record: bool) -> web.StreamResponse:
+                      record: bool, stitcher: Stitcher | None) -> web.StreamResponse:
         events = resp.events
         assert events is not None
         out = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
@@ -264,6 +268,13 @@ class Relay:
                     p = await events.next()
                 except Exception as exc:  # StreamBroken, connection errors: after the first token
                     call.error = f"upstream stream broke: {type(exc).__name__}"
+                    if (stitcher is not None and not finished
+                            and getattr(exc, "timeout", None) != "total"):
+                        await out.write(b"".join(batch))
+                        batch.clear()
+                        events.close()
+                        if await self._resume(out, stitcher, call, recorder):
+                            return out
                     batch.append(error_event(
                         f"the upstream stream broke after {call.chunks} chunks "
                         f"({'complete answer' if finished else 'the answer is incomplete'}); "
@@ -275,6 +286,8 @@ class Relay:
                 call.chunks += 1
                 if recorder is not None:
                     recorder.feed(p)
+                if stitcher is not None:
+                    stitcher.keep(p)
                 if _has_finish(p):
                     finished = True
                     events.finish()  # keep-alives after the answer end it (Timeout.tail)
@@ -291,6 +304,70 @@ class Relay:
         finally:
             events.close()
         return out
+
+    async def _resume(self, out: web.StreamResponse, stitcher: Stitcher, call: Call,
+                      recorder: StreamRecorder | None) -> bool:
+        """Continue the broken answer on an upstream with prefix completion (stitch.py); True when
+        the continuation was delivered to its end (`[DONE]` written)."""
+        partial = stitcher.partial()
+        body = stitcher.body(partial) if partial is not None else None
+        if partial is None or body is None:
+            return False
+        lost = call.chunks
+        try:
+            resp = await self.client.request("POST", "/chat/completions", body=body, stream=True, beta=True,
+                                             options={"only_endpoints": stitcher.names})
+        except Exception:  # DeepSeekError and the like: the original break stands
+            return False
+        events = resp.events
+        if events is None:
+            return False
+        check = stitcher.check(partial)
+        held: list[bytes] | None = []
+        try:
+            while True:
+                try:
+                    p = await events.next()
+                except Exception:
+                    return False  # a second break: the caller gets the error event
+                if p is None:
+                    if held is not None:
+                        if check.settle() != "ok":
+                            return False
+                        await out.write(b"".join(b"data: " + h + b"\n\n" for h in held))
+                    break
+                if recorder is not None:
+                    recorder.feed(p)
+                if _has_finish(p):
+                    events.finish()
+                _take_usage(p, call)
+                if held is not None:
+                    try:
+                        verdict = check.feed(chunk_decoder.decode(p))
+                    except msgspec.DecodeError:
+                        return False
+                    held.append(p)
+                    if verdict == "wait" and len(held) >= HOLD_MAX_CHUNKS:
+                        verdict = check.settle()
+                    if verdict == "restart":
+                        return False
+                    if verdict == "ok":
+                        call.chunks += len(held)
+                        await out.write(b"".join(b"data: " + h + b"\n\n" for h in held))
+                        held = None
+                    continue
+                call.chunks += 1
+                await out.write(b"data: " + p + b"\n\n")
+            await out.write(_DONE)
+            if recorder is not None:
+                recorder.commit()
+            call.lost_tokens = lost
+            call.error = None
+            call.resumed = True
+            await out.write_eof()
+            return True
+        finally:
+            events.close()
 
 
 def _last_tried(opts: dict[str, Any]) -> str | None:
