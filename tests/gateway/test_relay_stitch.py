@@ -53,3 +53,21 @@ async def test_without_prefix_completion_the_break_is_an_error_event(emulator_fa
         status, raw = await _stream(gw.base_url, ASK)
     assert status == 200 and b"[DONE]" not in raw
     assert json.loads(raw.strip().split(b"\n")[-1][6:])["error"]["code"] == "stream_interrupted"
+
+
+@pytest.mark.parametrize("prefix", [True, False])
+async def test_error_event_mid_stream_is_a_break_not_a_chunk(emulator_factory, prefix):
+    flaky = emulator_factory(faults="error_event_after=5;times=1")
+    cfg = config_for(flaky)
+    if prefix:
+        cfg = type(cfg)(**{**cfg.__dict__, "upstreams": tuple(
+            type(u)(**{**u.__dict__, "prefix_completion": True}) for u in cfg.upstreams)})
+    with GatewayThread(cfg) as gw:
+        status, raw = await _stream(gw.base_url, ASK)
+    _, _, events = _text(raw)
+    errors = [e for e in events if "error" in e]
+    if prefix:
+        assert not errors and raw.endswith(b"data: [DONE]\n\n")
+    else:
+        assert len(errors) == 1 and errors[0]["error"]["code"] == "stream_interrupted"
+        assert b"[DONE]" not in raw and len(events) == 6

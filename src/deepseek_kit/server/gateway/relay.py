@@ -120,6 +120,10 @@ def _take_usage(p: bytes, call: Call) -> None:
             call.usage = u
 
 
+class _ErrorEvent(Exception):
+    """Internal: the upstream sent an error object after the first token."""
+
+
 class _Failover(Exception):
     """Internal: this upstream cannot serve the call before its first token; try the next one."""
 
@@ -266,6 +270,8 @@ class Relay:
             while True:
                 try:
                     p = await events.next()
+                    if p is not None and p[:8] == b'{"error"':
+                        raise _ErrorEvent  # an upstream's error object mid-stream: a break, not a chunk
                 except Exception as exc:  # StreamBroken, connection errors: after the first token
                     call.error = f"upstream stream broke: {type(exc).__name__}"
                     if (stitcher is not None and not finished
@@ -330,6 +336,8 @@ class Relay:
                     p = await events.next()
                 except Exception:
                     return False  # a second break: the caller gets the error event
+                if p is not None and p[:8] == b'{"error"':
+                    return False
                 if p is None:
                     if held is not None:
                         if check.settle() != "ok":
