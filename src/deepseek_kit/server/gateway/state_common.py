@@ -372,6 +372,10 @@ class StateBase:
         """A new key; the returned token is the only copy of the secret."""
         spec = KeySpec(name, None if models is None else frozenset(models), rpm, tpm, max_in_flight,
                        budget_daily, budget_monthly, expires_at, parse_networks(allow_ip)).validated()
+        if spec.expires_at is not None and spec.expires_at <= self._clock():
+            raise GatewayKeyError(f"expires_at {spec.expires_at.isoformat()} is in the past")
+        if isinstance(models, str):
+            raise GatewayKeyError("models must be a list of model names, not one string")
         token = new_token()
         prefix = display_prefix(token)
         assert prefix is not None
