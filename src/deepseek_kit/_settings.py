@@ -95,10 +95,12 @@ def check_header(name: object, value: object, what: str = "header") -> None:
 
 
 def home_dir() -> Path:
+    """The state directory (config, request log, caches): DSK_HOME, else ~/.deepseek-kit."""
     return Path(os.environ.get("DSK_HOME") or Path.home() / ".deepseek-kit")
 
 
 def config_path() -> Path:
+    """The config file: DSK_CONFIG, else $DSK_HOME/config.toml (it may not exist)."""
     env = os.environ.get("DSK_CONFIG")
     return Path(env) if env else home_dir() / "config.toml"
 

@@ -146,6 +146,8 @@ class BatchResult:
 
     @property
     def complete(self) -> bool:
+        """True when every record has its answer in the output: not stopped, nothing failed, nothing
+        left pending (invalid records, reported apart, do not count)."""
         return self.stopped is None and self.failed == 0 and self.pending == 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 import msgspec
 
@@ -32,9 +32,29 @@ from .resume import Resumer, supports_prefix_completion
 from .stream import AsyncCompletionStream, AsyncStream
 
 if TYPE_CHECKING:
+    from deepseek_kit._steps.router import RouterStep
     from deepseek_kit._transport.request import Response
 
-    from .client import AsyncClient
+    from .resume import Resumption
+
+
+class PipelineClient(Protocol):
+    """What the resources need of the client that owns them (`AsyncClient` passes itself): its
+    pipeline entry `request`, its defaults and its secrets (to redact them from errors). A
+    protocol, not the class, so the resources do not import the client that imports them."""
+
+    base_url: str
+    timeout: Timeout
+    resumption: Resumption
+    prefix_completion: bool | None
+    router: RouterStep | None
+
+    async def request(self, method: str, path: str, *, body: bytes | None = None, stream: bool = False,
+                      beta: bool = False, timeout: Timeout | float | Any | None = ...,
+                      max_retries: int | None = None, extra_headers: Mapping[str, str] | None = None,
+                      options: dict[str, Any] | None = None) -> Response: ...
+
+    def _secrets(self) -> tuple[str | None, ...]: ...
 
 __all__ = ["Beta", "Chat", "ChatCompletions", "Completions", "Models", "User"]
 
@@ -95,12 +115,8 @@ def _decode(resp: Response, decoder: SafeDecoder[Any], what: str) -> Any:
 
 
 class ChatCompletions:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
-
-    @property
-    def client_timeout(self) -> Timeout:
-        return self._client.timeout
 
     @overload
     async def create(
@@ -248,10 +264,12 @@ class ChatCompletions:
                 "extra_headers": extra_headers, "timeout": timeout, "max_retries": max_retries,
             }
             total = (self._client.timeout if timeout is ... else Timeout.coerce(timeout)).total
-            return AsyncStream(resp, Resumer(self, params, self._client.resumption, scope or None,
-                                             None if total is None else started + total))
+            resumer: Resumer[AsyncStream] = Resumer(
+                self.create, self._client.timeout, params, self._client.resumption, scope or None,
+                None if total is None else started + total)
+            return AsyncStream(resp, resumer)
         # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
-        return decode_chat_completion(resp, secrets=self._client._secrets())
+        return decode_chat_completion(resp.status, resp.headers, resp.body, secrets=self._client._secrets())
 
     def _resume_scope(self, resp: Response, resume: bool | None) -> frozenset[str] | None:
         """Whether this stream may be resumed (None: not), and where its continuations may go:
@@ -276,14 +294,14 @@ class ChatCompletions:
 
 
 class Chat:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self.completions = ChatCompletions(client)
 
 
 class Completions:
     """FIM completion (Beta): POST /beta/completions. Non-thinking mode only on DeepSeek."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
     async def create(
@@ -326,12 +344,12 @@ class Completions:
 
 
 class Beta:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self.completions = Completions(client)
 
 
 class Models:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
     async def list(self, *, timeout: Any = ..., max_retries: int | None = None,
@@ -343,7 +361,7 @@ class Models:
 
 
 class User:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
     async def balance(self, *, timeout: Any = ..., max_retries: int | None = None,

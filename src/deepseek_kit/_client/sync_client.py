@@ -78,6 +78,7 @@ class _SyncStream(Generic[S]):
             raise StopIteration from None
 
     def close(self) -> None:
+        """Stop reading and drop the connection (leaving the `with` block does it for you)."""
         self._runner.loop.call_soon_threadsafe(self._inner.close)
 
     def __enter__(self) -> _SyncStream[S]:
@@ -90,27 +91,44 @@ class _SyncStream(Generic[S]):
 
     @property
     def trace_id(self) -> str | None:
+        """DeepSeek's `x-ds-trace-id` for this call (quote it when reporting a problem), or None."""
         return self._inner.trace_id
 
 
 class Stream(_SyncStream[AsyncStream]):
+    """A chat-completion stream for synchronous code, returned by `Client().chat.completions.create(
+    ..., stream=True)`: iterate it for `ChatCompletionChunk`s inside `with`, then read the whole answer
+    with `get_final_completion()`. Errors are those of `AsyncStream`.
+
+        with client.chat.completions.create(model="deepseek-flash", messages=msgs, stream=True) as s:
+            for chunk in s:
+                print(chunk.choices[0].delta.content or "", end="")
+        answer = s.get_final_completion()"""
+
     def __next__(self) -> ChatCompletionChunk:
         return self._next()  # type: ignore[no-any-return]
 
     def get_final_completion(self) -> ChatCompletion:
+        """The assembled completion (content, reasoning, tool calls, usage); mid-stream, what has
+        arrived so far."""
         return self._inner.get_final_completion()
 
     def until_done(self) -> ChatCompletion:
+        """Read the rest of the stream and return the final completion."""
         for _ in self:
             pass
         return self.get_final_completion()
 
 
 class CompletionStream(_SyncStream[AsyncCompletionStream]):
+    """A FIM stream (`client.beta.completions.create(..., stream=True)`) for synchronous code:
+    iterate it for `Completion` chunks inside `with`; `text()` joins what has arrived."""
+
     def __next__(self) -> Completion:
         return self._next()  # type: ignore[no-any-return]
 
     def text(self, index: int = 0) -> str:
+        """The text of choice `index` received so far (all of it once the stream is read)."""
         return self._inner.text(index)
 
 
@@ -188,6 +206,7 @@ class Client:
 
     @property
     def base_url(self) -> str:
+        """The API base URL requests go to (after the arguments, environment and config file)."""
         return self._async.base_url
 
     @property
@@ -208,6 +227,7 @@ class Client:
         return repr(self._async).replace("AsyncClient", "Client", 1)
 
     def close(self) -> None:
+        """Close the client (as `AsyncClient.close()`) and stop its event-loop thread; safe to call twice."""
         if not self._runner.loop.is_closed():
             self._runner.run(self._async.close())
             self._runner.stop()

@@ -121,6 +121,8 @@ class ContextPolicy:
         """Called before each request with the full candidate context; may update `ctx.state`."""
 
     def select(self, turns: list[Turn], ctx: PolicyContext) -> list[Turn]:
+        """The turns to send, a subsequence of `turns` (in order; new `Turn`s with `seq = -1` may
+        be added, e.g. a summary). Called for every request, after `prepare`; keep it pure."""
         raise NotImplementedError
 
     def __or__(self, other: ContextPolicy | Sequence[ContextPolicy]) -> Chain:

@@ -55,6 +55,7 @@ from .usage import ConversationUsage
 
 if TYPE_CHECKING:
     from deepseek_kit._client.client import AsyncClient
+    from deepseek_kit._client.stream import AsyncStream
 
 __all__ = ["Conversation", "ConversationStream", "ConversationUsage"]
 
@@ -378,7 +379,19 @@ class Conversation:
         """Like `send()`, streaming: `async with conv.stream(text) as s: async for chunk in s`.
         The request starts at the first iteration (or `async with`); the turn is added when the
         answer is complete, and not at all if the stream is abandoned before that."""
-        return ConversationStream(self, self._pending(content), kwargs)
+        pending = self._pending(content)
+
+        async def open_turn() -> tuple[AsyncStream, str]:
+            kw = self.request_kwargs(**kwargs)
+            messages = await self._prepare(pending, kw)
+            inner: AsyncStream = await self.client.chat.completions.create(
+                messages=messages, stream=True, **kw)
+            return inner, kw["model"]
+
+        def commit(final: ChatCompletion, model: str) -> None:
+            self._commit(pending, final, model)
+
+        return ConversationStream(open_turn, commit)
 
     # -- saving -----------------------------------------------------------------------------------
 

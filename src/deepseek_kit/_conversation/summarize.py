@@ -53,7 +53,9 @@ class Summarizer(Protocol):
 
     def summarize(
         self, messages: Sequence[Mapping[str, Any]], previous: str | None = None
-    ) -> str | Awaitable[str]: ...
+    ) -> str | Awaitable[str]:
+        """The summary of `messages` with `previous` folded in, as plain text (or an awaitable of it)."""
+        ...
 
 
 _ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool result"}
@@ -118,6 +120,8 @@ class ModelSummarizer:
         return f"ModelSummarizer(model={self.model!r}, temperature={self.temperature})"
 
     async def summarize(self, messages: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
+        """One request to the model with the transcript of `messages` (and `previous`): its answer,
+        or an `ExtractiveSummarizer` summary when the answer is empty."""
         text = transcript(messages, previous)
         resp = await self.client.chat.completions.create(
             model=self.model,
@@ -176,6 +180,7 @@ class ExtractiveSummarizer:
         return [w for w in (m.lower() for m in _WORD_RE.findall(text)) if w not in _STOPWORDS and len(w) > 1]
 
     def summarize(self, messages: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
+        """The best sentences of `previous` and `messages`, in order, within `max_chars`."""
         sentences: list[tuple[str, str]] = []  # (speaker, sentence)
         if previous:
             sentences += [("", s) for s in self._split(previous)]
@@ -304,6 +309,7 @@ class BartSummarizer:
         self._ready = True
 
     def summarize(self, messages: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
+        """The model's summary of `previous` and `messages` (loads the model on first use)."""
         import torch
 
         tokenizer, model = self._load()

@@ -32,6 +32,8 @@ class ConversationUsage:
     currency: str = "CNY"
 
     def add(self, model: str, usage: Usage | None, at: datetime | None = None) -> None:
+        """Count one request: its `usage` (None: counted as a request without tokens) priced for
+        `model` at time `at` (default: now), peak or off-peak."""
         self.requests += 1
         if usage is None:
             return
@@ -46,10 +48,12 @@ class ConversationUsage:
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens (reasoning is part of completion)."""
         return self.prompt_tokens + self.completion_tokens
 
     @property
     def cache_hit_rate(self) -> float:
+        """The share of prompt tokens served from DeepSeek's context cache, 0.0 to 1.0."""
         return self.cache_hit_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def __str__(self) -> str:
@@ -59,12 +63,14 @@ class ConversationUsage:
                 f"({self.reasoning_tokens:,} reasoning), cost {sign}{self.cost:.6f}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible values (`cost` as a decimal string), for `from_dict`."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["cost"] = str(self.cost)
         return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConversationUsage:
+        """Rebuild tallies saved with `to_dict()`; unknown keys are ignored."""
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in names}
         if "cost" in kw:

@@ -74,6 +74,7 @@ class LogEntry(msgspec.Struct, frozen=True):
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens of this call."""
         return self.prompt_tokens + self.completion_tokens
 
     def message_list(self) -> list[Any]:
@@ -172,6 +173,7 @@ class Logs:
         return self._conn
 
     def close(self) -> None:
+        """Close the database connection (reopened on the next query); `with Logs() as logs:` calls it."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -214,10 +216,12 @@ class Logs:
         return self._rows(f"{_SELECT}{where} ORDER BY id DESC LIMIT ?", (*args, limit))
 
     def get(self, entry_id: int) -> LogEntry | None:
+        """The logged call with id `entry_id` (as `dsk logs show ID`), or None."""
         rows = self._rows(f"{_SELECT} WHERE id = ?", (entry_id,))
         return rows[0] if rows else None
 
     def count(self) -> int:
+        """How many calls the log holds (0 when the database does not exist yet)."""
         db = self._db()
         return 0 if db is None else int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
 

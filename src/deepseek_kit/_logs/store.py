@@ -118,6 +118,7 @@ class LogConfig:
                              f"got {self.clock!r}")
 
     def db_path(self) -> Path:
+        """The SQLite file the rows go to: `path`, else $DSK_HOME/logs.sqlite3."""
         return Path(self.path).expanduser() if self.path else home_dir() / "logs.sqlite3"
 
     @classmethod

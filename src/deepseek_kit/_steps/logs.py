@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,11 +52,11 @@ from deepseek_kit._wire.types import (
     model_list_decoder,
 )
 
+from .base import CallNext
 from .metrics.step import _tokens
 
 __all__ = ["LogStep"]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 _encode_json = msgspec.json.encode
 
 
@@ -83,6 +83,8 @@ class LogStep:
         self._price_minute = -1
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Pass the call on, then queue its row (request, answer, usage, cost, latency, error) for the
+        writer thread once the response completes; the call never waits for the database."""
         if not self.config.enabled:
             return await call_next(request)
         loop_time = asyncio.get_running_loop().time
@@ -112,9 +114,11 @@ class LogStep:
         return tuple(s for s in secrets_of(self._secret_source) if s)
 
     def flush(self, timeout: float | None = None) -> bool:
+        """Block until the rows of the calls made so far are written; False when `timeout` passed first."""
         return self.store.flush(timeout)
 
     async def aclose(self) -> None:
+        """Wait (up to 10 s, off the event loop) until the rows of the calls made so far are written."""
         await asyncio.get_running_loop().run_in_executor(None, self.store.flush, 10.0)
 
     # -- on the writer thread ------------------------------------------------------------------------

@@ -21,17 +21,18 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import APIConnectionError, APIStatusError, APITimeoutError, UsageError
 
+from .base import CallNext
+
 __all__ = ["RetryPolicy", "RetryStep"]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class RetryPolicy:
                              f"got {me!r}")
 
     def is_retryable(self, exc: BaseException) -> bool:
+        """True for connection errors and timeouts, and for status errors whose code is in
+        `retry_statuses` (408, 409, 429, 500, 502, 503, 504 by default)."""
         if isinstance(exc, APIStatusError):
             return exc.status_code in self.retry_statuses
         return isinstance(exc, APIConnectionError)

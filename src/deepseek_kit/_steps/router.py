@@ -2,17 +2,17 @@
 llama.cpp, another deepseek-kit gateway), each with its own base URL, auth, model names, weight and
 priority.
 
-The router step sits outside retry (DESIGN.md order: metrics -> cache -> router -> retry ->
-limits -> auth). For each call it orders the endpoints by the strategy (priority failover,
-weighted, least TTFT, least in flight; `options["only_endpoints"]` restricts them), skips those
-whose circuit breaker is open, and sends the call to the first; a failure that says "this endpoint
-cannot serve now" (503, connection failure, first-token timeout, a full endpoint's
-`QueueTimeoutError`) moves to the next endpoint at once — the retry and limits steps below are told
-so through `request.options["failover"]` and neither retry nor queue then — while a
-400/401/402/422 is the caller's problem and never fails over. With hedging on, when the first token
-has not come after a delay (by default that endpoint's p95 time to first token), a second endpoint
-is raced; the first to answer wins and the other is cancelled (or closed, if it answered too). When
-every endpoint fails: `AllEndpointsFailedError` with each attempt.
+The router step sits outside retry (why: `_client/pipeline.py`). For each call it orders the
+endpoints by the strategy (priority failover, weighted, least TTFT, least in flight;
+`options["only_endpoints"]` restricts them), skips those whose circuit breaker is open, and sends
+the call to the first; a failure that says "this endpoint cannot serve now" (503, connection
+failure, first-token timeout, a full endpoint's `QueueTimeoutError`) moves to the next endpoint at
+once — the retry and limits steps below are told so through `request.options["failover"]` and
+neither retry nor queue then — while a 400/401/402/422 is the caller's problem and never fails over.
+With hedging on, when the first token has not come after a delay (by default that endpoint's p95
+time to first token), a second endpoint is raced; the first to answer wins and the other is
+cancelled (or closed, if it answered too). When every endpoint fails: `AllEndpointsFailedError` with
+each attempt.
 
 All of it spends one deadline (`options["deadline"]`, set once per call from `Timeout.total`): no
 endpoint is tried after it. Each try is recorded in `options["route"]` as [endpoint, attempts,
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -33,14 +33,15 @@ import msgspec
 
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import AllEndpointsFailedError, APIConnectionError, APIStatusError, UsageError
+from deepseek_kit._wire.urls import beta_url
 
 from .auth import AuthProvider, StaticKey
+from .base import CallNext
 from .breaker import BreakerPolicy, CircuitBreaker, EndpointStats
 from .limits.step import QueueTimeoutError
 
 __all__ = ["Endpoint", "EndpointHealth", "RouterStep", "Routing"]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 _NEVER_FAIL_OVER = frozenset({400, 401, 402, 422})
 STRATEGIES = ("priority", "weighted", "least_latency", "least_in_flight")
 
@@ -91,6 +92,14 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Routing:
+    """How a call picks one of several endpoints: `AsyncClient(endpoints=eps, routing=Routing(...))`.
+
+    `strategy`: "priority" (lowest `Endpoint.priority` first, then list order; the default),
+    "weighted" (random by `Endpoint.weight`), "least_latency" (lowest time to first token) or
+    "least_in_flight" (fewest calls running). `hedge=True`: when the first token has not come after
+    `hedge_after` seconds (None: that endpoint's p95 time to first token, `hedge_default` until one is
+    measured), race a second endpoint; the first to answer wins, the other is cancelled."""
+
     strategy: str = "priority"
     hedge: bool = False
     hedge_after: float | None = None  # fixed hedging delay; None: the endpoint's p95 TTFT
@@ -111,13 +120,11 @@ class _Live:
     __slots__ = ("auth", "beta_url", "breaker", "ep", "index", "name", "stats")
 
     def __init__(self, ep: Endpoint, index: int) -> None:
-        from deepseek_kit._client.client import _beta_url
-
         self.ep = ep
         self.index = index
         self.name = ep.name
         self.auth: AuthProvider | None = ep.auth or (StaticKey(ep.api_key) if ep.api_key else None)
-        self.beta_url = (ep.beta_base_url or _beta_url(ep.base_url)).rstrip("/")
+        self.beta_url = (ep.beta_base_url or beta_url(ep.base_url)).rstrip("/")
         self.breaker = CircuitBreaker(ep.breaker)
         self.stats = EndpointStats()
 

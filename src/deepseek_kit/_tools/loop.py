@@ -70,11 +70,17 @@ __all__ = [
 
 
 class ReasoningDelta(msgspec.Struct, frozen=True):
+    """A piece of the model's reasoning (thinking mode) in step `step` (1-based), as it streams;
+    with `stream=False`, one event holding the whole reasoning of the step."""
+
     step: int
     text: str
 
 
 class ContentDelta(msgspec.Struct, frozen=True):
+    """A piece of the answer text in step `step` (1-based), as it streams; with `stream=False`, one
+    event holding the whole text of the step."""
+
     step: int
     text: str
 
@@ -144,10 +150,12 @@ class ToolRun(msgspec.Struct, frozen=True):
 
     @property
     def content(self) -> str | None:
+        """The final answer's text (None when the last completion has no choices)."""
         return self.completion.choices[0].message.content if self.completion.choices else None
 
     @property
     def reasoning_content(self) -> str | None:
+        """The final answer's reasoning (thinking mode), or None."""
         return self.completion.choices[0].message.reasoning_content if self.completion.choices else None
 
 

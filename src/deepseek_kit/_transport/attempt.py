@@ -35,10 +35,10 @@ from deepseek_kit._wire.errors import (
 from deepseek_kit._wire.sse import DEFAULT_MAX_EVENT
 from deepseek_kit._wire.types import SafeDecoder, decode_json
 
-from .events import EventReader, StreamBroken
+from .events import ByteSource, EventReader, StreamBroken
 from .request import Request, Response
 from .timeouts import Watchdog
-from .transports import ByteSource, Transport
+from .transports import Transport
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "DEFAULT_MAX_RESPONSE_BYTES", "Attempt", "Secrets", "secrets_of"]
 

@@ -11,15 +11,32 @@ ends the stream normally instead of hanging it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from deepseek_kit._wire.errors import APIConnectionError, APITimeoutError, Secrets
 from deepseek_kit._wire.sse import DEFAULT_MAX_EVENT, DONE, SSEDecoder, SSEError
 
 from .timeouts import Watchdog
-from .transports import ByteSource
 
-__all__ = ["EventReader", "StreamBroken"]
+__all__ = ["ByteSource", "EventReader", "StreamBroken"]
+
+
+class ByteSource(Protocol):
+    """The body of one HTTP response as the transports hand it to the readers (the event reader
+    here, the attempt's body reader): it lives with its consumer so transports depend on the reader
+    module, not the other way round."""
+
+    async def read(self) -> bytes:
+        """The next bytes of the body; b"" at the end."""
+
+    def abort(self) -> None:
+        """Drop the connection now (a pending read() wakes with an error or EOF)."""
+
+    def release(self) -> None:
+        """The body was read to the end: return the connection to the pool."""
+
+    def at_eof(self) -> bool:
+        """True when nothing more will come (the end of the body has been read)."""
 
 
 class StreamBroken(Exception):

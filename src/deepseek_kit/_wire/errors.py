@@ -142,10 +142,14 @@ class APIStatusError(DeepSeekError):
 
 
 class BadRequestError(APIStatusError):
+    """400: the request is malformed or a parameter is invalid; the message names it. Not retried."""
+
     status_code = 400
 
 
 class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked (check DEEPSEEK_API_KEY). Not retried."""
+
     status_code = 401
 
 
@@ -156,10 +160,14 @@ class InsufficientBalanceError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
+    """404: no such path or model (a base URL with an extra path segment gives this too)."""
+
     status_code = 404
 
 
 class UnprocessableEntityError(APIStatusError):
+    """422: the body parsed but a parameter's value is refused; the message names it. Not retried."""
+
     status_code = 422
 
 
@@ -170,10 +178,16 @@ class RateLimitError(APIStatusError):
 
 
 class InternalServerError(APIStatusError):
+    """500: a fault on the server side. Retried by the default `RetryPolicy` (so are 502 and 504,
+    which raise `APIStatusError`)."""
+
     status_code = 500
 
 
 class ServiceUnavailableError(APIStatusError):
+    """503: the server is overloaded. Retried by the default `RetryPolicy`, after `Retry-After` when
+    the server sends one."""
+
     status_code = 503
 
 

@@ -70,6 +70,7 @@ class ModelPrice:
     output: Decimal
 
     def at(self, peak: bool) -> ModelPrice:
+        """These prices at peak time (`peak=True`: unchanged) or off-peak (all three halved)."""
         if peak:
             return self
         half = Decimal("0.5")

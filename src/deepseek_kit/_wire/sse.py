@@ -118,6 +118,8 @@ class SSEDecoder:
         return blocks
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        """The data payloads of the events `chunk` completes, in order (`data: [DONE]` included as
+        `b"[DONE]"`); comments only increment `comments`. Raises `SSEError` past `max_event`."""
         if not chunk:
             return []
         out: list[bytes] = []
@@ -133,6 +135,7 @@ class SSEDecoder:
         return out
 
     def feed_events(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Like `feed`, but each completed event as a `ServerSentEvent` (event name, data, id, retry)."""
         if not chunk:
             return []
         out: list[ServerSentEvent] = []

@@ -81,6 +81,7 @@ class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
         return out
 
     def to_json(self) -> str:
+        """The object as compact JSON text, as it goes on the wire (for logs, caches and tests)."""
         return msgspec.json.encode(self).decode()
 
 
@@ -197,6 +198,7 @@ class Usage(_Out, gc=False):
 
     @property
     def reasoning_tokens(self) -> int:
+        """Tokens spent thinking (`completion_tokens_details.reasoning_tokens`), 0 when thinking was off."""
         d = self.completion_tokens_details
         return (d.reasoning_tokens or 0) if d is not None else 0
 
@@ -207,12 +209,20 @@ class Function(_Out, gc=False):
 
 
 class ToolCall(_Out, gc=False):
+    """One call of a function tool in an answer's `message.tool_calls`: `id` (echo it in the tool
+    result message), `function.name` and `function.arguments`, a JSON *string* the model wrote, which
+    may not parse: decode it yourself, or let `run_tools` validate it against the tool's schema."""
+
     id: str = ""
     type: str = "function"
     function: Function = msgspec.field(default_factory=Function)
 
 
 class ChatCompletionMessage(_Out, gc=False):
+    """The assistant's message in a `Choice`: the answer `content`, the thinking-mode
+    `reasoning_content`, and `tool_calls` when the model asks for tools. Send it back in the next
+    request's history with `to_param()`."""
+
     role: str = "assistant"
     content: str | None = None
     reasoning_content: str | None = None
@@ -231,6 +241,10 @@ class ChatCompletionMessage(_Out, gc=False):
 
 
 class Choice(_Out, gc=False):
+    """One answer in `ChatCompletion.choices` (DeepSeek returns one): its `message`, the
+    `finish_reason` ("stop", "length", "tool_calls", "content_filter", "insufficient_system_resource")
+    and `logprobs` when they were asked for."""
+
     index: int = 0
     message: ChatCompletionMessage = msgspec.field(default_factory=ChatCompletionMessage)
     logprobs: ChoiceLogprobs | None = None
@@ -238,6 +252,14 @@ class Choice(_Out, gc=False):
 
 
 class ChatCompletion(_Out, gc=False):
+    """The answer to a non-stream `chat.completions.create()`, as DeepSeek sends it:
+
+        completion = await client.chat.completions.create(model="deepseek-flash", messages=[...])
+        completion.choices[0].message.content   # the answer
+        completion.usage.prompt_cache_hit_tokens
+
+    A stream builds the same object: `stream.get_final_completion()`."""
+
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
@@ -269,6 +291,10 @@ class ChoiceDeltaToolCall(_Out, gc=False):
 
 
 class ChoiceDelta(_Out, gc=False):
+    """What one stream chunk adds to a choice: a piece of `content` or `reasoning_content`,
+    tool-call fragments (`tool_calls`), and `role` on the first chunk. Concatenate the pieces, or let
+    the stream accumulate them (`get_final_completion()`)."""
+
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
@@ -278,6 +304,9 @@ class ChoiceDelta(_Out, gc=False):
 
 
 class ChunkChoice(_Out, gc=False):
+    """One choice in a `ChatCompletionChunk`: its `delta`, and `finish_reason` on the chunk that
+    ends it (None before)."""
+
     index: int = 0
     delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
     logprobs: ChoiceLogprobs | None = None
@@ -285,6 +314,13 @@ class ChunkChoice(_Out, gc=False):
 
 
 class ChatCompletionChunk(_Out, gc=False):
+    """One event of a streamed `chat.completions.create(stream=True)`: the `choices` deltas, and
+    `usage` on the last chunk. Iterate the stream for them:
+
+        async with await client.chat.completions.create(..., stream=True) as stream:
+            async for chunk in stream:
+                print(chunk.choices[0].delta.content or "", end="")"""
+
     id: str = ""
     object: str = "chat.completion.chunk"
     created: int = 0
@@ -327,6 +363,8 @@ class Completion(_Out, gc=False):
 
 
 class Model(_Out, gc=False):
+    """One entry of `client.models.list()`: the model `id` to pass as `model=`, and its owner."""
+
     id: str = ""
     object: str = "model"
     owned_by: str = ""
@@ -334,6 +372,8 @@ class Model(_Out, gc=False):
 
 
 class ModelList(_Out, gc=False):
+    """The answer of `client.models.list()`: iterate it (or read `.data`) for the `Model` entries."""
+
     object: str = "list"
     data: list[Model] = []
 
@@ -354,6 +394,9 @@ class BalanceInfo(_Out, gc=False):
 
 
 class Balance(_Out, gc=False):
+    """The answer of `client.user.balance()` (`GET /user/balance`): whether the account can make
+    calls now (`is_available`) and one `BalanceInfo` per currency."""
+
     is_available: bool = False
     balance_infos: list[BalanceInfo] = []
 

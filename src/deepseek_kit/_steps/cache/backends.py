@@ -45,17 +45,28 @@ ENTRY_OVERHEAD = 128
 
 @runtime_checkable
 class CacheBackend(Protocol):
+    """Where the cache step keeps answers: `CachePolicy(backend=...)` takes "memory", "sqlite",
+    a Redis URL, or any object with these five async methods (`MemoryBackend`, `SQLiteBackend`,
+    `RedisBackend`, or your own). Keys are opaque strings, values the answer's bytes; a backend
+    may drop any entry at any time (a miss only costs a request)."""
+
     async def get(self, key: str) -> bytes | None:
         """The stored value, or None when absent or expired."""
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+        ...
 
-    async def clear(self) -> None: ...
+    async def clear(self) -> None:
+        """Remove every entry of this cache (and only this cache's entries)."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release connections and threads; `AsyncClient.close()` calls it. Safe to call twice."""
+        ...
 
 
 class MemoryBackend:
@@ -80,6 +91,7 @@ class MemoryBackend:
         return len(key) + len(value) + ENTRY_OVERHEAD
 
     async def get(self, key: str) -> bytes | None:
+        """The stored value, or None when absent or expired."""
         item = self._data.get(key)
         if item is None:
             return None
@@ -91,6 +103,7 @@ class MemoryBackend:
         return value
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
         self._remove(key)
         cost = self._cost(key, value)
         if cost > self.max_bytes:
@@ -107,13 +120,16 @@ class MemoryBackend:
             self.size -= self._cost(key, item[0])
 
     async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
         self._remove(key)
 
     async def clear(self) -> None:
+        """Remove every entry."""
         self._data.clear()
         self.size = 0
 
     async def aclose(self) -> None:
+        """Nothing to release (the entries stay until the object goes)."""
         pass
 
 
@@ -268,15 +284,19 @@ class SQLiteBackend:
     # -- the async interface ----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
+        """The stored value, or None when absent or expired."""
         return await self._run(self._get, key)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
         await self._run(self._set, key, value, ttl)
 
     async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
         await self._run(lambda: self._db().execute("DELETE FROM dsk_cache WHERE key = ?", (key,)))
 
     async def clear(self) -> None:
+        """Remove every entry of the file, for every process that shares it."""
         await self._run(lambda: self._db().execute("DELETE FROM dsk_cache"))
 
     async def stats(self) -> tuple[int, int]:
@@ -284,6 +304,7 @@ class SQLiteBackend:
         return await self._run(self._stats)
 
     async def aclose(self) -> None:
+        """Close the connection and its worker thread; safe to call twice."""
         if self._pool is not None:
             await self._run(self._close)
             self._pool.shutdown(wait=False)
@@ -311,19 +332,23 @@ class RedisBackend:
         return self._client
 
     async def get(self, key: str) -> bytes | None:
+        """The stored value, or None when absent or expired."""
         value = await self._redis().get(self.prefix + key)
         return bytes(value) if value is not None else None
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
         if ttl is None:
             await self._redis().set(self.prefix + key, value)
         else:
             await self._redis().set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
 
     async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
         await self._redis().delete(self.prefix + key)
 
     async def clear(self) -> None:
+        """Remove every key under `prefix` (scanned in batches, other keys untouched)."""
         r = self._redis()
         batch: list[bytes] = []
         async for k in r.scan_iter(match=self.prefix + "*", count=500):
@@ -335,6 +360,7 @@ class RedisBackend:
             await r.unlink(*batch)
 
     async def aclose(self) -> None:
+        """Close the Redis connection this backend opened (a `client=` passed in is left open)."""
         if self._client is not None and self._own:
             await self._client.aclose()
             self._client = None

@@ -63,13 +63,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
+from deepseek_kit._steps.base import CallNext
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import APITimeoutError, UsageError, redact
@@ -141,11 +141,13 @@ class CacheStats:
 
     @property
     def hit_ratio(self) -> float:
+        """Share of lookups served without a call of their own (hits and coalesced), 0.0 to 1.0."""
         served = self.hits + self.coalesced
         total = served + self.misses
         return served / total if total else 0.0
 
     def snapshot(self) -> CacheStats:
+        """A copy of the counters now (the live object keeps counting)."""
         return replace(self)
 
 
@@ -165,7 +167,6 @@ _fim_decoder: SafeDecoder[Completion] = SafeDecoder(Completion)
 
 # What a flight ends with: the answer's bytes, the leader's error, or None (no complete answer).
 _Outcome = bytes | Exception | None
-CallNext = Callable[[Request], Awaitable[Response]]
 
 
 def _override(value: Any) -> str | None:
@@ -182,7 +183,7 @@ def _override(value: Any) -> str | None:
 
 
 class CacheStep:
-    """Pipeline step (outermost after metrics): lookup, single-flight, store, replay."""
+    """Pipeline step (position: `_client/pipeline.py`): lookup, single-flight, store, replay."""
 
     def __init__(self, policy: CachePolicy | None = None) -> None:
         self.policy = policy = policy or CachePolicy()
@@ -194,6 +195,8 @@ class CacheStep:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Serve the call from the cache when the policy allows and an answer is stored, join an
+        identical call already in flight, or pass it on and store its answer once it completes."""
         headers = request.headers
         raw_mode = request.options.get("cache")
         vary: list[str] = []
@@ -349,6 +352,7 @@ class CacheStep:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def clear(self) -> None:
+        """Remove every stored answer of this cache (the counters stay)."""
         await self.backend.clear()
 
     async def aclose(self) -> None:

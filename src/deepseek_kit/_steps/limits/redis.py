@@ -45,8 +45,8 @@ from urllib.parse import urlsplit
 
 from deepseek_kit._transport.request import Response
 
+from .base import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout, used_tokens
 from .lua import ACQUIRE, EPOCH, RELEASE, RENEW, STATE
-from .step import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout, used_tokens
 
 __all__ = ["RedisLimiter"]
 

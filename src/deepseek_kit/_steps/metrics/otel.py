@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["OTelHook"]
 
@@ -69,6 +69,8 @@ class OTelHook:
         return cached[1]
 
     def on_request(self, r: RequestRecord) -> None:
+        """Record one finished call as a CLIENT span with the GenAI semantic-convention attributes
+        (model, tokens, time to first chunk, error); does nothing when opentelemetry is not installed."""
         if self._trace is None:
             return
         tracer = self._get_tracer()

@@ -45,7 +45,7 @@ from deepseek_kit._wire.errors import UsageError
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["CONTENT_TYPE", "PrometheusHook", "exposition", "metrics_handler", "serve_metrics"]
 
@@ -168,6 +168,8 @@ class PrometheusHook:
         self._c.health.watch(router)
 
     def on_request(self, r: RequestRecord) -> None:
+        """Count one finished call in the collectors (requests by outcome, duration, time to first token,
+        tokens, cost, failovers)."""
         c = self._c
         model = r.model or ""
         endpoint = r.endpoint or ""

@@ -1,8 +1,9 @@
 """Per-request metrics and cost: the `MetricsConfig` value, the `RequestRecord` of one call, and
-`MetricsStep`, the outermost pipeline step that times and prices every call.
+`MetricsStep`, the pipeline step that times and prices every call.
 
-Outermost (DESIGN.md "Layers") so that one record covers the whole call, retries included, and
-answers served by the client cache count too. What it costs on the hot path, per call: two loop
+It sits outside cache, router and retry (`_client/pipeline.py`) so that one record covers the whole
+call, retries included, and answers served by the client cache count too.
+What it costs on the hot path, per call: two loop
 clock reads and one wall clock read; for a non-stream answer one msgspec decode of a struct holding
 only `usage` and `model` (the rest of the body is skipped by the decoder, not built); the peak
 check and the price cached per minute and per model (as integers, so a call's cost is integer
@@ -27,7 +28,7 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -36,6 +37,7 @@ from typing import Any
 
 import msgspec
 
+from deepseek_kit._steps.base import CallNext
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import UsageError
@@ -43,94 +45,17 @@ from deepseek_kit._wire.holidays import DEFAULT_CALENDAR, HolidayCalendar
 from deepseek_kit._wire.pricing import ModelPrice
 from deepseek_kit._wire.types import SafeDecoder, Usage
 
+from .record import Hook, RequestRecord
 from .summary import Metrics
 
 __all__ = ["Hook", "MetricsConfig", "MetricsStep", "PriceOverride", "RequestRecord"]
 
 log = logging.getLogger("deepseek_kit.metrics")
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 #: A price override: one `ModelPrice` is a peak price with DeepSeek's off-peak half (like the
 #: built-in table); a `(peak, off_peak)` pair sets both (the same price twice = a flat rate).
 PriceOverride = ModelPrice | tuple[ModelPrice, ModelPrice]
-
-
-class RequestRecord(msgspec.Struct, frozen=True, gc=False):
-    """One finished API call, as seen by the caller (all attempts together).
-
-    `outcome`: "ok"; "error" (an exception reached the caller; `error` names its class, e.g.
-    "RateLimitError", `status` the HTTP status when there was one); "timeout" (an
-    APITimeoutError); "cancelled"; for streams also "broken", "timeout" and "closed" (the caller
-    left early). Times are seconds: `latency` from the call to the answer (non-stream) or to the
-    end of the stream as the caller read it; `ttft` to the first real event (stream) or the
-    answer's body (non-stream); `started_at` is wall-clock epoch time (`MetricsConfig.clock`).
-    `output_tps` is completion tokens per second after the first token (stream) or over the whole
-    call (non-stream). Tokens: `prompt_cache_hit_tokens + prompt_cache_miss_tokens ==
-    prompt_tokens`; `reasoning_tokens` are part of `completion_tokens` (§4.1). `cost` is in
-    `currency`, priced at `peak` or off-peak; `cache_hit` means the client cache answered.
-
-    With endpoints, `endpoint` is the one that answered (or the last one tried) and `route` lists
-    every endpoint the router went to, in order, as `(endpoint, attempts, result)`: result "ok",
-    "hedge_lost" (cancelled: another endpoint answered first), "hedge_closed" (answered too late),
-    "breaker_open" (skipped) or the error's class name ("APITimeoutError", "QueueTimeoutError"
-    when its limits were full, ...). `attempts` is then the sum over the route; `failovers` counts
-    the endpoints the call moved away from.
-
-    Fields are in a fixed order (the step builds records positionally, which is much faster);
-    construct your own with keywords.
-    """
-
-    model: str | None
-    path: str
-    stream: bool
-    outcome: str
-    status: int | None = None
-    error: str | None = None
-    attempts: int = 1
-    endpoint: str | None = None
-    trace_id: str | None = None
-    started_at: float = 0.0
-    latency: float = 0.0
-    ttft: float | None = None
-    output_tps: float | None = None
-    cache_hit: bool = False
-    prompt_tokens: int = 0
-    prompt_cache_hit_tokens: int = 0
-    prompt_cache_miss_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost: Decimal = Decimal(0)
-    currency: str = "CNY"
-    peak: bool = False
-    route: tuple[tuple[str, int, str], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-    @property
-    def retries(self) -> int:
-        """Attempts beyond the first on the same endpoint (moving to another endpoint is a
-        failover, not a retry)."""
-        if self.route:
-            return sum(a - 1 for _, a, _ in self.route if a > 1)
-        return max(self.attempts - 1, 0)
-
-    @property
-    def failovers(self) -> int:
-        """Endpoints this call moved away from (failed, full or breaker open) to try another."""
-        return sum(1 for _, _, res in self.route[:-1] if res not in _NOT_FAILOVER)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-Hook = Callable[[RequestRecord], object]
-
-#: Route results that are not a move away from an endpoint (hedges race, they do not fail over).
-_NOT_FAILOVER = frozenset({"ok", "hedge_lost", "hedge_closed"})
 
 
 def _route(request: Request) -> tuple[tuple[str, int, str], ...]:
@@ -304,7 +229,7 @@ def _as_hook(h: Any) -> Callable[[RequestRecord], object]:
 
 
 class MetricsStep:
-    """Pipeline step (outermost, in `steps`): one `RequestRecord` per call, into `self.metrics`
+    """Pipeline step (`AsyncClient(metrics=...)`): one `RequestRecord` per call, into `self.metrics`
     (a `Metrics` summary) and every hook."""
 
     def __init__(self, config: MetricsConfig | None = None, metrics: Metrics | None = None) -> None:
@@ -339,6 +264,8 @@ class MetricsStep:
                 watch(router)
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Time the call and, once its response completes (or it raises), build its `RequestRecord`
+        and hand it to the in-process summary and every hook."""
         if not self.config.enabled:
             return await call_next(request)
         loop_time = asyncio.get_running_loop().time

@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["Metrics", "percentile"]
 
@@ -206,6 +206,7 @@ class Metrics:
         self._t = _Totals(self.window, reservoir)
 
     def reset(self) -> None:
+        """Forget everything counted so far (start a new measurement)."""
         with self._lock:
             self._pending.clear()
             self._t = _Totals(self.window, self.reservoir)
@@ -231,18 +232,22 @@ class Metrics:
 
     @property
     def requests(self) -> int:
+        """Calls counted (finished, failed or broken)."""
         return self._fold().requests
 
     @property
     def ok(self) -> int:
+        """Calls that succeeded."""
         return self._fold().ok
 
     @property
     def cost(self) -> Decimal:
+        """Money spent by the counted calls, in the configured currency."""
         return self._fold().cost
 
     @property
     def cache_hits(self) -> int:
+        """Calls answered by the client cache."""
         return self._fold().cache_hits
 
     @property
@@ -254,10 +259,12 @@ class Metrics:
 
     @property
     def errors_total(self) -> int:
+        """Calls that raised or broke, all error classes together."""
         return sum(self.errors.values())
 
     @property
     def error_rate(self) -> float:
+        """Share of calls that raised or broke, 0.0 to 1.0."""
         n = self.requests
         return self.errors_total / n if n else 0.0
 

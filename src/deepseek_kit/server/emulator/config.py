@@ -159,9 +159,12 @@ class EmulatorConfig:
         return cls.from_mapping(data)
 
     def serving_model(self, requested: str) -> str | None:
+        """The model that serves `requested` (an id or a legacy alias), None for an unknown model."""
         return MODEL_ALIASES.get(requested)
 
     def response_model(self, requested: str) -> str:
+        """The `model` the answer reports: the name as asked (`echo_model_for_aliases`), else the
+        serving model."""
         if self.echo_model_for_aliases:
             return requested
         return MODEL_ALIASES.get(requested, requested)

@@ -52,6 +52,10 @@ class ClientGone(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Directives:
+    """A parsed `X-DSK-Emulate` string (see the module docstring): which fault to inject into a
+    response and how to shape it. Get one with `parse_directives("status=503;times=2")`; the fields
+    before `tokens` are failures limited by `times`, the rest shape every response."""
+
     # failure directives (limited by `times`)
     status: int | None = None
     retry_after: str | None = None
@@ -78,6 +82,7 @@ class Directives:
     key: str | None = None
 
     def without_failures(self) -> Directives:
+        """These directives with the failures removed and the shaping kept (once `times` is used up)."""
         return replace(
             Directives(),
             tokens=self.tokens,

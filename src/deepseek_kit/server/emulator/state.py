@@ -65,6 +65,7 @@ class Account:
 
     @property
     def total(self) -> Decimal:
+        """Granted plus topped-up balance (what `total_balance` reports)."""
         return self.granted + self.topped_up
 
     def charge(self, amount: Decimal) -> None:
@@ -76,6 +77,7 @@ class Account:
         self.topped_up -= amount - take
 
     def info(self, currency: str) -> dict[str, str]:
+        """The account as one `balance_infos` entry of `GET /user/balance`, amounts as 2-decimal strings."""
         def fmt(d: Decimal) -> str:
             return str(d.quantize(_CENT))
 
@@ -130,6 +132,7 @@ class EmulatorState:
         return self._times_seen.add((self.config.faults, emulate))
 
     def end(self, status: int) -> None:
+        """A request counted by `begin` has been answered with `status`."""
         self.in_flight -= 1
         self.statuses[status] += 1
 
@@ -146,6 +149,8 @@ class EmulatorState:
     # -- concurrency (§6.3: per account and serving model, until the response completes) ------------
 
     def try_acquire(self, account: str, model: str) -> bool:
+        """Take one of the account's concurrent slots for `model`; False (answer 429) when
+        `concurrency_limits` allows no more."""
         limit = self.config.concurrency_limits.get(model)
         key = (account, model)
         if limit is not None and self._model_in_flight[key] >= limit:
@@ -154,6 +159,7 @@ class EmulatorState:
         return True
 
     def release(self, account: str, model: str) -> None:
+        """Give back a slot taken by `try_acquire`."""
         key = (account, model)
         self._model_in_flight[key] -= 1
         if self._model_in_flight[key] <= 0:
@@ -162,6 +168,8 @@ class EmulatorState:
     # -- accounts -----------------------------------------------------------------------------------
 
     def account(self, key: str) -> Account:
+        """The emulated account of API key `key`, created on first use with the configured balance
+        (the least recently used accounts are forgotten past `max_accounts`)."""
         acct = self.accounts.get(key)
         if acct is None:
             if key in self.config.balance:
@@ -195,13 +203,16 @@ class EmulatorState:
         return amount
 
     def balance(self, key: str) -> Decimal:
+        """The total balance of `key`'s account."""
         return self.account(key).total
 
     @property
     def balances(self) -> dict[str, Decimal]:
+        """Total balance of every account the emulator remembers, by key."""
         return {k: a.total for k, a in self.accounts.items()}
 
     def set_balance(self, key: str, topped_up: Decimal | str | int, granted: Decimal | str | int = 0) -> None:
+        """Give `key`'s account this balance now (tests of 402 and of balance display)."""
         self._remember(key, Account(Decimal(str(granted)), Decimal(str(topped_up))))
 
     # -- views for tests ----------------------------------------------------------------------------
@@ -223,6 +234,7 @@ class EmulatorState:
         return out
 
     def snapshot(self) -> dict[str, Any]:
+        """The counters as plain data (requests per path and directive, statuses, in flight...)."""
         return {
             "total_requests": self.total_requests,
             "requests_per_path": dict(self.requests_per_path),

@@ -42,10 +42,13 @@ class EmulatorThread:
 
     @property
     def base_url(self) -> str:
+        """`http://host:port` to give a client as `base_url` (the real port once started)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
     def start(self) -> EmulatorThread:
+        """Serve in a daemon thread and return once it listens (the error, if it could not start);
+        returns self, so `emu = EmulatorThread().start()` works. `stop()` or `with` ends it."""
         if self._thread is not None:
             return self
         self._thread = threading.Thread(target=self._run, name="dsk-emulator", daemon=True)

@@ -10,6 +10,11 @@ messages are the concatenation of their tokens - which the prefix-cache simulati
 
 The emulator's generated text only uses words of at most 5 letters, so re-tokenizing an answer
 gives back exactly the tokens it was generated from, and `usage` agrees with the text.
+
+Separate from the client's estimate (`deepseek_kit._wire.tokens.estimate_tokens`) ON PURPOSE: the
+emulator stands in for DeepSeek, and a stand-in that shared the client's counting would share its
+bugs (a client test could then never catch a wrong estimate). It produces real token sequences for
+the cache simulation, which a ratio cannot.
 """
 
 from __future__ import annotations
