@@ -387,6 +387,7 @@ class StateBase:
         return token, key
 
     async def list_keys(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
         records = await _store("listing keys", self._records())
         return sorted((rec for _, rec in records), key=lambda r: (r.created_at, r.key.id))
 
@@ -401,6 +402,7 @@ class StateBase:
         raise KeyNotFoundError(f"no key with id or prefix {want[:40]!r} (dsk keys list shows them)")
 
     async def get_key(self, id_or_prefix: str) -> KeyRecord:
+        """One key by id (`key_...`) or display prefix (`sk-dsk-...`); 404 KeyNotFoundError."""
         return (await self._find(id_or_prefix))[1]
 
     async def revoke(self, key_id: str) -> KeyRecord:
@@ -437,6 +439,7 @@ class StateBase:
         return await _store("reading usage", self._usage_rows(rec.key.id, since.isoformat() if since else ""))
 
     async def aclose(self) -> None:
+        """Write what is queued (settlements, usage rows) and close the store."""
         if self._closed:
             return
         self._closed = True
