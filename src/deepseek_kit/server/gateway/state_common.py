@@ -80,6 +80,7 @@ def _dt(ts: Any) -> datetime | None:
 
 
 def record_to_json(rec: KeyRecord) -> str:
+    """The stored form of a key record (no secret, no hash: those never enter the record)."""
     k = rec.key
     return json.dumps({
         "id": k.id, "name": k.name, "prefix": k.prefix,
@@ -94,6 +95,7 @@ def record_to_json(rec: KeyRecord) -> str:
 
 
 def record_from_json(text: str | bytes) -> KeyRecord:
+    """A key record back from `record_to_json`'s text."""
     d = json.loads(text)
     key = VirtualKey(
         id=d["id"], name=d["name"], prefix=d["prefix"],
@@ -189,6 +191,9 @@ class StateBase:
     # -- the request path -------------------------------------------------------------------------
 
     async def authenticate(self, token: str, client_ip: str | None) -> VirtualKey:
+        """The key for a bearer token, from memory when cached (module docstring); 401
+        InvalidKeyError for a missing, malformed, unknown, revoked or expired key, 403
+        ForbiddenError for an address outside its allow-list, 503 when the store fails."""
         if not token:
             raise InvalidKeyError("Authentication Fails, no API key given (send the gateway key as "
                                   "Authorization: Bearer sk-dsk-...)")
