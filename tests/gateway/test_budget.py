@@ -259,3 +259,17 @@ async def test_sqlite_write_lock_held_elsewhere_does_not_block_the_event_loop(tm
     res = await asyncio.wait_for(task, 10)
     assert res.held and await st.remaining(key) == Decimal("0.5")
     await st.aclose()
+
+
+async def test_a_settlement_applied_twice_charges_once(redis_url):
+    """A settle script whose reply was lost may be sent again (redis-py retries on a dropped
+    connection; our queue keeps what it could not confirm): the spend must not double. (SQLite
+    has no lost replies: a transaction either commits in this process or changes nothing.)"""
+    state = open_state(redis_url, pepper=PEPPER, clock=Clock())
+    _, key = await state.create_key("a", budget_daily=Decimal("1"))
+    res = await state.reserve(key, Decimal("0.5"))
+    row = (res.id, res.key_id, res.day, res.month, 250_000_000)
+    await state._settle_many([row])
+    await state._settle_many([row])
+    assert await state.spent(key) == (Decimal("0.25"), Decimal("0.25"))
+    await state.aclose()

@@ -150,6 +150,10 @@ async def test_bad_settings_are_typed_errors(state):
         await state.create_key("a", budget_daily=Decimal(-1))
     with pytest.raises(GatewayKeyError, match="name"):
         await state.create_key("")
+    with pytest.raises(GatewayKeyError, match="in the past"):
+        await state.create_key("a", expires_at=T0)
+    with pytest.raises(GatewayKeyError, match="list of model names"):
+        await state.create_key("a", models="deepseek-flash")
     with pytest.raises(KeyNotFoundError):
         await state.get_key("key_nope")
 

@@ -57,6 +57,7 @@ def to_nanos(amount: Decimal, *, up: bool = False) -> int:
 
 
 def from_nanos(n: int) -> Decimal:
+    """Integer nano-units back to a Decimal amount."""
     return (Decimal(n) / _SCALE).normalize() if n else Decimal(0)
 
 
@@ -117,6 +118,7 @@ class UsageBuffer:
         self._rows: dict[tuple[str, str, str], list[int]] = {}
 
     def add(self, key_id: str, day: str, model: str, nanos: int) -> None:
+        """Count one request of `nanos` cost."""
         row = self._rows.get((key_id, day, model))
         if row is None:
             self._rows[(key_id, day, model)] = [1, nanos]
@@ -125,6 +127,7 @@ class UsageBuffer:
             row[1] += nanos
 
     def take(self) -> dict[tuple[str, str, str], list[int]]:
+        """Everything counted so far, leaving the buffer empty."""
         rows, self._rows = self._rows, {}
         return rows
 

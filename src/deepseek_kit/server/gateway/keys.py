@@ -80,9 +80,11 @@ class VirtualKey:
     allow_ip: tuple[IPNetwork, ...] = ()
 
     def allows_model(self, model: str) -> bool:
+        """True when the key may call `model` (the relay answers 403 otherwise)."""
         return self.models is None or model in self.models
 
     def allows_ip(self, client_ip: str | None) -> bool:
+        """True when the key may be used from `client_ip` (IPv4-mapped IPv6 counts as IPv4)."""
         if not self.allow_ip:
             return True
         if client_ip is None:
@@ -147,6 +149,7 @@ class GatewayKeyError(DeepSeekError):
         self.message = message
 
     def body(self) -> dict[str, dict[str, str | None]]:
+        """DeepSeek's error body: {"error": {"message", "type", "param": null, "code"}}."""
         return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
 
 
@@ -240,6 +243,7 @@ class KeySpec:
     allow_ip: tuple[IPNetwork, ...] = field(default_factory=tuple)
 
     def validated(self) -> KeySpec:
+        """This spec, or a GatewayKeyError naming the first bad setting."""
         if not self.name or len(self.name) > 200:
             raise GatewayKeyError("a key needs a name of 1 to 200 characters")
         for what, v in (("rpm", self.rpm), ("tpm", self.tpm), ("max_in_flight", self.max_in_flight)):
@@ -257,27 +261,55 @@ class KeySpec:
 class GatewayState(Protocol):
     """Keys, budgets and usage, shared by every worker that opens the same URL."""
 
-    async def authenticate(self, token: str, client_ip: str | None) -> VirtualKey: ...
-    async def reserve(self, key: VirtualKey, worst_case: Decimal, *, model: str = "") -> Reservation: ...
+    async def authenticate(self, token: str, client_ip: str | None) -> VirtualKey:
+        """The caller's key: 401 InvalidKeyError (missing, unknown, revoked, expired), 403
+        ForbiddenError (address not allowed)."""
+
+    async def reserve(self, key: VirtualKey, worst_case: Decimal, *, model: str = "") -> Reservation:
+        """Hold the worst case against the key's budgets; 402 BudgetExceededError when it does not fit."""
+
     async def settle(
         self, reservation: Reservation, actual: Decimal, *, model: str | None = None,
-    ) -> None: ...
-    async def release(self, reservation: Reservation) -> None: ...
-    async def remaining(self, key: VirtualKey) -> Decimal | None: ...
-    async def spent(self, key: VirtualKey) -> tuple[Decimal, Decimal]: ...
+    ) -> None:
+        """Replace the hold with the exact cost (queued, written in batches)."""
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give the hold back uncharged (the request never reached an upstream)."""
+
+    async def remaining(self, key: VirtualKey) -> Decimal | None:
+        """What is left of the key's tighter budget, or None without one (GET /user/balance)."""
+
+    async def spent(self, key: VirtualKey) -> tuple[Decimal, Decimal]:
+        """(today, this month) settled spend of a budgeted key."""
+
     async def create_key(
         self, name: str, *, models: Iterable[str] | None = None, rpm: int | None = None,
         tpm: int | None = None, max_in_flight: int | None = None, budget_daily: Decimal | None = None,
         budget_monthly: Decimal | None = None, expires_at: datetime | None = None,
         allow_ip: Sequence[str | IPNetwork] = (),
-    ) -> tuple[str, VirtualKey]: ...
-    async def list_keys(self) -> list[KeyRecord]: ...
-    async def get_key(self, id_or_prefix: str) -> KeyRecord: ...
-    async def revoke(self, key_id: str) -> KeyRecord: ...
-    async def rotate(self, key_id: str) -> tuple[str, VirtualKey]: ...
-    async def usage(self, key_id: str, since: date | None = None) -> list[UsageRow]: ...
-    async def flush(self) -> None: ...
-    async def aclose(self) -> None: ...
+    ) -> tuple[str, VirtualKey]:
+        """A new key; the returned token is the only copy of its secret."""
+
+    async def list_keys(self) -> list[KeyRecord]:
+        """Every key, oldest first."""
+
+    async def get_key(self, id_or_prefix: str) -> KeyRecord:
+        """One key by id or display prefix; 404 KeyNotFoundError."""
+
+    async def revoke(self, key_id: str) -> KeyRecord:
+        """Refuse the key from now on, on every worker within a second."""
+
+    async def rotate(self, key_id: str) -> tuple[str, VirtualKey]:
+        """A new secret for the key (returned once); the old one stops working."""
+
+    async def usage(self, key_id: str, since: date | None = None) -> list[UsageRow]:
+        """Spend per Beijing day and model since `since`."""
+
+    async def flush(self) -> None:
+        """Write queued settlements and usage rows now."""
+
+    async def aclose(self) -> None:
+        """Flush and close the store connections."""
 
 
 def open_state(

@@ -80,6 +80,7 @@ def _dt(ts: Any) -> datetime | None:
 
 
 def record_to_json(rec: KeyRecord) -> str:
+    """The stored form of a key record (no secret, no hash: those never enter the record)."""
     k = rec.key
     return json.dumps({
         "id": k.id, "name": k.name, "prefix": k.prefix,
@@ -94,6 +95,7 @@ def record_to_json(rec: KeyRecord) -> str:
 
 
 def record_from_json(text: str | bytes) -> KeyRecord:
+    """A key record back from `record_to_json`'s text."""
     d = json.loads(text)
     key = VirtualKey(
         id=d["id"], name=d["name"], prefix=d["prefix"],
@@ -189,6 +191,9 @@ class StateBase:
     # -- the request path -------------------------------------------------------------------------
 
     async def authenticate(self, token: str, client_ip: str | None) -> VirtualKey:
+        """The key for a bearer token, from memory when cached (module docstring); 401
+        InvalidKeyError for a missing, malformed, unknown, revoked or expired key, 403
+        ForbiddenError for an address outside its allow-list, 503 when the store fails."""
         if not token:
             raise InvalidKeyError("Authentication Fails, no API key given (send the gateway key as "
                                   "Authorization: Bearer sk-dsk-...)")
@@ -372,6 +377,10 @@ class StateBase:
         """A new key; the returned token is the only copy of the secret."""
         spec = KeySpec(name, None if models is None else frozenset(models), rpm, tpm, max_in_flight,
                        budget_daily, budget_monthly, expires_at, parse_networks(allow_ip)).validated()
+        if spec.expires_at is not None and spec.expires_at <= self._clock():
+            raise GatewayKeyError(f"expires_at {spec.expires_at.isoformat()} is in the past")
+        if isinstance(models, str):
+            raise GatewayKeyError("models must be a list of model names, not one string")
         token = new_token()
         prefix = display_prefix(token)
         assert prefix is not None
@@ -383,6 +392,7 @@ class StateBase:
         return token, key
 
     async def list_keys(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
         records = await _store("listing keys", self._records())
         return sorted((rec for _, rec in records), key=lambda r: (r.created_at, r.key.id))
 
@@ -397,6 +407,7 @@ class StateBase:
         raise KeyNotFoundError(f"no key with id or prefix {want[:40]!r} (dsk keys list shows them)")
 
     async def get_key(self, id_or_prefix: str) -> KeyRecord:
+        """One key by id (`key_...`) or display prefix (`sk-dsk-...`); 404 KeyNotFoundError."""
         return (await self._find(id_or_prefix))[1]
 
     async def revoke(self, key_id: str) -> KeyRecord:
@@ -433,6 +444,7 @@ class StateBase:
         return await _store("reading usage", self._usage_rows(rec.key.id, since.isoformat() if since else ""))
 
     async def aclose(self) -> None:
+        """Write what is queued (settlements, usage rows) and close the store."""
         if self._closed:
             return
         self._closed = True

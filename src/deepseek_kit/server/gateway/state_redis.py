@@ -11,6 +11,7 @@ Layout (all under `dsk:gw:`):
     holds:<id>          ZSET reservation id scored by its expiry (epoch seconds, the gateway's clock)
     hold:<id>           HASH reservation id -> "<nanos> <day> <month>"
     usage:<id>          HASH <day>|<model>|n and <day>|<model>|c -> requests, nano-units
+    settled:<hold id>   marker of an applied settlement (expires after a day)
 
 A hold is one Lua script (`_HOLD`): drop the key's expired holds, sum what is held and spent in the
 request's day and month, refuse or add the hold, atomically with every other worker's. Settling
@@ -37,14 +38,16 @@ _P = "dsk:gw:"
 _POOL = 64
 
 # Queued settlements, ARGV[first..] in groups of 5: hold id, key id, day, month, nanos. The keys
-# are built from the key ids (one standalone Redis; the key names are ours).
+# are built from the key ids (one standalone Redis; the key names are ours). Applying one twice
+# changes nothing (the `settled:` marker, kept a day): a script whose reply was lost, then resent
+# by redis-py's retry or queued again by us, must not charge twice.
 _APPLY = """
 local function apply(first)
   for i = first, #ARGV, 5 do
     local hold, kid, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 4])
     redis.call('ZREM', 'dsk:gw:holds:' .. kid, hold)
     redis.call('HDEL', 'dsk:gw:hold:' .. kid, hold)
-    if n > 0 then
+    if n > 0 and redis.call('SET', 'dsk:gw:settled:' .. hold, '1', 'NX', 'EX', 86400) then
       redis.call('HINCRBY', 'dsk:gw:spend:' .. kid, 'd:' .. ARGV[i + 2], n)
       redis.call('HINCRBY', 'dsk:gw:spend:' .. kid, 'm:' .. ARGV[i + 3], n)
     end
