@@ -73,12 +73,14 @@ def _ids(path):
 
 
 @pytest.fixture
-def tiny_fs(tmp_path):
-    """A 200 KB tmpfs. CI runs as root on this machine, so mounting must work: a failure to mount
+def tiny_fs(tmp_path, request):
+    """A 200 KB tmpfs (or the size given by `@pytest.mark.parametrize("tiny_fs", ["2m"],
+    indirect=True)`). CI runs as root on this machine, so mounting must work: a failure to mount
     fails the test rather than skipping it (a skipped disk-full test would hide a regression)."""
+    size = getattr(request, "param", "200k")
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)],
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs (the disk-full tests need root): {proc.stderr.strip()}")
@@ -229,6 +231,9 @@ def test_an_over_long_line_is_skipped_without_being_held(emulator_factory, tmp_p
     assert peak < 100 * 1024  # the line alone would be 60 MiB, several copies 200+
 
 
+# 2 MB: the first, complete run must fit whatever the journal's WAL grows to under load (with
+# 200 KB it filled the disk one run in three on a busy machine); the filler then takes the rest.
+@pytest.mark.parametrize("tiny_fs", ["2m"], indirect=True)
 def test_disk_full_when_opening_the_journal_or_rewriting_for_redo(emulator_factory, tmp_path, tiny_fs):
     emu = emulator_factory(default_tokens=5)
     src = _write(tmp_path / "in.jsonl", 150)
