@@ -284,7 +284,16 @@ async def test_hedge_where_both_answer_at_once_frees_the_loser(emulator_factory)
         # hedge_after=0 is "race at once", not "unset" (which meant a 2 s default): the second
         # endpoint was started every time (it may lose before it sent anything)
         assert n(a) + n(b) > 4 and c.metrics.snapshot()["by_endpoint"]["b"]["tries"] == 4
-        await asyncio.sleep(0.1)
+        # the losers are cancelled and closed in the background: wait for that (bounded), not a
+        # fixed 0.1 s, which a loaded machine outlasted
+        async def released():
+            states = [(await c.limits.state(scope=f"default|{name}")).in_flight for name in ("a", "b")]
+            return [h.in_flight for h in c.endpoints()] == [0, 0] and states == [0, 0]
+
+        for _ in range(200):
+            if await released():
+                break
+            await asyncio.sleep(0.025)
         assert [h.in_flight for h in c.endpoints()] == [0, 0]
         for name in ("a", "b"):  # every slot given back, including the losers' streams
             assert (await c.limits.state(scope=f"default|{name}")).in_flight == 0
