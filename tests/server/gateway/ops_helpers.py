@@ -63,8 +63,8 @@ class AppThread:
         self._thread.join(10)
 
 
-def config(*upstreams: tuple[str, str, str], gateway: str = "", extra: str = "", env: dict[str, str] | None = None,
-           auth: str = "none") -> Any:
+def config(*upstreams: tuple[str, str, str], gateway: str = "", extra: str = "",
+           env: dict[str, str] | None = None, auth: str = "none") -> Any:
     """A gateway config: upstreams as (name, base_url, extra lines), auth off unless told."""
     text = f'[gateway]\nlisten = "127.0.0.1:0"\nauth = "{auth}"\naccess_log = false\n{gateway}\n'
     for i, (name, url, more) in enumerate(upstreams):
@@ -82,7 +82,8 @@ def chat_body(stream: bool = False, max_tokens: int | None = None, **kw: Any) ->
     return json.dumps(doc).encode()
 
 
-def post(url: str, body: bytes, token: str | None = None, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+def post(url: str, body: bytes, token: str | None = None,
+         timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
     host, port = re.match(r"http://([\d.]+):(\d+)", url).groups()  # type: ignore[union-attr]
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     headers = {"Content-Type": "application/json"}
@@ -146,13 +147,14 @@ class StreamReader(threading.Thread):
         return bool(self.payloads) and self.payloads[-1] == b"[DONE]"
 
 
-def serve(cfg_path: Any, tmp_path: Any, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+def serve(cfg_path: Any, tmp_path: Any, *extra: str,
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """`dsk serve --config cfg_path` as a subprocess; returns it and its base URL."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPSEEK_", "DSK_"))}
     e.update(DSK_HOME=str(tmp_path), PYTHONUNBUFFERED="1", **(env or {}))
-    proc = subprocess.Popen([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--config", str(cfg_path),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env=e)
+    proc = subprocess.Popen([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--config",
+                             str(cfg_path), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL, env=e)
     line = proc.stdout.readline()  # type: ignore[union-attr]
     m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
     assert m, (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]

@@ -52,7 +52,8 @@ def test_sigterm_drains_streams_then_closes_them_with_an_error_event(tmp_path, e
     assert long.error is None and long.status == 200
     assert b"[DONE]" not in long.payloads
     last = json.loads(long.payloads[-1])
-    assert last["error"]["code"] == "gateway_shutdown" and last["error"]["type"] == "service_unavailable_error"
+    assert last["error"]["code"] == "gateway_shutdown"
+    assert last["error"]["type"] == "service_unavailable_error"
     assert 1.5 <= ended < 2.0 + 6.0  # the grace, then the close (generous bound for a shared box)
     assert UPSTREAM_KEY not in err
 

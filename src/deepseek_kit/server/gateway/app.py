@@ -88,7 +88,8 @@ class Gateway:
                              metrics=False, max_retries=1)
         if caps and client.limits is not None:  # per-upstream caps (upstream_limits.py)
             base = client.limits.backend if c.limits is not None and c.limits.active else None
-            client.limits.backend = UpstreamCaps(c.upstreams, base, self.key_limits.redis_url)
+            redis = self.key_limits.redis_url or (c.limits.redis_url if c.limits is not None else None)
+            client.limits.backend = UpstreamCaps(c.upstreams, base, redis)
         return client
 
     async def start(self, app: web.Application) -> None:

@@ -32,7 +32,7 @@ def carrier_limits(base: Limits | None) -> Limits:
     """The `Limits` the client is built with when some upstream has caps: `[limits]` itself, made
     per endpoint, or (without that table) a pass-through quota that keeps the step active and the
     token estimate computed (its own caps are never enforced: `UpstreamCaps` replaces the backend)."""
-    if base is not None:
+    if base is not None and base.active:
         per = base.per if base.per is not None else ("endpoint",)
         if "endpoint" not in per:
             per = ("endpoint", *per)
