@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 from .ops_helpers import AppThread, StreamReader, chat_body, config, post
 
@@ -62,3 +63,23 @@ def test_per_upstream_caps_on_redis_state(emulator_factory, redis_url, tmp_path)
     b = emulator_factory()
     # [limits] redis_url is how the upstream caps reach Redis with auth off (with keys: the state URL)
     _upstream_caps(a, b, extra=f'[limits]\nredis_url = "{redis_url}"\n')
+
+
+def test_tpm_counts_streamed_tokens_as_they_arrive(emulator_factory):
+    # tpm 300: a stream is admitted on its ~30-token input estimate; once it has relayed 350 chunks
+    # (still streaming), those tokens are counted and the next request is refused on tpm.
+    emu = emulator_factory(faults="delay_chunks=0.01;tokens=700")
+    with AppThread(config(("emu", emu.base_url, ""), gateway="tpm = 300")) as gw:
+        s = StreamReader(gw.base_url, chat_body(stream=True))
+        s.start()
+        end = time.monotonic() + 20
+        while len(s.payloads) < 350:
+            assert time.monotonic() < end and s.is_alive()
+            time.sleep(0.02)
+        time.sleep(0.6)  # a couple of meter ticks
+        assert not s.done  # still streaming
+        status, headers, body = post(gw.base_url, chat_body(stream=True, max_tokens=2))
+        assert status == 429 and "gateway's tpm" in json.loads(body)["error"]["message"]
+        assert int(headers["retry-after"]) >= 1
+        s.join(30)
+        assert s.done

@@ -41,6 +41,7 @@ from .metrics import GatewayMetrics, access_line
 from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
 from .stitch import Stitcher
+from .tpm import StreamMeter
 from .upstream_limits import UpstreamCaps, carrier_limits, has_caps
 
 __all__ = ["GATEWAY_KEY", "Gateway", "create_gateway_app"]
@@ -70,6 +71,7 @@ class Gateway:
         self.upstream_balance = BalanceWatch(config.upstreams, config.balance_poll, config.balance_recheck)
         self.draining = False  # SIGTERM seen: /readyz answers 503, streams get `shutdown_grace`
         self._global = (config.rpm, config.tpm, config.max_in_flight)
+        self.meter = StreamMeter()
 
     def build_client(self) -> AsyncClient:
         c = self.config
@@ -168,6 +170,7 @@ class Gateway:
         if self.client is not None:
             await self.client.close()
         await self.upstream_balance.aclose()
+        await self.meter.aclose()
         await self.admission.close()
         await self.key_limits.aclose()
 
@@ -244,6 +247,7 @@ class Gateway:
         reservation: Any = None
         lease: Any = None
         glease: Any = None
+        metered: Any = None
         worst: Decimal | None = None
         resolved = "-"
         body_len = 0
@@ -278,11 +282,14 @@ class Gateway:
             worst = worst_case(resolved, len(body), doc.get("max_tokens"), self.admission.now(),
                                self.config.currency)
             mt = doc.get("max_tokens")
+            # tpm: a stream's output is counted as it arrives (tpm.py), a plain answer's up front
             tokens = math.ceil(len(body) * TOKENS_PER_BYTE) + (
-                mt if isinstance(mt, int) else DEFAULT_RESERVE_TOKENS)
+                0 if call.stream else mt if isinstance(mt, int) else DEFAULT_RESERVE_TOKENS)
             if any(self._global):
                 glease = await self.key_limits.admit_scope("@gateway", self._global, tokens, "the gateway's")
             lease = await self.key_limits.admit(key, tokens)
+            if call.stream and (lease is not None or glease is not None):
+                metered = self.meter.add(call, lease, glease)
             reservation = await self.admission.reserve(key, worst, resolved)
             stitcher = (Stitcher(doc, self.prefix_names) if call.stream and self.prefix_names
                         and path == "/chat/completions" else None)
@@ -305,6 +312,7 @@ class Gateway:
                                    self.config.currency) if call.chunks else Decimal(0)
             if reservation is not None:
                 self.admission.settle(reservation, spent or Decimal(0), resolved)
+            self.meter.remove(metered)
             if lease is not None or glease is not None:
                 total = (call.usage or {}).get("total_tokens")
                 used = total if isinstance(total, int) else None

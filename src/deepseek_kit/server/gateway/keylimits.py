@@ -4,8 +4,10 @@ shares one count per key (docs/routing-and-limits.md for the algorithms).
 
 A request over its key's cap is refused at once with a 429 and a `Retry-After` (never queued: the
 caller decides whether to wait). rpm and tpm may burst up to a minute's worth, so "60 rpm" admits 60
-requests at once after a quiet minute, then one a second. tpm counts the request's estimate at
-admission (input plus max_tokens) and is corrected with the usage the upstream reports.
+requests at once after a quiet minute, then one a second. tpm counts a plain request's estimate at
+admission (input plus max_tokens), a stream's input estimate at admission and its output as it
+arrives (tpm.py); both are corrected with the usage the upstream reports. `admit_scope` serves the
+gateway-wide caps (`[gateway] rpm / tpm / max_in_flight`) the same way.
 """
 
 from __future__ import annotations
