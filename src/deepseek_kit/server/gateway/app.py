@@ -38,6 +38,7 @@ from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
+from .ops_metrics import BudgetRefresher, QueueCollector
 from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
 from .stitch import Stitcher
@@ -72,6 +73,7 @@ class Gateway:
         self.draining = False  # SIGTERM seen: /readyz answers 503, streams get `shutdown_grace`
         self._global = (config.rpm, config.tpm, config.max_in_flight)
         self.meter = StreamMeter()
+        self.budgets: BudgetRefresher | None = None
 
     def build_client(self) -> AsyncClient:
         c = self.config
@@ -100,6 +102,9 @@ class Gateway:
         self.relay = self._relay_for(self.client, self.config)
         self.metrics = GatewayMetrics(self.client.router, self.config.currency)
         self.metrics.registry.register(BalanceCollector(lambda: self.upstream_balance))
+        self.metrics.registry.register(QueueCollector(lambda: self.client, lambda: self.admission.state))
+        self.budgets = BudgetRefresher(self.admission.remaining, self.metrics.budget_remaining,
+                                       self.config.currency)
         self.upstream_balance.start()
 
     def _relay_for(self, client: AsyncClient, config: GatewayConfig) -> Relay:
@@ -171,6 +176,8 @@ class Gateway:
             await self.client.close()
         await self.upstream_balance.aclose()
         await self.meter.aclose()
+        if self.budgets is not None:
+            await self.budgets.aclose()
         await self.admission.close()
         await self.key_limits.aclose()
 
@@ -256,6 +263,8 @@ class Gateway:
             key = await self.admission.authenticate(request.headers.get("Authorization"), request.remote)
             if key is not None:
                 call.key_id, call.key_name = key.id, key.name
+                if self.budgets is not None:
+                    self.budgets.seen(key)  # its budget gauge is refreshed in the background
             body = await self.read_body(request)
             body_len = len(body)
             doc = self.parse(body, fim=path == "/completions")
