@@ -83,3 +83,16 @@ def test_tpm_counts_streamed_tokens_as_they_arrive(emulator_factory):
         assert int(headers["retry-after"]) >= 1
         s.join(30)
         assert s.done
+
+
+def test_every_upstream_full_gives_429_with_retry_after(emulator_factory):
+    a = emulator_factory(faults="delay_chunks=0.05;tokens=30")
+    with AppThread(config(("a", a.base_url, "max_in_flight = 1"))) as gw:
+        s = StreamReader(gw.base_url, chat_body(stream=True))
+        s.start()
+        assert s.first.wait(10)
+        status, headers, body = post(gw.base_url, chat_body(max_tokens=2))
+        err = json.loads(body)["error"]
+        assert status == 429 and "retry-after" in headers and err["code"] == "rate_limit_exceeded", err
+        s.join(15)
+        assert s.done

@@ -25,6 +25,7 @@ import msgspec
 from aiohttp import web
 
 from deepseek_kit._client.client import AsyncClient
+from deepseek_kit._steps.limits.base import QueueTimeoutError
 from deepseek_kit._transport.request import Response
 from deepseek_kit._wire.errors import AllEndpointsFailedError, APIStatusError, DeepSeekError
 from deepseek_kit._wire.types import chunk_decoder
@@ -172,8 +173,8 @@ class Relay:
                             self.on_refused(n, e.status_code)
                 call.tried.extend(n for n in left if n not in call.tried)
                 last = "; ".join(f"{n}: {type(e).__name__}" for n, e in exc.attempts) or last
-                if exc.attempts and all(isinstance(e, APIStatusError) and e.status_code == 429
-                                        for _, e in exc.attempts):
+                if exc.attempts and all(isinstance(e, QueueTimeoutError) or (  # full per-upstream caps
+                        isinstance(e, APIStatusError) and e.status_code == 429) for _, e in exc.attempts):
                     raise GatewayError(429, "every upstream is rate limited; retry later",
                                        code="rate_limit_exceeded", retry_after=1.0) from None
                 continue
