@@ -27,12 +27,10 @@ def _wait(pred, timeout: float = 5.0) -> bool:
 
 def test_402_takes_an_upstream_out_until_its_balance_is_back(emulator_factory):
     a, b = emulator_factory(), emulator_factory()
+    a.state.set_balance(UPSTREAM_KEY, 0)
     cfg = config(("a", a.base_url, ""), ("b", b.base_url, ""),
-                 gateway="balance_poll = 60\nbalance_recheck = 0.3")
+                 gateway="balance_poll = 60\nbalance_recheck = 0.3")  # no periodic poll in this test
     with AppThread(cfg) as gw:
-        assert _wait(lambda: _metric(get(gw.base_url, "/metrics")[1].decode(), "dsk_gateway_balance_polls",
-                                     'result="ok"') == 2.0)  # the first poll of a and b: both fine
-        a.state.set_balance(UPSTREAM_KEY, 0)
         status, headers, _ = post(gw.base_url, chat_body())
         assert status == 200 and headers["x-dsk-upstream"] == "b"  # a answered 402, b served
         assert a.state.statuses[402] == 1
@@ -41,10 +39,11 @@ def test_402_takes_an_upstream_out_until_its_balance_is_back(emulator_factory):
             status, headers, _ = post(gw.base_url, chat_body())
             assert status == 200 and headers["x-dsk-upstream"] == "b"
         assert a.state.requests_per_path["/chat/completions"] == chats_a  # no traffic to a
+        assert _wait(lambda: _metric(get(gw.base_url, "/metrics")[1].decode(),
+                                     "dsk_gateway_upstream_balance", 'upstream="a"') == 0.0)  # rechecked
         metrics = get(gw.base_url, "/metrics")[1].decode()
         assert _metric(metrics, "dsk_gateway_upstream_out_of_balance", 'upstream="a"') == 1.0
         assert _metric(metrics, "dsk_gateway_upstream_out_of_balance", 'upstream="b"') == 0.0
-        assert _metric(metrics, "dsk_gateway_upstream_balance", 'upstream="b"') == 100.0
         assert UPSTREAM_KEY not in metrics
 
         a.state.set_balance(UPSTREAM_KEY, 25)  # topped up: the next recheck puts a back
@@ -64,3 +63,17 @@ def test_402_takes_an_upstream_out_until_its_balance_is_back(emulator_factory):
         err = json.loads(body)["error"]
         assert status == 503 and err["code"] == "upstream_insufficient_balance" and "retry-after" in headers
         assert a.state.total_requests + b.state.total_requests - served_before <= 2  # polls, no chats
+
+
+def test_periodic_poll_takes_an_empty_account_out_before_any_402(emulator_factory):
+    a, b = emulator_factory(), emulator_factory()
+    a.state.set_balance(UPSTREAM_KEY, 0)
+    cfg = config(("a", a.base_url, ""), ("b", b.base_url, ""), gateway="balance_poll = 0.2")
+    with AppThread(cfg) as gw:
+        assert _wait(lambda: _metric(get(gw.base_url, "/metrics")[1].decode(),
+                                     "dsk_gateway_upstream_out_of_balance", 'upstream="a"') == 1.0)
+        metrics = get(gw.base_url, "/metrics")[1].decode()
+        assert _metric(metrics, "dsk_gateway_upstream_balance", 'upstream="b"') == 100.0
+        status, headers, _ = post(gw.base_url, chat_body())
+        assert status == 200 and headers["x-dsk-upstream"] == "b"
+    assert a.state.statuses[402] == 0 and a.state.requests_per_path["/chat/completions"] == 0

@@ -69,6 +69,7 @@ class Gateway:
         self.relay: Relay | None = None
         self.metrics: GatewayMetrics | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._old_relays: set[Relay] = set()  # relays of configs replaced by SIGHUP, until idle
         self.upstream_balance = BalanceWatch(config.upstreams, config.balance_poll, config.balance_recheck)
         self.draining = False  # SIGTERM seen: /readyz answers 503, streams get `shutdown_grace`
         self._global = (config.rpm, config.tpm, config.max_in_flight)
@@ -118,17 +119,22 @@ class Gateway:
         calls in flight get `shutdown_grace` seconds to finish, then every stream still open is
         ended with a DeepSeek-shaped error event (never a `[DONE]`)."""
         self.draining = True
-        relay = self.relay
-        if relay is None:
+        relays = [r for r in (self.relay, *self._old_relays) if r is not None]
+        if not relays:
             return
         grace = self.config.shutdown_grace
+
+        async def idle() -> None:
+            for r in relays:
+                await r.idle.wait()
+
         try:
-            await asyncio.wait_for(relay.idle.wait(), grace)
+            await asyncio.wait_for(idle(), grace)
         except asyncio.TimeoutError:
-            n = relay.close_streams()
+            n = sum(r.close_streams() for r in relays)
             log.warning("gateway: shutting down; %d streams still open after %g s were closed", n, grace)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(relay.idle.wait(), 5.0)
+                await asyncio.wait_for(idle(), 5.0)
 
     async def reload_from_file(self) -> None:
         """SIGHUP: read the config file again. New calls use the new upstreams, routing, limits,
@@ -157,7 +163,9 @@ class Gateway:
         log.warning("gateway: config reloaded from %s (%d upstreams)", old.path, len(new.upstreams))
         task = asyncio.ensure_future(self._retire(old_client, old_relay, new.shutdown_grace))
         self._retiring.add(task)
+        self._old_relays.add(old_relay)
         task.add_done_callback(self._retiring.discard)
+        task.add_done_callback(lambda _: self._old_relays.discard(old_relay))
 
     @staticmethod
     async def _retire(client: AsyncClient | None, relay: Relay, grace: float) -> None:

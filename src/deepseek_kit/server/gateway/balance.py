@@ -4,7 +4,9 @@ the upstreams out of balance kept out of the routing until their balance is back
 DeepSeek answers 402 "Insufficient Balance" when the account behind the gateway's upstream key is
 empty (docs/deepseek-api-notes.md, errors). Each worker polls `GET {base_url}/user/balance` of every
 `kind = "deepseek"` upstream with a key: every `[gateway] balance_poll` seconds (default 60; 0 turns
-polling off), and every `balance_recheck` seconds (default 10) while the upstream is out of balance.
+polling off; the first poll one period after the start, so a restart loop does not hammer the
+balance endpoint), and every `balance_recheck` seconds (default 10) while the upstream is out of
+balance.
 A 402 from an upstream takes it out of the routing at once (`blocked`, read by the relay) and
 schedules a poll (never sooner than `balance_recheck` after the last one); the poll that sees
 `is_available` with a positive balance puts it back. Other kinds (vLLM, Ollama, ...) have no
@@ -63,6 +65,7 @@ class BalanceWatch:
         self.errors = 0
         self._targets = {u.name: u for u in upstreams if u.kind == "deepseek" and u.api_key}
         self._last: dict[str, float] = {}
+        self._started = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -72,6 +75,7 @@ class BalanceWatch:
 
     def start(self) -> None:
         if self._targets and self.poll > 0 and self._task is None:
+            self._started = self.clock()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def update(self, upstreams: Sequence[Upstream]) -> None:
@@ -93,8 +97,8 @@ class BalanceWatch:
 
     def _due(self, name: str) -> float:
         last = self._last.get(name)
-        if last is None:
-            return 0.0
+        if last is None:  # never polled: one period after the start, or a recheck after a 402
+            return self._started + (self.recheck if name in self.blocked else self.poll)
         return last + (self.recheck if name in self.blocked else self.poll)
 
     async def _run(self) -> None:
