@@ -275,6 +275,8 @@ def run_gateway(args: argparse.Namespace) -> int:
             pr.start()
 
         def forward(signum: int, frame: Any) -> None:
+            if signum != signal.SIGHUP:
+                sock.close()  # the workers stop accepting: so does this copy of the listener
             for pr in procs:
                 if pr.pid is not None and pr.is_alive():
                     os.kill(pr.pid, signum)

@@ -190,7 +190,9 @@ class LimitState:
 
 class Lease(Protocol):
     """One attempt's hold on a quota. `finish` ends it once (used tokens or None to keep the
-    estimate); calling it with the complete response does the same from the response's usage."""
+    estimate); calling it with the complete response does the same from the response's usage.
+    The two backends' leases also have `charge(tokens)`: count tokens against tpm as a stream
+    delivers them, before `finish` (the gateway does, server/gateway/tpm.py)."""
 
     tokens: int
 

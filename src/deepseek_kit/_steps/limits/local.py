@@ -168,6 +168,14 @@ class _LocalLease:
             self.done = True
             self.bucket.finish(self, used, outcome)
 
+    def charge(self, tokens: int) -> None:
+        """Count `tokens` more against tpm now, while the response is still streaming (the final
+        `finish(used)` corrects from the new total)."""
+        b = self.bucket
+        if not self.done and b.ti and tokens > 0:
+            b.tat_t += tokens * b.ti / b.factor
+            self.tokens += tokens
+
     def __call__(self, resp: Response) -> None:
         """The response's completion hook: end the lease with the real usage."""
         self.finish(used_tokens(resp) if self.bucket.ti else None, OK if resp.outcome == "ok" else NEUTRAL)

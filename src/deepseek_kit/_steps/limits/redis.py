@@ -187,6 +187,13 @@ class _RedisLease:
         """The response's completion hook: end the lease with the real usage."""
         self.finish(used_tokens(resp) if self.owner._ti else None, OK if resp.outcome == "ok" else NEUTRAL)
 
+    def charge(self, tokens: int) -> None:
+        """Count `tokens` more against tpm now, while the response is still streaming (sent with
+        the next group commit; the final `finish(used)` corrects from the new total)."""
+        if not self.done and self.owner._ti and tokens > 0:
+            self.tokens += tokens
+            self.owner._release(self.scope, "", tokens, NEUTRAL)
+
 
 class RedisLimiter:
     """The Redis backend. `client` (a `redis.asyncio.Redis`) replaces the one made from

@@ -11,6 +11,7 @@ log one access line, count metrics. The library's `AsyncClient` is created at st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
@@ -31,14 +32,18 @@ from deepseek_kit._wire.types import decode_json
 
 from .admin import add_admin_routes
 from .admission import DEFAULT_RESERVE_TOKENS, TOKENS_PER_BYTE, Admission, worst_case
+from .balance import BalanceCollector, BalanceWatch
 from .config import GatewayConfig, GatewayConfigError, load_gateway_config
 from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
+from .ops_metrics import BudgetRefresher, QueueCollector
 from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
 from .stitch import Stitcher
+from .tpm import StreamMeter
+from .upstream_limits import UpstreamCaps, carrier_limits, has_caps
 
 __all__ = ["GATEWAY_KEY", "Gateway", "create_gateway_app"]
 
@@ -64,6 +69,12 @@ class Gateway:
         self.relay: Relay | None = None
         self.metrics: GatewayMetrics | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._old_relays: set[Relay] = set()  # relays of configs replaced by SIGHUP, until idle
+        self.upstream_balance = BalanceWatch(config.upstreams, config.balance_poll, config.balance_recheck)
+        self.draining = False  # SIGTERM seen: /readyz answers 503, streams get `shutdown_grace`
+        self._global = (config.rpm, config.tpm, config.max_in_flight)
+        self.meter = StreamMeter()
+        self.budgets: BudgetRefresher | None = None
 
     def build_client(self) -> AsyncClient:
         c = self.config
@@ -74,16 +85,56 @@ class Gateway:
         # api_key and base_url are given so the user's own config file and DEEPSEEK_* variables
         # are not read; StaticKey(None): no key of the gateway host is sent to an upstream that has
         # none configured (each endpoint carries its own).
-        return AsyncClient(api_key="gateway", base_url=c.upstreams[0].base_url, auth=StaticKey(None),
-                           endpoints=endpoints, routing=c.routing, timeout=c.timeout, limits=c.limits,
-                           cache=c.cache if c.cache is not None else False, logs=c.logs or False,
-                           metrics=False, max_retries=1)
+        caps = any(has_caps(u) for u in c.upstreams)
+        client = AsyncClient(api_key="gateway", base_url=c.upstreams[0].base_url, auth=StaticKey(None),
+                             endpoints=endpoints, routing=c.routing, timeout=c.timeout,
+                             limits=carrier_limits(c.limits) if caps else c.limits,
+                             cache=c.cache if c.cache is not None else False, logs=c.logs or False,
+                             metrics=False, max_retries=1)
+        if caps and client.limits is not None:  # per-upstream caps (upstream_limits.py)
+            base = client.limits.backend if c.limits is not None and c.limits.active else None
+            redis = self.key_limits.redis_url or (c.limits.redis_url if c.limits is not None else None)
+            client.limits.backend = UpstreamCaps(c.upstreams, base, redis)
+        return client
 
     async def start(self, app: web.Application) -> None:
         await self.admission.start()
         self.client = self.build_client()
-        self.relay = Relay(self.client, self.memory, self.config.timeout.first_token)
+        self.relay = self._relay_for(self.client, self.config)
         self.metrics = GatewayMetrics(self.client.router, self.config.currency)
+        self.metrics.registry.register(BalanceCollector(lambda: self.upstream_balance))
+        self.metrics.registry.register(QueueCollector(lambda: self.client, lambda: self.admission.state))
+        self.budgets = BudgetRefresher(self.admission.remaining, self.metrics.budget_remaining,
+                                       self.config.currency)
+        self.upstream_balance.start()
+
+    def _relay_for(self, client: AsyncClient, config: GatewayConfig) -> Relay:
+        relay = Relay(client, self.memory, config.timeout.first_token)
+        relay.skip = self.upstream_balance.blocked  # the same set: the balance watch updates it in place
+        relay.on_refused = self.upstream_balance.refused
+        return relay
+
+    async def drain(self, app: web.Application) -> None:
+        """Shutdown (aiohttp's on_shutdown, after the listener closed): /readyz says 503 at once;
+        calls in flight get `shutdown_grace` seconds to finish, then every stream still open is
+        ended with a DeepSeek-shaped error event (never a `[DONE]`)."""
+        self.draining = True
+        relays = [r for r in (self.relay, *self._old_relays) if r is not None]
+        if not relays:
+            return
+        grace = self.config.shutdown_grace
+
+        async def idle() -> None:
+            for r in relays:
+                await r.idle.wait()
+
+        try:
+            await asyncio.wait_for(idle(), grace)
+        except asyncio.TimeoutError:
+            n = sum(r.close_streams() for r in relays)
+            log.warning("gateway: shutting down; %d streams still open after %g s were closed", n, grace)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(idle(), 5.0)
 
     async def reload_from_file(self) -> None:
         """SIGHUP: read the config file again. New calls use the new upstreams, routing, limits,
@@ -105,12 +156,16 @@ class Gateway:
         self.served = new.served_models()
         self.prefix_names = _prefix_names(new)
         self.client = self.build_client()
-        self.relay = Relay(self.client, self.memory, new.timeout.first_token)
+        self.relay = self._relay_for(self.client, new)
+        self.upstream_balance.update(new.upstreams)
+        self._global = (new.rpm, new.tpm, new.max_in_flight)
         self.metrics.watch(self.client.router)
         log.warning("gateway: config reloaded from %s (%d upstreams)", old.path, len(new.upstreams))
         task = asyncio.ensure_future(self._retire(old_client, old_relay, new.shutdown_grace))
         self._retiring.add(task)
+        self._old_relays.add(old_relay)
         task.add_done_callback(self._retiring.discard)
+        task.add_done_callback(lambda _: self._old_relays.discard(old_relay))
 
     @staticmethod
     async def _retire(client: AsyncClient | None, relay: Relay, grace: float) -> None:
@@ -127,6 +182,10 @@ class Gateway:
             t.cancel()
         if self.client is not None:
             await self.client.close()
+        await self.upstream_balance.aclose()
+        await self.meter.aclose()
+        if self.budgets is not None:
+            await self.budgets.aclose()
         await self.admission.close()
         await self.key_limits.aclose()
 
@@ -202,6 +261,8 @@ class Gateway:
         call = Call(model="-", stream=False, started=started)
         reservation: Any = None
         lease: Any = None
+        glease: Any = None
+        metered: Any = None
         worst: Decimal | None = None
         resolved = "-"
         body_len = 0
@@ -210,6 +271,8 @@ class Gateway:
             key = await self.admission.authenticate(request.headers.get("Authorization"), request.remote)
             if key is not None:
                 call.key_id, call.key_name = key.id, key.name
+                if self.budgets is not None:
+                    self.budgets.seen(key)  # its budget gauge is refreshed in the background
             body = await self.read_body(request)
             body_len = len(body)
             doc = self.parse(body, fim=path == "/completions")
@@ -236,8 +299,14 @@ class Gateway:
             worst = worst_case(resolved, len(body), doc.get("max_tokens"), self.admission.now(),
                                self.config.currency)
             mt = doc.get("max_tokens")
-            lease = await self.key_limits.admit(key, math.ceil(len(body) * TOKENS_PER_BYTE) + (
-                mt if isinstance(mt, int) else DEFAULT_RESERVE_TOKENS))
+            # tpm: a stream's output is counted as it arrives (tpm.py), a plain answer's up front
+            tokens = math.ceil(len(body) * TOKENS_PER_BYTE) + (
+                0 if call.stream else mt if isinstance(mt, int) else DEFAULT_RESERVE_TOKENS)
+            if any(self._global):
+                glease = await self.key_limits.admit_scope("@gateway", self._global, tokens, "the gateway's")
+            lease = await self.key_limits.admit(key, tokens)
+            if call.stream and (lease is not None or glease is not None):
+                metered = self.meter.add(call, lease, glease)
             reservation = await self.admission.reserve(key, worst, resolved)
             stitcher = (Stitcher(doc, self.prefix_names) if call.stream and self.prefix_names
                         and path == "/chat/completions" else None)
@@ -260,9 +329,12 @@ class Gateway:
                                    self.config.currency) if call.chunks else Decimal(0)
             if reservation is not None:
                 self.admission.settle(reservation, spent or Decimal(0), resolved)
-            if lease is not None:
+            self.meter.remove(metered)
+            if lease is not None or glease is not None:
                 total = (call.usage or {}).get("total_tokens")
-                self.key_limits.done(lease, total if isinstance(total, int) else None, call.status == 200)
+                used = total if isinstance(total, int) else None
+                self.key_limits.done(lease, used, call.status == 200)
+                self.key_limits.done(glease, used, call.status == 200)
             if call.status == 0:
                 call.status = 499  # the caller went away before an answer
             self.metrics.observe(call, seconds, spent)
@@ -350,6 +422,7 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
     app = web.Application(middlewares=[_errors_middleware(gw)], client_max_size=config.max_body_bytes)
     app[GATEWAY_KEY] = gw
     app.on_startup.append(gw.start)
+    app.on_shutdown.append(gw.drain)
     app.on_cleanup.append(gw.stop)
 
     def chat(beta: bool) -> Handler:
@@ -369,7 +442,8 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
         r.add_get(prefix + "/models", gw.models)
         r.add_get(prefix + "/user/balance", gw.balance)
     r.add_get("/healthz", healthz)
-    r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else []))
+    r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
+                                lambda: gw.draining))
     r.add_get("/metrics", gw.prometheus)
     if config.auth == "keys":
         # The admin HTTP API (admin.py): on only when the admin key's variable is set.

@@ -63,6 +63,9 @@ class Upstream:
     models: Mapping[str, str] = field(default_factory=dict)
     prefix_completion: bool | None = None
     hedge_after: float | None = None
+    rpm: float | None = None  # this upstream account's caps (limits.py), shared across workers
+    tpm: float | None = None
+    max_in_flight: int | None = None
     api_key: str | None = field(default=None, repr=False)
 
 
@@ -84,6 +87,11 @@ class GatewayConfig:
     currency: str = "CNY"
     shutdown_grace: float = 30.0
     client_timeout: float = 30.0  # seconds a caller may take to send its request body
+    rpm: float | None = None  # the whole gateway's caps (limits.py), shared across workers
+    tpm: float | None = None
+    max_in_flight: int | None = None
+    balance_poll: float = 60.0  # seconds between balance polls of a DeepSeek upstream (0: off)
+    balance_recheck: float = 10.0  # seconds between polls of an upstream out of balance (402)
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     models: tuple[str, ...] = DEFAULT_MODELS
     timeout: Timeout = field(default_factory=lambda: Timeout(first_token=60.0, idle=60.0, total=900.0))
@@ -109,10 +117,12 @@ _GATEWAY: dict[str, tuple[type, ...]] = {
     "listen": _STR, "state": _STR, "auth": _STR, "admin_key_env": _STR, "pepper_env": _STR,
     "max_body_bytes": _INT, "cors_origins": (list,), "access_log": _BOOL,
     "repair_entries": _INT, "currency": _STR, "shutdown_grace": _NUM, "client_timeout": _NUM,
+    "rpm": _NUM, "tpm": _NUM, "max_in_flight": _INT, "balance_poll": _NUM, "balance_recheck": _NUM,
 }
 _UPSTREAM: dict[str, tuple[type, ...]] = {
     "name": _STR, "base_url": _STR, "api_key_env": _STR, "kind": _STR, "priority": _INT,
     "weight": _NUM, "models": (dict,), "prefix_completion": _BOOL, "hedge_after": _NUM,
+    "rpm": _NUM, "tpm": _NUM, "max_in_flight": _INT,
 }
 _MODELS: dict[str, tuple[type, ...]] = {"aliases": (dict,), "served": (list,)}
 _LIBRARY: dict[str, type] = {"timeout": Timeout, "routing": Routing, "limits": Limits,
@@ -209,6 +219,19 @@ class _Checker:
             raise self.fail(f"[{name}]" + (f" {bad}" if bad else ""), str(exc), name, None, bad) from None
 
 
+def _caps(d: dict[str, Any], label: str, check: _Checker, table: str, index: int | None) -> dict[str, Any]:
+    """rpm / tpm (positive numbers) and max_in_flight (an integer >= 1) of a table, checked."""
+    out: dict[str, Any] = {}
+    for name in ("rpm", "tpm", "max_in_flight"):
+        if name in d:
+            v = d[name]
+            if not 0 < v < float("inf") or (name == "max_in_flight" and v < 1):
+                raise check.fail(f"{label} {name}", f"must be a positive number, got {v!r}", table, index,
+                                 name)
+            out[name] = v
+    return out
+
+
 def _listen(value: str, check: _Checker) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
@@ -251,7 +274,8 @@ def _upstream(raw: Any, i: int, check: _Checker, env: Mapping[str, str]) -> Upst
         name=d["name"], base_url=url, api_key_env=key_env, kind=kind, priority=d.get("priority", 0),
         weight=float(weight), models=_str_map(d.get("models", {}), f"{label} models", check, "upstream",
                                               i, "models"),
-        prefix_completion=d.get("prefix_completion"), hedge_after=d.get("hedge_after"), api_key=api_key)
+        prefix_completion=d.get("prefix_completion"), hedge_after=d.get("hedge_after"), api_key=api_key,
+        **_caps(d, label, check, "upstream", i))
 
 
 def parse_gateway_config(text: str, *, path: str | None = None,
@@ -279,6 +303,13 @@ def parse_gateway_config(text: str, *, path: str | None = None,
         if name in gw and not 0 < gw[name] < float("inf"):
             raise check.fail(f"[gateway] {name}", f"must be a positive number of seconds, got {gw[name]!r}",
                              "gateway", None, name)
+    out.update(_caps(gw, "[gateway]", check, "gateway", None))
+    for name in ("balance_poll", "balance_recheck"):
+        if name in gw:
+            if not 0 <= gw[name] < float("inf"):
+                raise check.fail(f"[gateway] {name}", f"must be a number of seconds >= 0, got {gw[name]!r}",
+                                 "gateway", None, name)
+            out[name] = float(gw[name])
     for name in ("max_body_bytes", "repair_entries"):
         if name in gw and gw[name] < 1:
             raise check.fail(f"[gateway] {name}", f"must be >= 1, got {gw[name]!r}", "gateway", None, name)

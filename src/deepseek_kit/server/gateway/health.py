@@ -22,15 +22,20 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
 
-def readyz(health_now: Callable[[], list[EndpointHealth]]) -> Handler:
+def readyz(health_now: Callable[[], list[EndpointHealth]],
+           draining: Callable[[], bool] | None = None) -> Handler:
     """The /readyz handler; `health_now()` gives the upstreams' health at the time of the request
-    (a callable, since a config reload replaces the client behind it)."""
+    (a callable, since a config reload replaces the client behind it); `draining()` is True once
+    a shutdown began (503 "draining": take the process out of the load balancer)."""
 
     async def handle(request: web.Request) -> web.Response:
         health = health_now()
         upstreams = {h.name: h.state for h in health}
         ready = any(state != "open" for state in upstreams.values())
-        body = {"status": "ready" if ready else "unavailable", "upstreams": upstreams}
+        status = "ready" if ready else "unavailable"
+        if draining is not None and draining():
+            ready, status = False, "draining"
+        body = {"status": status, "upstreams": upstreams}
         return web.Response(status=200 if ready else 503, body=msgspec.json.encode(body),
                             content_type="application/json")
 

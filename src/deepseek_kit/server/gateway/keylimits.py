@@ -4,8 +4,10 @@ shares one count per key (docs/routing-and-limits.md for the algorithms).
 
 A request over its key's cap is refused at once with a 429 and a `Retry-After` (never queued: the
 caller decides whether to wait). rpm and tpm may burst up to a minute's worth, so "60 rpm" admits 60
-requests at once after a quiet minute, then one a second. tpm counts the request's estimate at
-admission (input plus max_tokens) and is corrected with the usage the upstream reports.
+requests at once after a quiet minute, then one a second. tpm counts a plain request's estimate at
+admission (input plus max_tokens), a stream's input estimate at admission and its output as it
+arrives (tpm.py); both are corrected with the usage the upstream reports. `admit_scope` serves the
+gateway-wide caps (`[gateway] rpm / tpm / max_in_flight`) the same way.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ class KeyLimits:
         # one backend per distinct (rpm, tpm, in-flight) triple; the key's id is the scope in it
         self._backends: dict[tuple[int | None, int | None, int | None], LimiterBackend] = {}
 
-    def _backend(self, key: VirtualKey) -> LimiterBackend:
-        shape = (key.rpm, key.tpm, key.max_in_flight)
+    def _backend(self, shape: tuple[int | None, int | None, int | None]) -> LimiterBackend:
         backend = self._backends.get(shape)
         if backend is None:
-            limits = Limits(rpm=key.rpm, tpm=key.tpm, max_in_flight=key.max_in_flight, max_queue_wait=0.0,
+            rpm, tpm, mif = shape
+            limits = Limits(rpm=rpm, tpm=tpm, max_in_flight=mif, max_queue_wait=0.0,
                             burst=60.0, adaptive=None, redis_url=self.redis_url,
-                            name=f"dsk-gw-key-{key.rpm}-{key.tpm}-{key.max_in_flight}")
+                            name=f"dsk-gw-key-{rpm}-{tpm}-{mif}")
             if self.redis_url:
                 from deepseek_kit._steps.limits.redis import RedisLimiter
 
@@ -47,16 +49,22 @@ class KeyLimits:
         """The key's lease (finish it with `done`), None when the key has no caps; GatewayError 429."""
         if key is None or not (key.rpm or key.tpm or key.max_in_flight):
             return None
+        return await self.admit_scope(key.id, (key.rpm, key.tpm, key.max_in_flight), tokens, "this key's")
+
+    async def admit_scope(self, scope: str, shape: tuple[Any, Any, Any], tokens: int, whose: str) -> Any:
+        """A lease on `scope` under the caps `shape` = (rpm, tpm, max_in_flight); GatewayError 429
+        naming `whose` limit when one is reached."""
+        rpm, tpm, _ = shape
         try:
-            return await self._backend(key).acquire(key.id, tokens if key.tpm else 0, 0.0)
+            return await self._backend(shape).acquire(scope, tokens if tpm else 0, 0.0)
         except QueueTimeoutError as exc:
-            if exc.limit == "rpm" and key.rpm:
-                after = 60.0 / key.rpm
-            elif exc.limit == "tpm" and key.tpm:
-                after = min(60.0, 60.0 * tokens / key.tpm)
+            if exc.limit == "rpm" and rpm:
+                after = 60.0 / rpm
+            elif exc.limit == "tpm" and tpm:
+                after = min(60.0, 60.0 * tokens / tpm)
             else:
                 after = 1.0
-            raise GatewayError(429, f"Rate Limit Reached: this key's {exc.limit} limit is reached; "
+            raise GatewayError(429, f"Rate Limit Reached: {whose} {exc.limit} limit is reached; "
                                f"retry after {after:.0f} s", code="rate_limit_exceeded",
                                retry_after=after) from None
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ import msgspec
 from aiohttp import web
 
 from deepseek_kit._client.client import AsyncClient
+from deepseek_kit._steps.limits.base import QueueTimeoutError
 from deepseek_kit._transport.request import Response
 from deepseek_kit._wire.errors import AllEndpointsFailedError, APIStatusError, DeepSeekError
 from deepseek_kit._wire.types import chunk_decoder
@@ -138,13 +140,23 @@ class Relay:
         self.active = 0  # calls being relayed (a reload closes the old client once it is 0)
         self.idle = asyncio.Event()
         self.idle.set()
+        # Operations (balance.py, app.py): upstreams kept out of the routing (out of balance), the
+        # hook told of an upstream's 401/402/403, and the streams a shutdown closes after its grace.
+        self.skip: set[str] = set()
+        self.on_refused: Callable[[str, int], None] | None = None
+        self.streams: set[asyncio.Task[Any]] = set()
+        self.closing = False
 
     async def _open(self, path: str, body: bytes, stream: bool, beta: bool, call: Call) -> Response:
         """The upstream response (streams: held at the first event), failing over as described."""
         last: str = "no upstream was tried"
         while True:
-            left = [n for n in self.names if n not in call.tried]
+            left = [n for n in self.names if n not in call.tried and n not in self.skip]
             if not left:
+                if not call.tried and self.skip:
+                    raise GatewayError(503, "every upstream is out of balance (402); retry later",
+                                       type="service_unavailable_error", code="upstream_insufficient_balance",
+                                       retry_after=10.0)
                 raise GatewayError(503, f"no upstream could answer: {last}",
                                    type="service_unavailable_error", code="upstream_unavailable")
             # the router records its tries in options["route"] (the client copies the dict, not the list)
@@ -155,10 +167,14 @@ class Relay:
                                                  options=opts)
             except AllEndpointsFailedError as exc:
                 call.tried.extend(n for n, _ in exc.attempts)
+                if self.on_refused is not None:
+                    for n, e in exc.attempts:
+                        if isinstance(e, APIStatusError):
+                            self.on_refused(n, e.status_code)
                 call.tried.extend(n for n in left if n not in call.tried)
                 last = "; ".join(f"{n}: {type(e).__name__}" for n, e in exc.attempts) or last
-                if exc.attempts and all(isinstance(e, APIStatusError) and e.status_code == 429
-                                        for _, e in exc.attempts):
+                if exc.attempts and all(isinstance(e, QueueTimeoutError) or (  # full per-upstream caps
+                        isinstance(e, APIStatusError) and e.status_code == 429) for _, e in exc.attempts):
                     raise GatewayError(429, "every upstream is rate limited; retry later",
                                        code="rate_limit_exceeded", retry_after=1.0) from None
                 continue
@@ -166,6 +182,8 @@ class Relay:
                 name = _last_tried(opts)
                 call.tried.append(name or left[0])
                 if exc.status_code in (401, 402, 403):
+                    if self.on_refused is not None:
+                        self.on_refused(name or left[0], exc.status_code)
                     # The gateway's own credentials or balance at that upstream: not the caller's
                     # problem; another upstream may serve.
                     last = f"{name}: upstream refused the gateway ({exc.status_code})"
@@ -260,6 +278,9 @@ class Relay:
         out = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
         await out.prepare(request)
         call.status = 200
+        task = asyncio.current_task()
+        if task is not None:
+            self.streams.add(task)  # a shutdown past its grace closes it (close_streams)
         recorder = StreamRecorder(self.memory) if record else None
         finished = False
         # Events the reader already decoded from one network read are written together: one
@@ -307,9 +328,30 @@ class Relay:
             if recorder is not None:
                 recorder.commit()
             await out.write_eof()
+        except asyncio.CancelledError:
+            if not self.closing or task is None:
+                raise
+            if sys.version_info >= (3, 11):
+                task.uncancel()
+            call.error = "closed by the gateway's shutdown"
+            # (a batch cut by the cancel may be half written: only the error event follows)
+            await out.write(error_event(
+                f"the gateway is shutting down; the stream was closed after {call.chunks} chunks "
+                f"({'complete answer' if finished else 'the answer is incomplete'}); retry the request",
+                "service_unavailable_error", "gateway_shutdown"))
         finally:
             events.close()
+            if task is not None:
+                self.streams.discard(task)
         return out
+
+    def close_streams(self) -> int:
+        """Shutdown past its grace: end every stream in flight with a DeepSeek-shaped error event
+        (no `[DONE]`); returns how many were closed."""
+        self.closing = True
+        for t in list(self.streams):
+            t.cancel()
+        return len(self.streams)
 
     async def _resume(self, out: web.StreamResponse, stitcher: Stitcher, call: Call,
                       recorder: StreamRecorder | None) -> bool:
