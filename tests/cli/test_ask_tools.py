@@ -8,7 +8,7 @@ import json
 import textwrap
 
 import pytest
-from test_cli_ask import FAKE_KEY, MODEL, chat_bodies, dsk_env, one_error_line, run_dsk
+from tests.cli.test_ask import FAKE_KEY, MODEL, chat_bodies, dsk_env, one_error_line, run_dsk
 
 from deepseek_kit import Client, Tool
 from deepseek_kit._tools.loop import run_sync

@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from test_cli_chat import FAKE_KEY, MODEL, chat, chat_bodies, dsk_env
+from tests.cli.test_chat import FAKE_KEY, MODEL, chat, chat_bodies, dsk_env
 
 from deepseek_kit import Client
 from deepseek_kit._wire import pricing as _pricing

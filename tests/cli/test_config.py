@@ -9,8 +9,8 @@ import argparse
 import sqlite3
 
 import pytest
-from cli_upstreams import Upstream
-from test_cli_ask import FAKE_KEY, chat_bodies, dsk_env, one_error_line, run_dsk
+from tests.helpers.cli_upstreams import Upstream
+from tests.cli.test_ask import FAKE_KEY, chat_bodies, dsk_env, one_error_line, run_dsk
 
 from deepseek_kit.cli import common
 

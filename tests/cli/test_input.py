@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from test_cli_ask import dsk_env, one_error_line, run_dsk
+from tests.cli.test_ask import dsk_env, one_error_line, run_dsk
 
 DSK = [sys.executable, "-m", "deepseek_kit.cli.main"]
 

@@ -9,7 +9,7 @@ import sqlite3
 from datetime import datetime
 
 import pytest
-from test_cli_ask import FAKE_KEY, dsk_env, run_dsk
+from tests.cli.test_ask import FAKE_KEY, dsk_env, run_dsk
 
 from deepseek_kit._wire import pricing as _pricing
 

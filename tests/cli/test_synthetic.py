@@ -13,9 +13,9 @@ import sqlite3
 import sys
 
 import pytest
-from cli_upstreams import ANSWER, Upstream
-from test_cli_ask import FAKE_KEY, dsk_env, one_error_line, run_dsk
-from test_cli_chat import Pty
+from tests.helpers.cli_upstreams import ANSWER, Upstream
+from tests.cli.test_ask import FAKE_KEY, dsk_env, one_error_line, run_dsk
+from tests.cli.test_chat import Pty
 
 from deepseek_kit._logs.store import connect
 from deepseek_kit._logs.migrations import MIGRATIONS, migrate

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from aiohttp import web
-from restart_server import TEXT, RestartServer
+from tests.helpers.restart_server import TEXT, RestartServer
 
 from deepseek_kit import AsyncClient, Resumption, StreamError, Timeout
 

@@ -12,7 +12,7 @@ import asyncio
 import uuid
 
 import pytest
-from restart_server import TEXT, USAGE, RestartServer
+from tests.helpers.restart_server import TEXT, USAGE, RestartServer
 
 from deepseek_kit import AsyncClient, Client, Endpoint, Resumption, StreamError, Timeout
 

@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 import pytest
-from test_logs import KEY, MODEL, fake_row, user
+from tests.logs.test_logstep import KEY, MODEL, fake_row, user
 
 from deepseek_kit import AsyncClient, UsageError
 from deepseek_kit._logs.query import Logs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from restart_server import TEXT, USAGE, RestartServer
+from tests.helpers.restart_server import TEXT, USAGE, RestartServer
 
 from deepseek_kit import AsyncClient, Timeout
 

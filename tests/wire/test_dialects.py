@@ -15,7 +15,7 @@ import json
 
 import msgspec
 import pytest
-from dialect_servers import (
+from tests.helpers.dialect_servers import (
     CALLS,
     COMPLETION_TOKENS,
     CONTENT,

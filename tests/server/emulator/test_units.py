@@ -8,7 +8,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_server_chat import conforms
+from tests.server.emulator.test_chat import conforms
 
 from deepseek_kit.server import Directives, EmulatorConfig, parse_directives
 from deepseek_kit.server.emulator.cache_sim import PrefixCache, prefix_units
