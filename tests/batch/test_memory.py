@@ -11,12 +11,11 @@ test measures the batch runner and the client alone.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 
 from deepseek_kit.server import EmulatorConfig
+from tests.helpers.dsk import dsk_cmd, keyed_env
 
 N = 100_000
 BOUND_KB = 4 * 1024
@@ -40,12 +39,11 @@ def test_100k_batch_memory_stays_flat(emulator_factory, tmp_path):
         for i in range(N):
             f.write(f'{{"id": {i}, "prompt": "p{i}", "thinking": false}}\n')
     out = tmp_path / "out.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPSEEK_", "DSK_"))}
-    env.update(DSK_HOME=str(tmp_path / "home"), DEEPSEEK_API_KEY="sk-memory-test")
     p = subprocess.Popen(
-        [sys.executable, "-m", "deepseek_kit.cli.main", "batch", str(src), "-o", str(out),
-         "--base-url", emu.base_url, "--concurrency", "128", "--no-log", "-q"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        dsk_cmd("batch", src, "-o", out, "--base-url", emu.base_url, "--concurrency", "128", "--no-log",
+                "-q"),
+        env=keyed_env(tmp_path / "home"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
     samples = []  # (bytes written, VmRSS kB, VmHWM kB)
     while p.poll() is None:
         try:

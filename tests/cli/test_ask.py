@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -17,36 +16,8 @@ import pytest
 
 from deepseek_kit import Client
 from deepseek_kit.server import EmulatorThread
-
-FAKE_KEY = "sk-clitest-DO-NOT-LEAK-7f3a9c2e"
-MODEL = "deepseek-flash"
-
-
-def dsk_env(home, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DEEPSEEK_", "DSK_")) and k not in ("NO_COLOR",)}
-    env.update(DSK_HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
-def run_dsk(*args: str, env: dict[str, str], input: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "deepseek_kit.cli.main", *args],
-        input=input, stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True, text=True, env=env, timeout=90,
-    )
-    assert FAKE_KEY not in proc.stdout and FAKE_KEY not in proc.stderr
-    assert FAKE_KEY[-12:] not in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("dsk: error: "), lines[0]
-    return lines[0]
+from tests.helpers.dsk import FAKE_KEY, MODEL, chat_bodies, dsk_env, one_error_line, run_dsk
+from tests.helpers.net import closed_port
 
 
 def library_message(base_url: str, prompt: str, **kw):
@@ -54,27 +25,6 @@ def library_message(base_url: str, prompt: str, **kw):
         resp = c.chat.completions.create(model=kw.pop("model", MODEL),
                                          messages=[{"role": "user", "content": prompt}], **kw)
     return resp.choices[0].message
-
-
-def chat_bodies(emu: EmulatorThread) -> list[dict]:
-    bodies = emu.state.recent_bodies
-    if callable(bodies):
-        bodies = bodies()
-    return [b for b in bodies if isinstance(b, dict) and "messages" in b]
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-@pytest.fixture
-def env(tmp_path):
-    # A key, and a dead loopback URL as the default, so that no test can ever reach the internet.
-    return dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY, DEEPSEEK_BASE_URL=f"http://127.0.0.1:{closed_port()}")
 
 
 # --- answers --------------------------------------------------------------------------------------
@@ -175,8 +125,8 @@ def test_no_stdin_ignores_piped_input(emulator, env):
     assert chat_bodies(emulator)[0]["messages"][-1]["content"] == "Q"
 
 
-def test_no_question_at_all_is_a_usage_error(env):
-    proc = run_dsk("ask", "--mock", env=env, input="   \n")
+def test_no_question_at_all_is_a_usage_error(env, dsk_main):
+    proc = dsk_main("ask", "--mock", env=env, input="   \n")
     assert proc.returncode == 2
     assert "no question" in one_error_line(proc)
 
@@ -277,32 +227,32 @@ def test_truncated_answer_warns(emulator_factory, env):
     ["no-such-command"],
     [],
 ])
-def test_bad_arguments_exit_2(env, args):
-    proc = run_dsk(*args, env=env)
+def test_bad_arguments_exit_2(env, args, dsk_main):
+    proc = dsk_main(*args, env=env)
     assert proc.returncode == 2
     assert proc.stdout == ""
 
 
-def test_bad_base_url_and_unknown_profile_exit_2(env):
-    proc = run_dsk("ask", "--base-url", "ftp://x", "Hi", env=env)
+def test_bad_base_url_and_unknown_profile_exit_2(env, dsk_main):
+    proc = dsk_main("ask", "--base-url", "ftp://x", "Hi", env=env)
     assert proc.returncode == 2
     assert "base_url" in one_error_line(proc)
-    proc = run_dsk("ask", "--profile", "nope", "Hi", env=env)
+    proc = dsk_main("ask", "--profile", "nope", "Hi", env=env)
     assert proc.returncode == 2
     assert "nope" in one_error_line(proc)
     home = env["DSK_HOME"]
     with open(os.path.join(home, "config.toml"), "w") as f:
         f.write('[profiles.other]\nbase_url = "http://127.0.0.1:9"\n')
-    proc = run_dsk("ask", "--profile", "nope", "Hi", env=env)
+    proc = dsk_main("ask", "--profile", "nope", "Hi", env=env)
     assert proc.returncode == 2
     assert "nope" in one_error_line(proc) and "other" in proc.stderr
 
 
-def test_version_and_help(env):
-    proc = run_dsk("--version", env=env)
+def test_version_and_help(env, dsk_main):
+    proc = dsk_main("--version", env=env)
     assert proc.returncode == 0 and proc.stdout.startswith("dsk ")
     for cmd in ("ask", "chat", "serve"):
-        proc = run_dsk(cmd, "--help", env=env)
+        proc = dsk_main(cmd, "--help", env=env)
         assert proc.returncode == 0 and "usage: dsk " + cmd in proc.stdout
 
 

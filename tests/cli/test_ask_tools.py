@@ -8,10 +8,10 @@ import json
 import textwrap
 
 import pytest
-from tests.cli.test_ask import FAKE_KEY, MODEL, chat_bodies, dsk_env, one_error_line, run_dsk
 
 from deepseek_kit import Client, Tool
 from deepseek_kit._tools.loop import run_sync
+from tests.helpers.dsk import FAKE_KEY, MODEL, chat_bodies, one_error_line, run_dsk
 
 TOOLS = '''
 from typing import Literal
@@ -45,11 +45,6 @@ def explode(reason: str) -> str:
 def not_a_tool() -> None:
     """Plain functions are not offered."""
 '''
-
-
-@pytest.fixture
-def env(tmp_path):
-    return dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY)
 
 
 @pytest.fixture

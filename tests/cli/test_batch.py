@@ -10,30 +10,9 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
-FAKE_KEY = "sk-batchcli-DO-NOT-LEAK-51c0e7"
-
-
-def dsk_env(home, **extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DEEPSEEK_", "DSK_")) and k != "NO_COLOR"}
-    env.update(DSK_HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1", DEEPSEEK_API_KEY=FAKE_KEY)
-    env.update(extra)
-    return env
-
-
-def _cmd(*args):
-    return [sys.executable, "-m", "deepseek_kit.cli.main", "batch", *map(str, args)]
-
-
-def dsk_batch(tmp_path, *args, timeout=120):
-    proc = subprocess.run(_cmd(*args), capture_output=True, text=True, env=dsk_env(tmp_path / "home"),
-                          stdin=subprocess.DEVNULL, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert FAKE_KEY[-10:] not in proc.stderr + proc.stdout
-    return proc
+from tests.helpers.dsk import dsk_batch, dsk_cmd, dsk_env, keyed_env
 
 
 def write_jsonl(path, records):
@@ -147,8 +126,9 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(emulator_factory, tmp_path):
     emu = emulator_factory(default_tokens=3, queue_delay=0.02)
     src = write_jsonl(tmp_path / "in.jsonl", items(3000, thinking=False))
     out = tmp_path / "out.jsonl"
-    p = subprocess.Popen(_cmd(src, "-o", out, "--base-url", emu.base_url, "-q"), env=dsk_env(tmp_path / "home"),
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(dsk_cmd("batch", src, "-o", out, "--base-url", emu.base_url, "-q"),
+                         env=keyed_env(tmp_path / "home"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     _wait_for_output(p, out)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=30)
@@ -183,8 +163,8 @@ def test_sigkill_at_random_points_then_resume_every_id_exactly_once(emulator_fac
         args = [src, "-o", out, "--base-url", emu.base_url, "--concurrency", "16", "-q"]
         if round_ % 2:
             args.append("--no-fsync")
-        p = subprocess.Popen(_cmd(*args), env=dsk_env(tmp_path / "home"), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen(dsk_cmd("batch", *args), env=keyed_env(tmp_path / "home"),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.6, 2.0))
         if p.poll() is None:
             p.kill()
@@ -225,9 +205,8 @@ def test_mock_backend_needs_no_key(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", items(5, thinking=False))
     out = tmp_path / "out.jsonl"
     env = dsk_env(tmp_path / "home")
-    del env["DEEPSEEK_API_KEY"]
-    proc = subprocess.run(_cmd(src, "-o", out, "--mock", "-q"), capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=60)
+    proc = subprocess.run(dsk_cmd("batch", src, "-o", out, "--mock", "-q"), capture_output=True, text=True,
+                          env=env, stdin=subprocess.DEVNULL, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert len(read_out(out)) == 5
 
@@ -239,8 +218,8 @@ def test_live_progress_on_a_terminal(emulator_factory, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", items(400, thinking=False))
     out = tmp_path / "out.jsonl"
     master, slave = pty.openpty()
-    env = dsk_env(tmp_path / "home", COLUMNS="200")
-    p = subprocess.Popen(_cmd(src, "-o", out, "--base-url", emu.base_url, "-c", "4"), env=env,
+    env = keyed_env(tmp_path / "home", COLUMNS="200")
+    p = subprocess.Popen(dsk_cmd("batch", src, "-o", out, "--base-url", emu.base_url, "-c", "4"), env=env,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
     chunks = []

@@ -13,21 +13,7 @@ import time
 import pytest
 
 from deepseek_kit._batch.run import MAX_CONCURRENCY
-
-FAKE_KEY = "sk-batchfaults-DO-NOT-LEAK-7d1e"
-
-
-def _env(home, **extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DEEPSEEK_", "DSK_")) and k != "NO_COLOR"}
-    env.update(DSK_HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1", DEEPSEEK_API_KEY=FAKE_KEY)
-    env.update(extra)
-    return env
-
-
-def _cmd(*args):
-    return [sys.executable, "-m", "deepseek_kit.cli.main", "batch", *map(str, args)]
-
+from tests.helpers.dsk import dsk_batch, keyed_env
 
 # The child's own peak RSS, read from /proc/self/status at exit. Not os.wait4's ru_maxrss: Linux
 # carries the high-water mark of the forked copy of pytest across exec, so ru_maxrss would measure
@@ -45,19 +31,11 @@ _PEAK = ("import atexit, runpy, sys\n"
 def _peak_run(tmp_path, *args):
     """Run `dsk batch ARGS`; (exit code, stderr without the peak line, the child's peak RSS in kB)."""
     proc = subprocess.run([sys.executable, "-c", _PEAK, "batch", *map(str, args)], capture_output=True,
-                          text=True, env=_env(tmp_path / "home"), stdin=subprocess.DEVNULL, timeout=120)
+                          text=True, env=keyed_env(tmp_path / "home"), stdin=subprocess.DEVNULL, timeout=120)
     lines = proc.stderr.splitlines()
     peak = [int(ln.split()[1]) for ln in lines if ln.startswith("VMHWM ")]
     assert len(peak) == 1, proc.stderr
     return proc.returncode, "\n".join(ln for ln in lines if not ln.startswith("VMHWM ")), peak[0]
-
-
-def dsk_batch(tmp_path, *args, timeout=120):
-    proc = subprocess.run(_cmd(*args), capture_output=True, text=True, env=_env(tmp_path / "home"),
-                          stdin=subprocess.DEVNULL, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert FAKE_KEY[-10:] not in proc.stderr + proc.stdout
-    return proc
 
 
 def _write(path, n, **extra):

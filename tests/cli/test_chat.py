@@ -5,57 +5,21 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from deepseek_kit import Client
 from deepseek_kit.server import EmulatorThread
-
-FAKE_KEY = "sk-clitest-DO-NOT-LEAK-5b1d0e44"
-MODEL = "deepseek-flash"
-
-
-def dsk_env(home, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DEEPSEEK_", "DSK_")) and k not in ("NO_COLOR",)}
-    env.update(DSK_HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-@pytest.fixture
-def env(tmp_path):
-    return dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY, DEEPSEEK_BASE_URL=f"http://127.0.0.1:{closed_port()}")
+from tests.helpers.dsk import FAKE_KEY, MODEL, chat_bodies, dsk_env, run_dsk
+from tests.helpers.net import closed_port
+from tests.helpers.terminal import Pty
 
 
 def chat(*args: str, env: dict[str, str], input: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "chat", *args], input=input,
-                          capture_output=True, text=True, env=env, timeout=90)
-    assert FAKE_KEY not in proc.stdout + proc.stderr
-    assert FAKE_KEY[-12:] not in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
-
-
-def chat_bodies(emu: EmulatorThread) -> list[dict]:
-    bodies = emu.state.recent_bodies
-    if callable(bodies):
-        bodies = bodies()
-    return [b for b in bodies if isinstance(b, dict) and "messages" in b]
+    return run_dsk("chat", *args, env=env, input=input)
 
 
 def library_reply(base_url: str, messages: list[dict], **kw):
@@ -153,77 +117,6 @@ def test_api_error_midway_reports_and_exits_1(emulator_factory, env):
 
 
 # --- interactive mode (a pseudo-terminal) ---------------------------------------------------------
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r|\x08")
-
-
-class Pty:
-    """The CLI on a pseudo-terminal that is its controlling terminal, so Ctrl-C (\\x03) is a SIGINT
-    from the terminal, as for a person."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        import fcntl
-        import struct
-        import termios
-
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-
-        def ctty() -> None:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deepseek_kit.cli.main", *args], stdin=slave, stdout=slave,
-            stderr=slave, env={**env, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"},
-            start_new_session=True, preexec_fn=ctty, close_fds=True)
-        os.close(slave)
-        self.raw = ""
-        self.pos = 0
-
-    @property
-    def text(self) -> str:
-        return ANSI.sub("", self.raw)
-
-    def _read(self, wait: float) -> bool:
-        ready, _, _ = select.select([self.master], [], [], wait)
-        if not ready:
-            return True
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            return False
-        if not data:
-            return False
-        self.raw += data.decode("utf-8", "replace")
-        return True
-
-    def expect(self, pattern: str, limit: float = 60.0) -> re.Match[str]:
-        """Wait for `pattern` in the (ANSI-stripped) output after the previous match; `limit`
-        only guards against a hang."""
-        end = time.monotonic() + limit
-        rx = re.compile(pattern)
-        while True:
-            m = rx.search(self.text, self.pos)
-            if m:
-                self.pos = m.end()
-                return m
-            if time.monotonic() > end or (not self._read(0.2) and self.proc.poll() is not None):
-                raise AssertionError(f"{pattern!r} not seen; output:\n{self.text[-3000:]}")
-
-    def send(self, data: str) -> None:
-        os.write(self.master, data.encode())
-
-    def wait(self) -> int:
-        deadline = time.monotonic() + 60
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            self._read(0.1)
-        return self.proc.wait(timeout=5)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")

@@ -7,21 +7,16 @@ import re
 from decimal import Decimal
 
 import pytest
-from tests.cli.test_chat import FAKE_KEY, MODEL, chat, chat_bodies, dsk_env
 
 from deepseek_kit import Client
-from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._logs.store import load_conversation
+from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.tokens import count_messages
-
-
-@pytest.fixture
-def env(tmp_path):
-    return dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY)
+from tests.helpers.dsk import FAKE_KEY, MODEL, chat_bodies, run_dsk
 
 
 def run(emulator, env, script: str, *args: str):
-    return chat("--base-url", emulator.base_url, *args, env=env, input=script)
+    return run_dsk("chat", "--base-url", emulator.base_url, *args, env=env, input=script)
 
 
 def replies(base_url: str, messages: list[dict], **kw):

@@ -9,10 +9,10 @@ import argparse
 import sqlite3
 
 import pytest
-from tests.helpers.cli_upstreams import Upstream
-from tests.cli.test_ask import FAKE_KEY, chat_bodies, dsk_env, one_error_line, run_dsk
 
 from deepseek_kit.cli import common
+from tests.helpers.cli_upstreams import Upstream
+from tests.helpers.dsk import FAKE_KEY, chat_bodies, dsk_env, one_error_line, run_dsk
 
 # --- K8: config type errors and malformed values ------------------------------------------------------
 
@@ -41,7 +41,7 @@ CONFIG_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))
-def test_config_type_errors_are_one_line(tmp_path, emulator, case):
+def test_config_type_errors_are_one_line(tmp_path, emulator, case, dsk_main):
     text, extra, needle = CONFIG_CASES[case]
     home = tmp_path / "home"
     home.mkdir()
@@ -52,7 +52,7 @@ def test_config_type_errors_are_one_line(tmp_path, emulator, case):
     if case != "api-key-newline":
         envs.append(dsk_env(home, DEEPSEEK_API_KEY=FAKE_KEY, DEEPSEEK_BASE_URL=emulator.base_url))
     for env in envs:
-        proc = run_dsk("ask", "--no-stream", "--max-retries", "0", *extra, "Hi", env=env)
+        proc = dsk_main("ask", "--no-stream", "--max-retries", "0", *extra, "Hi", env=env)
         assert proc.returncode == 2, (proc.stdout, proc.stderr)
         line = one_error_line(proc)
         assert needle in line, line
@@ -69,16 +69,17 @@ def test_config_type_errors_are_one_line(tmp_path, emulator, case):
     (["models", "--base-url", "http://127.0.0.1:99999"], "not a valid URL"),
     (["logs", "show", "99999999999999999999999"], "no call has an id that large"),
 ])
-def test_malformed_values_on_the_command_line_are_one_line(tmp_path, args, needle):
-    proc = run_dsk(*args, env=dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY))
+def test_malformed_values_on_the_command_line_are_one_line(tmp_path, args, needle, dsk_main):
+    proc = dsk_main(*args, env=dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY))
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and proc.stderr.count("\n") <= 2  # argparse: usage + error
     assert proc.stdout == ""
 
 
 @pytest.mark.parametrize("value", ["sk-x\nInjected: 1", "sk-x\rY", "sk-\x01x"])
-def test_api_key_with_a_control_character_from_the_environment(tmp_path, emulator, value):
-    proc = run_dsk("ask", "--base-url", emulator.base_url, "Hi", env=dsk_env(tmp_path, DEEPSEEK_API_KEY=value))
+def test_api_key_with_a_control_character_from_the_environment(tmp_path, emulator, value, dsk_main):
+    proc = dsk_main("ask", "--base-url", emulator.base_url, "Hi",
+                    env=dsk_env(tmp_path, DEEPSEEK_API_KEY=value))
     assert proc.returncode == 2
     assert "line break or a control character" in one_error_line(proc)
     assert chat_bodies(emulator) == []
@@ -168,8 +169,8 @@ def test_undecodable_200_is_logged_as_the_error_without_the_body(tmp_path, comma
 
 @pytest.mark.parametrize("command", [["logs"], ["logs", "show", "1"], ["logs", "search", "x"], ["stats"],
                                      ["logs", "prune", "--older-than", "1d"]])
-def test_logs_db_that_is_a_directory_is_named_so(tmp_path, command):
-    proc = run_dsk(*command, "--db", str(tmp_path), env=dsk_env(tmp_path / "home"))
+def test_logs_db_that_is_a_directory_is_named_so(tmp_path, command, dsk_main):
+    proc = dsk_main(*command, "--db", str(tmp_path), env=dsk_env(tmp_path / "home"))
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert "is not a logs database" in line and str(tmp_path) in line
@@ -231,9 +232,9 @@ def test_save_on_a_full_disk_gives_the_right_advice(tmp_path):
     assert "move it aside" not in line
 
 
-def test_damaged_logs_database_is_worth_moving_aside(tmp_path):
+def test_damaged_logs_database_is_worth_moving_aside(tmp_path, dsk_main):
     db = tmp_path / "logs.sqlite3"
     db.write_bytes(b"this is not a database" * 300)
-    proc = run_dsk("logs", "--db", str(db), env=dsk_env(tmp_path))
+    proc = dsk_main("logs", "--db", str(db), env=dsk_env(tmp_path))
     assert proc.returncode == 2
     assert "move it aside" in one_error_line(proc)

@@ -5,12 +5,10 @@ or works; never a traceback or a process that grows until the kernel kills it. R
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
-from tests.cli.test_ask import dsk_env, one_error_line, run_dsk
 
-DSK = [sys.executable, "-m", "deepseek_kit.cli.main"]
+from tests.helpers.dsk import DSK, dsk_env, one_error_line, run_dsk
 
 
 def _limited(cmd: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess[bytes]:
@@ -77,24 +75,24 @@ def test_closed_stdout_is_one_line_before_any_call(tmp_path):
 
 @pytest.mark.parametrize("args", [["logs", "--limit", "99999999999999999999"],
                                   ["logs", "search", "x", "-n", "99999999999999999999"]])
-def test_huge_limits_mean_all(tmp_path, args):
+def test_huge_limits_mean_all(tmp_path, args, dsk_main):
     assert run_dsk("ask", "--mock", "x marks the spot", env=dsk_env(tmp_path)).returncode == 0
-    proc = run_dsk(*args, env=dsk_env(tmp_path))
+    proc = dsk_main(*args, env=dsk_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 2
 
 
 @pytest.mark.parametrize("words", [["中文"] * 3 + [f"词{i}" for i in range(2000)], [f"w{i}" for i in range(65)]])
-def test_search_with_too_many_words_is_one_line(tmp_path, words):
+def test_search_with_too_many_words_is_one_line(tmp_path, words, dsk_main):
     assert run_dsk("ask", "--mock", "请 翻译 这个", env=dsk_env(tmp_path)).returncode == 0
-    proc = run_dsk("logs", "search", *words, env=dsk_env(tmp_path))
+    proc = dsk_main("logs", "search", *words, env=dsk_env(tmp_path))
     assert proc.returncode == 2, proc.stderr[-500:]
     assert "search takes at most 64 distinct words" in one_error_line(proc)
-    same = run_dsk("logs", "search", *(["翻译"] * 500), env=dsk_env(tmp_path))  # repeats count once
+    same = dsk_main("logs", "search", *(["翻译"] * 500), env=dsk_env(tmp_path))  # repeats count once
     assert same.returncode == 0 and len(same.stdout.splitlines()) == 2
 
 
-def test_rows_damaged_by_hand_still_show(tmp_path):
+def test_rows_damaged_by_hand_still_show(tmp_path, dsk_main):
     import sqlite3
 
     assert run_dsk("ask", "--mock", "x", env=dsk_env(tmp_path)).returncode == 0
@@ -103,16 +101,16 @@ def test_rows_damaged_by_hand_still_show(tmp_path):
     conn.commit()
     conn.close()
     for args in (["logs", "show", "1"], ["logs", "show", "1", "--json"], ["logs", "--json"]):
-        proc = run_dsk(*args, env=dsk_env(tmp_path))
+        proc = dsk_main(*args, env=dsk_env(tmp_path))
         assert proc.returncode == 0, proc.stderr
-    assert '"messages": "{bad"' in run_dsk("logs", "show", "1", "--json", env=dsk_env(tmp_path)).stdout
+    assert '"messages": "{bad"' in dsk_main("logs", "show", "1", "--json", env=dsk_env(tmp_path)).stdout
 
 
 @pytest.mark.parametrize("since", ["0001-01-01", "9999-12-31T23:59:59", "99999999999999999999999999w"])
-def test_since_at_the_edges_of_time(tmp_path, since):
+def test_since_at_the_edges_of_time(tmp_path, since, dsk_main):
     assert run_dsk("ask", "--mock", "x", env=dsk_env(tmp_path)).returncode == 0
     for args in (["stats", "--include-synthetic", "--json"], ["logs", "--json"]):
-        proc = run_dsk(*args, "--since", since, env=dsk_env(tmp_path))
+        proc = dsk_main(*args, "--since", since, env=dsk_env(tmp_path))
         assert proc.returncode == 0, proc.stderr
-    old = run_dsk("logs", "--json", "--since", "0001-01-01", env=dsk_env(tmp_path))
+    old = dsk_main("logs", "--json", "--since", "0001-01-01", env=dsk_env(tmp_path))
     assert len(old.stdout.splitlines()) == 1  # everything is after year 1

@@ -1,6 +1,7 @@
-"""`dsk logs`, `dsk stats`, `dsk models` and `dsk balance` as real subprocesses, on a logs database
-made by real `dsk ask` calls (against `--mock` and against the emulator fixture, with faults),
-in a private DSK_HOME. Every run checks that the key never appears in any output or in the file."""
+"""`dsk logs`, `dsk stats`, `dsk models` and `dsk balance`, on a logs database made by real `dsk ask`
+subprocesses (against `--mock` and against the emulator fixture, with faults), in a private DSK_HOME;
+the read-only queries run in process (`dsk_main`). Every run checks that the key never appears in
+any output or in the file."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import sqlite3
 from datetime import datetime
 
 import pytest
-from tests.cli.test_ask import FAKE_KEY, dsk_env, run_dsk
 
 from deepseek_kit._wire import pricing as _pricing
+from tests.helpers.dsk import FAKE_KEY, dsk_env, run_dsk
 
 # Costs depend on Beijing peak hours (deepseek-api.md §2.1): every dsk run here is priced at a fixed
 # time through DSK_FAKE_NOW, off-peak unless a test asks for peak (issue 7 item 8).
@@ -50,9 +51,9 @@ def logged(home, emulator_factory, request):
     return env, answers, emu
 
 
-def test_dsk_logs_lists_shows_and_searches_real_calls(logged, home):
+def test_dsk_logs_lists_shows_and_searches_real_calls(logged, home, dsk_main):
     env, answers, emu = logged
-    p = run_dsk("logs", env=env)
+    p = dsk_main("logs", env=env)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].split() == ["ID", "TIME", "MODEL", "TOKENS", "IN/OUT", "COST", "LATENCY", "STATUS",
@@ -63,7 +64,7 @@ def test_dsk_logs_lists_shows_and_searches_real_calls(logged, home):
     assert " ok " in body[1] and body[1].endswith("Count the stars")
     assert body[3].endswith("Where is the lighthouse?") and "deepseek-flash" in body[3]
 
-    show = run_dsk("logs", "show", "3", env=env)
+    show = dsk_main("logs", "show", "3", env=env)
     assert show.returncode == 0, show.stderr
     out = show.stdout
     assert out.splitlines()[0].startswith("#3 ") and emu.base_url.split("//")[1] in out
@@ -71,20 +72,20 @@ def test_dsk_logs_lists_shows_and_searches_real_calls(logged, home):
     assert out.split("--- answer ---\n", 1)[1].strip() == answers[2]
     assert "--- reasoning ---" in out  # thinking on by default
 
-    mock = json.loads(run_dsk("logs", "show", "1", "--json", env=env).stdout)
+    mock = json.loads(dsk_main("logs", "show", "1", "--json", env=env).stdout)
     assert mock["endpoint"] == "emulator" and mock["answer"] == answers[0] and mock["reasoning"] is None
     assert mock["messages"] == [{"role": "user", "content": "Where is the lighthouse?"}]
     assert mock["params"]["thinking"] == {"type": "disabled"} and mock["stream"] == 1
 
-    found = run_dsk("logs", "search", "zebras", env=env)
+    found = dsk_main("logs", "search", "zebras", env=env)
     assert found.returncode == 0 and [ln.split()[0] for ln in found.stdout.splitlines()[1:]] == ["2"]
     assert "[zebras]" in found.stdout
-    none = run_dsk("logs", "search", "giraffes", env=env)
+    none = dsk_main("logs", "search", "giraffes", env=env)
     assert none.returncode == 0 and none.stdout == "" and "no logged call contains" in none.stderr
 
-    jl = run_dsk("logs", "--json", "--limit", "2", env=env).stdout.splitlines()
+    jl = dsk_main("logs", "--json", "--limit", "2", env=env).stdout.splitlines()
     assert [json.loads(x)["id"] for x in jl] == [4, 3]
-    errors = run_dsk("logs", "--errors", env=env).stdout.splitlines()[1:]
+    errors = dsk_main("logs", "--errors", env=env).stdout.splitlines()[1:]
     assert [ln.split()[0] for ln in errors] == ["4"]
 
     data = b"".join(p.read_bytes() for p in home.glob("logs.sqlite3*"))
@@ -92,9 +93,9 @@ def test_dsk_logs_lists_shows_and_searches_real_calls(logged, home):
 
 
 @pytest.mark.parametrize("logged", [PEAK, OFF_PEAK], indirect=True)
-def test_dsk_stats_from_real_calls(logged, home):
+def test_dsk_stats_from_real_calls(logged, home, dsk_main):
     env = logged[0]
-    p = run_dsk("stats", "--include-synthetic", env=env)
+    p = dsk_main("stats", "--include-synthetic", env=env)
     assert p.returncode == 0, p.stderr
     lines = dict(ln.split(None, 1) for ln in p.stdout.splitlines())
     assert lines["calls"].startswith("4 (3 ok, 1 failed)")
@@ -110,23 +111,23 @@ def test_dsk_stats_from_real_calls(logged, home):
         assert cost == pytest.approx(float(_pricing.cost(model, usage, peak=_pricing.is_peak(at))), abs=1e-15)
     total = sum(r[4] for r in rows)
     assert total > 0 and lines["cost"] == f"¥{total:.6f}"
-    (s,) = [json.loads(x) for x in run_dsk("stats", "--include-synthetic", "--json", env=env).stdout.splitlines()]
+    (s,) = [json.loads(x) for x in dsk_main("stats", "--include-synthetic", "--json", env=env).stdout.splitlines()]
     assert (s["requests"], s["ok"], s["errors"]) == (4, 3, 1)
     assert s["completion_tokens"] > 0 and s["cost"]["CNY"] == pytest.approx(total)
     assert s["latency_p95"] >= s["latency_p50"] > 0
-    by = [json.loads(x) for x in run_dsk("stats", "--include-synthetic", "--by", "endpoint", "--json", env=env).stdout.splitlines()]
+    by = [json.loads(x) for x in dsk_main("stats", "--include-synthetic", "--by", "endpoint", "--json", env=env).stdout.splitlines()]
     got = sorted((g["group"] == "emulator", g["requests"]) for g in by)
     assert got == [(False, 1), (False, 1), (True, 2)]
-    table = run_dsk("stats", "--include-synthetic", "--by", "model", env=env).stdout.splitlines()
+    table = dsk_main("stats", "--include-synthetic", "--by", "model", env=env).stdout.splitlines()
     assert table[0].split()[:3] == ["MODEL", "CALLS", "FAILED"]
     assert table[1].split()[:3] == ["deepseek-flash", "4", "1"]
 
 
-def test_logs_show_unknown_id_and_empty_database(home):
+def test_logs_show_unknown_id_and_empty_database(home, dsk_main):
     env = dsk_env(home)
-    p = run_dsk("logs", env=env)
+    p = dsk_main("logs", env=env)
     assert p.returncode == 0 and p.stdout == "" and "no calls logged yet" in p.stderr
-    p = run_dsk("logs", "show", "7", env=env)
+    p = dsk_main("logs", "show", "7", env=env)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no logged call with id 7" in p.stderr
     assert not db_of(home).exists()  # reading never creates the file
 

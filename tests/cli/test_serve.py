@@ -5,33 +5,19 @@ cleanly on SIGTERM and SIGINT."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from deepseek_kit import AuthenticationError, Client, ServiceUnavailableError
+from tests.helpers.dsk import DSK, dsk_env
+from tests.helpers.net import free_port
 
 KEY = "sk-servetest-1234abcd"
-
-
-def dsk_env(home) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPSEEK_", "DSK_"))}
-    env.update(DSK_HOME=str(home), PYTHONUNBUFFERED="1")
-    return env
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Served:
@@ -53,7 +39,7 @@ def serve(tmp_path):
     procs: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> Served:
-        proc = subprocess.Popen([sys.executable, "-m", "deepseek_kit.cli.main", "serve", *args],
+        proc = subprocess.Popen([*DSK, "serve", *args],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=dsk_env(tmp_path))
         procs.append(proc)
@@ -94,7 +80,7 @@ def test_serve_on_a_given_port_answers_and_stops_on_sigterm(serve):
 def test_port_zero_announces_the_bound_port_and_sigint_stops(serve, tmp_path):
     s = serve("--mock", "--port", "0")
     assert not s.base_url.endswith(":0")
-    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "ask", "--base-url", s.base_url,
+    proc = subprocess.run([*DSK, "ask", "--base-url", s.base_url,
                            "--json", "Hello"], capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL, env={**dsk_env(tmp_path), "DEEPSEEK_API_KEY": KEY})
     assert proc.returncode == 0, proc.stderr
@@ -143,10 +129,8 @@ def test_settings_and_config_file(serve, tmp_path):
     ["--mock", "--config", "/"],
     [],  # the gateway is not there yet: --mock is required
 ])
-def test_bad_serve_arguments_exit_2(tmp_path, args):
-    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "serve", *args],
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-                          env=dsk_env(tmp_path))
+def test_bad_serve_arguments_exit_2(tmp_path, args, dsk_main):
+    proc = dsk_main("serve", *args, env=dsk_env(tmp_path))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(("dsk: error:", "dsk serve: error:"))
@@ -166,13 +150,11 @@ def test_bad_serve_arguments_exit_2(tmp_path, args):
     ([], "models = 5"),
     ([], 'default_granted = "abc"'),
 ])
-def test_bad_emulator_settings_are_one_line(tmp_path, args, toml):
+def test_bad_emulator_settings_are_one_line(tmp_path, args, toml, dsk_main):
     if toml is not None:
         (tmp_path / "emu.toml").write_text(f"[emulator]\n{toml}\n")
         args = ["--config", str(tmp_path / "emu.toml")]
-    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--mock", "--port", "0",
-                           *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-                          env=dsk_env(tmp_path))
+    proc = dsk_main("serve", "--mock", "--port", "0", *args, env=dsk_env(tmp_path))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -185,7 +167,7 @@ def test_port_in_use_is_one_line_error(tmp_path):
     s.listen()
     try:
         port = s.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--mock", "--port",
+        proc = subprocess.run([*DSK, "serve", "--mock", "--port",
                                str(port)], capture_output=True, text=True, timeout=60,
                               stdin=subprocess.DEVNULL, env=dsk_env(tmp_path))
     finally:

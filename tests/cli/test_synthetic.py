@@ -13,12 +13,12 @@ import sqlite3
 import sys
 
 import pytest
-from tests.helpers.cli_upstreams import ANSWER, Upstream
-from tests.cli.test_ask import FAKE_KEY, dsk_env, one_error_line, run_dsk
-from tests.cli.test_chat import Pty
 
-from deepseek_kit._logs.store import connect
 from deepseek_kit._logs.migrations import MIGRATIONS, migrate
+from deepseek_kit._logs.store import connect
+from tests.helpers.cli_upstreams import ANSWER, Upstream
+from tests.helpers.dsk import FAKE_KEY, dsk_env, one_error_line, run_dsk
+from tests.helpers.terminal import Pty
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.helpers.cli_upstreams import Upstream
-from tests.cli.test_ask import FAKE_KEY, dsk_env, run_dsk
-from tests.cli.test_chat import Pty
+from tests.helpers.dsk import FAKE_KEY, dsk_env, run_dsk
+from tests.helpers.terminal import Pty
 
 HOSTILE = "Hi \x1b]52;c;SGFja2Vk\x07 there \x1b[2J\x1b[31mred\x9b2J\rend"
 BAD = ("\x1b]52", "\x1b[2J", "\x1b[31m", "\x07", "\x9b", "\rend")

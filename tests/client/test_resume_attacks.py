@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
 from aiohttp import web
-from tests.helpers.restart_server import TEXT, RestartServer
 
 from deepseek_kit import AsyncClient, Resumption, StreamError, Timeout
+from tests.helpers.restart_server import TEXT, RestartServer
+from tests.helpers.servers import serve_app
 
 MSGS = [{"role": "user", "content": "Tell me something."}]
 
@@ -118,16 +118,8 @@ async def test_flood_of_textless_chunks_while_held_is_bounded():
     app = web.Application()
     app.router.add_post("/chat/completions", handler)
     app.router.add_post("/beta/chat/completions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        async with client_for(f"http://127.0.0.1:{port}", prefix_completion=True) as c:
-            s, text, err = await read(c)
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url, client_for(url, prefix_completion=True) as c:
+        s, text, err = await read(c)
     assert err is None and text == TEXT + " and the rest." and s.resumed == 1
 
 
@@ -143,16 +135,8 @@ async def test_done_without_finish_reason_ends_without_pretending(emulator):
 
     app = web.Application()
     app.router.add_post("/chat/completions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        async with client_for(f"http://127.0.0.1:{port}", prefix_completion=True) as c:
-            s, text, err = await read(c)
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url, client_for(url, prefix_completion=True) as c:
+        s, text, err = await read(c)
     assert err is None and text == "cut" and s.get_final_completion().choices[0].finish_reason is None
 
 

@@ -12,9 +12,9 @@ import asyncio
 import uuid
 
 import pytest
-from tests.helpers.restart_server import TEXT, USAGE, RestartServer
 
 from deepseek_kit import AsyncClient, Client, Endpoint, Resumption, StreamError, Timeout
+from tests.helpers.restart_server import TEXT, USAGE, RestartServer
 
 MSGS = [{"role": "user", "content": "Tell me something."}]
 

@@ -14,17 +14,14 @@ import pytest
 from deepseek_kit import AsyncClient, Client, StreamError, UsageError
 from deepseek_kit._conversation.context import SUMMARY_PREFIX, SlidingWindow, Summarize, TokenBudget
 from deepseek_kit._conversation.conversation import Conversation, ConversationUsage
+from deepseek_kit._conversation.summarize import ModelSummarizer
 from deepseek_kit._conversation.sync import SyncConversation
 from deepseek_kit._wire.pricing import cost
-from deepseek_kit._conversation.summarize import ModelSummarizer
+from tests.helpers.dsk import chat_bodies
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather of a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-
-
-def chat_bodies(emu):
-    return [b for b in emu.state.recent_bodies if isinstance(b, dict) and "messages" in b]
 
 
 @pytest.fixture

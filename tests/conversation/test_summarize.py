@@ -13,7 +13,14 @@ import pytest
 from deepseek_kit import AsyncClient, UsageError
 from deepseek_kit._conversation.context import SUMMARY_PREFIX, Summarize
 from deepseek_kit._conversation.conversation import Conversation
-from deepseek_kit._conversation.summarize import BartSummarizer, ExtractiveSummarizer, ModelSummarizer, Summarizer, transcript
+from deepseek_kit._conversation.summarize import (
+    BartSummarizer,
+    ExtractiveSummarizer,
+    ModelSummarizer,
+    Summarizer,
+    transcript,
+)
+from tests.helpers.dsk import chat_bodies
 
 TALK = [
     {"role": "user", "content": "We are planning a trip to Lisbon in May. We travel by train from Madrid."},
@@ -24,10 +31,6 @@ TALK = [
                                      "Book early for May."},
     {"role": "user", "content": "Thanks!"},
 ]
-
-
-def chat_bodies(emu):
-    return [b for b in emu.state.recent_bodies if isinstance(b, dict) and "messages" in b]
 
 
 # -- extractive ------------------------------------------------------------------------------------

@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from typing import Any
 
 from aiohttp import web
 
+from tests.helpers.net import free_port
+
 ANSWER = "The sea is vast and deep."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def completion(content: str, *, marked: bool, model: str = "deepseek-flash") -> dict[str, Any]:

@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.helpers.servers import serve_app
+
 __all__ = ["CALLS", "COMPLETION_TOKENS", "CONTENT", "DIALECTS", "PROMPT_TOKENS", "REASONING", "serve"]
 
 REASONING = ["The user ", "asks about ", "the sea."]
@@ -531,12 +533,5 @@ async def _write_stream(request: web.Request, d: Dialect, frames: list[bytes]) -
 @contextlib.asynccontextmanager
 async def serve(dialect: str) -> AsyncIterator[str]:
     """Run the dialect's server on a free 127.0.0.1 port; yields its base URL (".../v1")."""
-    runner = web.AppRunner(make_app(dialect), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve_app(make_app(dialect)) as url:
+        yield url + "/v1"

@@ -4,6 +4,7 @@ token server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from aiohttp import web
@@ -15,6 +16,7 @@ from deepseek_kit import (
     KeyRotation,
     OAuth2ClientCredentials,
 )
+from tests.helpers.servers import serve_app
 
 MSGS = [{"role": "user", "content": "auth"}]
 
@@ -64,24 +66,15 @@ class TokenServer:
 
 @pytest.fixture
 async def token_server():
-    servers = []
+    async with contextlib.AsyncExitStack() as stack:
+        async def start(**kw):
+            ts = TokenServer(**kw)
+            app = web.Application()
+            app.router.add_post("/oauth/token", ts.handle)
+            ts.url = await stack.enter_async_context(serve_app(app)) + "/oauth/token"
+            return ts
 
-    async def start(**kw):
-        ts = TokenServer(**kw)
-        app = web.Application()
-        app.router.add_post("/oauth/token", ts.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        ts.url = f"http://127.0.0.1:{port}/oauth/token"
-        servers.append(runner)
-        return ts
-
-    yield start
-    for r in servers:
-        await r.cleanup()
+        yield start
 
 
 async def test_oauth_token_fetched_once_for_concurrent_calls_and_cached(emulator_factory, token_server):
@@ -139,7 +132,7 @@ async def test_oauth_bad_secret_and_unreachable_token_url_are_clear(emulator_fac
 @pytest.fixture
 async def echo_server():
     """Answers 401 with a body that echoes the bearer token, with and without "Bearer"."""
-    runners = []
+    stack = contextlib.AsyncExitStack()
 
     async def start():
         async def handle(request):
@@ -160,16 +153,10 @@ async def echo_server():
         app = web.Application()
         app.router.add_post("/chat/completions", handle)
         app.router.add_get("/models", models)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        return await stack.enter_async_context(serve_app(app))
 
-    yield start
-    for r in runners:
-        await r.cleanup()
+    async with stack:
+        yield start
 
 
 def _logged(path) -> str:

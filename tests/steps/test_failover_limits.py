@@ -23,6 +23,7 @@ from deepseek_kit import (
     Routing,
     Timeout,
 )
+from tests.helpers.servers import serve_app
 
 MSGS = [{"role": "user", "content": "fail over please"}]
 
@@ -203,13 +204,8 @@ async def flapping(emulator):
 
     app = web.Application()
     app.router.add_post("/chat/completions", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    await runner.cleanup()
-    await session.close()
+    async with session, serve_app(app) as url:
+        yield url
 
 
 async def test_endpoint_flapping_opens_its_breaker_and_calls_still_succeed(flapping, emulator_factory):

@@ -13,6 +13,7 @@ import pytest
 
 from deepseek_kit import AsyncClient, Client, DeepSeekError, MockResponse, MockTransport, UsageError
 from deepseek_kit._tools.structured import StructuredOutputError, _extract, parse, parse_sync
+from tests.helpers.dsk import chat_bodies
 
 MODEL = "deepseek-flash"
 
@@ -44,10 +45,6 @@ class Pair(TypedDict):
 
 class Kind(msgspec.Struct):
     kind: Literal["alpha", "beta"]  # the emulator fills strings with words: never valid
-
-
-def chat_bodies(emulator) -> list[dict]:
-    return [b for b in emulator.state.recent_bodies if isinstance(b, dict) and "messages" in b]
 
 
 @pytest.mark.parametrize("tp", [City, CityModel, Score, Pair])

@@ -28,6 +28,7 @@ from deepseek_kit._tools.loop import (
 )
 from deepseek_kit._tools.tool import tool
 from deepseek_kit._wire.types import Function, ToolCall
+from tests.helpers.dsk import chat_bodies
 
 MODEL = "deepseek-flash"
 
@@ -50,10 +51,6 @@ async def add(a: int, b: int) -> int:
 
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
-
-
-def chat_bodies(emulator) -> list[dict]:
-    return [b for b in emulator.state.recent_bodies if isinstance(b, dict) and "messages" in b]
 
 
 async def collect(agen) -> list:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import threading
 import time
 import traceback
 import zlib
@@ -28,6 +27,7 @@ from deepseek_kit import (
     StreamError,
     Timeout,
 )
+from tests.helpers.servers import ThreadedServer
 
 KEY = "sk-SECRET-canary-123456"
 MSGS = [{"role": "user", "content": "hi"}]
@@ -39,64 +39,25 @@ OK = (b'{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[
 Handler = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
 
 
-class Hostile:
-    """A raw HTTP/1.1 server on its own event loop thread: reads a request (head and
-    Content-Length body), hands it to `handler(request_bytes, writer)`, then closes."""
+class Hostile(ThreadedServer):
+    """A raw HTTP/1.1 server: reads a request (head and Content-Length body), hands it to
+    `handler(request_bytes, writer)`, then closes."""
 
     def __init__(self, handler: Handler) -> None:
+        super().__init__()
         self.handler = handler
         self.requests: list[bytes] = []
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._conn, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._server = server
-        self._ready.set()
-        self.loop.run_forever()
-        server.close()
-        self.loop.run_until_complete(server.wait_closed())
-        self.loop.close()
-
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            body = await reader.readexactly(length) if length else b""
-            self.requests.append(head + body)
-            await self.handler(head + body, writer)
-            await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    def start(self) -> Hostile:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def stop(self) -> None:
-        async def shutdown() -> None:  # handlers still sleeping end first: no "destroyed pending" noise
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.loop.stop()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop)
-        self._thread.join(5)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = await reader.readexactly(length) if length else b""
+        self.requests.append(head + body)
+        await self.handler(head + body, writer)
+        await writer.drain()
 
 
 @pytest.fixture

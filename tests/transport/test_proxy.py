@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from deepseek_kit import APIConnectionError, APIStatusError, AsyncClient, Client, UsageError
+from tests.helpers.servers import ThreadedServer
 
 KEY = "sk-proxy-test-key-9876"
 MSGS = [{"role": "user", "content": "hi"}]
@@ -21,29 +22,17 @@ PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_pro
               "no_proxy", "NO_PROXY")
 
 
-class ForwardProxy:
+class ForwardProxy(ThreadedServer):
     """Handles absolute-URI requests (`POST http://host:port/path HTTP/1.1`): opens a connection to
     host:port, sends the request in origin form with `Connection: close`, pipes the answer back.
     `status` other than None answers that status instead (e.g. 407) without forwarding."""
 
     def __init__(self, status: bytes | None = None) -> None:
+        super().__init__()
         self.status = status
         self.seen: list[tuple[str, dict[str, str]]] = []  # (target URL, request headers)
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._conn, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self.loop.run_forever()
-        server.close()
-        self.loop.close()
-
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -75,23 +64,8 @@ class ForwardProxy:
                 writer.write(data)
                 await writer.drain()
             up_w.close()
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+        except ValueError:  # a request line or port that does not parse: drop the connection
             pass
-        finally:
-            writer.close()
-
-    def start(self) -> ForwardProxy:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture

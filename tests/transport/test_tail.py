@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from tests.helpers.restart_server import TEXT, USAGE, RestartServer
-
 from deepseek_kit import AsyncClient, Timeout
+from tests.helpers.restart_server import TEXT, USAGE, RestartServer
 
 MSGS = [{"role": "user", "content": "Hi"}]
 IDLE = 1.0  # the tail stays at its 5 s default: min(tail, idle) must apply

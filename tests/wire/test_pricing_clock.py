@@ -20,13 +20,13 @@ from decimal import Decimal
 import pytest
 
 from deepseek_kit import AsyncClient
+from deepseek_kit._logs.query import Logs
+from deepseek_kit._logs.store import LogConfig
+from deepseek_kit._steps.logs import LogStep
+from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.holidays import HolidayCalendar, HolidayCalendarWarning
-from deepseek_kit._logs.query import Logs
-from deepseek_kit._steps.logs import LogStep
-from deepseek_kit._logs.store import LogConfig
-from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep
 from deepseek_kit.server.emulator.config import EmulatorConfig
 
 BJ = _pricing.BEIJING
@@ -216,7 +216,7 @@ def test_fake_now_must_be_an_iso_time_with_an_offset(monkeypatch, bad):
     ("", {"DSK_FAKE_NOW": "next tuesday"}, "DSK_FAKE_NOW must be an ISO 8601 time"),
 ])
 def test_dsk_refuses_bad_pricing_settings_in_one_line(tmp_path, config, env, says):
-    from tests.cli.test_ask import dsk_env, run_dsk
+    from tests.helpers.dsk import dsk_env, run_dsk
 
     (tmp_path / "config.toml").write_text(config)
     p = run_dsk("ask", "--mock", "hi", env=dsk_env(tmp_path, **env))
@@ -232,7 +232,7 @@ def test_dsk_batch_and_its_log_price_with_the_config_holidays(tmp_path, holiday)
     import json
     import sqlite3
 
-    from tests.cli.test_ask import dsk_env, run_dsk
+    from tests.helpers.dsk import dsk_env, run_dsk
 
     if holiday:
         (tmp_path / "config.toml").write_text('[pricing]\nholidays = ["2026-11-24"]\n')
@@ -281,7 +281,7 @@ def test_dsk_shows_the_calendar_warning_as_one_line_on_a_terminal_only(tmp_path)
     import os
     import pty
 
-    from tests.cli.test_ask import dsk_env, run_dsk
+    from tests.helpers.dsk import dsk_env, run_dsk
 
     env = dsk_env(tmp_path, DSK_FAKE_NOW="2027-03-02T10:00:00+08:00")  # a Tuesday
     p = run_dsk("ask", "--mock", "--no-think", "hi", env=env)

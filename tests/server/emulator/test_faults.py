@@ -12,6 +12,7 @@ import pytest
 
 from deepseek_kit._wire.sse import SSEDecoder
 from deepseek_kit.server import EmulatorConfig, EmulatorThread
+from tests.helpers.servers import serve_app
 
 AUTH = {"Authorization": "Bearer sk-test-abcd"}
 BODY = {"model": "deepseek-flash", "messages": [{"role": "user", "content": "Hi"}], "thinking": {"type": "disabled"}}
@@ -280,27 +281,18 @@ async def test_counters(emulator):
 async def test_disconnect_detected_without_handler_cancellation():
     """A foreign runner (aiohttp's default: handlers are not cancelled on disconnect) still stops
     a stalled handler promptly: the emulator polls the connection while it waits."""
-    from aiohttp import web
-
     from deepseek_kit.server import STATE_KEY, create_emulator_app
 
     app = create_emulator_app()
-    runner = web.AppRunner(app, handler_cancellation=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
     state = app[STATE_KEY]
-    try:
+    async with serve_app(app, handler_cancellation=False) as url:
         async with aiohttp.ClientSession() as s:
             with pytest.raises(asyncio.TimeoutError):
-                async with s.post(f"http://127.0.0.1:{port}/chat/completions", json=SBODY,
+                async with s.post(f"{url}/chat/completions", json=SBODY,
                                   headers=fault("queue=3600;keepalive=1000"),
                                   timeout=aiohttp.ClientTimeout(total=0.3)) as r:
                     await r.read()
         await wait_for(lambda: state.disconnects == 1 and state.in_flight == 0, "stalled handler ended")
-    finally:
-        await runner.cleanup()
 
 
 def test_bad_server_faults_rejected_at_config_time():

@@ -16,8 +16,8 @@ import uuid
 import aiohttp
 import pytest
 
-from deepseek_kit._wire.types import EMULATOR_FINGERPRINT_PREFIX, EMULATOR_HEADER
 from deepseek_kit._version import __version__
+from deepseek_kit._wire.types import EMULATOR_FINGERPRINT_PREFIX, EMULATOR_HEADER
 from deepseek_kit.server import EmulatorConfig, EmulatorThread
 from deepseek_kit.server.emulator.config import EmulatorConfigError
 

@@ -8,7 +8,6 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.server.emulator.test_chat import conforms
 
 from deepseek_kit.server import Directives, EmulatorConfig, parse_directives
 from deepseek_kit.server.emulator.cache_sim import PrefixCache, prefix_units
@@ -17,6 +16,7 @@ from deepseek_kit.server.emulator.generate import text_tokens
 from deepseek_kit.server.emulator.schema_values import value_from_schema
 from deepseek_kit.server.emulator.serde import locate
 from deepseek_kit.server.emulator.tokens import count_tokens, render_message, render_prompt, tokenize
+from tests.server.emulator.test_chat import conforms
 
 
 @given(st.text())

@@ -16,9 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepseek_kit import AsyncClient, InternalServerError, RetryPolicy, StreamError, Timeout, UsageError
-from deepseek_kit._steps.cache.step import CachePolicy, CacheStep, canonical_body, fingerprint, is_reproducible
 from deepseek_kit._steps.cache.backends import MemoryBackend, RedisBackend, SQLiteBackend, open_backend
 from deepseek_kit._steps.cache.replay import chat_chunks
+from deepseek_kit._steps.cache.step import (
+    CachePolicy,
+    CacheStep,
+    canonical_body,
+    fingerprint,
+    is_reproducible,
+)
 from deepseek_kit._wire.pricing import cost
 from deepseek_kit._wire.types import ChatCompletion
 

@@ -8,30 +8,15 @@ the configured one (plus at most one burst), not double while the old reservatio
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
-import time
 
 import pytest
 
-from deepseek_kit._steps.limits.step import LimitBackendError, Limits, QueueTimeoutError
 from deepseek_kit._steps.limits.redis import RedisLimiter
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+from deepseek_kit._steps.limits.step import LimitBackendError, Limits, QueueTimeoutError
+from tests.helpers.net import free_port
+from tests.helpers.redis import start_redis
 
 
 def _cmd(port: int, *words: str) -> bytes:
@@ -44,24 +29,13 @@ class RestartableRedis:
     """redis-server on one port that can be killed and started again, empty."""
 
     def __init__(self, workdir, *extra: str) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail("redis-server is not installed (scripts/test installs it with apt-get)")
-        self.exe, self.workdir, self.extra = exe, workdir, extra
-        self.port = _free_port()
+        self.workdir, self.extra = workdir, extra
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not _ping(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("redis-server did not start")
-            time.sleep(0.02)
+        self.proc = start_redis(self.port, self.workdir, *self.extra)
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -35,6 +35,7 @@ from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep, Request
 from deepseek_kit._steps.metrics.summary import Metrics, percentile
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.pricing import ModelPrice
+from tests.helpers.servers import serve_app
 
 MSGS = [{"role": "user", "content": "Tell me about the sea."}]
 FAST = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)
@@ -545,6 +546,7 @@ async def test_prometheus_http_endpoints(emulator):
             text = await r.text()
     finally:
         server.shutdown()
+        server.server_close()  # shutdown() stops serving; the listening socket stays open until this
         thread.join(5)
     assert 'dsk_requests_total{endpoint="",error="",model="deepseek-flash",outcome="ok",status="200"} 1.0' in text
 
@@ -552,17 +554,9 @@ async def test_prometheus_http_endpoints(emulator):
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler(reg))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = site._server.sockets[0].getsockname()[1]
-        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
-            assert r.headers["Content-Type"].startswith("text/plain")
-            assert "dsk_tokens_total" in await r.text()
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url, aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        assert "dsk_tokens_total" in await r.text()
 
 
 def test_prometheus_missing_names_the_extra(monkeypatch):
