@@ -9,7 +9,7 @@ an AsyncClient with LimitStep(Limits(rpm=600, max_in_flight=CAP, redis_url=..., 
 the emulator to stall a random 0.1-1.0 s before answering (`X-DSK-Emulate: stall_first_token`):
 about 5.5 requests in flight on average at 10/s, so the in-flight cap (8) binds at the peaks.
 The emulator answers 429 past CAP concurrent requests of one account, like DeepSeek
-(deepseek-api.md §6.3), and records its peak in flight. Workers stamp the wall-clock time at which each attempt is let through; the
+(docs/deepseek-api-notes.md#rate-limits-and-concurrency), and records its peak in flight. Workers stamp the wall-clock time at which each attempt is let through; the
 report gives requests let through per 10 s window (as RPM) and over the whole minute, the
 emulator's peak in flight vs the cap, and errors.
 

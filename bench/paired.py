@@ -8,7 +8,7 @@ block per client (order rotated per round) against the same nginx, and each clie
 compared with the aiohttp block of the SAME round: the reported ratio is the median over rounds
 of those paired ratios, for throughput and for CPU per unit (µs per request or per chunk).
 
-Drivers are imported, not copied: shared drv_aiohttp / drv_aiohttp_msgspec (/work/shared/bench)
+Drivers are imported, not copied: shared drv_aiohttp / drv_aiohttp_msgspec (the kit at $DSK_SHARED_BENCH)
 and bench/drivers/drv_deepseek_kit.py, each via its `make_client(args)`; results are validated
 against the fixture manifest (chunk count and content length) like the harness does.
 

@@ -4,7 +4,7 @@
 #   bench/run.sh                          # 3 reps, ~10 min on 2 cores
 #   REPS=1 CLIENTS="aiohttp deepseek_kit" bench/run.sh     # quick look
 #
-# Reuses the shared kit (../shared/bench, or $DSK_SHARED_BENCH) by path: its fixtures, nginx.conf,
+# Reuses the client-overhead kit ($DSK_SHARED_BENCH, default shared/bench beside the checkout) by path: its fixtures, nginx.conf,
 # harness (drivers/common.py) and reference drivers. What it does:
 #   1. setup (before the network namespace, it may need the registries): nginx-light via apt if
 #      missing; Python = the repo's .venv (aiohttp, msgspec, openai, uvloop, deepseek_kit editable),
@@ -26,7 +26,7 @@
 set -euo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
-SHARED=${DSK_SHARED_BENCH:-$REPO/../shared/bench}
+SHARED=${DSK_SHARED_BENCH:-$(dirname "$REPO")/shared/bench}
 [[ -f "$SHARED/drivers/common.py" ]] || SHARED=$(dirname "$SHARED")   # accept .../bench/drivers too
 [[ -f "$SHARED/drivers/common.py" ]] || { echo "shared bench kit not found (set DSK_SHARED_BENCH)" >&2; exit 1; }
 SHARED=$(cd "$SHARED" && pwd)

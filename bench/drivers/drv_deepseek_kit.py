@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """deepseek-kit driver for the shared client-overhead benchmark (same `make_client(args)` shape as
-the shared drivers, same harness: /work/shared/bench/drivers/common.py).
+the shared drivers, same harness: the kit's drivers/common.py).
 
 `deepseek_kit.AsyncClient` as a user gets it: DEFAULT timeout (keep-alive-proof watchdog) and
 DEFAULT retry policy on, typed msgspec results, pool sized to the concurrency. Streams use the
@@ -14,7 +14,7 @@ and the driver returns the final completion's content (so the accumulator's work
 checked against the fixture manifest by the harness). Default asyncio loop; `--uvloop` switches.
 
 The shared drivers directory is found at `DSK_SHARED_BENCH` (the shared bench dir or its
-drivers/ subdir), else `<repo>/../shared/bench/drivers`.
+drivers/ subdir), else a `shared/bench/drivers` directory beside the repository checkout.
 """
 import os
 import sys
@@ -48,7 +48,7 @@ async def make_client(args):
     if args.uvloop:
         args.client_name = "deepseek_kit_uvloop"
     if getattr(args, "stack", "default") == "full":
-        # issue 3's "full stack": router (one endpoint, breaker on), limits (in-process rpm, tpm and
+        # the "full stack": router (one endpoint, breaker on), limits (in-process rpm, tpm and
         # in-flight, set far above what the run reaches), metrics; cache off
         from deepseek_kit import Endpoint, Limits
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""deepseek_kit with issue 3's full stack on (router, limits, metrics; cache off): the same driver
+"""deepseek_kit with the full production stack on (router, limits, metrics; cache off): the same driver
 as drv_deepseek_kit.py with `stack = "full"`."""
 import drv_deepseek_kit
 from drv_deepseek_kit import main

@@ -15,8 +15,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._batch.inputs import InputProblem
     from ._batch.run import BatchProgress, BatchResult, run_batch
-    from ._client.client import AsyncClient, Step
+    from ._client.client import AsyncClient
     from ._client.resume import Resumption
     from ._client.stream import AsyncCompletionStream, AsyncStream
     from ._client.sync_client import Client, CompletionStream, Stream
@@ -44,14 +45,17 @@ if TYPE_CHECKING:
         save_conversation,
     )
     from ._steps.auth import AuthProvider, AuthStep, KeyRotation, OAuth2ClientCredentials, StaticKey
+    from ._steps.base import Step
     from ._steps.breaker import BreakerPolicy
     from ._steps.cache.backends import CacheBackend, MemoryBackend, RedisBackend, SQLiteBackend
     from ._steps.cache.step import CachePolicy, CacheStats, CacheStep
-    from ._steps.limits.step import Adaptive, LimitBackendError, Limits, LimitStep, QueueTimeoutError
+    from ._steps.limits.base import Adaptive, LimitBackendError, Limits, QueueTimeoutError
+    from ._steps.limits.step import LimitStep
     from ._steps.logs import LogStep
     from ._steps.metrics.otel import OTelHook
     from ._steps.metrics.prometheus import PrometheusHook, metrics_handler, serve_metrics
-    from ._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord
+    from ._steps.metrics.record import RequestRecord
+    from ._steps.metrics.step import MetricsConfig, MetricsStep
     from ._steps.metrics.summary import Metrics
     from ._steps.retry import RetryPolicy
     from ._steps.router import Endpoint, EndpointHealth, Routing
@@ -93,6 +97,7 @@ if TYPE_CHECKING:
         StreamTimeoutError,
         UnprocessableEntityError,
         UsageError,
+        redact,
     )
     from ._wire.holidays import HolidayCalendar, HolidayCalendarWarning
     from ._wire.presets import PRESETS, Preset, preset
@@ -120,7 +125,7 @@ _LAZY: dict[str, str] = {
     "APIConnectionError": "._wire.errors",
     "APIStatusError": "._wire.errors",
     "APITimeoutError": "._wire.errors",
-    "Adaptive": "._steps.limits.step",
+    "Adaptive": "._steps.limits.base",
     "AiohttpTransport": "._transport.transports",
     "AllEndpointsFailedError": "._wire.errors",
     "AsyncClient": "._client.client",
@@ -165,13 +170,14 @@ _LAZY: dict[str, str] = {
     "Final": "._tools.loop",
     "HolidayCalendar": "._wire.holidays",
     "HolidayCalendarWarning": "._wire.holidays",
+    "InputProblem": "._batch.inputs",
     "InsufficientBalanceError": "._wire.errors",
     "InternalServerError": "._wire.errors",
     "KeepAll": "._conversation.context",
     "KeyRotation": "._steps.auth",
-    "LimitBackendError": "._steps.limits.step",
+    "LimitBackendError": "._steps.limits.base",
     "LimitStep": "._steps.limits.step",
-    "Limits": "._steps.limits.step",
+    "Limits": "._steps.limits.base",
     "LogConfig": "._logs.store",
     "LogEntry": "._logs.query",
     "LogStats": "._logs.query",
@@ -194,12 +200,12 @@ _LAZY: dict[str, str] = {
     "PRESETS": "._wire.presets",
     "Preset": "._wire.presets",
     "PrometheusHook": "._steps.metrics.prometheus",
-    "QueueTimeoutError": "._steps.limits.step",
+    "QueueTimeoutError": "._steps.limits.base",
     "RateLimitError": "._wire.errors",
     "ReasoningDelta": "._tools.loop",
     "RedisBackend": "._steps.cache.backends",
     "Request": "._transport.request",
-    "RequestRecord": "._steps.metrics.step",
+    "RequestRecord": "._steps.metrics.record",
     "Response": "._transport.request",
     "Resumption": "._client.resume",
     "RetryPolicy": "._steps.retry",
@@ -210,7 +216,7 @@ _LAZY: dict[str, str] = {
     "ServiceUnavailableError": "._wire.errors",
     "SlidingWindow": "._conversation.context",
     "StaticKey": "._steps.auth",
-    "Step": "._client.client",
+    "Step": "._steps.base",
     "StepFinished": "._tools.loop",
     "Stream": "._client.sync_client",
     "StreamError": "._wire.errors",
@@ -243,6 +249,7 @@ _LAZY: dict[str, str] = {
     "parse": "._tools.structured",
     "parse_sync": "._tools.structured",
     "preset": "._wire.presets",
+    "redact": "._wire.errors",
     "run_batch": "._batch.run",
     "run_tool_loop": "._tools.loop",
     "run_tool_loop_sync": "._tools.loop",
@@ -319,6 +326,7 @@ __all__ = [
     "Final",
     "HolidayCalendar",
     "HolidayCalendarWarning",
+    "InputProblem",
     "InsufficientBalanceError",
     "InternalServerError",
     "KeepAll",
@@ -397,6 +405,7 @@ __all__ = [
     "parse",
     "parse_sync",
     "preset",
+    "redact",
     "run_batch",
     "run_tool_loop",
     "run_tool_loop_sync",

@@ -75,7 +75,7 @@ def _shown(url: str) -> str:
 
 #: Headers that frame the message or the connection: the HTTP client owns them. A caller's
 #: `Content-Length: 5` or `Transfer-Encoding: chunked` next to the real length would desynchronise
-#: the connection (request smuggling through a gateway; issue 8, second round).
+#: the connection (request smuggling through a gateway; docs/attack-round-2026-12.md, round 2).
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
                       "trailer", "proxy-connection"})
 
@@ -95,10 +95,12 @@ def check_header(name: object, value: object, what: str = "header") -> None:
 
 
 def home_dir() -> Path:
+    """The state directory (config, request log, caches): DSK_HOME, else ~/.deepseek-kit."""
     return Path(os.environ.get("DSK_HOME") or Path.home() / ".deepseek-kit")
 
 
 def config_path() -> Path:
+    """The config file: DSK_CONFIG, else $DSK_HOME/config.toml (it may not exist)."""
     env = os.environ.get("DSK_CONFIG")
     return Path(env) if env else home_dir() / "config.toml"
 

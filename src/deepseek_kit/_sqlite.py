@@ -15,8 +15,8 @@ def private_db_file(path: Path) -> None:
     """Make `path` ready for SQLite as a private file: its directory created 0700 when missing (so
     a fresh DSK_HOME is 0700) and the file created 0600 before SQLite opens it (SQLite gives the
     -wal and -shm files the database file's mode). Files and a DSK_HOME left readable by others
-    (older versions made cache.sqlite3 0644 in a 0755 DSK_HOME, issue 8, S4) are tightened.
-    Answers, prompts and logs are private even on a shared machine."""
+    (older versions made cache.sqlite3 0644 in a 0755 DSK_HOME, docs/attack-round-2026-12.md, S4) are
+    tightened. Answers, prompts and logs are private even on a shared machine."""
     from ._settings import home_dir
 
     parent = path.parent

@@ -1,8 +1,8 @@
-"""Batch reruns notice changed input (issue 7 item 6): the journal keeps a hash of each id's
-request; a rerun with a changed request for an answered id stops before any request, or with
+"""Batch reruns notice changed input (docs/batch.md#reruns-and-changed-input): the journal keeps a hash of
+each id's request; a rerun with a changed request for an answered id stops before any request, or with
 redo_changed re-asks exactly those and replaces their lines, exactly once, crash-safely. Schema-1
 journals (no hashes) migrate with "unknown", never "changed". Emulator answers are marked
-`"synthetic": true` (issue 7 item 5)."""
+`"synthetic": true` (docs/emulator.md#nothing-it-makes-passes-for-deepseek)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""run_batch against hostile or careless inputs (issue 8, K1 K2 K4 K5 K6 and the batch parts of K9):
-a huge concurrency, an output that is a hard link of the input, ids and lines no record may
+"""run_batch against hostile or careless inputs (docs/attack-round-2026-12.md, K1 K2 K4 K5 K6 and the batch
+parts of K9): a huge concurrency, an output that is a hard link of the input, ids and lines no record may
 crash the run with, an empty journal beside a finished output, an over-long line."""
 
 from __future__ import annotations

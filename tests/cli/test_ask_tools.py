@@ -115,7 +115,8 @@ def test_tools_run_the_loop_and_print_the_final_answer(emulator, env, tools_file
     first, second = [b for b in chat_bodies(emulator) if b.get("stream")][:2]
     assert [t["function"]["name"] for t in first["tools"]] == ["get_weather", "add", "explode"]
     # The model named two tools: both ran, their results went back after the tool-call turn,
-    # whose reasoning_content went back verbatim (thinking mode with tools, deepseek-api.md §5.6).
+    # whose reasoning_content went back verbatim (thinking mode
+    # with tools, docs/deepseek-api-notes.md#thinking-mode).
     call_turn, *results = second["messages"][1:]
     assert call_turn["role"] == "assistant" and call_turn["reasoning_content"]
     calls = {c["id"]: c["function"] for c in call_turn["tool_calls"]}

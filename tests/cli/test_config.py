@@ -1,4 +1,5 @@
-"""Bad settings and odd inputs give one `dsk: error:` line (exit 2), never a traceback (issue 8 K8);
+"""Bad settings and odd inputs give one `dsk: error:` line
+(exit 2), never a traceback (docs/attack-round-2026-12.md, K8);
 the config file's top-level and profile `[limits]`, `[cache]`, `[metrics]` apply to `dsk` as to
 `AsyncClient()` (K7); an undecodable 200 is logged as the caller's error, without its body (S3);
 smaller CLI problems (K9). Real `dsk` subprocesses against the emulator and small upstreams."""

@@ -1,5 +1,5 @@
-"""Hostile input to `dsk` (issue 8, new attacks): an endless or huge stdin, bytes that are not
-UTF-8, a closed stdout, out-of-range numbers for `dsk logs`. Each is one `dsk: error:` line (exit 2)
+"""Hostile input to `dsk` (docs/attack-round-2026-12.md, round 2): an endless or huge stdin, bytes that are
+not UTF-8, a closed stdout, out-of-range numbers for `dsk logs`. Each is one `dsk: error:` line (exit 2)
 or works; never a traceback or a process that grows until the kernel kills it. Real subprocesses."""
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ import pytest
 from deepseek_kit._wire import pricing as _pricing
 from tests.helpers.dsk import FAKE_KEY, dsk_env, run_dsk
 
-# Costs depend on Beijing peak hours (deepseek-api.md §2.1): every dsk run here is priced at a fixed
-# time through DSK_FAKE_NOW, off-peak unless a test asks for peak (issue 7 item 8).
+# Costs depend on Beijing peak hours (docs/deepseek-api-notes.md#pricing-and-off-peak-hours):
+# every dsk run here is priced at a fixed
+# time through DSK_FAKE_NOW, off-peak unless a test asks for peak (docs/pricing.md#the-pricing-clock).
 OFF_PEAK = "2026-11-24T13:00:00+08:00"  # a Tuesday, between the two peak windows
 PEAK = "2026-11-24T10:00:00+08:00"
 

@@ -1,4 +1,5 @@
-"""No silent synthetic answers (issue 7 item 5): without a key, only a person at a terminal gets the
+"""No silent synthetic answers (docs/emulator.md#nothing-it-makes-passes-for-deepseek):
+without a key, only a person at a terminal gets the
 built-in emulator (with the banner); scripts, pipes, batch, models and balance refuse in one line.
 Calls the emulator answered are flagged in the logs database, shown as such by `dsk logs`, and
 kept out of `dsk stats` unless `--include-synthetic`.

@@ -1,5 +1,5 @@
-"""Resumption never corrupts an answer (issue 7 item 1): it is on only where prefix completion is
-supported, a continuation that starts the answer again is dropped, and an
+"""Resumption never corrupts an answer (docs/design-notes.md, "Stream resumption"): it is on only where prefix
+completion is supported, a continuation that starts the answer again is dropped, and an
 `insufficient_system_resource` finish stays a partial answer.
 
 Against `RestartServer` (tests/restart_server.py): an OpenAI-compatible upstream on 127.0.0.1 that

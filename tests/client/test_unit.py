@@ -72,6 +72,41 @@ async def test_body_has_only_given_fields_and_extra_body_passes_through():
     assert KEY not in repr(req) and KEY not in repr(c)
 
 
+async def test_create_parameters_are_defined_once_encoded_in_one_order_and_documented():
+    """`ChatParams` is the one list of `create`'s parameters: the body's fields come out in a
+    fixed order whatever the keyword order, a misspelt name is a TypeError (never a field sent to
+    the server), and the docstring explains each parameter."""
+    import typing
+
+    from deepseek_kit._client.params import ALL_PARAMS, CLIENT_ONLY, WIRE_ORDER, ChatParams
+    from deepseek_kit._client.resources import ChatCompletions
+    from deepseek_kit._client.sync_client import _ChatCompletions
+
+    c, t = client(lambda r: MockResponse(200, OK))
+    msgs = [{"role": "user", "content": "hi"}]
+    given = {"user_id": "u", "top_p": 0.5, "temperature": 0.1, "stop": ["x"], "max_tokens": 5,
+             "thinking": "enabled", "timeout": 30, "cache": False, "extra_headers": {"X-A": "b"}}
+    await c.chat.completions.create(model="m", messages=msgs, **given)
+    await c.chat.completions.create(**dict(reversed(list(given.items()))), messages=msgs, model="m")
+    first, second = (r.body for r in t.requests)
+    assert first == second
+    assert list(json.loads(first)) == ["model", "messages", "thinking", "max_tokens", "stop", "temperature",
+                                       "top_p", "user_id"]
+    with pytest.raises(TypeError, match="temprature"):
+        await c.chat.completions.create(model="m", messages=msgs, temprature=0.5)
+    assert len(t.requests) == 2
+    assert ALL_PARAMS == set(typing.get_type_hints(ChatParams, include_extras=False, localns={
+        "Any": typing.Any})) == set(WIRE_ORDER) | CLIENT_ONLY
+    doc = ChatCompletions.create.__doc__ or ""
+    for name in ("model", "messages", "stream", *ALL_PARAMS):
+        assert f"- {name}:" in doc or f" {name}," in doc or f", {name}:" in doc, name
+    # the async and the sync create are overloaded on `stream` over the same parameters
+    if hasattr(typing, "get_overloads"):  # Python 3.11+
+        for fn in (ChatCompletions.create, _ChatCompletions.create):
+            assert len(typing.get_overloads(fn)) == 3
+    await c.close()
+
+
 async def test_prefix_completion_goes_to_beta_and_previous_answer_is_resendable():
     c, t = client(lambda r: MockResponse(200, OK))
     first = await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
@@ -235,7 +270,8 @@ async def test_strict_tools_go_to_beta():
                                           "http://unit.test/chat/completions"]
 
 
-# --- issue 8, C7: the caller's mistakes are UsageErrors naming the argument ---------------------------
+# --- docs/attack-round-2026-12.md, C7: the caller's mistakes
+# are UsageErrors naming the argument ---------------------------
 
 
 @pytest.mark.parametrize("kw,name", [

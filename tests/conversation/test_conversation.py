@@ -1,7 +1,7 @@
 """Conversation against the emulator: multi-turn history on the wire (send and stream), abandoned
 streams and failed requests leave the history alone, thinking mode's reasoning_content kept and sent
-back where §5.6 requires it, prompt-prefix stability measured by the emulator's cache hits, the
-slash-command one-liners, saving/forking, tallies, and the sync twin."""
+back where docs/deepseek-api-notes.md#thinking-mode requires it, prompt-prefix stability measured by the
+emulator's cache hits, the slash-command one-liners, saving/forking, tallies, and the sync twin."""
 
 from __future__ import annotations
 
@@ -136,7 +136,8 @@ async def test_failed_requests_leave_the_history_alone(emulator, client):
 
 
 async def test_thinking_with_tools_sends_reasoning_back_where_the_api_requires_it(emulator, client):
-    # The emulator answers 400 when a tool-call turn comes back without its reasoning_content (§5.6).
+    # The emulator answers 400 when a tool-call turn comes back without
+    # its reasoning_content (docs/deepseek-api-notes.md#thinking-mode).
     conv = Conversation(client, tools=[WEATHER])
     r = await conv.send("What is the weather in Paris? Use get_weather.")
     msg = r.choices[0].message
@@ -174,7 +175,8 @@ async def test_thinking_with_tools_sends_reasoning_back_where_the_api_requires_i
 
 
 async def test_cache_hits_grow_across_turns_with_a_stable_prefix(emulator_factory):
-    """The emulator reports DeepSeek's prefix-cache hits (128-token units, §5.8). With the default
+    """The emulator reports DeepSeek's prefix-cache hits (128-token
+    units, docs/deepseek-api-notes.md#context-caching). With the default
     window (drops in steps) hits keep growing between drops; the seed's one-round-at-a-time window
     loses everything after the system prompt on every turn once full."""
     system = "You are a meticulous assistant. Answer in detail and keep every fact straight. " * 12
@@ -202,7 +204,8 @@ async def test_cache_hits_grow_across_turns_with_a_stable_prefix(emulator_factor
     # After the system prompt fills, the seed window's hits stay flat at the system prompt.
     assert len(set(seed_hits[6:])) == 1
     assert sum(hits) > 2 * sum(seed_hits)
-    # Cheaper too, though it sends more tokens in all (misses are 50x the price of hits, §2.1).
+    # Cheaper too, though it sends more tokens in all (misses are 50x the
+    # price of hits, docs/deepseek-api-notes.md#pricing-and-off-peak-hours).
     misses = sum(p - h for p, h in zip(prompts, hits))
     seed_misses = sum(p - h for p, h in zip(seed_prompts, seed_hits))
     assert misses < seed_misses

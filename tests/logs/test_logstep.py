@@ -342,3 +342,61 @@ def test_a_row_sqlite_cannot_store_never_stops_the_writer(db):
     with Logs(db) as logs:
         assert sorted(e.model for e in logs.recent()) == ["after", "before", "with-bad"]
     assert store.errors == 1
+
+
+# -- the record the metrics step built ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_rows_take_tokens_and_cost_from_the_metrics_record(emulator, db, stream):
+    """With metrics on, the logs step reads the call's `RequestRecord` (options["record"]) instead
+    of decoding and pricing the answer again: a price override of the metrics config shows in the
+    row. In another currency, or with metrics off, the row is priced by the table."""
+    from decimal import Decimal
+
+    from deepseek_kit import MetricsConfig
+    from deepseek_kit._steps.metrics.record import RECORD_OPTION
+    from deepseek_kit._wire.pricing import ModelPrice
+
+    flat = ModelPrice(Decimal(1000), Decimal(1000), Decimal(1000))
+    seen = []
+    for metrics in (MetricsConfig(prices={MODEL: (flat, flat)}, hooks=(seen.append,)),
+                    MetricsConfig(currency="USD", hooks=(seen.append,)), False):
+        client, step = make(emulator.base_url, db, metrics=metrics)
+        async with client:
+            if stream:
+                s = await client.chat.completions.create(model=MODEL, messages=user("record"), stream=True)
+                async with s:
+                    async for _ in s:
+                        pass
+                u = s.get_final_completion().usage
+            else:
+                u = (await client.chat.completions.create(model=MODEL, messages=user("record"))).usage
+            await step.aclose()
+    with_override, other_currency, metrics_off = rows(db)
+    rec = seen[0]
+    assert RECORD_OPTION == "record"
+    assert with_override.cost == pytest.approx(float(rec.cost))
+    assert rec.cost == Decimal(u.prompt_tokens + u.completion_tokens) / 1000  # 1000 per 1M tokens
+    assert (with_override.prompt_tokens, with_override.cache_hit_tokens, with_override.cache_miss_tokens,
+            with_override.completion_tokens, with_override.reasoning_tokens) == (
+        rec.prompt_tokens, rec.prompt_cache_hit_tokens, rec.prompt_cache_miss_tokens,
+        rec.completion_tokens, rec.reasoning_tokens)
+    for e in (other_currency, metrics_off):
+        assert e.currency == "CNY"
+        priced = cost(MODEL, u, datetime.fromtimestamp(e.ts, timezone.utc))
+        assert e.cost > 0 and e.cost == pytest.approx(float(priced))
+        assert (e.prompt_tokens, e.completion_tokens) == (u.prompt_tokens, u.completion_tokens)
+
+
+async def test_a_failed_call_is_logged_alike_with_metrics_on_and_off(emulator, db):
+    for metrics in (True, False):
+        client, step = make(emulator.base_url, db, metrics=metrics, max_retries=0)
+        async with client:
+            with pytest.raises(BadRequestError):
+                await client.chat.completions.create(model=MODEL, messages=user("bad"),
+                                                     extra_headers={"X-DSK-Emulate": "status=400"})
+            await step.aclose()
+    on, off = rows(db)
+    for e in (on, off):
+        assert (e.outcome, e.error, e.status, e.cost, e.prompt_tokens) == ("error", "BadRequestError", 400, 0, 0)

@@ -1,5 +1,5 @@
-"""State files under DSK_HOME are private (issue 8, S4): DSK_HOME is created 0700, the cache and logs
-databases (and their -wal/-shm files) are 0600, and ones left readable by older versions are
+"""State files under DSK_HOME are private (docs/attack-round-2026-12.md, S4): DSK_HOME is created 0700, the
+cache and logs databases (and their -wal/-shm files) are 0600, and ones left readable by older versions are
 tightened when they are opened."""
 
 from __future__ import annotations

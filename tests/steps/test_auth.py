@@ -126,7 +126,8 @@ async def test_oauth_bad_secret_and_unreachable_token_url_are_clear(emulator_fac
     await c2.close()
 
 
-# --- issue 8, S2: every secret the client holds is masked where a server echoes it ----------------
+# --- docs/attack-round-2026-12.md, S2: every secret the client
+# holds is masked where a server echoes it ----------------
 
 
 @pytest.fixture

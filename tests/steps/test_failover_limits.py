@@ -1,4 +1,4 @@
-"""Failover with limits on (issue 7 item 3) and one deadline for the whole call (attack C5).
+"""Failover with limits on (docs/routing-and-limits.md) and one deadline for the whole call (attack C5).
 
 Real sockets only: a hung primary emulator (`stall_first_token`: accepts, never answers), a healthy
 secondary, local and Redis limits. The numbers of the issue are scaled down (first_token=2 instead

@@ -344,7 +344,8 @@ async def test_400_during_a_half_open_probe_does_not_wedge_the_endpoint(emulator
 
 
 async def test_429_storm_on_the_primary_moves_to_the_secondary_at_once(emulator_factory):
-    """A 429 says this account is at its rate or concurrency limit (deepseek-api.md §6.1, §6.3):
+    """A 429 says this account is at its rate or concurrency limit
+    (docs/deepseek-api-notes.md#errors-and-status-codes, #rate-limits-and-concurrency):
     another endpoint (another account) can serve now, so no Retry-After wait on the primary."""
     a = emulator_factory(faults="status=429;retry_after=1")
     b = emulator_factory()

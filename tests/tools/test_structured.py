@@ -68,7 +68,8 @@ async def test_request_shape_json_mode_and_instruction_after_the_system_prompt(e
     roles = [(m["role"], m["content"][:30]) for m in body["messages"]]
     assert roles[0] == ("system", "You are a geographer.") and roles[2][0] == "user"
     instruction = body["messages"][1]["content"]
-    assert "json" in instruction.lower()  # DeepSeek's JSON mode requires the word (deepseek-api.md §5.3)
+    # DeepSeek's JSON mode requires the word (docs/deepseek-api-notes.md#json-output)
+    assert "json" in instruction.lower()
     example = '{"name":"<name>","population":0,"districts":["<districts>"]}'
     assert example in instruction
     schema = json.loads(instruction.split("JSON schema:\n", 1)[1])
@@ -77,7 +78,8 @@ async def test_request_shape_json_mode_and_instruction_after_the_system_prompt(e
 
 
 async def test_blank_reply_is_repaired_by_adding_the_instruction(emulator):
-    """Without "json" in the prompt DeepSeek's JSON mode answers with spaces (§5.3)."""
+    """Without "json" in the prompt DeepSeek's JSON mode answers
+    with spaces (docs/deepseek-api-notes.md#json-output)."""
     async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
         out = await parse(c, "Describe a city.", City, model=MODEL, instructions=False)
     assert isinstance(out, City)

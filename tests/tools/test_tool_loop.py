@@ -99,7 +99,8 @@ async def test_streamed_events_in_order_and_history_with_reasoning(emulator):
 
 
 async def test_passback_is_what_the_emulator_enforces(emulator):
-    """Control: the same history without reasoning_content is refused (400, deepseek-api.md §5.6)."""
+    """Control: the same history without reasoning_content is
+    refused (400, docs/deepseek-api-notes.md#thinking-mode)."""
     async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
         result = await run(c, user("Use add"), [add], model=MODEL)
         stripped = [{k: v for k, v in m.items() if k != "reasoning_content"} for m in result.messages]
@@ -190,7 +191,7 @@ async def test_exceptions_are_fed_back_and_the_model_answers(emulator):
 
 async def test_truncated_arguments_are_fed_back_as_the_result(emulator):
     """max_tokens cuts the emulator's tool-call arguments: invalid JSON, like the measured
-    one-brace-off calls (deepseek-api.md §4.2). The parse error becomes the tool result."""
+    one-brace-off calls (docs/deepseek-api-notes.md#tool-calls). The parse error becomes the tool result."""
     async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
         events = await collect(run_tools(c, user("get_weather"), [get_weather], model=MODEL,
                                          thinking=False, max_tokens=5))

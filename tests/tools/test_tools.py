@@ -327,7 +327,7 @@ def test_parse_arguments_converts_and_applies_defaults():
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ('{"city": "Oslo"}}', "not valid JSON"),          # one brace off (deepseek-api.md §4.2)
+    ('{"city": "Oslo"}}', "not valid JSON"),          # one brace off (docs/deepseek-api-notes.md#tool-calls)
     ('{"city": "Os', "not valid JSON"),
     ('["Oslo"]', "must be a JSON object"),
     ('{"nights": 2}', "missing required field `city`"),

@@ -1,6 +1,7 @@
 """The client against small hostile upstreams of our own (raw asyncio servers on 127.0.0.1): deep
 nesting, bodies that are not answers, oversized bodies and events, leaking chained exceptions.
-Issue 8 findings C2, C3, C4, C6, S1, and the attacks of the December round on the client."""
+Findings (docs/attack-round-2026-12.md) C2, C3, C4, C6,
+S1, and the attacks of the December round on the client."""
 
 from __future__ import annotations
 

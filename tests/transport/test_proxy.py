@@ -1,4 +1,4 @@
-"""Proxies (issue 7 item 7): HTTP_PROXY / HTTPS_PROXY / NO_PROXY honoured by default, `trust_env`
+"""Proxies (docs/proxies.md): HTTP_PROXY / HTTPS_PROXY / NO_PROXY honoured by default, `trust_env`
 and `proxy` as arguments and config keys, `dsk --proxy`, and errors that name the proxy. The proxy
 is a small forward proxy of our own on 127.0.0.1 in front of the emulator; every test sets the proxy
 variables itself (monkeypatch), never depending on the machine's."""

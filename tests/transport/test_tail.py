@@ -1,4 +1,4 @@
-"""`Timeout.tail` never outlasts `idle` (issue 7 item 2): a complete answer followed by keep-alive
+"""`Timeout.tail` never outlasts `idle`: a complete answer followed by keep-alive
 comments forever ends normally within about `idle`, and its connection is closed, not pooled."""
 
 from __future__ import annotations

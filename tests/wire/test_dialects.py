@@ -72,7 +72,7 @@ async def create(client: AsyncClient, headers: dict[str, str] | None = None, **f
     """A non-stream call through the client's pipeline, decoded the way the typed layer does."""
     body = msgspec.json.encode({"model": "local-model", "messages": MSGS, **fields})
     resp = await client.request("POST", "/chat/completions", body=body, extra_headers=headers)
-    return decode_chat_completion(resp, secrets=(KEY,))
+    return decode_chat_completion(resp.status, resp.headers, resp.body, secrets=(KEY,))
 
 
 async def stream(client: AsyncClient, **kw):
@@ -255,7 +255,7 @@ async def test_deepseek_answers_pass_through_unchanged(emulator):
         body = msgspec.json.encode({"model": "deepseek-flash", "messages": MSGS})
         resp = await client.request("POST", "/chat/completions", body=body)
         plain = chat_completion_decoder.decode(resp.body)
-        assert decode_chat_completion(resp).to_json() == plain.to_json()
+        assert decode_chat_completion(resp.status, resp.headers, resp.body).to_json() == plain.to_json()
         s = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
         async with s:
             chunks = [c async for c in s]

@@ -1,4 +1,4 @@
-"""Pricing at a chosen time, whatever the wall clock says (issue 7 items 8 and 9).
+"""Pricing at a chosen time, whatever the wall clock says (docs/pricing.md#the-pricing-clock).
 
 - the peak windows to the second, on Beijing dates, over New Year;
 - the holiday calendar: built-in days, the user's days and corrections (`[pricing]` in the config

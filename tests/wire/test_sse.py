@@ -130,7 +130,8 @@ def test_encoder_roundtrip():
     assert events == [b'{"a":1}', b"x\ny"] and comments == 1
 
 
-# --- issue 8, C6: linear on long lines, bounded unfinished events ---------------------------------
+# --- docs/attack-round-2026-12.md, C6: linear on long lines,
+# bounded unfinished events ---------------------------------
 
 
 def test_long_line_is_not_recopied_per_chunk():

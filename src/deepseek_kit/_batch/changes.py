@@ -1,5 +1,5 @@
-"""Changed input for batch reruns (issue 7 item 6): `request_hash` is the hash the journal keeps
-for each id's request, `check_changed` compares a rerun's input with the answered ids before any
+"""Changed input for batch reruns (docs/batch.md#reruns-and-changed-input): `request_hash` is the hash the
+journal keeps for each id's request, `check_changed` compares a rerun's input with the answered ids before any
 request is made, and `ChangedInputError` is what a changed input raises without `redo_changed`.
 How changed answers are taken out of the output, crash-safely, is `Journal.drop_changed`.
 """

@@ -16,8 +16,8 @@ A JSONL record is an object:
 
 `id` (or `custom_id`) is a string or an integer; everything else but `prompt`, `system`,
 `metadata` (copied to the result line) and `body` (merged in) must be a `create()` parameter
-(deepseek-api.md §3), so that a misspelt field is reported instead of silently ignored; wire
-fields the client does not name go in `extra_body`. Blank lines are skipped.
+(docs/deepseek-api-notes.md#request-fields), so that a misspelt field is reported instead of silently ignored;
+wire fields the client does not name go in `extra_body`. Blank lines are skipped.
 
 Hostile input stays a per-record problem: an id outside SQLite's signed 64-bit integers (give
 such ids as strings), JSON nested too deeply to decode, and a record longer than
@@ -56,7 +56,8 @@ __all__ = [
     "iter_items",
 ]
 
-#: `chat.completions.create()` keyword arguments a record may carry (deepseek-api.md §3).
+#: `chat.completions.create()` keyword arguments a record
+#: may carry (docs/deepseek-api-notes.md#request-fields).
 PARAMS = frozenset({
     "model", "thinking", "reasoning_effort", "max_tokens", "response_format", "stop",
     "temperature", "top_p", "frequency_penalty", "presence_penalty", "tools", "tool_choice",
@@ -94,7 +95,9 @@ class BatchItem:
 
 @dataclass(slots=True)
 class InputProblem:
-    """A record that cannot be run: `kind` is "malformed" or "duplicate"."""
+    """A record of a batch input that cannot be run: its `line` (1-based), the `message` saying
+    why, its `id` when it had one, and `kind`, "malformed" or "duplicate". `run_batch` reports each
+    to `on_problem` (and to the failures file) and goes on with the other records."""
 
     line: int
     message: str

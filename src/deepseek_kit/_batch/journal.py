@@ -221,7 +221,7 @@ class Journal:
         if recorded is None and not overwrite and _size(self.output):
             # A new journal (or an empty or schema-less file, as a crash while creating one or a
             # full disk leaves) beside a non-empty output knows nothing of that output: resuming
-            # would cut it to nothing (issue 8, K5).
+            # would cut it to nothing (docs/attack-round-2026-12.md, K5).
             raise UsageError(f"{self.output} exists and has no journal ({self.path} is empty or "
                              "not a batch journal): pick another output, or overwrite it "
                              "(--overwrite)")

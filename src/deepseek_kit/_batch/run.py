@@ -28,8 +28,9 @@ is always the line of the input of the run that wrote it. Answers from deepseek-
 carry `"synthetic": true`.
 
 Errors: an API error of one item (a 400, retries exhausted on 429/5xx, a timeout) fails that item
-and the run goes on. 401 and 402 stop the run (every request would fail alike; deepseek-api.md
-§6.2: 402 must never be retried): no new requests, the item stays pending, `BatchResult.fatal`
+and the run goes on. 401 and 402 stop the run (every request would fail alike;
+docs/deepseek-api-notes.md#errors-and-status-codes: 402 must never be
+retried): no new requests, the item stays pending, `BatchResult.fatal`
 holds the error. `max_cost` stops the run the same way once the summed cost of the job (earlier
 runs included) reaches it; requests already in flight finish and are written, so the overshoot
 is at most `concurrency - 1` answers.
@@ -44,7 +45,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +79,8 @@ __all__ = [
 _FATAL = (AuthenticationError, InsufficientBalanceError)
 
 #: Most requests a run keeps in flight: DeepSeek's own concurrency limit per account is 2,500
-#: (deepseek-api.md §6.3); 10,000 leaves room for other servers while keeping a typo such as
+#: (docs/deepseek-api-notes.md#rate-limits-and-concurrency); 10,000
+#: leaves room for other servers while keeping a typo such as
 #: `-c 1000000000` from exhausting memory (each worker is a task and a connection slot).
 MAX_CONCURRENCY = 10_000
 
@@ -146,6 +147,8 @@ class BatchResult:
 
     @property
     def complete(self) -> bool:
+        """True when every record has its answer in the output: not stopped, nothing failed, nothing
+        left pending (invalid records, reported apart, do not count)."""
         return self.stopped is None and self.failed == 0 and self.pending == 0
 
 
@@ -186,23 +189,13 @@ class _Runner:
         self.system = system
         self.max_cost = max_cost
         self.currency = currency
-        self._peak, self._peak_second = False, -1
         # The client's pricing clock and calendar (the config's [pricing] table, DSK_FAKE_NOW).
         self.clock = getattr(client, "clock", None) or _pricing.default_clock()
         self.holidays = getattr(client, "holidays", None) or _pricing.DEFAULT_CALENDAR
+        # The one price cache (peak state per minute, each model's price): pricing an answer is
+        # then integer arithmetic, no calendar check.
+        self.prices = _pricing.PriceBook(currency, self.holidays)
         self.idle = 0  # workers waiting for an item
-
-    def peak(self) -> bool:
-        """DeepSeek's peak/off-peak state (deepseek-api.md §2.1), looked up once per wall-clock
-        second (the calendar check is most of what pricing one answer costs). Keyed by the
-        clock's whole second, not a monotonic deadline: windows open and close on whole seconds,
-        so an answer just after 12:00:00 is never priced with a state read at 11:59:59."""
-        now = self.clock()
-        second = int(now // 1)
-        if second != self._peak_second:
-            self._peak = _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc), self.holidays)
-            self._peak_second = second
-        return self._peak
 
     def cost_total(self) -> Decimal:
         return self.state.before.cost + self.state.cost_now
@@ -247,12 +240,13 @@ class _Runner:
         st = self.state
         usage = resp.usage
         model = resp.model or str(item.params.get("model") or self.defaults.get("model") or "")
-        cost = (_pricing.cost(model, usage, currency=self.currency, holidays=self.holidays, peak=self.peak())
-                if usage is not None else Decimal(0))
+        cost = self.prices.cost(model, usage, self.clock()) if usage is not None else Decimal(0)
         record: dict[str, Any] = {"id": item.id, "line": item.line, "response": resp, "cost": cost}
         if item.metadata is not None:
             record["metadata"] = item.metadata
-        if resp.synthetic:  # made by deepseek-kit's emulator, not by a model (issue 7 item 5)
+        # made by deepseek-kit's emulator, not by a model
+        # (docs/emulator.md#nothing-it-makes-passes-for-deepseek)
+        if resp.synthetic:
             record["synthetic"] = True
         ptok = usage.prompt_tokens if usage else 0
         ctok = usage.completion_tokens if usage else 0
@@ -457,7 +451,7 @@ def _resolve(p: Path) -> Path:
 
 def _same_file(a: Path, b: Path) -> bool:
     """Two names for one file: the same resolved path, or (both existing) the same inode, which
-    also catches hard links (issue 8, K2)."""
+    also catches hard links (docs/attack-round-2026-12.md, K2)."""
     if _resolve(a) == _resolve(b):
         return True
     try:
@@ -482,7 +476,7 @@ def _open_journal(source: str | os.PathLike[str] | None, out: Path, jpath: Path,
             raise UsageError(f"{p}: not a regular file ({what} is appended to, truncated and "
                              "resumed: give a file path)")
     # The failures file is written at the end: find a read-only place now, before paying for
-    # any record (issue 8, K9). Its temporary twin is what gets written, then renamed.
+    # any record (docs/attack-round-2026-12.md, K9). Its temporary twin is what gets written, then renamed.
     probe = fpath.with_name(fpath.name + ".tmp")
     with open(probe, "ab"):
         pass
@@ -539,7 +533,7 @@ async def _run(runner: _Runner, inputs: Any, fmt: str | None, is_path: bool, ret
 
     def spawn() -> None:
         # Workers start with the records, never ahead of them: `-c 10000` on a 3-line input
-        # makes 3 tasks (issue 8, K1).
+        # makes 3 tasks (docs/attack-round-2026-12.md, K1).
         if runner.idle == 0 and len(workers) < concurrency:
             workers.append(start(runner.work(queue)))
 

@@ -1,23 +1,22 @@
-"""`AsyncClient`: settings, the pipeline of steps, and the OpenAI-shaped resources.
+"""`AsyncClient`: settings, the steps they turn into, and the OpenAI-shaped resources.
 
-The pipeline is built once per client (the layer order in README "Production stack"): retry -> auth ->
-attempt (transport).
-Later steps (metrics, cache, router, limits) slot in around these without touching the resources.
+The constructor resolves arguments, environment and config file into step objects; their order is
+built in `pipeline.build_pipeline` (the one place that states it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from deepseek_kit._logs.store import LogConfig
 from deepseek_kit._settings import DEFAULT_BASE_URL, check_header, check_url, config_table, resolve
 from deepseek_kit._steps.auth import AuthProvider, AuthStep, KeyRotation, StaticKey, provider_secrets
+from deepseek_kit._steps.base import CallNext, Step
 from deepseek_kit._steps.cache.step import CachePolicy, CacheStep
 from deepseek_kit._steps.limits.step import Limits, LimitStep
 from deepseek_kit._steps.logs import LogStep
@@ -33,17 +32,12 @@ from deepseek_kit._version import __version__
 from deepseek_kit._wire.errors import UsageError, redact
 from deepseek_kit._wire.holidays import HolidayCalendar
 from deepseek_kit._wire.pricing import calendar_of, default_clock
+from deepseek_kit._wire.urls import beta_url
 
+from .pipeline import build_pipeline
 from .resume import Resumption
 
 __all__ = ["AsyncClient", "Step"]
-
-CallNext = Callable[[Request], Awaitable[Response]]
-
-
-class Step(Protocol):
-    async def handle(self, request: Request, call_next: CallNext) -> Response: ...
-
 
 def _metrics_step(value: MetricsConfig | MetricsStep | bool | None) -> MetricsStep | None:
     if value is None or value is False:
@@ -70,15 +64,6 @@ def _size_setting(name: str, value: int | None, cfg: Mapping[str, Any], default:
     return value
 
 
-def _beta_url(base_url: str) -> str:
-    """DeepSeek serves prefix completion and FIM under /beta (https://api-docs.deepseek.com/guides/chat_prefix_completion)."""
-    for suffix in ("/v1", "/beta"):
-        if base_url.endswith(suffix):
-            base_url = base_url[: -len(suffix)]
-            break
-    return base_url + "/beta"
-
-
 class AsyncClient:
     """Async DeepSeek client.
 
@@ -91,8 +76,9 @@ class AsyncClient:
     Proxies: `proxy="http://host:port"` (config key `proxy`), else HTTP_PROXY / HTTPS_PROXY /
     NO_PROXY unless `trust_env=False` (config key `trust_env = false`), see docs/proxies.md.
     `transport=` to replace the network (MockTransport in unit tests), `steps=` to add pipeline
-    steps outside retry (seen once per call), `inner_steps=` between retry and auth (seen once per
-    attempt). `holidays=` (a `HolidayCalendar`) prices peak hours for the metrics and logs configs
+    steps seen once per call, `inner_steps=` steps seen once per attempt (where each sits:
+    `_client/pipeline.py`).
+    `holidays=` (a `HolidayCalendar`) prices peak hours for the metrics and logs configs
     the client builds itself and for batch runs; default: the config file's `[pricing]` table
     (docs/pricing.md).
     """
@@ -128,6 +114,28 @@ class AsyncClient:
         max_response_bytes: int | None = None,
         max_event_bytes: int | None = None,
     ) -> None:
+        """Every argument is optional; config-file keys of the same name fill what is left out.
+
+        - api_key, base_url: else DEEPSEEK_API_KEY / DEEPSEEK_BASE_URL, else the config file
+          (`deepseek_kit.config`), else no key and https://api.deepseek.com.
+        - profile, config_file: which `[profiles.NAME]` table and which file to read.
+        - timeout: a `Timeout`, or seconds for every phase; max_retries or retry=`RetryPolicy`.
+        - default_headers: sent with every request (framing headers are refused).
+        - beta_base_url: where prefix completion and FIM go (default: base_url + "/beta").
+        - transport: a `Transport` in place of the network; max_connections, trust_env and proxy
+          configure the default `AiohttpTransport` instead.
+        - steps, inner_steps: your own `Step`s, seen once per call or once per attempt.
+        - auth: an `AuthProvider` (`KeyRotation`, `OAuth2ClientCredentials`) in place of the key.
+        - endpoints, routing: several `Endpoint`s and how a call picks one (`Routing`).
+        - resumption, prefix_completion: how a broken stream is continued through prefix
+          completion, and whether base_url supports it (None: only DeepSeek's own host).
+        - limits: a `Limits` (rate, tokens, calls in flight); cache: True or a `CachePolicy`;
+          metrics: True or a `MetricsConfig`; logs: True or a `LogConfig` (the request log).
+        - holidays: the calendar that decides peak hours for costs.
+        - max_response_bytes, max_event_bytes: caps on a body and on one stream event.
+
+        Raises `UsageError` (saying what to set) when there is no key for DeepSeek's own API or a
+        value is invalid."""
         key, url, cfg = resolve(api_key, base_url, profile=profile, config_file=config_file)
         if endpoints is None and cfg.get("endpoints"):
             endpoints = endpoints_from_config(cfg["endpoints"])
@@ -140,7 +148,7 @@ class AsyncClient:
             )
         self._api_key = key
         self.base_url = url
-        self.beta_base_url = check_url(beta_base_url or cfg.get("beta_base_url") or _beta_url(url),
+        self.beta_base_url = check_url(beta_base_url or cfg.get("beta_base_url") or beta_url(url),
                                        "beta_base_url")
         self.timeout = Timeout.coerce(timeout)
         policy = retry or RetryPolicy()
@@ -213,20 +221,15 @@ class AsyncClient:
                 log_cfg = dataclasses.replace(log_cfg, holidays=self.holidays)
             # the source, read when a row is built: OAuth2 tokens fetched later are masked too
             self.logs = LogStep(log_cfg, secrets=self._secrets) if log_cfg is not None else None
-        # Step order (README "Production stack"): (logs) -> metrics -> cache -> router -> retry -> limits
-        # -> auth -> transport.
-        outer = [self.logs, self._metrics_step, self.cache, self.router]
-        all_steps: list[Step] = [
-            *(steps or []), *(s for s in outer if s is not None), RetryStep(policy),
-            *(inner_steps or []), *([self.limits] if self.limits else []), AuthStep(self.auth)]
-        call: CallNext = Attempt(
+        attempt = Attempt(
             self._transport, secrets=self._secrets,
             max_response_bytes=_size_setting("max_response_bytes", max_response_bytes, cfg,
                                              DEFAULT_MAX_RESPONSE_BYTES),
             max_event_bytes=_size_setting("max_event_bytes", max_event_bytes, cfg, DEFAULT_MAX_EVENT_BYTES))
-        for step in reversed(all_steps):
-            call = functools.partial(step.handle, call_next=call)
-        self._call = call
+        self._call: CallNext = build_pipeline(
+            attempt, user_steps=steps or (), logs=self.logs, metrics=self._metrics_step, cache=self.cache,
+            router=self.router, retry=RetryStep(policy), inner_steps=inner_steps or (), limits=self.limits,
+            auth=AuthStep(self.auth))
 
         from .resources import Beta, Chat, Models, User
 
@@ -251,10 +254,12 @@ class AsyncClient:
 
     @property
     def api_key(self) -> str | None:
+        """The key this client sends (from the argument, DEEPSEEK_API_KEY or the config file), or None."""
         return self._api_key
 
     def _secrets(self) -> tuple[str | None, ...]:
-        """Every secret this client holds now, to mask where a server echoes one (issue 8, S2): its
+        """Every secret this client holds now, to mask where a
+        server echoes one (docs/attack-round-2026-12.md, S2): its
         key, its auth provider's keys and current tokens, and each endpoint's key and provider's.
         Fixed keys are collected once; only providers whose secrets change (OAuth2 tokens, custom
         providers) are asked again, so the common case costs one attribute read."""
@@ -319,6 +324,9 @@ class AsyncClient:
         return await self._call(req)
 
     async def close(self) -> None:
+        """Finish and release everything: wait for cache entries being stored, close the limits
+        backend, write the request-log rows of the calls made so far, then close the transport (one
+        passed in with `transport=` too). Idempotent; `async with AsyncClient() as client:` calls it."""
         if not self._closed:
             self._closed = True
             if self.cache is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 import msgspec
 
@@ -28,13 +28,36 @@ from deepseek_kit._wire.types import (
     model_list_decoder,
 )
 
+from .params import ALL_PARAMS, WIRE_ORDER, ChatParams, Message
 from .resume import Resumer, supports_prefix_completion
 from .stream import AsyncCompletionStream, AsyncStream
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from deepseek_kit._steps.router import RouterStep
     from deepseek_kit._transport.request import Response
 
-    from .client import AsyncClient
+    from .resume import Resumption
+
+
+class PipelineClient(Protocol):
+    """What the resources need of the client that owns them (`AsyncClient` passes itself): its
+    pipeline entry `request`, its defaults and its secrets (to redact them from errors). A
+    protocol, not the class, so the resources do not import the client that imports them."""
+
+    base_url: str
+    timeout: Timeout
+    resumption: Resumption
+    prefix_completion: bool | None
+    router: RouterStep | None
+
+    async def request(self, method: str, path: str, *, body: bytes | None = None, stream: bool = False,
+                      beta: bool = False, timeout: Timeout | float | Any | None = ...,
+                      max_retries: int | None = None, extra_headers: Mapping[str, str] | None = None,
+                      options: dict[str, Any] | None = None) -> Response: ...
+
+    def _secrets(self) -> tuple[str | None, ...]: ...
 
 __all__ = ["Beta", "Chat", "ChatCompletions", "Completions", "Models", "User"]
 
@@ -42,7 +65,6 @@ NOT_GIVEN: Any = msgspec.UNSET
 _INCLUDE_USAGE = {"include_usage": True}
 _encode = msgspec.json.Encoder().encode
 
-Message = Mapping[str, Any] | ChatCompletionMessage | msgspec.Struct
 
 
 def _thinking(value: Any) -> Any:
@@ -59,7 +81,7 @@ def _thinking(value: Any) -> Any:
 def _message(m: Any) -> Any:
     """Dicts pass through. An assistant message struct (e.g. a previous answer) becomes a dict
     that keeps reasoning_content and tool_calls and sends `content: ""` instead of omitting it:
-    DeepSeek requires the key, and some gateways reject null (deepseek-api.md §3.1)."""
+    DeepSeek requires the key, and some gateways reject null (docs/deepseek-api-notes.md#request-fields)."""
     if isinstance(m, ChatCompletionMessage):
         return m.to_param()
     if isinstance(m, msgspec.Struct):
@@ -95,104 +117,62 @@ def _decode(resp: Response, decoder: SafeDecoder[Any], what: str) -> Any:
 
 
 class ChatCompletions:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
-    @property
-    def client_timeout(self) -> Timeout:
-        return self._client.timeout
+    @overload
+    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False,
+                     **params: Unpack[ChatParams]) -> ChatCompletion: ...
 
     @overload
-    async def create(
-        self,
-        *,
-        model: str,
-        messages: Iterable[Message],
-        stream: Literal[False] = False,
-        thinking: Any = NOT_GIVEN,
-        reasoning_effort: str | None = NOT_GIVEN,
-        max_tokens: int | None = NOT_GIVEN,
-        response_format: Mapping[str, Any] | None = NOT_GIVEN,
-        stop: str | Sequence[str] | None = NOT_GIVEN,
-        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
-        temperature: float | None = NOT_GIVEN,
-        top_p: float | None = NOT_GIVEN,
-        frequency_penalty: float | None = NOT_GIVEN,
-        presence_penalty: float | None = NOT_GIVEN,
-        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
-        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
-        logprobs: bool | None = NOT_GIVEN,
-        top_logprobs: int | None = NOT_GIVEN,
-        user_id: str | None = NOT_GIVEN,
-        extra_body: Mapping[str, Any] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        timeout: Any = ...,
-        max_retries: int | None = None,
-    ) -> ChatCompletion: ...
+    async def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True],
+                     **params: Unpack[ChatParams]) -> AsyncStream: ...
 
     @overload
-    async def create(
-        self,
-        *,
-        model: str,
-        messages: Iterable[Message],
-        stream: Literal[True],
-        thinking: Any = NOT_GIVEN,
-        reasoning_effort: str | None = NOT_GIVEN,
-        max_tokens: int | None = NOT_GIVEN,
-        response_format: Mapping[str, Any] | None = NOT_GIVEN,
-        stop: str | Sequence[str] | None = NOT_GIVEN,
-        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
-        temperature: float | None = NOT_GIVEN,
-        top_p: float | None = NOT_GIVEN,
-        frequency_penalty: float | None = NOT_GIVEN,
-        presence_penalty: float | None = NOT_GIVEN,
-        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
-        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
-        logprobs: bool | None = NOT_GIVEN,
-        top_logprobs: int | None = NOT_GIVEN,
-        user_id: str | None = NOT_GIVEN,
-        extra_body: Mapping[str, Any] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        timeout: Any = ...,
-        max_retries: int | None = None,
-    ) -> AsyncStream: ...
+    async def create(self, *, model: str, messages: Iterable[Message], stream: bool,
+                     **params: Unpack[ChatParams]) -> ChatCompletion | AsyncStream: ...
 
-    async def create(
-        self,
-        *,
-        model: str,
-        messages: Iterable[Message],
-        stream: bool = False,
-        thinking: Any = NOT_GIVEN,
-        reasoning_effort: str | None = NOT_GIVEN,
-        max_tokens: int | None = NOT_GIVEN,
-        response_format: Mapping[str, Any] | None = NOT_GIVEN,
-        stop: str | Sequence[str] | None = NOT_GIVEN,
-        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
-        temperature: float | None = NOT_GIVEN,
-        top_p: float | None = NOT_GIVEN,
-        frequency_penalty: float | None = NOT_GIVEN,
-        presence_penalty: float | None = NOT_GIVEN,
-        tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None = NOT_GIVEN,
-        tool_choice: str | Mapping[str, Any] | None = NOT_GIVEN,
-        logprobs: bool | None = NOT_GIVEN,
-        top_logprobs: int | None = NOT_GIVEN,
-        user_id: str | None = NOT_GIVEN,
-        extra_body: Mapping[str, Any] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        timeout: Any = ...,
-        max_retries: int | None = None,
-        resume: bool | None = None,
-        cache: bool | str | None = None,
-        _only_endpoints: frozenset[str] | None = None,
-    ) -> ChatCompletion | AsyncStream:
-        """POST /chat/completions. A last assistant message with `prefix: True` (chat prefix
-        completion, Beta) is sent to the /beta base URL automatically. Not sent on the wire:
-        `timeout`, `max_retries`, `resume` (continue a broken stream through prefix completion:
-        None = the client's `Resumption` rule, by default only where the server supports prefix
-        completion; True = this call even where undeclared; False = not) and `cache` (True/False
-        or "force"/"skip"/"refresh": this call's cache rule, see docs/cache.md)."""
+    async def create(self, *, model: str, messages: Iterable[Message], stream: bool = False,
+                     _only_endpoints: frozenset[str] | None = None,
+                     **params: Unpack[ChatParams]) -> ChatCompletion | AsyncStream:
+        """POST /chat/completions: a `ChatCompletion`, or with `stream=True` an `AsyncStream` of
+        chunks. Only the arguments you give go on the wire (None is sent as null); the semantics
+        are DeepSeek's (https://api-docs.deepseek.com/api/create-chat-completion,
+        docs/deepseek-api-notes.md "Parameters"; other servers: docs/dialects.md).
+
+        - model: "deepseek-flash" or "deepseek-v4-pro" (legacy names are served as Flash).
+        - messages: at least one; dicts pass through, a previous answer's message is sent back with
+          its `reasoning_content` and tool calls (required with tools in thinking mode).
+        - stream: server-sent events; usage arrives on the last chunk (`stream_options` is set to
+          include it unless given).
+        - thinking: True/False, "enabled"/"disabled" or {"type": ...}; on by default on DeepSeek.
+        - reasoning_effort: "low", "high" (default) or "max"; other OpenAI words are mapped.
+        - max_tokens: caps reasoning and answer together.
+        - response_format: {"type": "json_object"} for JSON mode (say "json" in the prompt).
+        - stop: a string or up to 16 strings that end the answer.
+        - stream_options: {"include_usage": bool}; streams only.
+        - temperature: 0 to 2 (default 1); ignored in thinking mode.
+        - top_p: 0 to 1 (default 1).
+        - frequency_penalty, presence_penalty: accepted, no effect on current models.
+        - tools: up to 128 function definitions (dicts, e.g. `Tool.schema()`, or `ToolParam`
+          structs); a `strict` one sends the call to the /beta base URL.
+        - tool_choice: "none", "auto", "required" or {"type": "function", ...}; thinking mode
+          rejects the last two (HTTP 400).
+        - logprobs, top_logprobs: log probabilities of the answer's tokens (top 0 to 20).
+        - user_id: DeepSeek's per-end-user id ([A-Za-z0-9_-], at most 512 bytes): isolates
+          safety checks, the context cache and scheduling.
+        - extra_body: more JSON fields, merged into the body as given.
+        - extra_headers: more HTTP headers for this call.
+        - timeout: a `Timeout` or seconds for this call (default: the client's).
+        - max_retries: retries for this call (default: the client's `RetryPolicy`).
+        - resume: continue a broken stream through prefix completion: None = the client's
+          `Resumption` rule (by default only where the server supports prefix completion), True =
+          this call even where undeclared, False = not.
+        - cache: this call's client-cache rule: True/False or "force"/"skip"/"refresh"
+          (docs/cache.md).
+
+        A last assistant message with `prefix: True` (chat prefix completion, Beta) is sent to the
+        /beta base URL automatically."""
         if type(model) is not str or not model:
             raise UsageError("model is required, e.g. model='deepseek-flash'")
         if type(messages) is list and all(type(m) is dict for m in messages):
@@ -203,30 +183,40 @@ class ChatCompletions:
             msgs = [_message(m) for m in messages]
         if not msgs:
             raise UsageError("messages must contain at least one message")
-        if stream and stream_options is NOT_GIVEN:
+        p: dict[str, Any] = params  # type: ignore[assignment]  # read by name below
+        if p and not p.keys() <= ALL_PARAMS:
+            bad = sorted(set(p) - ALL_PARAMS)
+            raise TypeError(f"chat.completions.create() got unexpected keyword arguments {bad} "
+                            "(extra JSON fields go in extra_body={...})")
+        if stream and "stream_options" not in p:
             # DeepSeek always sends usage; vLLM, SGLang, Ollama and llama.cpp only when asked
             # (docs/dialects.md). Never with stream=False: vLLM rejects stream_options then.
-            stream_options = _INCLUDE_USAGE
+            p["stream_options"] = _INCLUDE_USAGE
         last = msgs[-1]
         beta = type(last) is dict and bool(last.get("prefix"))
         if not beta and isinstance(last, Mapping):
             beta = bool(last.get("prefix"))
-        if tools is not NOT_GIVEN and tools is not None and (
+        tools = p.get("tools")
+        if tools is not None and tools is not NOT_GIVEN and (
                 isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence)):
             raise UsageError("tools must be a list of tool definitions ({'type': 'function', "
                              f"'function': {{...}}}}), got {type(tools).__name__}")
         if not beta and tools:
-            # strict function calling is a /beta feature (deepseek-api.md §5.7)
+            # strict function calling is a /beta feature (docs/deepseek-api-notes.md#tool-calls)
             beta = any(_is_strict(t) for t in tools)
-        body = _body({
-            "model": model, "messages": msgs, "stream": stream if stream else NOT_GIVEN,
-            "thinking": _thinking(thinking), "reasoning_effort": reasoning_effort,
-            "max_tokens": max_tokens, "response_format": response_format, "stop": stop,
-            "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
-            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
-            "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
-            "top_logprobs": top_logprobs, "user_id": user_id,
-        }, extra_body)
+        fields: dict[str, Any] = {"model": model, "messages": msgs}
+        if stream:
+            fields["stream"] = True
+        if p:
+            for k in WIRE_ORDER:  # a fixed order: the same arguments always give the same bytes
+                v = p.get(k, NOT_GIVEN)
+                if v is not NOT_GIVEN:
+                    fields[k] = _thinking(v) if k == "thinking" else v
+        body = _body(fields, p.get("extra_body"))
+        timeout = p.get("timeout", ...)
+        max_retries = p.get("max_retries")
+        extra_headers = p.get("extra_headers")
+        cache = p.get("cache")
         started = asyncio.get_running_loop().time() if stream else 0.0
         options: dict[str, Any] | None = None if cache is None else {"cache": cache}
         if _only_endpoints is not None:  # a continuation: only endpoints with prefix completion
@@ -235,23 +225,21 @@ class ChatCompletions:
                                           timeout=timeout, max_retries=max_retries,
                                           extra_headers=extra_headers, options=options)
         if stream:
-            scope = self._resume_scope(resp, resume)
+            scope = self._resume_scope(resp, p.get("resume"))
             if scope is None:
                 return AsyncStream(resp)
-            params = {
-                "model": model, "messages": msgs, "thinking": thinking, "reasoning_effort": reasoning_effort,
-                "max_tokens": max_tokens, "response_format": response_format, "stop": stop,
-                "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
-                "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
-                "tools": tools, "tool_choice": tool_choice, "logprobs": logprobs,
-                "top_logprobs": top_logprobs, "user_id": user_id, "extra_body": extra_body,
-                "extra_headers": extra_headers, "timeout": timeout, "max_retries": max_retries,
-            }
+            # What a continuation is created with (`_client/resume.py` adds its own).
+            again = {"model": model, "messages": msgs,
+                     **{k: v for k, v in p.items() if k != "resume" and k != "cache"}}
             total = (self._client.timeout if timeout is ... else Timeout.coerce(timeout)).total
-            return AsyncStream(resp, Resumer(self, params, self._client.resumption, scope or None,
+            resumer: Resumer[AsyncStream] = Resumer(
+                self.create, self._client.timeout, params, self._client.resumption, scope or None,
+                None if total is None else started + total)
+            return AsyncStream(resp, resumer)
+            return AsyncStream(resp, Resumer(self, again, self._client.resumption, scope or None,
                                              None if total is None else started + total))
         # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
-        return decode_chat_completion(resp, secrets=self._client._secrets())
+        return decode_chat_completion(resp.status, resp.headers, resp.body, secrets=self._client._secrets())
 
     def _resume_scope(self, resp: Response, resume: bool | None) -> frozenset[str] | None:
         """Whether this stream may be resumed (None: not), and where its continuations may go:
@@ -276,14 +264,14 @@ class ChatCompletions:
 
 
 class Chat:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self.completions = ChatCompletions(client)
 
 
 class Completions:
     """FIM completion (Beta): POST /beta/completions. Non-thinking mode only on DeepSeek."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
     async def create(
@@ -326,12 +314,12 @@ class Completions:
 
 
 class Beta:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self.completions = Completions(client)
 
 
 class Models:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
     async def list(self, *, timeout: Any = ..., max_retries: int | None = None,
@@ -343,7 +331,7 @@ class Models:
 
 
 class User:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
     async def balance(self, *, timeout: Any = ..., max_retries: int | None = None,

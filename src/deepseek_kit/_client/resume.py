@@ -1,4 +1,4 @@
-"""Stream resumption through DeepSeek's chat prefix completion (issue 3 item 6, issue 7 item 1).
+"""Stream resumption through DeepSeek's chat prefix completion (docs/design-notes.md, "Stream resumption").
 
 When a stream breaks after tokens reached the caller — a reset, an idle timeout, an error event,
 or `finish_reason: insufficient_system_resource` — the partial answer is sent back as the last
@@ -50,15 +50,16 @@ added; `AsyncStream.usage_estimated` says when that happened.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from msgspec import UNSET
 
 from deepseek_kit._transport.timeouts import Timeout
 from deepseek_kit._wire.errors import UsageError
+from deepseek_kit._wire.tokens import estimate_tokens  # the one estimate (a lost piece's size)
 from deepseek_kit._wire.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -66,10 +67,6 @@ from deepseek_kit._wire.types import (
     PromptTokensDetails,
     Usage,
 )
-
-if TYPE_CHECKING:
-    from .resources import ChatCompletions
-    from .stream import AsyncStream
 
 __all__ = ["DEEPSEEK_HOSTS", "HOLD_MAX_CHUNKS", "ContinuationCheck", "LostPiece", "Resumer", "Resumption",
            "estimate_tokens", "sum_usage", "supports_prefix_completion", "total_usage"]
@@ -171,12 +168,6 @@ class ContinuationCheck:
         return "restart" if self._seen and self._verdict() != "ok" else "ok"
 
 
-def estimate_tokens(text: str) -> int:
-    """DeepSeek's rule of thumb (§7): 0.6 token per CJK character, 0.3 per other character."""
-    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
-    return round(cjk * 0.6 + (len(text) - cjk) * 0.3)
-
-
 def _add(a: int | None, b: int | None) -> int | None:
     return None if a is None and b is None else (a or 0) + (b or 0)
 
@@ -249,15 +240,24 @@ def total_usage(pieces: list[LostPiece]) -> tuple[Usage | None, bool]:
     return total, estimated
 
 
-class Resumer:
+S = TypeVar("S")
+
+
+class Resumer(Generic[S]):
     """Knows how to ask for the rest of one stream: the original call's arguments, the
     endpoints a continuation may go to (None: no restriction, no router or none declared), and
     the call's deadline (loop time): `Timeout.total` bounds the whole answer, continuations
-    included, so each continuation gets only what is left of it."""
+    included, so each continuation gets only what is left of it.
 
-    def __init__(self, completions: ChatCompletions, params: Mapping[str, Any], policy: Resumption,
+    `reopen(**params)` opens a stream with the call's parameters (the resource's `create`), and
+    `default_timeout` is the client's timeout for calls that set none. They are passed in, not
+    imported, so this module knows nothing of the resources or the stream class it serves."""
+
+    def __init__(self, reopen: Callable[..., Awaitable[S]], default_timeout: Timeout,
+                 params: Mapping[str, Any], policy: Resumption,
                  only_endpoints: frozenset[str] | None = None, deadline: float | None = None) -> None:
-        self._completions = completions
+        self._reopen = reopen
+        self._default_timeout = default_timeout
         self._params = dict(params)
         self.policy = policy
         self.only_endpoints = only_endpoints
@@ -271,7 +271,7 @@ class Resumer:
             return False
         return not partial.choices[0].message.tool_calls
 
-    async def continuation(self, partial: ChatCompletion) -> AsyncStream | None:
+    async def continuation(self, partial: ChatCompletion) -> S | None:
         """Open the continuation stream, or None when that fails (the caller then raises the
         original error)."""
         self.attempts += 1
@@ -293,12 +293,11 @@ class Resumer:
             if left <= 0:
                 return None  # the caller's total has passed: the original error stands
             t = params.get("timeout", ...)
-            base = self._completions.client_timeout if t is ... else Timeout.coerce(t)
+            base = self._default_timeout if t is ... else Timeout.coerce(t)
             params["timeout"] = replace(base, total=left)
         from deepseek_kit._wire.errors import DeepSeekError
 
         try:
-            stream: AsyncStream = await self._completions.create(**params)
+            return await self._reopen(**params)
         except DeepSeekError:
             return None
-        return stream

@@ -52,16 +52,21 @@ class _BaseStream(Generic[T]):
 
     @property
     def trace_id(self) -> str | None:
+        """DeepSeek's `x-ds-trace-id` for this call (quote it when reporting a problem), or None."""
         return self.response.trace_id
 
     @property
     def attempts(self) -> int:
+        """How many attempts the call took before the stream started (1 when the first one did)."""
         return self.response.attempts
 
     def close(self) -> None:
+        """Stop reading and drop the connection now (an unread stream cannot go back to the pool).
+        Safe to call twice; `async with` and `break` out of `async for` do it for you."""
         self._reader.close()
 
     async def aclose(self) -> None:
+        """`close()` for `async` code that expects an awaitable (`contextlib.aclosing`)."""
         self._reader.close()
 
     def __aiter__(self) -> _BaseStream[T]:
@@ -95,7 +100,7 @@ class _BaseStream(Generic[T]):
         raise self._broken_error(b) from None
 
     def _redact(self, text: str) -> str:
-        """Mask every secret of the client in text a server sent (issue 8, S2)."""
+        """Mask every secret of the client in text a server sent (docs/attack-round-2026-12.md, S2)."""
         return redact(text, *secrets_of(self._reader.secrets))
 
     def _scrub(self, err: Any) -> str:
@@ -128,7 +133,7 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
     __slots__ = ("_acc", "_check", "_cut", "_error", "_held", "_over", "_pieces", "_ready", "_resumer",
                  "resumed", "usage_estimated")
 
-    def __init__(self, response: Response, resumer: Resumer | None = None) -> None:
+    def __init__(self, response: Response, resumer: Resumer[AsyncStream] | None = None) -> None:
         super().__init__(response, chunk_decoder.decode)
         self._acc = ChunkAccumulator()
         self._resumer = resumer
@@ -345,6 +350,8 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
 
     @property
     def accumulator(self) -> ChunkAccumulator:
+        """What has been assembled from the chunks so far (content, reasoning, tool calls, usage);
+        `get_final_completion()` is the usual way to read it."""
         return self._acc
 
     async def until_done(self) -> ChatCompletion:
@@ -393,4 +400,5 @@ class AsyncCompletionStream(_BaseStream[Completion]):
         return chunk
 
     def text(self, index: int = 0) -> str:
+        """The text of choice `index` received so far (all of it once the stream is read)."""
         return "".join(self._texts.get(index, []))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from deepseek_kit._steps.metrics.summary import Metrics
 from deepseek_kit._steps.router import EndpointHealth
@@ -21,7 +21,11 @@ from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.types import Balance, ChatCompletion, ChatCompletionChunk, Completion, ModelList
 
 from .client import AsyncClient
+from .params import ChatParams, Message
 from .stream import AsyncCompletionStream, AsyncStream
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Client", "CompletionStream", "Stream"]
 
@@ -78,6 +82,7 @@ class _SyncStream(Generic[S]):
             raise StopIteration from None
 
     def close(self) -> None:
+        """Stop reading and drop the connection (leaving the `with` block does it for you)."""
         self._runner.loop.call_soon_threadsafe(self._inner.close)
 
     def __enter__(self) -> _SyncStream[S]:
@@ -90,27 +95,44 @@ class _SyncStream(Generic[S]):
 
     @property
     def trace_id(self) -> str | None:
+        """DeepSeek's `x-ds-trace-id` for this call (quote it when reporting a problem), or None."""
         return self._inner.trace_id
 
 
 class Stream(_SyncStream[AsyncStream]):
+    """A chat-completion stream for synchronous code, returned by `Client().chat.completions.create(
+    ..., stream=True)`: iterate it for `ChatCompletionChunk`s inside `with`, then read the whole answer
+    with `get_final_completion()`. Errors are those of `AsyncStream`.
+
+        with client.chat.completions.create(model="deepseek-flash", messages=msgs, stream=True) as s:
+            for chunk in s:
+                print(chunk.choices[0].delta.content or "", end="")
+        answer = s.get_final_completion()"""
+
     def __next__(self) -> ChatCompletionChunk:
         return self._next()  # type: ignore[no-any-return]
 
     def get_final_completion(self) -> ChatCompletion:
+        """The assembled completion (content, reasoning, tool calls, usage); mid-stream, what has
+        arrived so far."""
         return self._inner.get_final_completion()
 
     def until_done(self) -> ChatCompletion:
+        """Read the rest of the stream and return the final completion."""
         for _ in self:
             pass
         return self.get_final_completion()
 
 
 class CompletionStream(_SyncStream[AsyncCompletionStream]):
+    """A FIM stream (`client.beta.completions.create(..., stream=True)`) for synchronous code:
+    iterate it for `Completion` chunks inside `with`; `text()` joins what has arrived."""
+
     def __next__(self) -> Completion:
         return self._next()  # type: ignore[no-any-return]
 
     def text(self, index: int = 0) -> str:
+        """The text of choice `index` received so far (all of it once the stream is read)."""
         return self._inner.text(index)
 
 
@@ -118,10 +140,22 @@ class _ChatCompletions:
     def __init__(self, c: Client) -> None:
         self._c = c
 
-    def create(self, **kwargs: Any) -> Any:
-        """Same arguments as `AsyncClient.chat.completions.create`; returns a ChatCompletion, or a
-        `Stream` when `stream=True`."""
-        out = self._c._run(self._c._async.chat.completions.create(**kwargs))
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[False] = False,
+               **params: Unpack[ChatParams]) -> ChatCompletion: ...
+
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: Literal[True],
+               **params: Unpack[ChatParams]) -> Stream: ...
+
+    @overload
+    def create(self, *, model: str, messages: Iterable[Message], stream: bool,
+               **params: Unpack[ChatParams]) -> ChatCompletion | Stream: ...
+
+    def create(self, **kwargs: Any) -> ChatCompletion | Stream:
+        """Same arguments as `AsyncClient.chat.completions.create` (documented there, defined once
+        in `ChatParams`); returns a ChatCompletion, or a `Stream` when `stream=True`."""
+        out: ChatCompletion | AsyncStream = self._c._run(self._c._async.chat.completions.create(**kwargs))
         if isinstance(out, AsyncStream):
             return Stream(self._c._runner, out)
         return out
@@ -188,6 +222,7 @@ class Client:
 
     @property
     def base_url(self) -> str:
+        """The API base URL requests go to (after the arguments, environment and config file)."""
         return self._async.base_url
 
     @property
@@ -208,6 +243,7 @@ class Client:
         return repr(self._async).replace("AsyncClient", "Client", 1)
 
     def close(self) -> None:
+        """Close the client (as `AsyncClient.close()`) and stop its event-loop thread; safe to call twice."""
         if not self._runner.loop.is_closed():
             self._runner.run(self._async.close())
             self._runner.stop()

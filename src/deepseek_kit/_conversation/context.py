@@ -7,9 +7,10 @@ never on the *head* (the leading system messages: the system prompt and a summar
 ever drops the system prompt, separates an assistant tool-call turn from its tool results, or
 starts the context with a tool result; and the current round is always sent.
 
-Prompt-prefix stability (deepseek-api.md §5.8): DeepSeek caches prompt prefixes on disk; a
-request hits only on a prefix identical to an earlier request's, in 128-token units, and a hit
-costs 1/50 of a miss (§2.1). Dropping one old round per turn changes the prompt right after the
+Prompt-prefix stability (docs/deepseek-api-notes.md#context-caching): DeepSeek caches prompt prefixes on disk;
+a request hits only on a prefix identical to an earlier request's, in 128-token units, and a hit
+costs 1/50 of a miss (docs/deepseek-api-notes.md#pricing-and-off-peak-hours).
+Dropping one old round per turn changes the prompt right after the
 system prompt on every request, so everything after it misses every time. The policies here
 therefore change the prefix rarely and in coarse steps:
 
@@ -121,6 +122,8 @@ class ContextPolicy:
         """Called before each request with the full candidate context; may update `ctx.state`."""
 
     def select(self, turns: list[Turn], ctx: PolicyContext) -> list[Turn]:
+        """The turns to send, a subsequence of `turns` (in order; new `Turn`s with `seq = -1` may
+        be added, e.g. a summary). Called for every request, after `prepare`; keep it pure."""
         raise NotImplementedError
 
     def __or__(self, other: ContextPolicy | Sequence[ContextPolicy]) -> Chain:

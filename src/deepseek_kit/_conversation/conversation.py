@@ -17,10 +17,11 @@ Decisions (and why):
   once the answer is complete, so a failed request or a stream the caller abandons before its
   finish chunk (break, `aclose()`, Ctrl-C cancelling the task, an error) leaves the history exactly
   as it was: no dangling user turn, no half answer that the next request would build on. A stream
-  left after the finish chunk arrived (usage rides on it, deepseek-api.md §4.3) counts as complete.
-  The partial answer of an abandoned stream stays readable on the stream object.
+  left after the finish chunk arrived (usage rides on it, docs/deepseek-api-notes.md#usage-fields) counts as
+  complete. The partial answer of an abandoned stream stays readable on the stream object.
 * reasoning_content (thinking mode) is always kept in the history, verbatim, and shown through
-  `last_reasoning`, the stream's `reasoning`, and the history dicts. What is *sent* follows §5.6:
+  `last_reasoning`, the stream's `reasoning`, and the history dicts.
+  What is *sent* follows docs/deepseek-api-notes.md#thinking-mode:
   with `tools` in the request, every previous assistant turn carries its reasoning_content (the
   API requires it and answers 400 otherwise); without tools the API ignores it, so it is stripped
   from plain answers to save upload and bandwidth - except on assistant turns that made tool calls,
@@ -55,6 +56,7 @@ from .usage import ConversationUsage
 
 if TYPE_CHECKING:
     from deepseek_kit._client.client import AsyncClient
+    from deepseek_kit._client.stream import AsyncStream
 
 __all__ = ["Conversation", "ConversationStream", "ConversationUsage"]
 
@@ -64,8 +66,8 @@ _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
 def _thinking(value: Any) -> bool | None:
-    """None (the API default, thinking on for current models, §3.2), or on/off from a bool,
-    "enabled"/"disabled", "on"/"off" or `{"type": ...}`."""
+    """None (the API default, thinking on for current models, docs/deepseek-api-notes.md#thinking-mode), or
+    on/off from a bool, "enabled"/"disabled", "on"/"off" or `{"type": ...}`."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, Mapping):
@@ -92,12 +94,15 @@ def _plain(m: Any) -> dict[str, Any]:
 class Conversation:
     """A conversation over an `AsyncClient` (use `SyncConversation` with a `Client`).
 
+    `system`: the system prompt (None: none). `model`: the model of every request.
     `policy`: a context policy, a list of them, or None to send everything (default
     `SlidingWindow(rounds=5)`). `preset`: a name from `PRESETS` (sets temperature, thinking off).
     `thinking`: None (API default: on), True or False; set later, it overrides the preset's.
     `**defaults`: any other `chat.completions.create()` arguments for every request (tools,
     max_tokens, response_format, extra_headers...); `send()`/`stream()` keyword arguments override
-    them for one request."""
+    them for one request. `keep_reasoning=True`: send earlier turns' reasoning_content even without
+    tools (for servers that insist). `summarizer`: what `Summarize` policies use (default: a
+    `ModelSummarizer` on this client, counted in `usage`). `currency`: "CNY" or "USD" for `usage.cost`."""
 
     def __init__(
         self,
@@ -165,8 +170,8 @@ class Conversation:
 
     @property
     def thinking(self) -> bool | None:
-        """True/False to turn thinking mode on/off, None for the API default (on, §3.2). Setting it
-        overrides a preset's `thinking`."""
+        """True/False to turn thinking mode on/off, None for the API default (on,
+        docs/deepseek-api-notes.md#thinking-mode). Setting it overrides a preset's `thinking`."""
         return self._thinking
 
     @thinking.setter
@@ -247,7 +252,8 @@ class Conversation:
 
     def add_tool_result(self, tool_call_id: str, content: Any) -> None:
         """Append a `tool` message answering `tool_call_id`. Non-string content is sent as JSON;
-        empty output as "(no output)" (the official harness does so, §3.1: content is required)."""
+        empty output as "(no output)" (the official harness does so,
+        docs/deepseek-api-notes.md#request-fields: content is required)."""
         if not isinstance(content, str):
             content = msgspec.json.encode(content).decode()
         self.append({"role": "tool", "tool_call_id": tool_call_id, "content": content or "(no output)"})
@@ -378,7 +384,19 @@ class Conversation:
         """Like `send()`, streaming: `async with conv.stream(text) as s: async for chunk in s`.
         The request starts at the first iteration (or `async with`); the turn is added when the
         answer is complete, and not at all if the stream is abandoned before that."""
-        return ConversationStream(self, self._pending(content), kwargs)
+        pending = self._pending(content)
+
+        async def open_turn() -> tuple[AsyncStream, str]:
+            kw = self.request_kwargs(**kwargs)
+            messages = await self._prepare(pending, kw)
+            inner: AsyncStream = await self.client.chat.completions.create(
+                messages=messages, stream=True, **kw)
+            return inner, kw["model"]
+
+        def commit(final: ChatCompletion, model: str) -> None:
+            self._commit(pending, final, model)
+
+        return ConversationStream(open_turn, commit)
 
     # -- saving -----------------------------------------------------------------------------------
 

@@ -1,9 +1,13 @@
 """`ConversationStream`: the stream of one conversation turn, committed to the history when the
-answer is complete (see `_conversation/conversation.py` for why a turn is committed whole)."""
+answer is complete (see `_conversation/conversation.py` for why a turn is committed whole).
+
+The conversation hands it two callables (open the turn's stream; commit the final answer) rather
+than itself, so this module does not import the conversation that imports it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.types import ChatCompletion, ChatCompletionChunk
@@ -12,8 +16,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from deepseek_kit._client.stream import AsyncStream
-
-    from .conversation import Conversation
 
 __all__ = ["ConversationStream"]
 
@@ -26,10 +28,10 @@ class ConversationStream:
     history. Leaving before the finish chunk (break, aclose, exception, cancellation) commits
     nothing and drops the connection."""
 
-    def __init__(self, conv: Conversation, pending: dict[str, Any] | None, kwargs: dict[str, Any]) -> None:
-        self._conv = conv
-        self._pending = pending
-        self._kwargs = kwargs
+    def __init__(self, open_turn: Callable[[], Awaitable[tuple[AsyncStream, str]]],
+                 commit: Callable[[ChatCompletion, str], None]) -> None:
+        self._open_turn = open_turn
+        self._commit_turn = commit
         self._inner: AsyncStream | None = None
         self._model = ""
         self.committed = False
@@ -39,11 +41,7 @@ class ConversationStream:
         if self._inner is None:
             if self.closed:
                 raise UsageError("this conversation stream was closed")
-            kw = self._conv.request_kwargs(**self._kwargs)
-            self._model = kw["model"]
-            messages = await self._conv._prepare(self._pending, kw)
-            create = self._conv.client.chat.completions.create
-            self._inner = await create(messages=messages, stream=True, **kw)
+            self._inner, self._model = await self._open_turn()
         return self._inner
 
     def __aiter__(self) -> ConversationStream:
@@ -63,7 +61,7 @@ class ConversationStream:
     def _commit(self) -> None:
         if not self.committed and self._inner is not None:
             self.committed = True
-            self._conv._commit(self._pending, self._inner.get_final_completion(), self._model)
+            self._commit_turn(self._inner.get_final_completion(), self._model)
 
     async def __aenter__(self) -> ConversationStream:
         await self._open()
@@ -89,17 +87,21 @@ class ConversationStream:
         return self.get_final_completion()
 
     def get_final_completion(self) -> ChatCompletion:
+        """The answer assembled so far (all of it once the stream is read); UsageError before the
+        stream has started."""
         if self._inner is None:
             raise UsageError("the stream has not started: iterate it or use 'async with' first")
         return self._inner.get_final_completion()
 
     @property
     def content(self) -> str:
+        """The answer text received so far ("" before the first chunk)."""
         c = self.get_final_completion() if self._inner is not None else None
         return (c.choices[0].message.content or "") if c and c.choices else ""
 
     @property
     def reasoning(self) -> str:
+        """The reasoning_content received so far (thinking mode; "" otherwise)."""
         c = self.get_final_completion() if self._inner is not None else None
         return (c.choices[0].message.reasoning_content or "") if c and c.choices else ""
 

@@ -1,11 +1,13 @@
-"""Pluggable summarizers for the `Summarize` context policy (issue 4 item 1).
+"""Pluggable summarizers for the `Summarize` context policy.
 
 A summarizer turns older conversation turns (and the previous summary, if any) into one short text.
 Three come with the kit:
 
 * `ModelSummarizer(client, model=...)` (the default): asks the model itself, thinking off (a summary
-  needs no chain of thought, and reasoning tokens are billed as output, deepseek-api.md §2.1) and at
-  a low temperature (temperature only has an effect with thinking off, §3.3).
+  needs no chain of thought, and reasoning tokens are billed
+  as output, docs/deepseek-api-notes.md#thinking-mode) and at
+  a low temperature (temperature only has an effect with
+  thinking off, docs/deepseek-api-notes.md#thinking-mode).
 * `ExtractiveSummarizer()`: offline and dependency-free; keeps the sentences whose words are most
   frequent in the passage (classic word-frequency extraction, Luhn 1958). Hand-written because the
   libraries that do this (sumy, gensim's old `summarize`) pull in NLTK data downloads or are gone;
@@ -53,7 +55,9 @@ class Summarizer(Protocol):
 
     def summarize(
         self, messages: Sequence[Mapping[str, Any]], previous: str | None = None
-    ) -> str | Awaitable[str]: ...
+    ) -> str | Awaitable[str]:
+        """The summary of `messages` with `previous` folded in, as plain text (or an awaitable of it)."""
+        ...
 
 
 _ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool result"}
@@ -91,7 +95,11 @@ _SYSTEM = (
 class ModelSummarizer:
     """Summarize with a DeepSeek model: one non-streaming request, thinking off, low temperature.
     `on_usage(model, usage)` is called with each request's usage (a Conversation uses it to count
-    the summaries in its token and cost tallies)."""
+    the summaries in its token and cost tallies).
+
+    `client`: the `AsyncClient` to ask; `model`, `temperature`, `max_tokens`: of that request;
+    `max_words`: the length the model is asked to keep to; other keyword arguments go to
+    `create()` as they are."""
 
     blocking = False
 
@@ -118,6 +126,8 @@ class ModelSummarizer:
         return f"ModelSummarizer(model={self.model!r}, temperature={self.temperature})"
 
     async def summarize(self, messages: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
+        """One request to the model with the transcript of `messages` (and `previous`): its answer,
+        or an `ExtractiveSummarizer` summary when the answer is empty."""
         text = transcript(messages, previous)
         resp = await self.client.chat.completions.create(
             model=self.model,
@@ -176,6 +186,7 @@ class ExtractiveSummarizer:
         return [w for w in (m.lower() for m in _WORD_RE.findall(text)) if w not in _STOPWORDS and len(w) > 1]
 
     def summarize(self, messages: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
+        """The best sentences of `previous` and `messages`, in order, within `max_chars`."""
         sentences: list[tuple[str, str]] = []  # (speaker, sentence)
         if previous:
             sentences += [("", s) for s in self._split(previous)]
@@ -239,8 +250,10 @@ class BartSummarizer:
     `model_name_or_path` is loaded with `AutoTokenizer`/`AutoModelForSeq2SeqLM.from_pretrained` on
     first use (default `facebook/bart-large-cnn`; it must be cached locally or downloadable); or pass
     ready `tokenizer=` and `model=` objects. The transcript is truncated to `max_input_tokens` (BART
-    reads 1,024 positions), the summary is at most `max_summary_tokens`. Generation runs under
-    `torch.inference_mode()` in a worker thread (`blocking = True`)."""
+    reads 1,024 positions), the summary is at most `max_summary_tokens` and at least
+    `min_summary_tokens`, found by beam search over `num_beams` beams, on `device` ("cuda", "cpu"...;
+    default: where the model was loaded). Generation runs under `torch.inference_mode()` in a
+    worker thread (`blocking = True`)."""
 
     blocking = True
 
@@ -304,6 +317,7 @@ class BartSummarizer:
         self._ready = True
 
     def summarize(self, messages: Sequence[Mapping[str, Any]], previous: str | None = None) -> str:
+        """The model's summary of `previous` and `messages` (loads the model on first use)."""
         import torch
 
         tokenizer, model = self._load()

@@ -1,6 +1,6 @@
 """`SyncConversation`: `Conversation` for the synchronous `Client`.
 
-Same design as `Client` itself (DESIGN.md "Layers"): one implementation. A SyncConversation holds
+Same design as `Client` itself (docs/architecture.md): one implementation. A SyncConversation holds
 an async `Conversation` over the Client's async core and runs each request on the Client's private
 loop thread; settings and history are read and written directly (plain attributes, no I/O).
 """
@@ -52,31 +52,38 @@ class SyncConversationStream:
         self.close()
 
     def close(self) -> None:
+        """Stop reading; the turn is committed only if its answer had finished."""
         self._client._run(self._inner.aclose())
 
     def until_done(self) -> ChatCompletion:
+        """Read the rest and return the final completion (the turn is then committed)."""
         return self._client._run(self._inner.until_done())
 
     def get_final_completion(self) -> ChatCompletion:
+        """The answer assembled so far (all of it once the stream is read)."""
         return self._inner.get_final_completion()
 
     @property
     def committed(self) -> bool:
+        """True once the turn (question and complete answer) is in the conversation's history."""
         return self._inner.committed
 
     @property
     def content(self) -> str:
+        """The answer text received so far."""
         return self._inner.content
 
     @property
     def reasoning(self) -> str:
+        """The reasoning_content received so far (thinking mode)."""
         return self._inner.reasoning
 
 
 class SyncConversation:
     """A conversation over a sync `Client`: `conv.send(text)`, `for chunk in conv.stream(text)`;
     everything else (settings, `history`, `messages()`, `usage`, `to_dict()`...) as on
-    `Conversation`, whose arguments it takes."""
+    `Conversation`, whose keyword arguments it takes after `client` (a sync `Client`):
+    `SyncConversation(client, system="Be brief.", model="deepseek-flash")`."""
 
     def __init__(self, client: Client, **kwargs: Any) -> None:
         inner = getattr(client, "async_client", None)
@@ -98,36 +105,49 @@ class SyncConversation:
         return self._conv
 
     def send(self, content: Any = None, /, **kwargs: Any) -> ChatCompletion:
+        """Send `content` as the next user turn and return the answer; the turn joins the history when
+        the request succeeds. `kwargs` override `create()` arguments for this request."""
         return self._client._run(self._conv.send(content, **kwargs))
 
     def stream(self, content: Any = None, /, **kwargs: Any) -> SyncConversationStream:
+        """Like `send()`, streaming: `with conv.stream(text) as s: for chunk in s: ...`. The turn joins
+        the history when the answer is complete, not at all if the stream is left before that."""
         return SyncConversationStream(self._client, self._conv.stream(content, **kwargs))
 
     def messages(self, content: Any = None, **overrides: Any) -> list[dict[str, Any]]:
+        """The messages the next request would carry, after the context policy (`Conversation.messages`)."""
         return self._conv.messages(content, **overrides)
 
     def count_tokens(self, content: Any = None, **overrides: Any) -> int:
+        """Estimated prompt tokens of the next request (`Conversation.count_tokens`)."""
         return self._conv.count_tokens(content, **overrides)
 
     def append(self, message: Mapping[str, Any] | ChatCompletionMessage) -> None:
+        """Add a message to the history as it is (`Conversation.append`)."""
         self._conv.append(message)
 
     def add_tool_result(self, tool_call_id: str, content: Any) -> None:
+        """Append a `tool` message answering `tool_call_id` (non-string content is sent as JSON)."""
         self._conv.add_tool_result(tool_call_id, content)
 
     def clear(self) -> None:
+        """Forget the history and the policies' state; keep the system prompt, settings and usage tallies."""
         self._conv.clear()
 
     def describe(self) -> str:
+        """One line: model, thinking, preset, policy, turns."""
         return self._conv.describe()
 
     def request_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """The `create()` arguments of the next request (preset, defaults, thinking, `overrides`)."""
         return self._conv.request_kwargs(**overrides)
 
     def fork(self) -> SyncConversation:
+        """An independent copy (history, settings, policy state) on the same client, tallies at zero."""
         return SyncConversation._wrap(self._client, self._conv.fork())
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible data (settings, history, policy state, usage) for `from_dict`."""
         return self._conv.to_dict()
 
     @classmethod
@@ -139,6 +159,8 @@ class SyncConversation:
         policy: ContextPolicy | Sequence[ContextPolicy] | None = _DEFAULT,
         summarizer: Summarizer | None = None,
     ) -> SyncConversation:
+        """Rebuild a conversation saved with `to_dict()`, on the sync `client` (policies and the
+        summarizer are code: pass them again)."""
         conv = Conversation.from_dict(data, client.async_client, policy=policy, summarizer=summarizer)
         return cls._wrap(client, conv)
 
@@ -149,6 +171,7 @@ class SyncConversation:
 
     @property
     def model(self) -> str:
+        """The model of the next request (assignable)."""
         return self._conv.model
 
     @model.setter
@@ -157,6 +180,7 @@ class SyncConversation:
 
     @property
     def system(self) -> str | None:
+        """The system prompt sent first in every request, None for none (assignable)."""
         return self._conv.system
 
     @system.setter
@@ -165,6 +189,7 @@ class SyncConversation:
 
     @property
     def thinking(self) -> bool | None:
+        """True/False turns thinking mode on/off, None leaves the API default (assignable)."""
         return self._conv.thinking
 
     @thinking.setter
@@ -173,6 +198,7 @@ class SyncConversation:
 
     @property
     def preset(self) -> str | None:
+        """The active preset's name, None for none; assigning one applies its settings."""
         return self._conv.preset
 
     @preset.setter
@@ -181,6 +207,7 @@ class SyncConversation:
 
     @property
     def policy(self) -> ContextPolicy:
+        """The context policy deciding which messages are sent (assignable, as on `Conversation`)."""
         return self._conv.policy
 
     @policy.setter
@@ -189,20 +216,25 @@ class SyncConversation:
 
     @property
     def defaults(self) -> dict[str, Any]:
+        """`create()` arguments sent with every request of this conversation (a dict to edit)."""
         return self._conv.defaults
 
     @property
     def history(self) -> list[dict[str, Any]]:
+        """The committed turns so far, without the system prompt (a copy: use `append()`/`clear()`)."""
         return self._conv.history
 
     @property
     def last(self) -> ChatCompletion | None:
+        """The latest answer, None before the first one."""
         return self._conv.last
 
     @property
     def last_reasoning(self) -> str | None:
+        """The reasoning_content of the latest answer (thinking mode)."""
         return self._conv.last_reasoning
 
     @property
     def usage(self) -> ConversationUsage:
+        """Tokens, cache hits and cost of every request so far (`ConversationUsage`)."""
         return self._conv.usage

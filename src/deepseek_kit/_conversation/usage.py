@@ -1,19 +1,22 @@
 """`ConversationUsage`: a conversation's token and cost tallies, summed from each response's `usage`.
 
-Exact as billed: DeepSeek's `usage` (prompt = cache hits + misses, completion including reasoning,
-deepseek-api.md §4.1) priced with `_pricing` at the time of the response (peak/off-peak, §2.1).
+Exact as billed: each `usage` read by the client's one split (`_wire/usage.split_usage`: prompt =
+cache hits + misses, completion including reasoning,
+docs/deepseek-api-notes.md#response-objects) and priced by the one price cache
+(`_wire/pricing.PriceBook`) at the time of the response (peak or off-peak).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.types import Usage
+from deepseek_kit._wire.usage import split_usage
 
 __all__ = ["ConversationUsage"]
 
@@ -30,26 +33,36 @@ class ConversationUsage:
     reasoning_tokens: int = 0
     cost: Decimal = Decimal(0)
     currency: str = "CNY"
+    _prices: _pricing.PriceBook | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, model: str, usage: Usage | None, at: datetime | None = None) -> None:
+        """Count one request: its `usage` (None: counted as a request without tokens) priced for
+        `model` at time `at` (default: now), peak or off-peak."""
         self.requests += 1
         if usage is None:
             return
-        hit = usage.prompt_cache_hit_tokens or 0
-        miss = usage.prompt_cache_miss_tokens
-        self.prompt_tokens += usage.prompt_tokens
-        self.cache_hit_tokens += hit
-        self.cache_miss_tokens += miss if miss is not None else usage.prompt_tokens - hit
-        self.completion_tokens += usage.completion_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        self.cost += _pricing.cost(model, usage, at, self.currency)  # at=None: now (DSK_FAKE_NOW aware)
+        t = split_usage(usage)
+        self.prompt_tokens += t.prompt
+        self.cache_hit_tokens += t.cache_hit
+        self.cache_miss_tokens += t.cache_miss
+        self.completion_tokens += t.completion
+        self.reasoning_tokens += t.reasoning
+        prices = self._prices
+        if prices is None or prices.currency != self.currency.upper():
+            prices = self._prices = _pricing.PriceBook(self.currency)
+        at = at or _pricing.now()  # DSK_FAKE_NOW aware
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)  # naive = UTC, as `_pricing.is_peak` reads it
+        self.cost += prices.cost(model, t, at.timestamp())
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens (reasoning is part of completion)."""
         return self.prompt_tokens + self.completion_tokens
 
     @property
     def cache_hit_rate(self) -> float:
+        """The share of prompt tokens served from DeepSeek's context cache, 0.0 to 1.0."""
         return self.cache_hit_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def __str__(self) -> str:
@@ -59,13 +72,15 @@ class ConversationUsage:
                 f"({self.reasoning_tokens:,} reasoning), cost {sign}{self.cost:.6f}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain JSON-compatible values (`cost` as a decimal string), for `from_dict`."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         d["cost"] = str(self.cost)
         return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConversationUsage:
-        names = {f.name for f in fields(cls)}
+        """Rebuild tallies saved with `to_dict()`; unknown keys are ignored."""
+        names = {f.name for f in fields(cls) if f.init}
         kw = {k: v for k, v in data.items() if k in names}
         if "cost" in kw:
             kw["cost"] = Decimal(str(kw["cost"]))

@@ -99,7 +99,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     Migration("0003_requests_search", apply=_search_index),
     # Calls the emulator answered (its marker header or fingerprint, or dsk's --mock / fallback):
-    # shown as such by `dsk logs` and kept out of `dsk stats` unless asked (issue 7 item 5). Rows
+    # shown as such by `dsk logs` and kept out of `dsk stats` unless
+    # asked (docs/emulator.md#nothing-it-makes-passes-for-deepseek). Rows
     # logged before this migration by dsk's emulator carry the endpoint label "emulator".
     Migration("0004_requests_synthetic", (
         "ALTER TABLE requests ADD COLUMN synthetic INTEGER NOT NULL DEFAULT 0",

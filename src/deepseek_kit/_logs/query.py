@@ -74,6 +74,7 @@ class LogEntry(msgspec.Struct, frozen=True):
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens of this call."""
         return self.prompt_tokens + self.completion_tokens
 
     def message_list(self) -> list[Any]:
@@ -149,7 +150,8 @@ def _pct(values: list[float], q: int) -> float | None:
 
 
 class Logs:
-    """Read access to the logs database. Use as a context manager or call `close()`."""
+    """Read access to the logs database. Use as a context manager or call `close()`.
+    `path`: the database (default: $DSK_HOME/logs.sqlite3, where `dsk` and `LogConfig()` write)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser() if path else LogConfig().db_path()
@@ -172,6 +174,7 @@ class Logs:
         return self._conn
 
     def close(self) -> None:
+        """Close the database connection (reopened on the next query); `with Logs() as logs:` calls it."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -214,10 +217,12 @@ class Logs:
         return self._rows(f"{_SELECT}{where} ORDER BY id DESC LIMIT ?", (*args, limit))
 
     def get(self, entry_id: int) -> LogEntry | None:
+        """The logged call with id `entry_id` (as `dsk logs show ID`), or None."""
         rows = self._rows(f"{_SELECT} WHERE id = ?", (entry_id,))
         return rows[0] if rows else None
 
     def count(self) -> int:
+        """How many calls the log holds (0 when the database does not exist yet)."""
         db = self._db()
         return 0 if db is None else int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
 

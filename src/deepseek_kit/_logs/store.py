@@ -118,6 +118,7 @@ class LogConfig:
                              f"got {self.clock!r}")
 
     def db_path(self) -> Path:
+        """The SQLite file the rows go to: `path`, else $DSK_HOME/logs.sqlite3."""
         return Path(self.path).expanduser() if self.path else home_dir() / "logs.sqlite3"
 
     @classmethod
@@ -254,7 +255,7 @@ class ConversationInfo(msgspec.Struct, frozen=True):
 
 def _plain(m: Any) -> Any:
     """A message as the JSON the API takes: answers (`ChatCompletionMessage`) through `to_param()`,
-    which keeps reasoning_content and tool calls verbatim (deepseek-api.md §5.6)."""
+    which keeps reasoning_content and tool calls verbatim (docs/deepseek-api-notes.md#thinking-mode)."""
     to_param = getattr(m, "to_param", None)
     if callable(to_param):
         return to_param()

@@ -5,7 +5,8 @@ header and a refreshed token applies to the retry).
 - `KeyRotation([k1, k2, ...])`: round-robin over several keys; a key answered with 401 is set
   aside for `cooldown` seconds and the request is retried once with the next key.
 - `OAuth2ClientCredentials(token_url, client_id, client_secret, scope=...)`: for gateways and
-  private deployments that use it (DeepSeek itself has no OAuth, deepseek-api.md §1.3). The token
+  private deployments that use it (DeepSeek itself has no OAuth,
+  docs/deepseek-api-notes.md#base-urls-and-authentication). The token
   is fetched with the client-credentials grant (RFC 6749 §4.4), cached until `refresh_margin`
   seconds before it expires, refreshed by one caller at a time (the others wait for that refresh),
   and on a 401 invalidated and fetched again once before the request is retried once.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -27,39 +28,53 @@ import msgspec
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import APIConnectionError, AuthenticationError, UsageError, make_status_error
 
+from .base import CallNext
+
 __all__ = ["AuthProvider", "AuthStep", "KeyRotation", "OAuth2ClientCredentials", "StaticKey",
            "provider_secrets"]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 
 class AuthProvider(Protocol):
-    """`static` is the header value when it never changes (then `authorization()` is not awaited).
+    """Where the Authorization header comes from: `AsyncClient(auth=...)` or `Endpoint(auth=...)`
+    take any object with these members (`StaticKey`, `KeyRotation`, `OAuth2ClientCredentials`, or
+    your own). The auth step asks it before every attempt and tells it about every 401.
+
+    `static` is the header value when it never changes (then `authorization()` is not awaited).
 
     A provider may also define `secrets() -> tuple[str, ...]`: every secret it holds right now (keys,
     current tokens, a client secret). The client masks them wherever a server echoes them, in errors
-    and in the logs (issue 8, S2); the providers here all do."""
+    and in the logs (docs/attack-round-2026-12.md, S2); the providers here all do."""
 
     static: str | None
 
-    async def authorization(self) -> str | None: ...
+    async def authorization(self) -> str | None:
+        """The whole Authorization header value for the next attempt (`"Bearer sk-..."`), or None
+        to send none. Called before every attempt that `static` does not cover: keep it cheap."""
+        ...
 
     async def unauthorized(self, header: str | None) -> bool:
         """The server rejected `header` with 401; True when a retry with a new header may work."""
 
 
 class StaticKey:
+    """One fixed API key: `Authorization: Bearer <key>`, the same on every request (the default
+    provider; `AsyncClient(api_key=...)` builds it). A 401 is final: nothing to rotate to."""
+
     def __init__(self, api_key: str | None) -> None:
         self.static: str | None = f"Bearer {api_key}" if api_key else None
         self._key = api_key
 
     async def authorization(self) -> str | None:
+        """`Bearer <key>`, or None without a key."""
         return self.static
 
     async def unauthorized(self, header: str | None) -> bool:
+        """False: a fixed key cannot be replaced."""
         return False
 
     def secrets(self) -> tuple[str, ...]:
+        """Every secret held now, for the client to mask in errors and logs."""
         return (self._key,) if self._key else ()
 
     def __repr__(self) -> str:
@@ -67,6 +82,11 @@ class StaticKey:
 
 
 class KeyRotation:
+    """Several API keys used round-robin: `AsyncClient(auth=KeyRotation(["sk-a", "sk-b"]))`.
+
+    A key answered with 401 is set aside for `cooldown` seconds and the request is retried once with
+    the next key; when every key is set aside, they are tried anyway."""
+
     def __init__(self, keys: Sequence[str], *, cooldown: float = 300.0) -> None:
         if not keys or not all(isinstance(k, str) and k for k in keys):
             raise UsageError("KeyRotation needs a non-empty list of API keys")
@@ -77,6 +97,7 @@ class KeyRotation:
         self.cooldown = cooldown
 
     async def authorization(self) -> str | None:
+        """The next key in turn that is not set aside."""
         now = time.monotonic()
         n = len(self._headers)
         for _ in range(n):
@@ -88,11 +109,13 @@ class KeyRotation:
         return self._headers[self._i % n]  # every key set aside: try anyway
 
     async def unauthorized(self, header: str | None) -> bool:
+        """Set the key of `header` aside for `cooldown`; True while another key is left."""
         if header is not None:
             self._bad[header] = time.monotonic() + self.cooldown
         return len(self._bad) < len(self._headers)
 
     def secrets(self) -> tuple[str, ...]:
+        """Every secret held now, for the client to mask in errors and logs."""
         return tuple(h[len("Bearer "):] for h in self._headers)
 
     def __repr__(self) -> str:
@@ -106,6 +129,18 @@ class _Token(msgspec.Struct):
 
 
 class OAuth2ClientCredentials:
+    """Bearer tokens from an OAuth2 token endpoint (client-credentials grant, RFC 6749 section 4.4),
+    for gateways and private deployments in front of a model (DeepSeek's own API uses API keys):
+
+        auth = OAuth2ClientCredentials("https://idp.example/token", "my-id", "my-secret", scope="llm")
+        client = AsyncClient(base_url="https://gateway.example/v1", auth=auth)
+
+    The token is cached until `refresh_margin` seconds before it expires (`expires_in`, else one
+    hour), fetched by one caller at a time while the others wait, and on a 401 fetched again once
+    before the request is retried once. `timeout` bounds each token request; `fetches` counts them.
+    `token_url`, `client_id`, `client_secret`: the grant's endpoint and credentials (the secret is
+    masked wherever it could show); `scope`, `audience`: sent with the grant when given."""
+
     def __init__(
         self,
         token_url: str,
@@ -139,14 +174,17 @@ class OAuth2ClientCredentials:
         return f"OAuth2ClientCredentials({self.token_url!r}, client_id={self._form['client_id']!r})"
 
     def secrets(self) -> tuple[str, ...]:
+        """Every secret held now, for the client to mask in errors and logs."""
         return (self._form["client_secret"], *self._recent)
 
     async def authorization(self) -> str | None:
+        """The cached token's header, fetching a new token when it is about to expire."""
         if self._header is not None and time.monotonic() < self._expires:
             return self._header
         return await self._refresh(stale=self._header)
 
     async def unauthorized(self, header: str | None) -> bool:
+        """Fetch a new token (unless another caller already has); True: retry with it."""
         await self._refresh(stale=header)
         return True
 
@@ -205,6 +243,8 @@ class AuthStep:
         self.provider = provider
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Set the Authorization header and pass the request on; on a 401 ask the provider whether a
+        new header may work (`unauthorized`) and, if so, try once more with it."""
         ep: Any = request.endpoint
         provider: AuthProvider = ep.auth if ep is not None and ep.auth is not None else self.provider
         header = provider.static

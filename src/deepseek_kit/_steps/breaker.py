@@ -22,6 +22,13 @@ __all__ = ["BreakerPolicy", "CircuitBreaker", "EndpointStats"]
 
 @dataclass(frozen=True)
 class BreakerPolicy:
+    """When an endpoint's circuit breaker opens and for how long: `Endpoint(breaker=BreakerPolicy(...))`.
+
+    It opens after `failures` consecutive failures, or when at least `error_rate` of the last
+    `window` outcomes failed (once `min_requests` outcomes are in); `open_for` seconds later one probe
+    request is let through, whose success closes it again. Only failures that say something about the
+    endpoint count (5xx, 429, connection errors, timeouts), never a 400/401/402/422."""
+
     failures: int = 5
     error_rate: float = 0.5
     window: int = 20

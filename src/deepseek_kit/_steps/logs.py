@@ -7,9 +7,13 @@ What it does on the event loop, per call: two clock reads and one `put` of a `fu
 onto the writer's queue; for a stream, one more when it ends: reading the answer the stream layer
 accumulated (`Response.final`, set by `AsyncStream`), since the step must never consume a stream
 itself. Everything else runs on the writer thread, in `_row`: decoding the request body (model,
-messages, parameters) and a non-stream answer, the token split, DeepSeek's price
-(deepseek-api.md §2.1: cache-hit input, cache-miss input, output, peak or off-peak by Beijing time
-at the start of the call), and redacting error messages.
+messages, parameters) and a non-stream answer, and redacting error messages.
+
+Tokens and cost come from the call's `RequestRecord`: the one the metrics step (inside this one)
+left in `request.options["record"]` (`_steps/metrics/record.RECORD_OPTION`), so the answer is not
+split and priced twice; with metrics off (or counting in another currency) the step builds the
+record itself with the same function (`_steps/metrics/step.build_record`: the one usage split,
+the one price cache, `_wire/pricing.PriceBook`).
 
 Never stored: request headers (the API key travels there, and only there) and the client's key in
 any error text (`redact`). With `LogConfig(content=False)` only the numbers are stored. A 200 whose
@@ -30,8 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,18 +54,25 @@ from deepseek_kit._wire.types import (
     is_synthetic_fingerprint,
     model_list_decoder,
 )
+from deepseek_kit._wire.usage import split_usage
 
-from .metrics.step import _tokens
+from .base import CallNext
+from .metrics.record import RECORD_OPTION, RequestRecord
+from .metrics.step import build_record
 
 __all__ = ["LogStep"]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 _encode_json = msgspec.json.encode
 
 
 class LogStep:
     """Pipeline step: one row per call into the logs database. `flush()` (blocking) / `aclose()`
-    wait until the rows of calls made so far are written."""
+    wait until the rows of calls made so far are written.
+
+    `config`: a `LogConfig` (where, what to keep). `secrets`: strings to mask in logged bodies (a
+    tuple, or a function returning the current ones). `endpoint`: a fixed label for every row (else
+    the server's host). `synthetic=True`: flag every row as an emulator answer. `store`: the
+    writer to share (default: one per database file)."""
 
     def __init__(self, config: LogConfig | None = None, *, secrets: Secrets = (),
                  endpoint: str | None = None, store: LogStore | None = None,
@@ -71,18 +81,19 @@ class LogStep:
         self.store = store or LogStore.shared(cfg)
         self._put = self.store.put
         # A tuple, or a callable read when a row is built: tokens an OAuth2 provider fetches later
-        # are masked too (issue 8, S2). Only error and non-chat paths read it.
+        # are masked too (docs/attack-round-2026-12.md, S2). Only error and non-chat paths read it.
         self._secret_source = secrets
         self._endpoint = endpoint  # a fixed label (e.g. "emulator"), else the server's host
         self._synthetic = synthetic  # every call goes to the emulator (dsk --mock)
         self._content = cfg.content
         self._currency = cfg.currency
         self._clock = cfg.clock
-        self._holidays = cfg.holidays
-        self._prices: dict[str, _pricing.ModelPrice | None] = {}  # writer thread only
-        self._price_minute = -1
+        # Used when there is no metrics record to take the cost from (metrics off, or another currency).
+        self._prices = _pricing.PriceBook(cfg.currency, cfg.holidays)
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Pass the call on, then queue its row (request, answer, usage, cost, latency, error) for the
+        writer thread once the response completes; the call never waits for the database."""
         if not self.config.enabled:
             return await call_next(request)
         loop_time = asyncio.get_running_loop().time
@@ -92,10 +103,11 @@ class LogStep:
             resp = await call_next(request)
         except BaseException as exc:
             self._put(functools.partial(self._row, request, None, None, wall, loop_time() - t0, t0,
-                                        (exc, str(exc))))
+                                        (exc, str(exc)), None))
             raise
         if resp.events is None:
-            self._put(functools.partial(self._row, request, resp, None, wall, loop_time() - t0, t0, None))
+            self._put(functools.partial(self._row, request, resp, None, wall, loop_time() - t0, t0, None,
+                                        request.options.get(RECORD_OPTION)))
         else:
             resp.add_done_callback(functools.partial(self._stream_done, request, wall, t0, loop_time))
         return resp
@@ -105,35 +117,28 @@ class LogStep:
         latency = loop_time() - t0
         # Read now, on the loop: a resumed stream keeps accumulating into the same answer.
         final = resp.final() if resp.final is not None else None
-        self._put(functools.partial(self._row, request, resp, final, wall, latency, t0, None))
+        # The metrics step (inside this one) built the call's record in its own done callback,
+        # which ran first (callbacks run in the order they were added).
+        self._put(functools.partial(self._row, request, resp, final, wall, latency, t0, None,
+                                    request.options.get(RECORD_OPTION)))
 
     @property
     def _secrets(self) -> tuple[str, ...]:
         return tuple(s for s in secrets_of(self._secret_source) if s)
 
     def flush(self, timeout: float | None = None) -> bool:
+        """Block until the rows of the calls made so far are written; False when `timeout` passed first."""
         return self.store.flush(timeout)
 
     async def aclose(self) -> None:
+        """Wait (up to 10 s, off the event loop) until the rows of the calls made so far are written."""
         await asyncio.get_running_loop().run_in_executor(None, self.store.flush, 10.0)
 
     # -- on the writer thread ------------------------------------------------------------------------
 
-    def _price(self, model: str, wall: float) -> _pricing.ModelPrice | None:
-        # Peak windows start and end on whole Beijing hours: one calendar check per model and minute.
-        minute = int(wall // 60)
-        if minute != self._price_minute:
-            self._prices.clear()
-            self._price_minute = minute
-        try:
-            return self._prices[model]
-        except KeyError:
-            price = self._prices[model] = _pricing.price_for(
-                model, datetime.fromtimestamp(wall, timezone.utc), self._currency, self._holidays)
-            return price
-
     def _row(self, request: Request, resp: Response | None, final: Any, wall: float, latency: float,
-             t0: float, failure: tuple[BaseException, str] | None) -> tuple[Any, ...]:
+             t0: float, failure: tuple[BaseException, str] | None,
+             record: RequestRecord | None) -> tuple[Any, ...]:
         model, prompt, messages, params = _request_parts(request.body, self._content)
 
         status = error = message = trace_id = finish = response_id = None
@@ -198,13 +203,19 @@ class LogStep:
                         tool_calls = _encode_json(msg.tool_calls).decode()
                 else:
                     answer = getattr(c, "text", None)  # FIM
-        p_tokens, hit, miss, out, r_tokens = _tokens(usage)
         cache_hit = bool(resp is not None and resp.cache_hit)
-        cost = 0.0
-        if model and not cache_hit and (hit or miss or out):
-            price = self._price(model, wall)
-            if price is not None:
-                cost = float(_pricing.charge(price, hit, miss, out))
+        if resp is not None and (record is None or record.currency != self._currency):
+            # Metrics off (or in another currency): the record the metrics step would build.
+            record = build_record(request, resp, wall, t0, t0 + latency, self._prices, usage)
+        if resp is not None and record is not None:
+            p_tokens, hit, miss, out, r_tokens = (record.prompt_tokens, record.prompt_cache_hit_tokens,
+                                                  record.prompt_cache_miss_tokens, record.completion_tokens,
+                                                  record.reasoning_tokens)
+            cost = float(record.cost)
+        else:  # an error: the usage of a partial answer it carries, if any
+            tokens = split_usage(usage)
+            p_tokens, hit, miss, out, r_tokens = tokens
+            cost = float(self._prices.charge(model, tokens, self._prices.is_peak(wall))) if model else 0.0
         content = self._content
         return (
             wall, model, self._endpoint or _endpoint(request, resp), request.path, int(request.stream),

@@ -1,8 +1,10 @@
 """`RetryPolicy` and the retry step: the single owner of retries in the pipeline.
 
 Retried: 408/409/429/500/502/503/504, connection errors, timeouts and empty 200 bodies
-(deepseek-api.md §4.4, §6.1). Never retried: 400/401/402/404/422 (402 Insufficient Balance must
-never be retried, §8.9). A stream is only retried before its first event reached the caller: the
+(docs/deepseek-api-notes.md#streaming-and-keep-alives, #errors-and-status-codes).
+Never retried: 400/401/402/404/422 (402 Insufficient Balance must
+never be retried, docs/deepseek-api-notes.md#errors-and-status-codes).
+A stream is only retried before its first event reached the caller: the
 attempt step reads that event before returning, and nothing after it passes back through here.
 
 Backoff is exponential with full jitter (delay = uniform(0, min(max_delay, initial * 2**n))),
@@ -21,23 +23,28 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import APIConnectionError, APIStatusError, APITimeoutError, UsageError
 
+from .base import CallNext
+
 __all__ = ["RetryPolicy", "RetryStep"]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How to retry. `max_retries` counts retries after the first attempt (so attempts =
-    max_retries + 1); `max_elapsed` bounds the time spent across all attempts and waits."""
+    """How to retry: `AsyncClient(retry=RetryPolicy(...))`. `max_retries` counts retries after the
+    first attempt (so attempts = max_retries + 1); `max_elapsed` bounds the time spent across all
+    attempts and waits. Waits grow from `initial_delay` up to `max_delay` seconds (exponential
+    backoff, full jitter). `retry_statuses`: the status codes worth another try (connection errors
+    and timeouts always are). `respect_retry_after`: wait what a Retry-After header asks, at most
+    `max_retry_after` seconds."""
 
     max_retries: int = 4
     initial_delay: float = 0.5
@@ -61,6 +68,8 @@ class RetryPolicy:
                              f"got {me!r}")
 
     def is_retryable(self, exc: BaseException) -> bool:
+        """True for connection errors and timeouts, and for status errors whose code is in
+        `retry_statuses` (408, 409, 429, 500, 502, 503, 504 by default)."""
         if isinstance(exc, APIStatusError):
             return exc.status_code in self.retry_statuses
         return isinstance(exc, APIConnectionError)

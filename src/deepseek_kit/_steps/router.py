@@ -2,17 +2,17 @@
 llama.cpp, another deepseek-kit gateway), each with its own base URL, auth, model names, weight and
 priority.
 
-The router step sits outside retry (DESIGN.md order: metrics -> cache -> router -> retry ->
-limits -> auth). For each call it orders the endpoints by the strategy (priority failover,
-weighted, least TTFT, least in flight; `options["only_endpoints"]` restricts them), skips those
-whose circuit breaker is open, and sends the call to the first; a failure that says "this endpoint
-cannot serve now" (503, connection failure, first-token timeout, a full endpoint's
-`QueueTimeoutError`) moves to the next endpoint at once — the retry and limits steps below are told
-so through `request.options["failover"]` and neither retry nor queue then — while a
-400/401/402/422 is the caller's problem and never fails over. With hedging on, when the first token
-has not come after a delay (by default that endpoint's p95 time to first token), a second endpoint
-is raced; the first to answer wins and the other is cancelled (or closed, if it answered too). When
-every endpoint fails: `AllEndpointsFailedError` with each attempt.
+The router step sits outside retry (why: `_client/pipeline.py`). For each call it orders the
+endpoints by the strategy (priority failover, weighted, least TTFT, least in flight;
+`options["only_endpoints"]` restricts them), skips those whose circuit breaker is open, and sends
+the call to the first; a failure that says "this endpoint cannot serve now" (503, connection
+failure, first-token timeout, a full endpoint's `QueueTimeoutError`) moves to the next endpoint at
+once — the retry and limits steps below are told so through `request.options["failover"]` and
+neither retry nor queue then — while a 400/401/402/422 is the caller's problem and never fails over.
+With hedging on, when the first token has not come after a delay (by default that endpoint's p95
+time to first token), a second endpoint is raced; the first to answer wins and the other is
+cancelled (or closed, if it answered too). When every endpoint fails: `AllEndpointsFailedError` with
+each attempt.
 
 All of it spends one deadline (`options["deadline"]`, set once per call from `Timeout.total`): no
 endpoint is tried after it. Each try is recorded in `options["route"]` as [endpoint, attempts,
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -33,14 +33,15 @@ import msgspec
 
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import AllEndpointsFailedError, APIConnectionError, APIStatusError, UsageError
+from deepseek_kit._wire.urls import beta_url
 
 from .auth import AuthProvider, StaticKey
+from .base import CallNext
 from .breaker import BreakerPolicy, CircuitBreaker, EndpointStats
 from .limits.step import QueueTimeoutError
 
 __all__ = ["Endpoint", "EndpointHealth", "RouterStep", "Routing"]
 
-CallNext = Callable[[Request], Awaitable[Response]]
 _NEVER_FAIL_OVER = frozenset({400, 401, 402, 422})
 STRATEGIES = ("priority", "weighted", "least_latency", "least_in_flight")
 
@@ -52,7 +53,18 @@ def _finite_non_negative(v: object) -> bool:
 @dataclass(frozen=True)
 class Endpoint:
     """One server that can answer. `models` maps the model names callers use to the names this
-    server knows (e.g. {"deepseek-flash": "deepseek-ai/DeepSeek-V4-Flash"} for a vLLM)."""
+    server knows (e.g. {"deepseek-flash": "deepseek-ai/DeepSeek-V4-Flash"} for a vLLM).
+
+        AsyncClient(endpoints=[Endpoint("https://api.deepseek.com", name="cloud", api_key=key),
+                               Endpoint("http://10.0.0.5:8000/v1", name="vllm", priority=1)])
+
+    `base_url`: the server's API root. `name`: how metrics, logs and errors call it (default: the
+    URL without its scheme). `api_key` or `auth` (an `AuthProvider`): its credentials. `weight`,
+    `priority`: its share and rank for the `Routing` strategies. `beta_base_url`: its
+    prefix-completion/FIM root.
+    `dialect`: a label for the server kind, informational (dialects are detected from the answers).
+    `breaker`: its `BreakerPolicy`. `hedge_after`: the hedging delay for this endpoint.
+    `prefix_completion`: whether broken streams may be continued through it."""
 
     base_url: str
     name: str = ""
@@ -91,6 +103,14 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Routing:
+    """How a call picks one of several endpoints: `AsyncClient(endpoints=eps, routing=Routing(...))`.
+
+    `strategy`: "priority" (lowest `Endpoint.priority` first, then list order; the default),
+    "weighted" (random by `Endpoint.weight`), "least_latency" (lowest time to first token) or
+    "least_in_flight" (fewest calls running). `hedge=True`: when the first token has not come after
+    `hedge_after` seconds (None: that endpoint's p95 time to first token, `hedge_default` until one is
+    measured), race a second endpoint; the first to answer wins, the other is cancelled."""
+
     strategy: str = "priority"
     hedge: bool = False
     hedge_after: float | None = None  # fixed hedging delay; None: the endpoint's p95 TTFT
@@ -105,19 +125,17 @@ class Routing:
                 raise UsageError(f"Routing.{name} must be a finite number of seconds >= 0, got {v!r}")
 
 
-class _Live:
+class _EndpointState:
     """Runtime state of one endpoint: what the auth step and the metrics read off `request.endpoint`."""
 
     __slots__ = ("auth", "beta_url", "breaker", "ep", "index", "name", "stats")
 
     def __init__(self, ep: Endpoint, index: int) -> None:
-        from deepseek_kit._client.client import _beta_url
-
         self.ep = ep
         self.index = index
         self.name = ep.name
         self.auth: AuthProvider | None = ep.auth or (StaticKey(ep.api_key) if ep.api_key else None)
-        self.beta_url = (ep.beta_base_url or _beta_url(ep.base_url)).rstrip("/")
+        self.beta_url = (ep.beta_base_url or beta_url(ep.base_url)).rstrip("/")
         self.breaker = CircuitBreaker(ep.breaker)
         self.stats = EndpointStats()
 
@@ -194,9 +212,9 @@ class RouterStep:
         if len(set(names)) != len(names):
             raise UsageError(f"endpoint names must be unique: {names}")
         self.routing = routing or Routing()
-        self.live = [_Live(e, i) for i, e in enumerate(endpoints)]
+        self.live = [_EndpointState(e, i) for i, e in enumerate(endpoints)]
 
-    def endpoint(self, name: str) -> _Live:
+    def endpoint(self, name: str) -> _EndpointState:
         return next(lv for lv in self.live if lv.name == name)
 
     def health(self) -> list[EndpointHealth]:
@@ -205,7 +223,7 @@ class RouterStep:
 
     # -- ordering ----------------------------------------------------------------------------------
 
-    def _order(self, only: Any = None) -> list[_Live]:
+    def _order(self, only: Any = None) -> list[_EndpointState]:
         live = self.live
         if only is not None:  # e.g. a continuation that must stay on endpoints that can serve it
             live = [lv for lv in live if lv.name in only]
@@ -226,7 +244,7 @@ class RouterStep:
 
     # -- one try on one endpoint -------------------------------------------------------------------
 
-    def _request_for(self, request: Request, lv: _Live, more: bool) -> Request:
+    def _request_for(self, request: Request, lv: _EndpointState, more: bool) -> Request:
         body = request.body
         if lv.ep.models and body:
             try:
@@ -248,7 +266,7 @@ class RouterStep:
         req.endpoint = lv
         return req
 
-    async def _try(self, request: Request, lv: _Live, call_next: CallNext, more: bool,
+    async def _try(self, request: Request, lv: _EndpointState, call_next: CallNext, more: bool,
                    entry: list[Any]) -> Response:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -295,12 +313,12 @@ class RouterStep:
         queue = self._order(opts.get("only_endpoints"))
         route: list[list[Any]] = opts.setdefault("route", [])
         failures: list[tuple[str, BaseException]] = []
-        pending: dict[asyncio.Future[Response], _Live] = {}
+        pending: dict[asyncio.Future[Response], _EndpointState] = {}
         hedge = self.routing.hedge and len(queue) > 1
         hedge_at: float | None = None
         late: list[str] = []  # endpoints never tried because the deadline passed
 
-        def pick() -> tuple[_Live, bool, list[Any]] | None:
+        def pick() -> tuple[_EndpointState, bool, list[Any]] | None:
             """The next endpoint whose breaker lets a request through, unless the deadline passed."""
             while queue:
                 lv = queue.pop(0)
@@ -338,7 +356,7 @@ class RouterStep:
             pending[asyncio.ensure_future(self._try(request, lv, call_next, more, entry))] = lv
             return True
 
-        first: _Live | None = None  # the endpoint a hedge is raced against
+        first: _EndpointState | None = None  # the endpoint a hedge is raced against
         try:
             while True:
                 if not pending:
@@ -388,14 +406,14 @@ class RouterStep:
             summary += f"; not tried, the call's total timeout had passed: {', '.join(late)}"
         raise AllEndpointsFailedError(f"every endpoint failed ({summary})", failures)
 
-    def _hedge_delay(self, lv: _Live) -> float:
+    def _hedge_delay(self, lv: _EndpointState) -> float:
         for d in (self.routing.hedge_after, lv.ep.hedge_after, lv.stats.p95_ttft()):
             if d is not None:  # 0 is a valid choice: race at once
                 return d
         return self.routing.hedge_default
 
-    async def _cancel_losers(self, pending: dict[asyncio.Future[Response], _Live],
-                             route: list[list[Any]], slow: _Live | None) -> None:
+    async def _cancel_losers(self, pending: dict[asyncio.Future[Response], _EndpointState],
+                             route: list[list[Any]], slow: _EndpointState | None) -> None:
         """The race is won: cancel the others. The endpoint the hedge was raced against (`slow`),
         if still waiting, counts a failure on its breaker: it was slower than its hedging delay
         (by default its own p95) and than another endpoint. A hedge that lost says nothing (it

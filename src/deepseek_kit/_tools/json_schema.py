@@ -5,10 +5,10 @@
   pydantic's own `model_json_schema()` is used for a pydantic model. pydantic is never imported
   here: a pydantic model can only exist once the caller imported pydantic, so `sys.modules` says.
 - `inline_refs`: `$ref`s into `$defs` replaced by the definitions (the model reads one flat
-  schema; DeepSeek's strict mode wants `$ref`s inside `anyOf` expanded, deepseek-api.md §5.7).
-  Recursive definitions cannot be inlined and stay under `$defs`.
-- `to_strict`: the strict-mode rules of §5.7: every object lists all its properties in
-  `required` and sets `additionalProperties: false`; a property that was optional becomes
+  schema; DeepSeek's strict mode wants `$ref`s inside `anyOf` expanded,
+  docs/deepseek-api-notes.md#tool-calls). Recursive definitions cannot be inlined and stay under `$defs`.
+- `to_strict`: the strict-mode rules of docs/deepseek-api-notes.md#tool-calls: every object lists all its
+  properties in `required` and sets `additionalProperties: false`; a property that was optional becomes
   nullable (`anyOf` with `null`), so the model sends `null` for "use the default"; `oneOf` becomes
   `anyOf`; string formats other than email/hostname/ipv4/ipv6/uuid move into the description.
 - `drop_nulls`: the way back - a `null` the model sent for an optional, non-nullable property is
@@ -146,8 +146,8 @@ def to_strict(schema: dict[str, Any], owner: str) -> dict[str, Any]:
 
     def fail(path: str, what: str) -> UsageError:
         return UsageError(f"{owner}: {path or 'parameters'}: {what} cannot be expressed in strict mode "
-                          "(deepseek-api.md §5.7); use a TypedDict, dataclass or model with named "
-                          "fields, or strict=False")
+                          "(https://api-docs.deepseek.com/guides/tool_calls); use a TypedDict, dataclass or "
+                          "model with named fields, or strict=False")
 
     def fix(node: Any, path: str) -> Any:
         if not isinstance(node, dict):

@@ -13,20 +13,21 @@ then for each tool call `ToolCallStarted`, and `ToolResult` or `ToolError` as ea
 returns a `ToolRun` (final completion, full message list, summed usage); `run_tools_sync` and
 `run_sync` do the same with the sync `Client`.
 
-DeepSeek rules it follows (deepseek-api.md):
+DeepSeek rules it follows (docs/deepseek-api-notes.md):
 - every assistant turn goes back into the history as `message.to_param()`, `reasoning_content`
-  verbatim: thinking mode with tools returns 400 without it (§5.6);
+  verbatim: thinking mode with tools returns 400 without it (docs/deepseek-api-notes.md#thinking-mode);
 - several tool calls in one turn run concurrently (async tools gathered, sync tools in threads),
   and their `tool` messages follow in call order; a result is sent as text or JSON, "(no output)"
-  when empty, as DeepSeek's harness does (§3.1);
+  when empty, as DeepSeek's harness does (docs/deepseek-api-notes.md#request-fields);
 - what goes wrong in a call is fed back as its result so the model can recover: invalid JSON
-  arguments (one brace off in 0.04% of calls, §4.2), arguments that do not validate, an unknown
-  tool name, an exception (its type and message);
-- thinking mode rejects `tool_choice: "required"` and a named tool with 400 (§3.2): the loop
+  arguments (one brace off in 0.04% of calls, docs/deepseek-api-notes.md#tool-calls), arguments that do not
+  validate, an unknown tool name, an exception (its type and message);
+- thinking mode rejects `tool_choice: "required"` and a named tool
+  with 400 (docs/deepseek-api-notes.md#thinking-mode): the loop
   raises UsageError before sending, or with `on_thinking_conflict="disable_thinking"` turns
   thinking off for the whole run (a later thinking call would need `reasoning_content` on the
-  tool-call turn that had none, §5.6). A forcing tool_choice applies to the first step only; later
-  steps use "auto", or the model could never stop calling tools.
+  tool-call turn that had none, docs/deepseek-api-notes.md#thinking-mode). A forcing tool_choice applies to
+  the first step only; later steps use "auto", or the model could never stop calling tools.
 - at `max_steps` model calls the last step's tools have run (the history is complete, so it can
   be continued) and the loop raises `MaxStepsExceeded`, or yields a `Final` with
   `stopped="max_steps"` when `on_max_steps="return"`.
@@ -70,11 +71,17 @@ __all__ = [
 
 
 class ReasoningDelta(msgspec.Struct, frozen=True):
+    """A piece of the model's reasoning (thinking mode) in step `step` (1-based), as it streams;
+    with `stream=False`, one event holding the whole reasoning of the step."""
+
     step: int
     text: str
 
 
 class ContentDelta(msgspec.Struct, frozen=True):
+    """A piece of the answer text in step `step` (1-based), as it streams; with `stream=False`, one
+    event holding the whole text of the step."""
+
     step: int
     text: str
 
@@ -144,10 +151,12 @@ class ToolRun(msgspec.Struct, frozen=True):
 
     @property
     def content(self) -> str | None:
+        """The final answer's text (None when the last completion has no choices)."""
         return self.completion.choices[0].message.content if self.completion.choices else None
 
     @property
     def reasoning_content(self) -> str | None:
+        """The final answer's reasoning (thinking mode), or None."""
         return self.completion.choices[0].message.reasoning_content if self.completion.choices else None
 
 
@@ -181,7 +190,8 @@ def _registry(tools: Iterable[ToolLike]) -> dict[str, Tool[Any, Any]]:
 
 
 def _thinking_on(value: Any) -> bool:
-    """DeepSeek's default is thinking on (§3.2): only an explicit "disabled" turns it off."""
+    """DeepSeek's default is thinking on (docs/deepseek-api-notes.md#thinking-mode):
+    only an explicit "disabled" turns it off."""
     if value is False:
         return False
     if isinstance(value, str):
@@ -293,7 +303,7 @@ async def run_tools(
         if on_thinking_conflict == "raise":
             raise UsageError(
                 f"tool_choice={choice!r} is rejected by DeepSeek in thinking mode (400 'Thinking mode does "
-                "not support this tool_choice', deepseek-api.md §3.2): use tool_choice='auto', pass "
+                "not support this tool_choice'): use tool_choice='auto', pass "
                 "thinking=False, or on_thinking_conflict='disable_thinking'")
         thinking = {"type": "disabled"}  # for the whole run (module docstring)
     msgs: list[Any] = list(messages)
@@ -328,7 +338,8 @@ async def run_tools(
         if completion.usage is not None:
             total = completion.usage if total is None else sum_usage(total, completion.usage)
         message = completion.choices[0].message
-        msgs.append(message.to_param())  # reasoning_content kept verbatim (§5.6)
+        # reasoning_content kept verbatim (docs/deepseek-api-notes.md#thinking-mode)
+        msgs.append(message.to_param())
         calls = message.tool_calls or []
         if not calls:
             yield StepFinished(step, completion, 0)

@@ -7,13 +7,16 @@
     city = await parse(client, "The largest city in Peru?", City, model="deepseek-flash")
 
 DeepSeek has JSON mode (`response_format: {"type": "json_object"}`) but no JSON-schema mode
-(deepseek-api.md §3.2, §5.3), so the schema travels in the prompt. What `parse` does:
+(docs/deepseek-api-notes.md#request-fields, #json-output),
+so the schema travels in the prompt. What `parse` does:
 
 1. adds a system message (after the caller's own system messages, so the prompt prefix stays
    stable for DeepSeek's disk cache) that asks for one JSON object, shows a short example first
    and then the JSON schema. It contains the word "json": without it DeepSeek's JSON mode returns
-   only whitespace (§5.3). `instructions=False` leaves the prompt to the caller;
-2. repairs a blank or whitespace-only reply - a real DeepSeek behaviour (§5.3, §8.10) - by asking
+   only whitespace (docs/deepseek-api-notes.md#json-output).
+   `instructions=False` leaves the prompt to the caller;
+2. repairs a blank or whitespace-only reply - a real DeepSeek
+   behaviour (docs/deepseek-api-notes.md#json-output) - by asking
    again, with the instruction added if it was missing, or with a nudge if it was there;
 3. strips code fences (and prose around the object) that some servers add, then validates: a
    pydantic model with `model_validate_json`, anything msgspec knows (Struct, dataclass,
@@ -170,7 +173,8 @@ async def parse(
         cut = completion.choices[0].finish_reason == "length"
         if not raw.strip():
             # DeepSeek's JSON mode answers with spaces when the prompt lacks "json" or the model
-            # produced something that is not JSON (§5.3): ask again, more explicitly.
+            # produced something that is not JSON
+            # (docs/deepseek-api-notes.md#json-output): ask again, more explicitly.
             errors.append("blank reply (only whitespace)" + (" at max_tokens" if cut else ""))
             if not instructed:
                 msgs, instructed = _with_instruction(msgs, target.instruction()), True

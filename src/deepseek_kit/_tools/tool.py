@@ -15,7 +15,8 @@ thread). The schema comes from the type hints (through msgspec, or pydantic when
 pydantic model, see `_tools/json_schema.py`) and the docstring: its summary and body become the
 description, its Google/NumPy/reST parameter sections the property descriptions (parsed by
 `docstring_parser`, a well-kept library, rather than by hand). `strict=True` makes the schema
-valid for DeepSeek's strict mode (Beta, §5.7) and marks the function `strict`.
+valid for DeepSeek's strict mode (Beta,
+docs/deepseek-api-notes.md#tool-calls) and marks the function `strict`.
 
 Arguments are validated leniently (a number sent as a string is converted) and a `null` for an
 optional parameter means "use the default". What the model gets wrong raises `ToolArgumentsError`,
@@ -45,8 +46,10 @@ __all__ = ["Tool", "ToolArgumentsError", "encode_result", "tool"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # function.name rule of deepseek-api.md §3.2
-NO_OUTPUT = "(no output)"  # what DeepSeek's harness sends for an empty tool result (§3.1)
+# function.name rule of docs/deepseek-api-notes.md#request-fields
+_NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+# what DeepSeek's harness sends for an empty tool result (docs/deepseek-api-notes.md#request-fields)
+NO_OUTPUT = "(no output)"
 
 
 class ToolArgumentsError(DeepSeekError, ValueError):
@@ -183,7 +186,11 @@ def validation_message(exc: Exception) -> str:
 
 class Tool(Generic[P, R]):
     """A function the model may call. `.schema` for `tools=[...]`, `tool(...)` calls the function,
-    `await tool.invoke(arguments_json)` validates the model's arguments and runs it."""
+    `await tool.invoke(arguments_json)` validates the model's arguments and runs it.
+
+    Usually made with the `@tool` decorator. `fn`: the function (sync or async; its type hints
+    become the parameters' schema, its docstring the descriptions). `name`, `description`: override
+    the function's name and docstring. `strict=True`: a schema valid for DeepSeek's strict mode."""
 
     def __init__(self, fn: Callable[P, R], *, name: str | None = None, description: str | None = None,
                  strict: bool = False) -> None:
@@ -207,13 +214,13 @@ class Tool(Generic[P, R]):
 
     @property
     def schema(self) -> dict[str, Any]:
-        """The entry for `tools=[...]` (deepseek-api.md §3.2)."""
+        """The entry for `tools=[...]` (docs/deepseek-api-notes.md#request-fields)."""
         fn: dict[str, Any] = {"name": self.name}
         if self.description:
             fn["description"] = self.description
         fn["parameters"] = self.parameters
         if self.strict:
-            fn["strict"] = True  # Beta: honoured under /beta only (§5.7)
+            fn["strict"] = True  # Beta: honoured under /beta only (docs/deepseek-api-notes.md#tool-calls)
         return {"type": "function", "function": fn}
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -230,7 +237,8 @@ class Tool(Generic[P, R]):
         elif isinstance(arguments, (str, bytes)):
             try:
                 data = msgspec.json.decode(arguments)
-            except msgspec.DecodeError as exc:  # e.g. one brace off (0.04% of calls, §4.2)
+            # e.g. one brace off (0.04% of calls, docs/deepseek-api-notes.md#tool-calls)
+            except msgspec.DecodeError as exc:
                 raise ToolArgumentsError(self.name, f"the arguments are not valid JSON ({exc}); "
                                          "send a single JSON object", arguments) from None
         else:
@@ -305,7 +313,8 @@ _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 
 def encode_result(value: Any) -> str:
     """A tool's return value as the `content` of its tool message: text as is, anything else as
-    JSON, and "(no output)" for None or empty text, as DeepSeek's harness sends (§3.1)."""
+    JSON, and "(no output)" for None or empty text, as DeepSeek's
+    harness sends (docs/deepseek-api-notes.md#request-fields)."""
     if value is None:
         return NO_OUTPUT
     if isinstance(value, bytes):

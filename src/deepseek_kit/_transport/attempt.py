@@ -8,9 +8,9 @@ an error event, empty streams) is still retryable while nothing has reached the 
 
 A 2xx body that is not an answer (not JSON, nested too deep, or a completion without choices and
 without an error envelope) is an `APIConnectionError` raised here, inside the pipeline, so the
-retry and router steps treat it like any other unusable response (issue 8, C2/C4). Bodies are
-capped while they are read (`max_response_bytes`, counted after gzip/deflate inflation, so a
-compression bomb stops at the cap too; issue 8, C3), and so are unfinished SSE events
+retry and router steps treat it like any other unusable response (docs/attack-round-2026-12.md, C2/C4). Bodies
+are capped while they are read (`max_response_bytes`, counted after gzip/deflate inflation, so a
+compression bomb stops at the cap too; docs/attack-round-2026-12.md, C3), and so are unfinished SSE events
 (`max_event_bytes`, see `_wire/sse.py`).
 """
 
@@ -35,10 +35,10 @@ from deepseek_kit._wire.errors import (
 from deepseek_kit._wire.sse import DEFAULT_MAX_EVENT
 from deepseek_kit._wire.types import SafeDecoder, decode_json
 
-from .events import EventReader, StreamBroken
+from .events import ByteSource, EventReader, StreamBroken
 from .request import Request, Response
 from .timeouts import Watchdog
-from .transports import ByteSource, Transport
+from .transports import Transport
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "DEFAULT_MAX_RESPONSE_BYTES", "Attempt", "Secrets", "secrets_of"]
 
@@ -204,7 +204,7 @@ class Attempt:
                 size += len(data)
         except self.read_errors() as exc:
             # Raised below, outside this block: aiohttp's exceptions hold the request headers
-            # (the key), and must not ride along as __context__ (issue 8, S1).
+            # (the key), and must not ride along as __context__ (docs/attack-round-2026-12.md, S1).
             lost = str(exc) or type(exc).__name__
         if lost is not None and wd.fired is None:
             src.abort()
@@ -226,7 +226,8 @@ class Attempt:
 
     async def _read_body(self, src: ByteSource, wd: Watchdog, request: Request,
                          content_length: str | None = None) -> bytes:
-        """Read a non-stream body, skipping leading blank keep-alive lines (§4.4), up to
+        """Read a non-stream body, skipping leading blank keep-alive lines
+        (docs/deepseek-api-notes.md#streaming-and-keep-alives), up to
         `max_response_bytes` (counted as read, after decompression). The first non-blank byte
         counts as the first token; later reads re-arm the idle limit."""
         cap = self.max_response_bytes
@@ -248,7 +249,8 @@ class Attempt:
                     wd.first_event()
                 elif not data.strip(_WS):
                     # Blank keep-alive bytes after the body began are not progress: some servers
-                    # keep sending them after a complete answer (as streams do, §4.4) and never
+                    # keep sending them after a complete answer (as streams do,
+                    # docs/deepseek-api-notes.md#streaming-and-keep-alives) and never
                     # close. Kept (they may sit inside a JSON string), but once the body so far is
                     # a whole JSON document the answer is complete: drop the busy connection (it
                     # must not go back to the pool) and return it, instead of waiting for `total`.

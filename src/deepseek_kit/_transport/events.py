@@ -4,22 +4,39 @@ Only data events count as progress (they stamp `watchdog.last`); comments and bl
 parsed and dropped without touching the timers. The reader ends at `data: [DONE]`; at EOF it ends
 quietly when the answer was complete (finish_reason seen) and raises `StreamBroken` otherwise, so
 the layer above can attach the partial answer. After `finish()`, only the watchdog's short tail
-limit applies: a server that sends keep-alives forever after the last chunk (deepseek-api.md §4.4)
-ends the stream normally instead of hanging it.
+limit applies: a server that sends keep-alives forever after the last chunk
+(docs/deepseek-api-notes.md#streaming-and-keep-alives) ends the stream normally instead of hanging it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from deepseek_kit._wire.errors import APIConnectionError, APITimeoutError, Secrets
 from deepseek_kit._wire.sse import DEFAULT_MAX_EVENT, DONE, SSEDecoder, SSEError
 
 from .timeouts import Watchdog
-from .transports import ByteSource
 
-__all__ = ["EventReader", "StreamBroken"]
+__all__ = ["ByteSource", "EventReader", "StreamBroken"]
+
+
+class ByteSource(Protocol):
+    """The body of one HTTP response as the transports hand it to the readers (the event reader
+    here, the attempt's body reader): it lives with its consumer so transports depend on the reader
+    module, not the other way round."""
+
+    async def read(self) -> bytes:
+        """The next bytes of the body; b"" at the end."""
+
+    def abort(self) -> None:
+        """Drop the connection now (a pending read() wakes with an error or EOF)."""
+
+    def release(self) -> None:
+        """The body was read to the end: return the connection to the pool."""
+
+    def at_eof(self) -> bool:
+        """True when nothing more will come (the end of the body has been read)."""
 
 
 class StreamBroken(Exception):
@@ -98,7 +115,7 @@ class EventReader:
             else:
                 try:
                     events = self._dec.feed(data)
-                except SSEError as exc:  # an event that never ends (issue 8, C6)
+                except SSEError as exc:  # an event that never ends (docs/attack-round-2026-12.md, C6)
                     self._broken(str(exc))
                 if not events:
                     continue  # only comments, blank lines or a partial event

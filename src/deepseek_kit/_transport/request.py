@@ -49,6 +49,7 @@ class Request:
 
     @property
     def origin(self) -> str:
+        """`scheme://host[:port]` of the URL, for messages that must not show the path or query."""
         from urllib.parse import urlsplit
 
         p = urlsplit(self.url)
@@ -100,6 +101,7 @@ class Response:
 
     @property
     def trace_id(self) -> str | None:
+        """DeepSeek's `x-ds-trace-id` response header (quote it when reporting a problem), or None."""
         return self.headers.get("x-ds-trace-id")
 
     @property
@@ -108,6 +110,8 @@ class Response:
         return "x-dsk-emulator" in self.headers
 
     def add_done_callback(self, fn: Callable[[Response], None]) -> None:
+        """Call `fn(self)` once the response is complete: at once when it already is (non-stream),
+        else when the stream ends, however it ends (read `outcome` in `fn`)."""
         if self.outcome is not None:
             fn(self)
             return

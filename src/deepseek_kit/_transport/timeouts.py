@@ -2,7 +2,8 @@
 
 DeepSeek holds queued requests open with `: keep-alive` comments (streams) or blank lines
 (non-stream) for up to 10 minutes, and has been seen sending comments forever after the last chunk
-(deepseek-api.md §4.4, harness discussion #6959). A socket read timeout is re-armed by every such
+(docs/deepseek-api-notes.md#streaming-and-keep-alives, harness
+discussion #6959). A socket read timeout is re-armed by every such
 byte and never fires. So the first-token and idle limits here count only *real* events: the
 stream reader stamps `last` when it parses a data event, and nothing else touches it.
 
@@ -134,7 +135,7 @@ class Watchdog:
         self.idle = timeout.idle
         self.total = timeout.total
         # After the answer, waiting longer than `idle` for [DONE] would make a complete answer
-        # slower than a broken one (issue 7 item 2): the tail is capped by idle.
+        # slower than a broken one: the tail is capped by idle.
         self._tail = timeout.tail if timeout.idle is None else min(timeout.tail, timeout.idle)
         self.start = self.last = loop.time()
         # `deadline` (loop time) is the whole call's end, across retries, endpoints and hedges:

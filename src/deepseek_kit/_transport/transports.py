@@ -8,7 +8,7 @@ tested against the real emulator over loopback.
 A byte source only reads and aborts; everything above it (keep-alive stripping, SSE, timeouts,
 error mapping) is shared by both transports in `_transport/attempt.py`.
 
-Proxies (issue 7 item 7), like httpx and openai-python: an explicit `proxy=` URL is used for every
+Proxies (docs/proxies.md), like httpx and openai-python: an explicit `proxy=` URL is used for every
 request; otherwise, with `trust_env=True` (the default), HTTP_PROXY / HTTPS_PROXY / ALL_PROXY and
 NO_PROXY (any case) choose the proxy per URL, following `urllib.request` (a NO_PROXY entry matches
 the host and its subdomains, `*` matches all). NO_PROXY is all that bypasses the proxy: loopback
@@ -29,39 +29,97 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from deepseek_kit._wire.errors import APIConnectionError, UsageError
 
+from .events import ByteSource
 from .request import Request
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AiohttpTransport", "ByteSource", "MockResponse", "MockTransport", "RawResponse", "Transport"]
-
-
-class ByteSource(Protocol):
-    async def read(self) -> bytes:
-        """The next bytes of the body; b"" at the end."""
-
-    def abort(self) -> None:
-        """Drop the connection now (a pending read() wakes with an error or EOF)."""
-
-    def release(self) -> None:
-        """The body was read to the end: return the connection to the pool."""
-
-    def at_eof(self) -> bool:
-        """True when nothing more will come (the end of the body has been read)."""
+__all__ = ["AiohttpTransport", "MockResponse", "MockTransport", "RawResponse", "Transport"]
 
 
 @dataclass
 class RawResponse:
+    """What `Transport.open` returns: the status, the response headers (looked up in lower case:
+    give a case-insensitive mapping or lower-case keys) and the body as a `ByteSource`, not yet read."""
+
     status: int
     headers: Mapping[str, str]
     source: ByteSource
 
 
 class Transport(Protocol):
-    async def open(self, request: Request) -> RawResponse: ...
+    """The network seam: send one HTTP request, hand back its status, headers and an unread body.
 
-    async def aclose(self) -> None: ...
+    `AsyncClient(transport=...)` replaces the network with any object that has these two methods
+    (no base class needed). The pipeline calls `open` once per attempt, as its last step: retries,
+    failover, timeouts, keep-alive handling, SSE parsing and error mapping all happen above it, the
+    same for every transport. `AiohttpTransport` is the default; `MockTransport` serves canned
+    answers for pure-logic tests.
+
+        class Recording:
+            def __init__(self) -> None:
+                self.inner = AiohttpTransport()
+                self.urls: list[str] = []
+
+            async def open(self, request: Request) -> RawResponse:
+                self.urls.append(request.url)
+                return await self.inner.open(request)
+
+            async def aclose(self) -> None:
+                await self.inner.aclose()
+
+        client = AsyncClient(transport=Recording())
+
+    Who closes what: the transport owns its connections and its pool until `open` returns; from
+    then on the `ByteSource` in the `RawResponse` belongs to the caller, which ends it with
+    `release()` (body read to the end: the connection may be reused) or `abort()` (stop early,
+    timeout, oversize body: the connection must be dropped). The transport never closes a source
+    it has handed out, and `aclose()` is the client's job (see below).
+
+    A byte source (the `ByteSource` protocol) has four methods, all called on the client's event
+    loop: `async read() -> bytes`, the next chunk of the body, b"" at the end; `abort()`, drop the
+    connection now (sync, callable at any time and more than once; a `read()` pending in another
+    task must then wake, with an error or b""); `release()`, the body was read to the end; and
+    `at_eof() -> bool`, True once nothing more will come (returning False until a `read()` gave
+    b"" is correct, it only costs one more read).
+
+    Optional attribute `read_errors`: a tuple of exception types that a source's `read()` may
+    raise when the connection breaks (aiohttp's `ClientError` for the default transport). They,
+    `OSError`, `asyncio.IncompleteReadError` and `APIConnectionError` are turned into
+    `APIConnectionError` (or `StreamError` mid-stream); anything else propagates as a bug.
+    """
+
+    async def open(self, request: Request) -> RawResponse:
+        """Send `request` and return once the status line and headers have arrived.
+
+        Receives a `Request` ready for the wire: absolute `url`, `method`, final `headers`
+        (Authorization included: never log them or put them in an exception), `body` as bytes
+        or None, `timeout.connect` as the connect limit (the other limits are enforced above:
+        leave reads without a timeout). `request.stream` needs nothing special: a stream and a
+        non-stream call are opened the same way, the caller reads the body differently.
+
+        Returns a `RawResponse` for every status, 4xx and 5xx included (the caller reads the
+        error body and raises the typed error): do not raise for status and do not follow
+        redirects. The source yields the body as sent, after any Content-Encoding is undone,
+        and no byte of it has been read yet.
+
+        Raises `APIConnectionError` when no response arrives (refused, reset, DNS, TLS, proxy),
+        its message one line naming the host and the reason, and `APITimeoutError("connect",
+        limit)` when `timeout.connect` passes. Raise them outside the `except` block that caught
+        the library's error (no `__context__`): such errors often hold the request headers.
+
+        Cancellation: while the headers are awaited the caller may cancel the task (the
+        first-token and total limits do so, as does the user). Let `CancelledError` propagate,
+        leaving nothing open: no connection half-acquired, no response left to the caller.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close the pool and every idle connection. `AsyncClient.close()` calls it, also for a
+        transport passed in with `transport=`; it must be safe to call more than once. Sources
+        already handed out are not waited for."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +212,11 @@ class AiohttpTransport:
     `max_connections` bounds open sockets (aiohttp queues the rest). `proxy="http://host:port"`
     sends every request through that proxy; otherwise `trust_env=True` (the default, like httpx)
     honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY, and `trust_env=False` ignores them (see the module
-    docstring).
+    docstring). `ssl`: aiohttp's `ssl=` for every connection (an `ssl.SSLContext` for a private CA;
+    default: verify against the system's CAs). `session`: an `aiohttp.ClientSession` of yours to
+    send through (its own settings then apply; `aclose()` leaves it open).
+
+        client = AsyncClient(transport=AiohttpTransport(ssl=ssl.create_default_context(cafile="ca.pem")))
     """
 
     def __init__(
@@ -205,6 +267,8 @@ class AiohttpTransport:
         return self._session
 
     async def open(self, request: Request) -> RawResponse:
+        """`Transport.open` over the pool: the session is created on first use, the proxy
+        chosen per scheme and host (see the module docstring)."""
         session = self._ensure()
         t = request.timeout
         ct = self._timeouts.get(t.connect)
@@ -213,7 +277,7 @@ class AiohttpTransport:
                 total=None, sock_read=None, connect=None, sock_connect=t.connect)
         # Errors are raised after the except blocks, never chained: aiohttp's exceptions hold the
         # request headers, Authorization included, and error trackers record the whole chain
-        # (issue 8, S1). The message names the reason instead.
+        # (docs/attack-round-2026-12.md, S1). The message names the reason instead.
         proxy = self._proxy_for(request.url)
         headers = request.headers if proxy is None else proxy.headers_for(request.url, request.headers)
         try:
@@ -250,11 +314,14 @@ class AiohttpTransport:
         return proxy
 
     async def aclose(self) -> None:
+        """Close the session this transport created (a `session=` passed in is left to its owner)."""
         if self._session is not None and self._own_session and not self._session.closed:
             await self._session.close()
 
     @property
     def read_errors(self) -> tuple[type[BaseException], ...]:
+        """The exceptions a body read may raise when the connection breaks (aiohttp's
+        `ClientError` and `OSError`), which the caller turns into `APIConnectionError`."""
         self._ensure()
         return self._errors
 
@@ -265,7 +332,8 @@ _NO_ARGS: dict[str, Any] = {}
 def _clean_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Response headers with invalid UTF-8 replaced by U+FFFD. aiohttp decodes header bytes with
     `surrogateescape`, and a lone surrogate in a trace id or a message cannot be written to SQLite,
-    a terminal or JSON (a hostile header killed the logs writer thread; issue 8, second round)."""
+    a terminal or JSON (a hostile header killed the logs
+    writer thread; docs/attack-round-2026-12.md, round 2)."""
     from multidict import CIMultiDict
 
     return CIMultiDict(
@@ -293,6 +361,13 @@ MockBody = Union[bytes, str, Iterable[bytes], AsyncIterator[bytes]]  # noqa: UP0
 
 @dataclass
 class MockResponse:
+    """A canned answer for `MockTransport`: the status, the body (bytes, str, an iterable or an
+    async iterator of byte chunks, each chunk one read; chunks of SSE text make a stream) and the
+    response headers.
+
+        MockResponse(429, '{"error": {"message": "Rate limit reached"}}', {"Retry-After": "1"})
+    """
+
     status: int = 200
     body: MockBody = b""
     headers: dict[str, str] = field(default_factory=dict)
@@ -343,6 +418,8 @@ class MockTransport:
         self.requests: list[Request] = []
 
     async def open(self, request: Request) -> RawResponse:
+        """Record `request` in `.requests`, call the handler (sync or async) and serve its
+        `MockResponse`; header names are lower-cased."""
         self.requests.append(request)
         out = self.handler(request)
         if inspect.isawaitable(out):
@@ -352,4 +429,4 @@ class MockTransport:
         return RawResponse(out.status, headers, _MockSource(out.body))
 
     async def aclose(self) -> None:
-        pass
+        """Nothing to close."""

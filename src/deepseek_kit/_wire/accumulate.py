@@ -1,11 +1,11 @@
 """Assemble streamed chunks into one ChatCompletion (what `stream.get_final_completion()` returns).
 
-Rules (deepseek-api.md §4.2-4.3):
+Rules (docs/deepseek-api-notes.md#streaming-and-keep-alives):
 - content and reasoning_content are concatenated per choice index;
 - tool calls are assembled per `index`: the first fragment carries id/type/name, later ones only an
   argument piece; a later fragment's null/empty id or name never overwrites an earlier one
-  (a bug seen in clients, §8.12), and some servers repeat the name on every fragment, so a name
-  is only taken when none is known yet;
+  (a bug seen in clients, docs/deepseek-api-notes.md#tool-calls), and some servers repeat the name on every
+  fragment, so a name is only taken when none is known yet;
 - logprobs entries are appended per choice;
 - usage may ride on the finish chunk or on a trailing `choices: []` chunk: the last non-null wins.
 

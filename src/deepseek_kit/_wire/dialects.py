@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import secrets as _secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
@@ -41,9 +41,6 @@ from .errors import (
     status_for_error,
 )
 from .types import ChatCompletion, ChatCompletionChunk, ErrorObject, chat_completion_decoder, decode_json
-
-if TYPE_CHECKING:
-    from deepseek_kit._transport.request import Response
 
 __all__ = [
     "decode_chat_completion",
@@ -60,19 +57,21 @@ def new_tool_call_id() -> str:
     return "call_" + _secrets.token_hex(12)
 
 
-def decode_chat_completion(resp: Response, *, secrets: tuple[str | None, ...] = ()) -> ChatCompletion:
+def decode_chat_completion(
+    status: int, headers: Mapping[str, str], body: bytes, *, secrets: tuple[str | None, ...] = ()
+) -> ChatCompletion:
     """Decode and normalize a non-stream chat completion body; raise the typed error when the body
     is an error envelope (whatever the 200 says) and APIConnectionError when it is not JSON."""
     try:
-        comp = chat_completion_decoder.decode(resp.body)
+        comp = chat_completion_decoder.decode(body)
     except msgspec.DecodeError as exc:
-        err = ok_body_error(resp.status, resp.headers, resp.body, secrets=secrets)
+        err = ok_body_error(status, headers, body, secrets=secrets)
         if err is not None:
             raise err from None
-        snippet = redact(resp.body[:200].decode("utf-8", "replace"), *secrets)
+        snippet = redact(body[:200].decode("utf-8", "replace"), *secrets)
         raise APIConnectionError(
             f"the server sent a malformed chat completion ({exc}): {snippet!r}") from None
-    return normalize_completion(comp, resp.body, resp.status, resp.headers, secrets=secrets)
+    return normalize_completion(comp, body, status, headers, secrets=secrets)
 
 
 def normalize_completion(

@@ -1,8 +1,9 @@
-"""The error tree (DESIGN.md "Errors") and the mapping from an HTTP error response to it.
+"""The error tree (docs/design-notes.md#errors) and the mapping from an HTTP error response to it.
 
 Names match openai-python's so that users' `except` clauses carry over. Every status error keeps the
 status, DeepSeek's message/type/code, the `x-ds-trace-id` header and the parsed body whatever its
-content type (one 400 was served as application/octet-stream, deepseek-api.md §6.2). No message
+content type (one 400 was served as application/octet-stream,
+docs/deepseek-api-notes.md#errors-and-status-codes). No message
 built here ever includes an API key: bodies are passed through `redact()` before they are stored.
 """
 
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import msgspec
 
-from .types import decode_json  # guards against too-deep nesting (issue 8, C2)
+from .types import decode_json  # guards against too-deep nesting (docs/attack-round-2026-12.md, C2)
 
 if TYPE_CHECKING:
     from .types import ChatCompletion
@@ -59,7 +60,10 @@ def secrets_of(source: Secrets) -> tuple[str | None, ...]:
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Mask known secrets and anything shaped like an API key or bearer token."""
+    """`text` with each of `secrets` masked to `****` plus its last 4 characters, and anything
+    shaped like an API key (`sk-...`) or a bearer token masked too: what the client does to every
+    error message a server could have filled. Use it before logging text that may hold a key:
+    `redact(str(exc), os.environ.get("DEEPSEEK_API_KEY"))`."""
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "****" + s[-4:])
@@ -85,7 +89,8 @@ class APIConnectionError(DeepSeekError):
 
 
 class EmptyResponseError(APIConnectionError):
-    """A 200 whose body was empty or only whitespace (DeepSeek under load, deepseek-api.md §4.4)."""
+    """A 200 whose body was empty or only whitespace (DeepSeek under
+    load, docs/deepseek-api-notes.md#streaming-and-keep-alives)."""
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
@@ -142,10 +147,14 @@ class APIStatusError(DeepSeekError):
 
 
 class BadRequestError(APIStatusError):
+    """400: the request is malformed or a parameter is invalid; the message names it. Not retried."""
+
     status_code = 400
 
 
 class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked (check DEEPSEEK_API_KEY). Not retried."""
+
     status_code = 401
 
 
@@ -156,24 +165,35 @@ class InsufficientBalanceError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
+    """404: no such path or model (a base URL with an extra path segment gives this too)."""
+
     status_code = 404
 
 
 class UnprocessableEntityError(APIStatusError):
+    """422: the body parsed but a parameter's value is refused; the message names it. Not retried."""
+
     status_code = 422
 
 
 class RateLimitError(APIStatusError):
-    """429: rate or concurrency limit (DeepSeek caps concurrent requests per account, §6.3)."""
+    """429: rate or concurrency limit (DeepSeek caps concurrent requests
+    per account, docs/deepseek-api-notes.md#rate-limits-and-concurrency)."""
 
     status_code = 429
 
 
 class InternalServerError(APIStatusError):
+    """500: a fault on the server side. Retried by the default `RetryPolicy` (so are 502 and 504,
+    which raise `APIStatusError`)."""
+
     status_code = 500
 
 
 class ServiceUnavailableError(APIStatusError):
+    """503: the server is overloaded. Retried by the default `RetryPolicy`, after `Retry-After` when
+    the server sends one."""
+
     status_code = 503
 
 

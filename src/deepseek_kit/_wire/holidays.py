@@ -1,7 +1,8 @@
 """China's statutory holiday calendar, as DeepSeek's peak/off-peak billing needs it (docs/pricing.md).
 
 DeepSeek bills peak prices on Beijing-time Monday-Friday 09:00-12:00 and 14:00-18:00, "excluding
-Chinese statutory holidays" (deepseek-api.md §2.1, the pricing page's footnote). Which days are
+Chinese statutory holidays" (docs/deepseek-api-notes.md#pricing-and-off-peak-hours,
+the pricing page's footnote). Which days are
 holidays is set each year by the State Council's notice on the next year's holiday arrangements
 (国务院办公厅关于<year>年部分节假日安排的通知, usually published in Oct-Dec), so the calendar is data:
 
@@ -64,7 +65,8 @@ BUILTIN_SOURCES: Mapping[int, str] = {
 
 _ALL_BUILTIN: frozenset[date] = frozenset().union(*BUILTIN_HOLIDAYS.values())
 
-# Peak billing started on 2026-08-16 (deepseek-api.md §0): earlier years need no calendar.
+# Peak billing started on 2026-08-16
+# (docs/deepseek-api-notes.md#pricing-and-off-peak-hours): earlier years need no calendar.
 _FIRST_BILLED_YEAR = 2026
 
 

@@ -1,5 +1,5 @@
-"""Parameter presets from DeepSeek's own recommendations (deepseek-api.md §3.2, `temperature` row,
-from https://api-docs.deepseek.com/quick_start/parameter_settings):
+"""Parameter presets from DeepSeek's own recommendations (docs/deepseek-api-notes.md#request-fields,
+`temperature` row, from https://api-docs.deepseek.com/quick_start/parameter_settings):
 
     coding / math                0.0
     data cleaning / analysis     1.0
@@ -8,8 +8,8 @@ from https://api-docs.deepseek.com/quick_start/parameter_settings):
     creative writing / poetry    1.5
 
 DeepSeek published these for the non-thinking model, and in thinking mode `temperature` "will not
-trigger an error but will also have no effect" (§3.3). A preset whose point is its temperature is
-therefore worthless with thinking on, so every preset here also turns thinking off
+trigger an error but will also have no effect" (docs/deepseek-api-notes.md#thinking-mode). A preset whose
+point is its temperature is therefore worthless with thinking on, so every preset here also turns thinking off
 (`thinking: {"type": "disabled"}`). A caller who wants thinking anyway passes `thinking=True`
 after the preset (later keyword arguments win); the temperature then has no effect, by DeepSeek's
 rule, and `Conversation` says so in `describe()`.
@@ -45,7 +45,7 @@ class Preset:
         return {"temperature": self.temperature, "thinking": dict(_NO_THINKING)}
 
 
-#: DeepSeek's recommended temperatures by task (§3.2). Read-only.
+#: DeepSeek's recommended temperatures by task (docs/deepseek-api-notes.md#request-fields). Read-only.
 PRESETS: MappingProxyType[str, Preset] = MappingProxyType({
     p.name: p
     for p in (

@@ -1,4 +1,4 @@
-"""DeepSeek's price table and the cost of one request (deepseek-api.md §2.1).
+"""DeepSeek's price table and the cost of one request (docs/deepseek-api-notes.md#pricing-and-off-peak-hours).
 
 Shared by the emulator (balance deduction) and the client (cost metrics), so it knows nothing of
 either: give it a model name, a usage object (a wire `Usage` struct, anything with the same
@@ -36,6 +36,7 @@ from typing import Any
 from .errors import UsageError
 from .holidays import BUILTIN_HOLIDAYS, DEFAULT_CALENDAR, HolidayCalendar
 from .holidays import coerce as calendar_of
+from .usage import TokenSplit, split_usage
 
 __all__ = [
     "BEIJING",
@@ -47,6 +48,7 @@ __all__ = [
     "HolidayCalendar",
     "Holidays",
     "ModelPrice",
+    "PriceBook",
     "calendar_of",
     "canonical_model",
     "charge",
@@ -55,6 +57,7 @@ __all__ = [
     "is_peak",
     "now",
     "price_for",
+    "scaled_price",
 ]
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -63,13 +66,15 @@ _MILLION = Decimal(1_000_000)
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """Peak prices per 1M tokens in one currency; off-peak is exactly half (§2.1 footnote)."""
+    """Peak prices per 1M tokens in one currency; off-peak is exactly
+    half (docs/deepseek-api-notes.md#pricing-and-off-peak-hours)."""
 
     cache_hit: Decimal
     cache_miss: Decimal
     output: Decimal
 
     def at(self, peak: bool) -> ModelPrice:
+        """These prices at peak time (`peak=True`: unchanged) or off-peak (all three halved)."""
         if peak:
             return self
         half = Decimal("0.5")
@@ -80,7 +85,8 @@ def _p(hit: str, miss: str, out: str) -> ModelPrice:
     return ModelPrice(Decimal(hit), Decimal(miss), Decimal(out))
 
 
-#: Peak prices per currency and canonical model (§2.1). Off-peak = half.
+#: Peak prices per currency and canonical model
+#: (docs/deepseek-api-notes.md#pricing-and-off-peak-hours). Off-peak = half.
 PRICES: dict[str, dict[str, ModelPrice]] = {
     "CNY": {
         "deepseek-flash": _p("0.04", "2", "8"),
@@ -92,7 +98,8 @@ PRICES: dict[str, dict[str, ModelPrice]] = {
     },
 }
 
-# Accepted legacy names are served and billed as Flash (§2.1, your_first_api_call.md).
+# Accepted legacy names are served and billed as Flash
+# (docs/deepseek-api-notes.md#models-and-aliases, your_first_api_call.md).
 _ALIASES = {
     "deepseek-flash": "deepseek-flash",
     "deepseek-v4-flash": "deepseek-flash",
@@ -186,16 +193,92 @@ def price_for(
     return _price(canon, currency, is_peak(at, holidays) if peak is None else peak)
 
 
-def _get(usage: Any, name: str) -> int:
-    value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
 def charge(price: ModelPrice, hit: int, miss: int, output: int) -> Decimal:
     """hit x hit-price + miss x miss-price + output x output-price, per 1M tokens: the arithmetic
-    of one bill, for callers that resolve the price themselves (the client's metrics cache it per
-    model and minute, and accept user overrides)."""
+    of one bill, for callers that resolve the price themselves."""
     return (hit * price.cache_hit + miss * price.cache_miss + output * price.output) / _MILLION
+
+
+def scaled_price(price: ModelPrice) -> tuple[int, int, int, int]:
+    """(hit, miss, output, exponent): the per-1M prices as integers x 10^s, and the exponent that
+    turns `hit*a + miss*b + out*c` into the amount, exactly what `charge` computes."""
+    parts = (price.cache_hit, price.cache_miss, price.output)
+    s = max(0, *(-int(p.as_tuple().exponent) for p in parts))
+    f = 10**s
+    a, b, c = (int(p * f) for p in parts)
+    return a, b, c, -(s + 6)
+
+
+_ZERO = Decimal(0)
+
+
+class PriceBook:
+    """The one price cache: the peak state per Beijing minute and each model's price per peak
+    state, for one currency, holiday calendar and set of overrides. Everything that prices calls
+    holds one (the metrics and logs steps, conversations, batch runs); the table itself is
+    `PRICES`.
+
+    `overrides` maps a model to its (peak, off-peak) prices and wins over the table (models in
+    neither cost 0). Prices are kept as scaled integers (`scaled_price`), so a call's cost is
+    integer arithmetic and one Decimal. Safe to share between threads: each cached value is
+    written in one assignment (a race computes it twice, never wrongly)."""
+
+    __slots__ = ("_minute_peak", "_scaled", "currency", "holidays", "overrides")
+
+    def __init__(self, currency: str = "CNY", holidays: Holidays = DEFAULT_CALENDAR,
+                 overrides: Mapping[str, tuple[ModelPrice, ModelPrice]] | None = None) -> None:
+        self.currency = currency.upper()
+        self.holidays = holidays
+        self.overrides = dict(overrides or {})
+        self._scaled: dict[tuple[str, bool], tuple[int, int, int, int] | None] = {}
+        self._minute_peak = (-1, False)
+
+    def is_peak(self, wall: float) -> bool:
+        """DeepSeek's peak state at `wall` (epoch seconds). Peak windows start and end on whole
+        Beijing hours: one calendar check per minute."""
+        minute = int(wall // 60)
+        cached = self._minute_peak
+        if cached[0] == minute:
+            return cached[1]
+        peak = is_peak(datetime.fromtimestamp(wall, timezone.utc), self.holidays)
+        self._minute_peak = (minute, peak)
+        return peak
+
+    def scaled(self, model: str, peak: bool) -> tuple[int, int, int, int] | None:
+        """`scaled_price` of the price `model` has in that peak state, or None without a price."""
+        key = (model, peak)
+        try:
+            return self._scaled[key]
+        except KeyError:
+            pass
+        override = self.overrides.get(model)
+        price: ModelPrice | None
+        if override is not None:
+            price = override[0 if peak else 1]
+        else:
+            canon = _ALIASES.get(model)
+            table = PRICES.get(self.currency, {})
+            price = table[canon].at(peak) if canon in table else None
+        scaled = self._scaled[key] = None if price is None else scaled_price(price)
+        return scaled
+
+    def charge(self, model: str | None, tokens: TokenSplit, peak: bool) -> Decimal:
+        """The cost of `tokens` on `model` in that peak state (0 without a model or a price)."""
+        if model is None or not tokens.billable:
+            return _ZERO
+        p = self.scaled(model, peak)
+        if p is None:
+            return _ZERO
+        # integer prices x 10^s: one Decimal at the end instead of six operations on them
+        amount = tokens.cache_hit * p[0] + tokens.cache_miss * p[1] + tokens.completion * p[2]
+        return Decimal(amount).scaleb(p[3])
+
+    def cost(self, model: str | None, usage: Any, wall: float) -> Decimal:
+        """What DeepSeek charges for one answer's `usage` (split by `split_usage`) at `wall`."""
+        tokens = split_usage(usage)
+        if model is None or not tokens.billable:
+            return _ZERO
+        return self.charge(model, tokens, self.is_peak(wall))
 
 
 def cost(
@@ -209,16 +292,12 @@ def cost(
 ) -> Decimal:
     """What DeepSeek charges for one request: hit x hit-price + miss x miss-price + completion x
     output-price, per 1M tokens. `usage` may be a `Usage` struct, any object with the same
-    attributes, or a mapping. When the hit/miss split is missing (private deployments), all
-    prompt tokens count as misses. Unknown models cost 0. `at` defaults to now (`now()`, which
-    honours DSK_FAKE_NOW); `peak`, when given, skips the calendar check (callers that bill many
-    requests cache it)."""
+    attributes, or a mapping, read by `split_usage` (the hit/miss split, or OpenAI-style cached
+    tokens, else all prompt tokens as misses). Unknown models cost 0. `at` defaults to now
+    (`now()`, which honours DSK_FAKE_NOW); `peak`, when given, skips the calendar check. Callers
+    that bill many requests hold a `PriceBook` instead."""
     price = price_for(model, at or now(), currency, holidays, peak=peak)
     if price is None:
         return Decimal(0)
-    prompt = _get(usage, "prompt_tokens")
-    hit = _get(usage, "prompt_cache_hit_tokens")
-    miss = _get(usage, "prompt_cache_miss_tokens")
-    if hit + miss == 0 and prompt:
-        miss = prompt
-    return charge(price, hit, miss, _get(usage, "completion_tokens"))
+    t = split_usage(usage)
+    return charge(price, t.cache_hit, t.cache_miss, t.completion)

@@ -17,7 +17,7 @@ Linear in the bytes fed, whatever the server sends: while an event is unfinished
 chunk (and the seam with the bytes before it) is searched for the blank line, and the pieces are
 joined once when it comes. An unfinished event larger than `max_event` bytes (default 16 MiB)
 raises `SSEError`: a line that never ends must not grow memory and CPU until a timeout fires
-(issue 8, C6).
+(docs/attack-round-2026-12.md, C6).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class SSEDecoder:
 
     Only raw bytes of an unfinished event are buffered: an event is parsed once its terminating
     blank line has arrived, so the common frame `data: {...}\n\n` costs one split and one slice.
+    `max_event`: the largest unfinished event buffered, in bytes (default 16 MiB).
     """
 
     __slots__ = ("_buf", "_id", "_more", "_pending_cr", "_retry", "_size", "comments", "max_event")
@@ -97,7 +98,8 @@ class SSEDecoder:
         if not chunk:  # only the LF of a CRLF split across chunks
             return []
         if self._buf:
-            # Only the new bytes and the seam can hold the blank line (linear, issue 8, C6).
+            # Only the new bytes and the seam can hold the blank
+            # line (linear, docs/attack-round-2026-12.md, C6).
             last = self._more[-1] if self._more else self._buf
             if b"\n\n" not in chunk and not (chunk[:1] == b"\n" and last[-1:] == b"\n"):
                 self._more.append(chunk)
@@ -118,6 +120,8 @@ class SSEDecoder:
         return blocks
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        """The data payloads of the events `chunk` completes, in order (`data: [DONE]` included as
+        `b"[DONE]"`); comments only increment `comments`. Raises `SSEError` past `max_event`."""
         if not chunk:
             return []
         out: list[bytes] = []
@@ -133,6 +137,7 @@ class SSEDecoder:
         return out
 
     def feed_events(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Like `feed`, but each completed event as a `ServerSentEvent` (event name, data, id, retry)."""
         if not chunk:
             return []
         out: list[ServerSentEvent] = []

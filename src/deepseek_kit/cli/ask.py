@@ -92,7 +92,7 @@ def request_kwargs(b: common.Backend, args: argparse.Namespace) -> dict[str, Any
     """`create()` arguments: the preset's, then the command line's (an explicit --think wins)."""
     kw = common.request_kwargs(b, args)
     if args.preset:
-        from deepseek_kit._wire.presets import preset
+        from deepseek_kit import preset
 
         kw = {**preset(args.preset), **kw}
     return kw
@@ -105,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
         tools = load_tools(args.tools)
     if args.preset:
-        from deepseek_kit._wire.presets import get_preset
+        from deepseek_kit import preset
 
-        get_preset(args.preset)  # an unknown name is an error before anything starts
+        preset(args.preset)  # an unknown name is an error before anything starts
     prompt = build_prompt(args)
     messages: list[dict[str, Any]] = []
     if args.system:

@@ -4,7 +4,7 @@ The file is imported as a module of its own (its directory first on `sys.path`, 
 its neighbours); every `deepseek_kit.Tool` object at its top level is offered to the model, in the
 order the file defines them, which is what `@tool` makes of a function. The loop is
 `deepseek_kit.run_tools`: it runs the calls (concurrently when the model asks for several), feeds
-results and errors back, and sends reasoning_content back verbatim (deepseek-api.md §5.6).
+results and errors back, and sends reasoning_content back verbatim (docs/deepseek-api-notes.md#thinking-mode).
 
 Only the answer goes to stdout. Each tool call and its result go to stderr as they happen, one line
 each (results shortened), so `dsk ask --tools t.py "..." > answer.txt` still gets a clean answer.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._tools.tool import Tool
+    from deepseek_kit import Tool
 
 __all__ = ["load_tools", "run_with_tools"]
 
@@ -32,7 +32,7 @@ def load_tools(path: str) -> list[Tool[Any, Any]]:
     import importlib.util
     import re
 
-    from deepseek_kit._tools.tool import Tool
+    from deepseek_kit import Tool
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -71,7 +71,7 @@ async def run_with_tools(args: argparse.Namespace, client: Any, messages: list[d
                          kw: dict[str, Any], tools: list[Tool[Any, Any]]) -> Any:
     """Run the loop, streaming the answer to stdout and the calls to stderr; returns the final
     ChatCompletion."""
-    from deepseek_kit._tools.loop import (
+    from deepseek_kit import (
         ContentDelta,
         Final,
         ReasoningDelta,

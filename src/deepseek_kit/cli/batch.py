@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._batch.inputs import InputProblem
-    from deepseek_kit._batch.run import BatchProgress, BatchResult
+    from deepseek_kit import BatchProgress, BatchResult, InputProblem
 
 __all__ = ["add_parser", "run"]
 
@@ -155,7 +154,7 @@ def _line(pr: BatchProgress, currency: str) -> str:
             f"{pr.failed:,} failed, {pr.invalid:,} invalid")
 
 
-class _Plain:
+class _ProgressLines:
     """A line every `interval` seconds (logs, CI, pipes)."""
 
     def __init__(self, out: TextIO, currency: str, interval: float) -> None:
@@ -171,7 +170,7 @@ class _Plain:
         pass
 
 
-class _Live:
+class _ProgressBar:
     """rich's progress bar with the batch's own fields, redrawn in place on a terminal."""
 
     def __init__(self, out: TextIO, currency: str) -> None:
@@ -254,20 +253,19 @@ def _log_step(b: common.Backend, args: argparse.Namespace) -> Any:
 
 
 async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
-    from deepseek_kit import Limits
-    from deepseek_kit._batch.run import run_batch
+    from deepseek_kit import Limits, run_batch
 
     err = sys.stderr
     # No bound on the wait for a turn (wait_for_limits, whatever the limits' source: --rpm/--tpm
     # or the config file): the workers are the only waiters, so the queue never grows past
     # --concurrency, and a low rate must slow the run down, not fail its items.
     limits = Limits(rpm=args.rpm, tpm=args.tpm) if args.rpm or args.tpm else None
-    display: _Plain | _Live | None = None
+    display: _ProgressLines | _ProgressBar | None = None
     if not args.quiet:
         if common._is_tty(err) and args.progress_interval is None:
-            display = _Live(err, args.currency)
+            display = _ProgressBar(err, args.currency)
         else:
-            display = _Plain(err, args.currency, args.progress_interval or 10.0)
+            display = _ProgressLines(err, args.currency, args.progress_interval or 10.0)
     defaults: dict[str, Any] = common.request_kwargs(b, args)
     terminated = False
     task = asyncio.current_task()
@@ -291,7 +289,8 @@ async def _batch(args: argparse.Namespace, b: common.Backend) -> int:
                 max_cost=args.max_cost, currency=args.currency, retry_failed=args.retry_failed,
                 journal=args.journal, failures=args.failures, input_format=args.format,
                 overwrite=args.overwrite, durable=not args.no_fsync, on_progress=display,
-                progress_interval=0.2 if isinstance(display, _Live) else (args.progress_interval or 10.0),
+                progress_interval=(0.2 if isinstance(display, _ProgressBar)
+                                   else (args.progress_interval or 10.0)),
                 on_problem=_Problems(args.input, err), redo_changed=args.redo_changed,
                 **({"max_record_bytes": args.max_record_bytes} if args.max_record_bytes else {}))
     except asyncio.CancelledError:

@@ -9,8 +9,8 @@ otherwise (`chat_render.py`). Slash commands (`/help`, `/system`, `/model`, `/th
 or EOF (Ctrl-D) end the session too.
 
 The conversation is a `deepseek_kit.Conversation`: it sends reasoning_content back exactly where
-the API requires it (deepseek-api.md §5.6), applies the context policy (`--window`, `--budget`,
-`--summarize`), and commits a turn only when its answer is complete. So Ctrl-C during an answer
+the API requires it (docs/deepseek-api-notes.md#thinking-mode), applies the context policy (`--window`,
+`--budget`, `--summarize`), and commits a turn only when its answer is complete. So Ctrl-C during an answer
 (it cancels the task) leaves the history as it was, and the session goes on; Ctrl-C at the prompt
 clears the line. An API error in an interactive session is reported and the session goes on; when
 stdin is not a terminal it ends the session with exit status 1 (2 for a bad slash command), like a
@@ -187,7 +187,7 @@ class PromptReader:
 def _history() -> Any:
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-    from deepseek_kit._settings import home_dir
+    from deepseek_kit.config import home_dir
 
     path = home_dir() / "chat_history"
     try:
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> list[Any]:
-    from deepseek_kit._conversation.context import SlidingWindow, Summarize, TokenBudget
+    from deepseek_kit import SlidingWindow, Summarize, TokenBudget
 
     policies: list[Any] = []
     if args.summarize:
@@ -304,8 +304,7 @@ def _reader(interactive: bool) -> Any:
 async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
     import asyncio
 
-    from deepseek_kit import DeepSeekError, UsageError
-    from deepseek_kit._conversation.conversation import Conversation
+    from deepseek_kit import Conversation, DeepSeekError, UsageError
 
     from .chat_commands import ChatState, is_command, run_command
 

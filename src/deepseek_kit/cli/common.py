@@ -231,7 +231,8 @@ def may_fall_back(command: str, *, stdin: TextIO | None = None, stdout: TextIO |
     """Whether `command` may answer from the built-in emulator when there is no key: only a person
     at a terminal, who sees the banner. `dsk chat` needs stdin and stdout on a terminal, `dsk ask`
     stdout and stderr (where the banner goes); every other command (batch, models, balance) never:
-    synthetic answers in a file, a pipe or a script would pass for real ones (issue 7 item 5)."""
+    synthetic answers in a file, a pipe or a script would pass for real
+    ones (docs/emulator.md#nothing-it-makes-passes-for-deepseek)."""
     stdin = stdin if stdin is not None else sys.stdin
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
@@ -250,7 +251,7 @@ def backend(args: argparse.Namespace, *, err: TextIO | None = None,
     With no key and no server named, only `fallback=True` (`may_fall_back`: a person at a
     terminal) gets the emulator, with a line on stderr saying so; otherwise a one-line error.
     Commands that never fall back (batch, models, balance) just leave `fallback` False."""
-    from deepseek_kit._settings import DEFAULT_BASE_URL, config_path, resolve
+    from deepseek_kit.config import DEFAULT_BASE_URL, config_path, resolve
 
     err = err or sys.stderr
     if args.profile and not config_path().is_file():
@@ -297,7 +298,7 @@ def make_client(b: Backend, args: argparse.Namespace, *, limits: Any = None,
     import dataclasses
 
     from deepseek_kit import AsyncClient, Limits, Timeout
-    from deepseek_kit._settings import config_path, config_table, load_config
+    from deepseek_kit.config import config_path, config_table, load_config
 
     timeout: Any = Timeout()
     if args.timeout is not None:
@@ -331,8 +332,8 @@ def proxy_kwargs(b: Backend, args: argparse.Namespace) -> dict[str, Any]:
 def holidays(b: Backend) -> Any:
     """The config file's `[pricing]` holiday calendar, for every cost `dsk` computes (the client
     does not read the file when the key and URL are already known)."""
-    from deepseek_kit._settings import load_config
-    from deepseek_kit._wire.holidays import HolidayCalendar
+    from deepseek_kit import HolidayCalendar
+    from deepseek_kit.config import load_config
 
     return HolidayCalendar.from_config(load_config(profile=b.profile).get("pricing"))
 
@@ -344,9 +345,8 @@ def log_step(b: Backend, args: argparse.Namespace, *, content: bool = True) -> A
     `content=False`: numbers only (tokens, cost, latency), not the prompts and answers."""
     if getattr(args, "no_log", False):
         return False
-    from deepseek_kit._logs.store import LogConfig
-    from deepseek_kit._settings import load_config
-    from deepseek_kit._steps.logs import LogStep
+    from deepseek_kit import LogConfig, LogStep
+    from deepseek_kit.config import load_config
 
     cfg = LogConfig.resolve(None, load_config(profile=b.profile), default=True)
     if cfg is None:
@@ -457,7 +457,7 @@ def _plain_connection_reason(exc: BaseException, msg: str) -> str:
 
 def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     """One human line for an error, secrets masked, with a hint for the common cases."""
-    from deepseek_kit._wire.errors import (
+    from deepseek_kit import (
         APIConnectionError,
         APIStatusError,
         AuthenticationError,
@@ -485,7 +485,7 @@ def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
 
 
 def run_async(main: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine function on uvloop when it is installed (DESIGN.md), else asyncio.
+    """Run a coroutine function on uvloop when it is installed, else asyncio.
     Ctrl-C cancels the main task and surfaces as KeyboardInterrupt."""
     import asyncio
 

@@ -1,7 +1,7 @@
 """`dsk models` and `dsk balance`: GET /models and GET /user/balance through the client (so the
 config profiles, retries and the `--mock` emulator apply as for `dsk ask`).
 
-Balance amounts stay the decimal strings DeepSeek sends (deepseek-api.md §5.2): printing them as
+Balance amounts stay the decimal strings DeepSeek sends (docs/deepseek-api-notes.md#balance): printing them as
 floats could show 0.30000000000000004 for money.
 """
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit._logs.query import LogEntry, Logs
+    from deepseek_kit import LogEntry, Logs
 
 __all__ = ["add_parser", "fmt_cost", "fmt_secs", "fmt_time", "open_logs", "parse_since", "table"]
 
@@ -122,7 +122,7 @@ def _entries_table(entries: Sequence[LogEntry], *, snippets: bool = False) -> st
 
 
 def open_logs(args: argparse.Namespace) -> Logs:
-    from deepseek_kit._logs.query import Logs
+    from deepseek_kit import Logs
 
     return Logs(args.db)
 

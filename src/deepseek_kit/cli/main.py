@@ -13,13 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import ask, batch, chat, common, info, logs, serve, stats
+from . import ask, batch, chat, common, info, keys, logs, serve, stats
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepseek_kit._version import __version__
+    from deepseek_kit import __version__
 
     p = argparse.ArgumentParser(
         prog="dsk",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_parser(sub)
     batch.add_parser(sub)
     chat.add_parser(sub)
+    keys.add_parser(sub)
     logs.add_parser(sub)
     info.add_parser(sub)
     serve.add_parser(sub)

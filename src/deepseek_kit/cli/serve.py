@@ -1,10 +1,13 @@
-"""`dsk serve --mock`: serve the DeepSeek emulator (synthetic answers) over HTTP.
+"""`dsk serve --mock`: serve the DeepSeek emulator (synthetic answers) over HTTP;
+`dsk serve --config FILE`: serve the gateway (docs/gateway.md).
 
 Emulator settings come from `--config FILE` (TOML, `[emulator]` table), then the flags: `--key`
 (repeatable; without it any bearer key is accepted), `--fault` (server-wide fault directives, the
 syntax of the `X-DSK-Emulate` header, e.g. "status=503;times=2"), `--seed`, and `--set NAME=VALUE`
 for any other `EmulatorConfig` field (VALUE is read as JSON, else taken as a string).
-The gateway (`dsk serve --config FILE` without --mock) is not part of this release yet.
+Without --mock, `--config FILE` is the gateway's TOML config; `--host`/`--port` override its
+`listen`, `--workers N` runs N processes sharing one listening socket (state shared through the
+config's `state`: Redis for several workers).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from . import common
 
 __all__ = ["add_parser", "run"]
 
-HELP = "serve the DeepSeek emulator (--mock) on HTTP"
+HELP = "serve the DeepSeek emulator (--mock) or the gateway (--config FILE) on HTTP"
 
 
 def _port(text: str) -> int:
@@ -42,11 +45,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "serve", help=HELP, description=HELP + ". Answers are synthetic and deterministic: for "
         "offline work and tests, not a substitute for DeepSeek.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='example:\n  dsk serve --mock --port 8000 --fault "status=503;times=2"')
-    p.add_argument("--mock", action="store_true", help="serve the emulator (required for now)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--config", metavar="FILE", help="emulator settings (TOML, [emulator] table)")
+        epilog='examples:\n  dsk serve --mock --port 8000 --fault "status=503;times=2"\n'
+               '  dsk serve --config gateway.toml --workers 2')
+    p.add_argument("--mock", action="store_true", help="serve the emulator")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; the "
+                   "gateway: its config's listen)")
+    p.add_argument("--port", type=_port, default=None, help="port (default 8000, the gateway: its "
+                   "config's listen; 0 picks a free one)")
+    p.add_argument("--config", metavar="FILE", help="with --mock: emulator settings (TOML, [emulator] "
+                   "table); without: the gateway config")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="gateway worker processes sharing the port (default 1)")
     p.add_argument("--key", action="append", default=[], metavar="KEY",
                    help="accepted API key (repeatable); default: any bearer key is accepted")
     p.add_argument("--fault", action="append", default=[], metavar="DIRECTIVES",
@@ -134,8 +143,11 @@ def _listening_line(text: str, fallback: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if not args.mock:
-        raise common.CLIError("only the emulator can be served for now: use `dsk serve --mock` "
-                              "(the gateway, `dsk serve --config FILE`, is not available yet)")
+        if not args.config:
+            raise common.CLIError("give --mock (the emulator) or --config FILE (the gateway)")
+        return run_gateway(args)
+    args.host = args.host or "127.0.0.1"
+    args.port = 8000 if args.port is None else args.port
     config = build_config(args)
     # Like server.run_emulator, but announcing the bound port (it differs from --port 0) and on
     # uvloop when installed.
@@ -164,4 +176,114 @@ def run(args: argparse.Namespace) -> int:
         raise common.CLIError(f"cannot listen on {fallback}: {exc.strerror or exc}",
                               common.EXIT_API) from None
     print("dsk: emulator stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+# -- the gateway ----------------------------------------------------------------------------------
+
+MAX_WORKERS = 64
+
+
+def _serve_gateway(config: Any, sock: Any) -> None:
+    """One worker: the gateway app on the shared listening socket, until SIGTERM/SIGINT; SIGHUP
+    reloads the config file (new calls use it, calls in flight finish on the old one)."""
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    from deepseek_kit.server.gateway import create_gateway_app
+    from deepseek_kit.server.gateway.app import GATEWAY_KEY
+
+    app = create_gateway_app(config)
+
+    async def on_hup(app: web.Application) -> None:
+        gw = app[GATEWAY_KEY]
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gw.reload_from_file()))
+
+    app.on_startup.append(on_hup)
+    loop: Any = None
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        pass
+    web.run_app(app, sock=sock, handler_cancellation=True, access_log=None,
+                shutdown_timeout=config.shutdown_grace, print=None, loop=loop)
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import signal
+    import socket
+
+    from deepseek_kit.server.gateway import GatewayConfigError, load_gateway_config
+
+    try:
+        config = load_gateway_config(args.config)
+    except GatewayConfigError as exc:
+        raise common.CLIError(str(exc)) from None
+    host = args.host or config.host
+    port = config.port if args.port is None else args.port
+    if config.auth == "keys":
+        from deepseek_kit.server.gateway.keys import GatewayKeyError, check_pepper
+
+        pepper = os.environ.get(config.pepper_env)
+        if not pepper:
+            raise common.CLIError(f"the environment variable {config.pepper_env} (the key-hash pepper) is "
+                                  "not set: export the value `dsk keys` uses, e.g. once "
+                                  f"{config.pepper_env}=$(openssl rand -hex 32)")
+        try:
+            check_pepper(pepper.encode())
+        except GatewayKeyError as exc:
+            raise common.CLIError(exc.message) from None
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise common.CLIError(f"--workers must be 1-{MAX_WORKERS}, got {args.workers}")
+    if args.workers > 1 and config.state and config.state.startswith("sqlite"):
+        print("dsk: note: several workers share the SQLite state file; use redis:// for several hosts",
+              file=sys.stderr, flush=True)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        raise common.CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                              common.EXIT_API) from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    # One JSON line per request on stderr (no secrets: see server/gateway/metrics.py).
+    access = logging.getLogger("deepseek_kit.gateway.access")
+    if config.access_log and not access.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(h)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+    print(f"dsk: gateway listening on http://{shown}:{bound} ({args.workers} worker"
+          f"{'s' if args.workers > 1 else ''}, upstreams: {', '.join(u.name for u in config.upstreams)})"
+          " (Ctrl-C to stop)", flush=True)
+    if args.workers == 1:
+        _serve_gateway(config, sock)
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_serve_gateway, args=(config, sock), daemon=False)
+                 for _ in range(args.workers)]
+        for pr in procs:
+            pr.start()
+
+        def forward(signum: int, frame: Any) -> None:
+            for pr in procs:
+                if pr.pid is not None and pr.is_alive():
+                    os.kill(pr.pid, signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, forward)
+        for pr in procs:
+            pr.join()
+    sock.close()
+    print("dsk: gateway stopped", file=sys.stderr, flush=True)
     return 0

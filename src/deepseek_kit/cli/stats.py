@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .logs import add_db_option, fmt_cost, fmt_secs, fmt_time, open_logs, parse_since, table
 
 if TYPE_CHECKING:
-    from deepseek_kit._logs.query import LogStats
+    from deepseek_kit import LogStats
 
 __all__ = ["add_parser", "run"]
 

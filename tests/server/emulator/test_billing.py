@@ -79,7 +79,8 @@ async def test_next_turn_hits_through_the_previous_answer(emulator):
     second, _ = await usage(emulator.base_url, msgs)
     hit = second["prompt_cache_hit_tokens"]
     assert hit % 128 == 0
-    assert hit > (first["prompt_tokens"] // 128) * 128  # the answer was persisted too (§5.8)
+    # the answer was persisted too (docs/deepseek-api-notes.md#context-caching)
+    assert hit > (first["prompt_tokens"] // 128) * 128
     assert hit <= first["prompt_tokens"] + first["completion_tokens"] + 2
 
 
@@ -102,8 +103,8 @@ async def test_cache_simulation_can_be_disabled(emulator_factory):
 # -- balance ---------------------------------------------------------------------------------------------
 
 
-# Billing follows Beijing peak hours (§2.1): the emulator's clock is pinned (EmulatorConfig.clock) so
-# that the bill is exact at any hour, and both states are checked.
+# Billing follows Beijing peak hours (docs/deepseek-api-notes.md#pricing-and-off-peak-hours): the emulator's
+# clock is pinned (EmulatorConfig.clock) so that the bill is exact at any hour, and both states are checked.
 PEAK_AT = datetime(2026, 11, 24, 10, 0, tzinfo=_pricing.BEIJING)      # a Tuesday, 10:00 Beijing
 OFF_PEAK_AT = datetime(2026, 11, 24, 13, 0, tzinfo=_pricing.BEIJING)  # same day, between the windows
 

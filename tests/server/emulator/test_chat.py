@@ -486,7 +486,8 @@ async def test_seed_and_messages_change_the_answer(emulator, emulator_factory):
 
 
 async def test_prefix_that_is_the_start_of_the_answer_continues_it_exactly(emulator):
-    """A broken answer resumed by prefix completion equals the unbroken one (issue 3 item 6)."""
+    """A broken answer resumed by prefix completion equals the
+    unbroken one (docs/design-notes.md, "Stream resumption")."""
     from deepseek_kit import AsyncClient
 
     c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0)

@@ -1,4 +1,5 @@
-"""The emulator under hostile or careless input (issue 8, E1-E10; issue 7 item 5 markers).
+"""The emulator under hostile or careless input (docs/attack-round-2026-12.md,
+E1-E10; docs/emulator.md#nothing-it-makes-passes-for-deepseek markers).
 
 Every test talks to a real emulator on 127.0.0.1 (raw aiohttp requests or raw sockets) and
 asserts DeepSeek-shaped answers, bounded state and quiet logs.
@@ -55,7 +56,8 @@ def no_tracebacks(caplog):
     assert not bad, [r.getMessage() for r in bad]
 
 
-# -- issue 7 item 5: nothing the emulator made passes for DeepSeek -------------------------------------
+# -- docs/emulator.md#nothing-it-makes-passes-for-deepseek: nothing the
+# emulator made passes for DeepSeek -------------------------------------
 
 
 async def test_every_response_is_marked(emulator):

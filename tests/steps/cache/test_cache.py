@@ -347,7 +347,8 @@ async def test_non_reproducible_requests_are_not_cached_by_default(emulator, mak
     c, step = make_client()
     m = msgs()
     cases = [
-        {"temperature": 0},  # thinking is on by default and ignores temperature (deepseek-api.md §3.3)
+        # thinking is on by default and ignores temperature (docs/deepseek-api-notes.md#thinking-mode)
+        {"temperature": 0},
         {"thinking": True, "temperature": 0},
         {"thinking": False},  # default temperature 1: sampled
         {"thinking": False, "temperature": 0.7},

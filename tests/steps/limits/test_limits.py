@@ -315,7 +315,8 @@ async def test_429_shrinks_and_successes_grow_back(make_limits, emulator, open_c
 
 async def test_adaptive_settles_under_the_servers_concurrency_limit(make_limits, emulator_factory,
                                                                     open_clients):
-    """The account allows 2 at once (the emulator answers 429 beyond, §6.3); the client was told 8.
+    """The account allows 2 at once (the emulator answers 429 beyond,
+    docs/deepseek-api-notes.md#rate-limits-and-concurrency); the client was told 8.
     429s shrink the client's cap until the retried requests all get through."""
     from deepseek_kit import RetryPolicy
 

@@ -2,7 +2,8 @@
 
 Four real Python processes, each with its own AsyncClient and LimitStep, share one quota through
 the redis-server fixture and send to one emulator. The emulator counts the requests it has in
-flight (and answers 429 past the same cap, like DeepSeek's per-account concurrency limit, §6.3);
+flight (and answers 429 past the same cap, like DeepSeek's per-account
+concurrency limit, docs/deepseek-api-notes.md#rate-limits-and-concurrency);
 each process records when every attempt was let through. The assertions are counts: requests in
 flight at the server, 429s, requests per window of time.
 """

@@ -1,4 +1,4 @@
-"""Redis limits across a Redis restart or flush (issue 8 finding R1, and the attacks after it).
+"""Redis limits across a Redis restart or flush (docs/attack-round-2026-12.md, R1, and the attacks after it).
 
 A redis-server of our own on a fixed port (`--save ''`: a restart starts empty, as in the finding),
 restarted or flushed mid-run while callers hold reserved turns. The rate after the reset must stay

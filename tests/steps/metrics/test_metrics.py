@@ -31,7 +31,9 @@ from deepseek_kit import (
     Timeout,
     UsageError,
 )
-from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord, _tokens, scaled_price
+from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord
+from deepseek_kit._wire.pricing import scaled_price
+from deepseek_kit._wire.usage import split_usage as _tokens
 from deepseek_kit._steps.metrics.summary import Metrics, percentile
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.pricing import ModelPrice
@@ -643,7 +645,8 @@ def test_sync_client_records_on_its_loop_thread_and_reads_anywhere(emulator):
     assert [r.stream for r in hook.records] == [False, True]
 
 
-# -- failover is visible (issue 7 item 4) -----------------------------------------------------------
+# -- failover is visible (docs/routing-and-limits.md#seeing-it)
+# -----------------------------------------------------------
 
 
 async def test_failover_shows_in_records_summary_prometheus_and_health(emulator_factory):

@@ -45,17 +45,28 @@ ENTRY_OVERHEAD = 128
 
 @runtime_checkable
 class CacheBackend(Protocol):
+    """Where the cache step keeps answers: `CachePolicy(backend=...)` takes "memory", "sqlite",
+    a Redis URL, or any object with these five async methods (`MemoryBackend`, `SQLiteBackend`,
+    `RedisBackend`, or your own). Keys are opaque strings, values the answer's bytes; a backend
+    may drop any entry at any time (a miss only costs a request)."""
+
     async def get(self, key: str) -> bytes | None:
         """The stored value, or None when absent or expired."""
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+        ...
 
-    async def clear(self) -> None: ...
+    async def clear(self) -> None:
+        """Remove every entry of this cache (and only this cache's entries)."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release connections and threads; `AsyncClient.close()` calls it. Safe to call twice."""
+        ...
 
 
 class MemoryBackend:
@@ -80,6 +91,7 @@ class MemoryBackend:
         return len(key) + len(value) + ENTRY_OVERHEAD
 
     async def get(self, key: str) -> bytes | None:
+        """The stored value, or None when absent or expired."""
         item = self._data.get(key)
         if item is None:
             return None
@@ -91,6 +103,7 @@ class MemoryBackend:
         return value
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
         self._remove(key)
         cost = self._cost(key, value)
         if cost > self.max_bytes:
@@ -107,13 +120,16 @@ class MemoryBackend:
             self.size -= self._cost(key, item[0])
 
     async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
         self._remove(key)
 
     async def clear(self) -> None:
+        """Remove every entry."""
         self._data.clear()
         self.size = 0
 
     async def aclose(self) -> None:
+        """Nothing to release (the entries stay until the object goes)."""
         pass
 
 
@@ -140,6 +156,8 @@ CREATE TRIGGER IF NOT EXISTS dsk_cache_upd AFTER UPDATE OF size ON dsk_cache
 class SQLiteBackend:
     """A cache file shared by every process that opens it (default `$DSK_HOME/cache.sqlite3`).
 
+    `path`: the file (created with its directory). `max_bytes`: the size past which the least
+    recently used entries go. `busy_timeout`: seconds a writer waits for another process's write.
     Reads refresh the entry's `used_at` (LRU across processes) when it is older than `touch_after`
     seconds. `clock` is wall-clock time by default: expiry must mean the same in every process.
     """
@@ -177,7 +195,8 @@ class SQLiteBackend:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                private_db_file(self.path)  # 0600 in a 0700 DSK_HOME, like the logs (issue 8, S4)
+                # 0600 in a 0700 DSK_HOME, like the logs (docs/attack-round-2026-12.md, S4)
+                private_db_file(self.path)
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             except (OSError, sqlite3.Error) as exc:
@@ -268,15 +287,19 @@ class SQLiteBackend:
     # -- the async interface ----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
+        """The stored value, or None when absent or expired."""
         return await self._run(self._get, key)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
         await self._run(self._set, key, value, ttl)
 
     async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
         await self._run(lambda: self._db().execute("DELETE FROM dsk_cache WHERE key = ?", (key,)))
 
     async def clear(self) -> None:
+        """Remove every entry of the file, for every process that shares it."""
         await self._run(lambda: self._db().execute("DELETE FROM dsk_cache"))
 
     async def stats(self) -> tuple[int, int]:
@@ -284,6 +307,7 @@ class SQLiteBackend:
         return await self._run(self._stats)
 
     async def aclose(self) -> None:
+        """Close the connection and its worker thread; safe to call twice."""
         if self._pool is not None:
             await self._run(self._close)
             self._pool.shutdown(wait=False)
@@ -291,7 +315,10 @@ class SQLiteBackend:
 
 
 class RedisBackend:
-    """Entries under `prefix + key` in Redis; expiry by Redis itself. Connects on first use."""
+    """Entries under `prefix + key` in Redis; expiry by Redis itself. Connects on first use.
+
+    `url`: the server ("redis://host:port/db", "rediss://..." for TLS, "unix:///path"), or `client`:
+    a `redis.asyncio.Redis` of yours (then left open by `aclose()`). Needs the `[redis]` extra."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "dsk:cache:",
                  client: Any = None) -> None:
@@ -311,19 +338,23 @@ class RedisBackend:
         return self._client
 
     async def get(self, key: str) -> bytes | None:
+        """The stored value, or None when absent or expired."""
         value = await self._redis().get(self.prefix + key)
         return bytes(value) if value is not None else None
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store (replacing any older value); `ttl` in seconds, None = until evicted."""
         if ttl is None:
             await self._redis().set(self.prefix + key, value)
         else:
             await self._redis().set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
 
     async def delete(self, key: str) -> None:
+        """Remove `key` if present."""
         await self._redis().delete(self.prefix + key)
 
     async def clear(self) -> None:
+        """Remove every key under `prefix` (scanned in batches, other keys untouched)."""
         r = self._redis()
         batch: list[bytes] = []
         async for k in r.scan_iter(match=self.prefix + "*", count=500):
@@ -335,6 +366,7 @@ class RedisBackend:
             await r.unlink(*batch)
 
     async def aclose(self) -> None:
+        """Close the Redis connection this backend opened (a `client=` passed in is left open)."""
         if self._client is not None and self._own:
             await self._client.aclose()
             self._client = None

@@ -2,13 +2,13 @@
 
 `canonical_body` turns a decoded request body into the form whose sorted-key JSON is hashed:
 `stream`/`stream_options` dropped (they change the framing, not the answer), and, top level only,
-the defaults deepseek-api.md §3.2 documents made explicit: null == omitted; `thinking` omitted is
-`{"type": "enabled"}`; `temperature` 1, `top_p` 1, penalties 0, `logprobs` false,
+the defaults docs/deepseek-api-notes.md#request-fields documents made explicit: null == omitted; `thinking`
+omitted is `{"type": "enabled"}`; `temperature` 1, `top_p` 1, penalties 0, `logprobs` false,
 `response_format` text and the default `tool_choice` are dropped; integral floats become integers.
 Nothing else is normalised: a needless miss costs a call, a wrong hit returns the wrong answer.
 
-`is_reproducible` is the rule. Thinking mode ignores `temperature` (§3.3), so the default rule
-needs both a non-thinking request (thinking disabled, or FIM) and temperature 0.
+`is_reproducible` is the rule. Thinking mode ignores `temperature` (docs/deepseek-api-notes.md#thinking-mode),
+so the default rule needs both a non-thinking request (thinking disabled, or FIM) and temperature 0.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Probe", "allows", "canonical_body", "fingerprint", "is_reproducible", "probe_decoder"]
+__all__ = ["CacheRuleFields", "allows", "canonical_body", "fingerprint", "is_reproducible",
+           "rule_fields_decoder"]
 
 _VERSION = b"dsk-cache-v1\n"
 _CHAT_PATH = "/chat/completions"
 _FIM_PATH = "/completions"  # under /beta only
 
-# Documented defaults (deepseek-api.md §3.2): sending one of these is the same as omitting it.
+# Documented defaults (docs/deepseek-api-notes.md#request-fields):
+# sending one of these is the same as omitting it.
 _CHAT_DEFAULTS: dict[str, Any] = {
     "temperature": 1, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "logprobs": False,
     "response_format": {"type": "text"},
@@ -71,7 +73,7 @@ def allows(thinking: Any, temperature: Any, when: str, fim: bool) -> bool:
     return non_thinking and temperature == 0 and not isinstance(temperature, bool)
 
 
-class Probe(msgspec.Struct):
+class CacheRuleFields(msgspec.Struct):
     """The two fields the rule reads. Decoding only these lets msgspec skip the messages without
     building them, so a request the rule does not cache costs little even with a long history."""
 
@@ -79,7 +81,7 @@ class Probe(msgspec.Struct):
     temperature: Any = 1
 
 
-probe_decoder = msgspec.json.Decoder(Probe)
+rule_fields_decoder = msgspec.json.Decoder(CacheRuleFields)
 
 
 def fingerprint(canonical: dict[str, Any], *, path: str = _CHAT_PATH, beta: bool = False,

@@ -2,12 +2,12 @@
 
 Which requests are cached (`CachePolicy.when`)
     A cached answer is only right if asking again would give the same answer. DeepSeek's thinking
-    mode is on by default and *ignores* `temperature` (deepseek-api.md §3.3), so temperature 0
-    alone does not make a request reproducible. The default rule, `"reproducible"`, caches a
+    mode is on by default and *ignores* `temperature` (docs/deepseek-api-notes.md#thinking-mode), so
+    temperature 0 alone does not make a request reproducible. The default rule, `"reproducible"`, caches a
     request only when both hold:
 
     * it is non-thinking: `thinking: {"type": "disabled"}` on a chat request, or a FIM request
-      (`/beta/completions` is non-thinking only, §5.5); and
+      (`/beta/completions` is non-thinking only, docs/deepseek-api-notes.md#fim-beta); and
     * it asks for greedy decoding: `temperature` explicitly 0 (the default is 1).
 
     Opt-ins: `"non_thinking"` caches every non-thinking request whatever its temperature (a sampled
@@ -27,11 +27,13 @@ The key (`fingerprint`)
     of `CachePolicy.vary_headers` (the emulator's `X-DSK-Emulate` by default) and the canonical JSON
     of the decoded body: keys sorted at every level, `stream`/`stream_options` dropped (they change
     the framing, not the answer), and, top-level only, defaults made explicit where the API
-    documents them (§3.2): a null parameter is the same as an omitted one; `thinking` omitted is
+    documents them (docs/deepseek-api-notes.md#request-fields): a null
+    parameter is the same as an omitted one; `thinking` omitted is
     `{"type": "enabled"}`; `temperature` 1, `top_p` 1, penalties 0, `logprobs` false,
     `response_format` `{"type": "text"}` and the default `tool_choice` (none without tools, auto
     with) are dropped; integral floats are integers (0.0 == 0). `reasoning_effort` is kept as sent:
-    its default is not a constant (agent requests may be raised to max, §3.2). Everything else
+    its default is not a constant (agent requests may be raised to
+    max, docs/deepseek-api-notes.md#thinking-mode). Everything else
     counts, including unknown `extra_body` fields and the history's `reasoning_content`.
 
 What is stored
@@ -63,20 +65,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
+from deepseek_kit._steps.base import CallNext
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import APITimeoutError, UsageError, redact
 from deepseek_kit._wire.types import ChatCompletion, Completion, SafeDecoder, Usage
 
 from .backends import CacheBackend, open_backend
-from .key import allows, canonical_body, fingerprint, is_reproducible, probe_decoder
+from .key import allows, canonical_body, fingerprint, is_reproducible, rule_fields_decoder
 from .replay import Recorder, assemble_chat, assemble_fim, replay
 
 __all__ = ["CACHE_HEADER", "CachePolicy", "CacheStats", "CacheStep", "canonical_body", "fingerprint",
@@ -141,11 +143,13 @@ class CacheStats:
 
     @property
     def hit_ratio(self) -> float:
+        """Share of lookups served without a call of their own (hits and coalesced), 0.0 to 1.0."""
         served = self.hits + self.coalesced
         total = served + self.misses
         return served / total if total else 0.0
 
     def snapshot(self) -> CacheStats:
+        """A copy of the counters now (the live object keeps counting)."""
         return replace(self)
 
 
@@ -160,12 +164,12 @@ class _Meta(msgspec.Struct):
 
 
 _meta_decoder = msgspec.json.Decoder(_Meta)
-_chat_decoder: SafeDecoder[ChatCompletion] = SafeDecoder(ChatCompletion)  # nesting-guarded (issue 8, C2)
+# nesting-guarded (docs/attack-round-2026-12.md, C2)
+_chat_decoder: SafeDecoder[ChatCompletion] = SafeDecoder(ChatCompletion)
 _fim_decoder: SafeDecoder[Completion] = SafeDecoder(Completion)
 
 # What a flight ends with: the answer's bytes, the leader's error, or None (no complete answer).
 _Outcome = bytes | Exception | None
-CallNext = Callable[[Request], Awaitable[Response]]
 
 
 def _override(value: Any) -> str | None:
@@ -182,7 +186,9 @@ def _override(value: Any) -> str | None:
 
 
 class CacheStep:
-    """Pipeline step (outermost after metrics): lookup, single-flight, store, replay."""
+    """Pipeline step (position: `_client/pipeline.py`): lookup, single-flight, store, replay.
+    `AsyncClient(cache=True)` or `cache=CachePolicy(...)` builds one; pass a `CacheStep(policy)`
+    yourself to share its backend and `stats` between clients."""
 
     def __init__(self, policy: CachePolicy | None = None) -> None:
         self.policy = policy = policy or CachePolicy()
@@ -190,10 +196,14 @@ class CacheStep:
         self.stats = CacheStats()
         self._vary = frozenset(h.lower() for h in policy.vary_headers)
         self._currency = policy.currency.upper()
+        self._prices = _pricing.PriceBook(self._currency)  # today's prices, per minute
+        self._clock = _pricing.default_clock()
         self._flights: dict[str, asyncio.Future[_Outcome]] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Serve the call from the cache when the policy allows and an answer is stored, join an
+        identical call already in flight, or pass it on and store its answer once it completes."""
         headers = request.headers
         raw_mode = request.options.get("cache")
         vary: list[str] = []
@@ -217,8 +227,8 @@ class CacheStep:
                     # Thinking is on (or the body spells it with escapes: then not cached, which
                     # is the safe side). A byte search is far cheaper than parsing a long history.
                     return await self._bypass(request, call_next)
-                probe = probe_decoder.decode(request.body)
-                if not allows(probe.thinking, probe.temperature, when, fim):
+                fields = rule_fields_decoder.decode(request.body)
+                if not allows(fields.thinking, fields.temperature, when, fim):
                     return await self._bypass(request, call_next)
             body = msgspec.json.decode(request.body)
         except msgspec.DecodeError:  # not a JSON object: not ours to judge, let the API answer it
@@ -322,7 +332,7 @@ class CacheStep:
             return
         if meta.usage is not None:
             self.stats.saved_tokens += meta.usage.total_tokens
-            self.stats.saved_cost += _pricing.cost(meta.model, meta.usage, currency=self._currency)
+            self.stats.saved_cost += self._prices.cost(meta.model, meta.usage, self._clock())
 
     async def _get(self, key: str) -> bytes | None:
         try:
@@ -349,6 +359,7 @@ class CacheStep:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def clear(self) -> None:
+        """Remove every stored answer of this cache (the counters stay)."""
         await self.backend.clear()
 
     async def aclose(self) -> None:

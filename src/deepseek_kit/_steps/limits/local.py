@@ -16,7 +16,7 @@ from collections import deque
 
 from deepseek_kit._transport.request import Response
 
-from .step import NEUTRAL, OK, RATE_LIMITED, Limits, LimitState, queue_timeout, used_tokens
+from .base import NEUTRAL, OK, RATE_LIMITED, Limits, LimitState, queue_timeout, used_tokens
 
 __all__ = ["LocalLimiter"]
 

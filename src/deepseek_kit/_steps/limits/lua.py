@@ -13,7 +13,7 @@ would wait for the size of the step (an hour's step = an hour's wait, or a Queue
 
 The epoch `ep` is a random id set by the first `acquire` that finds the state hash without one: a
 Redis restart, a flush or an idle expiry gives a new epoch, which tells holders of turns reserved
-in the old state that their schedule is gone (`_steps/limits/redis.py`, issue 8 finding R1).
+in the old state that their schedule is gone (`_steps/limits/redis.py`, docs/attack-round-2026-12.md, R1).
 """
 
 __all__ = ["ACQUIRE", "EPOCH", "RELEASE", "RENEW", "STATE"]

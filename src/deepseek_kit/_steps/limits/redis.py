@@ -21,8 +21,8 @@ timer at the next lease expiry (a holder that died) and at most `lease_ttl/3` la
 messages. Leases and tickets expire `lease_ttl` seconds after their last renewal, so a process
 killed while holding them frees them within `lease_ttl`; a live process renews every `lease_ttl/3`.
 
-A Redis restart, flush or failover loses the rate state (issue 8 finding R1): the state carries a
-random epoch (`_steps/limits/lua.py`), and a turn is only taken when the epoch it was reserved in is
+A Redis restart, flush or failover loses the rate state (docs/attack-round-2026-12.md, R1): the state carries
+a random epoch (`_steps/limits/lua.py`), and a turn is only taken when the epoch it was reserved in is
 still there. A caller sleeping until a reserved turn re-acquires instead when this process sees a
 new epoch (any `acquire` reply), or when the check at the end of its sleep finds the epoch changed
 or gone; so after a reset everyone queues again on the new schedule, and the rate stays the
@@ -45,8 +45,8 @@ from urllib.parse import urlsplit
 
 from deepseek_kit._transport.request import Response
 
+from .base import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout, used_tokens
 from .lua import ACQUIRE, EPOCH, RELEASE, RENEW, STATE
-from .step import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout, used_tokens
 
 __all__ = ["RedisLimiter"]
 

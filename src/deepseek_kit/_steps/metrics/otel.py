@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["OTelHook"]
 
@@ -42,8 +42,9 @@ def _operation(path: str) -> str:
 
 
 class OTelHook:
-    """One span per call. `tracer_provider` defaults to the global one (looked up per call, so a
-    provider configured after the client was built is used)."""
+    """One span per call: `AsyncClient(metrics=MetricsConfig(otel=True))`, or `hooks=(OTelHook(),)`.
+    `tracer_provider` defaults to the global one (looked up per call, so a provider configured after
+    the client was built is used); `tracer_name` names the tracer the spans come from."""
 
     def __init__(self, tracer_provider: Any = None, tracer_name: str = "deepseek_kit") -> None:
         try:
@@ -69,6 +70,8 @@ class OTelHook:
         return cached[1]
 
     def on_request(self, r: RequestRecord) -> None:
+        """Record one finished call as a CLIENT span with the GenAI semantic-convention attributes
+        (model, tokens, time to first chunk, error); does nothing when opentelemetry is not installed."""
         if self._trace is None:
             return
         tracer = self._get_tracer()

@@ -45,7 +45,7 @@ from deepseek_kit._wire.errors import UsageError
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["CONTENT_TYPE", "PrometheusHook", "exposition", "metrics_handler", "serve_metrics"]
 
@@ -145,8 +145,9 @@ def _collectors(pc: Any, registry: Any, ns: str) -> _Collectors:
 
 
 class PrometheusHook:
-    """Feeds Prometheus collectors from each record. `registry` defaults to prometheus_client's
-    global REGISTRY. Raises UsageError when prometheus-client is not installed."""
+    """Feeds Prometheus collectors from each record: `MetricsConfig(hooks=(PrometheusHook(),))`.
+    `registry` defaults to prometheus_client's global REGISTRY; `namespace` prefixes every metric
+    name. Raises UsageError when prometheus-client is not installed."""
 
     def __init__(self, registry: Any = None, namespace: str = "deepseek") -> None:
         pc = _client()
@@ -168,6 +169,8 @@ class PrometheusHook:
         self._c.health.watch(router)
 
     def on_request(self, r: RequestRecord) -> None:
+        """Count one finished call in the collectors (requests by outcome, duration, time to first token,
+        tokens, cost, failovers)."""
         c = self._c
         model = r.model or ""
         endpoint = r.endpoint or ""

@@ -1,21 +1,26 @@
-"""Per-request metrics and cost: the `MetricsConfig` value, the `RequestRecord` of one call, and
-`MetricsStep`, the outermost pipeline step that times and prices every call.
+"""Per-request metrics and cost: the `MetricsConfig` value, `build_record` (the `RequestRecord`
+of one call, the record itself lives in the leaf `record.py`), and `MetricsStep`, the
+pipeline step that times and prices every call.
 
-Outermost (DESIGN.md "Layers") so that one record covers the whole call, retries included, and
-answers served by the client cache count too. What it costs on the hot path, per call: two loop
+It sits outside cache, router and retry (`_client/pipeline.py`) so that one record covers the whole
+call, retries included, and answers served by the client cache count too.
+What it costs on the hot path, per call: two loop
 clock reads and one wall clock read; for a non-stream answer one msgspec decode of a struct holding
-only `usage` and `model` (the rest of the body is skipped by the decoder, not built); the peak
-check and the price cached per minute and per model (as integers, so a call's cost is integer
-arithmetic and one Decimal); the record built positionally and queued for the summary. Nothing per
+only `usage` and `model` (the rest of the body is skipped by the decoder, not built); the token
+split (`_wire/usage.split_usage`); the peak check and the price cached per minute and per model
+by the step's `PriceBook` (as integers, so a call's cost is integer arithmetic and one Decimal);
+the record built positionally, left in `request.options["record"]` for the logs step and queued
+for the summary. Nothing per
 chunk: a stream's usage, end and outcome arrive once through `Response.add_done_callback`.
 
-Cost follows DeepSeek's table (deepseek-api.md §2.1, `_wire/pricing.py`): cache-hit input, cache-miss
+Cost follows DeepSeek's table (docs/deepseek-api-notes.md#pricing-and-off-peak-hours,
+`_wire/pricing.py`): cache-hit input, cache-miss
 input and output (reasoning included) per 1M tokens, peak or off-peak by Beijing time at the start
 of the call. `MetricsConfig.prices` overrides or adds models (private deployments cost 0 unless
 priced). Answers from the client cache cost nothing. A stream the caller left early, or that broke,
 has no usage: its tokens and cost are 0 (DeepSeek may still bill what it generated).
 
-Each finished call becomes a frozen `RequestRecord`, added to the in-process `Metrics` summary
+Each finished call becomes a frozen `RequestRecord` (`record.py`), added to the in-process `Metrics` summary
 (`_steps/metrics/summary.py`) and passed to every hook (`on_request(record)`: a plain callable, or an
 object with an `on_request` method, e.g. the Prometheus and OpenTelemetry exporters). Hooks run
 synchronously where the call ended; one that raises is logged and never breaks the call.
@@ -27,110 +32,36 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
 import msgspec
 
+from deepseek_kit._steps.base import CallNext
 from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.holidays import DEFAULT_CALENDAR, HolidayCalendar
-from deepseek_kit._wire.pricing import ModelPrice
+from deepseek_kit._wire.pricing import ModelPrice, PriceBook
 from deepseek_kit._wire.types import SafeDecoder, Usage
+from deepseek_kit._wire.usage import split_usage
 
+from .record import RECORD_OPTION, Hook, RequestRecord
 from .summary import Metrics
 
-__all__ = ["Hook", "MetricsConfig", "MetricsStep", "PriceOverride", "RequestRecord"]
+__all__ = ["RECORD_OPTION", "Hook", "MetricsConfig", "MetricsStep", "PriceOverride", "RequestRecord",
+           "build_record"]
 
 log = logging.getLogger("deepseek_kit.metrics")
 
-CallNext = Callable[[Request], Awaitable[Response]]
 
 #: A price override: one `ModelPrice` is a peak price with DeepSeek's off-peak half (like the
 #: built-in table); a `(peak, off_peak)` pair sets both (the same price twice = a flat rate).
 PriceOverride = ModelPrice | tuple[ModelPrice, ModelPrice]
-
-
-class RequestRecord(msgspec.Struct, frozen=True, gc=False):
-    """One finished API call, as seen by the caller (all attempts together).
-
-    `outcome`: "ok"; "error" (an exception reached the caller; `error` names its class, e.g.
-    "RateLimitError", `status` the HTTP status when there was one); "timeout" (an
-    APITimeoutError); "cancelled"; for streams also "broken", "timeout" and "closed" (the caller
-    left early). Times are seconds: `latency` from the call to the answer (non-stream) or to the
-    end of the stream as the caller read it; `ttft` to the first real event (stream) or the
-    answer's body (non-stream); `started_at` is wall-clock epoch time (`MetricsConfig.clock`).
-    `output_tps` is completion tokens per second after the first token (stream) or over the whole
-    call (non-stream). Tokens: `prompt_cache_hit_tokens + prompt_cache_miss_tokens ==
-    prompt_tokens`; `reasoning_tokens` are part of `completion_tokens` (§4.1). `cost` is in
-    `currency`, priced at `peak` or off-peak; `cache_hit` means the client cache answered.
-
-    With endpoints, `endpoint` is the one that answered (or the last one tried) and `route` lists
-    every endpoint the router went to, in order, as `(endpoint, attempts, result)`: result "ok",
-    "hedge_lost" (cancelled: another endpoint answered first), "hedge_closed" (answered too late),
-    "breaker_open" (skipped) or the error's class name ("APITimeoutError", "QueueTimeoutError"
-    when its limits were full, ...). `attempts` is then the sum over the route; `failovers` counts
-    the endpoints the call moved away from.
-
-    Fields are in a fixed order (the step builds records positionally, which is much faster);
-    construct your own with keywords.
-    """
-
-    model: str | None
-    path: str
-    stream: bool
-    outcome: str
-    status: int | None = None
-    error: str | None = None
-    attempts: int = 1
-    endpoint: str | None = None
-    trace_id: str | None = None
-    started_at: float = 0.0
-    latency: float = 0.0
-    ttft: float | None = None
-    output_tps: float | None = None
-    cache_hit: bool = False
-    prompt_tokens: int = 0
-    prompt_cache_hit_tokens: int = 0
-    prompt_cache_miss_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost: Decimal = Decimal(0)
-    currency: str = "CNY"
-    peak: bool = False
-    route: tuple[tuple[str, int, str], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-    @property
-    def retries(self) -> int:
-        """Attempts beyond the first on the same endpoint (moving to another endpoint is a
-        failover, not a retry)."""
-        if self.route:
-            return sum(a - 1 for _, a, _ in self.route if a > 1)
-        return max(self.attempts - 1, 0)
-
-    @property
-    def failovers(self) -> int:
-        """Endpoints this call moved away from (failed, full or breaker open) to try another."""
-        return sum(1 for _, _, res in self.route[:-1] if res not in _NOT_FAILOVER)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-Hook = Callable[[RequestRecord], object]
-
-#: Route results that are not a move away from an endpoint (hedges race, they do not fail over).
-_NOT_FAILOVER = frozenset({"ok", "hedge_lost", "hedge_closed"})
 
 
 def _route(request: Request) -> tuple[tuple[str, int, str], ...]:
@@ -235,6 +166,7 @@ class _ModelOnly(msgspec.Struct, gc=False):
 
 _usage_decoder: SafeDecoder[_UsageOnly] = SafeDecoder(_UsageOnly)  # a response body: nesting-guarded
 _model_decoder = msgspec.json.Decoder(_ModelOnly)
+_ZERO = Decimal(0)
 _MODEL_PREFIX = b'{"model":"'
 
 
@@ -253,40 +185,6 @@ def _request_model(body: bytes | None) -> str | None:
         return None
 
 
-def _tokens(u: Any) -> tuple[int, int, int, int, int]:
-    """(prompt, hit, miss, completion, reasoning). Without DeepSeek's hit/miss split, OpenAI-style
-    `prompt_tokens_details.cached_tokens` (vLLM, SGLang) gives the hits; the rest are misses."""
-    if u is None:
-        return 0, 0, 0, 0, 0
-    if type(u) is not Usage:  # a mapping or a look-alike (e.g. from a cache entry)
-        u = msgspec.convert(u, Usage, from_attributes=not isinstance(u, Mapping))
-    prompt = u.prompt_tokens
-    hit = u.prompt_cache_hit_tokens
-    miss = u.prompt_cache_miss_tokens
-    if hit is None and miss is None:
-        d = u.prompt_tokens_details
-        hit = (d.cached_tokens or 0) if d is not None else 0
-        miss = max(prompt - hit, 0)
-    else:
-        hit = hit or 0
-        miss = miss if miss is not None else max(prompt - hit, 0)
-    r = u.completion_tokens_details
-    return prompt, hit, miss, u.completion_tokens, (r.reasoning_tokens or 0) if r is not None else 0
-
-
-_ZERO = Decimal(0)
-
-
-def scaled_price(price: ModelPrice) -> tuple[int, int, int, int]:
-    """(hit, miss, output, exponent): the per-1M prices as integers x 10^s, and the exponent that
-    turns `hit*a + miss*b + out*c` into the amount, exactly what `_pricing.charge` computes."""
-    parts = (price.cache_hit, price.cache_miss, price.output)
-    s = max(0, *(-int(p.as_tuple().exponent) for p in parts))
-    f = 10**s
-    a, b, c = (int(p * f) for p in parts)
-    return a, b, c, -(s + 6)
-
-
 def _endpoint(request: Request, resp: Response | None) -> str | None:
     if resp is not None and resp.endpoint is not None:
         return resp.endpoint
@@ -303,9 +201,49 @@ def _as_hook(h: Any) -> Callable[[RequestRecord], object]:
     return fn
 
 
+def build_record(request: Request, resp: Response, wall: float, t0: float, t1: float, prices: PriceBook,
+                 usage: Any = None) -> RequestRecord:
+    """The `RequestRecord` of a call that returned `resp` (for a stream: once it ended). `wall` is
+    the epoch time of the call, `t0` / `t1` loop times of the call and of its end; `usage` when the
+    caller already has it (else `resp.usage`, else read from a non-stream body, skipping every
+    other field). Shared by the metrics step and the logs step (which builds the record itself when
+    metrics are off), so both count and price a call alike."""
+    usage = usage if usage is not None else resp.usage
+    model = _request_model(request.body)
+    if usage is None and resp.events is None and resp.body:
+        try:
+            got = _usage_decoder.decode(resp.body)
+        except msgspec.DecodeError:
+            got = None
+        if got is not None:
+            usage = got.usage
+            model = model or got.model or None
+    tokens = split_usage(usage)
+    latency = t1 - t0
+    ttft = None if resp.first_event_at is None else max(resp.first_event_at - t0, 0.0)
+    tps = None
+    if tokens.completion:
+        gen = latency - ttft if (resp.events is not None and ttft is not None) else latency
+        tps = tokens.completion / gen if gen > 0 else None
+    peak = prices.is_peak(wall)
+    cost = _ZERO if resp.cache_hit else prices.charge(model, tokens, peak)
+    outcome = resp.outcome or "ok"
+    error = None if outcome in ("ok", "closed") else ("StreamTimeoutError" if outcome == "timeout"
+                                                      else "StreamError")
+    route = _route(request)
+    attempts = sum(a for _, a, _ in route) if route else resp.attempts
+    # Positional: msgspec matches 23 keywords several times slower than it takes positions.
+    return RequestRecord(
+        model, request.path, request.stream, outcome, resp.status, error, attempts,
+        _endpoint(request, resp), resp.headers.get("x-ds-trace-id"), wall, latency, ttft, tps,
+        resp.cache_hit, *tokens, cost, prices.currency, peak, route,
+    )
+
+
 class MetricsStep:
-    """Pipeline step (outermost, in `steps`): one `RequestRecord` per call, into `self.metrics`
-    (a `Metrics` summary) and every hook."""
+    """Pipeline step (`AsyncClient(metrics=...)`): one `RequestRecord` per call, into `self.metrics`
+    (a `Metrics` summary) and every hook. `config`: a `MetricsConfig` (hooks, window, currency...);
+    `metrics`: a `Metrics` to count into (e.g. one shared by several clients)."""
 
     def __init__(self, config: MetricsConfig | None = None, metrics: Metrics | None = None) -> None:
         cfg = self.config = config or MetricsConfig()
@@ -324,11 +262,9 @@ class MetricsStep:
         self._hook_failed: set[int] = set()
         self.hook_errors = 0
         self._clock = cfg.clock
-        self._currency = cfg.currency
-        self._prices = _normalise_prices(cfg.prices) if cfg.prices else {}
-        self._price_cache: dict[tuple[str, bool], tuple[int, int, int, int] | None] = {}
-        self._peak_minute = -1
-        self._peak = False
+        #: the step's prices (peak state per minute, each model's price), `_wire/pricing.PriceBook`
+        self.prices = _pricing.PriceBook(cfg.currency, cfg.holidays,
+                                         _normalise_prices(cfg.prices) if cfg.prices else None)
 
     def watch_router(self, router: Any) -> None:
         """The client's router (endpoints): hooks that report endpoint health read it (e.g. the
@@ -339,6 +275,8 @@ class MetricsStep:
                 watch(router)
 
     async def handle(self, request: Request, call_next: CallNext) -> Response:
+        """Time the call and, once its response completes (or it raises), build its `RequestRecord`
+        and hand it to the in-process summary and every hook."""
         if not self.config.enabled:
             return await call_next(request)
         loop_time = asyncio.get_running_loop().time
@@ -363,41 +301,9 @@ class MetricsStep:
         self._safely(self._done, request, resp, wall, t0, loop_time())
 
     def _done(self, request: Request, resp: Response, wall: float, t0: float, t1: float) -> None:
-        usage = resp.usage
-        model = _request_model(request.body)
-        if usage is None and resp.events is None and resp.body:
-            try:
-                got = _usage_decoder.decode(resp.body)
-            except msgspec.DecodeError:
-                got = None
-            if got is not None:
-                usage = got.usage
-                model = model or got.model or None
-        prompt, hit, miss, out, reasoning = _tokens(usage)
-        latency = t1 - t0
-        ttft = None if resp.first_event_at is None else max(resp.first_event_at - t0, 0.0)
-        tps = None
-        if out:
-            gen = latency - ttft if (resp.events is not None and ttft is not None) else latency
-            tps = out / gen if gen > 0 else None
-        peak = self._is_peak(wall)
-        cost = _ZERO
-        if model is not None and not resp.cache_hit and (hit or miss or out):
-            price = self._price(model, peak)
-            if price is not None:
-                # integer prices x 10^s: one Decimal at the end instead of six operations on them
-                cost = Decimal(hit * price[0] + miss * price[1] + out * price[2]).scaleb(price[3])
-        outcome = resp.outcome or "ok"
-        error = None if outcome in ("ok", "closed") else ("StreamTimeoutError" if outcome == "timeout"
-                                                          else "StreamError")
-        route = _route(request)
-        attempts = sum(a for _, a, _ in route) if route else resp.attempts
-        # Positional: msgspec matches 23 keywords several times slower than it takes positions.
-        self._emit(RequestRecord(
-            model, request.path, request.stream, outcome, resp.status, error, attempts,
-            _endpoint(request, resp), resp.headers.get("x-ds-trace-id"), wall, latency, ttft, tps,
-            resp.cache_hit, prompt, hit, miss, out, reasoning, cost, self._currency, peak, route,
-        ))
+        record = build_record(request, resp, wall, t0, t1, self.prices)
+        request.options[RECORD_OPTION] = record  # the logs step (outside) reads it: not decoded twice
+        self._emit(record)
 
     def _failed(self, request: Request, exc: BaseException, wall: float, latency: float) -> None:
         if isinstance(exc, asyncio.CancelledError):
@@ -419,37 +325,14 @@ class MetricsStep:
         if route:
             attempts = sum(a for _, a, _ in route)
             endpoint = route[-1][0]
-        self._emit(RequestRecord(
+        record = request.options[RECORD_OPTION] = RequestRecord(
             model=_request_model(request.body), path=request.path, stream=request.stream, outcome=outcome,
             status=status if isinstance(status, int) else None, error=type(exc).__name__,
             attempts=attempts if isinstance(attempts, int) else 1, endpoint=endpoint,
-            trace_id=trace_id, started_at=wall, latency=latency, currency=self._currency,
-            peak=self._is_peak(wall), route=route,
-        ))
-
-    def _is_peak(self, wall: float) -> bool:
-        # Peak windows start and end on whole Beijing hours: one calendar check per minute.
-        minute = int(wall // 60)
-        if minute != self._peak_minute:
-            self._peak = _pricing.is_peak(datetime.fromtimestamp(wall, timezone.utc), self.config.holidays)
-            self._peak_minute = minute
-        return self._peak
-
-    def _price(self, model: str, peak: bool) -> tuple[int, int, int, int] | None:
-        key = (model, peak)
-        try:
-            return self._price_cache[key]
-        except KeyError:
-            pass
-        override = self._prices.get(model)
-        if override is not None:
-            price: ModelPrice | None = override[0 if peak else 1]
-        else:
-            canon = _pricing.canonical_model(model)
-            table = _pricing.PRICES.get(self._currency, {})
-            price = table[canon].at(peak) if canon in table else None
-        scaled = self._price_cache[key] = None if price is None else scaled_price(price)
-        return scaled
+            trace_id=trace_id, started_at=wall, latency=latency, currency=self.prices.currency,
+            peak=self.prices.is_peak(wall), route=route,
+        )
+        self._emit(record)
 
     # -- delivering records --------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .step import RequestRecord
+    from .record import RequestRecord
 
 __all__ = ["Metrics", "percentile"]
 
@@ -191,7 +191,10 @@ class Metrics:
 
     `add()` only queues the record (a deque append: thread-safe, nothing else on the caller's
     path); queued records are folded into the totals in batches, by the next reader or every
-    `_BATCH` records, so the per-call cost is paid in a tight loop instead of on the hot path."""
+    `_BATCH` records, so the per-call cost is paid in a tight loop instead of on the hot path.
+
+    `window`: seconds over which QPS is counted. `reservoir`: how many recent calls the
+    percentiles are computed over. `currency`: of `cost`. `clock`: monotonic seconds (tests)."""
 
     _BATCH = 256
 
@@ -206,6 +209,7 @@ class Metrics:
         self._t = _Totals(self.window, reservoir)
 
     def reset(self) -> None:
+        """Forget everything counted so far (start a new measurement)."""
         with self._lock:
             self._pending.clear()
             self._t = _Totals(self.window, self.reservoir)
@@ -231,18 +235,22 @@ class Metrics:
 
     @property
     def requests(self) -> int:
+        """Calls counted (finished, failed or broken)."""
         return self._fold().requests
 
     @property
     def ok(self) -> int:
+        """Calls that succeeded."""
         return self._fold().ok
 
     @property
     def cost(self) -> Decimal:
+        """Money spent by the counted calls, in the configured currency."""
         return self._fold().cost
 
     @property
     def cache_hits(self) -> int:
+        """Calls answered by the client cache."""
         return self._fold().cache_hits
 
     @property
@@ -254,10 +262,12 @@ class Metrics:
 
     @property
     def errors_total(self) -> int:
+        """Calls that raised or broke, all error classes together."""
         return sum(self.errors.values())
 
     @property
     def error_rate(self) -> float:
+        """Share of calls that raised or broke, 0.0 to 1.0."""
         n = self.requests
         return self.errors_total / n if n else 0.0
 
@@ -269,7 +279,8 @@ class Metrics:
 
     @property
     def prompt_cache_hit_rate(self) -> float:
-        """Share of prompt tokens DeepSeek served from its context cache (§5.8)."""
+        """Share of prompt tokens DeepSeek served from its context
+        cache (docs/deepseek-api-notes.md#context-caching)."""
         t = self._fold()
         seen = t.hit + t.miss
         return t.hit / seen if seen else 0.0

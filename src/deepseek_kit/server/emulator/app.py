@@ -1,18 +1,22 @@
 """The emulator's aiohttp application: routing, authentication, headers, and the request flow.
 
-Routes (deepseek-api.md §9.1): `POST /chat/completions` under `/`, `/v1` and `/beta`;
-`POST /beta/completions` (FIM, only under /beta); `GET /models` and `GET /user/balance` (also
+Routes (docs/deepseek-api-notes.md#what-the-emulator-reproduces): `POST /chat/completions` under `/`, `/v1`
+and `/beta`; `POST /beta/completions` (FIM, only under /beta); `GET /models` and `GET /user/balance` (also
 under /v1). Anything else is 404 `Unknown error` - after authentication, as a bare unauthenticated
-`GET /` gets 401 from DeepSeek (§1.2). No WebSocket, no OAuth (§1.3).
+`GET /` gets 401 from DeepSeek (docs/deepseek-api-notes.md#base-urls-and-authentication).
+No WebSocket, no OAuth (docs/deepseek-api-notes.md#base-urls-and-authentication).
 
 Every response carries `Server: openresty`, a fresh 32-hex `x-ds-trace-id` and
 `X-DSK-Emulator: deepseek-kit/<version>` (with `system_fingerprint` = `fp_dsk_emulator_...`, nothing
-the emulator made can pass for a DeepSeek answer, issue 7 item 5), never `x-request-id`, and no
-`Retry-After` / `x-ratelimit-*` unless a fault directive asks (§6.4).
+the emulator made can pass for a DeepSeek answer,
+docs/emulator.md#nothing-it-makes-passes-for-deepseek), never `x-request-id`, and no
+`Retry-After` / `x-ratelimit-*` unless a fault directive asks (docs/deepseek-api-notes.md#response-headers).
 
 Request flow: count it -> fault directives (delay, reset, status) -> bearer auth (401, key masked
-to its last 4 characters, §9.2) -> balance (402) -> validation (400) -> concurrency (429, per
-account and serving model until the response completes, §6.3) -> bill -> answer.
+to its last 4 characters, docs/deepseek-api-notes.md#what-the-emulator-reproduces)
+-> balance (402) -> validation (400) -> concurrency (429, per
+account and serving model until the response completes,
+docs/deepseek-api-notes.md#rate-limits-and-concurrency) -> bill -> answer.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ __all__ = ["EMULATOR_KEY", "Emulator", "create_emulator_app"]
 log = logging.getLogger("deepseek_kit.server")
 _getrandbits = random.getrandbits
 _BAD_AUTH = "Authentication Fails (auth header format should be Bearer sk-...)"
-#: Marks every answer as the emulator's (issue 7 item 5): a synthetic answer never passes for DeepSeek's.
+#: Marks every answer as the emulator's (docs/emulator.md#nothing-it-makes-passes-for-deepseek):
+#: a synthetic answer never passes for DeepSeek's.
 _MARK = f"deepseek-kit/{__version__}"
 
 
@@ -191,7 +196,8 @@ class Emulator:
                         "balance_infos": [account.info(self.config.currency)]}
                 return self._body_fault(d, kind) or _json(200, msgspec.json.encode(info))
             if account.total <= 0:
-                raise ApiError(402)  # never retried by clients (§8.9)
+                # never retried by clients (docs/deepseek-api-notes.md#errors-and-status-codes)
+                raise ApiError(402)
             plan: ChatPlan | FimPlan
             if kind == "chat":
                 plan = await self.plans.chat(body, request.path.startswith("/beta/"), d)
@@ -262,7 +268,8 @@ class Emulator:
         ))
 
     def _tail(self, head: bytes, usage: bytes, include: bool, legacy: bool) -> tuple[bytes, list[bytes]]:
-        """The end of a finish chunk and any trailing usage-only chunk (§4.3, §9.19)."""
+        """The end of a finish chunk and any trailing usage-only chunk
+        (docs/deepseek-api-notes.md#usage-fields, #what-the-emulator-reproduces)."""
         close = b'"}]'
         if not legacy:
             return close + b',"usage":' + usage + b"}", []

@@ -1,10 +1,11 @@
 """Prefix-cache simulation: how many prompt tokens DeepSeek would report as cache hits.
 
-Measured behaviour (deepseek-api.md §5.8, [MEAS] 2026-08-09): hit = floor(common prefix / 128) x 128
-tokens, exact; the trailing 0-127 tokens never hit; one earlier request with the same prefix is
-enough. Caches are isolated per account and per `user_id` (§3.2). Units are persisted at the end of
+Measured behaviour (2026-08-09, docs/deepseek-api-notes.md#context-caching): hit = floor(common
+prefix / 128) x 128 tokens, exact; the trailing 0-127 tokens never hit; one earlier request with the
+same prefix is enough. Caches are isolated per account and per `user_id`
+(docs/deepseek-api-notes.md#context-caching). Units are persisted at the end of
 each request's input and at the end of its output (so the next turn of a conversation, which resends
-the answer, hits up to there) - §9.13.
+the answer, hits up to there) - docs/deepseek-api-notes.md#what-the-emulator-reproduces.
 
 Implementation: a prompt is cut into 128-token blocks; `prefix_units` chains a hash over the blocks,
 so unit k identifies the exact first k x 128 tokens. A scope (account, user_id) stores unit hashes;

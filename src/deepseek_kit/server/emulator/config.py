@@ -1,7 +1,8 @@
 """Configuration of the DeepSeek emulator: accounts, balances, answer shape, timing and faults.
 
-Every knob has a default that reproduces the current DeepSeek API (deepseek-api.md §9, profile
-`v4.1`); where the reference marks a behaviour UNCONFIRMED the choice is a knob here. A config can
+Every knob has a default that reproduces the current DeepSeek API
+(docs/deepseek-api-notes.md#what-the-emulator-reproduces, profile
+`v4.1`); where DeepSeek's behaviour is unconfirmed the choice is a knob here. A config can
 be built in code, or loaded from a plain mapping / TOML file (`EmulatorConfig.from_mapping`,
 `EmulatorConfig.from_toml`) for `dsk serve --mock --config`.
 """
@@ -23,7 +24,8 @@ __all__ = [
     "EmulatorConfigError",
 ]
 
-#: Requested name -> the model that serves it (§2.1: legacy Flash names are served by V4.1-Flash).
+#: Requested name -> the model that serves it (docs/deepseek-api-notes.md#models-and-aliases:
+#: legacy Flash names are served by V4.1-Flash).
 MODEL_ALIASES: dict[str, str] = {
     "deepseek-flash": "deepseek-flash",
     "deepseek-v4-pro": "deepseek-v4-pro",
@@ -31,9 +33,11 @@ MODEL_ALIASES: dict[str, str] = {
     "deepseek-v4-flash-vision-exp": "deepseek-flash",
 }
 CANONICAL_MODELS = ("deepseek-flash", "deepseek-v4-pro")
-#: Retired 2026-07-24 15:59 UTC (§0); requests with these names fail.
+#: Retired 2026-07-24 15:59 UTC (docs/deepseek-api-notes.md#models-and-aliases);
+#: requests with these names fail.
 RETIRED_MODELS = frozenset({"deepseek-chat", "deepseek-reasoner", "deepseek-coder"})
-#: Models that accept image parts (V4.1-Flash is multimodal; V4-Pro is not, §2.1).
+#: Models that accept image parts (V4.1-Flash is multimodal;
+#: V4-Pro is not, docs/deepseek-api-notes.md#models-and-aliases).
 VISION_MODELS = frozenset({"deepseek-flash", "deepseek-v4-flash", "deepseek-v4-flash-vision-exp"})
 
 
@@ -56,7 +60,7 @@ class EmulatorConfig:
     balance: dict[str, Decimal] = field(default_factory=dict)
     default_granted: Decimal = Decimal("10.00")
     default_topped_up: Decimal = Decimal("90.00")
-    #: Balance and billing currency: "CNY" or "USD" (§5.2).
+    #: Balance and billing currency: "CNY" or "USD" (docs/deepseek-api-notes.md#balance).
     currency: str = "CNY"
     #: Billing clock (epoch seconds) deciding peak/off-peak; the default honours DSK_FAKE_NOW
     #: (`_pricing.default_clock`), so tests bill at a fixed peak or off-peak time.
@@ -68,9 +72,11 @@ class EmulatorConfig:
     faults: str = ""
     #: Seconds between `: keep-alive` comments (stream) / blank lines (non-stream) while queued.
     keepalive_interval: float = 1.0
-    #: Simulated queue time before inference starts on every request (§4.4, §9.20).
+    #: Simulated queue time before inference starts on every request
+    #: (docs/deepseek-api-notes.md#streaming-and-keep-alives, #what-the-emulator-reproduces).
     queue_delay: float = 0.0
-    #: The connection is closed when inference has not started after this long (§9.21: 10 min).
+    #: The connection is closed when inference has not started after this long
+    #: (docs/deepseek-api-notes.md#what-the-emulator-reproduces: 10 min).
     queue_timeout: float = 600.0
     #: Answer length in tokens (content) and reasoning length at `reasoning_effort=high`.
     default_tokens: int = 32
@@ -78,28 +84,35 @@ class EmulatorConfig:
     #: Tokens per stream chunk; DeepSeek sends about one token per chunk.
     chunk_tokens: int = 1
     #: Echo a legacy alias (e.g. `deepseek-v4-flash`) as the response `model`; False reports the
-    #: serving model `deepseek-flash` instead (UNCONFIRMED which one DeepSeek echoes, §9.4).
+    #: serving model `deepseek-flash` instead (UNCONFIRMED which one DeepSeek
+    #: echoes, docs/deepseek-api-notes.md#what-the-emulator-reproduces).
     echo_model_for_aliases: bool = True
-    #: Thinking + tools: an assistant turn with tool calls but no `reasoning_content` -> 400 (§9.9).
+    #: Thinking + tools: an assistant turn with tool calls but no `reasoning_content`
+    #: -> 400 (docs/deepseek-api-notes.md#what-the-emulator-reproduces).
     strict_reasoning_passback: bool = True
-    #: Per-account concurrent requests per serving model; more -> 429 (§6.3).
+    #: Per-account concurrent requests per serving model; more ->
+    #: 429 (docs/deepseek-api-notes.md#rate-limits-and-concurrency).
     concurrency_limits: dict[str, int] = field(
         default_factory=lambda: {"deepseek-flash": 2500, "deepseek-v4-pro": 500}
     )
     #: Mixed into every generated answer and the system fingerprint.
     seed: int = 0
-    #: JSON mode without "json" in the prompt (§5.3): "spaces" = the answer replaced by spaces with
+    #: JSON mode without "json" in the prompt (docs/deepseek-api-notes.md#json-output):
+    #: "spaces" = the answer replaced by spaces with
     #: finish_reason "stop"; "until_limit" = whitespace until max_tokens, finish_reason "length".
     json_without_hint: str = "spaces"
-    #: Older servers: usage in a trailing `choices: []` chunk instead of on the finish chunk (§4.3).
+    #: Older servers: usage in a trailing `choices: []` chunk instead of
+    #: on the finish chunk (docs/deepseek-api-notes.md#usage-fields).
     legacy_usage_chunk: bool = False
-    #: Prefix-cache simulation (§5.8); the unit is DeepSeek's measured 128 tokens.
+    #: Prefix-cache simulation (docs/deepseek-api-notes.md#context-caching);
+    #: the unit is DeepSeek's measured 128 tokens.
     cache_simulation: bool = True
     cache_unit: int = 128
     cache_capacity: int = 1_000_000
-    #: Status of request-body deserialization errors: 400 now, 422 in 2024-early 2025 (§6.2).
+    #: Status of request-body deserialization errors: 400 now, 422 in
+    #: 2024-early 2025 (docs/deepseek-api-notes.md#errors-and-status-codes).
     validation_status: int = 400
-    #: Ids returned by GET /models (§5.1, current list UNCONFIRMED).
+    #: Ids returned by GET /models (docs/deepseek-api-notes.md#models-list, current list UNCONFIRMED).
     models: tuple[str, ...] = CANONICAL_MODELS
     #: The date part of `system_fingerprint` (`fp_dsk_emulator_<10hex>_<date>`).
     fingerprint_date: str = "20261017"
@@ -119,7 +132,8 @@ class EmulatorConfig:
     #: account comes back with the default balance).
     max_tracked: int = 4096
     max_accounts: int = 10_000
-    #: The models' context length (deepseek-api.md §2.1: 1M); longer prompts (+ max_tokens) -> 400.
+    #: The models' context length (docs/deepseek-api-notes.md#models-and-aliases:
+    #: 1M); longer prompts (+ max_tokens) -> 400.
     context_length: int = 1_048_576
     #: Upper bound of the generated arguments of one tool call, in characters: a schema that needs
     #: more (`minLength: 1000000000`, `minItems: 100000000`) gets a 400 instead of freezing the server.
@@ -159,9 +173,12 @@ class EmulatorConfig:
         return cls.from_mapping(data)
 
     def serving_model(self, requested: str) -> str | None:
+        """The model that serves `requested` (an id or a legacy alias), None for an unknown model."""
         return MODEL_ALIASES.get(requested)
 
     def response_model(self, requested: str) -> str:
+        """The `model` the answer reports: the name as asked (`echo_model_for_aliases`), else the
+        serving model."""
         if self.echo_model_for_aliases:
             return requested
         return MODEL_ALIASES.get(requested, requested)
@@ -170,7 +187,7 @@ class EmulatorConfig:
 # -- validation (one place: a bad setting fails at startup, never on every request) ----------------
 
 _MAX_SECONDS = 86_400.0
-_MAX_OUTPUT = 393_216  # deepseek-api.md §2.1
+_MAX_OUTPUT = 393_216  # docs/deepseek-api-notes.md#models-and-aliases
 
 
 def _int(c: EmulatorConfig, name: str, lo: int, hi: int | None = None) -> None:
@@ -257,7 +274,7 @@ def _validate(c: EmulatorConfig) -> None:
     _int(c, "cache_capacity", 0)
     if c.validation_status not in (400, 422) or isinstance(c.validation_status, bool):
         raise EmulatorConfigError("validation_status",
-                                  f"must be 400 or 422 (§6.2), got {c.validation_status!r}")
+                                  f"must be 400 or 422, got {c.validation_status!r}")
     c.models = tuple(_strings("models", c.models))
     date = c.fingerprint_date
     if not isinstance(date, str) or not (len(date) == 8 and date.isdigit()):

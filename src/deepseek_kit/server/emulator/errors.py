@@ -1,4 +1,4 @@
-"""DeepSeek-shaped error responses (deepseek-api.md §6.1-6.2).
+"""DeepSeek-shaped error responses (docs/deepseek-api-notes.md#errors-and-status-codes).
 
 Body: `{"error": {"message", "type", "param": null, "code": "invalid_request_error"}}` - `code` is
 `invalid_request_error` in every observed case while `type` varies (`authentication_error`,

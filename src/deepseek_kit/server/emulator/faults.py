@@ -3,8 +3,10 @@
 A directive string is `;`-separated `name` or `name=value` items, e.g.
 `status=503;retry_after=2;times=2;key=test-17`. Directives come from the server config
 (`EmulatorConfig.faults`) and per request from the `X-DSK-Emulate` header; the header's override
-the server's. The faults reproduce what DeepSeek clients meet in practice (deepseek-api.md §8,
-§9.20-21): error statuses, 200 with an empty or blank body, resets before or during a response,
+the server's. The faults reproduce what DeepSeek clients meet in
+practice (docs/deepseek-api-notes.md#problems-clients-meet-in-practice,
+docs/deepseek-api-notes.md#what-the-emulator-reproduces): error statuses,
+200 with an empty or blank body, resets before or during a response,
 long queues filled with keep-alives, streams that never send `[DONE]` but keep sending comments
 (deepseek-harness discussion #6959), error events inside a stream, `insufficient_system_resource`.
 
@@ -52,6 +54,10 @@ class ClientGone(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Directives:
+    """A parsed `X-DSK-Emulate` string (see the module docstring): which fault to inject into a
+    response and how to shape it. Get one with `parse_directives("status=503;times=2")`; the fields
+    before `tokens` are failures limited by `times`, the rest shape every response."""
+
     # failure directives (limited by `times`)
     status: int | None = None
     retry_after: str | None = None
@@ -78,6 +84,7 @@ class Directives:
     key: str | None = None
 
     def without_failures(self) -> Directives:
+        """These directives with the failures removed and the shaping kept (once `times` is used up)."""
         return replace(
             Directives(),
             tokens=self.tokens,
@@ -101,8 +108,8 @@ _INTS = {"status", "reset_after", "error_event_after", "insufficient_after", "to
 _FLOATS = {"delay_headers", "delay_chunks", "stall_first_token", "keepalive"}
 _NAMES = {f.name for f in fields(Directives)}
 _TRUE, _FALSE = frozenset({"1", "true"}), frozenset({"0", "false"})
-#: Answer lengths above the models' max output (deepseek-api.md §2.1: 384K = 393,216 tokens) are
-#: refused: DeepSeek never sends more, and generating them would block the emulator for everyone.
+#: Answer lengths above the models' max output (docs/deepseek-api-notes.md#models-and-aliases: 384K = 393,216
+#: tokens) are refused: DeepSeek never sends more, and generating them would block the emulator for everyone.
 MAX_TOKENS_DIRECTIVE = 393_216
 #: Keep-alive comments more often than this would only burn CPU (a fault test needs no more).
 MIN_KEEPALIVE = 0.05
@@ -170,7 +177,9 @@ def parse_directives(text: str) -> dict[str, Any]:
             continue
         name, eq, value = item.partition("=")
         name, value = name.strip().lower().replace("-", "_"), value.strip()
-        if name == "queue":  # the queued simulation of §4.4 is a stall before the first token
+        # the queued simulation of docs/deepseek-api-notes.md#streaming-and-keep-alives
+        # is a stall before the first token
+        if name == "queue":
             name = "stall_first_token"
         if name not in _NAMES:
             raise DirectiveError(f"X-DSK-Emulate: unknown directive {name!r}")

@@ -1,10 +1,11 @@
 """Stage 1 of request validation: serde-like type checks of the known fields of a body.
 
-Mirrors what DeepSeek's serde structs accept (deepseek-api.md §3): each checker gets the decoded
-value and its path and raises `SerdeError` with serde's wording (`invalid type: integer `5`,
+Mirrors what DeepSeek's serde structs accept (docs/deepseek-api-notes.md#request-fields): each checker gets
+the decoded value and its path and raises `SerdeError` with serde's wording (`invalid type: integer `5`,
 expected a string`, `unknown variant ...`, `missing field ...`). Messages are an internally tagged
 enum on `role`, which serde buffers, so any error inside a message is reported at `messages[N]`
-and positioned after the message object (§6.2 example). Unknown fields are not checked (ignored).
+and positioned after the message object (docs/deepseek-api-notes.md#errors-and-status-codes).
+Unknown fields are not checked (ignored).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .serde import Path, SerdeError, describe, invalid_type
 
 __all__ = ["CHAT_FIELDS", "EFFORTS", "FIM_FIELDS"]
 
-#: reasoning_effort mapping of the newest thinking guide (§3.2).
+#: reasoning_effort mapping of the newest thinking guide (docs/deepseek-api-notes.md#thinking-mode).
 EFFORTS = {"minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high",
            "max": "max", "ultra": "max"}
 _ROLES = "one of `system`, `user`, `assistant`, `tool`"

@@ -1,23 +1,27 @@
 """Deterministic answers: the same request body always gives the same reasoning, content, tool
 calls and token counts (the seed is a hash of what shapes the answer, plus `EmulatorConfig.seed`).
 
-What it produces, following deepseek-api.md:
+What it produces, following docs/deepseek-api-notes.md:
 
-* thinking mode: reasoning tokens first (length by `reasoning_effort`), then the answer (§4.2);
+* thinking mode: reasoning tokens first (length by `reasoning_effort`),
+  then the answer (docs/deepseek-api-notes.md#streaming-and-keep-alives);
 * tool calls: when tools are offered and the last turn is the user's (or tool_choice forces it),
   call the tools the user message names (parallel calls, distinct indexes) or else the first tool;
   after a `tool` result, answer in text. Arguments are generated from each tool's JSON schema
   (objects, required properties, strings with formats, numbers, integers, booleans, enums, arrays,
   nested objects, anyOf, local $ref) and are always valid JSON;
-* JSON mode (§5.3): a JSON object (mimicking the first example object found in the prompt) when a
-  prompt mentions "json"; otherwise only spaces;
-* prefix completion (§5.4): a continuation of the assistant prefix (code, then a closing fence,
+* JSON mode (docs/deepseek-api-notes.md#json-output): a JSON object (mimicking the first example object found
+  in the prompt) when a prompt mentions "json"; otherwise only spaces;
+* prefix completion (docs/deepseek-api-notes.md#prefix-completion-beta):
+  a continuation of the assistant prefix (code, then a closing fence,
   when the prefix opened a ``` block). When the prefix (content, and `reasoning_content` in
   thinking mode) is exactly the start of the answer the same conversation without it would get,
   the continuation is the rest of that answer, token for token, like a real model at temperature
-  0: a broken stream resumed by prefix completion then equals the unbroken one (issue 3 item 6);
+  0: a broken stream resumed by prefix completion then equals
+  the unbroken one (docs/design-notes.md, "Stream resumption");
 * `max_tokens` caps reasoning + answer: a reasoning-starved answer is `content: ""` with
-  `finish_reason: "length"` (§8.14); `insufficient_after` cuts the answer (§4.1 finish reasons).
+  `finish_reason: "length"` (docs/deepseek-api-notes.md#thinking-mode);
+  `insufficient_after` cuts the answer (docs/deepseek-api-notes.md#response-objects).
 """
 
 from __future__ import annotations
@@ -190,7 +194,8 @@ def _json_content(req: ChatRequest, rng: random.Random, n: int) -> list[str]:
 
 def _continuation(req: ChatRequest, rng: random.Random, n: int) -> list[str]:
     prefix = _text(req.messages[-1].get("content"))
-    if prefix.count("```") % 2 == 1:  # an open code fence: code, then close it (§5.4 example)
+    # an open code fence: code, then close it (docs/deepseek-api-notes.md#prefix-completion-beta)
+    if prefix.count("```") % 2 == 1:
         code = _code_text(rng, max(1, n - 8))
         return tokenize(code + "```\n") + text_tokens(rng, 6, lead_space=True)
     return text_tokens(rng, n, lead_space=bool(prefix) and not prefix[-1:].isspace())
@@ -269,7 +274,8 @@ def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> An
         pass
     elif req.json_mode:
         content = _json_content(req, rng, n_content)
-        if not content:  # no "json" in the prompt: the API returns only spaces (§5.3)
+        # no "json" in the prompt: the API returns only spaces (docs/deepseek-api-notes.md#json-output)
+        if not content:
             if config.json_without_hint == "until_limit":
                 limit = (req.max_tokens or 4096) - (len(reasoning) if reasoning else 0)
                 content, finish = [" "] * max(limit, 0), "length"
@@ -286,7 +292,8 @@ def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> An
         budget = req.max_tokens
         starved = reasoning is not None and len(reasoning) >= budget
         if reasoning is not None and starved and (content or calls or len(reasoning) > budget):
-            reasoning, content, calls, finish = reasoning[:budget], [], [], "length"  # §8.14
+            # docs/deepseek-api-notes.md#thinking-mode
+            reasoning, content, calls, finish = reasoning[:budget], [], [], "length"
         else:
             left = budget - (len(reasoning) if reasoning else 0)
             if len(content) > left:

@@ -55,7 +55,8 @@ class FimPlan:
 
 
 def _units(tokens: list[str], extra: list[str], config: EmulatorConfig) -> tuple[list[bytes], list[bytes]]:
-    """Cache units of the prompt, and of prompt + answer (persisted at end of output, §5.8)."""
+    """Cache units of the prompt, and of prompt + answer (persisted
+    at end of output, docs/deepseek-api-notes.md#context-caching)."""
     if not config.cache_simulation:
         return [], []
     unit = config.cache_unit

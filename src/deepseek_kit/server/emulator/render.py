@@ -1,6 +1,7 @@
 """Wire bytes of answers: non-stream bodies and SSE frames, byte-for-byte in DeepSeek's shape.
 
-Built by hand rather than from structs because the shape is the point (deepseek-api.md §4, §9.11-19):
+Built by hand rather than from structs because the shape is the point
+(docs/deepseek-api-notes.md#response-objects, #what-the-emulator-reproduces):
 key order as in captured traffic; `completion_tokens_details` absent when thinking is off;
 `reasoning_content` only in thinking mode; while reasoning streams `content` is an explicit
 `null` and while content streams `reasoning_content` is `null`; the first chunk carries the role
@@ -167,7 +168,8 @@ def chat_pieces(answer: Answer, thinking: bool, logprobs: bool, top: int, seed: 
 
 
 def usage_json(prompt: int, hit: int, completion: int, reasoning: int | None) -> bytes:
-    """DeepSeek's usage object (§4.1): hit + miss = prompt; details only when thinking was on."""
+    """DeepSeek's usage object (docs/deepseek-api-notes.md#usage-fields):
+    hit + miss = prompt; details only when thinking was on."""
     details = ""
     if reasoning is not None:
         details = f',"completion_tokens_details":{{"reasoning_tokens":{reasoning}}}'

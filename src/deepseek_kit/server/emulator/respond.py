@@ -1,9 +1,11 @@
 """Sending an answer: plain JSON, JSON behind keep-alive blank lines, or an SSE stream - with the
-faults that strike after the status line (deepseek-api.md §4.4, §8.1-3, §9.20-21).
+faults that strike after the status line
+(docs/deepseek-api-notes.md#streaming-and-keep-alives, #what-the-emulator-reproduces).
 
 * queued (`queue_delay`, `stall_first_token`, `queue`): headers go out at once, then blank lines
   (non-stream) or `: keep-alive` comments (stream) every `keepalive` seconds; after
-  `queue_timeout` the connection is closed without an answer (§9.21, 10 minutes);
+  `queue_timeout` the connection is closed without an answer
+  (docs/deepseek-api-notes.md#what-the-emulator-reproduces, 10 minutes);
 * `reset_after=N`: the connection is closed after N data events (stream) or half the body;
 * `error_event_after=N`: an `{"error": ...}` event, then the stream ends without `[DONE]`;
 * `keepalive_forever`: the complete answer, then comments forever, never `[DONE]` (#6959);

@@ -1,7 +1,7 @@
 """Rules for the `tools` array: serde-style type checks and strict-mode schema validation.
 
-Strict mode (Beta, deepseek-api.md §5.7) is honoured only under `/beta`: when any function sets
-`strict: true`, every function must; the server then validates each parameters schema - every
+Strict mode (Beta, docs/deepseek-api-notes.md#tool-calls) is honoured only under `/beta`: when any function
+sets `strict: true`, every function must; the server then validates each parameters schema - every
 object lists all its properties in `required` and sets `additionalProperties: false`; supported
 types are object, string, number, integer, boolean, array (and null), plus `enum` and `anyOf`;
 string `format` is limited to email, hostname, ipv4, ipv6 and uuid (rig-core's notes). The error

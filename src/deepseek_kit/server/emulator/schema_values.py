@@ -1,7 +1,7 @@
 """Values that satisfy a JSON schema - the arguments of emulated tool calls.
 
-Covers the subset tool definitions use (deepseek-api.md §5.7): objects with required and optional
-properties, strings (with `format`, length limits and hints from the property name: a `city`
+Covers the subset tool definitions use (docs/deepseek-api-notes.md#tool-calls): objects with required and
+optional properties, strings (with `format`, length limits and hints from the property name: a `city`
 gets a city, an `email` an address), numbers and integers within their bounds, booleans, enums,
 `const`, arrays (min/max items, unique enum items), nested objects, `anyOf`/`oneOf`, `allOf`
 (merged) and local `$ref`s. Deterministic for a given `random.Random`.

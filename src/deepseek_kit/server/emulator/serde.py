@@ -2,8 +2,8 @@
 
 DeepSeek's API server deserializes bodies with serde (via axum), so a type error reads
 `Failed to deserialize the JSON body into the target type: messages[9]: invalid type: sequence,
-expected a string at line 1 column 45446` (deepseek-api.md §6.2), and a syntax error
-`Failed to parse the request body as JSON: ...`. Validation works on the decoded value (fast, in
+expected a string at line 1 column 45446` (docs/deepseek-api-notes.md#errors-and-status-codes), and a syntax
+error `Failed to parse the request body as JSON: ...`. Validation works on the decoded value (fast, in
 C via msgspec); only when an error is found do we walk the raw bytes to the offending value to
 compute serde's line/column:
 

@@ -4,8 +4,10 @@ Tests assert on these counters (attempt counts, disconnects, concurrency peaks),
 attributes updated on the event loop thread; reading them from another thread is safe enough for
 integers and snapshots (`snapshot()`).
 
-Billing (deepseek-api.md §2.1): cost = tokens x price, taken from the granted balance first, then
-from the topped-up balance. A request is refused with 402 when the total is <= 0 (§9.10).
+Billing (docs/deepseek-api-notes.md#pricing-and-off-peak-hours):
+cost = tokens x price, taken from the granted balance first, then
+from the topped-up balance. A request is refused with 402 when the
+total is <= 0 (docs/deepseek-api-notes.md#what-the-emulator-reproduces).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 from collections import Counter, OrderedDict, deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -65,6 +67,7 @@ class Account:
 
     @property
     def total(self) -> Decimal:
+        """Granted plus topped-up balance (what `total_balance` reports)."""
         return self.granted + self.topped_up
 
     def charge(self, amount: Decimal) -> None:
@@ -76,6 +79,7 @@ class Account:
         self.topped_up -= amount - take
 
     def info(self, currency: str) -> dict[str, str]:
+        """The account as one `balance_infos` entry of `GET /user/balance`, amounts as 2-decimal strings."""
         def fmt(d: Decimal) -> str:
             return str(d.quantize(_CENT))
 
@@ -96,7 +100,7 @@ class EmulatorState:
         self.cache = PrefixCache(config.cache_unit, config.cache_capacity)
         self.closing = asyncio.Event()  # set on app shutdown: long waits stop
         self._parsed: dict[str, dict[str, Any]] = {}
-        self._peak: tuple[int, bool] = (-1, False)
+        self._prices = _pricing.PriceBook(config.currency, config.holidays)
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -130,6 +134,7 @@ class EmulatorState:
         return self._times_seen.add((self.config.faults, emulate))
 
     def end(self, status: int) -> None:
+        """A request counted by `begin` has been answered with `status`."""
         self.in_flight -= 1
         self.statuses[status] += 1
 
@@ -143,9 +148,12 @@ class EmulatorState:
             self._parsed[text] = got
         return got
 
-    # -- concurrency (§6.3: per account and serving model, until the response completes) ------------
+    # -- concurrency (docs/deepseek-api-notes.md#rate-limits-and-concurrency:
+    # per account and serving model, until the response completes) ------------
 
     def try_acquire(self, account: str, model: str) -> bool:
+        """Take one of the account's concurrent slots for `model`; False (answer 429) when
+        `concurrency_limits` allows no more."""
         limit = self.config.concurrency_limits.get(model)
         key = (account, model)
         if limit is not None and self._model_in_flight[key] >= limit:
@@ -154,6 +162,7 @@ class EmulatorState:
         return True
 
     def release(self, account: str, model: str) -> None:
+        """Give back a slot taken by `try_acquire`."""
         key = (account, model)
         self._model_in_flight[key] -= 1
         if self._model_in_flight[key] <= 0:
@@ -162,6 +171,8 @@ class EmulatorState:
     # -- accounts -----------------------------------------------------------------------------------
 
     def account(self, key: str) -> Account:
+        """The emulated account of API key `key`, created on first use with the configured balance
+        (the least recently used accounts are forgotten past `max_accounts`)."""
         acct = self.accounts.get(key)
         if acct is None:
             if key in self.config.balance:
@@ -180,28 +191,26 @@ class EmulatorState:
             self.accounts.popitem(last=False)
 
     def charge(self, key: str, model: str, usage: Mapping[str, Any], at: datetime | None = None) -> Decimal:
-        """Bill one request at the price in force now (peak/off-peak, §2.1)."""
-        if at is None:
-            now = self.config.clock()
-            minute = int(now // 60)  # peak windows start on whole hours: cache per minute
-            if self._peak[0] != minute:
-                self._peak = (minute, _pricing.is_peak(datetime.fromtimestamp(now, timezone.utc),
-                                                       self.config.holidays))
-            peak: bool | None = self._peak[1]
+        """Bill one request at the price in force now (peak/off-peak,
+        docs/deepseek-api-notes.md#pricing-and-off-peak-hours)."""
+        if at is None:  # the price cache: peak state per minute, each model's price
+            amount = self._prices.cost(model, usage, self.config.clock())
         else:
-            peak = None
-        amount = _pricing.cost(model, usage, at, self.config.currency, self.config.holidays, peak=peak)
+            amount = _pricing.cost(model, usage, at, self.config.currency, self.config.holidays)
         self.account(key).charge(amount)
         return amount
 
     def balance(self, key: str) -> Decimal:
+        """The total balance of `key`'s account."""
         return self.account(key).total
 
     @property
     def balances(self) -> dict[str, Decimal]:
+        """Total balance of every account the emulator remembers, by key."""
         return {k: a.total for k, a in self.accounts.items()}
 
     def set_balance(self, key: str, topped_up: Decimal | str | int, granted: Decimal | str | int = 0) -> None:
+        """Give `key`'s account this balance now (tests of 402 and of balance display)."""
         self._remember(key, Account(Decimal(str(granted)), Decimal(str(topped_up))))
 
     # -- views for tests ----------------------------------------------------------------------------
@@ -223,6 +232,7 @@ class EmulatorState:
         return out
 
     def snapshot(self) -> dict[str, Any]:
+        """The counters as plain data (requests per path and directive, statuses, in flight...)."""
         return {
             "total_requests": self.total_requests,
             "requests_per_path": dict(self.requests_per_path),

@@ -24,7 +24,12 @@ __all__ = ["EmulatorThread", "run_emulator"]
 
 
 class EmulatorThread:
-    """`with EmulatorThread(config) as emu: ... emu.base_url ... emu.state.total_requests`."""
+    """The emulator served from a background thread, for tests and scripts:
+    `with EmulatorThread(config) as emu: ... emu.base_url ... emu.state.total_requests`.
+
+    `config`: an `EmulatorConfig` (default: the defaults). `host`, `port`: where it listens (port 0:
+    a free port, read it from `base_url` once started). `shutdown_timeout`: seconds `stop()` gives
+    requests in progress."""
 
     def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0,
                  *, shutdown_timeout: float = 2.0) -> None:
@@ -42,10 +47,13 @@ class EmulatorThread:
 
     @property
     def base_url(self) -> str:
+        """`http://host:port` to give a client as `base_url` (the real port once started)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
     def start(self) -> EmulatorThread:
+        """Serve in a daemon thread and return once it listens (the error, if it could not start);
+        returns self, so `emu = EmulatorThread().start()` works. `stop()` or `with` ends it."""
         if self._thread is not None:
             return self
         self._thread = threading.Thread(target=self._run, name="dsk-emulator", daemon=True)

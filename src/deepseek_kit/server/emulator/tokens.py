@@ -10,6 +10,11 @@ messages are the concatenation of their tokens - which the prefix-cache simulati
 
 The emulator's generated text only uses words of at most 5 letters, so re-tokenizing an answer
 gives back exactly the tokens it was generated from, and `usage` agrees with the text.
+
+Separate from the client's estimate (`deepseek_kit._wire.tokens.estimate_tokens`) ON PURPOSE: the
+emulator stands in for DeepSeek, and a stand-in that shared the client's counting would share its
+bugs (a client test could then never catch a wrong estimate). It produces real token sequences for
+the cache simulation, which a ratio cannot.
 """
 
 from __future__ import annotations
@@ -73,7 +78,8 @@ def _text_of(content: Any) -> str:
 
 def render_message(msg: Mapping[str, Any]) -> str:
     """One message in the emulator's chat template. An assistant turn with tool calls keeps its
-    `reasoning_content` (it joins the context, §5.6); other turns drop it, as DeepSeek does."""
+    `reasoning_content` (it joins the context,
+    docs/deepseek-api-notes.md#thinking-mode); other turns drop it, as DeepSeek does."""
     role = str(msg.get("role", "user"))
     parts = ["<|", role, "|>"]
     if role == "assistant":
@@ -92,7 +98,8 @@ def render_message(msg: Mapping[str, Any]) -> str:
 
 
 def render_tools(tools: Iterable[Mapping[str, Any]] | None) -> str:
-    """Tool definitions come first in the prompt, so changing them invalidates the cache (§8.19)."""
+    """Tool definitions come first in the prompt, so changing them
+    invalidates the cache (docs/deepseek-api-notes.md#context-caching)."""
     if not tools:
         return ""
     return "<|tools|>" + msgspec.json.encode(list(tools)).decode() + "<|end|>"

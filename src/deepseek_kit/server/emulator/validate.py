@@ -1,14 +1,17 @@
-"""Request validation with DeepSeek's error texts (deepseek-api.md §3, §5.4-5.7, §6.2, §9.3-9.9).
+"""Request validation with DeepSeek's error texts (docs/deepseek-api-notes.md#request-fields,
+#prefix-completion-beta, #errors-and-status-codes, #what-the-emulator-reproduces).
 
 Two stages, as on the real server:
 
 1. Deserialization (serde): types of known fields, in body order, then missing fields. Errors read
    `Failed to deserialize the JSON body into the target type: <path>: <reason> at line L column C`
    (status 400 now, 422 in older profiles: `EmulatorConfig.validation_status`). Messages are an
-   internally tagged enum, so errors inside one are reported at `messages[N]` (§6.2 example).
-   Unknown fields are ignored (§3.2: `n`, `seed`, `prompt_cache_key`... pass through).
+   internally tagged enum, so errors inside one are reported at
+   `messages[N]` (docs/deepseek-api-notes.md#errors-and-status-codes).
+   Unknown fields are ignored (docs/deepseek-api-notes.md#request-fields:
+   `n`, `seed`, `prompt_cache_key`... pass through).
 2. Semantics: model names, ranges, tool rules, thinking-mode rules, the reasoning passback check.
-   Texts quoted in the reference are reproduced exactly; the others follow the
+   Texts seen from DeepSeek are reproduced exactly; the others follow the
    `Invalid max_tokens value, the valid range of max_tokens is [1, 8192]` pattern (marked below).
 """
 
@@ -28,8 +31,8 @@ from .serde import SerdeError, invalid_type, parse_error_message
 
 __all__ = ["EFFORTS", "ChatRequest", "FimRequest", "too_deep", "validate_chat", "validate_fim"]
 
-MAX_OUTPUT = 393_216  # 384K (§2.1; the harness treats it as 393,216)
-FIM_MAX_OUTPUT = 4096  # "The max tokens of FIM completion is 4K" (§5.5)
+MAX_OUTPUT = 393_216  # 384K (docs/deepseek-api-notes.md#models-and-aliases; the harness treats it as 393,216)
+FIM_MAX_OUTPUT = 4096  # "The max tokens of FIM completion is 4K" (docs/deepseek-api-notes.md#fim-beta)
 _USER_ID_RE = re.compile(r"[a-zA-Z0-9\-_]+")
 THINKING_TOOL_CHOICE = "Thinking mode does not support this tool_choice"
 PASSBACK = "The `reasoning_content` in the thinking mode must be passed back to the API."
@@ -108,7 +111,8 @@ def _model(name: str) -> str:
     serving = MODEL_ALIASES.get(name)
     if serving is None:
         # Retired names (deepseek-chat/-reasoner) and unknown names: exact post-retirement text is
-        # UNCONFIRMED (§2.1); "Model Not Exist" is DeepSeek's long-standing unknown-model error.
+        # UNCONFIRMED (docs/deepseek-api-notes.md#models-and-aliases);
+        # "Model Not Exist" is DeepSeek's long-standing unknown-model error.
         raise _bad("Model Not Exist")
     return serving
 
@@ -145,11 +149,12 @@ def validate_chat(raw: bytes, *, beta: bool, config: EmulatorConfig) -> ChatRequ
     if not req.messages:
         raise _bad("Invalid messages: `messages` must contain at least one message")  # wording ours
     thinking = body.get("thinking")
-    req.thinking = thinking is None or thinking.get("type") != "disabled"  # default on (§3.2)
+    # default on (docs/deepseek-api-notes.md#request-fields)
+    req.thinking = thinking is None or thinking.get("type") != "disabled"
     req.effort = EFFORTS[body.get("reasoning_effort") or "high"]
     req.max_tokens = body.get("max_tokens")
     _range("max_tokens", req.max_tokens, 1, MAX_OUTPUT)
-    if not req.thinking:  # ignored in thinking mode (§3.3)
+    if not req.thinking:  # ignored in thinking mode (docs/deepseek-api-notes.md#thinking-mode)
         _range("temperature", body.get("temperature"), 0, 2)
         _range("top_p", body.get("top_p"), 0, 1)
     req.stop = _stops(body.get("stop"))
@@ -179,7 +184,9 @@ def _tools(req: ChatRequest, body: dict[str, Any], beta: bool) -> None:
             name = tool["function"]["name"]
             if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name):  # wording ours
                 raise _bad(f"Invalid tools[{i}].function.name: `{name}` must match ^[a-zA-Z0-9_-]{{1,64}}$")
-        if beta:  # strict mode is a /beta feature (§5.7); elsewhere `strict` is ignored
+        # strict mode is a /beta feature
+        # (docs/deepseek-api-notes.md#tool-calls); elsewhere `strict` is ignored
+        if beta:
             check_strict_tools(tools)
     req.tools = tools
     if isinstance(choice, dict):
@@ -190,7 +197,7 @@ def _tools(req: ChatRequest, body: dict[str, Any], beta: bool) -> None:
     else:
         req.tool_choice = choice or ("auto" if tools else "none")
     if req.thinking and req.tool_choice in ("required", "named"):
-        raise _bad(THINKING_TOOL_CHOICE)  # §3.2, [MEAS] 2026-08-09
+        raise _bad(THINKING_TOOL_CHOICE)  # docs/deepseek-api-notes.md#thinking-mode (measured)
 
 
 def _messages_semantics(req: ChatRequest, beta: bool, config: EmulatorConfig, raw: bytes) -> None:
@@ -200,7 +207,9 @@ def _messages_semantics(req: ChatRequest, beta: bool, config: EmulatorConfig, ra
         role = m["role"]
         if role == "user" and isinstance(m["content"], list) and req.model not in VISION_MODELS:
             for part in m["content"]:
-                if part.get("type") == "image_url":  # non-vision model (§9.4); wording UNCONFIRMED
+                # non-vision model (docs/deepseek-api-notes.md#what-the-emulator-reproduces);
+                # wording UNCONFIRMED
+                if part.get("type") == "image_url":
                     raise ApiError(config.validation_status, SerdeError(
                         ("messages", i), "unknown variant `image_url`, expected `text`", "end"
                     ).render(raw), "invalid_request_error")
@@ -209,14 +218,16 @@ def _messages_semantics(req: ChatRequest, beta: bool, config: EmulatorConfig, ra
         if m.get("prefix"):
             if i != last:  # wording ours
                 raise _bad("Invalid prefix: only the last message may set `prefix: true`")
-            if not beta:  # Chat Prefix Completion needs base_url .../beta (§5.4); wording ours
+            # Chat Prefix Completion needs base_url .../beta
+            # (docs/deepseek-api-notes.md#prefix-completion-beta); wording ours
+            if not beta:
                 raise _bad("Chat prefix completion is only available with base_url https://api.deepseek.com/beta")
             req.prefix = True
         if (
             config.strict_reasoning_passback and req.thinking and req.tools
             and m.get("tool_calls") and m.get("reasoning_content") is None
         ):
-            raise _bad(PASSBACK)  # §5.6, §9.9
+            raise _bad(PASSBACK)  # docs/deepseek-api-notes.md#thinking-mode, #what-the-emulator-reproduces
 
 
 def validate_fim(raw: bytes, *, config: EmulatorConfig) -> FimRequest:
@@ -224,7 +235,8 @@ def validate_fim(raw: bytes, *, config: EmulatorConfig) -> FimRequest:
     model = body["model"]
     req = FimRequest(model=model, serving=_model(model), prompt=body["prompt"])
     thinking = body.get("thinking")
-    if thinking is not None and thinking.get("type") == "enabled":  # §2.1: FIM is non-thinking only
+    # docs/deepseek-api-notes.md#models-and-aliases: FIM is non-thinking only
+    if thinking is not None and thinking.get("type") == "enabled":
         raise _bad("FIM completion is not supported in thinking mode")  # wording ours
     req.suffix = body.get("suffix")
     req.echo = bool(body.get("echo"))

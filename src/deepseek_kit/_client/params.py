@@ -1,0 +1,68 @@
+"""`ChatParams`: the optional keyword arguments of `chat.completions.create`, defined once.
+
+`AsyncClient.chat.completions.create` and `Client.chat.completions.create` (and their overloads
+for `stream=False` / `stream=True`) take `**params: Unpack[ChatParams]`, so the parameter list is
+written here and nowhere else; mypy checks every call against it and editors complete the names
+(PEP 692). What each parameter means on DeepSeek is told in `ChatCompletions.create`'s
+docstring. `WIRE_ORDER` is the order the body's fields are encoded in; `CLIENT_ONLY` are the ones
+that never go on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import msgspec
+
+from deepseek_kit._wire.types import ChatCompletionMessage
+
+__all__ = ["ALL_PARAMS", "CLIENT_ONLY", "WIRE_ORDER", "ChatParams", "Message"]
+
+#: A message: a mapping, or a struct (e.g. a previous answer's `ChatCompletionMessage`).
+Message = Mapping[str, Any] | ChatCompletionMessage | msgspec.Struct
+
+
+class ChatParams(TypedDict, total=False):
+    """Optional arguments of `chat.completions.create` (besides `model`, `messages`, `stream`)."""
+
+    thinking: Any
+    reasoning_effort: str | None
+    max_tokens: int | None
+    response_format: Mapping[str, Any] | None
+    stop: str | Sequence[str] | None
+    stream_options: Mapping[str, Any] | None
+    temperature: float | None
+    top_p: float | None
+    frequency_penalty: float | None
+    presence_penalty: float | None
+    tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None
+    tool_choice: str | Mapping[str, Any] | None
+    logprobs: bool | None
+    top_logprobs: int | None
+    user_id: str | None
+    extra_body: Mapping[str, Any] | None
+    extra_headers: Mapping[str, str] | None
+    timeout: Any
+    max_retries: int | None
+    resume: bool | None
+    cache: bool | str | None
+
+
+#: The body's optional fields, in the order they are encoded (after model, messages, stream).
+WIRE_ORDER: tuple[str, ...] = (
+    "thinking", "reasoning_effort", "max_tokens", "response_format", "stop", "stream_options",
+    "temperature", "top_p", "frequency_penalty", "presence_penalty", "tools", "tool_choice",
+    "logprobs", "top_logprobs", "user_id",
+)
+#: Arguments that shape the call, never the body.
+CLIENT_ONLY: frozenset[str] = frozenset({"extra_body", "extra_headers", "timeout", "max_retries", "resume",
+                                         "cache"})
+#: Every name `ChatParams` accepts (checked at run time too: a misspelt argument is a TypeError,
+#: as it would be with a written-out signature, instead of a field sent to the server).
+ALL_PARAMS: frozenset[str] = frozenset(ChatParams.__annotations__)
+
+# One list, checked once at import: the TypedDict and the two tuples must name the same things.
+if frozenset(WIRE_ORDER) | CLIENT_ONLY != ALL_PARAMS:  # pragma: no cover - a programming error
+    raise AssertionError("ChatParams, WIRE_ORDER and CLIENT_ONLY disagree")
+

@@ -1,0 +1,463 @@
+"""What the SQLite and Redis states share: the in-memory key cache behind `authenticate`, the
+reserve/settle/remaining flow over a backend's atomic primitives, the usage flusher, and the JSON
+form of a key record.
+
+Key cache (no store access per request): token hash -> VirtualKey (or None for unknown/revoked,
+so a flood of bad tokens does not reach the store either). Every backend keeps a generation number
+that each revoke/rotate increments; `authenticate` re-reads it when the last check is more than
+`REVALIDATE` (0.5 s) old and drops the whole cache when it moved, so a revocation made by any
+process is refused by every process within about half a second. A lookup that raced a drop is not
+cached (the `_epoch` check), so a key revoked during its own lookup cannot stick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from .budget import Reservation, UsageBuffer, UsageRow, default_clock, from_nanos, to_nanos, windows
+from .keys import (
+    BudgetExceededError,
+    ForbiddenError,
+    GatewayKeyError,
+    InvalidKeyError,
+    IPNetwork,
+    KeyRecord,
+    KeySpec,
+    StateUnavailableError,
+    VirtualKey,
+    display_prefix,
+    hash_token,
+    new_token,
+    parse_networks,
+)
+
+__all__ = ["REVALIDATE", "SETTLE_DELAY", "Settle", "StateBase", "record_from_json", "record_to_json"]
+
+log = logging.getLogger("deepseek_kit.gateway")
+
+#: Seconds a cached key (and the generation) may be trusted before the store is asked again.
+REVALIDATE = 0.5
+_CACHE_MAX = 100_000
+_FLUSH_EVERY = 1.0
+_MISSING = object()
+#: Seconds a queued settlement may wait for the next hold before a timer writes it.
+SETTLE_DELAY = 0.1
+#: (hold id, key id, day, month, exact cost in nano-units)
+Settle = tuple[str, str, str, str, int]
+T = TypeVar("T")
+
+
+async def _store(what: str, aw: Awaitable[T]) -> T:
+    """Await a store call; a failure of the store (not a refusal) becomes a 503
+    `StateUnavailableError` naming what failed, without the store's own message (it may hold a
+    URL with a password)."""
+    try:
+        return await aw
+    except GatewayKeyError:
+        raise
+    except Exception as exc:
+        log.warning("gateway state failed while %s: %s", what, type(exc).__name__)
+        raise StateUnavailableError(f"the gateway's key store is unavailable ({type(exc).__name__} "
+                                    f"while {what}); try again shortly") from None
+
+
+def _ts(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
+
+
+def _dt(ts: Any) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(float(ts), timezone.utc)
+
+
+def record_to_json(rec: KeyRecord) -> str:
+    """The stored form of a key record (no secret, no hash: those never enter the record)."""
+    k = rec.key
+    return json.dumps({
+        "id": k.id, "name": k.name, "prefix": k.prefix,
+        "models": None if k.models is None else sorted(k.models),
+        "rpm": k.rpm, "tpm": k.tpm, "max_in_flight": k.max_in_flight,
+        "budget_daily": None if k.budget_daily is None else str(k.budget_daily),
+        "budget_monthly": None if k.budget_monthly is None else str(k.budget_monthly),
+        "expires_at": _ts(k.expires_at), "allow_ip": [str(n) for n in k.allow_ip],
+        "created_at": _ts(rec.created_at), "revoked_at": _ts(rec.revoked_at),
+        "rotated_at": _ts(rec.rotated_at),
+    }, separators=(",", ":"))
+
+
+def record_from_json(text: str | bytes) -> KeyRecord:
+    """A key record back from `record_to_json`'s text."""
+    d = json.loads(text)
+    key = VirtualKey(
+        id=d["id"], name=d["name"], prefix=d["prefix"],
+        models=None if d["models"] is None else frozenset(d["models"]),
+        rpm=d["rpm"], tpm=d["tpm"], max_in_flight=d["max_in_flight"],
+        budget_daily=None if d["budget_daily"] is None else Decimal(d["budget_daily"]),
+        budget_monthly=None if d["budget_monthly"] is None else Decimal(d["budget_monthly"]),
+        expires_at=_dt(d["expires_at"]),
+        allow_ip=tuple(ipaddress.ip_network(n) for n in d["allow_ip"]),
+    )
+    created = _dt(d["created_at"])
+    assert created is not None
+    return KeyRecord(key, created, _dt(d["revoked_at"]), _dt(d.get("rotated_at")))
+
+
+def _budget_nanos(b: Decimal | None) -> int:
+    return -1 if b is None else to_nanos(b)
+
+
+class StateBase:
+    """The backend-independent half of a `GatewayState`; subclasses supply the store primitives
+    (`_generation`, `_lookup`, `_reserve`, `_settle_many`, `_totals`, `_write_usage`, ...).
+
+    Settling is deferred and batched: `settle` and `release` only queue (hold id, exact cost); the
+    queue is applied inside this process's next hold (same transaction or script, so a request
+    costs the store one round trip, not two) or by a timer within `SETTLE_DELAY`. Until then the
+    hold stays counted, and a hold is never less than the cost it stands for (the relay reserves
+    the worst case), so a late settle can only refuse early, never let a budget overspend."""
+
+    def __init__(self, *, pepper: bytes, clock: Callable[[], datetime] | None,
+                 reservation_ttl: float) -> None:
+        self._pepper = pepper
+        self._clock = clock or default_clock()
+        self._ttl = float(reservation_ttl)
+        self._cache: dict[str, VirtualKey | None] = {}
+        self._gen: int | None = None
+        self._checked = -1e9
+        self._epoch = 0
+        self._usage = UsageBuffer()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self._settles: list[Settle] = []
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._settle_tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:  # never the pepper
+        return f"<{type(self).__name__} keys cached={len(self._cache)}>"
+
+    # -- store primitives (subclasses) ------------------------------------------------------------
+
+    async def _generation(self) -> int:
+        raise NotImplementedError
+
+    async def _lookup(self, token_hash: str) -> VirtualKey | None:
+        raise NotImplementedError
+
+    async def _reserve(self, res: Reservation, nanos: int, daily: int, monthly: int,
+                       expires: float, now: float, settles: list[Settle]) -> str | None:
+        """Atomically: apply `settles`, drop expired holds of the key, then hold `nanos` unless
+        spent + held + nanos would pass a budget (-1 = none); return None, or "daily"/"monthly"
+        when refused (the settles are applied either way)."""
+        raise NotImplementedError
+
+    async def _settle_many(self, settles: list[Settle]) -> None:
+        """Atomically: for each (hold id, key id, day, month, nanos) remove the hold and add the
+        cost to the key's day and month spend."""
+        raise NotImplementedError
+
+    async def _totals(self, key_id: str, day: str, month: str, now: float) -> tuple[int, int, int, int]:
+        """(spent today, held today, spent this month, held this month), expired holds excluded."""
+        raise NotImplementedError
+
+    async def _write_usage(self, rows: dict[tuple[str, str, str], list[int]]) -> None:
+        raise NotImplementedError
+
+    async def _insert_key(self, token_hash: str, rec: KeyRecord) -> None:
+        raise NotImplementedError
+
+    async def _replace_key(self, rec: KeyRecord, old_hash: str | None, new_hash: str | None) -> None:
+        """Store `rec` (same id), move its hash when rotating, and bump the generation."""
+        raise NotImplementedError
+
+    async def _records(self) -> list[tuple[str, KeyRecord]]:
+        """Every key as (hash, record)."""
+        raise NotImplementedError
+
+    async def _usage_rows(self, key_id: str, since: str) -> list[UsageRow]:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    # -- the request path -------------------------------------------------------------------------
+
+    async def authenticate(self, token: str, client_ip: str | None) -> VirtualKey:
+        """The key for a bearer token, from memory when cached (module docstring); 401
+        InvalidKeyError for a missing, malformed, unknown, revoked or expired key, 403
+        ForbiddenError for an address outside its allow-list, 503 when the store fails."""
+        if not token:
+            raise InvalidKeyError("Authentication Fails, no API key given (send the gateway key as "
+                                  "Authorization: Bearer sk-dsk-...)")
+        prefix = display_prefix(token)
+        if prefix is None:
+            raise InvalidKeyError("Authentication Fails, the API key is not a key of this gateway "
+                                  "(expected sk-dsk-...)")
+        if time.monotonic() - self._checked > REVALIDATE:
+            await self._revalidate()
+        token_hash = hash_token(self._pepper, token)
+        cached = self._cache.get(token_hash, _MISSING)
+        if cached is _MISSING:
+            epoch = self._epoch
+            key = await _store("looking up a key", self._lookup(token_hash))
+            if epoch == self._epoch:  # no revocation seen while we looked: safe to remember
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[token_hash] = key
+        else:
+            key = cached  # type: ignore[assignment]
+        if key is None:
+            raise InvalidKeyError(f"Authentication Fails, Your api key: {prefix}**** is invalid "
+                                  "(unknown or revoked)")
+        assert isinstance(key, VirtualKey)
+        if key.expires_at is not None and self._clock() >= key.expires_at:
+            raise InvalidKeyError(f"Authentication Fails, Your api key: {prefix}**** expired at "
+                                  f"{key.expires_at.isoformat()}")
+        if not key.allows_ip(client_ip):
+            raise ForbiddenError(f"the API key {prefix}**** may not be used from this address")
+        return key
+
+    async def _revalidate(self) -> None:
+        self._checked = time.monotonic()  # concurrent callers use the cache meanwhile
+        try:
+            gen = await _store("checking for revocations", self._generation())
+        except BaseException:
+            self._checked = -1e9  # ask again on the next request rather than trust a stale cache
+            raise
+        if gen != self._gen:
+            self._gen = gen
+            self._epoch += 1
+            self._cache.clear()
+
+    def _forget(self) -> None:
+        """Drop the cache now (this process's own revoke/rotate)."""
+        self._epoch += 1
+        self._cache.clear()
+        self._checked = -1e9
+
+    async def reserve(self, key: VirtualKey, worst_case: Decimal, *, model: str = "") -> Reservation:
+        """Hold `worst_case` against the key's budgets (402 `BudgetExceededError` when spent + held
+        + worst_case would pass one). Keys without a budget hold nothing and cost no store call."""
+        now = self._clock()
+        day, month = windows(now)
+        if worst_case < 0 or not worst_case.is_finite():
+            raise GatewayKeyError(f"a reservation must be a finite amount >= 0, got {worst_case}")
+        if key.budget_daily is None and key.budget_monthly is None:
+            return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model, held=False)
+        res = Reservation(Reservation.new_id(), key.id, worst_case, day, month, model)
+        settles = self._take_settles()
+        hold = self._reserve(res, to_nanos(worst_case, up=True), _budget_nanos(key.budget_daily),
+                             _budget_nanos(key.budget_monthly), now.timestamp() + self._ttl, now.timestamp(),
+                             settles)
+        try:
+            refused = await _store("reserving budget", hold)
+        except BaseException:
+            self._restore_settles(settles)
+            raise
+        if refused is not None:
+            budget = key.budget_daily if refused == "daily" else key.budget_monthly
+            raise BudgetExceededError(f"Insufficient Balance: the {refused} budget of key {key.prefix}**** "
+                                      f"({budget}) cannot cover this request (worst case {worst_case})")
+        return res
+
+    async def settle(self, reservation: Reservation, actual: Decimal, *, model: str | None = None) -> None:
+        """Replace the hold with the exact cost (0 for a request that failed unbilled)."""
+        nanos = max(to_nanos(actual), 0)
+        if reservation.held:
+            self._queue_settle(reservation, nanos)
+        self._usage.add(reservation.key_id, reservation.day, model or reservation.model, nanos)
+        self._start_flusher()
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give the hold back without charging (the request never reached an upstream)."""
+        if reservation.held:
+            self._queue_settle(reservation, 0)
+
+    def _queue_settle(self, res: Reservation, nanos: int) -> None:
+        self._settles.append((res.id, res.key_id, res.day, res.month, nanos))
+        if self._settle_timer is None and not self._closed:
+            self._settle_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._settle_soon)
+
+    def _settle_soon(self) -> None:
+        self._settle_timer = None
+        task = asyncio.get_running_loop().create_task(self._apply_settles_logged())
+        self._settle_tasks.add(task)
+        task.add_done_callback(self._settle_tasks.discard)
+
+    async def _apply_settles_logged(self) -> None:
+        try:
+            await self.apply_settles()
+        except Exception as exc:  # kept queued; the next hold or timer tries again
+            log.warning("gateway settle failed (will retry): %s", type(exc).__name__)
+            if self._settles and self._settle_timer is None and not self._closed:
+                self._settle_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY * 10,
+                                                                           self._settle_soon)
+
+    def _take_settles(self) -> list[Settle]:
+        settles, self._settles = self._settles, []
+        return settles
+
+    def _restore_settles(self, settles: list[Settle]) -> None:
+        self._settles[:0] = settles
+
+    async def apply_settles(self) -> None:
+        """Write the queued settlements now (`spent`, `remaining`, `flush` and `aclose` do)."""
+        settles = self._take_settles()
+        if not settles:
+            return
+        try:
+            await _store("settling", self._settle_many(settles))
+        except BaseException:
+            self._restore_settles(settles)
+            raise
+
+    async def spent(self, key: VirtualKey) -> tuple[Decimal, Decimal]:
+        """(today, this month) settled spend of budgeted keys; unbudgeted keys track usage rows only."""
+        await self.apply_settles()
+        now = self._clock()
+        sd, _, sm, _ = await _store("reading spend", self._totals(key.id, *windows(now), now.timestamp()))
+        return from_nanos(sd), from_nanos(sm)
+
+    async def remaining(self, key: VirtualKey) -> Decimal | None:
+        """What is left of the tighter budget (spent and held subtracted), or None without one."""
+        if key.budget_daily is None and key.budget_monthly is None:
+            return None
+        await self.apply_settles()
+        now = self._clock()
+        sd, hd, sm, hm = await _store("reading budgets", self._totals(key.id, *windows(now), now.timestamp()))
+        left: list[int] = []
+        if key.budget_daily is not None:
+            left.append(to_nanos(key.budget_daily) - sd - hd)
+        if key.budget_monthly is not None:
+            left.append(to_nanos(key.budget_monthly) - sm - hm)
+        return from_nanos(max(min(left), 0))
+
+    # -- usage rows (off the request path) --------------------------------------------------------
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None and not self._closed:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_FLUSH_EVERY)
+            try:
+                await self.flush()
+            except Exception as exc:  # the store is down: keep the rows, try again later
+                log.warning("gateway usage flush failed (will retry): %s", type(exc).__name__)
+
+    async def flush(self) -> None:
+        """Write the queued settlements and the buffered usage rows now."""
+        await self.apply_settles()
+        if not len(self._usage):
+            return
+        rows = self._usage.take()
+        try:
+            await self._write_usage(rows)
+        except BaseException:
+            self._usage.put_back(rows)
+            raise
+
+    # -- admin ------------------------------------------------------------------------------------
+
+    async def create_key(
+        self, name: str, *, models: Iterable[str] | None = None, rpm: int | None = None,
+        tpm: int | None = None, max_in_flight: int | None = None, budget_daily: Decimal | None = None,
+        budget_monthly: Decimal | None = None, expires_at: datetime | None = None,
+        allow_ip: Sequence[str | IPNetwork] = (),
+    ) -> tuple[str, VirtualKey]:
+        """A new key; the returned token is the only copy of the secret."""
+        spec = KeySpec(name, None if models is None else frozenset(models), rpm, tpm, max_in_flight,
+                       budget_daily, budget_monthly, expires_at, parse_networks(allow_ip)).validated()
+        if spec.expires_at is not None and spec.expires_at <= self._clock():
+            raise GatewayKeyError(f"expires_at {spec.expires_at.isoformat()} is in the past")
+        if isinstance(models, str):
+            raise GatewayKeyError("models must be a list of model names, not one string")
+        token = new_token()
+        prefix = display_prefix(token)
+        assert prefix is not None
+        key = VirtualKey(f"key_{secrets.token_hex(8)}", spec.name, prefix, spec.models, spec.rpm, spec.tpm,
+                         spec.max_in_flight, spec.budget_daily, spec.budget_monthly, spec.expires_at,
+                         spec.allow_ip)
+        rec = KeyRecord(key, self._clock())
+        await _store("creating a key", self._insert_key(hash_token(self._pepper, token), rec))
+        return token, key
+
+    async def list_keys(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        records = await _store("listing keys", self._records())
+        return sorted((rec for _, rec in records), key=lambda r: (r.created_at, r.key.id))
+
+    async def _find(self, id_or_prefix: str) -> tuple[str, KeyRecord]:
+        want = id_or_prefix.strip()
+        short = want[len("sk-dsk-"):] if want.startswith("sk-dsk-") else want
+        for h, rec in await _store("finding a key", self._records()):
+            if want in (rec.key.id, rec.key.prefix) or short == rec.key.prefix[len("sk-dsk-"):]:
+                return h, rec
+        from .keys import KeyNotFoundError
+
+        raise KeyNotFoundError(f"no key with id or prefix {want[:40]!r} (dsk keys list shows them)")
+
+    async def get_key(self, id_or_prefix: str) -> KeyRecord:
+        """One key by id (`key_...`) or display prefix (`sk-dsk-...`); 404 KeyNotFoundError."""
+        return (await self._find(id_or_prefix))[1]
+
+    async def revoke(self, key_id: str) -> KeyRecord:
+        """Refuse the key from now on, in every process within a second; idempotent."""
+        h, rec = await self._find(key_id)
+        if rec.revoked_at is None:
+            rec = KeyRecord(rec.key, rec.created_at, self._clock(), rec.rotated_at)
+            await _store("revoking", self._replace_key(rec, h, None))
+        self._forget()
+        return rec
+
+    async def rotate(self, key_id: str) -> tuple[str, VirtualKey]:
+        """A new secret (and display prefix) for the same key id, budgets and spend; the old token
+        stops working everywhere within a second."""
+        h, rec = await self._find(key_id)
+        if rec.revoked_at is not None:
+            raise GatewayKeyError(f"key {rec.key.id} is revoked; create a new one instead of rotating")
+        token = new_token()
+        prefix = display_prefix(token)
+        assert prefix is not None
+        k = rec.key
+        key = VirtualKey(k.id, k.name, prefix, k.models, k.rpm, k.tpm, k.max_in_flight, k.budget_daily,
+                         k.budget_monthly, k.expires_at, k.allow_ip)
+        await _store("rotating", self._replace_key(KeyRecord(key, rec.created_at, None, self._clock()), h,
+                                                   hash_token(self._pepper, token)))
+        self._forget()
+        return token, key
+
+    async def usage(self, key_id: str, since: date | None = None) -> list[UsageRow]:
+        """Spend per Beijing day and model, oldest first (this process's buffer flushed first)."""
+        _, rec = await self._find(key_id)
+        with contextlib.suppress(Exception):
+            await self.flush()
+        return await _store("reading usage", self._usage_rows(rec.key.id, since.isoformat() if since else ""))
+
+    async def aclose(self) -> None:
+        """Write what is queued (settlements, usage rows) and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if self._settle_tasks:
+            await asyncio.gather(*self._settle_tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        try:
+            await self.flush()
+        finally:
+            await self._close()
