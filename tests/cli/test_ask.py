@@ -144,7 +144,7 @@ def test_mock_answers_like_an_emulator(tmp_path):
 
 def test_without_a_key_ask_in_a_pipe_refuses(tmp_path):
     # Only a person at a terminal may get the emulator's synthetic answers without asking
-    # (tests/test_cli_synthetic.py runs that case on a pseudo-terminal).
+    # (tests/cli/test_synthetic.py runs that case on a pseudo-terminal).
     proc = run_dsk("ask", "What is 2+2?", env=dsk_env(tmp_path))
     assert proc.returncode == 2
     line = one_error_line(proc)

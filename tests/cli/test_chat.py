@@ -82,7 +82,7 @@ def test_mock_and_no_fallback_in_a_script(tmp_path):
     assert mock.returncode == 0, mock.stderr
     assert mock.stderr == ""
     # A script (stdin not a terminal) never gets synthetic answers it did not ask for; the
-    # fallback for a person at a terminal is tested on a pty in test_cli_synthetic.py.
+    # fallback for a person at a terminal is tested on a pty in tests/cli/test_synthetic.py.
     refused = chat(env=dsk_env(tmp_path), input=script)
     assert refused.returncode == 2
     assert refused.stderr.startswith("dsk: error: no API key") and "--mock" in refused.stderr

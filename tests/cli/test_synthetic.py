@@ -5,7 +5,7 @@ Calls the emulator answered are flagged in the logs database, shown as such by `
 kept out of `dsk stats` unless `--include-synthetic`.
 
 Real subprocesses and sockets: `dsk` on pipes and on a pseudo-terminal, the emulator, and small
-upstreams (tests/cli_upstreams.py) that do or do not send the emulator's marker."""
+upstreams (tests/helpers/cli_upstreams.py) that do or do not send the emulator's marker."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ logged text that hold escape sequences (OSC 52 clipboard writes, screen clears, 
 are shown with their control characters made visible when printed to a terminal, and passed
 through exactly to pipes and files (`dsk ask > out.txt` keeps the answer byte for byte).
 
-Real `dsk` on a pseudo-terminal against small upstreams (tests/cli_upstreams.py)."""
+Real `dsk` on a pseudo-terminal against small upstreams (tests/helpers/cli_upstreams.py)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from deepseek_kit import (
 
 MSGS = [{"role": "user", "content": "Tell me about the sea."}]
 # These tests pin the foundation's behaviour (StreamError with the partial answer); resumption on
-# top of it is tested in test_resume.py.
+# top of it is tested in tests/client/test_resume.py.
 NO_RESUME = Resumption(enabled=False)
 FAST = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)
 

@@ -1,7 +1,7 @@
 """Stream resumption through prefix completion, against the real emulator: a broken stream, once
 resumed, yields exactly the text the emulator sends unbroken. The emulator supports prefix
 completion but is not DeepSeek's host, so these clients opt in (`prefix_completion=True`); the scope
-rule itself is tested in test_resume_scope.py."""
+rule itself is tested in tests/client/test_resume_scope.py."""
 
 from __future__ import annotations
 

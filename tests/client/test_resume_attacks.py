@@ -1,5 +1,5 @@
 """New attacks on resumption and streams (docs/attack-round-2026-12.md, round 2), each against a real local
-server: RestartServer (tests/restart_server.py) or the emulator."""
+server: RestartServer (tests/helpers/restart_server.py) or the emulator."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 completion is supported, a continuation that starts the answer again is dropped, and an
 `insufficient_system_resource` finish stays a partial answer.
 
-Against `RestartServer` (tests/restart_server.py): an OpenAI-compatible upstream on 127.0.0.1 that
+Against `RestartServer` (tests/helpers/restart_server.py): an OpenAI-compatible upstream on 127.0.0.1 that
 ignores `prefix` and answers every request from the start, like vLLM or a proxy stripping fields.
 """
 

@@ -1,5 +1,5 @@
 """Pure-logic client tests over MockTransport: request building, error mapping, retry decisions,
-settings precedence, secrets. Everything that streams over a socket is in test_client_live.py."""
+settings precedence, secrets. Everything that streams over a socket is in tests/client/test_live.py."""
 
 from __future__ import annotations
 

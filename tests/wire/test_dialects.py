@@ -1,4 +1,4 @@
-"""Our client against servers that speak vLLM, SGLang, Ollama and llama.cpp (tests/dialect_servers.py,
+"""Our client against servers that speak vLLM, SGLang, Ollama and llama.cpp (tests/helpers/dialect_servers.py,
 byte-faithful per docs/dialects.md): whichever answered, the caller sees DeepSeek's shape —
 content, reasoning_content, tool calls with ids and names, usage when the server sent it, and typed
 errors that carry the server's message.

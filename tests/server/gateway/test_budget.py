@@ -172,7 +172,7 @@ def _start(args, env):
 
 def _env():
     return {**os.environ, "DSK_GATEWAY_PEPPER": PEPPER.decode(),
-            "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[2] / "src"),
+            "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[3] / "src"),
                                                       os.environ.get("PYTHONPATH", "")] if p)}
 
 

@@ -35,7 +35,7 @@ def config(request, tmp_path):
 
 def dsk(*args, env_extra=None):
     env = {**os.environ, "MY_PEPPER": PEPPER, **(env_extra or {})}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).parents[2] / "src"),
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).parents[3] / "src"),
                                                     os.environ.get("PYTHONPATH", "")] if p)
     return subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "keys", *args], env=env,
                           capture_output=True, text=True, timeout=60)

@@ -4,21 +4,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
+
+from tests.helpers.dsk import DSK, dsk_env
 
 UPSTREAM_KEY = "sk-upstream-secret-cli-9876"
 
 
 def _env(tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPSEEK_", "DSK_"))}
-    env.update(DSK_HOME=str(tmp_path), PYTHONUNBUFFERED="1", GW_KEY=UPSTREAM_KEY)
-    return env
+    return dsk_env(tmp_path, GW_KEY=UPSTREAM_KEY)
 
 
 def _config(path, *emulators) -> None:
@@ -29,7 +27,7 @@ def _config(path, *emulators) -> None:
 
 
 def _start(tmp_path, cfg, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--config", str(cfg),
+    proc = subprocess.Popen([*DSK, "serve", "--config", str(cfg),
                              *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, env=_env(tmp_path))
     line = proc.stdout.readline()
@@ -95,7 +93,7 @@ def test_serve_bad_config_names_key_and_line(tmp_path):
     cfg = tmp_path / "gateway.toml"
     cfg.write_text('[gateway]\nauth = "none"\n\n[[upstream]]\nname = "x"\nbase_url = "http://127.0.0.1:9"\n'
                    'kind = "tgi"\n')
-    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--config", str(cfg)],
+    proc = subprocess.run([*DSK, "serve", "--config", str(cfg)],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
                           env=_env(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -107,7 +105,7 @@ def test_serve_keys_without_pepper_is_one_line_error(tmp_path):
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(f'[gateway]\nstate = "sqlite:///{tmp_path}/gw.db"\n\n[[upstream]]\nname = "x"\n'
                    'base_url = "http://127.0.0.1:9"\n')
-    proc = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "serve", "--config", str(cfg)],
+    proc = subprocess.run([*DSK, "serve", "--config", str(cfg)],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
                           env=_env(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
