@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import common
 
 if TYPE_CHECKING:
-    from deepseek_kit.server.gateway.keys import GatewayState
+    from deepseek_kit.server.gateway import GatewayState
 
 __all__ = ["add_parser"]
 
@@ -53,7 +53,7 @@ def _amount(text: str) -> Decimal:
 def _expires(text: str) -> datetime:
     """A date (midnight Beijing time, DeepSeek's billing day), a date-time (Beijing time unless it
     has an offset), or a duration from now: 12h, 30d, 2w."""
-    from deepseek_kit._wire.pricing import BEIJING, now
+    from deepseek_kit.server.gateway import BEIJING, now
 
     m = _DURATION.fullmatch(text)
     if m:
@@ -75,7 +75,7 @@ def _models(text: str) -> list[str]:
 
 
 def _since(text: str) -> date:
-    from deepseek_kit._wire.pricing import BEIJING, now
+    from deepseek_kit.server.gateway import BEIJING, now
 
     m = re.fullmatch(r"\s*(\d+)\s*d\s*", text)
     if m:
@@ -109,7 +109,7 @@ def _gateway_table(path: str) -> dict[str, Any]:
 
 
 def _open(args: argparse.Namespace) -> tuple[GatewayState, str]:
-    from deepseek_kit.server.gateway.keys import open_state
+    from deepseek_kit.server.gateway import open_state
 
     gw = _gateway_table(args.config)
     url = gw.get("state")
@@ -128,7 +128,7 @@ def _open(args: argparse.Namespace) -> tuple[GatewayState, str]:
 
 
 def _run(args: argparse.Namespace, action: Any) -> int:
-    from deepseek_kit.server.gateway.keys import GatewayKeyError, StateUnavailableError
+    from deepseek_kit.server.gateway import GatewayKeyError, StateUnavailableError
 
     async def main() -> int:
         state, currency = _open(args)
@@ -175,7 +175,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from deepseek_kit._wire.pricing import now
+    from deepseek_kit.server.gateway import now
 
     from .logs import table
 
@@ -199,7 +199,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from deepseek_kit._wire.pricing import now
+    from deepseek_kit.server.gateway import now
 
     async def act(state: GatewayState, currency: str) -> int:
         rec = await state.get_key(args.id)

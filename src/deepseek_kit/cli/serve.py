@@ -192,8 +192,7 @@ def _serve_gateway(config: Any, sock: Any) -> None:
 
     from aiohttp import web
 
-    from deepseek_kit.server.gateway import create_gateway_app
-    from deepseek_kit.server.gateway.app import GATEWAY_KEY
+    from deepseek_kit.server.gateway import GATEWAY_KEY, create_gateway_app
 
     app = create_gateway_app(config)
 
@@ -229,7 +228,7 @@ def run_gateway(args: argparse.Namespace) -> int:
     host = args.host or config.host
     port = config.port if args.port is None else args.port
     if config.auth == "keys":
-        from deepseek_kit.server.gateway.keys import GatewayKeyError, check_pepper
+        from deepseek_kit.server.gateway import GatewayKeyError, check_pepper
 
         pepper = os.environ.get(config.pepper_env)
         if not pepper:

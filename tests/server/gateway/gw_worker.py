@@ -14,7 +14,8 @@ import sys
 import time
 from decimal import Decimal
 
-from deepseek_kit.server.gateway.keys import BudgetExceededError, InvalidKeyError, open_state
+from deepseek_kit.server.gateway.keys import BudgetExceededError, InvalidKeyError
+from deepseek_kit.server.gateway.state import open_state
 
 
 async def budget(url, token, n, worst, go_file):

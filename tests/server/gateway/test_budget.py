@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from deepseek_kit.server.gateway.budget import from_nanos, to_nanos, windows
-from deepseek_kit.server.gateway.keys import BudgetExceededError, open_state
+from deepseek_kit.server.gateway.keys import BudgetExceededError
+from deepseek_kit.server.gateway.state import open_state
 
 PEPPER = b"test-pepper-0123456789abcdef"
 # Wednesday 2026-12-02 23:30 Beijing time (15:30 UTC).

@@ -10,13 +10,13 @@ from decimal import Decimal
 
 import pytest
 
+from deepseek_kit.server.gateway.state import open_state
 from deepseek_kit.server.gateway.keys import (
     ForbiddenError,
     GatewayKeyError,
     InvalidKeyError,
     KeyNotFoundError,
     StateUnavailableError,
-    open_state,
 )
 
 PEPPER = b"test-pepper-0123456789abcdef"

@@ -9,7 +9,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from deepseek_kit.server.gateway.admin import add_admin_routes
-from deepseek_kit.server.gateway.keys import InvalidKeyError, open_state
+from deepseek_kit.server.gateway.keys import InvalidKeyError
+from deepseek_kit.server.gateway.state import open_state
 
 PEPPER = b"admin-test-pepper-0123456789"
 ADMIN = "adm-secret-0123456789"

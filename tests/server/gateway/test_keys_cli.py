@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from deepseek_kit._wire.pricing import BEIJING
-from deepseek_kit.server.gateway.keys import InvalidKeyError, open_state
+from deepseek_kit.server.gateway.keys import InvalidKeyError
+from deepseek_kit.server.gateway.state import open_state
 
 PEPPER = "cli-test-pepper-0123456789"
 TOKEN_RE = re.compile(r"sk-dsk-[A-Za-z0-9]{8}-[A-Za-z0-9_\-]{43}")

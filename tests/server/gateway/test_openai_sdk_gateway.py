@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from deepseek_kit.server.gateway.keys import open_state
+from deepseek_kit.server.gateway.state import open_state
 
 from .relay_helpers import GatewayThread, config_for
 from .test_relay import TOOLS

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from deepseek_kit._wire.pricing import cost
-from deepseek_kit.server.gateway.keys import open_state
+from deepseek_kit.server.gateway.state import open_state
 
 from .relay_helpers import GatewayThread, config_for
 

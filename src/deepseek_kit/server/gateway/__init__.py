@@ -1,10 +1,77 @@
 """The gateway (`dsk serve --config FILE`): a DeepSeek-correct relay with virtual keys and budgets
-(docs/gateway.md)."""
+(docs/gateway.md). This namespace is public: `dsk serve` and `dsk keys` use only these names.
+
+Names load on first use (PEP 562): `dsk keys` reads the state without loading the relay's
+aiohttp application. The gateway may import every library layer; never the emulator or the CLI
+(docs/architecture.md).
+"""
 
 from __future__ import annotations
 
-from .app import create_gateway_app
-from .config import GatewayConfig, GatewayConfigError, load_gateway_config, parse_gateway_config
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["GatewayConfig", "GatewayConfigError", "create_gateway_app", "load_gateway_config",
-           "parse_gateway_config"]
+if TYPE_CHECKING:
+    from deepseek_kit._wire.pricing import BEIJING, now
+
+    from .app import GATEWAY_KEY, create_gateway_app
+    from .config import GatewayConfig, GatewayConfigError, load_gateway_config, parse_gateway_config
+    from .keys import (
+        GatewayKeyError,
+        GatewayState,
+        KeyRecord,
+        StateUnavailableError,
+        VirtualKey,
+        check_pepper,
+    )
+    from .state import open_state
+
+_LAZY: dict[str, str] = {
+    "BEIJING": "deepseek_kit._wire.pricing",
+    "GATEWAY_KEY": ".app",
+    "GatewayConfig": ".config",
+    "GatewayConfigError": ".config",
+    "GatewayKeyError": ".keys",
+    "GatewayState": ".keys",
+    "KeyRecord": ".keys",
+    "StateUnavailableError": ".keys",
+    "VirtualKey": ".keys",
+    "check_pepper": ".keys",
+    "create_gateway_app": ".app",
+    "load_gateway_config": ".config",
+    "now": "deepseek_kit._wire.pricing",
+    "open_state": ".state",
+    "parse_gateway_config": ".config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "BEIJING",
+    "GATEWAY_KEY",
+    "GatewayConfig",
+    "GatewayConfigError",
+    "GatewayKeyError",
+    "GatewayState",
+    "KeyRecord",
+    "StateUnavailableError",
+    "VirtualKey",
+    "check_pepper",
+    "create_gateway_app",
+    "load_gateway_config",
+    "now",
+    "open_state",
+    "parse_gateway_config",
+]

@@ -23,7 +23,8 @@ from deepseek_kit._wire.pricing import charge, cost, default_clock, price_for
 from .budget import Reservation
 from .config import GatewayConfig
 from .errors import GatewayError
-from .keys import GatewayKeyError, GatewayState, VirtualKey, open_state
+from .keys import GatewayKeyError, GatewayState, VirtualKey
+from .state import open_state
 
 __all__ = ["Admission", "worst_case"]
 

@@ -369,7 +369,7 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
         r.add_get(prefix + "/models", gw.models)
         r.add_get(prefix + "/user/balance", gw.balance)
     r.add_get("/healthz", healthz)
-    r.add_get("/readyz", readyz(gw))
+    r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else []))
     r.add_get("/metrics", gw.prometheus)
     if config.auth == "keys":
         # The admin HTTP API (admin.py): on only when the admin key's variable is set.

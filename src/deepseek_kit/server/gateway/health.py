@@ -10,19 +10,24 @@ import msgspec
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from deepseek_kit._steps.router import EndpointHealth
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 __all__ = ["healthz", "readyz"]
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 while the process serves requests."""
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
 
-def readyz(gw: Gateway) -> Callable[[web.Request], Awaitable[web.Response]]:
+def readyz(health_now: Callable[[], list[EndpointHealth]]) -> Handler:
+    """The /readyz handler; `health_now()` gives the upstreams' health at the time of the request
+    (a callable, since a config reload replaces the client behind it)."""
+
     async def handle(request: web.Request) -> web.Response:
-        client = gw.client
-        health = client.endpoints() if client is not None else []
+        health = health_now()
         upstreams = {h.name: h.state for h in health}
         ready = any(state != "open" for state in upstreams.values())
         body = {"status": "ready" if ready else "unavailable", "upstreams": upstreams}

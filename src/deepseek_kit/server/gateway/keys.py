@@ -1,6 +1,6 @@
 """Virtual keys of the gateway: the per-request view of a key (`VirtualKey`), the typed errors the
 relay turns into DeepSeek-shaped replies, the token format and its keyed hash, the `GatewayState`
-protocol and `open_state(url)`, which opens the SQLite or Redis implementation.
+protocol (`state.open_state(url)` opens the SQLite or Redis implementation).
 
 Tokens look like `sk-dsk-<prefix8>-<secret>`: a bearer key, clearly ours. The secret is 32 random
 bytes (256 bits, URL-safe base64). At rest only HMAC-SHA256(pepper, token) is kept, with the display
@@ -20,7 +20,7 @@ import hmac
 import ipaddress
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -46,7 +46,7 @@ __all__ = [
     "display_prefix",
     "hash_token",
     "new_token",
-    "open_state",
+
     "parse_networks",
 ]
 
@@ -310,24 +310,3 @@ class GatewayState(Protocol):
 
     async def aclose(self) -> None:
         """Flush and close the store connections."""
-
-
-def open_state(
-    url: str, *, pepper: bytes, clock: Callable[[], datetime] | None = None,
-    reservation_ttl: float = 900.0,
-) -> GatewayState:
-    """Open the state at `url`: `sqlite:///abs/path.db`, `sqlite:///:memory:` or
-    `redis://host:port/db` (also `rediss://`, `unix://`). `pepper` keys the token hash (at least
-    16 bytes); `clock` gives the time for expiry and budget windows (default: `_wire.pricing.now`, which
-    honours DSK_FAKE_NOW). A reservation not settled within `reservation_ttl` seconds is released."""
-    check_pepper(pepper)
-    if url.startswith("sqlite://"):
-        from .state_sqlite import SqliteState
-
-        return SqliteState(url, pepper=pepper, clock=clock, reservation_ttl=reservation_ttl)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from .state_redis import RedisState
-
-        return RedisState(url, pepper=pepper, clock=clock, reservation_ttl=reservation_ttl)
-    raise GatewayKeyError(f"unsupported gateway state URL {url.split('://', 1)[0]!r}: use "
-                          "sqlite:///path/to/gateway.db or redis://host:port/db")
