@@ -45,15 +45,20 @@ def test_100k_batch_memory_stays_flat(emulator_factory, tmp_path):
         env=keyed_env(tmp_path / "home"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     samples = []  # (bytes written, VmRSS kB, VmHWM kB)
-    while p.poll() is None:
-        try:
-            st = _status(p.pid)
-            written = out.stat().st_size if out.exists() else 0
-        except (FileNotFoundError, ProcessLookupError, KeyError):
-            break  # exited between poll() and the read
-        samples.append((written, st["VmRSS"], st["VmHWM"]))
-        time.sleep(0.1)
-    _, err = p.communicate(timeout=60)
+    try:
+        while p.poll() is None:
+            try:
+                st = _status(p.pid)
+                written = out.stat().st_size if out.exists() else 0
+            except (FileNotFoundError, ProcessLookupError, KeyError):
+                break  # exited between poll() and the read
+            samples.append((written, st["VmRSS"], st["VmHWM"]))
+            time.sleep(0.1)
+        _, err = p.communicate(timeout=60)
+    finally:  # a timeout or a failed read: never leave the run behind (nor its stderr pipe)
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
     assert p.returncode == 0, err
     lines = out.read_bytes().count(b"\n")
     assert lines == N

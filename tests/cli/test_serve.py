@@ -52,7 +52,7 @@ def serve(tmp_path):
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # waits, and closes the stdout/stderr pipes
 
 
 def ask(base_url: str, key: str = KEY, **kw):

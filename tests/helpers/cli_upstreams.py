@@ -117,3 +117,4 @@ class Upstream:
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()  # its self-pipe sockets: left open, ResourceWarnings at GC

