@@ -1,14 +1,51 @@
-# --- emulator fixtures (deepseek_kit.server) ------------------------------------------------------
-# Self-contained: real sockets on 127.0.0.1, free ports, one emulator per test unless shared.
-#   emulator            a running EmulatorThread with the default config (`.base_url`, `.state`)
-#   emulator_factory    make(config=None, **config_fields) -> a running EmulatorThread, stopped at teardown
-#   emulator_url        the default emulator's base URL ("http://127.0.0.1:PORT")
-# Works from sync and async tests alike: the emulator runs its own event loop in a daemon thread.
+"""Fixtures the whole suite shares; plain helpers live in tests/helpers (servers, `dsk` runs, ports).
+
+Every test starts from a clean environment: no DEEPSEEK_* or DSK_* variable of the developer's,
+no proxy variable, and DSK_HOME a fresh private folder, so no test reads a real config file, key
+or logs database, and no 127.0.0.1 server is reached through a proxy a machine sets. A test that
+needs a variable sets it itself (monkeypatch.setenv, or the `env=` of a subprocess).
+
+  emulator            a running EmulatorThread with the default config (`.base_url`, `.state`)
+  emulator_factory    make(config=None, **config_fields) -> a running EmulatorThread, stopped at teardown
+  emulator_url        the default emulator's base URL ("http://127.0.0.1:PORT")
+  redis_url           a real redis-server on a free port, one per session, flushed for each test
+  env                 the environment of a `dsk` subprocess: private DSK_HOME, the fake key, and a dead
+                      loopback URL as the default base URL (so no run can reach the internet)
+  dsk_main            run_dsk's twin in this process: dsk_main(*args, env=..., input="") -> .returncode,
+                      .stdout, .stderr (tests/helpers/dsk.py says when a subprocess is needed instead)
+The emulator runs its own event loop in a daemon thread: it works from sync and async tests alike.
+"""
+
 from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from deepseek_kit.server import EmulatorConfig, EmulatorThread
+from tests.helpers.dsk import FAKE_KEY, Ran, dsk_env, run_main
+from tests.helpers.net import closed_port, free_port
+from tests.helpers.redis import start_redis, stop_redis
+
+# Proxy variables in both spellings: urllib (and so the client) reads the lowercase ones first.
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+              "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch,
+                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith(("DEEPSEEK_", "DSK_")) or name in PROXY_VARS:
+            monkeypatch.delenv(name)
+    # Its own folder, not tmp_path: tests that list tmp_path see only what they made.
+    monkeypatch.setenv("DSK_HOME", str(tmp_path_factory.mktemp("dsk-home")))
+    yield
+
+
+# --- emulator ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -36,54 +73,15 @@ def emulator_url(emulator: EmulatorThread) -> str:
     return emulator.base_url
 
 
-# --- end of emulator fixtures ---------------------------------------------------------------------
-
-
-# --- redis-server fixture ---------------------------------------------------------------------------
-# A real redis-server on a free 127.0.0.1 port, one per test session (`redis_url`), flushed before
-# each test that asks for it. Missing redis-server is a failure, never a skip: scripts/test installs it.
-import shutil
-import socket
-import subprocess
-import time
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# --- redis-server -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed (scripts/test installs it with apt-get)")
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("redis-server did not start")
-        time.sleep(0.05)
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_redis(proc)
 
 
 @pytest.fixture
@@ -92,15 +90,19 @@ def redis_url(redis_server):
         s.sendall(b"FLUSHALL\r\n")
         s.recv(16)
     return redis_server
-# --- end of redis-server fixture --------------------------------------------------------------------
 
 
-# --- proxy variables of the machine -----------------------------------------------------------------
-# The client honours HTTP(S)_PROXY by default and, like httpx, bypasses only the hosts NO_PROXY lists,
-# loopback included (docs/proxies.md). Keep every 127.0.0.1 server of the suite off a proxy that CI
-# may set; tests/test_proxy.py sets the variables it needs itself.
-import os as _os
+# --- dsk ------------------------------------------------------------------------------------------
 
-for _var in ("NO_PROXY", "no_proxy"):
-    _os.environ[_var] = ",".join(x for x in (_os.environ.get(_var), "127.0.0.1", "localhost") if x)
-# --- end of proxy variables ---------------------------------------------------------------------------
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return dsk_env(tmp_path, DEEPSEEK_API_KEY=FAKE_KEY, DEEPSEEK_BASE_URL=f"http://127.0.0.1:{closed_port()}")
+
+
+@pytest.fixture
+def dsk_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+    def run(*args: str, env: dict[str, str] | None = None, input: str = "") -> Ran:
+        return run_main(*args, capsys=capsys, monkeypatch=monkeypatch, env=env, input=input)
+
+    return run

@@ -129,6 +129,8 @@ class Attempt:
         abort = _Abort(asyncio.current_task())
         wd = Watchdog(request.timeout, abort, deadline=request.options.get("deadline"))
         keep_watchdog = False
+        src: ByteSource | None = None
+        answered = False
         try:
             try:
                 raw = await self.transport.open(request)
@@ -154,6 +156,7 @@ class Attempt:
                         "(DeepSeek does this under load; retryable)"
                     )
                 src.release()
+                answered = True
                 why = not_an_answer(request.path, body)
                 if why is not None:
                     snippet = redact(body[:200].decode("utf-8", "replace"), *self.secrets)
@@ -178,11 +181,15 @@ class Attempt:
                     status = status_for_error(fields[2], fields[1])
                     raise make_status_error(status, raw.headers, first, secrets=self.secrets)
             reader._queue.insert(reader._i, first)  # put the first event back for the caller
-            keep_watchdog = True
+            keep_watchdog = answered = True
             return Response(raw.status, raw.headers, events=reader, first_event_at=wd.first_at)
         finally:
             if not keep_watchdog:
                 wd.cancel()
+            if src is not None and not answered:
+                # Cancelled (a hedge that lost, the caller's deadline) or failed while reading: the
+                # connection is dropped here, not left to the garbage collector still open.
+                src.abort()
 
     async def _read_all(self, src: ByteSource, wd: Watchdog, limit: int) -> bytes:
         parts: list[bytes] = []

@@ -211,7 +211,8 @@ def exposition(registry: Any = None) -> bytes:
 
 def serve_metrics(port: int = 9464, addr: str = "127.0.0.1", registry: Any = None) -> Any:
     """Serve `/metrics` from a background thread (prometheus_client's HTTP server); returns what
-    `start_http_server` returns (the server and its thread in recent versions: `.shutdown()`)."""
+    `start_http_server` returns (the server and its thread in recent versions): stop it with
+    `.shutdown()`, then `.server_close()` to close its listening socket."""
     pc = _client()
     return pc.start_http_server(port, addr=addr, registry=registry if registry is not None else pc.REGISTRY)
 
