@@ -233,11 +233,9 @@ class ChatCompletions:
                      **{k: v for k, v in p.items() if k != "resume" and k != "cache"}}
             total = (self._client.timeout if timeout is ... else Timeout.coerce(timeout)).total
             resumer: Resumer[AsyncStream] = Resumer(
-                self.create, self._client.timeout, params, self._client.resumption, scope or None,
+                self.create, self._client.timeout, again, self._client.resumption, scope or None,
                 None if total is None else started + total)
             return AsyncStream(resp, resumer)
-            return AsyncStream(resp, Resumer(self, again, self._client.resumption, scope or None,
-                                             None if total is None else started + total))
         # Normalizes other servers' dialects (reasoning vs reasoning_content, 200s carrying an error).
         return decode_chat_completion(resp.status, resp.headers, resp.body, secrets=self._client._secrets())
 
