@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Union
@@ -31,6 +32,9 @@ from deepseek_kit._wire.errors import APIConnectionError, UsageError
 
 from .events import ByteSource
 from .request import Request
+
+# Request bodies above this are sent file-like (aiohttp's own threshold for its large-body warning).
+_LARGE_BODY = 1024 * 1024
 
 if TYPE_CHECKING:
     import aiohttp
@@ -280,9 +284,14 @@ class AiohttpTransport:
         # (docs/attack-round-2026-12.md, S1). The message names the reason instead.
         proxy = self._proxy_for(request.url)
         headers = request.headers if proxy is None else proxy.headers_for(request.url, request.headers)
+        body: Any = request.body
+        if body is not None and len(body) > _LARGE_BODY:
+            # aiohttp sends a bytes body in one write and warns (ResourceWarning) above 1 MiB; a
+            # file-like body is streamed in pieces. A new one per attempt: retries resend it whole.
+            body = io.BytesIO(body)
         try:
             resp = await session.request(
-                request.method, request.url, data=request.body, headers=headers,
+                request.method, request.url, data=body, headers=headers,
                 timeout=ct, allow_redirects=False, **(proxy.args if proxy is not None else _NO_ARGS),
             )
         except asyncio.TimeoutError:
