@@ -9,6 +9,8 @@ Starts, all on 127.0.0.1, each stopped by its pid at the end:
              in-flight caps and a daily budget (so every request authenticates, takes a limits
              lease and holds budget), the access log (to a file), /metrics and [logs] on     :18500
   dsk_redis  the same with state = redis:// (redis-server started here on :16379)            :18501
+  bare       bench/gateway/bare_proxy.py: a bare aiohttp pass-through proxy (the Python floor)  :18503
+  dsk_base   (only when DSK_BASE_SRC names another src tree) dsk from that tree: before/after :18502
   litellm    LiteLLM proxy, the kit's gateway/litellm configs, one worker                    :18400
 and measures each target (direct = no gateway) REPS times, target order rotated per rep:
   tput_ns   the kit's drv_aiohttp (drv_aiohttp_gw.py) non-stream, N_TPUT_NS requests, c=100
@@ -22,12 +24,14 @@ Around every driver run the gateway's CPU seconds (utime+stime of its process tr
 read before and after. Writes $GW_RES/{raw.jsonl,meta.json,*.log}; summarize_gw.py tabulates.
 """
 import argparse
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +45,10 @@ PY = os.environ.get("PY", sys.executable)  # drivers and our gateway
 LL_PY = os.environ.get("LL_PY", "")  # the LiteLLM venv's python ("" = no LiteLLM)
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 UP, PX = "http://127.0.0.1:18080", "http://127.0.0.1:18081"
-PORTS = {"dsk": 18500, "dsk_redis": 18501, "litellm": 18400}
+PORTS = {"dsk": 18500, "dsk_redis": 18501, "dsk_base": 18502, "bare": 18503, "litellm": 18400}
+# dsk_base: the SQLite gateway from another source tree (DSK_BASE_SRC, e.g. `git archive` of an
+# older commit), for a before/after comparison in the same run
+BASE_SRC = os.environ.get("DSK_BASE_SRC", "")
 REDIS_PORT = 16379
 CLK = os.sysconf("SC_CLK_TCK")
 T0 = time.monotonic()
@@ -67,10 +74,8 @@ def proc_tree(root):
     kids = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
-            try:
+            with contextlib.suppress(OSError, IndexError):
                 kids.setdefault(int(_stat(d)[1]), []).append(int(d))
-            except (OSError, IndexError):
-                pass
     out, stack = [], [root]
     while stack:
         p = stack.pop()
@@ -109,7 +114,8 @@ def rss_mb(root, field="VmRSS"):
 class Server:
     def __init__(self, name, argv, env=None, quit_sig=signal.SIGTERM):
         self.name, self.quit_sig = name, quit_sig
-        self.logf = open(os.path.join(RES, f"{name}.log"), "ab")
+        self.logf = open(  # noqa: SIM115 - closed in stop()
+            os.path.join(RES, f"{name}.log"), "ab")
         self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=RES)
         self.pid = self.p.pid
@@ -125,10 +131,8 @@ class Server:
                 self.p.kill()
                 self.p.wait(timeout=5)
             for pid in tree[1:]:
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
         log(f"{self.name}: stopped (rc {self.p.returncode})")
         self.logf.close()
 
@@ -149,9 +153,22 @@ def wait_up(url, secs, server=None):
             raise RuntimeError(f"{server.name} exited (rc {server.p.returncode}); see {server.name}.log")
         try:
             return http(url, timeout=2)
-        except Exception:  # noqa: BLE001
+        except Exception:
             time.sleep(0.2)
     raise RuntimeError(f"{url} not up after {secs}s")
+
+
+def wait_port(port, secs, server):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        if server.p.poll() is not None:
+            raise RuntimeError(f"{server.name} exited (rc {server.p.returncode}); see {server.name}.log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} not up after {secs}s")
 
 
 def probe(base, stream, key):
@@ -195,9 +212,10 @@ content = false
     return path
 
 
-def dsk_env():
+def dsk_env(name="dsk"):
+    src = BASE_SRC if name == "dsk_base" else os.path.join(REPO, "src")
     env = dict(os.environ, BENCH_PEPPER=PEPPER, BENCH_UPSTREAM_KEY="sk-bench-upstream",
-               PYTHONPATH=os.path.join(REPO, "src"), PYTHONUNBUFFERED="1")
+               PYTHONPATH=src, PYTHONUNBUFFERED="1")
     env.pop("DSK_ADMIN_KEY", None)
     return env
 
@@ -214,14 +232,19 @@ def dsk_key(cfg):
 
 def start_target(name, mode, keys):
     """(Server, base_url, api key) for a gateway target in this phase's upstream mode."""
-    if name in ("dsk", "dsk_redis"):
+    if name in ("dsk", "dsk_redis", "dsk_base"):
         cfg = dsk_config(name, mode)
         if name not in keys:
             keys[name] = dsk_key(cfg)
         srv = Server(f"{name}_{mode}", [PY, "-m", "deepseek_kit.cli.main", "serve", "--config", cfg],
-                     env=dsk_env(), quit_sig=signal.SIGINT)
+                     env=dsk_env(name), quit_sig=signal.SIGINT)
         wait_up(f"http://127.0.0.1:{PORTS[name]}/healthz", 60, srv)
         return srv, f"http://127.0.0.1:{PORTS[name]}/v1", keys[name]
+    if name == "bare":
+        srv = Server(f"bare_{mode}", [PY, os.path.join(HERE, "bare_proxy.py"), "--upstream", f"{UP}/{mode}/v1",
+                                      "--port", str(PORTS["bare"])])
+        wait_port(PORTS["bare"], 30, srv)
+        return srv, f"http://127.0.0.1:{PORTS['bare']}/v1", ""
     if name == "litellm":
         with open(os.path.join(KIT, "gateway", "litellm", "config_sse.yaml")) as f:
             text = re.sub(r"/sse/v1", f"/{mode}/v1", f.read())
@@ -287,7 +310,7 @@ def main():
     env = os.environ.get
     ap.add_argument("--reps", type=int, default=int(env("REPS", 3)))
     ap.add_argument("--phases", default=env("PHASES", "nonstream,stream,rss"))
-    ap.add_argument("--targets", default=env("TARGETS", "direct,nginx,dsk,dsk_redis,litellm"))
+    ap.add_argument("--targets", default=env("TARGETS", "direct,nginx,bare,dsk,dsk_redis,litellm"))
     ap.add_argument("--n-tput-ns", type=int, default=int(env("N_TPUT_NS", 2000)))
     ap.add_argument("--n-tput-s", type=int, default=int(env("N_TPUT_S", 200)))
     ap.add_argument("--n-lat", type=int, default=int(env("N_LAT", 500)))
@@ -298,6 +321,9 @@ def main():
     ap.add_argument("--deadline", type=float, default=float(env("DEADLINE", 120)))
     a = ap.parse_args()
     targets = a.targets.split(",")
+    if "dsk_base" in targets and not BASE_SRC:
+        log("note: DSK_BASE_SRC unset: no dsk_base target")
+        targets.remove("dsk_base")
     if "litellm" in targets and not LL_PY:
         log("note: LiteLLM not installed (LL_PY unset): running without it")
         targets.remove("litellm")
@@ -309,8 +335,9 @@ def main():
     for d in (up, px):
         for s in ("logs", "tmp", "www", "main.d", "conf.d"):
             os.makedirs(os.path.join(d, s), exist_ok=True)
-    subprocess.run([PY, os.path.join(KIT, "fixtures", "gen_fixtures.py"), os.path.join(up, "www")], check=True,
-                   stdout=open(os.path.join(RES, "manifest.json"), "w"))
+    with open(os.path.join(RES, "manifest.json"), "w") as mf:
+        subprocess.run([PY, os.path.join(KIT, "fixtures", "gen_fixtures.py"), os.path.join(up, "www")], check=True,
+                       stdout=mf)
     echo = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
     slow = os.path.exists(echo)
     if slow:

@@ -11,9 +11,10 @@ import os
 import statistics
 import sys
 
-TARGETS = ("direct", "nginx", "dsk", "dsk_redis", "litellm")
-NAMES = {"direct": "direct (no gateway)", "nginx": "nginx proxy", "dsk": "**dsk gateway (SQLite)**",
-         "dsk_redis": "**dsk gateway (Redis)**", "litellm": "LiteLLM proxy"}
+TARGETS = ("direct", "nginx", "bare", "dsk_base", "dsk", "dsk_redis", "litellm")
+NAMES = {"direct": "direct (no gateway)", "nginx": "nginx proxy", "bare": "bare aiohttp proxy (floor)", "dsk": "**dsk gateway (SQLite)**",
+         "dsk_redis": "**dsk gateway (Redis)**",
+         "dsk_base": "dsk gateway (SQLite), DSK_BASE_SRC tree", "litellm": "LiteLLM proxy"}
 
 
 def med(xs):
@@ -27,8 +28,10 @@ def f(x, nd=0):
 
 def main():
     res = sys.argv[1]
-    rows = [json.loads(x) for x in open(os.path.join(res, "raw.jsonl"))]
-    man = json.load(open(os.path.join(res, "manifest.json")))
+    with open(os.path.join(res, "raw.jsonl")) as fh:
+        rows = [json.loads(x) for x in fh]
+    with open(os.path.join(res, "manifest.json")) as fh:
+        man = json.load(fh)
     chunks = man["stream"]["chunks"]
     by = {}
     for r in rows:
