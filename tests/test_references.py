@@ -35,7 +35,7 @@ SCANNED = ("src", "tests", "docs", "bench", "scripts", "README.md", "pyproject.t
 LINKED_FROM = ("src", "tests", "docs", "bench", "README.md")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".sh", ".cfg", ".ini", ".yaml", ".yml", ".json",
                  ".lua", ".conf", ".rst", ".pyi"}
-SKIPPED_DIRS = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules"}
+SKIPPED_DIRS = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules", ".venv"}
 
 #: What may not appear, and what to write instead.
 FORBIDDEN: tuple[tuple[re.Pattern[str], str], ...] = (

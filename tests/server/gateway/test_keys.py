@@ -232,3 +232,20 @@ async def test_a_store_that_is_down_is_a_503_not_a_crash(tmp_path):
             assert ei.value.status == 503 and "hunter2" not in ei.value.message
     finally:
         await st.aclose()
+
+
+async def test_a_cached_verdict_drops_when_another_process_revokes(state, state_url):
+    # The token -> key verdict cache answers repeat callers without an HMAC; a revocation made
+    # through another state on the same store (another worker) still refuses here within
+    # REVALIDATE (checked by moving the last check back, not by sleeping).
+    token, key = await state.create_key("a")
+    assert (await state.authenticate(token, None)).id == key.id
+    assert (await state.authenticate(token, None)).id == key.id  # from the verdict cache
+    other = open_state(state_url, pepper=PEPPER, clock=state.clock)
+    try:
+        await other.revoke(key.id)
+    finally:
+        await other.aclose()
+    state._checked = -1e9  # as if REVALIDATE had passed
+    with pytest.raises(InvalidKeyError):
+        await state.authenticate(token, None)

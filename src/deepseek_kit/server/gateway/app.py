@@ -197,6 +197,16 @@ class Gateway:
         if size is not None and size > cap and "Content-Encoding" not in request.headers:
             raise GatewayError(413, f"request body of {size:,} bytes is over the gateway's limit of "
                                f"{cap:,} bytes", code="request_too_large")
+        content = request.content
+        if content.is_eof():
+            # The whole body is already here (the usual case for a chat request): take it without
+            # a timer and a read loop. aiohttp has inflated it already, so the cap still counts
+            # inflated bytes.
+            data = content.read_nowait()
+            if len(data) > cap:
+                raise GatewayError(413, f"request body is over the gateway's limit of {cap:,} bytes "
+                                   "(counted after decompression)", code="request_too_large")
+            return data
         parts: list[bytes] = []
         total = 0
 

@@ -28,6 +28,7 @@ from deepseek_kit._client.client import AsyncClient
 from deepseek_kit._steps.limits.base import QueueTimeoutError
 from deepseek_kit._transport.request import Response
 from deepseek_kit._wire.errors import AllEndpointsFailedError, APIStatusError, DeepSeekError
+from deepseek_kit._wire.sse import DONE
 from deepseek_kit._wire.types import chunk_decoder
 
 from .errors import GatewayError, error_event
@@ -42,6 +43,7 @@ else:  # pragma: no cover - Python 3.10: aiohttp depends on async-timeout there
 __all__ = ["Call", "Relay", "timeout_at"]
 
 _DONE = b"data: [DONE]\n\n"
+
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no"}
 
@@ -109,11 +111,16 @@ def _peek_state(payload: bytes) -> tuple[bool, str | None]:
 
 
 def _has_finish(p: bytes) -> bool:
-    return b'"finish_reason"' in p and b'"finish_reason":null' not in p and b'"finish_reason": null' not in p
+    # a finish_reason that is a string (not null): one or two scans instead of three
+    return b'"finish_reason":"' in p or b'"finish_reason": "' in p
+
+
+def _has_usage(p: bytes) -> bool:
+    return b'"usage":{' in p or b'"usage": {' in p
 
 
 def _take_usage(p: bytes, call: Call) -> None:
-    if b'"usage":{' in p or b'"usage": {' in p:
+    if _has_usage(p):
         try:
             u = _usage.decode(p).usage
         except msgspec.DecodeError:
@@ -320,6 +327,8 @@ class Relay:
                     events.finish()  # keep-alives after the answer end it (Timeout.tail)
                 _take_usage(p, call)  # on the finish chunk, or a trailing usage-only one (older servers)
                 batch += (b"data: ", p, b"\n\n")
+                if recorder is None and stitcher is None and events._i < len(events._queue):
+                    finished = self._drain(events, batch, call) or finished
                 if events._i >= len(events._queue):  # the next event needs a network read
                     await out.write(b"".join(batch))
                     batch.clear()
@@ -352,6 +361,36 @@ class Relay:
         for t in list(self.streams):
             t.cancel()
         return len(self.streams)
+
+    @staticmethod
+    def _drain(events: Any, batch: list[bytes], call: Call) -> bool:
+        """Take the payloads the reader already decoded from the same network read in one go: one
+        join and a few scans over the joined bytes instead of a coroutine step and four scans per
+        chunk (a burst of 200 chunks from one read is common behind a fast upstream). Stops before
+        `[DONE]` and leaves anything unusual (an error object) to the per-chunk path. True when a
+        finish_reason was among them."""
+        q, i = events._queue, events._i
+        end = len(q)
+        while end > i and q[end - 1] == DONE:
+            end -= 1  # [DONE] stays for events.next(), which ends the stream properly
+        seg = q[i:end]
+        if not seg or DONE in seg:
+            return False
+        joined = b"\n\ndata: ".join(seg)
+        if b'data: {"error"' in joined or joined[:8] == b'{"error"':
+            return False  # one of them is an error object: the per-chunk path handles it
+        events._i = end
+        call.chunks += len(seg)
+        batch += (b"data: ", joined, b"\n\n")
+        if _has_usage(joined):
+            for p in reversed(seg):  # the last chunk with usage wins, as chunk by chunk
+                if _has_usage(p):
+                    _take_usage(p, call)
+                    break
+        if _has_finish(joined):
+            events.finish()  # keep-alives after the answer end it (Timeout.tail)
+            return True
+        return False
 
     async def _resume(self, out: web.StreamResponse, stitcher: Stitcher, call: Call,
                       recorder: StreamRecorder | None) -> bool:

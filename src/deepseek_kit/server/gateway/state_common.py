@@ -3,11 +3,14 @@ reserve/settle/remaining flow over a backend's atomic primitives, the usage flus
 form of a key record.
 
 Key cache (no store access per request): token hash -> VirtualKey (or None for unknown/revoked,
-so a flood of bad tokens does not reach the store either). Every backend keeps a generation number
-that each revoke/rotate increments; `authenticate` re-reads it when the last check is more than
-`REVALIDATE` (0.5 s) old and drops the whole cache when it moved, so a revocation made by any
-process is refused by every process within about half a second. A lookup that raced a drop is not
-cached (the `_epoch` check), so a key revoked during its own lookup cannot stick.
+so a flood of bad tokens does not reach the store either), and in front of it token string ->
+(display prefix, VirtualKey or None), so a cached caller costs one dict lookup, not an HMAC and a
+regex match; both are dropped together (bounded at `_CACHE_MAX` entries each). Every backend keeps
+a generation number that each revoke/rotate increments; `authenticate` re-reads it when the last
+check is more than `REVALIDATE` (0.5 s) old and drops the whole cache when it moved, so a
+revocation made by any process is refused by every process within about half a second. A lookup
+that raced a drop is not cached (the `_epoch` check), so a key revoked during its own lookup
+cannot stick.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, TypeVar
 
 from .budget import Reservation, UsageBuffer, UsageRow, default_clock, from_nanos, to_nanos, windows
 from .keys import (
+    TOKEN_PREFIX,
     BudgetExceededError,
     ForbiddenError,
     GatewayKeyError,
@@ -131,6 +135,7 @@ class StateBase:
         self._clock = clock or default_clock()
         self._ttl = float(reservation_ttl)
         self._cache: dict[str, VirtualKey | None] = {}
+        self._verdicts: dict[str, tuple[str, VirtualKey | None]] = {}  # token -> (prefix, key)
         self._gen: int | None = None
         self._checked = -1e9
         self._epoch = 0
@@ -197,23 +202,32 @@ class StateBase:
         if not token:
             raise InvalidKeyError("Authentication Fails, no API key given (send the gateway key as "
                                   "Authorization: Bearer sk-dsk-...)")
-        prefix = display_prefix(token)
-        if prefix is None:
+        hit = self._verdicts.get(token)
+        if hit is None and display_prefix(token) is None:
             raise InvalidKeyError("Authentication Fails, the API key is not a key of this gateway "
                                   "(expected sk-dsk-...)")
         if time.monotonic() - self._checked > REVALIDATE:
             await self._revalidate()
-        token_hash = hash_token(self._pepper, token)
-        cached = self._cache.get(token_hash, _MISSING)
-        if cached is _MISSING:
+            hit = self._verdicts.get(token)  # dropped when a revocation was seen
+        if hit is None:
+            prefix = display_prefix(token) or TOKEN_PREFIX
             epoch = self._epoch
-            key = await _store("looking up a key", self._lookup(token_hash))
-            if epoch == self._epoch:  # no revocation seen while we looked: safe to remember
-                if len(self._cache) >= _CACHE_MAX:
-                    self._cache.clear()
-                self._cache[token_hash] = key
+            token_hash = hash_token(self._pepper, token)
+            cached = self._cache.get(token_hash, _MISSING)
+            if cached is _MISSING:
+                key = await _store("looking up a key", self._lookup(token_hash))
+                if epoch == self._epoch:  # no revocation seen while we looked: safe to remember
+                    if len(self._cache) >= _CACHE_MAX:
+                        self._cache.clear()
+                    self._cache[token_hash] = key
+            else:
+                key = cached  # type: ignore[assignment]
+            if epoch == self._epoch:
+                if len(self._verdicts) >= _CACHE_MAX:
+                    self._verdicts.clear()
+                self._verdicts[token] = (prefix, key)
         else:
-            key = cached  # type: ignore[assignment]
+            prefix, key = hit
         if key is None:
             raise InvalidKeyError(f"Authentication Fails, Your api key: {prefix}**** is invalid "
                                   "(unknown or revoked)")
@@ -236,11 +250,13 @@ class StateBase:
             self._gen = gen
             self._epoch += 1
             self._cache.clear()
+            self._verdicts.clear()
 
     def _forget(self) -> None:
         """Drop the cache now (this process's own revoke/rotate)."""
         self._epoch += 1
         self._cache.clear()
+        self._verdicts.clear()
         self._checked = -1e9
 
     async def reserve(self, key: VirtualKey, worst_case: Decimal, *, model: str = "") -> Reservation:
