@@ -19,30 +19,17 @@ from deepseek_kit.server.gateway.budget import from_nanos, to_nanos, windows
 from deepseek_kit.server.gateway.keys import BudgetExceededError
 from deepseek_kit.server.gateway.state import open_state
 
+from tests.helpers.clock import Clock
+
 PEPPER = b"test-pepper-0123456789abcdef"
 # Wednesday 2026-12-02 23:30 Beijing time (15:30 UTC).
 T0 = datetime(2026, 12, 2, 15, 30, tzinfo=timezone.utc)
 WORKER = Path(__file__).with_name("gw_worker.py")
 
 
-class Clock:
-    def __init__(self, at=T0):
-        self.at = at
-
-    def __call__(self):
-        return self.at
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def state_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/gw.db"
-    return request.getfixturevalue("redis_url")
-
-
 @pytest.fixture
 async def state(state_url):
-    clock = Clock()
+    clock = Clock(T0)
     st = open_state(state_url, pepper=PEPPER, clock=clock, reservation_ttl=900)
     st.clock = clock
     yield st
@@ -241,7 +228,7 @@ async def test_settlement_reaches_other_processes_promptly(state, state_url):
 async def test_sqlite_write_lock_held_elsewhere_does_not_block_the_event_loop(tmp_path):
     import sqlite3
 
-    st = open_state(f"sqlite:///{tmp_path}/gw.db", pepper=PEPPER, clock=Clock())
+    st = open_state(f"sqlite:///{tmp_path}/gw.db", pepper=PEPPER, clock=Clock(T0))
     _, key = await st.create_key("a", budget_daily=Decimal("1"))
     await st.remaining(key)  # connections open
     other = sqlite3.connect(tmp_path / "gw.db", isolation_level=None)
@@ -266,7 +253,7 @@ async def test_a_settlement_applied_twice_charges_once(redis_url):
     """A settle script whose reply was lost may be sent again (redis-py retries on a dropped
     connection; our queue keeps what it could not confirm): the spend must not double. (SQLite
     has no lost replies: a transaction either commits in this process or changes nothing.)"""
-    state = open_state(redis_url, pepper=PEPPER, clock=Clock())
+    state = open_state(redis_url, pepper=PEPPER, clock=Clock(T0))
     _, key = await state.create_key("a", budget_daily=Decimal("1"))
     res = await state.reserve(key, Decimal("0.5"))
     row = (res.id, res.key_id, res.day, res.month, 250_000_000)

@@ -11,6 +11,8 @@ from decimal import Decimal
 import pytest
 
 from deepseek_kit.server.gateway.state import open_state
+
+from tests.helpers.clock import Clock
 from deepseek_kit.server.gateway.keys import (
     ForbiddenError,
     GatewayKeyError,
@@ -23,24 +25,9 @@ PEPPER = b"test-pepper-0123456789abcdef"
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self, at=T0):
-        self.at = at
-
-    def __call__(self):
-        return self.at
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def state_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/gw.db"
-    return request.getfixturevalue("redis_url")
-
-
 @pytest.fixture
 async def state(state_url):
-    clock = Clock()
+    clock = Clock(T0)
     st = open_state(state_url, pepper=PEPPER, clock=clock)
     st.clock = clock
     yield st
