@@ -117,3 +117,34 @@ def test_one_run_per_journal_at_a_time(tmp_path):
 def test_missing_directory_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no such directory"):
         Journal(tmp_path / "j.sqlite", output=tmp_path / "nope" / "o.jsonl")
+
+
+def test_a_full_disk_at_the_final_flush_names_the_output(tmp_path):
+    """The last lines sit in the output's buffer until the final commit; when that flush hits a full
+    disk, the error names the output. (Closing the file flushed again and raised a second ENOSPC
+    naming no file, which replaced the first: the user read "No space left on device" alone.)"""
+    import subprocess
+    from decimal import Decimal
+
+    from deepseek_kit._batch.journal import Journal
+    from deepseek_kit._batch.output import ResultSink
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (this test needs root): {mounted.stderr.strip()}")
+    try:
+        out = mnt / "out.jsonl"
+        jr = Journal(tmp_path / "j.sqlite", output=out)
+        sink = ResultSink(jr, out, 0, durable=False)
+        line = b'{"id":"x","answer":"' + b"a" * 980 + b'"}\n'
+        for i in range(40):  # 40 KB: stays in the 64 KB buffer, more than the 16 KB disk
+            sink.result(i, f"id-{i}", line, Decimal(0), 1, 1)
+        with pytest.raises(OSError) as info:
+            sink.close()
+        assert info.value.filename == str(out) and "No space left" in str(info.value)
+        jr.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

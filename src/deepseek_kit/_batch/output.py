@@ -131,8 +131,16 @@ class ResultSink:
         their ids stay pending and run again on resume."""
         try:
             self.commit()
-        finally:
+        except BaseException:
+            # Closing flushes the buffer again: on a full disk that raises a second ENOSPC that
+            # names no file and would replace the first (which names the output). Keep the first.
+            with contextlib.suppress(OSError):
+                self._file.close()
+            raise
+        try:
             self._file.close()
+        except OSError as exc:
+            raise self._io_error(exc) from None
 
 
 def encode_line(record: dict[str, object]) -> bytes:
