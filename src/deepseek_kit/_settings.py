@@ -209,5 +209,5 @@ def resolve(
         if type(key) is not str:
             raise UsageError(f"api_key must be a string, got {type(key).__name__}")
         _check_key(key)
-        key = key or None
+        key = key or None  # type: ignore[unreachable]  # "" means unset
     return key, url, cfg

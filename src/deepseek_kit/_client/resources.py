@@ -177,7 +177,7 @@ class ChatCompletions:
             raise UsageError("model is required, e.g. model='deepseek-flash'")
         if type(messages) is list and all(type(m) is dict for m in messages):
             msgs: list[Any] = messages  # the common case: plain dicts pass through untouched
-        elif isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+        elif isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):  # type: ignore[unreachable]  # caller input
             raise UsageError("messages must be a list of {'role': ..., 'content': ...} messages")
         else:
             msgs = [_message(m) for m in messages]

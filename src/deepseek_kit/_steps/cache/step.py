@@ -124,7 +124,7 @@ class CachePolicy:
             raise UsageError(f"CachePolicy.max_bytes must be a positive integer, got {self.max_bytes!r}")
         if self.currency.upper() not in _pricing.PRICES:
             raise UsageError(f"CachePolicy.currency must be one of {', '.join(_pricing.PRICES)}")
-        if isinstance(self.vary_headers, str):
+        if isinstance(self.vary_headers, str):  # type: ignore[unreachable]  # caller input
             raise UsageError("CachePolicy.vary_headers must be a tuple of header names, not a string")
 
 

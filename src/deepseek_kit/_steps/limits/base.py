@@ -146,7 +146,7 @@ class Limits:
         elif ad is not None and not isinstance(ad, Adaptive):
             raise UsageError(f"Limits.adaptive must be Adaptive(...), a mapping, a bool or None, got {ad!r}")
         if self.per is not None:
-            per = (self.per,) if isinstance(self.per, str) else tuple(self.per)
+            per = (self.per,) if isinstance(self.per, str) else tuple(self.per)  # type: ignore[unreachable]  # a caller may pass one str
             bad = sorted(set(per) - _SCOPES)
             if bad:
                 raise UsageError(f"Limits.per accepts 'endpoint', 'key' and 'model', not {bad}")
