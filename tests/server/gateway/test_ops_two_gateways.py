@@ -49,7 +49,11 @@ def _state(url: str):
 
 async def test_budget_rpm_and_revocation_across_two_gateways(two_gateways):
     redis, (g1, g2) = two_gateways
-    worst = worst_case("deepseek-flash", len(BODY), 50, datetime.now(timezone.utc), "CNY")
+    # The gateways price at the real hour; the bound takes the dearer of peak and off-peak so the
+    # test holds at any hour (Beijing 10:00 Wednesday is peak, 04:00 off-peak).
+    worst = max(worst_case("deepseek-flash", len(BODY), 50, at, "CNY")
+                for at in (datetime(2026, 12, 2, 2, 0, tzinfo=timezone.utc),
+                           datetime(2026, 12, 2, 20, 0, tzinfo=timezone.utc)))
     budget = (worst * 20).quantize(Decimal("0.000000001"))
     st = _state(redis)
     tok_budget, key_budget = await st.create_key("tiny", budget_daily=budget)
