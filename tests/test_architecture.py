@@ -21,7 +21,7 @@ PKG = SRC / "deepseek_kit"
 
 # Shared leaves above the wire: settings resolution and the SQLite opener (they may raise the wire's
 # UsageError). `_version` imports nothing and anything may read it.
-LEAVES = {"deepseek_kit._settings", "deepseek_kit._sqlite"}
+LEAVES = {"deepseek_kit._settings", "deepseek_kit._sqlite", "deepseek_kit._lazy"}
 VERSION = "deepseek_kit._version"
 
 

@@ -9,11 +9,11 @@ modules (asyncio, msgspec) load with the first name used and aiohttp with the fi
 
 from __future__ import annotations
 
+from ._lazy import lazy_namespace
 from ._version import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
 
     from ._batch.inputs import InputProblem
     from ._batch.run import BatchProgress, BatchResult, run_batch
@@ -261,20 +261,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'deepseek_kit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(mod, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY)
 
 __all__ = [
     "PRESETS",

@@ -8,8 +8,9 @@ aiohttp application. The gateway may import every library layer; never the emula
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from deepseek_kit._lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from deepseek_kit._wire.pricing import BEIJING, now
@@ -45,18 +46,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY)
 
 __all__ = [
     "BEIJING",
