@@ -93,6 +93,11 @@ def _anchors(path: Path) -> frozenset[str]:
         if line.lstrip().startswith(("```", "~~~")):
             fenced = not fenced
             continue
+        directive = re.match(r":::\s+([\w.]+)\s*$", line)
+        if directive is not None and not fenced:
+            # a mkdocstrings directive (docs/reference/) renders a heading anchored at its path
+            anchors.add(directive.group(1))
+            continue
         m = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
         if fenced or m is None:
             continue

@@ -139,7 +139,8 @@ def _check_shape(data: Any, where: str) -> None:
 
 def config_table(key: str, factory: Callable[..., T], value: Any) -> T:
     """`factory(**value)` for a config-file table (`[limits]`, `[cache]`, ...), its unknown or
-    misspelt keys a UsageError naming the table rather than a TypeError."""
+    misspelt keys a UsageError naming the table rather than a TypeError. `key` is the table's
+    name, used in that message; `value` the table as read from the file."""
     if not isinstance(value, dict):
         raise UsageError(f"config file: {key} must be a [{key}] table, got {value!r}")
     try:
@@ -157,7 +158,9 @@ def _check_key(key: str) -> str:
 
 
 def load_config(path: Path | None = None, profile: str | None = None) -> dict[str, Any]:
-    """The merged settings of the config file for `profile` ({} when there is no file)."""
+    """The merged settings of the config file for `profile` ({} when there is no file): the
+    top-level keys, overridden by the `[profiles.NAME]` table. `path` defaults to `config_path()`;
+    a `path` given that does not exist, a malformed file or an unknown profile is a `UsageError`."""
     p = path or config_path()
     if not p.is_file():
         if path is not None:
@@ -194,7 +197,9 @@ def resolve(
     api_key: str | None, base_url: str | None, *, profile: str | None = None,
     config_file: str | Path | None = None,
 ) -> tuple[str | None, str, dict[str, Any]]:
-    """(api_key, base_url, other config values) by the precedence above."""
+    """(api_key, base_url, other config values) by the precedence above: `api_key` and
+    `base_url` win when given, then the environment, then the config file (`config_file`, default
+    `config_path()`) with its `profile` table applied (default: DSK_PROFILE)."""
     cfg: dict[str, Any] = {}
     if api_key is None or base_url is None or profile or config_file:
         cfg = load_config(Path(config_file) if config_file else None, profile)

@@ -367,6 +367,17 @@ async def run_batch(
     Rerunning a file input whose answered requests changed raises `ChangedInputError` before
     any request, unless `redo_changed` (see the module docstring).
 
+    `ordered=True` writes results in input order (at most `reorder_window` finished results wait
+    for an earlier one; default 4 x concurrency, at least 64). `max_cost` (in `currency`, "CNY" or
+    "USD") stops the run cleanly once the job's summed cost reaches it (`BatchResult.stopped`).
+    `retry_failed=True` runs only the ids that failed before. `input_format` is "jsonl" or "csv"
+    (default: by the file's extension). `durable=False` skips the fsync of the output before each
+    journal commit (faster; a power loss may then lose answers the journal counts); commits
+    happen every `commit_interval` seconds.
+
+    Returns a `BatchResult` (counts, tokens and cost of the whole job and of this run). Raises
+    `UsageError` for bad arguments or input files that cannot be used.
+
     A write error on the output, the journal or the failures file (a full disk) stops the run:
     it is raised as an `OSError` naming the file, what was committed stays, and the same call
     again resumes with exactly one line per id.

@@ -285,7 +285,9 @@ def save_conversation(conversation_id: str | None, messages: Sequence[Any],
 
     `messages`: dicts or structs as sent to the API (answers keep their reasoning_content). `meta`:
     `title` (default: the start of the first user message; an update keeps the old title unless
-    given), `model`, `system` (default: the first system message) and any other JSON values."""
+    given), `model`, `system` (default: the first system message) and any other JSON values.
+    `path`: the database (default `$DSK_HOME/logs.sqlite3`), as for the other conversation
+    functions."""
     msgs = [_plain(m) for m in messages]
     extra = dict(meta or {})
     title = extra.pop("title", None)
@@ -346,7 +348,9 @@ def _resolve_id(conn: sqlite3.Connection, conversation_id: str) -> str:
 def load_conversation(conversation_id: str, *, path: str | Path | None = None
                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(messages, meta) of a saved conversation; `meta` has id, title, created, updated, model,
-    system and the extra keys given when saving. Accepts a unique id prefix."""
+    system and the extra keys given when saving. `conversation_id` may be a unique id prefix;
+    `path` is the database (default `$DSK_HOME/logs.sqlite3`). Raises `UsageError` when no
+    conversation, or more than one, matches."""
     with _connection(path) as conn:
         cid = _resolve_id(conn, conversation_id)
         row = conn.execute("SELECT id, title, created, updated, model, system, messages, meta "
@@ -358,7 +362,8 @@ def load_conversation(conversation_id: str, *, path: str | Path | None = None
 
 
 def list_conversations(limit: int | None = 50, *, path: str | Path | None = None) -> list[ConversationInfo]:
-    """Saved conversations, most recently updated first."""
+    """Saved conversations, most recently updated first: at most `limit` (None: all) from the
+    database at `path` (default `$DSK_HOME/logs.sqlite3`)."""
     with _connection(path) as conn:
         rows = conn.execute(
             "SELECT id, title, created, updated, model, system, json_array_length(messages) "
@@ -367,7 +372,8 @@ def list_conversations(limit: int | None = 50, *, path: str | Path | None = None
 
 
 def delete_conversation(conversation_id: str, *, path: str | Path | None = None) -> bool:
-    """Delete a saved conversation (exact id or unique prefix); False when there is none."""
+    """Delete a saved conversation; `conversation_id` is its id or a unique prefix, `path` the
+    database (default `$DSK_HOME/logs.sqlite3`). Returns False when there is none."""
     with _connection(path) as conn:
         try:
             cid = _resolve_id(conn, conversation_id)

@@ -157,6 +157,7 @@ class _EndpointState:
 class EndpointHealth:
     """One endpoint as the router sees it now (`client.endpoints()`).
 
+    - name, base_url: the endpoint's `Endpoint.name` and base URL;
     - state: the circuit breaker's "closed" (traffic flows), "open" (skipped) or "half_open" (the
       next call is a probe: its success closes the breaker, its failure opens it again);
     - in_flight: calls sent to it and not complete (a stream counts until it ends);

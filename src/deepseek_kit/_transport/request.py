@@ -14,9 +14,11 @@ __all__ = ["Request", "Response"]
 
 
 class Request:
-    """One API call: method, full URL, headers (without auth until the auth step adds it), the
-    encoded JSON body, whether it streams, its timeout, and free-form `options` for pipeline steps.
-    `repr()` never shows headers, so the key cannot leak through it."""
+    """One API call: `method`, full `url`, the API `path` (`/chat/completions`), `headers` (without
+    auth until the auth step adds it), the encoded JSON `body`, whether it will `stream`, its
+    `timeout`, the call's `max_retries` override (None: the client's policy), whether it goes to
+    the `/beta` base URL (`beta`), and free-form `options` for pipeline steps. `repr()` never shows
+    headers, so the key cannot leak through it."""
 
     __slots__ = ("beta", "body", "endpoint", "headers", "max_retries", "method", "options", "path", "stream",
                  "timeout", "url")
@@ -60,8 +62,10 @@ class Request:
 
 
 class Response:
-    """A successful (2xx) response. Non-stream: `body` holds the JSON bytes, leading keep-alive
-    whitespace stripped. Stream: `events` yields data payloads, the first one already read.
+    """A successful (2xx) response: its `status` and `headers`, how many `attempts` it took, and
+    for a stream the loop time its first event arrived (`first_event_at`). Non-stream: `body`
+    holds the JSON bytes, leading keep-alive whitespace stripped. Stream: `events` yields data
+    payloads, the first one already read.
 
     Pipeline steps that must act when the response is *complete* (release an in-flight lease,
     correct a token estimate, record latency and usage, store a cache entry) register

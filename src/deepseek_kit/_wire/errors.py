@@ -80,7 +80,10 @@ class UsageError(DeepSeekError, ValueError):
 
 
 class APIConnectionError(DeepSeekError):
-    """No usable response: connection refused or reset, DNS or TLS failure, or an empty body."""
+    """No usable response: connection refused or reset, DNS or TLS failure, or an empty body.
+
+    `message` says what failed and what to check; `attempts` is how many tries were made (retries
+    included) before giving up."""
 
     def __init__(self, message: str = "Connection error.", *, attempts: int = 1) -> None:
         super().__init__(message)
@@ -95,7 +98,7 @@ class EmptyResponseError(APIConnectionError):
 
 class APITimeoutError(APIConnectionError, TimeoutError):
     """A timeout fired. `which` is "connect", "first_token", "idle" or "total"; `after` the limit
-    in seconds."""
+    in seconds; `attempts` how many tries were made."""
 
     def __init__(self, which: str, after: float, *, attempts: int = 1) -> None:
         what = {
@@ -110,7 +113,17 @@ class APITimeoutError(APIConnectionError, TimeoutError):
 
 
 class APIStatusError(DeepSeekError):
-    """The server answered with an error status."""
+    """The server answered with an error status. Raised as the subclass for the status (400
+    `BadRequestError`, 401 `AuthenticationError`, 402 `InsufficientBalanceError`, ...).
+
+    - message: the server's error message (DeepSeek's `error.message`).
+    - status_code: the HTTP status.
+    - type, code, param: DeepSeek's `error.type`, `error.code` and `error.param`, when sent.
+    - trace_id: the `x-ds-trace-id` response header; quote it when you contact DeepSeek.
+    - body: the parsed error body (None when it was not JSON).
+    - headers: the response headers (`Retry-After`...).
+    - attempts: how many tries were made, retries included.
+    """
 
     status_code: int
 
@@ -210,9 +223,9 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 
 
 class StreamError(DeepSeekError):
-    """The stream broke or was malformed after it started. `partial` holds what arrived (content,
-    reasoning, tool calls so far) as a ChatCompletion; `error` the server's error object if it sent
-    one inside the stream."""
+    """The stream broke or was malformed after it started. `message` says how; `partial` holds what
+    arrived (content, reasoning, tool calls so far) as a ChatCompletion; `error` the server's error
+    object if it sent one inside the stream, and `status_code` the status that error names."""
 
     def __init__(
         self,
@@ -241,7 +254,8 @@ class StreamTimeoutError(StreamError, APITimeoutError):
 
 
 class AllEndpointsFailedError(DeepSeekError):
-    """Every endpoint failed; `attempts` lists (endpoint name, exception) pairs."""
+    """Every endpoint failed: `message` summarizes, `attempts` lists (endpoint name, exception)
+    pairs in the order they were tried."""
 
     def __init__(self, message: str, attempts: list[tuple[str, BaseException]]) -> None:
         super().__init__(message)

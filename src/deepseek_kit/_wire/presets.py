@@ -34,7 +34,8 @@ _NO_THINKING = MappingProxyType({"type": "disabled"})
 
 @dataclass(frozen=True)
 class Preset:
-    """One named recommendation: a temperature for a kind of task, thinking off (see module doc)."""
+    """One named recommendation: a temperature for a kind of task, thinking off (see module doc).
+    `name` is what `preset()` and `--preset` take, `description` the kind of task."""
 
     name: str
     temperature: float
@@ -73,6 +74,7 @@ def get_preset(name: str) -> Preset:
 
 
 def preset(name: str) -> dict[str, Any]:
-    """`create()` keyword arguments for a named preset: `{"temperature": T, "thinking":
-    {"type": "disabled"}}`. Unknown names raise UsageError listing the valid ones."""
+    """`create()` keyword arguments for the preset called `name` (case-insensitive; the names are
+    the keys of `PRESETS`): `{"temperature": T, "thinking": {"type": "disabled"}}`. Unknown names
+    raise UsageError listing the valid ones."""
     return get_preset(name).kwargs()

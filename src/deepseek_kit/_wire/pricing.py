@@ -66,7 +66,9 @@ _MILLION = Decimal(1_000_000)
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """Peak prices per 1M tokens in one currency; off-peak is exactly
+    """Peak prices per 1M tokens in one currency: `cache_hit` for prompt tokens served from
+    DeepSeek's context cache, `cache_miss` for the other prompt tokens, `output` for completion
+    tokens (reasoning included); off-peak is exactly
     half (docs/deepseek-api-notes.md#pricing-and-off-peak-hours)."""
 
     cache_hit: Decimal

@@ -37,7 +37,8 @@ class SSEError(ValueError):
 
 
 class ServerSentEvent(NamedTuple):
-    """One dispatched event. `data` is the raw payload bytes (several data lines joined by LF)."""
+    """One dispatched event. `data` is the raw payload bytes (several data lines joined by LF);
+    `event`, `id` and `retry` are the SSE fields of those names when the server sent them."""
 
     data: bytes
     event: str | None = None

@@ -163,7 +163,8 @@ def count_messages(
 ) -> int:
     """Estimated prompt tokens of a request: every message's text plus `MESSAGE_OVERHEAD`, plus
     `PROMPT_OVERHEAD`, plus the JSON text of `tools` when given. reasoning_content counts only
-    where it is sent (the caller decides by what it passes)."""
+    where it is sent (the caller decides by what it passes). `messages` are dicts as sent to the
+    API; `exact` is as for `count_tokens`."""
     total = PROMPT_OVERHEAD
     for m in messages:
         total += MESSAGE_OVERHEAD + count_tokens(message_text(m), exact=exact)

@@ -130,7 +130,12 @@ class CachePolicy:
 
 @dataclass
 class CacheStats:
-    """Counters of one CacheStep (this process). `snapshot()` gives a copy."""
+    """Counters of one CacheStep (this process). `snapshot()` gives a copy.
+
+    `hits` answered from the store, `coalesced` served by an identical call in flight, `misses`
+    upstream calls made, `bypassed` requests not cacheable (or `skip`), `stores` answers written,
+    `errors` backend failures (each treated as a miss), `saved_tokens` and `saved_cost` what the
+    hits would have cost (DeepSeek's prices at the time of the hit, in `CachePolicy.currency`)."""
 
     hits: int = 0
     coalesced: int = 0

@@ -51,7 +51,8 @@ class QueueTimeoutError(DeepSeekError, TimeoutError):
     queue again. Raise `max_queue_wait`, lower the caller's concurrency, or raise the limit.
 
     With endpoints, `endpoint` names the endpoint whose own quota it waited for (None when the
-    quota is shared by several); the router then tries the next endpoint."""
+    quota is shared by several); the router then tries the next endpoint. `message` says what to
+    change; `max_wait` is the wait that was allowed (None: no bound but the call's deadline)."""
 
     def __init__(self, message: str, *, limit: str, waited: float, max_wait: float | None) -> None:
         super().__init__(message)

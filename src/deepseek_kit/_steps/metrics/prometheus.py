@@ -210,15 +210,19 @@ def exposition(registry: Any = None) -> bytes:
 
 
 def serve_metrics(port: int = 9464, addr: str = "127.0.0.1", registry: Any = None) -> Any:
-    """Serve `/metrics` from a background thread (prometheus_client's HTTP server); returns what
+    """Serve `/metrics` from a background thread (prometheus_client's HTTP server) on `addr`:`port`
+    (loopback by default: metrics name your models and endpoints), from `registry` (default:
+    prometheus_client's global one, where `MetricsConfig(prometheus=True)` registers). Returns what
     `start_http_server` returns (the server and its thread in recent versions): stop it with
-    `.shutdown()`, then `.server_close()` to close its listening socket."""
+    `.shutdown()`, then `.server_close()` to close its listening socket. Needs
+    `deepseek-kit[metrics]`."""
     pc = _client()
     return pc.start_http_server(port, addr=addr, registry=registry if registry is not None else pc.REGISTRY)
 
 
 def metrics_handler(registry: Any = None) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An aiohttp handler for `/metrics`, e.g. `app.router.add_get("/metrics", metrics_handler())`."""
+    """An aiohttp handler for `/metrics`, e.g. `app.router.add_get("/metrics", metrics_handler())`,
+    exposing `registry` (default: prometheus_client's global one). Needs `deepseek-kit[metrics]`."""
     _client()
 
     async def handle(request: web.Request) -> web.Response:

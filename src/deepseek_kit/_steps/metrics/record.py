@@ -24,7 +24,8 @@ RECORD_OPTION = "record"
 
 
 class RequestRecord(msgspec.Struct, frozen=True, gc=False):
-    """One finished API call, as seen by the caller (all attempts together).
+    """One finished API call, as seen by the caller (all attempts together): the `model` asked
+    for, the API `path`, DeepSeek's `trace_id` (x-ds-trace-id) when an answer carried one.
 
     `outcome`: "ok"; "error" (an exception reached the caller; `error` names its class, e.g.
     "RateLimitError", `status` the HTTP status when there was one); "timeout" (an
