@@ -38,6 +38,7 @@ from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
+from .oauth_routes import add_token_routes
 from .ops_metrics import BudgetRefresher, QueueCollector
 from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
@@ -461,4 +462,5 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
         wall = gw.admission.clock
         add_admin_routes(app, lambda: gw.admission.state, admin_key or None, currency=config.currency,
                          clock=lambda: datetime.fromtimestamp(wall(), timezone.utc))
+        add_token_routes(app, lambda: gw.admission.state)  # OAuth2 client credentials (oauth_routes.py)
     return app
