@@ -120,6 +120,7 @@ class TokenService:
         self._checked = -1e9
         self._epoch = 0
         self._reload_at = 0.0
+        self._state_epoch = -1
 
     def __repr__(self) -> str:  # never a key
         return f"<TokenService {self.issuer} cached={len(self._verified)}>"
@@ -232,6 +233,10 @@ class TokenService:
         403 ForbiddenError when the key may not be used from `client_ip`, 503 when the store fails."""
         if len(token) > MAX_TOKEN_LEN:
             raise _refuse(f"is longer than {MAX_TOKEN_LEN} characters")
+        if self.clients.state._epoch != self._state_epoch:  # type: ignore[attr-defined]
+            # The state dropped its key cache (this process revoked or rotated a key): so do we.
+            self._state_epoch = self.clients.state._epoch  # type: ignore[attr-defined]
+            self.forget()
         if time.monotonic() - self._checked > REVALIDATE:
             await self._revalidate()
         claims = self._verified.get(token)
