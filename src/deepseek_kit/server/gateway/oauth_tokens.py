@@ -39,7 +39,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .keys import ForbiddenError, GatewayKeyError, GatewayState, InvalidKeyError, KeyRecord, VirtualKey
+from .keys import (
+    ForbiddenError,
+    GatewayKeyError,
+    GatewayState,
+    InvalidKeyError,
+    KeyRecord,
+    StateUnavailableError,
+    VirtualKey,
+)
 from .oauth_clients import ClientRecord, OAuthClients
 from .state_common import REVALIDATE, _store
 
@@ -159,10 +167,10 @@ class TokenService:
         sealed = _unb64(d["enc"])
         try:
             raw = AESGCM(self._aead_key).decrypt(sealed[:12], sealed[12:], d["kid"].encode())
-        except Exception:
-            raise GatewayKeyError("cannot decrypt the gateway's token-signing key: the pepper differs from "
-                                  "the one it was made with (use the same pepper on every gateway "
-                                  "worker, or rotate the signing key)") from None
+        except Exception:  # InvalidTag: a server-side misconfiguration, so a 503, not the caller's fault
+            raise StateUnavailableError("cannot decrypt the gateway's token-signing key: the pepper differs "
+                                        "from the one it was made with (use the same pepper on every "
+                                        "gateway worker and for dsk clients)") from None
         return _SigningKey(d["kid"], Ed25519PublicKey.from_public_bytes(_unb64(d["pub"])),
                            Ed25519PrivateKey.from_private_bytes(raw), retired)
 
