@@ -62,7 +62,7 @@ MAX_TOKEN_LEN = 2048
 #: Seconds a token's nbf/iat may be ahead of this host's clock (skew between gateway hosts).
 LEEWAY = 5
 _KID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CACHE_MAX = 50_000
+_CACHE_MAX = 10_000  # ~7 MB of verified tokens at most
 _LABEL = b"dsk-gateway-oauth-signing-key:v1"
 _REQUIRED = ["iss", "aud", "sub", "exp", "nbf", "iat", "scope", "key_id", "ver"]
 
