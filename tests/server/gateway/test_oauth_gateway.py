@@ -1,6 +1,6 @@
 """The OAuth2 client-credentials grant through a real gateway on 127.0.0.1 in front of the emulator:
 the tutorial's JSON token fetch, form bodies with HTTP Basic or body credentials, the RFC 6749
-error answers, a token used for chat (stream and not), /models and /user/balance with the bound
+error answers, a token used for chat (stream and not), FIM, /models and /user/balance with the bound
 key's budget and limits, expiry on the gateway's clock, revocation, the library's
 `OAuth2ClientCredentials` including refresh, and the admin API's /clients contract."""
 
@@ -117,6 +117,9 @@ async def test_tutorial_token_acts_as_its_key_for_chat_models_and_balance(make_w
     assert status == 200 and raw.endswith(b"data: [DONE]\n\n")
     status, _, raw = await _call("GET", u + "/models", token)
     assert status == 200 and json.loads(raw)["data"]
+    status, _, raw = await _call("POST", u + "/beta/completions", token,
+                                 {"model": "deepseek-flash", "prompt": "def f(", "max_tokens": 20})
+    assert status == 200 and json.loads(raw)["choices"], raw  # FIM
     from deepseek_kit._wire.pricing import cost
 
     spent_plain = cost("deepseek-flash", plain_usage, w.clock.dt(), "CNY")
@@ -130,7 +133,7 @@ async def test_tutorial_token_acts_as_its_key_for_chat_models_and_balance(make_w
     try:
         rec = await st.get_key(w.key_id)
         today, _ = await st.spent(rec.key)
-        assert today > spent_plain  # the plain call and the stream
+        assert today > spent_plain  # the plain call, the stream and the FIM call
     finally:
         await st.aclose()
     logs = caplog.text
