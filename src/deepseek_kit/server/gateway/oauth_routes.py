@@ -131,10 +131,11 @@ def add_token_routes(app: web.Application, state: Callable[[], GatewayState | No
                 raise _OAuthError("invalid_client", "unknown client, wrong secret, or revoked client",
                                   401, basic)
             scope = _scope(client, params.get("scope"))
-            bound = await st.get_key(client.key_id)
-            if bound.status(service.clients.clock()) != "active":
-                raise _OAuthError("invalid_grant", f"the key this client acts as ({client.key_id}) is "
-                                  f"{bound.status(service.clients.clock())}")
+            bound = await service.key_record(client.key_id)
+            status = "unknown" if bound is None else bound.status(service.clients.clock())
+            if status != "active":
+                raise _OAuthError("invalid_grant",
+                                  f"the key this client acts as ({client.key_id}) is {status}")
             access, ttl = await service.issue(client, scope)
         except _OAuthError as err:
             return err.response()

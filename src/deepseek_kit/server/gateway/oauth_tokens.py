@@ -268,7 +268,7 @@ class TokenService:
         if client.version != claims.ver or client.key_id != claims.key_id:
             raise _refuse(f"was issued under an old secret of client {claims.client_id} (rotated); "
                           "fetch a new one")
-        rec: KeyRecord | None = await self._cached(self._key_cache, claims.key_id, self._read_key)
+        rec: KeyRecord | None = await self._cached(self._key_cache, claims.key_id, self.key_record)
         if rec is None or rec.revoked_at is not None:
             raise _refuse(f"acts as key {claims.key_id}, which is unknown or revoked")
         key: VirtualKey = rec.key
@@ -283,7 +283,8 @@ class TokenService:
         row = await _store("looking up an OAuth client", self.store.client(client_id))
         return None if row is None else ClientRecord.from_json(row[0])
 
-    async def _read_key(self, key_id: str) -> KeyRecord | None:
+    async def key_record(self, key_id: str) -> KeyRecord | None:
+        """The bound key's record by id (one indexed read, revoked keys too), or None."""
         return await _store("looking up a key", self.store.key_record(key_id))
 
     async def _cached(self, cache: dict[str, Any], ident: str, read: Any) -> Any:
