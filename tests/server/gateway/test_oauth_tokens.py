@@ -234,3 +234,16 @@ async def test_verification_is_cheap(world, capsys):
     with capsys.disabled():
         print(f"\ntoken verification CPU time: {full * 1e6:.0f} us full, {cached * 1e6:.1f} us cached")
     assert full < 0.005 and cached < 0.001  # generous: a shared, loaded test machine
+
+
+async def test_without_pyjwt_a_dotted_bearer_is_a_401_and_issuing_says_what_to_install(world, monkeypatch):
+    from deepseek_kit.server.gateway.oauth_tokens import OAuthUnavailableError
+
+    _, svc, _, _, client, _, token = world
+    monkeypatch.setitem(__import__("sys").modules, "jwt", None)  # as if PyJWT were not installed
+    with pytest.raises(InvalidKeyError) as err:
+        await svc.authenticate(token + "x", "127.0.0.1")
+    assert err.value.status == 401
+    with pytest.raises(OAuthUnavailableError, match=r"deepseek-kit\[oauth\]") as err:
+        await svc.issue(client, client.scope)
+    assert err.value.status == 501

@@ -142,7 +142,9 @@ def add_token_routes(app: web.Application, state: Callable[[], GatewayState | No
         except StateUnavailableError as exc:
             return _OAuthError("temporarily_unavailable", exc.message, 503).response()
         except GatewayKeyError as exc:
-            return _OAuthError("invalid_request", exc.message, 400 if exc.status < 500 else 503).response()
+            if exc.status >= 500:  # the gateway's fault (e.g. no JOSE library installed), not the request's
+                return _OAuthError("server_error", exc.message, exc.status).response()
+            return _OAuthError("invalid_request", exc.message).response()
         return web.json_response({"access_token": access, "token_type": "Bearer", "expires_in": ttl,
                                   "scope": scope}, headers=_NO_STORE)
 

@@ -51,7 +51,8 @@ from .keys import (
 from .oauth_clients import ClientRecord, OAuthClients
 from .state_common import REVALIDATE, _store
 
-__all__ = ["ALGORITHM", "AUDIENCE", "ISSUER", "MAX_TOKEN_LEN", "TokenService", "tokens_for"]
+__all__ = ["ALGORITHM", "AUDIENCE", "ISSUER", "MAX_TOKEN_LEN", "OAuthUnavailableError", "TokenService",
+           "tokens_for"]
 
 #: The one algorithm tokens are signed and accepted with.
 ALGORITHM = "EdDSA"
@@ -67,12 +68,19 @@ _LABEL = b"dsk-gateway-oauth-signing-key:v1"
 _REQUIRED = ["iss", "aud", "sub", "exp", "nbf", "iat", "scope", "key_id", "ver"]
 
 
+class OAuthUnavailableError(GatewayKeyError):
+    """501: this installation has no JOSE library, so it can neither issue nor check tokens."""
+
+    status = 501
+    type = "api_error"
+
+
 def _jwt() -> Any:
     try:
         import jwt
     except ImportError:
-        raise GatewayKeyError("OAuth clients need PyJWT with cryptography: "
-                              "pip install 'deepseek-kit[oauth]'") from None
+        raise OAuthUnavailableError("OAuth access tokens need PyJWT with cryptography on the gateway: "
+                                    "pip install 'deepseek-kit[oauth]'") from None
     return jwt
 
 
@@ -312,7 +320,10 @@ class TokenService:
 
     async def _verify(self, token: str) -> _Claims:
         """Parse and check everything that does not depend on time or on revocation."""
-        jwt = _jwt()
+        try:
+            jwt = _jwt()
+        except OAuthUnavailableError:  # no token can have been issued here: the caller's bearer is bad
+            raise _refuse("cannot be one of this gateway's (it has no OAuth support installed)") from None
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
