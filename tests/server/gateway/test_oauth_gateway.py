@@ -283,3 +283,23 @@ async def test_admin_clients_contract(make_world, tmp_path):
             assert (await _call("GET", w.gw.base_url + "/models", token))[0] == 200
     async with aiohttp.ClientSession() as anon, anon.get(f"{base}/clients") as r:
         assert r.status == 401
+
+
+async def test_two_gateways_share_clients_tokens_and_revocation(make_world, emulator_factory, tmp_path):
+    import time
+
+    w = await make_world(f"sqlite:///{tmp_path}/gw.db")
+    cfg = dataclasses.replace(config_for(emulator_factory(), auth="keys", state=w.url),
+                              admin_key_env="GW_TEST_ADMIN")
+    with GatewayThread(cfg, clock=w.clock) as other:  # a second worker on the same state
+        token = await _tutorial_token(w)  # issued by the first gateway
+        assert (await _call("GET", other.base_url + "/models", token))[0] == 200
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as s, \
+                s.post(f"{w.gw.base_url}/admin/clients/{w.client_id}/revoke") as r:
+            assert r.status == 200
+        start = time.monotonic()
+        while (await _call("GET", other.base_url + "/models", token))[0] == 200:
+            # 0.5 s polling plus HTTP round trips on a loaded box: within a second, bounded generously
+            assert time.monotonic() - start < 2.0, "the other gateway still accepts a revoked client's token"
+            await asyncio.sleep(0.05)
+        assert (await _call("GET", other.base_url + "/models", token))[0] == 401
