@@ -5,7 +5,10 @@ virtual key (`TokenService.authenticate`, called from admission.py for a bearer 
 Header `{"alg": "EdDSA", "typ": "at+jwt", "kid": ...}`; claims iss, aud, sub (= client_id),
 client_id, key_id (the bound virtual key), scope, iat, nbf, exp, jti, ver (the client's secret
 version). PyJWT (with `cryptography`) does the JOSE work: parsing, the Ed25519 signature, iss and
-aud. Everything that depends on time is checked here against the state's clock, which tests and
+aud. Why PyJWT rather than hand-written JOSE or a larger library (authlib, jwcrypto): it is the most
+used and maintained JWT library for Python, small, takes the accepted algorithms per call (pinned
+here), never uses an asymmetric key as an HMAC secret, and its Ed25519 runs in OpenSSL.
+Everything that depends on time is checked here against the state's clock, which tests and
 `DSK_FAKE_NOW` can move (PyJWT reads the system clock).
 
 Signing keys live in the gateway state (oauth_store.py); the private half is encrypted at rest with
