@@ -21,17 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
+from .admission import Admission
+from .config import GatewayConfig
 from .errors import GatewayError, error_body
 from .relay import timeout_at
-
-if TYPE_CHECKING:
-    from .app import Gateway
 
 __all__ = ["MAX_PENDING", "add_websocket_routes", "close_code"]
 
@@ -46,6 +45,16 @@ _CLOSE_TIMEOUT = 5.0
 _REASON_MAX = 123
 
 _SHUTTING: web.AppKey[list[bool]] = web.AppKey("ws_shutting", list)
+
+
+class Gateway(Protocol):
+    """What this module uses of app.py's Gateway (a protocol: app.py imports this module)."""
+
+    config: GatewayConfig
+    admission: Admission
+
+    async def completions(self, request: web.Request, path: str, beta: bool, *, message: bytes | None = None,
+                          out: web.StreamResponse | None = None) -> web.StreamResponse: ...
 
 
 def close_code(status: int) -> int:
@@ -145,7 +154,13 @@ class _Connection:
                 await self._fail(GatewayError(400, "send the chat request as a JSON text message, not binary",
                                               code="invalid_request_error"), 1003)
                 return
-            if not await self.serve(msg.data.encode()):
+            data = msg.data.encode()
+            if len(data) > cfg.max_body_bytes:
+                await self._fail(GatewayError(413, f"the request message of {len(data):,} bytes is over the "
+                                              f"gateway's limit of {cfg.max_body_bytes:,} bytes",
+                                              code="request_too_large"), 1009)
+                return
+            if not await self.serve(data):
                 return
             first = False
 
@@ -177,8 +192,9 @@ class _Connection:
                 return False
         finally:
             gone.cancel()
-            if not task.done():
+            if not task.done():  # this handler was cancelled (the connection was lost)
                 task.cancel()
+            task.add_done_callback(_retrieve)
         if sink.error is not None:
             # the stream broke after its first chunk (or a shutdown ended it): the relay's error object
             code = 1001 if b"gateway_shutdown" in sink.error else 1011
@@ -198,6 +214,13 @@ class _Connection:
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=code, message=reason.encode()[:_REASON_MAX])
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # A call that ended after its connection's handler: its error (a write to the lost socket) is
+    # expected, not "never retrieved".
+    if not task.cancelled():
+        task.exception()
 
 
 def add_websocket_routes(app: web.Application, gw: Gateway) -> None:
