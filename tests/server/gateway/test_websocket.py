@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -135,7 +136,6 @@ async def test_two_requests_on_one_connection_and_stream_false(gw):
 ])
 async def test_bad_requests_get_an_error_message_and_close_code(emulator_factory, message, code, status_code):
     cfg = config_for(emulator_factory(), extra="")
-    import dataclasses
     with GatewayThread(dataclasses.replace(cfg, max_body_bytes=4096)) as gw:
         async with websockets.connect(ws_url(gw)) as ws:
             await ws.send(message)
@@ -163,9 +163,61 @@ async def test_plain_get_is_told_to_upgrade(gw):
 
 
 async def test_idle_connection_closes_after_ws_idle(emulator_factory):
-    import dataclasses
     cfg = dataclasses.replace(config_for(emulator_factory()), ws_idle=0.3)
     with GatewayThread(cfg) as gw:
         async with websockets.connect(ws_url(gw)) as ws:
             await asyncio.wait_for(ws.wait_closed(), 10)
         assert ws.close_code == 1000 and ws.close_reason == "no request within 0.3 s"
+
+
+async def test_too_many_waiting_requests_close_with_policy(gw):
+    async with websockets.connect(ws_url(gw)) as ws:
+        for _ in range(12):  # one served, at most 8 waiting: the rest is refused
+            await ws.send(json.dumps(ASK))
+        msgs = []
+        try:
+            async for m in ws:
+                msgs.append(json.loads(m))
+        except ConnectionClosedError:
+            pass
+    assert msgs[-1]["error"]["code"] == "too_many_pending_requests"
+    assert ws.close_code == 1008
+
+
+async def test_shutdown_closes_an_idle_connection_with_going_away(emulator_factory):
+    # a long linger: the connection waits for a next request when the shutdown comes
+    g = GatewayThread(dataclasses.replace(config_for(emulator_factory()), ws_linger=60.0)).start()
+    try:
+        async with websockets.connect(ws_url(g)) as ws:
+            await ws.send(json.dumps(ASK))
+            while "finish_reason\":\"stop" not in await ws.recv():
+                pass
+            await asyncio.get_running_loop().run_in_executor(None, g.stop)
+            await asyncio.wait_for(ws.wait_closed(), 10)
+    finally:
+        g.stop()
+    assert ws.close_code == 1001 and ws.close_reason == "gateway shutting down"
+
+
+async def test_metrics_and_access_line_count_websocket_calls(gw, caplog):
+    caplog.set_level("INFO", logger="deepseek_kit.gateway.access")
+    msgs, code, _ = await _ws_messages(ws_url(gw), ASK)
+    assert code == 1000
+    async with aiohttp.ClientSession() as s, s.get(gw.base_url + "/metrics") as r:
+        text = await r.text()
+    assert 'dsk_gateway_requests_total{key="-",model="deepseek-flash",status="200",upstream="up0"} 1.0' in text
+    assert f'dsk_gateway_stream_chunks_total{{upstream="up0"}} {float(len(msgs))}' in text
+    assert "dsk_gateway_in_flight 0.0" in text
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "deepseek_kit.gateway.access"]
+    assert [(x["path"], x["status"], x["stream"], x["chunks"]) for x in lines] == [
+        ("/v1/chat/stream", 200, True, len(msgs))]
+    assert lines[0]["completion_tokens"] == json.loads(msgs[-1])["usage"]["completion_tokens"]
+
+
+def test_websocket_settings_in_the_config_file():
+    from deepseek_kit.server.gateway import GatewayConfigError, parse_gateway_config
+    up = '[[upstream]]\nname = "a"\nbase_url = "http://127.0.0.1:9"\n'
+    cfg = parse_gateway_config(f'[gateway]\nauth = "none"\nws_heartbeat = 5\nws_idle = 60\nws_linger = 1.5\n{up}')
+    assert (cfg.ws_heartbeat, cfg.ws_idle, cfg.ws_linger) == (5, 60, 1.5)
+    with pytest.raises(GatewayConfigError, match="ws_linger"):
+        parse_gateway_config(f'[gateway]\nauth = "none"\nws_linger = 0\n{up}')
