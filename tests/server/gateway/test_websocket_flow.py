@@ -68,15 +68,16 @@ async def test_handshake_refusals_and_policy_closes(keyed):
                     pass
             resp = exc.value.response
             assert resp.status_code == 401 and json.loads(resp.body)["error"]["type"] == "authentication_error"
-        for key, status, code in ((poor, 402, "insufficient_balance"), (pro_only, 403, "model_not_allowed")):
+        for key, status, etype in ((poor, 402, "unknown_error"), (pro_only, 403, "permission_error")):
             async with websockets.connect(_url(gw), additional_headers={"Authorization": f"Bearer {key}"}) as ws:
                 await ws.send(json.dumps(ASK))
                 err = json.loads(await ws.recv())["error"]
                 await ws.wait_closed()
             assert ws.close_code == 1008, (status, err)
             assert set(err) == {"message", "type", "param", "code"} and ws.close_reason == err["code"]
+            assert err["type"] == etype, err
             if status == 403:
-                assert err["code"] == code
+                assert err["code"] == "model_not_allowed"
 
 
 async def test_client_leaving_cancels_the_upstream_and_releases_the_hold(keyed):
