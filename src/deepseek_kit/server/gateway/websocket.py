@@ -23,7 +23,7 @@ import contextlib
 import logging
 from typing import Any, Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
@@ -44,10 +44,8 @@ _CLOSE_TIMEOUT = 5.0
 #: Close reasons are at most 123 bytes (RFC 6455 section 5.5).
 _REASON_MAX = 123
 
-_SHUTTING: web.AppKey[list[bool]] = web.AppKey("ws_shutting", list)
 
-
-class Gateway(Protocol):
+class _GatewayLike(Protocol):
     """What this module uses of app.py's Gateway (a protocol: app.py imports this module)."""
 
     config: GatewayConfig
@@ -107,10 +105,10 @@ class _Connection:
     """One upgraded connection: a reader task takes the client's messages (and sees it leave), the
     handler task serves them in order."""
 
-    def __init__(self, gw: Gateway, request: web.Request, ws: web.WebSocketResponse, path: str,
+    def __init__(self, gw: _GatewayLike, request: web.Request, ws: web.WebSocketResponse, path: str,
                  beta: bool) -> None:
         self.gw, self.request, self.ws, self.path, self.beta = gw, request, ws, path, beta
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.inbox: asyncio.Queue[WSMessage | None] = asyncio.Queue()  # None: look at the flags
         self.gone = asyncio.Event()
         self.overflow = False
 
@@ -223,10 +221,9 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def add_websocket_routes(app: web.Application, gw: Gateway) -> None:
+def add_websocket_routes(app: web.Application, gw: _GatewayLike) -> None:
     """Register `GET /v1/chat/stream` and `GET /chat/stream` (and close idle connections at shutdown)."""
-    shutting = [False]
-    app[_SHUTTING] = shutting
+    shutting = [False]  # set by the app's shutdown (a list: the handlers share it)
     connections: set[_Connection] = set()
 
     async def handle(request: web.Request) -> web.StreamResponse:
