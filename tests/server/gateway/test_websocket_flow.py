@@ -150,3 +150,27 @@ async def test_heartbeat_closes_a_peer_that_answers_no_pings(emulator_factory):
         assert seen[:1] == b"\x89"  # a ping frame came first
         assert time.monotonic() - started < 20  # closed long before ws_idle (60 s)
         writer.close()
+
+
+async def test_each_request_is_admitted_again_rate_limit_and_revocation(keyed):
+    cfg, _, _, url = keyed
+    st = open_state(url, pepper=PEPPER.encode(), clock=lambda: datetime.fromtimestamp(NOW, timezone.utc))
+    limited, _ = await st.create_key("one-a-minute", rpm=1)
+    revoked, rec = await st.create_key("soon-revoked")
+    short = {**ASK, "max_tokens": 5}
+    try:
+        with GatewayThread(dataclasses.replace(cfg, ws_linger=30.0), clock=lambda: NOW) as gw:
+            for key, then, code, etype in ((limited, None, 1013, "rate_limit_error"),
+                                           (revoked, rec.id, 1008, "authentication_error")):
+                async with websockets.connect(_url(gw), additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+                    await ws.send(json.dumps(short))
+                    while "finish_reason\":\"length" not in await ws.recv():
+                        pass
+                    if then is not None:
+                        await st.revoke(then)
+                    await ws.send(json.dumps(short))  # the same connection, a second request
+                    err = json.loads(await ws.recv())["error"]
+                    await ws.wait_closed()
+                assert (ws.close_code, err["type"]) == (code, etype), err
+    finally:
+        await st.aclose()
