@@ -303,3 +303,27 @@ async def test_two_gateways_share_clients_tokens_and_revocation(make_world, emul
             assert time.monotonic() - start < 2.0, "the other gateway still accepts a revoked client's token"
             await asyncio.sleep(0.05)
         assert (await _call("GET", other.base_url + "/models", token))[0] == 401
+
+
+async def test_access_token_streams_over_websocket_and_a_tampered_one_is_refused(make_world, tmp_path):
+    """OAuth meets WebSocket: the tutorial's token opens `/v1/chat/stream` and streams to a normal
+    close, charged to the bound key; a token with a changed signature is refused at the handshake."""
+    w = await make_world(f"sqlite:///{tmp_path}/gw.db")
+    token = await _tutorial_token(w)
+    ws_url = w.gw.base_url.replace("http://", "ws://") + "/v1/chat/stream"
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send_str(json.dumps({**ASK, "stream": True}))
+            chunks = [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
+            assert ws.close_code == 1000
+        assert chunks and "".join(c["choices"][0]["delta"].get("content") or ""
+                                  for c in chunks if c["choices"])
+        assert chunks[-1]["usage"]["completion_tokens"] > 0
+        head, payload, sig = token.split(".")
+        forged = f"{head}.{payload}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await s.ws_connect(ws_url, headers={"Authorization": f"Bearer {forged}"})
+        assert refused.value.status == 401
+    status, _, body = await _call("GET", f"{w.gw.base_url}/user/balance", token)
+    assert status == 200
+    assert Decimal(json.loads(body)["balance_infos"][0]["total_balance"]) < Decimal("10")
