@@ -191,13 +191,18 @@ KNOWN_GAPS: dict[str, set[str]] = {
     },
     "deepseek_kit.server.EmulatorState": {"config"},
     "deepseek_kit.server.GatewayConfig": {
+        "ws_heartbeat", "ws_idle", "ws_linger",
         "access_log", "admin_key_env", "aliases", "auth", "balance_poll", "balance_recheck", "cache",
         "client_timeout", "cors_origins", "currency", "host", "limits", "logs", "max_body_bytes",
         "max_in_flight", "models", "pepper_env", "port", "repair_entries", "routing", "rpm",
         "shutdown_grace", "state", "timeout", "tpm", "upstreams"
     },
     "deepseek_kit.server.create_emulator_app": {"config"},
+    "deepseek_kit.server.gateway.ClientRecord": {
+        "client_id", "created", "key_id", "name", "revoked", "rotated", "scope", "token_ttl", "version"
+    },
     "deepseek_kit.server.gateway.KeyRecord": {"created_at", "revoked_at", "rotated_at"},
+    "deepseek_kit.server.gateway.TokenService": {"audience", "issuer"},
     "deepseek_kit.server.gateway.VirtualKey": {
         "budget_daily", "budget_monthly", "expires_at", "id", "max_in_flight", "name", "prefix", "rpm",
         "tpm"
