@@ -10,24 +10,26 @@
   its name appears as a word. The gaps that remain are listed in KNOWN_GAPS; a new gap fails,
   and so does a listed one that has been closed (take it off the list).
 * Every ```python block of docs/guide/*.md and docs/index.md is a complete program: it runs to
-  the end against a fresh emulator (DEEPSEEK_BASE_URL), with its own DSK_HOME. A block that
-  defines pytest tests is run by pytest.
+  the end against a fresh emulator (DEEPSEEK_BASE_URL), with its own DSK_HOME, and prints what
+  the output block right after it shows (compared as tests/test_readme.py compares the README:
+  ids, clock times and durations may differ; costs are at an off-peak hour). A block that defines
+  pytest tests is run by pytest.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
-import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deepseek_kit.server import EmulatorThread
+from tests.helpers.doc_blocks import Block, blocks, doc_env, normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -40,7 +42,6 @@ if importlib.util.find_spec("deepseek_kit.testing") is not None:
     MODULES.append("deepseek_kit.testing")
 
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.M)
-PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 def _resolve(path: str) -> object:
@@ -281,49 +282,81 @@ def test_the_parameter_check_sees_a_gap() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Guide examples run
+# Guide examples run, and print what the guides show
 
-
-def _examples() -> Iterator[tuple[str, str]]:
-    for page in [DOCS / "index.md", *sorted((DOCS / "guide").glob("*.md"))]:
-        for i, block in enumerate(PYTHON_BLOCK.findall(page.read_text(encoding="utf-8"))):
-            yield f"{page.relative_to(DOCS).as_posix()}#{i}", block
-
-
-EXAMPLES = dict(_examples())
+GUIDES = [DOCS / "index.md", *sorted((DOCS / "guide").glob("*.md"))]
+EXAMPLES = [b for page in GUIDES for b in blocks(page) if b.lang == "python"]
 
 
 def test_the_guides_have_examples() -> None:
-    assert len(EXAMPLES) >= 15, sorted(EXAMPLES)
+    assert len(EXAMPLES) >= 15, [b.name for b in EXAMPLES]
+    shown = [b for b in EXAMPLES if b.output is not None]
+    assert len(shown) >= 15, "the guides show what their examples print"
 
 
-def _run_example(name: str, folder: Path) -> str | None:
-    """Run one example in `folder`; the failure text, or None when it ran and printed."""
-    code = EXAMPLES[name]
+def run_example(block: Block, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run one example as a reader would after `dsk serve --mock` and
+    `export DEEPSEEK_BASE_URL=... DEEPSEEK_API_KEY=sk-test`: a fresh emulator (`times=N` fault
+    counters live as long as the server), a private DSK_HOME, the pricing clock at the off-peak
+    hour the docs' costs are shown at. A block that defines pytest tests is run by pytest."""
     folder.mkdir()
-    script = folder / ("test_example.py" if "def test_" in code else "example.py")
-    script.write_text(code, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPSEEK_", "DSK_"))}
-    # a fresh emulator per example: `times=N` fault counters live as long as the server
+    pytest_file = "def test_" in block.text
+    script = folder / ("test_example.py" if pytest_file else "example.py")
+    script.write_text(block.text, encoding="utf-8")
+    env = doc_env(folder)
     with EmulatorThread() as emu:
-        env.update(DEEPSEEK_BASE_URL=emu.base_url, DEEPSEEK_API_KEY="sk-test",
-                   DSK_HOME=str(folder / "home"),
-                   PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p))
+        env.update(DEEPSEEK_BASE_URL=emu.base_url, DEEPSEEK_API_KEY="sk-test")
         argv = ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", str(script)]
-                if script.name.startswith("test_") else [sys.executable, str(script)])
-        done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+                if pytest_file else [sys.executable, str(script)])
+        return subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=180)
+
+
+def _check_example(block: Block, folder: Path) -> str | None:
+    """The failure text for one example, or None when it ran and printed what its page shows."""
+    done = run_example(block, folder)
     if done.returncode != 0:
-        return f"{name} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        return f"{block.name} exited {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}"
     if not done.stdout.strip():
-        return f"{name} printed nothing"
+        return f"{block.name} printed nothing"
+    if block.output is None or "def test_" in block.text:
+        return None  # a pytest file's page shows the pytest command, not its exact report
+    want, have = normalize(block.output, block.volatile), normalize(done.stdout, block.volatile)
+    if want != have:
+        diff = "\n".join(difflib.unified_diff(want.splitlines(), have.splitlines(), "page", "actual",
+                                              lineterm=""))
+        return f"{block.name} printed something else than its page shows:\n{diff}"
     return None
 
 
-def test_every_guide_example_runs(tmp_path: Path) -> None:
+def test_every_guide_example_runs_and_prints_what_its_page_shows(tmp_path: Path) -> None:
     """Each example is its own process (they are programs, with `asyncio.run` and module-level
-    code); four at a time, since most of their time is interpreter start-up and the emulator."""
-    names = sorted(EXAMPLES)
+    code); four at a time, since most of their time is interpreter start-up and the emulator.
+    `python -m tests.test_docs` (from the repository root) rewrites the shown outputs from fresh runs."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda ix: _run_example(ix[1], tmp_path / f"ex{ix[0]}"), enumerate(names)))
+        results = list(pool.map(lambda ib: _check_example(ib[1], tmp_path / f"ex{ib[0]}"),
+                                enumerate(EXAMPLES)))
     failures = [r for r in results if r is not None]
     assert not failures, "\n\n".join(failures)
+
+
+def _update() -> None:
+    """Rewrite each shown output with what its example prints now (after changing an example)."""
+    import tempfile
+
+    for page in GUIDES:
+        lines = page.read_text(encoding="utf-8").split("\n")
+        for block in reversed(blocks(page)):
+            if block.lang != "python" or block.output is None or "def test_" in block.text:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                done = run_example(block, Path(tmp) / "ex")
+            if done.returncode:
+                raise SystemExit(f"{block.name} failed:\n{done.stderr}")
+            start = block.line + len(block.text.rstrip("\n").split("\n")) + 2
+            n = len(block.output.rstrip("\n").split("\n"))
+            lines[start:start + n] = done.stdout.rstrip("\n").split("\n")
+        page.write_text("\n".join(lines), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    _update()
