@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deepseek_kit.server import EmulatorThread
-from tests.helpers.doc_blocks import Block, blocks, doc_env, normalize
+from tests.helpers.doc_blocks import Block, blocks, commands, doc_env, make_workdir, normalize, run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -339,6 +339,49 @@ def test_every_guide_example_runs_and_prints_what_its_page_shows(tmp_path: Path)
     assert not failures, "\n\n".join(failures)
 
 
+SESSIONS = [b for page in GUIDES for b in blocks(page) if b.lang == "" and b.text.startswith("$ ")]
+
+
+def _check_session(block: Block, tmp: Path) -> str | None:
+    """A terminal session of a guide, run as tests/test_readme.py runs the README's: a fresh folder
+    with a copy of examples/, a private DSK_HOME, no key, the off-peak pricing clock."""
+    tmp.mkdir()
+    cmds = commands(block)
+    ran = run_session([c.line for c in cmds], cwd=make_workdir(tmp), env=doc_env(tmp), tty=block.tty)
+    for cmd, (got, code) in zip(cmds, ran, strict=True):
+        if code != cmd.exit_code:
+            return f"{block.name}: $ {cmd.line}\nexit {code}, the page says {cmd.exit_code}\n{got}"
+        want, have = normalize(cmd.expected, block.volatile), normalize(got, block.volatile)
+        if want != have:
+            diff = "\n".join(difflib.unified_diff(want.splitlines(), have.splitlines(), "page", "actual",
+                                                  lineterm=""))
+            return f"{block.name}: $ {cmd.line}\n{diff}"
+    return None
+
+
+def test_the_guides_terminal_sessions_print_what_they_show(tmp_path: Path) -> None:
+    assert len(SESSIONS) >= 6, [b.name for b in SESSIONS]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda ib: _check_session(ib[1], tmp_path / f"s{ib[0]}"),
+                                enumerate(SESSIONS)))
+    failures = [r for r in results if r is not None]
+    assert not failures, "\n\n".join(failures)
+
+
+def _session_text(block: Block, tmp: Path) -> list[str]:
+    cmds = commands(block)
+    ran = run_session([c.line for c in cmds], cwd=make_workdir(tmp), env=doc_env(tmp), tty=block.tty)
+    body: list[str] = []
+    for cmd, (out, code) in zip(cmds, ran, strict=True):
+        body.append("$ " + cmd.line)
+        text = out.replace("\r\n", "\n").strip("\n")
+        if text:
+            body.extend(line.rstrip() for line in text.split("\n"))
+        if code:
+            body.append(f"[exit {code}]")
+    return body
+
+
 def _update() -> None:
     """Rewrite each shown output with what its example prints now (after changing an example)."""
     import tempfile
@@ -346,6 +389,11 @@ def _update() -> None:
     for page in GUIDES:
         lines = page.read_text(encoding="utf-8").split("\n")
         for block in reversed(blocks(page)):
+            if block in SESSIONS:
+                with tempfile.TemporaryDirectory() as tmp:
+                    body = _session_text(block, Path(tmp))
+                lines[block.line:block.line + len(block.text.rstrip("\n").split("\n"))] = body
+                continue
             if block.lang != "python" or block.output is None or "def test_" in block.text:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
