@@ -8,10 +8,11 @@ import re
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 
 import pytest
 
-from deepseek_kit import Client
+from deepseek_kit import Client, list_conversations, load_conversation
 from deepseek_kit.server import EmulatorThread
 from tests.helpers.dsk import FAKE_KEY, MODEL, chat_bodies, dsk_env, run_dsk
 from tests.helpers.net import closed_port
@@ -175,11 +176,18 @@ def test_sigint_during_a_scripted_answer_keeps_the_session(emulator_factory, env
     assert b"[interrupted]" in err and b"Traceback" not in err
     # The partial answer (what was printed, once) stays in the history, marked interrupted.
     slow, partial, fast_q = chat_bodies(emu)[-1]["messages"]
-    assert slow == {"role": "user", "content": "Slow one"} and fast_q == {"role": "user", "content": "Fast one"}
+    assert slow == {"role": "user", "content": "Slow one"}
+    assert fast_q == {"role": "user", "content": "Fast one"}
     full = library_reply(emu.base_url, [slow], thinking=False).content
     assert partial["role"] == "assistant" and partial["content"] and full.startswith(partial["content"])
     fast = library_reply(emu.base_url, [slow, partial, fast_q], thinking=False)
     assert out.decode() == partial["content"] + "\n" + fast.content + "\n"
+    # Stored (every chat is, from its first answer on), the cut turn marked with its estimated cost.
+    (saved,) = list_conversations(path=os.path.join(env["DSK_HOME"], "logs.sqlite3"))
+    messages, meta = load_conversation(saved.id, path=os.path.join(env["DSK_HOME"], "logs.sqlite3"))
+    assert messages[1] == partial and len(messages) == 4 and meta["source"] == "chat"
+    (cut,) = meta["interrupted"]
+    assert cut["message"] == 1 and cut["estimated"] is True and Decimal(cut["cost"]) > 0
 
 
 def stream_reply(base_url: str, messages: list[dict], **kw):
