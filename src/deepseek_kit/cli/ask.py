@@ -225,7 +225,7 @@ async def _ask(args: argparse.Namespace, b: common.Backend, prompt: str, tools: 
                 return common.EXIT_INTERRUPTED
             completion = finished
         if keep:
-            store.save(st)
+            store.save_or_warn(st)
         cost = conv.usage.cost - spent if conv.usage.cost >= spent else Decimal(0)
         return _report(args, st, completion, cost, keep)
 
@@ -236,7 +236,6 @@ async def _streamed(args: argparse.Namespace, st: store.Stored, prompt: str,
     import asyncio
 
     conv = st.conv
-    estimate = conv.count_tokens(prompt)  # the prompt's tokens, should the answer be cut short
     shown = _Shown(args)
     s = conv.stream(prompt)
     task = asyncio.ensure_future(_read(s, shown))
@@ -248,18 +247,18 @@ async def _streamed(args: argparse.Namespace, st: store.Stored, prompt: str,
         task.result()  # an API error propagates: one error line
         final: ChatCompletion = s.get_final_completion()
         return final
-    _interrupted(args, st, prompt, shown, estimate, keep)
+    _interrupted(args, st, prompt, shown, keep)
     return None
 
 
 def _interrupted(args: argparse.Namespace, st: store.Stored, prompt: str, shown: _Shown,
-                 estimate: int, keep: bool) -> None:
+                 keep: bool) -> None:
     content, thought = "".join(shown.content), "".join(shown.thought)
     err = sys.stderr
     if not (content or thought):
         print("dsk: interrupted before the answer started; nothing kept", file=err, flush=True)
         return
-    cut = store.keep_partial(st, prompt, content, thought, estimate)
+    cut = store.keep_partial(st, prompt, content, thought)
     if args.usage:
         from deepseek_kit import is_peak
 
@@ -268,10 +267,12 @@ def _interrupted(args: argparse.Namespace, st: store.Stored, prompt: str, shown:
         print(usage_line(cut.prompt_tokens, 0, cut.prompt_tokens, cut.completion_tokens,
                          cut.reasoning_tokens, cut.cost, cut.currency, peak=is_peak(), estimated=True),
               file=err)
-    if keep:
-        cid = store.save(st)
+    cid = store.save_or_warn(st) if keep else None
+    if cid is not None:
         print(f"dsk: interrupted: the partial answer is kept in conversation {cid} "
               f"(dsk -c continues it)", file=err, flush=True)
+    elif keep:
+        print("dsk: interrupted", file=err, flush=True)
     else:
         print("dsk: interrupted (logging is off: the partial answer is not stored)", file=err, flush=True)
 
@@ -305,7 +306,8 @@ def _report(args: argparse.Namespace, st: store.Stored, completion: ChatCompleti
         text = (completion.choices[0].message.content or "") if completion.choices else ""
         block = first_code_block(text)
         if block is None:
-            where = f" (the answer is kept in conversation {st.id}; dsk -c continues it)" if keep else ""
+            kept = keep and st.id
+            where = f" (the answer is kept in conversation {st.id}; dsk -c continues it)" if kept else ""
             print(f"dsk: error: the answer has no fenced code block{where}", file=err)
             code = EXIT_NO_CODE
         else:

@@ -342,13 +342,12 @@ async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
                 line = line.lstrip()[1:]
             r.start()
             got: tuple[list[str], list[str]] = ([], [])
-            estimate = st.conv.count_tokens(line)  # the prompt, should the answer be cut short
             task = asyncio.ensure_future(_answer(st, line, got))
             finished = await common.interruptible(task)
             if not finished:
                 r.end(interrupted=True)
                 if got[0] or got[1]:  # the partial turn stays, marked interrupted (store.py)
-                    store.keep_partial(st.stored, line, "".join(got[0]), "".join(got[1]), estimate)
+                    store.keep_partial(st.stored, line, "".join(got[0]), "".join(got[1]))
                     st.autosave()
                 continue
             failure = task.exception()

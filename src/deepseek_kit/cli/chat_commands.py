@@ -67,7 +67,7 @@ class ChatState:
         """After each answer: every conversation is kept from its first answer on (`store.py`),
         unless logging is off; then only one /save saved is kept up to date."""
         if self.keep or self.stored.id is not None:
-            self.save()
+            store.save_or_warn(self.stored)
 
     def forget(self) -> None:
         """/clear: a fresh conversation; later answers must not overwrite the saved one."""

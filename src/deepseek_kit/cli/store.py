@@ -33,7 +33,9 @@ from . import common
 if TYPE_CHECKING:
     from deepseek_kit import Conversation
 
-__all__ = ["LAST", "Interruption", "Stored", "enabled", "keep_partial", "last_id", "load", "save"]
+__all__ = [
+    "LAST", "Interruption", "Stored", "enabled", "keep_partial", "last_id", "load", "save", "save_or_warn",
+]
 
 LAST = "last"
 
@@ -109,6 +111,21 @@ def save(st: Stored, title: str | None = None) -> str:
     return st.id
 
 
+def save_or_warn(st: Stored) -> str | None:
+    """`save`, after an answer that has already been printed: a store that cannot be written (a
+    read-only or full disk, a locked database) is a warning on stderr, not a failed command."""
+    import sys
+
+    from deepseek_kit import UsageError
+
+    try:
+        return save(st)
+    except UsageError as exc:
+        print(f"dsk: warning: the conversation was not stored: {common.terminal_safe(str(exc))}",
+              file=sys.stderr, flush=True)
+        return None
+
+
 def load(ref: str, like: Conversation, *, none_yet: str) -> Stored:
     """The saved conversation `ref` (an id, a unique id prefix, or "last"), rebuilt on `like`'s
     client, context policy and summarizer. `none_yet`: the error when "last" finds nothing."""
@@ -141,15 +158,18 @@ def load(ref: str, like: Conversation, *, none_yet: str) -> Stored:
                   [i for i in cut if i is not None])
 
 
-def keep_partial(st: Stored, user: str, content: str, reasoning: str, prompt_tokens: int) -> Interruption:
+def keep_partial(st: Stored, user: str, content: str, reasoning: str) -> Interruption:
     """Add the question and the partial answer (`content`, exactly as shown; `reasoning` as
     received) to the history, and its estimated usage to the tallies (see the module docstring).
-    `prompt_tokens`: the estimate of the request's prompt, taken before it was sent."""
+    Call it right after the cut: the history is still the one the request was built from (a turn
+    is committed only when its answer completes), so the prompt is counted after the fact rather
+    than before every request."""
     import msgspec
 
     from deepseek_kit import Usage, count_tokens
 
     conv = st.conv
+    prompt_tokens = conv.count_tokens(user)
     conv.append({"role": "user", "content": user})
     answer: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning:
