@@ -169,6 +169,25 @@ def test_a_question_without_a_command_is_ask(emulator, env, dsk_main):
     assert chat_bodies(emulator)[-1]["messages"] == [{"role": "user", "content": "hello"}]
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["Why?"], ["ask", "Why?"]),
+    (["-c", "go on"], ["ask", "-c", "go on"]),
+    (["-u", "-x", "Write a loop"], ["ask", "-u", "-x", "Write a loop"]),
+    (["hello", "there"], ["ask", "hello", "there"]),
+    (["Explain", "batch", "runs"], ["ask", "Explain", "batch", "runs"]),
+    (["batch", "run", "p.jsonl"], ["batch", "run", "p.jsonl"]),
+    (["--version"], ["--version"]),
+    (["-h"], ["-h"]),
+    ([], []),
+])
+def test_the_shortcut_puts_ask_in_front_of_anything_but_a_command(argv, expected):
+    from deepseek_kit.cli.main import build_parser
+    from deepseek_kit.cli.shortcut import rewrite
+
+    commands = next(a.choices for a in build_parser()._actions if a.dest == "command")
+    assert rewrite(argv, commands) == expected
+
+
 @pytest.mark.parametrize("typo, command", [("bach", "batch"), ("chta", "chat"), ("stat", "stats"),
                                            ("log", "logs")])
 def test_a_mistyped_command_is_an_error_not_a_question(emulator, env, dsk_main, typo, command):

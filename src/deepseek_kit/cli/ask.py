@@ -161,6 +161,9 @@ class _Shown:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.print = not (args.json or args.extract)
+        # With -x the reasoning still goes to stderr (a terminal, or --show-reasoning): something
+        # to watch while the answer is buffered.
+        self.show_thinking = not args.json
         self.reasoning = common.ReasoningWriter(args.show_reasoning)
         self.content: list[str] = []
         self.thought: list[str] = []
@@ -168,7 +171,7 @@ class _Shown:
 
     def think(self, text: str) -> None:
         self.thought.append(text)
-        if self.print:
+        if self.show_thinking:
             self.reasoning.write(text)
 
     def say(self, text: str) -> None:
