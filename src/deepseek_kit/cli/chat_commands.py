@@ -240,8 +240,9 @@ HELP_TEXT = "\n".join(
     + [
         "Input: Enter sends. Alt-Enter (or Esc, then Enter) starts a new line; a message that starts",
         'with """ goes on until a line that ends with """ (also when the input is piped).',
-        "Ctrl-C stops the answer being written and keeps the conversation; at the prompt it clears",
-        "the line. Input history is kept in $DSK_HOME/chat_history (Up/Down, Ctrl-R searches).",
+        "Ctrl-C stops the answer being written; what arrived stays in the conversation, marked",
+        "interrupted. At the prompt it clears the line. Conversations are saved as they go (/load",
+        "lists them). Input history is kept in $DSK_HOME/chat_history (Up/Down, Ctrl-R searches).",
         "A message that starts with / is a command; start it with // to send it (one / removed).",
     ])
 
