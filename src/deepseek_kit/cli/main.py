@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import ask, batch, chat, common, info, keys, logs, serve, shortcut, stats
+from . import ask, batch, chat, clients, common, info, keys, logs, serve, shortcut, stats
 
 __all__ = ["build_parser", "main"]
 
@@ -41,6 +41,7 @@ def _build() -> tuple[argparse.ArgumentParser, Any]:
     batch.add_parser(sub)
     chat.add_parser(sub)
     keys.add_parser(sub)
+    clients.add_parser(sub)
     logs.add_parser(sub)
     info.add_parser(sub)
     serve.add_parser(sub)
