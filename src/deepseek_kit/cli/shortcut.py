@@ -11,7 +11,6 @@ the command names dsk has, while real one-word questions rarely come that close.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Sequence
 
 from . import common
@@ -33,6 +32,8 @@ def rewrite(argv: Sequence[str], commands: Collection[str]) -> list[str]:
     if first in commands or first in TOP_LEVEL_OPTIONS or first == "--":
         return args
     if not first.startswith("-") and len(first.split()) == 1:
+        import difflib  # only here: every `dsk` run passes through this function
+
         close = difflib.get_close_matches(first.lower(), sorted(commands), n=1, cutoff=CUTOFF)
         if close:
             raise common.CLIError(f"unknown command {first!r}: did you mean 'dsk {close[0]}'? "
