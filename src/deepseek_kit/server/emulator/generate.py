@@ -10,8 +10,9 @@ What it produces, following docs/deepseek-api-notes.md:
   after a `tool` result, answer in text. Arguments are generated from each tool's JSON schema
   (objects, required properties, strings with formats, numbers, integers, booleans, enums, arrays,
   nested objects, anyOf, local $ref) and are always valid JSON;
-* JSON mode (docs/deepseek-api-notes.md#json-output): a JSON object (mimicking the first example object found
-  in the prompt) when a prompt mentions "json"; otherwise only spaces;
+* JSON mode (docs/deepseek-api-notes.md#json-output), when a prompt mentions "json": an object
+  valid against the JSON schema the prompt carries (what `parse()` sends), else mimicking the
+  first example object found in the prompt (`json_mode.py`); otherwise only spaces;
 * prefix completion (docs/deepseek-api-notes.md#prefix-completion-beta):
   a continuation of the assistant prefix (code, then a closing fence,
   when the prefix opened a ``` block). When the prefix (content, and `reasoning_content` in
@@ -38,7 +39,8 @@ import msgspec
 from .config import EmulatorConfig
 from .errors import ApiError
 from .faults import Directives
-from .schema_values import WORDS, ArgumentBudget, SchemaError, value_from_schema
+from .json_mode import json_object, prompt_text
+from .schema_values import WORDS, ArgumentBudget, SchemaError, text_tokens, value_from_schema
 from .tokens import tokenize
 from .validate import ChatRequest, FimRequest
 
@@ -86,24 +88,6 @@ def seed_of(material: Any, config_seed: int) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def text_tokens(rng: random.Random, n: int, lead_space: bool = False) -> list[str]:
-    """Exactly `n` tokens of sentences made of WORDS."""
-    out: list[str] = []
-    choice, randint = rng.choice, rng.randint
-    while len(out) < n:
-        for j in range(randint(4, 12)):
-            w = choice(WORDS)
-            if j == 0:
-                w = w.capitalize()
-                out.append(w if not out and not lead_space else " " + w)
-            else:
-                out.append(" " + w)
-            if len(out) >= n:
-                return out
-        out.append(".")
-    return out
-
-
 def _code_text(rng: random.Random, n_tokens: int) -> str:
     parts: list[str] = []
     size = 0
@@ -144,50 +128,11 @@ def _pick_tools(req: ChatRequest) -> list[dict[str, Any]]:
     return [req.tools[0]]
 
 
-def _find_json_example(text: str) -> Any:
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    tries = 0
-    while start != -1 and tries < 50:
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except (ValueError, RecursionError):  # a deeply nested "example" is no example
-            value = None
-        if isinstance(value, dict) and value:
-            return value
-        start = text.find("{", start + 1)
-        tries += 1
-    return None
-
-
-def _mimic(example: Any, rng: random.Random, depth: int = 0) -> Any:
-    if isinstance(example, dict):
-        if depth > 6:  # like lists: a nested example is copied to a bounded depth
-            return {}
-        return {k: _mimic(v, rng, depth + 1) for k, v in example.items()}
-    if isinstance(example, list):
-        if not example or depth > 6:
-            return []
-        return [_mimic(example[0], rng, depth + 1) for _ in range(rng.randint(1, 3))]
-    if isinstance(example, bool):
-        return rng.random() < 0.5
-    if isinstance(example, int):
-        return rng.randint(0, 100)
-    if isinstance(example, float):
-        return round(rng.random() * 100, 2)
-    if isinstance(example, str):
-        return "".join(text_tokens(rng, rng.randint(1, 4))).rstrip(".")
-    return None
-
-
-def _json_content(req: ChatRequest, rng: random.Random, n: int) -> list[str]:
-    prompt = " ".join(_text(m.get("content")) for m in req.messages if m["role"] in ("system", "user"))
-    if "json" not in prompt.lower():
+def _json_content(req: ChatRequest, rng: random.Random, n: int, limit: int, schema: bool) -> list[str]:
+    if "json" not in prompt_text(req.messages).lower():
         return []
-    example = _find_json_example(prompt)
-    if example is not None:
-        obj = _mimic(example, rng)
-    else:
+    obj = json_object(req.messages, rng, limit, schema)
+    if obj is None:
         obj = {"answer": "".join(text_tokens(rng, max(4, n - 10))), "confidence": round(rng.random(), 2)}
     return tokenize(json.dumps(obj, ensure_ascii=False))
 
@@ -273,7 +218,7 @@ def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> An
     if calls:
         pass
     elif req.json_mode:
-        content = _json_content(req, rng, n_content)
+        content = _json_content(req, rng, n_content, config.max_tool_argument_chars, not d.ignore_schema)
         # no "json" in the prompt: the API returns only spaces (docs/deepseek-api-notes.md#json-output)
         if not content:
             if config.json_without_hint == "until_limit":
