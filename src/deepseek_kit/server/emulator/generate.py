@@ -6,10 +6,10 @@ What it produces, following docs/deepseek-api-notes.md:
 * thinking mode: reasoning tokens first (length by `reasoning_effort`),
   then the answer (docs/deepseek-api-notes.md#streaming-and-keep-alives);
 * tool calls: when tools are offered and the last turn is the user's (or tool_choice forces it),
-  call the tools the user message names (parallel calls, distinct indexes) or else the first tool;
-  after a `tool` result, answer in text. Arguments are generated from each tool's JSON schema
-  (objects, required properties, strings with formats, numbers, integers, booleans, enums, arrays,
-  nested objects, anyOf, local $ref) and are always valid JSON;
+  call the tools the user message names, else the tools that fit it, in parallel (distinct
+  indexes), else the first tool (`tool_pick.py`); after a `tool` result, answer in text.
+  Arguments are generated from each tool's JSON schema (`schema_values.py`) and are always
+  valid JSON;
 * JSON mode (docs/deepseek-api-notes.md#json-output), when a prompt mentions "json": an object
   valid against the JSON schema the prompt carries (what `parse()` sends), else mimicking the
   first example object found in the prompt (`json_mode.py`); otherwise only spaces;
@@ -42,6 +42,7 @@ from .faults import Directives
 from .json_mode import json_object, prompt_text
 from .schema_values import WORDS, ArgumentBudget, SchemaError, text_tokens, value_from_schema
 from .tokens import tokenize
+from .tool_pick import pick_tools
 from .validate import ChatRequest, FimRequest
 
 __all__ = [
@@ -109,25 +110,6 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _pick_tools(req: ChatRequest) -> list[dict[str, Any]]:
-    """Which tools to call (see module docstring): deterministic and easy to steer from a test."""
-    if not req.tools or req.tool_choice == "none" or req.prefix:
-        return []
-    if req.tool_choice == "named":
-        return [t for t in req.tools if t["function"]["name"] == req.tool_name][:1]
-    last = next((m for m in reversed(req.messages) if m["role"] != "system"), req.messages[-1])
-    if last["role"] == "tool" and req.tool_choice != "required":
-        return []  # tool results are in: answer in text
-    text = _text(last.get("content"))
-    found = sorted(
-        ((text.find(t["function"]["name"]), i) for i, t in enumerate(req.tools)
-         if t["function"]["name"] in text),
-    )
-    if found:
-        return [req.tools[i] for _, i in found[:16]]
-    return [req.tools[0]]
-
-
 def _json_content(req: ChatRequest, rng: random.Random, n: int, limit: int, schema: bool) -> list[str]:
     if "json" not in prompt_text(req.messages).lower():
         return []
@@ -169,9 +151,11 @@ def _pieces(tokens: list[str], size: int) -> list[str]:
     return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
 
 
-def _tool_calls(req: ChatRequest, rng: random.Random, chunk: int, limit: int) -> list[ToolCallOut]:
+def _tool_calls(req: ChatRequest, rng: random.Random, chunk: int, limit: int,
+                parallel_default: bool) -> list[ToolCallOut]:
     out = []
-    for index, tool in enumerate(_pick_tools(req)):
+    parallel = req.parallel_tools if req.parallel_tools is not None else parallel_default
+    for index, tool in enumerate(pick_tools(req, parallel)):
         fn = tool["function"]
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         try:
@@ -212,7 +196,7 @@ def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> An
         if n_r is None:
             n_r = round(config.default_reasoning_tokens * _EFFORT_FACTOR[req.effort])
         reasoning = ["Let", " me", " think", " about", " this", ".", *text_tokens(rng, n_r, True)][:n_r]
-    calls = _tool_calls(req, rng, chunk, config.max_tool_argument_chars)
+    calls = _tool_calls(req, rng, chunk, config.max_tool_argument_chars, config.parallel_tool_calls)
     finish = "tool_calls" if calls else "stop"
     content: list[str] = []
     if calls:
