@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepseek_kit import AsyncClient, Client, ServiceUnavailableError
+from deepseek_kit import AsyncClient, ServiceUnavailableError
+from deepseek_kit.testing import EmulatorHandle
 
 
 # -- the app under test: one function that asks DeepSeek a question -----------------------------------
@@ -29,7 +30,7 @@ async def summarize(client: AsyncClient, text: str) -> str:
 # -- its tests -----------------------------------------------------------------------------------------
 
 @pytest.mark.asyncio
-async def test_summarize_sends_the_text(deepseek_emulator):
+async def test_summarize_sends_the_text(deepseek_emulator: EmulatorHandle) -> None:
     async with deepseek_emulator.client() as client:
         summary = await summarize(client, "The quarterly report is late.")
     assert summary  # the emulator's answer: deterministic filler text
@@ -39,7 +40,7 @@ async def test_summarize_sends_the_text(deepseek_emulator):
 
 
 @pytest.mark.asyncio
-async def test_summarize_survives_two_503s(deepseek_emulator):
+async def test_summarize_survives_two_503s(deepseek_emulator: EmulatorHandle) -> None:
     deepseek_emulator.fail(status=503, times=2, retry_after=0)
     async with deepseek_emulator.client() as client:
         assert await summarize(client, "Retry me.")
@@ -47,7 +48,7 @@ async def test_summarize_survives_two_503s(deepseek_emulator):
 
 
 @pytest.mark.asyncio
-async def test_summarize_gives_up_when_retries_run_out(deepseek_emulator):
+async def test_summarize_gives_up_when_retries_run_out(deepseek_emulator: EmulatorHandle) -> None:
     deepseek_emulator.fail(status=503, times=5, retry_after=0)
     async with deepseek_emulator.client(max_retries=1) as client:
         with pytest.raises(ServiceUnavailableError):
@@ -55,7 +56,7 @@ async def test_summarize_gives_up_when_retries_run_out(deepseek_emulator):
     deepseek_emulator.assert_called(times=2)
 
 
-def test_sync_client_and_a_shared_emulator(deepseek_emulator_session):
+def test_sync_client_and_a_shared_emulator(deepseek_emulator_session: EmulatorHandle) -> None:
     # one emulator for the whole session: each test starts with no fault and no recorded request
     deepseek_emulator_session.assert_not_called()
     deepseek_emulator_session.rate_limit(retry_after=0, times=1)
