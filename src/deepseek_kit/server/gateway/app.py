@@ -34,6 +34,7 @@ from .admin import add_admin_routes
 from .admission import DEFAULT_RESERVE_TOKENS, TOKENS_PER_BYTE, Admission, worst_case
 from .balance import BalanceCollector, BalanceWatch
 from .config import GatewayConfig, GatewayConfigError, load_gateway_config
+from .dashboard import DashboardSources, LiveStats, add_dashboard_routes
 from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .keylimits import KeyLimits
@@ -75,6 +76,7 @@ class Gateway:
         self._global = (config.rpm, config.tpm, config.max_in_flight)
         self.meter = StreamMeter()
         self.budgets: BudgetRefresher | None = None
+        self.live = LiveStats()  # the dashboard's rolling window of finished requests
 
     def build_client(self) -> AsyncClient:
         c = self.config
@@ -348,6 +350,7 @@ class Gateway:
             if call.status == 0:
                 call.status = 499  # the caller went away before an answer
             self.metrics.observe(call, seconds, spent)
+            self.live.record(seconds, call.ttft, call.status)
             if self.config.access_log:
                 access_line(call, request.method, request.path, seconds, spent)
 
@@ -455,10 +458,14 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
     r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
                                 lambda: gw.draining))
     r.add_get("/metrics", gw.prometheus)
+    admin_key = (os.environ.get(config.admin_key_env) if config.admin_key_env else None) or None
+    wall = gw.admission.clock
     if config.auth == "keys":
         # The admin HTTP API (admin.py): on only when the admin key's variable is set.
-        admin_key = os.environ.get(config.admin_key_env) if config.admin_key_env else None
-        wall = gw.admission.clock
         add_admin_routes(app, lambda: gw.admission.state, admin_key or None, currency=config.currency,
                          clock=lambda: datetime.fromtimestamp(wall(), timezone.utc))
+    add_dashboard_routes(app, DashboardSources(  # dashboard/: login with the admin key, stats, keys
+        state=lambda: gw.admission.state, endpoints=lambda: gw.client.endpoints() if gw.client else [],
+        balances=lambda: gw.upstream_balance, live=gw.live, admin_key=admin_key, currency=config.currency,
+        now=lambda: datetime.fromtimestamp(wall(), timezone.utc), draining=lambda: gw.draining))
     return app
