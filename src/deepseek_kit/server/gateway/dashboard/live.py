@@ -50,8 +50,9 @@ class LiveStats:
             self._samples.popleft()
 
     def snapshot(self) -> dict[str, Any]:
-        """Counts, rates and p50/p95/p99 of latency and TTFT (seconds) over the window, plus a
-        per-10-second series of request counts for the rate chart (oldest first)."""
+        """Counts, error rate and p50/p95/p99 of latency and TTFT (seconds) over the window, the
+        request rate over the last minute, and a per-10-second series of request counts for the
+        rate chart (oldest first)."""
         now = self.clock()
         self._trim(now)
         samples = list(self._samples)
@@ -59,8 +60,10 @@ class LiveStats:
         errors = sum(1 for s in samples if s[3] >= 400)
         latency = sorted(s[1] for s in samples)
         ttft = sorted(s[2] for s in samples if s[2] is not None)
-        # the rate is over the time actually covered (a gateway up for 20 s has no 5-minute history)
-        span = min(self.window, max(now - samples[0][0], 1.0)) if samples else self.window
+        # the rate is that of the last minute (or of the whole window if shorter): recent enough to
+        # show a change, long enough not to jump with every request
+        rate_span = min(60.0, self.window)
+        recent = sum(1 for s in samples if s[0] >= now - rate_span)
         buckets = max(1, int(self.window // 10))
         series = [0] * buckets
         for t, *_ in samples:
@@ -69,7 +72,7 @@ class LiveStats:
                 series[i] += 1
         return {
             "window_seconds": self.window, "requests": n, "errors": errors, "total": self.total,
-            "rate_per_second": n / span if n else 0.0, "error_rate": errors / n if n else 0.0,
+            "rate_per_second": recent / rate_span, "error_rate": errors / n if n else 0.0,
             "latency": {f"p{p}": percentile(latency, p) for p in (50, 95, 99)},
             "ttft": {f"p{p}": percentile(ttft, p) for p in (50, 95, 99)},
             "series": series,

@@ -117,7 +117,7 @@ function renderLive(live) {
   const n = live.series.length;
   columnChart($("chart-rate"), live.series.map((v, i) => ({
     label: `${(n - i) * 10}s ago`, axis: i === n - 1 ? "now" : `-${Math.round((n - i) * 10 / 60)}m`,
-    value: v, text: `${v} requests`, short: String(v)})), 6);
+    value: v, text: `${v} requests`, short: String(v)})), 6, 1200);
 }
 
 function renderUsage(u) {
@@ -152,6 +152,7 @@ async function refreshKeys() {
   const r = await api("GET", "keys");
   show("keys-off", !r.ok);
   show("key-form", r.ok);
+  show("key-table", r.ok);
   if (!r.ok) { text("keys-off", errorText(r)); keysById = {}; }
   else {
     keysById = {};
@@ -211,6 +212,7 @@ async function refreshClients() {
   const r = await api("GET", "clients");
   show("clients-off", !r.ok);
   show("client-form", r.ok);
+  show("client-table", r.ok);
   if (!r.ok) {
     text("clients-off", r.status === 404 ? "OAuth clients not available on this gateway." : errorText(r));
     $("client-rows").replaceChildren();

@@ -16,7 +16,7 @@ function svgEl(name, attrs, text) {
 // Horizontal bars, one row per item: label on the left, bar, value text on the right.
 // items: [{label, value, text}]
 function hbarChart(container, items, emptyText) {
-  const rowH = 22, labelW = 150, textW = 150, width = 560;
+  const rowH = 22, labelW = 110, textW = 140, width = 420;
   const height = Math.max(1, items.length) * rowH + 6;
   const svg = svgEl("svg", {viewBox: `0 0 ${width} ${height}`, role: "img", class: "hbar"});
   if (!items.length) {
@@ -27,7 +27,7 @@ function hbarChart(container, items, emptyText) {
   items.forEach((item, n) => {
     const y = n * rowH + 4;
     const w = max > 0 ? Math.max(item.value > 0 ? 2 : 0, (item.value / max) * span) : 0;
-    svg.appendChild(svgEl("text", {x: 0, y: y + 13, class: "axis"}, clip(item.label, 22)));
+    svg.appendChild(svgEl("text", {x: 0, y: y + 13, class: "axis"}, clip(item.label, 16)));
     const bar = svgEl("rect", {x: labelW, y: y, width: w.toFixed(1), height: rowH - 6,
       class: item.value > 0 ? "bar" : "bar zero", "data-label": item.label, "data-value": item.value});
     bar.appendChild(svgEl("title", {}, `${item.label}: ${item.text}`));
@@ -39,8 +39,9 @@ function hbarChart(container, items, emptyText) {
 
 // Vertical columns over a time axis (days, or 10-second buckets); a few axis labels underneath.
 // items: [{label, value, text}]
-function columnChart(container, items, axisEvery) {
-  const width = 560, height = 150, bottom = 20, top = 16;
+function columnChart(container, items, axisEvery, width) {
+  width = width || 420;
+  const height = 150, bottom = 20, top = 16;
   const svg = svgEl("svg", {viewBox: `0 0 ${width} ${height}`, role: "img", class: "columns"});
   const max = Math.max(0, ...items.map((i) => i.value));
   const slot = width / Math.max(1, items.length);
@@ -58,7 +59,7 @@ function columnChart(container, items, axisEvery) {
       svg.appendChild(svgEl("text", {x: (x + slot * 0.35).toFixed(1), y: (height - bottom - h - 3).toFixed(1),
         "text-anchor": "middle", class: "value"}, item.short || item.text));
     }
-    if (n % axisEvery === 0 || n === items.length - 1) {
+    if ((items.length - 1 - n) % axisEvery === 0) {  // counted from the newest, which is always labelled
       svg.appendChild(svgEl("text", {x: (n * slot + slot / 2).toFixed(1), y: height - 5,
         "text-anchor": "middle", class: "axis"}, item.axis || item.label));
     }
