@@ -458,14 +458,15 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
     r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
                                 lambda: gw.draining))
     r.add_get("/metrics", gw.prometheus)
-    admin_key = (os.environ.get(config.admin_key_env) if config.admin_key_env else None) or None
-    wall = gw.admission.clock
+    add_dashboard_routes(app, DashboardSources(  # dashboard/: log in with the admin key; stats, keys
+        state=lambda: gw.admission.state, endpoints=lambda: gw.client.endpoints() if gw.client else [],
+        balances=lambda: gw.upstream_balance, live=gw.live, currency=config.currency,
+        admin_key=(os.environ.get(config.admin_key_env) if config.admin_key_env else None) or None,
+        now=lambda: datetime.fromtimestamp(gw.admission.clock(), timezone.utc), draining=lambda: gw.draining))
     if config.auth == "keys":
         # The admin HTTP API (admin.py): on only when the admin key's variable is set.
+        admin_key = os.environ.get(config.admin_key_env) if config.admin_key_env else None
+        wall = gw.admission.clock
         add_admin_routes(app, lambda: gw.admission.state, admin_key or None, currency=config.currency,
                          clock=lambda: datetime.fromtimestamp(wall(), timezone.utc))
-    add_dashboard_routes(app, DashboardSources(  # dashboard/: login with the admin key, stats, keys
-        state=lambda: gw.admission.state, endpoints=lambda: gw.client.endpoints() if gw.client else [],
-        balances=lambda: gw.upstream_balance, live=gw.live, admin_key=admin_key, currency=config.currency,
-        now=lambda: datetime.fromtimestamp(wall(), timezone.utc), draining=lambda: gw.draining))
     return app
