@@ -454,15 +454,15 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
     for prefix in ("", "/v1"):
         r.add_get(prefix + "/models", gw.models)
         r.add_get(prefix + "/user/balance", gw.balance)
-    r.add_get("/healthz", healthz)
-    r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
-                                lambda: gw.draining))
-    r.add_get("/metrics", gw.prometheus)
     add_dashboard_routes(app, DashboardSources(  # dashboard/: log in with the admin key; stats, keys
         state=lambda: gw.admission.state, endpoints=lambda: gw.client.endpoints() if gw.client else [],
         balances=lambda: gw.upstream_balance, live=gw.live, currency=config.currency,
         admin_key=(os.environ.get(config.admin_key_env) if config.admin_key_env else None) or None,
         now=lambda: datetime.fromtimestamp(gw.admission.clock(), timezone.utc), draining=lambda: gw.draining))
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
+                                lambda: gw.draining))
+    r.add_get("/metrics", gw.prometheus)
     if config.auth == "keys":
         # The admin HTTP API (admin.py): on only when the admin key's variable is set.
         admin_key = os.environ.get(config.admin_key_env) if config.admin_key_env else None
