@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from .relay_helpers import GatewayThread, config_for
 
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "dashboard"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PEPPER = "dashboard-test-pepper-0123456789abcdef"
 ADMIN = "adm-dashboard-secret-0123456789"
 # Sunday 2026-12-06 12:00 UTC: off-peak in Beijing whatever the calendar says
@@ -19,14 +26,18 @@ ASK = {"model": "deepseek-flash", "max_tokens": 50, "messages": [{"role": "user"
 
 
 @contextlib.contextmanager
-def dashboard_gateway(emu, state_url: str, monkeypatch, admin: str | None = ADMIN) -> Iterator[GatewayThread]:
+def dashboard_gateway(emu, state_url: str, monkeypatch, admin: str | None = ADMIN,
+                      setup: Callable[[web.Application], None] | None = None) -> Iterator[GatewayThread]:
     monkeypatch.setenv("DSK_GATEWAY_PEPPER", PEPPER)
     if admin is None:
         monkeypatch.delenv("GW_TEST_ADMIN", raising=False)
     else:
         monkeypatch.setenv("GW_TEST_ADMIN", admin)
     cfg = dataclasses.replace(config_for(emu, auth="keys", state=state_url), admin_key_env="GW_TEST_ADMIN")
-    with GatewayThread(cfg, clock=lambda: NOW) as gw:
+    gw = GatewayThread(cfg, clock=lambda: NOW)
+    if setup is not None:
+        setup(gw.app)
+    with gw:
         yield gw
 
 
@@ -41,3 +52,28 @@ async def login(session: aiohttp.ClientSession, base: str, key: str = ADMIN) -> 
 def browser_session() -> aiohttp.ClientSession:
     """A client session that keeps cookies from 127.0.0.1 (aiohttp's jar refuses IP hosts by default)."""
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+@contextlib.asynccontextmanager
+async def chromium_page(profile: Path) -> AsyncIterator[tuple[Any, list[str]]]:
+    """A page in Debian's headless Chromium (a fresh profile in `profile`), driven by Playwright,
+    and the list its script errors are collected in."""
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as p:
+        context = await p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900})
+        try:
+            page = context.pages[0] if context.pages else await context.new_page()
+            page.set_default_timeout(15_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # Chromium logs every 4xx fetch as a console error ("Failed to load resource"): a wrong
+            # login's 401 and the OAuth panel's 404 are expected; anything else is a bug in the page
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error"
+                    and not msg.text.startswith("Failed to load resource") else None)
+            yield page, errors
+        finally:
+            await context.close()

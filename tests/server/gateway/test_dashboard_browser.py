@@ -8,20 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from deepseek_kit._wire.pricing import cost
 
-from .dash_helpers import ADMIN, ASK, NOW, dashboard_gateway
-
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "dashboard"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from .dash_helpers import ADMIN, ARTIFACTS, ASK, NOW, chromium_page, dashboard_gateway
 
 
 async def _chat(base: str, token: str) -> tuple[int, dict]:
@@ -30,28 +24,13 @@ async def _chat(base: str, token: str) -> tuple[int, dict]:
         return r.status, await r.json()
 
 
-@pytest.fixture
-async def browser_page(tmp_path):
-    async with async_playwright() as p:
-        context = await p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=ARGS,
-            viewport={"width": 1280, "height": 900})
-        page = context.pages[0] if context.pages else await context.new_page()
-        page.set_default_timeout(15_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # Chromium logs every 4xx fetch as a console error ("Failed to load resource"): the wrong
-        # login's 401 and the OAuth panel's 404 are expected; anything else is a bug in the page
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error"
-                and not msg.text.startswith("Failed to load resource") else None)
-        yield page, errors
-        await context.close()
-
-
 @pytest.mark.timeout(120)
-async def test_login_traffic_charts_create_and_revoke_key(browser_page, emulator, tmp_path, monkeypatch):
-    page, errors = browser_page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+async def test_login_traffic_charts_create_and_revoke_key(emulator, tmp_path, monkeypatch):
+    async with chromium_page(tmp_path / "profile") as (page, errors):
+        await _login_traffic_charts_create_and_revoke_key(page, errors, emulator, tmp_path, monkeypatch)
+
+
+async def _login_traffic_charts_create_and_revoke_key(page, errors, emulator, tmp_path, monkeypatch):
     with dashboard_gateway(emulator, f"sqlite:///{tmp_path}/gw.db", monkeypatch) as gw:
         base = gw.base_url
         await page.goto(base + "/dashboard")

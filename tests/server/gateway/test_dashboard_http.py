@@ -5,7 +5,6 @@ state-changing request, logout, stats aggregated from the usage rows, and the OA
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from yarl import URL
 

@@ -26,7 +26,8 @@ def test_live_window_rates_percentiles_and_expiry():
     clock = Clock()
     live = LiveStats(window=300, clock=clock)
     for i in range(100):
-        live.record(seconds=(i + 1) / 100, ttft=(i + 1) / 1000 if i % 2 else None, status=500 if i < 5 else 200)
+        live.record(seconds=(i + 1) / 100, ttft=(i + 1) / 1000 if i % 2 else None,
+                    status=500 if i < 5 else 200)
     snap = live.snapshot()
     assert snap["requests"] == 100 and snap["errors"] == 5 and snap["error_rate"] == 0.05
     assert snap["latency"] == {"p50": 0.5, "p95": 0.95, "p99": 0.99}
