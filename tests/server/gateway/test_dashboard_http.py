@@ -160,3 +160,26 @@ async def test_stats_aggregate_usage_rows_per_key_model_and_day(backend, emulato
     live = stats["live"]
     assert live["requests"] == 5 and live["errors"] == 1 and live["latency"]["p50"] > 0
     assert [u["state"] for u in stats["upstreams"]] == ["closed"]
+
+
+async def test_gateway_without_keys_shows_live_stats_and_no_key_management(emulator, monkeypatch):
+    import dataclasses
+
+    from .relay_helpers import GatewayThread, config_for
+
+    monkeypatch.setenv("GW_TEST_ADMIN", ADMIN)
+    cfg = dataclasses.replace(config_for(emulator), admin_key_env="GW_TEST_ADMIN")  # auth = "none"
+    with GatewayThread(cfg) as gw:
+        base = gw.base_url
+        assert await _chat(base, "anything") == 200
+        async with browser_session() as s:
+            _, csrf = await login(s, base)
+            h = {"X-CSRF-Token": csrf or "", "Origin": base}
+            async with s.get(base + "/dashboard/api/stats", headers=h) as r:
+                stats = await r.json()
+            assert stats["usage"] is None and stats["live"]["requests"] == 1
+            async with s.get(base + "/dashboard/api/keys", headers=h) as r:
+                assert r.status == 404
+                assert "key management not available" in (await r.json())["error"]["message"]
+            async with s.post(base + "/dashboard/api/keys", json={"name": "x"}, headers=h) as r:
+                assert r.status == 404

@@ -98,7 +98,7 @@ function refreshAll() { refreshStats(); refreshKeys(); }
 
 async function refreshStats() {
   const r = await api("GET", "stats?days=14");
-  if (!r.ok) return;
+  if (!r.ok) { text("updated", `stats unavailable: ${errorText(r)}`); return; }
   const s = r.data;
   currency = s.currency;
   text("updated", `updated ${new Date().toLocaleTimeString()}` + (s.draining ? " \u2014 draining" : ""));
@@ -188,7 +188,7 @@ $("key-form").addEventListener("submit", async (ev) => {
   if (!r.ok) { text("key-error", errorText(r)); return; }
   ev.target.reset();
   showSecret("key-secret", `Key ${r.data.name} created. Copy it now: it is not shown again.`, r.data.key);
-  refreshKeys();
+  refreshAll();
 });
 
 function showSecret(id, message, secret) {
@@ -203,7 +203,7 @@ async function revokeThing(kind, id, what, errorId) {
   const r = await api("POST", `${kind}/${encodeURIComponent(id)}/revoke`);
   show(errorId, !r.ok);
   if (!r.ok) text(errorId, errorText(r));
-  refreshKeys();
+  refreshAll();
 }
 
 // -- OAuth clients ------------------------------------------------------------------------------
