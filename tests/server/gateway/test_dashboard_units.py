@@ -80,3 +80,15 @@ def test_login_limiter_per_address_and_overall():
     assert lim.retry_after("10.0.0.9") == 60  # five failures overall: everyone waits
     clock.now += 60
     assert lim.retry_after("10.0.0.1") == 0 and lim.retry_after("10.0.0.9") == 0
+
+
+def test_live_counts_stay_exact_past_the_sample_cap():
+    from deepseek_kit.server.gateway.dashboard.live import MAX_SAMPLES
+
+    clock = Clock()
+    live = LiveStats(window=300, clock=clock)
+    for i in range(MAX_SAMPLES + 500):
+        live.record(0.1 if i < 500 else 0.2, None, 200)
+    snap = live.snapshot()
+    assert snap["requests"] == MAX_SAMPLES + 500  # counted in buckets, not from the capped samples
+    assert snap["latency"]["p50"] == 0.2  # the newest samples are the ones kept

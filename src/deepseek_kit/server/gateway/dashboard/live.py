@@ -17,8 +17,11 @@ from typing import Any
 
 __all__ = ["LiveStats", "percentile"]
 
-#: at most this many requests are kept, whatever the window, so a burst cannot grow memory unbounded
-MAX_SAMPLES = 100_000
+#: latencies kept for the percentiles: the newest this many within the window. Counts and rates
+#: come from 10-second buckets and stay exact whatever the traffic; this cap keeps memory bounded
+#: and a snapshot (one sort) to a few milliseconds.
+MAX_SAMPLES = 20_000
+BUCKET = 10  # seconds per bucket of the rate chart
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
@@ -31,23 +34,37 @@ def percentile(sorted_values: Sequence[float], p: float) -> float | None:
 
 
 class LiveStats:
-    """The last `window` seconds of finished requests: (time, seconds, ttft, status)."""
+    """The last `window` seconds of finished requests: counts per 10-second bucket, and (time,
+    seconds, ttft) of the newest `MAX_SAMPLES` for the percentiles."""
 
     def __init__(self, window: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
         self.clock = clock
-        self._samples: deque[tuple[float, float, float | None, int]] = deque(maxlen=MAX_SAMPLES)
-        self.total = 0  # every request recorded since the start, for a sanity check in the page
+        self._samples: deque[tuple[float, float, float | None]] = deque(maxlen=MAX_SAMPLES)
+        self._buckets: deque[list[int]] = deque()  # [bucket number, requests, errors], oldest first
+        self._nbuckets = max(1, int(window // BUCKET))
+        self.total = 0  # every request recorded since the start
 
     def record(self, seconds: float, ttft: float | None, status: int) -> None:
         """One finished request: its latency, its time to first token (streams) and its status."""
-        self._samples.append((self.clock(), seconds, ttft, status))
+        now = self.clock()
+        self._samples.append((now, seconds, ttft))
+        b = int(now // BUCKET)
+        if not self._buckets or self._buckets[-1][0] != b:
+            self._buckets.append([b, 0, 0])
+            self._trim(now)
+        last = self._buckets[-1]
+        last[1] += 1
+        last[2] += status >= 400
         self.total += 1
 
     def _trim(self, now: float) -> None:
         edge = now - self.window
         while self._samples and self._samples[0][0] < edge:
             self._samples.popleft()
+        first = int(now // BUCKET) - self._nbuckets
+        while self._buckets and self._buckets[0][0] <= first:
+            self._buckets.popleft()
 
     def snapshot(self) -> dict[str, Any]:
         """Counts, error rate and p50/p95/p99 of latency and TTFT (seconds) over the window, the
@@ -55,24 +72,22 @@ class LiveStats:
         rate chart (oldest first)."""
         now = self.clock()
         self._trim(now)
-        samples = list(self._samples)
-        n = len(samples)
-        errors = sum(1 for s in samples if s[3] >= 400)
-        latency = sorted(s[1] for s in samples)
-        ttft = sorted(s[2] for s in samples if s[2] is not None)
+        current = int(now // BUCKET)
+        series = [0] * self._nbuckets
+        n = errors = 0
+        for b, count, errs in self._buckets:
+            series[self._nbuckets - 1 - (current - b)] = count
+            n += count
+            errors += errs
         # the rate is that of the last minute (or of the whole window if shorter): recent enough to
         # show a change, long enough not to jump with every request
-        rate_span = min(60.0, self.window)
-        recent = sum(1 for s in samples if s[0] >= now - rate_span)
-        buckets = max(1, int(self.window // 10))
-        series = [0] * buckets
-        for t, *_ in samples:
-            i = buckets - 1 - int((now - t) // 10)
-            if 0 <= i < buckets:
-                series[i] += 1
+        rate_buckets = min(6, self._nbuckets)
+        rate = sum(series[-rate_buckets:]) / (rate_buckets * BUCKET)
+        latency = sorted(s[1] for s in self._samples)
+        ttft = sorted(s[2] for s in self._samples if s[2] is not None)
         return {
             "window_seconds": self.window, "requests": n, "errors": errors, "total": self.total,
-            "rate_per_second": recent / rate_span, "error_rate": errors / n if n else 0.0,
+            "rate_per_second": rate, "error_rate": errors / n if n else 0.0,
             "latency": {f"p{p}": percentile(latency, p) for p in (50, 95, 99)},
             "ttft": {f"p{p}": percentile(ttft, p) for p in (50, 95, 99)},
             "series": series,
