@@ -27,13 +27,15 @@ ASK = {"model": "deepseek-flash", "max_tokens": 50, "messages": [{"role": "user"
 
 @contextlib.contextmanager
 def dashboard_gateway(emu, state_url: str, monkeypatch, admin: str | None = ADMIN,
-                      setup: Callable[[web.Application], None] | None = None) -> Iterator[GatewayThread]:
+                      setup: Callable[[web.Application], None] | None = None,
+                      **config: Any) -> Iterator[GatewayThread]:
     monkeypatch.setenv("DSK_GATEWAY_PEPPER", PEPPER)
     if admin is None:
         monkeypatch.delenv("GW_TEST_ADMIN", raising=False)
     else:
         monkeypatch.setenv("GW_TEST_ADMIN", admin)
-    cfg = dataclasses.replace(config_for(emu, auth="keys", state=state_url), admin_key_env="GW_TEST_ADMIN")
+    cfg = dataclasses.replace(config_for(emu, auth="keys", state=state_url), admin_key_env="GW_TEST_ADMIN",
+                              **config)
     gw = GatewayThread(cfg, clock=lambda: NOW)
     if setup is not None:
         setup(gw.app)

@@ -183,3 +183,22 @@ async def test_gateway_without_keys_shows_live_stats_and_no_key_management(emula
                 assert "key management not available" in (await r.json())["error"]["message"]
             async with s.post(base + "/dashboard/api/keys", json={"name": "x"}, headers=h) as r:
                 assert r.status == 404
+
+
+async def test_stats_show_the_polled_upstream_balance(emulator, tmp_path, monkeypatch):
+    import asyncio
+
+    async with browser_session() as s:
+        async with s.get(emulator.base_url + "/user/balance", headers={"Authorization": "Bearer sk-x"}) as r:
+            info = (await r.json())["balance_infos"][0]
+        with dashboard_gateway(emulator, f"sqlite:///{tmp_path}/gw.db", monkeypatch, balance_poll=0.2) as gw:
+            _, csrf = await login(s, gw.base_url)
+            h = {"X-CSRF-Token": csrf or ""}
+            for _ in range(100):  # the first poll comes one period after the start
+                async with s.get(gw.base_url + "/dashboard/api/stats", headers=h) as r:
+                    up = (await r.json())["upstreams"][0]
+                if up["balance"]:
+                    break
+                await asyncio.sleep(0.1)
+    assert up["balance"] == {info["currency"]: float(info["total_balance"])}
+    assert up["out_of_balance"] is False and up["state"] == "closed"
