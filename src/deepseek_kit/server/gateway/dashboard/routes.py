@@ -98,6 +98,8 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
 
 
 class Dashboard:
+    """The handlers, with the sessions, the login limiter and the assets they share."""
+
     def __init__(self, src: DashboardSources, sessions: Sessions | None = None,
                  limiter: LoginLimiter | None = None) -> None:
         self.src = src
