@@ -202,3 +202,20 @@ async def test_stats_show_the_polled_upstream_balance(emulator, tmp_path, monkey
                 await asyncio.sleep(0.1)
     assert up["balance"] == {info["currency"]: float(info["total_balance"])}
     assert up["out_of_balance"] is False and up["state"] == "closed"
+
+
+async def test_stats_show_an_open_breaker_and_the_errors(emulator_factory, tmp_path, monkeypatch):
+    bad = emulator_factory(faults="status=503")
+    with dashboard_gateway(bad, f"sqlite:///{tmp_path}/gw.db", monkeypatch) as gw:
+        async with browser_session() as s:
+            _, csrf = await login(s, gw.base_url)
+            h = {"X-CSRF-Token": csrf or "", "Origin": gw.base_url}
+            async with s.post(gw.base_url + "/dashboard/api/keys", json={"name": "k"}, headers=h) as r:
+                token = (await r.json())["key"]
+            statuses = [await _chat(gw.base_url, token) for _ in range(6)]
+            async with s.get(gw.base_url + "/dashboard/api/stats", headers=h) as r:
+                stats = await r.json()
+    assert set(statuses) <= {502, 503} and statuses
+    up = stats["upstreams"][0]
+    assert up["state"] == "open" and up["failures"] >= 5 and up["reopens_in"] > 0
+    assert stats["live"]["errors"] == 6 and stats["live"]["error_rate"] == 1.0
