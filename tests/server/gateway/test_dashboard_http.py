@@ -219,3 +219,30 @@ async def test_stats_show_an_open_breaker_and_the_errors(emulator_factory, tmp_p
     up = stats["upstreams"][0]
     assert up["state"] == "open" and up["failures"] >= 5 and up["reopens_in"] > 0
     assert stats["live"]["errors"] == 6 and stats["live"]["error_rate"] == 1.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_a_session_works_on_every_worker_sharing_the_state(backend, emulator, tmp_path, monkeypatch,
+                                                                  request):
+    """Two gateways on one state stand for two workers: a login on one is known to the other, and a
+    logout on the other ends it on both."""
+    url = f"sqlite:///{tmp_path}/gw.db" if backend == "sqlite" else request.getfixturevalue("redis_url")
+    with dashboard_gateway(emulator, url, monkeypatch) as a, \
+            dashboard_gateway(emulator, url, monkeypatch) as b:
+        async with browser_session() as s:  # cookies are per host, not per port: both get it
+            _, csrf = await login(s, a.base_url)
+            h = {"X-CSRF-Token": csrf or "", "Origin": b.base_url}
+            async with s.get(b.base_url + "/dashboard/api/stats", headers=h) as r:
+                assert r.status == 200
+            async with s.get(b.base_url + "/dashboard/api/session") as r:
+                assert (await r.json())["csrf"] == csrf
+            sid = s.cookie_jar.filter_cookies(URL(a.base_url + "/dashboard/api/"))["dsk_dashboard"].value
+            async with browser_session() as copy, copy.get(a.base_url + "/dashboard/api/stats", headers=h,
+                                                           cookies={"dsk_dashboard": sid}) as r:
+                assert r.status == 200  # the cookie alone carries the session (the control)
+            async with s.post(b.base_url + "/dashboard/api/logout", headers=h) as r:
+                assert r.status == 200
+        # the old cookie, replayed after the logout
+        async with browser_session() as stolen, stolen.get(a.base_url + "/dashboard/api/stats", headers=h,
+                                                           cookies={"dsk_dashboard": sid}) as r:
+            assert r.status == 401

@@ -1,11 +1,15 @@
 """The dashboard's pure pieces on a hand-moved clock: the live window (rate, error rate, nearest-rank
-percentiles, expiry, the 10-second series), session idle and absolute expiry, and the failed-login
+percentiles, expiry, the 10-second series), session idle and absolute expiry in memory, SQLite and
+Redis (seen by another store on the same backend, as another worker would), and the failed-login
 limiter per address and overall."""
 
 from __future__ import annotations
 
+import pytest
+
 from deepseek_kit.server.gateway.dashboard.live import LiveStats, percentile
 from deepseek_kit.server.gateway.dashboard.session import LoginLimiter, Sessions
+from deepseek_kit.server.gateway.dashboard.shared_sessions import RedisSessions, SqliteSessions
 
 
 class Clock:
@@ -46,26 +50,57 @@ def test_live_window_rates_percentiles_and_expiry():
     assert snap["requests"] == 0 and snap["latency"]["p50"] is None and snap["total"] == 101
 
 
-def test_sessions_expire_idle_and_absolute():
+async def test_sessions_expire_idle_and_absolute():
     clock = Clock()
     sessions = Sessions(idle=60, absolute=150, cap=2, clock=clock)
-    sid, s = sessions.create()
-    assert sessions.get(sid) is s and sessions.get("made-up") is None and sessions.get(None) is None
+    sid, s = await sessions.create()
+    assert await sessions.get(sid) is s and await sessions.get("made-up") is None
+    assert await sessions.get(None) is None
     for step in (50, 50, 49):  # kept alive by use, until the absolute limit
         clock.now += step
-        assert sessions.get(sid) is s
+        assert await sessions.get(sid) is s
     clock.now += 1
-    assert sessions.get(sid) is None
-    a, _ = sessions.create()
+    assert await sessions.get(sid) is None
+    a, _ = await sessions.create()
     clock.now += 61
-    assert sessions.get(a) is None  # idle too long
-    first, _ = sessions.create()
-    sessions.create()
-    sessions.create()
-    assert sessions.get(first) is None  # over the cap: the oldest went
-    b, _ = sessions.create()
-    sessions.drop(b)
-    assert sessions.get(b) is None
+    assert await sessions.get(a) is None  # idle too long
+    first, _ = await sessions.create()
+    await sessions.create()
+    await sessions.create()
+    assert await sessions.get(first) is None  # over the cap: the oldest went
+    b, _ = await sessions.create()
+    await sessions.drop(b)
+    assert await sessions.get(b) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_shared_sessions_expire_and_store_no_session_id(backend, tmp_path, request):
+    clock = Clock()
+    if backend == "sqlite":
+        store: Sessions = SqliteSessions(str(tmp_path / "gw.db"), idle=60, absolute=150, clock=clock)
+    else:
+        store = RedisSessions(request.getfixturevalue("redis_url"), idle=60, absolute=150, clock=clock)
+    try:
+        sid, s = await store.create()
+        other = SqliteSessions(str(tmp_path / "gw.db"), clock=clock) if backend == "sqlite" else \
+            RedisSessions(request.getfixturevalue("redis_url"), clock=clock)
+        try:
+            seen = await other.get(sid)  # another worker knows it
+            assert seen is not None and seen.csrf == s.csrf
+            for step in (50, 50, 49):
+                clock.now += step
+                assert (await store.get(sid)) is not None
+            clock.now += 1
+            assert await other.get(sid) is None  # past the absolute limit
+            sid2, _ = await store.create()
+            await other.drop(sid2)  # a logout on one worker ends it on every one
+            assert await store.get(sid2) is None and await store.get("made-up") is None
+        finally:
+            await other.aclose()
+        if backend == "sqlite":
+            assert sid.encode() not in (tmp_path / "gw.db").read_bytes()
+    finally:
+        await store.aclose()
 
 
 def test_login_limiter_per_address_and_overall():

@@ -458,7 +458,8 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
         state=lambda: gw.admission.state, endpoints=lambda: gw.client.endpoints() if gw.client else [],
         balances=lambda: gw.upstream_balance, live=gw.live, currency=config.currency,
         admin_key=(os.environ.get(config.admin_key_env) if config.admin_key_env else None) or None,
-        now=lambda: datetime.fromtimestamp(gw.admission.clock(), timezone.utc), draining=lambda: gw.draining))
+        now=lambda: datetime.fromtimestamp(gw.admission.clock(), timezone.utc), draining=lambda: gw.draining,
+        state_url=config.state))
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
                                 lambda: gw.draining))

@@ -36,6 +36,7 @@ from .session import (
     is_https,
     same_origin,
 )
+from .shared_sessions import sessions_for
 from .stats import health_view, usage_view
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class DashboardSources:
     """What the dashboard reads, as callables since a config reload replaces the objects behind
     them: the key state (None without auth = "keys"), the router's view of the upstreams, the
     balance watch, this worker's live recorder, the admin key (None: no login possible), the
-    currency and the wall clock."""
+    currency, the wall clock, and the state's URL (where sessions are kept)."""
 
     state: Callable[[], GatewayState | None]
     endpoints: Callable[[], list[EndpointHealth]]
@@ -74,6 +75,7 @@ class DashboardSources:
     currency: str
     now: Callable[[], datetime]
     draining: Callable[[], bool] = lambda: False
+    state_url: str | None = None  # sessions are kept there (every worker sees them), else in memory
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -103,7 +105,7 @@ class Dashboard:
     def __init__(self, src: DashboardSources, sessions: Sessions | None = None,
                  limiter: LoginLimiter | None = None) -> None:
         self.src = src
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions or sessions_for(src.state_url)
         self.limiter = limiter or LoginLimiter()
         self.files = _static_files()
 
@@ -122,14 +124,14 @@ class Dashboard:
             return resp
         return wrapped
 
-    def session_of(self, request: web.Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE))
+    async def session_of(self, request: web.Request) -> Session | None:
+        return await self.sessions.get(request.cookies.get(COOKIE))
 
     def api(self, handler: Handler, *, changes: bool = False) -> Handler:
         """`handler` behind the session cookie, the CSRF header and (when it `changes` state) the
         same-origin check."""
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            s = self.session_of(request)
+            s = await self.session_of(request)
             if s is None:
                 return _error(401, "not logged in (or the session expired): log in again",
                               "authentication_error")
@@ -160,7 +162,7 @@ class Dashboard:
     # -- session ----------------------------------------------------------------------------------
 
     async def whoami(self, request: web.Request) -> web.StreamResponse:
-        s = self.session_of(request)
+        s = await self.session_of(request)
         return _json({"admin_configured": self.src.admin_key is not None, "logged_in": s is not None,
                       "csrf": s.csrf if s is not None else None, "currency": self.src.currency})
 
@@ -189,7 +191,7 @@ class Dashboard:
         if not isinstance(given, str) or not admin_key_matches(given, self.src.admin_key):
             self.limiter.failed(ip)
             return refuse(401, "wrong admin key")
-        sid, s = self.sessions.create()
+        sid, s = await self.sessions.create()
         resp: web.Response
         if wants_json:
             resp = _json({"logged_in": True, "csrf": s.csrf})
@@ -200,7 +202,7 @@ class Dashboard:
         return resp
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        self.sessions.drop(request.cookies.get(COOKIE))
+        await self.sessions.drop(request.cookies.get(COOKIE))
         resp = _json({"logged_in": False})
         resp.del_cookie(COOKIE, path="/dashboard")
         return resp
@@ -250,6 +252,11 @@ def add_dashboard_routes(app: web.Application, src: DashboardSources, *,
                          sessions: Sessions | None = None, limiter: LoginLimiter | None = None) -> None:
     """Register `/dashboard` and its endpoints on `app` (see the module docstring)."""
     d = Dashboard(src, sessions, limiter)
+
+    async def close(app: web.Application) -> None:
+        await d.sessions.aclose()
+
+    app.on_cleanup.append(close)
     r = app.router
     r.add_get("/dashboard", d.secured(d.page))
     r.add_get("/dashboard/", d.secured(d.page))

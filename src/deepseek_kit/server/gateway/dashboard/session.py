@@ -2,9 +2,9 @@
 tokens, the same-origin check and the rate limit on failed logins.
 
 The cookie carries only a random session id (`secrets.token_urlsafe`); the session (its CSRF token
-and expiry) lives in this worker's memory, so the admin key never reaches the browser and a logout
-or expiry ends the session for good. Several workers do not share sessions: run the dashboard
-through one worker, or log in again when a new connection lands on another.
+and expiry) is kept server-side, so the admin key never reaches the browser and a logout or expiry
+ends the session for good. `Sessions` keeps them in this process's memory; `shared_sessions.py`
+keeps them in the gateway's state store, so that every worker knows them.
 """
 
 from __future__ import annotations
@@ -40,23 +40,28 @@ class Session:
 
 
 class Sessions:
-    """Session id -> Session, with idle and absolute expiry and a cap on how many are kept."""
+    """Session id -> Session in memory, with idle and absolute expiry and a cap on how many are
+    kept. The interface is async so that a shared store (shared_sessions.py) can stand in."""
 
     def __init__(self, idle: float = 3600.0, absolute: float = 12 * 3600.0, cap: int = 1000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.idle, self.absolute, self.cap, self.clock = idle, absolute, cap, clock
         self._by_id: OrderedDict[str, Session] = OrderedDict()
 
-    def create(self) -> tuple[str, Session]:
+    def new(self) -> tuple[str, Session]:
+        """A fresh session id and session (not stored yet)."""
         now = self.clock()
-        sid = secrets.token_urlsafe(32)
-        s = Session(csrf=secrets.token_urlsafe(32), expires=now + self.idle, ends=now + self.absolute)
+        return secrets.token_urlsafe(32), Session(csrf=secrets.token_urlsafe(32), expires=now + self.idle,
+                                                  ends=now + self.absolute)
+
+    async def create(self) -> tuple[str, Session]:
+        sid, s = self.new()
         self._by_id[sid] = s
         while len(self._by_id) > self.cap:  # the oldest login goes first
             self._by_id.popitem(last=False)
         return sid, s
 
-    def get(self, sid: str | None) -> Session | None:
+    async def get(self, sid: str | None) -> Session | None:
         if not sid:
             return None
         s = self._by_id.get(sid)
@@ -69,9 +74,12 @@ class Sessions:
         s.expires = min(now + self.idle, s.ends)
         return s
 
-    def drop(self, sid: str | None) -> None:
+    async def drop(self, sid: str | None) -> None:
         if sid:
             self._by_id.pop(sid, None)
+
+    async def aclose(self) -> None:
+        self._by_id.clear()
 
 
 class LoginLimiter:
