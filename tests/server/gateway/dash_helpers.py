@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from .relay_helpers import GatewayThread, config_for
 
@@ -27,7 +26,6 @@ ASK = {"model": "deepseek-flash", "max_tokens": 50, "messages": [{"role": "user"
 
 @contextlib.contextmanager
 def dashboard_gateway(emu, state_url: str, monkeypatch, admin: str | None = ADMIN,
-                      setup: Callable[[web.Application], None] | None = None,
                       **config: Any) -> Iterator[GatewayThread]:
     monkeypatch.setenv("DSK_GATEWAY_PEPPER", PEPPER)
     if admin is None:
@@ -36,10 +34,7 @@ def dashboard_gateway(emu, state_url: str, monkeypatch, admin: str | None = ADMI
         monkeypatch.setenv("GW_TEST_ADMIN", admin)
     cfg = dataclasses.replace(config_for(emu, auth="keys", state=state_url), admin_key_env="GW_TEST_ADMIN",
                               **config)
-    gw = GatewayThread(cfg, clock=lambda: NOW)
-    if setup is not None:
-        setup(gw.app)
-    with gw:
+    with GatewayThread(cfg, clock=lambda: NOW) as gw:
         yield gw
 
 

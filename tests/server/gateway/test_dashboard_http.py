@@ -183,6 +183,9 @@ async def test_gateway_without_keys_shows_live_stats_and_no_key_management(emula
                 assert "key management not available" in (await r.json())["error"]["message"]
             async with s.post(base + "/dashboard/api/keys", json={"name": "x"}, headers=h) as r:
                 assert r.status == 404
+            async with s.get(base + "/dashboard/api/clients", headers=h) as r:
+                assert r.status == 404  # the page shows "OAuth clients not available on this gateway"
+                assert "OAuth clients not available" in (await r.json())["error"]["message"]
 
 
 async def test_stats_show_the_polled_upstream_balance(emulator, tmp_path, monkeypatch):

@@ -1,61 +1,22 @@
-"""The dashboard's OAuth clients panel in headless Chromium, against the admin API contract
+"""The dashboard's OAuth clients panel in headless Chromium, over the gateway's OAuth admin API
 (`POST /admin/clients` -> 201 with the secret once, `GET /admin/clients`, `POST
-/admin/clients/{client_id}/revoke`): create a client bound to a key made in the page (secret shown
-once), see it listed, revoke it. Uses the gateway's own OAuth admin routes when it has them; a
-gateway built without them gets a small in-memory stand-in of that contract (below), so the panel
-is tested either way. The "not available" message of a gateway without them is in
-test_dashboard_browser.py."""
+/admin/clients/{id}/revoke`): create a client bound to a key made in the page (secret shown once),
+see it listed, get a token with its secret, revoke it in the page, and see the token endpoint refuse
+it (invalid_client)."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import datetime, timezone
-
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import expect
 
 from .dash_helpers import ADMIN, ARTIFACTS, chromium_page, dashboard_gateway
 
 
-def _has_client_routes(app: web.Application) -> bool:
-    return any(getattr(res, "canonical", None) == "/admin/clients" for res in app.router.resources())
-
-
-def _contract_stand_in(app: web.Application) -> None:
-    """The OAuth clients admin API as its contract describes it, kept in memory; only installed on
-    a gateway that lacks the real one."""
-    if _has_client_routes(app):
-        return
-    clients: dict[str, dict] = {}
-
-    def guard(request: web.Request) -> None:
-        if request.headers.get("Authorization") != f"Bearer {ADMIN}":
-            raise web.HTTPUnauthorized()
-
-    async def create(request: web.Request) -> web.Response:
-        guard(request)
-        body = await request.json()
-        rec = {"client_id": "cli_" + secrets.token_hex(6), "name": body["name"], "key_id": body["key"],
-               "scope": body.get("scope", "chat"), "token_ttl": body.get("token_ttl", 3600),
-               "created": datetime.now(timezone.utc).isoformat(), "revoked": None}
-        clients[rec["client_id"]] = rec
-        return web.json_response({**rec, "client_secret": "cs-" + secrets.token_urlsafe(24)}, status=201)
-
-    async def listing(request: web.Request) -> web.Response:
-        guard(request)
-        return web.json_response({"data": list(clients.values())})
-
-    async def revoke(request: web.Request) -> web.Response:
-        guard(request)
-        rec = clients[request.match_info["client_id"]]
-        rec["revoked"] = datetime.now(timezone.utc).isoformat()
-        return web.json_response(rec)
-
-    app.router.add_post("/admin/clients", create)
-    app.router.add_get("/admin/clients", listing)
-    app.router.add_post("/admin/clients/{client_id}/revoke", revoke)
+async def _token(base: str, client_id: str, secret: str) -> tuple[int, dict]:
+    body = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    async with aiohttp.ClientSession() as s, s.post(base + "/v1/oauth/token", json=body) as r:
+        return r.status, await r.json()
 
 
 @pytest.mark.timeout(120)
@@ -65,8 +26,7 @@ async def test_create_and_revoke_an_oauth_client_in_the_page(emulator, tmp_path,
 
 
 async def _create_and_revoke(page, errors, emulator, tmp_path, monkeypatch):
-    with dashboard_gateway(emulator, f"sqlite:///{tmp_path}/gw.db", monkeypatch,
-                           setup=_contract_stand_in) as gw:
+    with dashboard_gateway(emulator, f"sqlite:///{tmp_path}/gw.db", monkeypatch) as gw:
         base = gw.base_url
         await page.goto(base + "/dashboard")
         await page.fill("#admin-key", ADMIN)
@@ -93,6 +53,9 @@ async def _create_and_revoke(page, errors, emulator, tmp_path, monkeypatch):
         await expect(row).to_contain_text("svc-key")  # the key's name, not only its id
         await expect(row).to_contain_text("600 s")
         client_id = await row.get_attribute("data-client-id")
+        assert client_id
+        status, token = await _token(base, client_id, client_secret)  # the secret works
+        assert status == 200 and token["token_type"] == "Bearer"
         await page.screenshot(path=str(ARTIFACTS / "oauth-clients.png"), full_page=True)
 
         page.on("dialog", lambda d: d.accept())
@@ -103,6 +66,8 @@ async def _create_and_revoke(page, errors, emulator, tmp_path, monkeypatch):
                                                        headers={"Authorization": f"Bearer {ADMIN}"}) as r:
             listed = {c["client_id"]: c for c in (await r.json())["data"]}
         assert listed[client_id]["revoked"] and client_secret not in str(listed)
+        status, err = await _token(base, client_id, client_secret)
+        assert status == 401 and err["error"] == "invalid_client"
         await page.reload()
         await expect(page.locator("#client-rows tr", has_text="billing-svc")).to_have_count(1)
         assert client_secret not in await page.content()
