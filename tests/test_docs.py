@@ -176,12 +176,14 @@ KNOWN_GAPS: dict[str, set[str]] = {
     "deepseek_kit.run_tools_sync": {"messages", "model"},
     "deepseek_kit.server.Account": {"granted", "spent", "topped_up"},
     "deepseek_kit.server.Directives": {
+        "ignore_schema",
         "blank_body", "chunk_tokens", "delay_chunks", "delay_headers", "empty_body", "error_event_after",
         "finish", "html", "insufficient_after", "keepalive", "keepalive_forever", "key",
         "legacy_usage_chunk", "reasoning_tokens", "reset_after", "reset_before_headers", "retry_after",
         "retry_after_ms", "stall_first_token"
     },
     "deepseek_kit.server.EmulatorConfig": {
+        "parallel_tool_calls",
         "api_keys", "balance", "cache_capacity", "cache_simulation", "cache_unit", "chunk_tokens",
         "clock", "concurrency_limits", "context_length", "currency", "default_granted",
         "default_reasoning_tokens", "default_tokens", "default_topped_up", "echo_model_for_aliases",
@@ -202,6 +204,7 @@ KNOWN_GAPS: dict[str, set[str]] = {
     "deepseek_kit.server.gateway.ClientRecord": {
         "client_id", "created", "key_id", "name", "revoked", "rotated", "scope", "token_ttl", "version"
     },
+    "deepseek_kit.testing.EmulatorHandle": {"api_key"},
     "deepseek_kit.server.gateway.KeyRecord": {"created_at", "revoked_at", "rotated_at"},
     "deepseek_kit.server.gateway.TokenService": {"audience", "issuer"},
     "deepseek_kit.server.gateway.VirtualKey": {
