@@ -20,16 +20,16 @@ from deepseek_kit._transport.timeouts import Timeout
 from deepseek_kit._wire.types import ChatCompletionMessage
 
 __all__ = ["ALL_PARAMS", "CLIENT_ONLY", "FIM_PARAMS", "FIM_WIRE_ORDER", "WIRE_ORDER", "ChatParams",
-           "FimParams", "Message", "check_params"]
+           "ConversationParams", "FimParams", "LoopParams", "Message", "TurnParams", "check_params"]
 
 #: A message: a mapping, or a struct (e.g. a previous answer's `ChatCompletionMessage`).
 Message = Mapping[str, Any] | ChatCompletionMessage | msgspec.Struct
 
 
-class ChatParams(TypedDict, total=False):
-    """Optional arguments of `chat.completions.create` (besides `model`, `messages`, `stream`)."""
+class LoopParams(TypedDict, total=False):
+    """The `create` arguments that `run_tools` passes through (it sets tools, tool_choice and
+    thinking through its own parameters)."""
 
-    thinking: Any
     reasoning_effort: str | None
     max_tokens: int | None
     response_format: Mapping[str, Any] | None
@@ -39,8 +39,6 @@ class ChatParams(TypedDict, total=False):
     top_p: float | None
     frequency_penalty: float | None
     presence_penalty: float | None
-    tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None
-    tool_choice: str | Mapping[str, Any] | None
     logprobs: bool | None
     top_logprobs: int | None
     user_id: str | None
@@ -50,6 +48,26 @@ class ChatParams(TypedDict, total=False):
     max_retries: int | None
     resume: bool | None
     cache: bool | Literal["force", "skip", "refresh"] | None
+
+
+class ConversationParams(LoopParams, total=False):
+    """The `create` arguments a `Conversation` keeps as defaults (its `thinking` is a parameter
+    of its own)."""
+
+    tools: Sequence[Mapping[str, Any] | msgspec.Struct] | None
+    tool_choice: str | Mapping[str, Any] | None
+
+
+class ChatParams(ConversationParams, total=False):
+    """Optional arguments of `chat.completions.create` (besides `model`, `messages`, `stream`)."""
+
+    thinking: Any
+
+
+class TurnParams(ChatParams, total=False):
+    """What one `Conversation.send()`/`stream()` may override: any `create` argument and `model`."""
+
+    model: str
 
 
 #: The body's optional fields, in the order they are encoded (after model, messages, stream).
