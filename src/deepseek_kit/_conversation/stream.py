@@ -26,12 +26,17 @@ class ConversationStream:
     Iterate it (`async for`), optionally inside `async with`. `content`, `reasoning` and
     `get_final_completion()` give what has arrived; `committed` says whether the turn went into the
     history. Leaving before the finish chunk (break, aclose, exception, cancellation) commits
-    nothing and drops the connection."""
+    nothing and drops the connection. From its first iteration until it ends or is closed, the
+    stream holds its conversation: other turns wait (use `async with` so it is always closed)."""
 
     def __init__(self, open_turn: Callable[[], Awaitable[tuple[AsyncStream, str]]],
-                 commit: Callable[[ChatCompletion, str], None]) -> None:
+                 commit: Callable[[ChatCompletion, str], None],
+                 release: Callable[[], None] | None = None) -> None:
         self._open_turn = open_turn
         self._commit_turn = commit
+        # Called once when the turn is over (read to the end, closed, or failed): the conversation
+        # holds its lock from `open_turn` until then, so turns never interleave.
+        self._release = release
         self._inner: AsyncStream | None = None
         self._model = ""
         self.committed = False
@@ -54,9 +59,22 @@ class ConversationStream:
         try:
             return await inner.__anext__()
         except StopAsyncIteration:
-            self._commit()
-            self.closed = True
+            try:
+                self._commit()
+            finally:
+                self.closed = True
+                self._done()
             raise
+        except BaseException:
+            # A failed stream is over: nothing is committed, the next turn may start.
+            self.closed = True
+            self._done()
+            raise
+
+    def _done(self) -> None:
+        release, self._release = self._release, None
+        if release is not None and self._inner is not None:
+            release()
 
     def _commit(self) -> None:
         if not self.committed and self._inner is not None:
@@ -74,11 +92,14 @@ class ConversationStream:
 
     async def aclose(self) -> None:
         """Stop reading. The turn is committed only if its answer had finished (finish chunk seen)."""
-        if self._inner is not None and not self.committed and _finished(self._inner):
-            self._commit()
-        self.closed = True
-        if self._inner is not None:
-            await self._inner.aclose()
+        try:
+            if self._inner is not None and not self.committed and _finished(self._inner):
+                self._commit()
+        finally:
+            self.closed = True
+            self._done()
+            if self._inner is not None:
+                await self._inner.aclose()
 
     async def until_done(self) -> ChatCompletion:
         """Read the rest and return the final completion (the turn is then committed)."""
