@@ -57,7 +57,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from deepseek_kit._client.params import ALL_PARAMS, check_params
-from deepseek_kit._tools.loop import Final, StepFinished, ToolLike, ToolRun, check_loop_params, run_tools
+from deepseek_kit._tools.loop import Final, StepFinished, check_loop_params, run_tools
+from deepseek_kit._tools.loop import ToolLike as ToolLike  # re-exported for sync.py (one crossing)
+from deepseek_kit._tools.loop import ToolRun as ToolRun
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.presets import get_preset

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
     from deepseek_kit._client.params import ConversationParams, LoopParams, TurnParams
     from deepseek_kit._client.sync_client import Client
-    from deepseek_kit._tools.loop import ToolLike, ToolRun
 
+    from .conversation import ToolLike, ToolRun  # the tool loop's types, through the one crossing
     from .summarize import Summarizer
 
 __all__ = ["SyncConversation", "SyncConversationStream"]
