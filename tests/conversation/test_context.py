@@ -114,7 +114,9 @@ def test_stepped_window_sends_between_keep_and_keep_plus_step_minus_one_earlier_
 def test_stepped_window_example_from_the_docstring_and_defaults():
     w = SlidingWindow(keep=2, step=3)
     assert [len(rounds_of(w.select(chat(n), ctx()))) - 1 for n in range(1, 10)] == [0, 1, 2, 3, 4, 2, 3, 4, 2]
-    assert SlidingWindow() == SlidingWindow(keep=5, step=5) == SlidingWindow(5)
+    assert SlidingWindow() == SlidingWindow(keep=5, step=5)
+    assert SlidingWindow(5) == SlidingWindow(rounds=5) == SlidingWindow(keep=4, step=5)  # positional: rounds
+    assert SlidingWindow(5, 1) == SlidingWindow(keep=4, step=1)
     assert repr(SlidingWindow(rounds=5)) == "SlidingWindow(keep=4, step=5)"
     assert SlidingWindow(keep=0).step == 1
     # rounds= (the current round included) sends exactly what it always did

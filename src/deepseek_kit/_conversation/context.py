@@ -14,8 +14,8 @@ Dropping one old round per turn changes the prompt right after the
 system prompt on every request, so everything after it misses every time. The policies here
 therefore change the prefix rarely and in coarse steps:
 
-* `SlidingWindow(keep, step)` (a "stepped window") sends the current round and between `keep` and
-  `keep + step - 1` earlier rounds: old rounds are dropped `step` at a time (default: `keep`), so
+* `SlidingWindow(keep=K, step=S)` (a "stepped window") sends the current round and between `keep` and
+  `K + S - 1` earlier rounds: old rounds are dropped S at a time (default: `S = K`), so
   the prefix stays the same for `step` turns in a row. `step=1` is a plain window.
 * `TokenBudget(max_tokens, drop_to=0.75)` drops oldest whole rounds only when the context passes
   `max_tokens`, and then down to `drop_to * max_tokens`, leaving room for several turns before the
@@ -202,8 +202,9 @@ class SlidingWindow(ContextPolicy):
     - step: how many rounds are dropped at a time (>= 1; default: `keep`, at least 1).
       `step=1` is a plain window of exactly `keep` earlier rounds (the prefix then changes
       every turn).
-    - rounds: the former parameter, which counted the current round too: `rounds=N` is
-      `keep=N-1` with `step=N` (kept so existing code sends exactly what it sent).
+    - rounds: the former first parameter (also positional: `SlidingWindow(5)`), which counts the
+      current round too: `rounds=N` is `keep=N-1` with `step=N` by default, so existing code
+      sends exactly what it sent. `keep` is keyword-only, so the two never mix up.
 
     A round is a user message and everything after it up to the next user message (answers,
     tool calls, tool results). With `SlidingWindow(keep=2, step=3)`, the requests of a growing
@@ -211,8 +212,8 @@ class SlidingWindow(ContextPolicy):
 
         conv = Conversation(client, policy=SlidingWindow(keep=5, step=5))   # 5 to 9 earlier rounds"""
 
-    def __init__(self, keep: int | None = None, step: int | None = None, *,
-                 rounds: int | None = None) -> None:
+    def __init__(self, rounds: int | None = None, step: int | None = None, *,
+                 keep: int | None = None) -> None:
         if rounds is not None:
             if keep is not None:
                 raise UsageError("SlidingWindow takes keep= (earlier rounds) or the older rounds= "
