@@ -225,6 +225,8 @@ def _import_alone(mod: str) -> str | None:
     return None if r.returncode == 0 else f"{mod}:\n{r.stderr[-1500:]}"
 
 
+# ~140 interpreters: about a minute on a quiet 2-core machine, several on a busy one.
+@pytest.mark.timeout(600)
 def test_each_module_imports_alone_without_warnings():
     """A fresh interpreter per module: a hidden dependency on import order, or a warning at import
     time, fails here. (Run a few at a time: each is a separate process.)"""

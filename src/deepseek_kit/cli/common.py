@@ -439,22 +439,6 @@ def _is_tty(stream: TextIO | None) -> bool:
         return False
 
 
-def _plain_connection_reason(exc: BaseException, msg: str) -> str:
-    """aiohttp's "Cannot connect to host h:p ssl:default [Connect call failed ('h', p)]" becomes
-    "Connection refused" (the library's message already names the URL)."""
-    os_err = getattr(exc.__cause__, "os_error", None)
-    head, sep, _ = msg.partition(": ")
-    if not sep or not head.startswith("Could not reach ") or not isinstance(os_err, OSError):
-        return msg
-    if isinstance(os_err, ConnectionRefusedError):
-        reason = "connection refused"
-    elif isinstance(os_err, TimeoutError):
-        reason = "connection timed out"
-    else:
-        reason = os_err.strerror or str(os_err)
-    return f"{head}: {reason}" if reason else msg
-
-
 def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     """One human line for an error, secrets masked, with a hint for the common cases."""
     from deepseek_kit import (
@@ -471,7 +455,6 @@ def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     elif isinstance(exc, InsufficientBalanceError):
         msg += " (top up at https://platform.deepseek.com)"
     elif isinstance(exc, APIConnectionError) and not isinstance(exc, APIStatusError):
-        msg = _plain_connection_reason(exc, msg)
         attempts = getattr(exc, "attempts", 1)
         if attempts > 1:
             msg += f" (after {attempts} attempts)"
