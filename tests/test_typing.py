@@ -43,7 +43,7 @@ async def main(flag: bool) -> Decimal:
     async with AsyncClient() as client:
         c: ChatCompletion = await client.chat.completions.create(
             model="deepseek-flash", messages=msgs, cache="refresh", resume=True, timeout=30, max_retries=2,
-            thinking=False, user_id="u1", extra_headers={"X-A": "b"})
+            thinking=False, user_id="u1", extra_headers={"X-A": "b"}, endpoints={"deepseek"})
         s: AsyncStream = await client.chat.completions.create(model="deepseek-flash", messages=msgs, stream=True)
         either: ChatCompletion | AsyncStream = await client.chat.completions.create(
             model="deepseek-flash", messages=msgs, stream=flag)

@@ -11,7 +11,7 @@ that never go on the wire.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 import msgspec
@@ -48,6 +48,7 @@ class LoopParams(TypedDict, total=False):
     max_retries: int | None
     resume: bool | None
     cache: bool | Literal["force", "skip", "refresh"] | None
+    endpoints: Collection[str] | None
 
 
 class ConversationParams(LoopParams, total=False):
@@ -78,7 +79,7 @@ WIRE_ORDER: tuple[str, ...] = (
 )
 #: Arguments that shape the call, never the body.
 CLIENT_ONLY: frozenset[str] = frozenset({"extra_body", "extra_headers", "timeout", "max_retries", "resume",
-                                         "cache"})
+                                         "cache", "endpoints"})
 #: Every name `ChatParams` accepts (checked at run time too: a misspelt argument is a TypeError,
 #: as it would be with a written-out signature, instead of a field sent to the server).
 ALL_PARAMS: frozenset[str] = frozenset(ChatParams.__annotations__)
@@ -103,6 +104,7 @@ class FimParams(TypedDict, total=False):
     timeout: Timeout | float | None
     max_retries: int | None
     cache: bool | Literal["force", "skip", "refresh"] | None
+    endpoints: Collection[str] | None
 
 
 #: The FIM body's optional fields, in the order they are encoded (after model, prompt).

@@ -125,6 +125,27 @@ def _decode(resp: Response, decoder: SafeDecoder[Any], what: str) -> Any:
         raise APIConnectionError(f"the server sent a malformed {what} ({exc}): {snippet!r}") from None
 
 
+def _endpoint_names(client: PipelineClient, endpoints: Any) -> frozenset[str] | None:
+    """The per-call `endpoints=` as the router's `only_endpoints` set, checked against the client's
+    endpoints (a typo would otherwise surface as "no endpoint" at the first call)."""
+    if endpoints is None:
+        return None
+    if isinstance(endpoints, (str, bytes)) or not isinstance(endpoints, Iterable):
+        raise UsageError(f"endpoints must be a collection of endpoint names, e.g. {{'deepseek'}}, "
+                         f"not {endpoints!r}")
+    names = frozenset(endpoints)
+    router = client.router
+    if router is None:
+        raise UsageError("endpoints= picks among the client's endpoints: create the client with "
+                         "endpoints=[Endpoint(...), ...]")
+    known = [lv.name for lv in router.live]
+    unknown = sorted(names - set(known))
+    if unknown or not names:
+        what = f"unknown {unknown!r}" if unknown else "empty"
+        raise UsageError(f"endpoints={sorted(names)!r}: {what}; the client's endpoints are {known!r}")
+    return names
+
+
 class ChatCompletions:
     def __init__(self, client: PipelineClient) -> None:
         self._client = client
@@ -179,6 +200,11 @@ class ChatCompletions:
           this call even where undeclared, False = not.
         - cache: this call's client-cache rule: True/False or "force"/"skip"/"refresh"
           (docs/cache.md).
+        - endpoints: names of the client's `Endpoint`s this call may use (routing and failover
+          stay among them), e.g. `endpoints={"deepseek"}`; default: all of them.
+
+        The pipeline's other per-call keys (`deadline`, `failover`, `route`; docs/architecture.md)
+        are set by the steps themselves: a call's deadline is its `timeout`'s `total`.
 
         A last assistant message with `prefix: True` (chat prefix completion, Beta) is sent to the
         /beta base URL automatically."""
@@ -226,8 +252,11 @@ class ChatCompletions:
         cache = p.get("cache")
         started = asyncio.get_running_loop().time() if stream else 0.0
         options: dict[str, Any] | None = None if cache is None else {"cache": cache}
+        only = _endpoint_names(self._client, p.get("endpoints"))
         if _only_endpoints is not None:  # a continuation: only endpoints with prefix completion
-            options = {**(options or {}), "only_endpoints": _only_endpoints}
+            only = _only_endpoints if only is None else only & _only_endpoints
+        if only is not None:
+            options = {**(options or {}), "only_endpoints": only}
         resp = await self._client.request("POST", "/chat/completions", body=body, stream=stream, beta=beta,
                                           timeout=timeout, max_retries=max_retries,
                                           extra_headers=extra_headers, options=options)
@@ -301,7 +330,8 @@ class Completions:
         - echo, logprobs, max_tokens, stop, stream_options, temperature, top_p,
           frequency_penalty, presence_penalty: as in OpenAI's completions API
           (https://api-docs.deepseek.com/api/create-completion).
-        - extra_body, extra_headers, timeout, max_retries, cache: as in `chat.completions.create`.
+        - extra_body, extra_headers, timeout, max_retries, cache, endpoints: as in
+          `chat.completions.create`.
 
         Raises `UsageError` for a prompt that is not a string and `TypeError` for an unknown
         keyword (naming its close match)."""
@@ -319,10 +349,13 @@ class Completions:
                 fields[k] = v
         body = _body(fields, p.get("extra_body"))
         cache = p.get("cache")
+        options: dict[str, Any] = {} if cache is None else {"cache": cache}
+        only = _endpoint_names(self._client, p.get("endpoints"))
+        if only is not None:
+            options["only_endpoints"] = only
         resp = await self._client.request("POST", "/completions", body=body, stream=stream, beta=True,
                                           timeout=p.get("timeout", ...), max_retries=p.get("max_retries"),
-                                          extra_headers=p.get("extra_headers"),
-                                          options=None if cache is None else {"cache": cache})
+                                          extra_headers=p.get("extra_headers"), options=options or None)
         if stream:
             return AsyncCompletionStream(resp)
         return _decode(resp, completion_decoder, "completion")  # type: ignore[no-any-return]
