@@ -1,7 +1,7 @@
 """The public API's types catch mistakes: `mypy --strict` (the project's settings) passes on correct
 code and reports typos and wrong types at the exact line, for `create()` (chat and FIM, async and
 sync, `stream` literal or a bool variable, every per-call option), `Conversation`, `parse`, the tool
-loop and `cost`.
+loop, `cost` and the sync `Client`'s constructor.
 
 One mypy run over all the snippets, in process (`mypy.api.run`), with the repository's mypy cache:
 `scripts/test` runs `mypy -p deepseek_kit` first, so the library is read from the cache and only
@@ -74,7 +74,7 @@ class City(msgspec.Struct):
 
 
 def main(flag: bool) -> None:
-    with Client() as client:
+    with Client(max_retries=2, timeout=30) as client:
         s: Stream = client.chat.completions.create(model="deepseek-flash", messages=[], stream=True)
         either: ChatCompletion | Stream = client.chat.completions.create(model="m", messages=[], stream=flag)
         f: Completion = client.beta.completions.create(model="deepseek-flash", prompt="x", max_tokens=5)
@@ -110,6 +110,7 @@ async def main() -> None:
 def sync() -> None:
     with Client() as client:
         SyncConversation(client, temprature=1.0)
+    Client(max_retrys=3)
 '''
 
 # file, line, error: what mypy --strict must say (and nothing else).
@@ -130,6 +131,8 @@ EXPECTED = {
     ("bad.py", 19, 'Argument 2 to "cost" has incompatible type "int"; expected "str"  [arg-type]'),
     ("bad.py", 24, 'Unexpected keyword argument "temprature" for "SyncConversation"; did you mean '
                    '"temperature"?  [call-arg]'),
+    ("bad.py", 25, 'Unexpected keyword argument "max_retrys" for "Client"; did you mean "max_retries"?  '
+                   '[call-arg]'),
 }
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from deepseek_kit._steps.metrics.summary import Metrics
 from deepseek_kit._steps.router import EndpointHealth
@@ -222,10 +223,32 @@ class _User:
             extra_headers=extra_headers))
 
 
+P = ParamSpec("P")
+
+
+def _same_arguments_as(
+    source: Callable[P, Any],
+) -> Callable[[Callable[..., None]], Callable[Concatenate[Client, P], None]]:
+    """Give `Client.__init__` the parameters of `AsyncClient` (one list, written once): for mypy
+    through the ParamSpec, so `Client(max_retrys=3)` is a type error as it is for AsyncClient, and
+    for `help()`/`inspect` through `__signature__`."""
+
+    def apply(init: Callable[..., None]) -> Callable[Concatenate[Client, P], None]:
+        sig = inspect.signature(source)
+        me = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        init.__signature__ = sig.replace(parameters=[me, *sig.parameters.values()])  # type: ignore[attr-defined]
+        return init
+
+    return apply
+
+
 class Client:
     """Synchronous DeepSeek client; same arguments as `AsyncClient`. Use `with Client() as c:`."""
 
+    @_same_arguments_as(AsyncClient)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The arguments of `AsyncClient` (documented there); the client runs on a private event
+        loop thread, stopped by `close()` or the `with` block."""
         self._runner = _LoopThread()
         try:
             self._async = self._runner.run(self._make(*args, **kwargs))
