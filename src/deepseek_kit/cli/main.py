@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import ask, batch, chat, common, info, keys, logs, serve, stats
+from . import ask, batch, chat, clients, common, info, keys, logs, serve, stats
 
 __all__ = ["build_parser", "main"]
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_parser(sub)
     chat.add_parser(sub)
     keys.add_parser(sub)
+    clients.add_parser(sub)
     logs.add_parser(sub)
     info.add_parser(sub)
     serve.add_parser(sub)

@@ -25,10 +25,13 @@ if TYPE_CHECKING:
         VirtualKey,
         check_pepper,
     )
+    from .oauth_clients import ClientRecord
+    from .oauth_tokens import TokenService, tokens_for
     from .state import open_state
 
 _LAZY: dict[str, str] = {
     "BEIJING": "deepseek_kit._wire.pricing",
+    "ClientRecord": ".oauth_clients",
     "GATEWAY_KEY": ".app",
     "GatewayConfig": ".config",
     "GatewayConfigError": ".config",
@@ -36,6 +39,7 @@ _LAZY: dict[str, str] = {
     "GatewayState": ".keys",
     "KeyRecord": ".keys",
     "StateUnavailableError": ".keys",
+    "TokenService": ".oauth_tokens",
     "VirtualKey": ".keys",
     "check_pepper": ".keys",
     "create_gateway_app": ".app",
@@ -43,6 +47,7 @@ _LAZY: dict[str, str] = {
     "now": "deepseek_kit._wire.pricing",
     "open_state": ".state",
     "parse_gateway_config": ".config",
+    "tokens_for": ".oauth_tokens",
 }
 
 
@@ -51,12 +56,14 @@ __getattr__, __dir__ = lazy_namespace(__name__, _LAZY)
 __all__ = [
     "BEIJING",
     "GATEWAY_KEY",
+    "ClientRecord",
     "GatewayConfig",
     "GatewayConfigError",
     "GatewayKeyError",
     "GatewayState",
     "KeyRecord",
     "StateUnavailableError",
+    "TokenService",
     "VirtualKey",
     "check_pepper",
     "create_gateway_app",
@@ -64,4 +71,5 @@ __all__ = [
     "now",
     "open_state",
     "parse_gateway_config",
+    "tokens_for",
 ]
