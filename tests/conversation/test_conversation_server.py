@@ -73,6 +73,16 @@ async def test_a_closed_or_failed_stream_lets_the_next_turn_run(emulator, client
     assert [m["content"] for m in conv.history[::2]] == ["Hello", "Still there?"]
 
 
+async def test_a_stream_dropped_unclosed_does_not_hold_the_conversation(emulator, client):
+    """`async for ... in conv.stream(q): break` with nothing keeping the stream: once collected it
+    lets go of the conversation, and the next turn runs."""
+    conv = Conversation(client)
+    async for _ in conv.stream("Tell me a long story."):
+        break
+    await asyncio.wait_for(conv.send("Hello"), 30)
+    assert [m["content"] for m in conv.history[::2]] == ["Hello"]
+
+
 async def test_max_history_drops_the_oldest_whole_rounds_and_keeps_the_system_prompt(emulator, client):
     conv = Conversation(client, system="Be brief.", max_history=5, policy=TokenBudget(100_000))
     for i in range(4):

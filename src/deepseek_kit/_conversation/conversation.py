@@ -35,7 +35,8 @@ Decisions (and why):
 * One turn at a time. Concurrent `send()`/`stream()`/`run_tools()` on one conversation (two
   requests of a web handler sharing it) are serialized by an asyncio lock, in arrival order: each
   turn is built from the history the previous one committed, never interleaved. A stream holds the
-  conversation from its first iteration until it ends or is closed: use `async with`.
+  conversation from its first iteration until it ends or is closed: use `async with` (a stream
+  dropped unclosed lets go when it is garbage-collected).
 * `max_history=N` bounds the stored history to N messages: after each turn the oldest whole rounds
   are dropped (never the system prompt, never half a round; the newest round is kept even when it
   alone is longer). Policies and summaries keep working: messages are numbered from the start of

@@ -6,6 +6,9 @@ than itself, so this module does not import the conversation that imports it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -27,7 +30,8 @@ class ConversationStream:
     `get_final_completion()` give what has arrived; `committed` says whether the turn went into the
     history. Leaving before the finish chunk (break, aclose, exception, cancellation) commits
     nothing and drops the connection. From its first iteration until it ends or is closed, the
-    stream holds its conversation: other turns wait (use `async with` so it is always closed)."""
+    stream holds its conversation: other turns wait (use `async with` so it is always closed; a
+    stream dropped unclosed lets go when it is garbage-collected)."""
 
     def __init__(self, open_turn: Callable[[], Awaitable[tuple[AsyncStream, str]]],
                  commit: Callable[[ChatCompletion, str], None],
@@ -37,6 +41,7 @@ class ConversationStream:
         # Called once when the turn is over (read to the end, closed, or failed): the conversation
         # holds its lock from `open_turn` until then, so turns never interleave.
         self._release = release
+        self._finalizer: weakref.finalize[..., ConversationStream] | None = None
         self._inner: AsyncStream | None = None
         self._model = ""
         self.committed = False
@@ -47,6 +52,12 @@ class ConversationStream:
             if self.closed:
                 raise UsageError("this conversation stream was closed")
             self._inner, self._model = await self._open_turn()
+            if self._release is not None:
+                # A stream dropped unclosed (`async for ... in conv.stream(q): break`, then nothing
+                # holds it) must not hold the conversation forever: when it is collected, the lock
+                # is released on its loop.
+                self._finalizer = weakref.finalize(self, _release_soon, asyncio.get_running_loop(),
+                                                   self._release)
         return self._inner
 
     def __aiter__(self) -> ConversationStream:
@@ -73,6 +84,8 @@ class ConversationStream:
 
     def _done(self) -> None:
         release, self._release = self._release, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
         if release is not None and self._inner is not None:
             release()
 
@@ -125,6 +138,13 @@ class ConversationStream:
         """The reasoning_content received so far (thinking mode; "" otherwise)."""
         c = self.get_final_completion() if self._inner is not None else None
         return (c.choices[0].message.reasoning_content or "") if c and c.choices else ""
+
+
+def _release_soon(loop: asyncio.AbstractEventLoop, release: Callable[[], None]) -> None:
+    """Release a dropped stream's conversation lock on the loop that holds it (the collector may
+    run in another thread); nothing to do once that loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(release)
 
 
 def _finished(stream: AsyncStream) -> bool:
