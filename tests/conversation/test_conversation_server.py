@@ -137,3 +137,14 @@ def test_sync_conversation_runs_tools_and_checks_keywords(emulator):
         assert result.content and len(conv.conversation) == 4
         with pytest.raises(TypeError, match="temperature"):
             SyncConversation(c, temprature=1)  # type: ignore[call-arg]
+
+
+def test_sync_conversation_shared_between_threads_is_serialized(emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Client(api_key="sk-test", base_url=emulator.base_url) as c:
+        conv = SyncConversation(c, policy=None)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(conv.send, [f"Question {i}" for i in range(4)]))
+        assert sorted(len(b["messages"]) for b in chat_bodies(emulator)) == [1, 3, 5, 7]
+        assert set(_pairs(conv.conversation.history)) == {("user", "assistant")}
