@@ -33,7 +33,7 @@ PUBLIC = [
     "Summarize", "Summarizer", "SyncConversation", "SyncConversationStream", "Timeout", "TokenBudget",
     "Tool", "ToolArgumentsError", "ToolCall", "ToolCallStarted", "ToolError", "ToolResult", "ToolRun",
     "Transport", "UnprocessableEntityError", "Usage", "UsageError", "Window", "__version__",
-    "cost", "count_messages", "count_tokens", "delete_conversation", "list_conversations",
+    "cost", "count_messages", "count_tokens", "delete_conversation", "is_peak", "list_conversations",
     "load_conversation", "metrics_handler", "parse", "parse_sync", "preset", "run_batch", "run_tool_loop",
     "run_tool_loop_sync", "run_tools", "run_tools_sync", "save_conversation", "serve_metrics", "tool",
 ]

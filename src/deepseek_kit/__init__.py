@@ -102,7 +102,7 @@ if TYPE_CHECKING:
     )
     from ._wire.holidays import HolidayCalendar, HolidayCalendarWarning
     from ._wire.presets import PRESETS, Preset, preset
-    from ._wire.pricing import ModelPrice
+    from ._wire.pricing import ModelPrice, is_peak
     from ._wire.sse import ServerSentEvent, SSEDecoder
     from ._wire.tokens import count_messages, count_tokens
     from ._wire.types import (
@@ -246,6 +246,7 @@ _LAZY: dict[str, str] = {
     "count_messages": "._wire.tokens",
     "count_tokens": "._wire.tokens",
     "delete_conversation": "._logs.store",
+    "is_peak": "._wire.pricing",
     "list_conversations": "._logs.store",
     "load_conversation": "._logs.store",
     "metrics_handler": "._steps.metrics.prometheus",
@@ -391,6 +392,7 @@ __all__ = [
     "count_messages",
     "count_tokens",
     "delete_conversation",
+    "is_peak",
     "list_conversations",
     "load_conversation",
     "metrics_handler",

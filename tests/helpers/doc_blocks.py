@@ -280,8 +280,6 @@ def _clean(text: str) -> str:
     lines = [line.rstrip() for line in text.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
-    while lines and not lines[0]:
-        lines.pop(0)
     return "\n".join(lines)
 
 
@@ -317,7 +315,10 @@ def update_document(path: Path) -> int:
                 n = len(block.output.rstrip("\n").split("\n")) if block.output.strip() else 0
             else:
                 continue
-        if lines[start:start + n] != body:
+        before = "\n".join(lines[start:start + n])
+        # Only real differences: a rerun that changed nothing but ids, clocks and durations keeps
+        # the document's text (and its diff quiet).
+        if normalize(before, block.volatile) != normalize("\n".join(body), block.volatile):
             lines[start:start + n] = body
             changed += 1
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -1,5 +1,6 @@
-"""Structured output through JSON mode, against the emulator (it answers with a JSON object that
-mimics the first example object in the prompt when a prompt mentions "json", else with spaces)."""
+"""Structured output through JSON mode, against the emulator (when a prompt mentions "json" it
+answers with an object valid against the JSON schema in the prompt, or with the `ignore_schema`
+directive one that mimics the first example object; else with spaces)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ class Pair(TypedDict):
 
 
 class Kind(msgspec.Struct):
-    kind: Literal["alpha", "beta"]  # the emulator fills strings with words: never valid
+    kind: Literal["alpha", "beta"]  # with ignore_schema the emulator fills strings with words: never valid
+
+
+IGNORE_SCHEMA = {"X-DSK-Emulate": "ignore_schema"}
 
 
 @pytest.mark.parametrize("tp", [City, CityModel, Score, Pair])
@@ -170,7 +174,7 @@ async def test_msgspec_validation_error_is_fed_back(emulator):
 async def test_gives_up_with_a_typed_error_after_max_reasks(emulator):
     async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
         with pytest.raises(StructuredOutputError) as info:
-            await parse(c, "Which kind?", Kind, model=MODEL, max_reasks=2)
+            await parse(c, "Which kind?", Kind, model=MODEL, max_reasks=2, extra_headers=IGNORE_SCHEMA)
         err = info.value
         assert isinstance(err, DeepSeekError)
         assert err.attempts == 3 and len(err.errors) == 3
@@ -185,7 +189,7 @@ async def test_gives_up_with_a_typed_error_after_max_reasks(emulator):
             f"That reply is not valid: {e}" for e in err.errors[:2]]
 
         with pytest.raises(StructuredOutputError):
-            await parse(c, "Which kind?", Kind, model=MODEL, max_reasks=0)
+            await parse(c, "Which kind?", Kind, model=MODEL, max_reasks=0, extra_headers=IGNORE_SCHEMA)
         assert emulator.state.total_requests == 4
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 if TYPE_CHECKING:
+    import asyncio
+
     from deepseek_kit import AsyncClient
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "backend",
     "error_line",
     "for_stream",
+    "interruptible",
     "log_step",
     "log_steps",
     "make_client",
@@ -486,3 +489,25 @@ def run_async(main: Callable[[], Awaitable[T]]) -> T:
                     return runner.run(_main())
             uvloop.install()  # pragma: no cover - Python 3.10
     return asyncio.run(_main())
+
+
+async def interruptible(task: asyncio.Task[Any]) -> bool:
+    """Wait for `task`; Ctrl-C meanwhile cancels it instead of the session. True if it finished."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGINT)
+    installed = False
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        pass
+    try:
+        await asyncio.wait({task})
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, previous)
+    return not task.cancelled()

@@ -34,6 +34,7 @@ from .admin import add_admin_routes
 from .admission import DEFAULT_RESERVE_TOKENS, TOKENS_PER_BYTE, Admission, worst_case
 from .balance import BalanceCollector, BalanceWatch
 from .config import GatewayConfig, GatewayConfigError, load_gateway_config
+from .dashboard import DashboardSources, LiveStats, add_dashboard_routes
 from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .keylimits import KeyLimits
@@ -77,6 +78,7 @@ class Gateway:
         self._global = (config.rpm, config.tpm, config.max_in_flight)
         self.meter = StreamMeter()
         self.budgets: BudgetRefresher | None = None
+        self.live = LiveStats()  # the dashboard's rolling window of finished requests
 
     def build_client(self) -> AsyncClient:
         c = self.config
@@ -358,6 +360,7 @@ class Gateway:
             if call.status == 0:
                 call.status = 499  # the caller went away before an answer
             self.metrics.observe(call, seconds, spent)
+            self.live.record(seconds, call.ttft, call.status)
             if self.config.access_log:
                 access_line(call, request.method, request.path, seconds, spent)
 
@@ -461,6 +464,12 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
     for prefix in ("", "/v1"):
         r.add_get(prefix + "/models", gw.models)
         r.add_get(prefix + "/user/balance", gw.balance)
+    add_dashboard_routes(app, DashboardSources(  # dashboard/: log in with the admin key; stats, keys
+        state=lambda: gw.admission.state, endpoints=lambda: gw.client.endpoints() if gw.client else [],
+        balances=lambda: gw.upstream_balance, live=gw.live, currency=config.currency,
+        admin_key=(os.environ.get(config.admin_key_env) if config.admin_key_env else None) or None,
+        now=lambda: datetime.fromtimestamp(gw.admission.clock(), timezone.utc), draining=lambda: gw.draining,
+        state_url=config.state))
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
                                 lambda: gw.draining))
