@@ -10,7 +10,6 @@ that never go on the wire.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
@@ -123,6 +122,8 @@ def check_params(where: str, given: Iterable[str], allowed: frozenset[str] = ALL
     bad = sorted(set(given) - allowed)
     if not bad:
         return
+    import difflib  # only on the error path: the client imports this module on its first name
+
     parts = []
     for name in bad:
         near = difflib.get_close_matches(name, sorted(allowed), n=1)
