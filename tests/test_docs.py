@@ -413,7 +413,7 @@ def _update() -> None:
             if done.returncode:
                 raise SystemExit(f"{block.name} failed:\n{done.stderr}")
             start = block.line + len(block.text.rstrip("\n").split("\n")) + 2
-            n = len(block.output.rstrip("\n").split("\n"))
+            n = len(block.output.rstrip("\n").split("\n")) if block.output.strip() else 0
             lines[start:start + n] = done.stdout.rstrip("\n").split("\n")
         page.write_text("\n".join(lines), encoding="utf-8")
 
