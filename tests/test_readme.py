@@ -83,11 +83,13 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
 
 
 def test_examples_pass_mypy_strict(tmp_path: Path) -> None:
-    """Every python block and example file, as a user copies it, passes `mypy --strict`."""
+    """Every python block of the README and of docs/ (guides and topic pages) and every example file,
+    as a user copies it, passes `mypy --strict` (the guides' examples also run: tests/test_docs.py)."""
     from mypy import api
 
     files: list[str] = []
-    for i, block in enumerate(PYTHON):
+    docs = [b for page in sorted((ROOT / "docs").rglob("*.md")) for b in blocks(page) if b.lang == "python"]
+    for i, block in enumerate(PYTHON + docs):
         stem = re.sub(r"\W", "_", block.path.stem)
         f = tmp_path / f"{stem}_line{block.line}_{i}.py"
         f.write_text(block.text)
