@@ -262,7 +262,7 @@ def run_gateway(args: argparse.Namespace) -> int:
     # One JSON line per request on stderr (no secrets: see server/gateway/metrics.py).
     access = logging.getLogger("deepseek_kit.gateway.access")
     if config.access_log and not access.handlers:
-        from deepseek_kit.server.gateway.accesslog import AccessLogHandler
+        from deepseek_kit.server.gateway import AccessLogHandler
 
         access.addHandler(AccessLogHandler(sys.stderr))  # lines written in batches
         access.setLevel(logging.INFO)
