@@ -25,7 +25,7 @@ PUBLIC = [
     "KeepAll", "KeyRotation", "LimitBackendError", "LimitStep", "Limits", "LogConfig", "LogEntry",
     "LogStats", "LogStep", "Logs", "MaxStepsExceeded", "MemoryBackend", "Metrics", "MetricsConfig",
     "MetricsStep", "MockResponse", "MockTransport", "Model", "ModelList", "ModelPrice",
-    "ModelSummarizer", "NotFoundError", "OAuth2ClientCredentials", "OTelHook", "Preset",
+    "ModelSummarizer", "NotFoundError", "OAuth2ClientCredentials", "OTelHook", "Parsed", "Preset",
     "PrometheusHook", "QueueTimeoutError", "RateLimitError", "ReasoningDelta", "RedisBackend",
     "Request", "RequestRecord", "Response", "Resumption", "RetryPolicy", "Routing", "SQLiteBackend",
     "SSEDecoder", "ServerSentEvent", "ServiceUnavailableError", "SlidingWindow", "StaticKey", "Step",
@@ -33,8 +33,8 @@ PUBLIC = [
     "Summarize", "Summarizer", "SyncConversation", "SyncConversationStream", "Timeout", "TokenBudget",
     "Tool", "ToolArgumentsError", "ToolCall", "ToolCallStarted", "ToolError", "ToolResult", "ToolRun",
     "Transport", "UnprocessableEntityError", "Usage", "UsageError", "Window", "__version__",
-    "count_messages", "count_tokens", "delete_conversation", "list_conversations", "load_conversation",
-    "metrics_handler", "parse", "parse_sync", "preset", "run_batch", "run_tool_loop",
+    "cost", "count_messages", "count_tokens", "delete_conversation", "is_peak", "list_conversations",
+    "load_conversation", "metrics_handler", "parse", "parse_sync", "preset", "run_batch", "run_tool_loop",
     "run_tool_loop_sync", "run_tools", "run_tools_sync", "save_conversation", "serve_metrics", "tool",
 ]
 

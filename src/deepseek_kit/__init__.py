@@ -74,11 +74,12 @@ if TYPE_CHECKING:
         run_tools,
         run_tools_sync,
     )
-    from ._tools.structured import StructuredOutputError, parse, parse_sync
+    from ._tools.structured import Parsed, StructuredOutputError, parse, parse_sync
     from ._tools.tool import Tool, ToolArgumentsError, tool
     from ._transport.request import Request, Response
     from ._transport.timeouts import Timeout
     from ._transport.transports import AiohttpTransport, MockResponse, MockTransport, Transport
+    from ._wire.cost import cost
     from ._wire.errors import (
         AllEndpointsFailedError,
         APIConnectionError,
@@ -101,7 +102,7 @@ if TYPE_CHECKING:
     )
     from ._wire.holidays import HolidayCalendar, HolidayCalendarWarning
     from ._wire.presets import PRESETS, Preset, preset
-    from ._wire.pricing import ModelPrice
+    from ._wire.pricing import ModelPrice, is_peak
     from ._wire.sse import ServerSentEvent, SSEDecoder
     from ._wire.tokens import count_messages, count_tokens
     from ._wire.types import (
@@ -198,6 +199,7 @@ _LAZY: dict[str, str] = {
     "OAuth2ClientCredentials": "._steps.auth",
     "OTelHook": "._steps.metrics.otel",
     "PRESETS": "._wire.presets",
+    "Parsed": "._tools.structured",
     "Preset": "._wire.presets",
     "PrometheusHook": "._steps.metrics.prometheus",
     "QueueTimeoutError": "._steps.limits.base",
@@ -240,9 +242,11 @@ _LAZY: dict[str, str] = {
     "Usage": "._wire.types",
     "UsageError": "._wire.errors",
     "Window": "._conversation.context",
+    "cost": "._wire.cost",
     "count_messages": "._wire.tokens",
     "count_tokens": "._wire.tokens",
     "delete_conversation": "._logs.store",
+    "is_peak": "._wire.pricing",
     "list_conversations": "._logs.store",
     "load_conversation": "._logs.store",
     "metrics_handler": "._steps.metrics.prometheus",
@@ -340,6 +344,7 @@ __all__ = [
     "NotFoundError",
     "OAuth2ClientCredentials",
     "OTelHook",
+    "Parsed",
     "Preset",
     "PrometheusHook",
     "QueueTimeoutError",
@@ -383,9 +388,11 @@ __all__ = [
     "UsageError",
     "Window",
     "__version__",
+    "cost",
     "count_messages",
     "count_tokens",
     "delete_conversation",
+    "is_peak",
     "list_conversations",
     "load_conversation",
     "metrics_handler",

@@ -224,7 +224,7 @@ def test_truncated_answer_warns(emulator_factory, env):
     ["ask", "--timeout", "0", "Hi"],
     ["ask", "--max-retries", "-1", "Hi"],
     ["ask", "--no-such-option", "Hi"],
-    ["no-such-command"],
+    ["bach"],  # a typo of a command, not a question (tests/cli/test_habits.py)
     [],
 ])
 def test_bad_arguments_exit_2(env, args, dsk_main):

@@ -175,3 +175,18 @@ def test_bad_tools_files_are_one_line_errors(emulator, env, tmp_path, source, er
     assert proc.returncode == 2
     assert one_error_line(proc).startswith(error.format(path=path))
     assert chat_bodies(emulator) == []
+
+
+def test_a_tool_run_joins_the_conversation_and_continues_with_c(emulator, env, tools_file):
+    url = emulator.base_url
+    first = run_dsk("ask", "--base-url", url, "--tools", str(tools_file), "Use add to add 2 and 3.",
+                    env=env)
+    assert first.returncode == 0, first.stderr
+    answer = first.stdout.rstrip("\n")
+    then = run_dsk("-c", "--base-url", url, "--tools", str(tools_file), "Thanks. Now say hi.", env=env)
+    assert then.returncode == 0, then.stderr
+    # The question and the final answer are history; the tool rounds stay in the request log.
+    sent = chat_bodies(emulator)[-1]["messages"]
+    assert sent[0] == {"role": "user", "content": "Use add to add 2 and 3."}
+    assert sent[1]["role"] == "assistant" and sent[1]["content"] == answer and not sent[1].get("tool_calls")
+    assert sent[2] == {"role": "user", "content": "Thanks. Now say hi."}

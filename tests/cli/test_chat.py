@@ -8,10 +8,11 @@ import re
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 
 import pytest
 
-from deepseek_kit import Client
+from deepseek_kit import Client, list_conversations, load_conversation
 from deepseek_kit.server import EmulatorThread
 from tests.helpers.dsk import FAKE_KEY, MODEL, chat_bodies, dsk_env, run_dsk
 from tests.helpers.net import closed_port
@@ -136,17 +137,21 @@ def test_interactive_session_ctrl_c_stops_only_the_answer(emulator_factory, env)
         t.send("\x03")  # Ctrl-C at the prompt drops the line, keeps the session
         t.expect(r">")
         t.send("What is 2+2?\r")
-        expected = library_reply(emu.base_url, [{"role": "user", "content": "What is 2+2?"}])
-        t.expect(re.escape(expected.content[:40]))
+        t.expect(r"thought for \d+ tokens")
         t.expect(r">")
         t.send("\x04")  # Ctrl-D
         assert t.wait() == 0
     finally:
         t.close()
     assert "Traceback" not in t.text and FAKE_KEY not in t.raw
-    bodies = chat_bodies(emu)
-    # The interrupted turn is dropped from the history; the session went on.
-    assert bodies[-1]["messages"] == [{"role": "user", "content": "What is 2+2?"}]
+    # The interrupted turn stays in the history, as far as it got (here: reasoning, which is not
+    # sent back without tools); the session went on.
+    story, partial, question = chat_bodies(emu)[-1]["messages"]
+    assert story == {"role": "user", "content": "Tell me a long story"}
+    assert partial["role"] == "assistant" and "reasoning_content" not in partial
+    assert question == {"role": "user", "content": "What is 2+2?"}
+    expected = library_reply(emu.base_url, [story, partial, question])
+    assert expected.content[:40] in t.text
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -159,19 +164,30 @@ def test_sigint_during_a_scripted_answer_keeps_the_session(emulator_factory, env
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(b"Slow one\n")
         proc.stdin.flush()
-        proc.stdout.read(1)  # mid-answer
+        first = proc.stdout.read(1)  # mid-answer
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(b"Fast one\n", timeout=60)
+        out = first + out
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
     assert b"[interrupted]" in err and b"Traceback" not in err
-    bodies = chat_bodies(emu)
-    assert [b["messages"] for b in bodies][-1] == [{"role": "user", "content": "Fast one"}]
-    fast = library_reply(emu.base_url, [{"role": "user", "content": "Fast one"}], thinking=False)
-    assert out.decode().endswith("\n" + fast.content + "\n")
+    # The partial answer (what was printed, once) stays in the history, marked interrupted.
+    slow, partial, fast_q = chat_bodies(emu)[-1]["messages"]
+    assert slow == {"role": "user", "content": "Slow one"}
+    assert fast_q == {"role": "user", "content": "Fast one"}
+    full = library_reply(emu.base_url, [slow], thinking=False).content
+    assert partial["role"] == "assistant" and partial["content"] and full.startswith(partial["content"])
+    fast = library_reply(emu.base_url, [slow, partial, fast_q], thinking=False)
+    assert out.decode() == partial["content"] + "\n" + fast.content + "\n"
+    # Stored (every chat is, from its first answer on), the cut turn marked with its estimated cost.
+    (saved,) = list_conversations(path=os.path.join(env["DSK_HOME"], "logs.sqlite3"))
+    messages, meta = load_conversation(saved.id, path=os.path.join(env["DSK_HOME"], "logs.sqlite3"))
+    assert messages[1] == partial and len(messages) == 4 and meta["source"] == "chat"
+    (cut,) = meta["interrupted"]
+    assert cut["message"] == 1 and cut["estimated"] is True and Decimal(cut["cost"]) > 0
 
 
 def stream_reply(base_url: str, messages: list[dict], **kw):

@@ -191,7 +191,8 @@ def test_bad_commands_end_a_scripted_session_with_status_2(emulator, env, script
 def test_resume_errors_are_one_line(emulator, env):
     proc = run(emulator, env, "Hi\n", "--resume", "last")
     assert proc.returncode == 2
-    assert proc.stderr == "dsk: error: there is no saved conversation yet (/save saves one)\n"
+    assert proc.stderr == ("dsk: error: there is no saved conversation yet (dsk chat and dsk ask save "
+                           "theirs after the first answer)\n")
 
 
 def test_help_lists_every_command(emulator, env):

@@ -77,7 +77,7 @@ def test_window_step_one_is_the_seeds_system_plus_last_five_rounds():
     out = SlidingWindow(rounds=5, step=1).select(chat(12), ctx())
     assert out[0] == SYSTEM
     assert rounds_of(out) == [7, 8, 9, 10, 11]
-    assert SlidingWindow(5, step=1).select(chat(3), ctx()) == chat(3)
+    assert SlidingWindow(rounds=5, step=1).select(chat(3), ctx()) == chat(3)
 
 
 def test_window_default_drops_in_coarse_steps_and_keeps_at_least_five_rounds():
@@ -91,8 +91,41 @@ def test_window_default_drops_in_coarse_steps_and_keeps_at_least_five_rounds():
     # The first kept round only moves every 5 turns: the prompt prefix is stable in between.
     assert sorted(set(starts)) == [0, 5, 10, 15, 20, 25]
     assert sum(1 for a, b in zip(starts, starts[1:]) if a != b) == 5
-    seed = [rounds_of(SlidingWindow(5, step=1).select(chat(n), ctx()))[0] for n in range(1, 31)]
+    seed = [rounds_of(SlidingWindow(rounds=5, step=1).select(chat(n), ctx()))[0] for n in range(1, 31)]
     assert sum(1 for a, b in zip(seed, seed[1:]) if a != b) == 25  # the seed's window moves every turn
+
+
+@pytest.mark.parametrize(("keep", "step"), [(5, 5), (2, 3), (0, 1), (3, 1), (4, 2)])
+def test_stepped_window_sends_between_keep_and_keep_plus_step_minus_one_earlier_rounds(keep, step):
+    """The exact counts: the current round plus `keep` to `keep + step - 1` earlier rounds once the
+    conversation is long enough, and the first kept round moves only every `step` turns."""
+    w = SlidingWindow(keep=keep, step=step)
+    earlier, starts = [], []
+    for n in range(1, 41):
+        kept = rounds_of(w.select(chat(n), ctx()))
+        assert kept[-1] == n - 1 and kept == list(range(kept[0], n))
+        earlier.append(len(kept) - 1)
+        starts.append(kept[0])
+    assert earlier[:keep + 1] == list(range(keep + 1))  # everything while there is little
+    assert set(earlier[keep:]) == set(range(keep, keep + step))
+    assert sum(1 for a, b in zip(starts, starts[1:]) if a != b) == (40 - 1 - keep) // step
+
+
+def test_stepped_window_example_from_the_docstring_and_defaults():
+    w = SlidingWindow(keep=2, step=3)
+    assert [len(rounds_of(w.select(chat(n), ctx()))) - 1 for n in range(1, 10)] == [0, 1, 2, 3, 4, 2, 3, 4, 2]
+    assert SlidingWindow() == SlidingWindow(keep=5, step=5)
+    assert SlidingWindow(5) == SlidingWindow(rounds=5) == SlidingWindow(keep=4, step=5)  # positional: rounds
+    assert SlidingWindow(5, 1) == SlidingWindow(keep=4, step=1)
+    assert repr(SlidingWindow(rounds=5)) == "SlidingWindow(keep=4, step=5)"
+    assert SlidingWindow(keep=0).step == 1
+    # rounds= (the current round included) sends exactly what it always did
+    for n in range(1, 30):
+        assert SlidingWindow(rounds=5).select(chat(n), ctx()) == SlidingWindow(keep=4, step=5).select(chat(n), ctx())
+    with pytest.raises(UsageError, match="not both"):
+        SlidingWindow(keep=3, rounds=4)
+    with pytest.raises(UsageError, match="keep"):
+        SlidingWindow(keep=-1)
 
 
 def test_window_validates_and_is_also_called_window():
@@ -287,7 +320,7 @@ def test_summarize_needs_a_summarizer_outside_a_conversation():
 
 
 async def test_policies_compose_with_or_and_lists():
-    a, b = SlidingWindow(4, step=1), TokenBudget(100)
+    a, b = SlidingWindow(rounds=4, step=1), TokenBudget(100)
     chained = a | b
     assert isinstance(chained, Chain) and chained.policies == [a, b]
     assert isinstance(as_policy([a, b]), Chain)
@@ -301,7 +334,7 @@ async def test_policies_compose_with_or_and_lists():
     assert len(rounds_of(out)) < 4 and total(out) <= 100
     # State is kept per position in the chain.
     rec = Recorder()
-    chain = [SlidingWindow(8, step=1), Summarize(threshold_chars=300, keep_rounds=2, summarizer=rec)]
+    chain = [SlidingWindow(rounds=8, step=1), Summarize(threshold_chars=300, keep_rounds=2, summarizer=rec)]
     policy = as_policy(chain)
     c = ctx()
     await policy.prepare(turns, c)

@@ -308,7 +308,7 @@ async def test_usage_errors(client):
 
 def test_sync_conversation(emulator):
     with Client(api_key="sk-test", base_url=emulator.base_url) as client:
-        conv = SyncConversation(client, system="Sync.", policy=SlidingWindow(2, step=1))
+        conv = SyncConversation(client, system="Sync.", policy=SlidingWindow(rounds=2, step=1))
         r = conv.send("One.")
         assert r.choices[0].message.content
         with conv.stream("Two.") as s:

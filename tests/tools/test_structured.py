@@ -1,5 +1,6 @@
-"""Structured output through JSON mode, against the emulator (it answers with a JSON object that
-mimics the first example object in the prompt when a prompt mentions "json", else with spaces)."""
+"""Structured output through JSON mode, against the emulator (when a prompt mentions "json" it
+answers with an object valid against the JSON schema in the prompt, or with the `ignore_schema`
+directive one that mimics the first example object; else with spaces)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ class Pair(TypedDict):
 
 
 class Kind(msgspec.Struct):
-    kind: Literal["alpha", "beta"]  # the emulator fills strings with words: never valid
+    kind: Literal["alpha", "beta"]  # with ignore_schema the emulator fills strings with words: never valid
+
+
+IGNORE_SCHEMA = {"X-DSK-Emulate": "ignore_schema"}
 
 
 @pytest.mark.parametrize("tp", [City, CityModel, Score, Pair])
@@ -167,10 +171,10 @@ async def test_msgspec_validation_error_is_fed_back(emulator):
     assert "population is too round" in chat_bodies(emulator)[1]["messages"][-1]["content"]
 
 
-async def test_gives_up_with_a_typed_error_after_max_retries(emulator):
+async def test_gives_up_with_a_typed_error_after_max_reasks(emulator):
     async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
         with pytest.raises(StructuredOutputError) as info:
-            await parse(c, "Which kind?", Kind, model=MODEL, max_retries=2)
+            await parse(c, "Which kind?", Kind, model=MODEL, max_reasks=2, extra_headers=IGNORE_SCHEMA)
         err = info.value
         assert isinstance(err, DeepSeekError)
         assert err.attempts == 3 and len(err.errors) == 3
@@ -185,7 +189,7 @@ async def test_gives_up_with_a_typed_error_after_max_retries(emulator):
             f"That reply is not valid: {e}" for e in err.errors[:2]]
 
         with pytest.raises(StructuredOutputError):
-            await parse(c, "Which kind?", Kind, model=MODEL, max_retries=0)
+            await parse(c, "Which kind?", Kind, model=MODEL, max_reasks=0, extra_headers=IGNORE_SCHEMA)
         assert emulator.state.total_requests == 4
 
 
@@ -225,3 +229,48 @@ def test_parse_sync(emulator):
     with Client(api_key="sk-test", base_url=emulator.base_url) as c:
         out = parse_sync(c, "Describe a city.", Score, model=MODEL)
     assert isinstance(out, Score) and isinstance(out.value, float)
+
+
+SATURDAY = "2026-12-05T03:00:00Z"  # off-peak all day: the cost does not depend on when the test runs
+
+
+async def test_full_returns_the_value_with_completion_summed_usage_cost_and_attempts(emulator, monkeypatch):
+    """`full=True`: the object and what it took - two attempts here (the first reply is blank:
+    no "json" in the prompt), their usage summed and priced (deepseek_kit.cost)."""
+    from datetime import datetime
+
+    from deepseek_kit import Parsed, cost
+
+    monkeypatch.setenv("DSK_FAKE_NOW", SATURDAY)
+    async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
+        result = await parse(c, "Describe a city.", City, model=MODEL, instructions=False, full=True)
+    assert isinstance(result, Parsed) and isinstance(result.value, City)
+    assert result.attempts == 2 == emulator.state.total_requests
+    assert result.completion.choices[0].message.content
+    assert result.usage is not None and result.completion.usage is not None
+    assert result.usage.prompt_tokens > result.completion.usage.prompt_tokens  # both attempts counted
+    at = datetime.fromisoformat(SATURDAY.replace("Z", "+00:00"))
+    assert result.cost == cost(result.usage, MODEL, at) > 0
+    assert result.currency == "CNY"
+
+
+async def test_max_retries_is_the_old_reask_count_with_a_deprecation_warning(emulator):
+    async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
+        with pytest.warns(DeprecationWarning, match="max_reasks"), pytest.raises(StructuredOutputError) as ei:
+            await parse(c, "Which kind?", Kind, model=MODEL, max_retries=1, extra_headers=IGNORE_SCHEMA)
+    assert ei.value.attempts == 2 == emulator.state.total_requests
+
+
+async def test_a_misspelt_argument_fails_at_the_call_naming_the_close_match(emulator):
+    async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
+        with pytest.raises(TypeError, match=r"'temprature' \(did you mean 'temperature'\?\)"):
+            await parse(c, "Describe a city.", City, model=MODEL, temprature=0.2)  # type: ignore[call-overload]
+        with pytest.raises(UsageError, match="max_reasks"):
+            await parse(c, "Describe a city.", City, model=MODEL, max_reasks=-1)
+    assert emulator.state.total_requests == 0
+
+
+def test_parse_sync_full(emulator):
+    with Client(api_key="sk-test", base_url=emulator.base_url) as c:
+        result = parse_sync(c, "Describe a city.", City, model=MODEL, full=True)
+    assert isinstance(result.value, City) and result.attempts == 1 and result.cost >= 0

@@ -319,3 +319,41 @@ def test_sync_twin(emulator):
         assert isinstance(next(gen), ReasoningDelta)
         gen.close()
     assert names and threading.current_thread().name not in names
+
+
+SATURDAY = "2026-12-05T03:00:00Z"  # off-peak all day: the cost does not depend on when the test runs
+
+
+async def test_events_and_result_carry_the_runs_usage_and_cost(emulator, monkeypatch):
+    """Each StepFinished carries the run's usage and cost so far, Final and ToolRun the whole
+    run's: the sum of its model calls, priced as `deepseek_kit.cost` prices them."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from deepseek_kit import cost
+    from deepseek_kit._client.resume import sum_usage
+
+    monkeypatch.setenv("DSK_FAKE_NOW", SATURDAY)
+    at = datetime.fromisoformat(SATURDAY.replace("Z", "+00:00"))
+    async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
+        events = await collect(run_tools(c, user("Use get_weather"), [get_weather], model=MODEL))
+        result = await run(c, user("Use get_weather"), [get_weather], model=MODEL, stream=False)
+    steps = [e for e in events if isinstance(e, StepFinished)]
+    final = events[-1]
+    assert isinstance(final, Final) and len(steps) == 2
+    first, second = (s.completion.usage for s in steps)
+    assert first is not None and second is not None
+    assert steps[0].usage == first and steps[0].cost == cost(first, MODEL, at) > 0
+    assert steps[1].usage == final.usage == sum_usage(first, second)
+    assert final.cost == steps[1].cost == cost(first, MODEL, at) + cost(second, MODEL, at)
+    assert final.currency == "CNY" and isinstance(final.cost, Decimal)
+    assert result.steps == 2 and result.usage is not None and result.cost == cost(result.usage, MODEL, at) > 0
+
+
+async def test_a_misspelt_argument_fails_at_the_call_before_any_request(emulator):
+    async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
+        with pytest.raises(TypeError, match=r"'max_token' \(did you mean 'max_tokens'\?\)"):
+            run_tools(c, user("Use get_weather"), [get_weather], model=MODEL, max_token=5)  # type: ignore[call-arg]
+        with pytest.raises(UsageError, match="currency"):
+            run_tools(c, user("Use get_weather"), [get_weather], model=MODEL, currency="EUR")
+    assert emulator.state.total_requests == 0

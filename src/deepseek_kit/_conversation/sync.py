@@ -7,8 +7,8 @@ loop thread; settings and history are read and written directly (plain attribute
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from deepseek_kit._wire.errors import UsageError
 from deepseek_kit._wire.types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
@@ -19,8 +19,12 @@ from .conversation import _DEFAULT, Conversation, ConversationStream, Conversati
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from typing_extensions import Unpack
+
+    from deepseek_kit._client.params import ConversationParams, LoopParams, TurnParams
     from deepseek_kit._client.sync_client import Client
 
+    from .conversation import ToolLike, ToolRun  # the tool loop's types, through the one crossing
     from .summarize import Summarizer
 
 __all__ = ["SyncConversation", "SyncConversationStream"]
@@ -85,12 +89,28 @@ class SyncConversation:
     `Conversation`, whose keyword arguments it takes after `client` (a sync `Client`):
     `SyncConversation(client, system="Be brief.", model="deepseek-flash")`."""
 
-    def __init__(self, client: Client, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        system: str | None = None,
+        model: str = "deepseek-flash",
+        policy: ContextPolicy | Sequence[ContextPolicy] | None = _DEFAULT,
+        preset: str | None = None,
+        thinking: Any = None,
+        keep_reasoning: bool = False,
+        summarizer: Summarizer | None = None,
+        currency: str = "CNY",
+        max_history: int | None = None,
+        **defaults: Unpack[ConversationParams],
+    ) -> None:
         inner = getattr(client, "async_client", None)
         if inner is None:
             raise UsageError("SyncConversation needs a sync Client; use Conversation with an AsyncClient")
         self._client = client
-        self._conv = Conversation(inner, **kwargs)
+        self._conv = Conversation(inner, system=system, model=model, policy=policy, preset=preset,
+                                  thinking=thinking, keep_reasoning=keep_reasoning, summarizer=summarizer,
+                                  currency=currency, max_history=max_history, **defaults)
 
     @classmethod
     def _wrap(cls, client: Client, conv: Conversation) -> SyncConversation:
@@ -104,21 +124,31 @@ class SyncConversation:
         """The async Conversation underneath."""
         return self._conv
 
-    def send(self, content: Any = None, /, **kwargs: Any) -> ChatCompletion:
+    def send(self, content: Any = None, /, **kwargs: Unpack[TurnParams]) -> ChatCompletion:
         """Send `content` as the next user turn and return the answer; the turn joins the history when
         the request succeeds. `kwargs` override `create()` arguments for this request."""
         return self._client._run(self._conv.send(content, **kwargs))
 
-    def stream(self, content: Any = None, /, **kwargs: Any) -> SyncConversationStream:
+    def stream(self, content: Any = None, /, **kwargs: Unpack[TurnParams]) -> SyncConversationStream:
         """Like `send()`, streaming: `with conv.stream(text) as s: for chunk in s: ...`. The turn joins
         the history when the answer is complete, not at all if the stream is left before that."""
         return SyncConversationStream(self._client, self._conv.stream(content, **kwargs))
 
-    def messages(self, content: Any = None, **overrides: Any) -> list[dict[str, Any]]:
+    def run_tools(self, content: Any, tools: Iterable[ToolLike], *, max_steps: int = 8, stream: bool = False,
+                  parallel: bool = True, tool_choice: Any = None,
+                  on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+                  on_max_steps: Literal["raise", "return"] = "raise", model: str | None = None,
+                  **params: Unpack[LoopParams]) -> ToolRun:
+        """The tool loop as one turn, as `Conversation.run_tools` (the whole run joins the history)."""
+        return self._client._run(self._conv.run_tools(
+            content, tools, max_steps=max_steps, stream=stream, parallel=parallel, tool_choice=tool_choice,
+            on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps, model=model, **params))
+
+    def messages(self, content: Any = None, **overrides: Unpack[TurnParams]) -> list[dict[str, Any]]:
         """The messages the next request would carry, after the context policy (`Conversation.messages`)."""
         return self._conv.messages(content, **overrides)
 
-    def count_tokens(self, content: Any = None, **overrides: Any) -> int:
+    def count_tokens(self, content: Any = None, **overrides: Unpack[TurnParams]) -> int:
         """Estimated prompt tokens of the next request (`Conversation.count_tokens`)."""
         return self._conv.count_tokens(content, **overrides)
 
@@ -138,7 +168,7 @@ class SyncConversation:
         """One line: model, thinking, preset, policy, turns."""
         return self._conv.describe()
 
-    def request_kwargs(self, **overrides: Any) -> dict[str, Any]:
+    def request_kwargs(self, **overrides: Unpack[TurnParams]) -> dict[str, Any]:
         """The `create()` arguments of the next request (preset, defaults, thinking, `overrides`)."""
         return self._conv.request_kwargs(**overrides)
 

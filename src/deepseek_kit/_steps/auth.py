@@ -90,7 +90,7 @@ class KeyRotation:
     def __init__(self, keys: Sequence[str], *, cooldown: float = 300.0) -> None:
         if not keys or not all(isinstance(k, str) and k for k in keys):
             raise UsageError("KeyRotation needs a non-empty list of API keys")
-        self.static = None
+        self.static: str | None = None  # typed as the protocol declares it (mypy --strict callers)
         self._headers = [f"Bearer {k}" for k in keys]
         self._i = 0
         self._bad: dict[str, float] = {}
@@ -154,7 +154,7 @@ class OAuth2ClientCredentials:
     ) -> None:
         if not token_url.startswith(("http://", "https://")):
             raise UsageError(f"token_url must be an http(s) URL, got {token_url!r}")
-        self.static = None
+        self.static: str | None = None  # typed as the protocol declares it (mypy --strict callers)
         self.token_url = token_url
         self._form = {"grant_type": "client_credentials", "client_id": client_id,
                       "client_secret": client_secret}

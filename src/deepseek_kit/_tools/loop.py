@@ -10,8 +10,10 @@
 `ReasoningDelta`* `ContentDelta`* (streamed; one of each with the whole text when stream=False),
 then for each tool call `ToolCallStarted`, and `ToolResult` or `ToolError` as each finishes, then
 `StepFinished`; the last step is followed by `Final`. `await run(...)` runs it to the end and
-returns a `ToolRun` (final completion, full message list, summed usage); `run_tools_sync` and
-`run_sync` do the same with the sync `Client`.
+returns a `ToolRun` (final completion, full message list, summed usage and cost); `run_tools_sync`
+and `run_sync` do the same with the sync `Client`. `StepFinished` and `Final` carry the usage and
+cost of the run so far (the sum over its model calls; each call priced when its answer arrived,
+peak or off-peak, in `currency`).
 
 DeepSeek rules it follows (docs/deepseek-api-notes.md):
 - every assistant turn goes back into the history as `message.to_param()`, `reasoning_content`
@@ -37,19 +39,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from deepseek_kit._client.params import ALL_PARAMS, Message, check_params
 from deepseek_kit._client.resources import NOT_GIVEN
 from deepseek_kit._client.resume import sum_usage
+from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import DeepSeekError, UsageError
 from deepseek_kit._wire.types import ChatCompletion, ToolCall, Usage
 
 from .tool import Tool, ToolArgumentsError, as_tool, encode_result
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from deepseek_kit._client.client import AsyncClient
+    from deepseek_kit._client.params import LoopParams
     from deepseek_kit._client.sync_client import Client
 
 __all__ = [
@@ -118,36 +126,48 @@ class ToolError(msgspec.Struct, frozen=True):
 
 
 class StepFinished(msgspec.Struct, frozen=True):
-    """One model call and the tools it called are done."""
+    """One model call and the tools it called are done. `usage` and `cost` are the run's so far
+    (every step up to this one, summed; `cost` a `Decimal` in `currency`)."""
 
     step: int
     completion: ChatCompletion
     tool_calls: int
+    usage: Usage | None = None
+    cost: Decimal = Decimal(0)
+    currency: str = "CNY"
 
 
 class Final(msgspec.Struct, frozen=True):
     """The end: `completion` is the last model answer, `messages` the whole history (input,
     assistant turns with their reasoning_content, tool results). `stopped` is "answer" or
-    "max_steps"."""
+    "max_steps". `usage` and `cost` are the whole run's (all steps summed; `cost` a `Decimal`
+    in `currency`)."""
 
     completion: ChatCompletion
     messages: list[Any]
     steps: int
     usage: Usage | None
     stopped: str = "answer"
+    cost: Decimal = Decimal(0)
+    currency: str = "CNY"
 
 
 Event = ReasoningDelta | ContentDelta | ToolCallStarted | ToolResult | ToolError | StepFinished | Final
 
 
 class ToolRun(msgspec.Struct, frozen=True):
-    """What `run()` returns."""
+    """What `run()` returns: the last answer (`completion`, `content`, `reasoning_content`), the
+    whole history (`messages`), the number of model calls (`steps`), their summed `usage` and
+    `cost` (a `Decimal` in `currency`, each call priced at the time it ran, peak or off-peak),
+    and why it stopped ("answer" or "max_steps")."""
 
     completion: ChatCompletion
     messages: list[Any]
     steps: int
     usage: Usage | None
     stopped: str = "answer"
+    cost: Decimal = Decimal(0)
+    currency: str = "CNY"
 
     @property
     def content(self) -> str | None:
@@ -165,13 +185,14 @@ class MaxStepsExceeded(DeepSeekError):
     history (the last step's tool results included), so the run can be continued from it."""
 
     def __init__(self, steps: int, completion: ChatCompletion, messages: list[Any],
-                 usage: Usage | None) -> None:
+                 usage: Usage | None, cost: Decimal = Decimal(0)) -> None:
         super().__init__(f"the model was still calling tools after max_steps={steps} model calls; "
                          "raise max_steps, or pass on_max_steps='return' to get the history so far")
         self.steps = steps
         self.completion = completion
         self.messages = messages
         self.usage = usage
+        self.cost = cost
 
 
 ToolLike = Tool[Any, Any] | Any
@@ -274,9 +295,24 @@ async def _execute(step: int, calls: Sequence[ToolCall], registry: Mapping[str, 
             task.cancel()
 
 
-async def run_tools(
+#: What the loop sets itself on every call; the rest of `ChatParams` passes through.
+_LOOP_SETS = frozenset({"tools"})
+_ALLOWED = ALL_PARAMS - _LOOP_SETS
+
+
+def check_loop_params(where: str, params: Mapping[str, Any]) -> None:
+    """Refuse, before any request, a keyword `chat.completions.create` does not take (TypeError
+    naming its close match) or one the loop sets itself (`tools`: pass the tools positionally)."""
+    if "tools" in params or "stream" in params or "messages" in params:
+        raise UsageError(f"{where} sets tools, messages and stream itself: pass the tools as its "
+                         "`tools` argument and `stream=True/False` for streamed events")
+    if params and not params.keys() <= _ALLOWED:
+        check_params(where, params, _ALLOWED, "the other arguments go to chat.completions.create")
+
+
+def run_tools(
     client: AsyncClient,
-    messages: Iterable[Any],
+    messages: Iterable[Message],
     tools: Iterable[ToolLike],
     *,
     model: str,
@@ -287,15 +323,61 @@ async def run_tools(
     tool_choice: Any = NOT_GIVEN,
     on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
     on_max_steps: Literal["raise", "return"] = "raise",
-    **create_kwargs: Any,
+    currency: str = "CNY",
+    **params: Unpack[LoopParams],
 ) -> AsyncGenerator[Event, None]:
-    """The tool loop as an async generator of events (module docstring). `tools` are `@tool`
-    functions or plain functions (wrapped with `tool()`); `create_kwargs` go to every
-    `chat.completions.create` call (temperature, max_tokens, extra_headers...)."""
+    """The tool loop as an async generator of events (module docstring).
+
+    - client: an `AsyncClient` (`run_tools_sync` takes a `Client`).
+    - messages: the conversation so far (dicts or answer messages).
+    - tools: `@tool` functions, `Tool`s or plain functions (wrapped with `tool()`).
+    - model: the model of every call; max_steps: model calls at most (>= 1).
+    - stream: True streams `ReasoningDelta`/`ContentDelta` as they arrive; False yields one of
+      each per step. parallel: run a turn's tool calls concurrently.
+    - thinking, tool_choice: as in `chat.completions.create` (a forcing tool_choice applies to
+      the first step); on_thinking_conflict, on_max_steps: see the module docstring.
+    - currency: "CNY" or "USD" for the `cost` on `StepFinished`, `Final` and `ToolRun`.
+    - params: any other `chat.completions.create` argument for every call (temperature,
+      max_tokens, max_retries, extra_headers...).
+
+    Raises `UsageError` for bad settings and `TypeError` for an unknown keyword (both before
+    any request), `MaxStepsExceeded`, and the client's errors for failed requests.
+
+        async for event in run_tools(client, [{"role": "user", "content": "Weather in Paris?"}],
+                                     [get_weather], model="deepseek-flash"):
+            if isinstance(event, Final):
+                print(event.completion.choices[0].message.content, event.cost)"""
     if max_steps < 1:
         raise UsageError("max_steps must be at least 1")
     if on_thinking_conflict not in ("raise", "disable_thinking"):
         raise UsageError("on_thinking_conflict must be 'raise' or 'disable_thinking'")
+    if currency.upper() not in _pricing.PRICES:
+        raise UsageError(f"currency must be one of {', '.join(_pricing.PRICES)}, not {currency!r}")
+    check_loop_params("run_tools()", params)
+    return _loop(client, messages, tools, model=model, max_steps=max_steps, stream=stream,
+                 parallel=parallel, thinking=thinking, tool_choice=tool_choice,
+                 on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
+                 currency=currency.upper(), create_kwargs=dict(params))
+
+
+async def _loop(
+    client: AsyncClient,
+    messages: Iterable[Any],
+    tools: Iterable[ToolLike],
+    *,
+    model: str,
+    max_steps: int,
+    stream: bool,
+    parallel: bool,
+    thinking: Any,
+    tool_choice: Any,
+    on_thinking_conflict: str,
+    on_max_steps: str,
+    currency: str,
+    create_kwargs: dict[str, Any],
+) -> AsyncGenerator[Event, None]:
+    """The loop itself; `run_tools` checks its arguments first, at the call (a generator's body
+    would only run at the first iteration)."""
     registry = _registry(tools)
     schemas = [t.schema for t in registry.values()]
     choice = _tool_choice(tool_choice, registry)
@@ -308,6 +390,8 @@ async def run_tools(
         thinking = {"type": "disabled"}  # for the whole run (module docstring)
     msgs: list[Any] = list(messages)
     total: Usage | None = None
+    spent = Decimal(0)
+    prices = _pricing.PriceBook(currency, client.holidays)
     completion = ChatCompletion()
     for step in range(1, max_steps + 1):
         kwargs = {**create_kwargs, "model": model, "messages": msgs, "tools": schemas}
@@ -337,40 +421,64 @@ async def run_tools(
             raise DeepSeekError(f"the model's answer at step {step} had no choices")
         if completion.usage is not None:
             total = completion.usage if total is None else sum_usage(total, completion.usage)
+            spent += prices.cost(completion.model or model, completion.usage, client.clock())
         message = completion.choices[0].message
         # reasoning_content kept verbatim (docs/deepseek-api-notes.md#thinking-mode)
         msgs.append(message.to_param())
         calls = message.tool_calls or []
         if not calls:
-            yield StepFinished(step, completion, 0)
-            yield Final(completion, msgs, step, total)
+            yield StepFinished(step, completion, 0, total, spent, currency)
+            yield Final(completion, msgs, step, total, "answer", spent, currency)
             return
         contents = [""] * len(calls)
         async for ev in _execute(step, calls, registry, parallel, contents):
             yield ev
         msgs.extend({"role": "tool", "tool_call_id": call.id, "content": content}
                     for call, content in zip(calls, contents, strict=True))
-        yield StepFinished(step, completion, len(calls))
+        yield StepFinished(step, completion, len(calls), total, spent, currency)
     if on_max_steps == "raise":
-        raise MaxStepsExceeded(max_steps, completion, msgs, total)
-    yield Final(completion, msgs, max_steps, total, "max_steps")
+        raise MaxStepsExceeded(max_steps, completion, msgs, total, spent)
+    yield Final(completion, msgs, max_steps, total, "max_steps", spent, currency)
 
 
-async def run(client: AsyncClient, messages: Iterable[Any], tools: Iterable[ToolLike], *, model: str,
-              **kwargs: Any) -> ToolRun:
-    """Run the tool loop to the end (same arguments as `run_tools`)."""
-    async for ev in run_tools(client, messages, tools, model=model, **kwargs):
+async def run(client: AsyncClient, messages: Iterable[Message], tools: Iterable[ToolLike], *, model: str,
+              max_steps: int = 8, stream: bool = True, parallel: bool = True, thinking: Any = NOT_GIVEN,
+              tool_choice: Any = NOT_GIVEN,
+              on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+              on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
+              **params: Unpack[LoopParams]) -> ToolRun:
+    """Run the tool loop to the end (same arguments as `run_tools`) and return a `ToolRun`:
+    the answer, the history, and the run's summed usage and cost.
+
+        result = await run_tool_loop(client, messages, [get_weather], model="deepseek-flash")
+        print(result.content, result.usage, result.cost)"""
+    events = run_tools(client, messages, tools, model=model, max_steps=max_steps, stream=stream,
+                       parallel=parallel, thinking=thinking, tool_choice=tool_choice,
+                       on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
+                       currency=currency, **params)
+    async for ev in events:
         if isinstance(ev, Final):
-            return ToolRun(ev.completion, ev.messages, ev.steps, ev.usage, ev.stopped)
+            return ToolRun(ev.completion, ev.messages, ev.steps, ev.usage, ev.stopped, ev.cost, ev.currency)
     raise DeepSeekError("the tool loop ended without a final answer")  # pragma: no cover - unreachable
 
 
-def run_tools_sync(client: Client, messages: Iterable[Any], tools: Iterable[ToolLike], *, model: str,
-                   **kwargs: Any) -> Iterator[Event]:
+def run_tools_sync(client: Client, messages: Iterable[Message], tools: Iterable[ToolLike], *, model: str,
+                   max_steps: int = 8, stream: bool = True, parallel: bool = True, thinking: Any = NOT_GIVEN,
+                   tool_choice: Any = NOT_GIVEN,
+                   on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+                   on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
+                   **params: Unpack[LoopParams]) -> Iterator[Event]:
     """`run_tools` for the sync `Client`: a plain generator of the same events. The loop runs on
-    the client's event-loop thread, so async tools run there and sync tools in its threads."""
-    agen = run_tools(client.async_client, messages, tools, model=model, **kwargs)
+    the client's event-loop thread, so async tools run there and sync tools in its threads.
+    Arguments are checked at the call, before the first event is asked for."""
+    agen = run_tools(client.async_client, messages, tools, model=model, max_steps=max_steps, stream=stream,
+                     parallel=parallel, thinking=thinking, tool_choice=tool_choice,
+                     on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
+                     currency=currency, **params)
+    return _drive(client, agen)
 
+
+def _drive(client: Client, agen: AsyncGenerator[Event, None]) -> Iterator[Event]:
     async def step() -> Event:
         return await agen.__anext__()
 
@@ -389,10 +497,17 @@ def run_tools_sync(client: Client, messages: Iterable[Any], tools: Iterable[Tool
             client._run(close())
 
 
-def run_sync(client: Client, messages: Iterable[Any], tools: Iterable[ToolLike], *, model: str,
-             **kwargs: Any) -> ToolRun:
-    """`run` for the sync `Client`."""
-    return client._run(run(client.async_client, messages, tools, model=model, **kwargs))
+def run_sync(client: Client, messages: Iterable[Message], tools: Iterable[ToolLike], *, model: str,
+             max_steps: int = 8, stream: bool = True, parallel: bool = True, thinking: Any = NOT_GIVEN,
+             tool_choice: Any = NOT_GIVEN,
+             on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+             on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
+             **params: Unpack[LoopParams]) -> ToolRun:
+    """`run` for the sync `Client` (same arguments, same `ToolRun`)."""
+    return client._run(run(client.async_client, messages, tools, model=model, max_steps=max_steps,
+                           stream=stream, parallel=parallel, thinking=thinking, tool_choice=tool_choice,
+                           on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
+                           currency=currency, **params))
 
 
 # Top-level names (deepseek_kit.run_tool_loop): `run` alone is too generic there.

@@ -22,8 +22,15 @@ so the schema travels in the prompt. What `parse` does:
    pydantic model with `model_validate_json`, anything msgspec knows (Struct, dataclass,
    TypedDict...) with `msgspec.json.decode`, both lenient about numbers sent as strings;
 4. on invalid JSON or a validation error, asks again with its reply and the error text in the
-   history, at most `max_retries` times, then raises `StructuredOutputError` with the raw text
+   history, at most `max_reasks` times, then raises `StructuredOutputError` with the raw text
    and every error.
+
+`max_retries` means what it means everywhere else in the API: transport retries of each request
+(`chat.completions.create(max_retries=...)`). For one release the old `parse(max_retries=N)` (the
+re-ask count) still works as `max_reasks=N` with a DeprecationWarning; pass `max_reasks=`.
+
+`parse(..., full=True)` returns a `Parsed`: the object with the last completion, the usage
+summed over every attempt, its cost and the number of attempts.
 
 The example is derived from the schema (the first enum value, defaults, one item per list,
 placeholders for text) unless `example=` gives one. pydantic is only used when the type is a
@@ -33,23 +40,32 @@ pydantic model, so this module never imports it.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 
+from deepseek_kit._client.params import ALL_PARAMS, Message, check_params
+from deepseek_kit._client.resume import sum_usage
+from deepseek_kit._wire import pricing as _pricing
 from deepseek_kit._wire.errors import DeepSeekError, UsageError
-from deepseek_kit._wire.types import ChatCompletion
+from deepseek_kit._wire.types import ChatCompletion, Usage
 
 from .json_schema import example as schema_example
 from .json_schema import inline_refs, is_pydantic_model, type_schema
 from .tool import validation_message
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from deepseek_kit._client.client import AsyncClient
+    from deepseek_kit._client.params import ChatParams
     from deepseek_kit._client.sync_client import Client
 
-__all__ = ["StructuredOutputError", "parse", "parse_sync"]
+__all__ = ["Parsed", "StructuredOutputError", "parse", "parse_sync"]
 
 T = TypeVar("T")
 
@@ -68,6 +84,29 @@ class StructuredOutputError(DeepSeekError):
         self.errors = errors
         self.attempts = attempts
         self.completion = completion
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """What `parse(..., full=True)` returns: the parsed `value` and what it took.
+
+    - value: the instance of the requested type.
+    - completion: the last answer (the one that parsed).
+    - usage: tokens summed over every attempt (None if no answer carried usage).
+    - cost: what those attempts cost, a `Decimal` in `currency` ("CNY" or "USD"), each answer
+      priced at the time it arrived, peak or off-peak (`deepseek_kit.cost`).
+    - attempts: model calls made, 1 when the first reply parsed."""
+
+    value: T
+    completion: ChatCompletion
+    usage: Usage | None
+    cost: Decimal
+    attempts: int
+    currency: str = "CNY"
+
+
+_PARSE_ONLY = frozenset({"response_format"})
+_ALLOWED = ALL_PARAMS - _PARSE_ONLY
 
 
 class _Target:
@@ -137,24 +176,76 @@ def _with_instruction(messages: list[Any], instruction: str) -> list[Any]:
     return [*messages[:i], {"role": "system", "content": instruction}, *messages[i:]]
 
 
+@overload
+async def parse(client: AsyncClient, messages: str | Iterable[Message], output_type: type[T], *, model: str,
+                max_reasks: int | None = None, example: Any = None, instructions: bool = True,
+                full: Literal[False] = False, currency: str = "CNY",
+                **params: Unpack[ChatParams]) -> T: ...
+
+
+@overload
+async def parse(client: AsyncClient, messages: str | Iterable[Message], output_type: type[T], *, model: str,
+                max_reasks: int | None = None, example: Any = None, instructions: bool = True,
+                full: Literal[True], currency: str = "CNY",
+                **params: Unpack[ChatParams]) -> Parsed[T]: ...
+
+
 async def parse(
     client: AsyncClient,
-    messages: str | Iterable[Any],
+    messages: str | Iterable[Message],
     output_type: type[T],
     *,
     model: str,
-    max_retries: int = 2,
+    max_reasks: int | None = None,
     example: Any = None,
     instructions: bool = True,
-    **create_kwargs: Any,
-) -> T:
+    full: bool = False,
+    currency: str = "CNY",
+    **params: Unpack[ChatParams],
+) -> T | Parsed[T]:
     """Ask for a JSON object and return it as an instance of `output_type` (module docstring).
-    `messages` may be a plain string (one user message). `create_kwargs` go to every
-    `chat.completions.create` call (thinking, max_tokens, temperature, extra_headers...)."""
-    if max_retries < 0:
-        raise UsageError("max_retries must be >= 0")
-    if "response_format" in create_kwargs or "stream" in create_kwargs:
+
+    - client: an `AsyncClient` (`parse_sync` takes a `Client`).
+    - messages: a plain string (one user message) or a list of messages.
+    - output_type: a pydantic model, msgspec Struct, dataclass or TypedDict (a JSON object).
+    - model: the model of every request.
+    - max_reasks: how many times a blank or invalid reply is asked again (default 2; 0: one
+      attempt). Formerly `max_retries=`: for one release, `max_retries=N` without `max_reasks`
+      is still read as the re-ask count, with a DeprecationWarning; with `max_reasks` given,
+      `max_retries` is the transport retries of each request, as everywhere else.
+    - example: an instance (or dict) shown as the example object (default: derived from the schema).
+    - instructions: False leaves the schema instruction out (the prompt is the caller's).
+    - full: True returns a `Parsed` (value, completion, summed usage, cost, attempts).
+    - currency: "CNY" or "USD", for `Parsed.cost`.
+    - params: any other `chat.completions.create` argument, for every attempt (thinking,
+      max_tokens, temperature, max_retries = transport retries, extra_headers...); not
+      `response_format` and `stream`, which parse sets.
+
+    Raises `StructuredOutputError` when no attempt parsed, `UsageError` for a type that is not a
+    JSON object or a bad setting, `TypeError` for an unknown keyword (naming its close match),
+    and the client's errors (`APIStatusError`...) for failed requests.
+
+        city = await parse(client, "The largest city in Peru? Reply in json.", City, model="deepseek-flash")
+        result = await parse(client, "...", City, model="deepseek-flash", full=True)
+        print(result.value.name, result.attempts, result.cost)"""
+    p: dict[str, Any] = dict(params)
+    if "max_retries" in p and max_reasks is None:
+        # One meaning of max_retries across the API (transport retries): the old re-ask keyword
+        # keeps working for one release, loudly.
+        warnings.warn("parse(max_retries=N) is deprecated: it counted re-asks, and max_retries means "
+                      "transport retries everywhere else; pass max_reasks=N (this call uses "
+                      "max_reasks=N and the client's transport retries)", DeprecationWarning, stacklevel=2)
+        max_reasks = p.pop("max_retries")
+    if "response_format" in p or "stream" in p:
         raise UsageError("parse() sets response_format (JSON mode) and stream itself; do not pass them")
+    if p and not p.keys() <= _ALLOWED:
+        check_params("parse()", p, _ALLOWED, "parse() passes chat.completions.create arguments on")
+    if max_reasks is None:
+        max_reasks = 2
+    if type(max_reasks) is not int or max_reasks < 0:
+        raise UsageError(f"max_reasks must be an integer >= 0, got {max_reasks!r}")
+    if currency.upper() not in _pricing.PRICES:
+        raise UsageError(f"currency must be one of {', '.join(_pricing.PRICES)}, not {currency!r}")
     target = _Target(output_type, example)
     msgs: list[Any] = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
     instructed = False
@@ -163,9 +254,15 @@ async def parse(
     errors: list[str] = []
     raw = ""
     completion: ChatCompletion | None = None
-    for attempt in range(1, max_retries + 2):
+    usage: Usage | None = None
+    spent = Decimal(0)
+    prices = _pricing.PriceBook(currency.upper(), client.holidays)
+    for attempt in range(1, max_reasks + 2):
         completion = await client.chat.completions.create(
-            model=model, messages=msgs, response_format={"type": "json_object"}, **create_kwargs)
+            model=model, messages=msgs, response_format={"type": "json_object"}, **p)
+        if completion.usage is not None:
+            usage = completion.usage if usage is None else sum_usage(usage, completion.usage)
+            spent += prices.cost(completion.model or model, completion.usage, client.clock())
         if not completion.choices:
             raise DeepSeekError("the answer had no choices")
         message = completion.choices[0].message
@@ -183,7 +280,7 @@ async def parse(
                                                           "object only."}]
             continue
         try:
-            return target.validate(_extract(raw))  # type: ignore[no-any-return]
+            value: T = target.validate(_extract(raw))
         except Exception as exc:
             if not isinstance(exc, (msgspec.DecodeError, ValueError)):
                 raise
@@ -191,20 +288,42 @@ async def parse(
             if cut:
                 detail += " (the reply was cut off at max_tokens)"
             errors.append(detail)
-        if attempt <= max_retries:
+        else:
+            if full:
+                return Parsed(value, completion, usage, spent, attempt, currency.upper())
+            return value
+        if attempt <= max_reasks:
             if not instructed:
                 msgs, instructed = _with_instruction(msgs, target.instruction()), True
             msgs = [*msgs, message.to_param(), {
                 "role": "user",
                 "content": f"That reply is not valid: {detail}\nReply again with only the corrected JSON "
                            f"object for {target.name}, matching the schema."}]
-    attempts = max_retries + 1
+    attempts = max_reasks + 1
     raise StructuredOutputError(
         f"no valid {target.name} after {attempts} attempt{'s' if attempts > 1 else ''}: {errors[-1]}",
         raw=raw, errors=errors, attempts=attempts, completion=completion)
 
 
-def parse_sync(client: Client, messages: str | Iterable[Any], output_type: type[T], *, model: str,
-               **kwargs: Any) -> T:
-    """`parse` for the sync `Client`."""
-    return client._run(parse(client.async_client, messages, output_type, model=model, **kwargs))
+@overload
+def parse_sync(client: Client, messages: str | Iterable[Message], output_type: type[T], *, model: str,
+               max_reasks: int | None = None, example: Any = None, instructions: bool = True,
+               full: Literal[False] = False, currency: str = "CNY", **params: Unpack[ChatParams]) -> T: ...
+
+
+@overload
+def parse_sync(client: Client, messages: str | Iterable[Message], output_type: type[T], *, model: str,
+               max_reasks: int | None = None, example: Any = None, instructions: bool = True,
+               full: Literal[True], currency: str = "CNY", **params: Unpack[ChatParams]) -> Parsed[T]: ...
+
+
+def parse_sync(client: Client, messages: str | Iterable[Message], output_type: type[T], *, model: str,
+               **kwargs: Any) -> T | Parsed[T]:
+    """`parse` for the sync `Client`: the same arguments, and the same result."""
+    if "max_retries" in kwargs and "max_reasks" not in kwargs:
+        warnings.warn("parse_sync(max_retries=N) is deprecated: it counted re-asks, and max_retries "
+                      "means transport retries everywhere else; pass max_reasks=N", DeprecationWarning,
+                      stacklevel=2)
+        kwargs["max_reasks"] = kwargs.pop("max_retries")
+    out: T | Parsed[T] = client._run(parse(client.async_client, messages, output_type, model=model, **kwargs))
+    return out

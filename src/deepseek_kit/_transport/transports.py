@@ -358,9 +358,22 @@ def _timeout_error(connect: float | None) -> APIConnectionError:
 
 def _describe(exc: BaseException, request: Request, proxy: _Proxy | None = None) -> str:
     """A one-line human reason; never includes headers (they carry the key) nor proxy credentials."""
-    reason = str(exc) or type(exc).__name__
     via = f" through the proxy {proxy.display}" if proxy is not None else ""
-    return f"Could not reach {request.origin}{via}: {reason}"
+    return f"Could not reach {request.origin}{via}: {_plain_reason(exc)}"
+
+
+def _plain_reason(exc: BaseException) -> str:
+    """aiohttp's "Cannot connect to host h:p ssl:default [Connect call failed ('h', p)]" says the host
+    twice and the cause in a socket call's words; the message already names the URL, so keep only
+    the cause: "connection refused", "connection timed out", or the OS's own text."""
+    os_err = getattr(exc, "os_error", None)
+    if isinstance(os_err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(os_err, TimeoutError):
+        return "connection timed out"
+    if isinstance(os_err, OSError) and os_err.strerror:
+        return os_err.strerror[:1].lower() + os_err.strerror[1:]
+    return str(exc) or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------

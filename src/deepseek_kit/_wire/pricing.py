@@ -157,12 +157,15 @@ def canonical_model(model: str) -> str | None:
 Holidays = HolidayCalendar | Iterable[date]
 
 
-def is_peak(at: datetime, holidays: Holidays = DEFAULT_CALENDAR) -> bool:
+def is_peak(at: datetime | None = None, holidays: Holidays = DEFAULT_CALENDAR) -> bool:
     """True when `at` falls in DeepSeek's peak window (Beijing Mon-Fri 09:00-12:00 and
-    14:00-18:00, not a holiday). A naive datetime is taken as UTC. `holidays`: a
+    14:00-18:00, not a holiday), when prices are double the off-peak ones. `at` defaults to now
+    (`now()`, which honours DSK_FAKE_NOW). A naive datetime is taken as UTC. `holidays`: a
     `HolidayCalendar` (default: the built-in one, which warns once for an uncovered year), or a
     set of dates taken as the complete list of holidays."""
-    if at.tzinfo is None:
+    if at is None:
+        at = now()
+    elif at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     bj = at.astimezone(BEIJING)
     if bj < _PEAK_BILLING_START:

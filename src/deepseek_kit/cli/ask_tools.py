@@ -83,7 +83,7 @@ async def run_with_tools(args: argparse.Namespace, client: Any, messages: list[d
     )
 
     out, err = sys.stdout, sys.stderr
-    quiet = bool(args.json)
+    quiet = bool(args.json or args.extract)  # -x prints the final answer's code block only
     reasoning = common.ReasoningWriter(args.show_reasoning)
     kw = dict(kw)
     model = kw.pop("model")

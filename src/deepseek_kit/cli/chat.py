@@ -10,9 +10,11 @@ or EOF (Ctrl-D) end the session too.
 
 The conversation is a `deepseek_kit.Conversation`: it sends reasoning_content back exactly where
 the API requires it (docs/deepseek-api-notes.md#thinking-mode), applies the context policy (`--window`,
-`--budget`, `--summarize`), and commits a turn only when its answer is complete. So Ctrl-C during an answer
-(it cancels the task) leaves the history as it was, and the session goes on; Ctrl-C at the prompt
-clears the line. An API error in an interactive session is reported and the session goes on; when
+`--budget`, `--summarize`), and commits a turn when its answer is complete. Ctrl-C during an answer
+cancels the task; what arrived stays in the history as the partial turn, marked interrupted with its
+estimated cost (`store.py`), and the session goes on; Ctrl-C at the prompt clears the line. Every
+conversation is saved from its first answer on (`store.py`), unless logging is off.
+An API error in an interactive session is reported and the session goes on; when
 stdin is not a terminal it ends the session with exit status 1 (2 for a bad slash command), like a
 failing command in a script.
 """
@@ -24,7 +26,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from . import common
+from . import common, store
 
 if TYPE_CHECKING:
     import asyncio
@@ -243,42 +245,24 @@ def _policy(args: argparse.Namespace) -> list[Any]:
     return policies
 
 
-async def _answer(st: ChatState, text: str) -> Any:
-    """Stream one turn into the renderer; returns the final ChatCompletion (the turn is then in the
-    history: Conversation commits it when the answer is complete)."""
+async def _answer(st: ChatState, text: str, got: tuple[list[str], list[str]]) -> Any:
+    """Stream one turn into the renderer, keeping what arrived in `got` (content, reasoning) for a
+    turn Ctrl-C cuts short; returns the final ChatCompletion (the turn is then in the history:
+    Conversation commits it when the answer is complete)."""
     r = st.r
+    content, reasoning = got
     async with st.conv.stream(text) as s:
         async for chunk in s:
             if not chunk.choices:
                 continue
             delta = chunk.choices[0].delta
             if delta.reasoning_content:
+                reasoning.append(delta.reasoning_content)
                 r.think(delta.reasoning_content)
             if delta.content:
+                content.append(delta.content)
                 r.say(delta.content)
     return s.get_final_completion()
-
-
-async def _interruptible(task: asyncio.Task[Any]) -> bool:
-    """Wait for `task`; Ctrl-C meanwhile cancels it instead of the session. True if it finished."""
-    import asyncio
-    import signal
-
-    loop = asyncio.get_running_loop()
-    previous = signal.getsignal(signal.SIGINT)
-    installed = False
-    try:
-        loop.add_signal_handler(signal.SIGINT, task.cancel)
-        installed = True
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
-        pass
-    try:
-        await asyncio.wait({task})
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
-            signal.signal(signal.SIGINT, previous)
-    return not task.cancelled()
 
 
 def _renderer(args: argparse.Namespace) -> Any:
@@ -316,7 +300,7 @@ async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
                                 preset=args.preset, thinking=args.think)
         except UsageError as exc:
             raise common.CLIError(str(exc)) from None
-        st = ChatState(conv, r)
+        st = ChatState(conv, r, keep=store.enabled(b, args))
         if args.resume:
             st.load(args.resume)
             # Options given on the command line win over the saved settings.
@@ -357,10 +341,14 @@ async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
             if text.startswith("//") and not literal:
                 line = line.lstrip()[1:]
             r.start()
-            task = asyncio.ensure_future(_answer(st, line))
-            finished = await _interruptible(task)
+            got: tuple[list[str], list[str]] = ([], [])
+            task = asyncio.ensure_future(_answer(st, line, got))
+            finished = await common.interruptible(task)
             if not finished:
                 r.end(interrupted=True)
+                if got[0] or got[1]:  # the partial turn stays, marked interrupted (store.py)
+                    store.keep_partial(st.stored, line, "".join(got[0]), "".join(got[1]))
+                    st.autosave()
                 continue
             failure = task.exception()
             if failure is None:

@@ -6,19 +6,19 @@ the saved conversation, and whether the session is over. Each command is a small
 mistake in its arguments raises `CommandError`, which the loop prints as one line (and which ends a
 scripted session with exit status 2, like a bad argument).
 
-Saving: `/save [title]` stores the conversation in the logs database (`_logstore`, the
-`conversations` table) and keeps it up to date after every later answer; `/load ID` and
-`dsk chat --resume ID|last` bring it back: history, system prompt, model, preset, thinking, the
-context policy's state (summaries) and the tallies (so `/cost` is the conversation's total).
+Saving (`store.py`): every conversation is stored in the logs database from its first answer on
+and kept up to date after every later one, unless logging is off; `/save [title]` names it (and
+saves it even with logging off). `/load ID` and `dsk chat --resume ID|last` bring one back:
+history, system prompt, model, preset, thinking, the context policy's state (summaries) and the
+tallies (so `/cost` is the conversation's total).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import common
+from . import common, store
 
 if TYPE_CHECKING:
     from deepseek_kit import Conversation
@@ -30,65 +30,59 @@ class CommandError(common.CLIError):
     """A slash command that cannot run as typed (unknown command, bad argument, no such id)."""
 
 
-@dataclass
 class ChatState:
-    conv: Conversation
-    r: Any  # a renderer from chat_render
-    conversation_id: str | None = None
-    title: str | None = None
-    done: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    """The session: the stored conversation (`store.Stored`), the renderer, whether answers are
+    saved (`keep`: logging is on) and whether the session is over."""
+
+    def __init__(self, conv: Conversation, r: Any, *, keep: bool = False) -> None:
+        self.stored = store.Stored(conv, source="chat")
+        self.r = r  # a renderer from chat_render
+        self.keep = keep
+        self.done = False
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def conv(self) -> Conversation:
+        return self.stored.conv
+
+    @conv.setter
+    def conv(self, value: Conversation) -> None:
+        self.stored.conv = value
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.stored.id
+
+    @property
+    def title(self) -> str | None:
+        return self.stored.title
 
     # -- saving ---------------------------------------------------------------------------------
 
     def save(self, title: str | None = None) -> str:
         """Save (or update) this conversation; returns its id."""
-        from deepseek_kit import save_conversation
-
-        conv = self.conv
-        data = conv.to_dict()
-        data.pop("history")
-        messages = ([{"role": "system", "content": conv.system}] if conv.system else []) + conv.history
-        if title:
-            self.title = title
-        meta: dict[str, Any] = {"model": conv.model, "dsk_chat": data}
-        if self.title:
-            meta["title"] = self.title
-        self.conversation_id = save_conversation(self.conversation_id, messages, meta)
-        return self.conversation_id
+        return store.save(self.stored, title)
 
     def autosave(self) -> None:
-        if self.conversation_id is not None:
-            self.save()
+        """After each answer: every conversation is kept from its first answer on (`store.py`),
+        unless logging is off; then only one /save saved is kept up to date."""
+        if self.keep or self.stored.id is not None:
+            store.save_or_warn(self.stored)
+
+    def forget(self) -> None:
+        """/clear: a fresh conversation; later answers must not overwrite the saved one."""
+        self.conv.clear()
+        self.stored = store.Stored(self.conv, source="chat")
 
     def load(self, ref: str) -> None:
         """Replace the conversation by a saved one (`ref`: an id, a unique id prefix, or "last")."""
-        from deepseek_kit import Conversation, UsageError, list_conversations, load_conversation
+        try:
+            self.stored = store.load(ref, self.conv, none_yet=NONE_SAVED)
+        except common.CLIError as exc:
+            raise CommandError(exc.message) from None
 
-        if ref == "last":
-            saved = list_conversations(1)
-            if not saved:
-                raise CommandError("there is no saved conversation yet (/save saves one)")
-            ref = saved[0].id
-        try:
-            messages, meta = load_conversation(ref)
-        except UsageError as exc:
-            raise CommandError(str(exc)) from None
-        old = self.conv
-        data: dict[str, Any] = dict(meta.get("dsk_chat") or {})
-        system = None
-        history = list(messages)
-        while history and history[0].get("role") == "system" and system is None:
-            system = str(history.pop(0).get("content") or "") or None
-        data.update(version=data.get("version", 1), history=history, system=system,
-                    model=meta.get("model") or data.get("model") or old.model)
-        try:
-            conv = Conversation.from_dict(data, old.client, policy=old.policy, summarizer=old.summarizer)
-        except UsageError as exc:
-            raise CommandError(f"cannot load conversation {meta['id']}: {exc}") from None
-        self.conv = conv
-        self.conversation_id = str(meta["id"])
-        self.title = meta.get("title")
+
+NONE_SAVED = "there is no saved conversation yet (dsk chat and dsk ask save theirs after the first answer)"
 
 
 # -- the commands -------------------------------------------------------------------------------
@@ -168,10 +162,8 @@ def _preset(st: ChatState, arg: str) -> None:
 
 
 def _clear(st: ChatState, arg: str) -> None:
-    st.conv.clear()
-    # A fresh conversation: later answers must not overwrite the saved one with it.
     kept = f"; saved copy {st.conversation_id} kept" if st.conversation_id else ""
-    st.conversation_id = st.title = None
+    st.forget()
     st.r.info(f"(conversation cleared{kept})")
 
 
@@ -235,7 +227,7 @@ COMMANDS: dict[str, tuple[str, str, Handler]] = {
     "/think": ("[on|off|default|show]", "thinking mode; show prints the last reasoning in full", _think),
     "/preset": ("[NAME|off]", "list the presets, or apply one (its temperature, thinking off)", _preset),
     "/clear": ("", "forget the conversation (keeps the system prompt and settings)", _clear),
-    "/save": ("[TITLE]", "save the conversation; later answers keep it up to date", _save),
+    "/save": ("[TITLE]", "name the saved conversation (answers are saved as they come)", _save),
     "/load": ("[ID|last]", "resume a saved conversation (no ID: list them)", _load),
     "/tokens": ("", "tokens in the next request's context, and used so far", _tokens),
     "/cost": ("", "what this conversation has cost so far", _cost),
@@ -248,8 +240,9 @@ HELP_TEXT = "\n".join(
     + [
         "Input: Enter sends. Alt-Enter (or Esc, then Enter) starts a new line; a message that starts",
         'with """ goes on until a line that ends with """ (also when the input is piped).',
-        "Ctrl-C stops the answer being written and keeps the conversation; at the prompt it clears",
-        "the line. Input history is kept in $DSK_HOME/chat_history (Up/Down, Ctrl-R searches).",
+        "Ctrl-C stops the answer being written; what arrived stays in the conversation, marked",
+        "interrupted. At the prompt it clears the line. Conversations are saved as they go (/load",
+        "lists them). Input history is kept in $DSK_HOME/chat_history (Up/Down, Ctrl-R searches).",
         "A message that starts with / is a command; start it with // to send it (one / removed).",
     ])
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 if TYPE_CHECKING:
+    import asyncio
+
     from deepseek_kit import AsyncClient
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "backend",
     "error_line",
     "for_stream",
+    "interruptible",
     "log_step",
     "log_steps",
     "make_client",
@@ -439,22 +442,6 @@ def _is_tty(stream: TextIO | None) -> bool:
         return False
 
 
-def _plain_connection_reason(exc: BaseException, msg: str) -> str:
-    """aiohttp's "Cannot connect to host h:p ssl:default [Connect call failed ('h', p)]" becomes
-    "Connection refused" (the library's message already names the URL)."""
-    os_err = getattr(exc.__cause__, "os_error", None)
-    head, sep, _ = msg.partition(": ")
-    if not sep or not head.startswith("Could not reach ") or not isinstance(os_err, OSError):
-        return msg
-    if isinstance(os_err, ConnectionRefusedError):
-        reason = "connection refused"
-    elif isinstance(os_err, TimeoutError):
-        reason = "connection timed out"
-    else:
-        reason = os_err.strerror or str(os_err)
-    return f"{head}: {reason}" if reason else msg
-
-
 def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     """One human line for an error, secrets masked, with a hint for the common cases."""
     from deepseek_kit import (
@@ -471,7 +458,6 @@ def error_line(exc: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     elif isinstance(exc, InsufficientBalanceError):
         msg += " (top up at https://platform.deepseek.com)"
     elif isinstance(exc, APIConnectionError) and not isinstance(exc, APIStatusError):
-        msg = _plain_connection_reason(exc, msg)
         attempts = getattr(exc, "attempts", 1)
         if attempts > 1:
             msg += f" (after {attempts} attempts)"
@@ -503,3 +489,25 @@ def run_async(main: Callable[[], Awaitable[T]]) -> T:
                     return runner.run(_main())
             uvloop.install()  # pragma: no cover - Python 3.10
     return asyncio.run(_main())
+
+
+async def interruptible(task: asyncio.Task[Any]) -> bool:
+    """Wait for `task`; Ctrl-C meanwhile cancels it instead of the session. True if it finished."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGINT)
+    installed = False
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        pass
+    try:
+        await asyncio.wait({task})
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, previous)
+    return not task.cancelled()

@@ -12,13 +12,19 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from . import ask, batch, chat, common, info, keys, logs, serve, stats
+from . import ask, batch, chat, clients, common, info, keys, logs, serve, shortcut, stats
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, Any]:
+    """The parser and its subcommands (their names are what `shortcut.rewrite` must not ask)."""
     from deepseek_kit import __version__
 
     p = argparse.ArgumentParser(
@@ -26,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="DeepSeek from the terminal. Uses DEEPSEEK_API_KEY when set, else the built-in "
                     "emulator (synthetic answers).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='start with:\n  dsk chat\n  dsk ask "question"',
+        epilog='start with:\n  dsk chat\n  dsk ask "question"     (or just: dsk "question")\n'
+               '  dsk -c "follow-up"     (continue the last conversation of dsk ask or dsk chat)',
     )
     p.add_argument("--version", action="version", version=f"dsk {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,15 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_parser(sub)
     chat.add_parser(sub)
     keys.add_parser(sub)
+    clients.add_parser(sub)
     logs.add_parser(sub)
     info.add_parser(sub)
     serve.add_parser(sub)
     stats.add_parser(sub)
-    return p
+    return p, sub
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    parser, sub = _build()
+    try:
+        argv = shortcut.rewrite(sys.argv[1:] if argv is None else argv, sub.choices)
+    except common.CLIError as exc:
+        print(common.error_line(exc), file=sys.stderr)
+        return exc.code
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)

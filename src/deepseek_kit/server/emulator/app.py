@@ -124,7 +124,7 @@ class Emulator:
             refused.force_close()  # the rest of the body is not read: do not reuse the connection
             return refused
         header = request.headers.get("X-DSK-Emulate", "")
-        seen = state.begin(request.path, header, body)
+        seen = state.begin(request.path, header, body, request.method, request.headers)
         status = 0
         try:
             resp = await self._handle(request, kind, body, header, seen)

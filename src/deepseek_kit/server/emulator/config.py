@@ -138,6 +138,9 @@ class EmulatorConfig:
     #: Upper bound of the generated arguments of one tool call, in characters: a schema that needs
     #: more (`minLength: 1000000000`, `minItems: 100000000`) gets a 400 instead of freezing the server.
     max_tool_argument_chars: int = 65_536
+    #: Several tools called in one turn when several fit the request (docs/emulator.md, "Tool
+    #: calls"); False: at most one call per turn. A request's `parallel_tool_calls` overrides it.
+    parallel_tool_calls: bool = True
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -256,7 +259,7 @@ def _validate(c: EmulatorConfig) -> None:
     _int(c, "default_reasoning_tokens", 0, _MAX_OUTPUT)
     _int(c, "chunk_tokens", 1, _MAX_OUTPUT)
     for name in ("echo_model_for_aliases", "strict_reasoning_passback", "legacy_usage_chunk",
-                 "cache_simulation"):
+                 "cache_simulation", "parallel_tool_calls"):
         _bool(c, name)
     limits = c.concurrency_limits
     if not isinstance(limits, Mapping):

@@ -74,6 +74,9 @@ class Directives:
     error_event_after: int | None = None
     insufficient_after: int | None = None
     finish: str | None = None
+    #: JSON mode answers as if the prompt carried no JSON schema (a model that ignores it): with
+    #: `times=1`, a test sees a client re-ask once and then get a valid object.
+    ignore_schema: bool = False
     # shaping directives (always apply)
     tokens: int | None = None
     reasoning_tokens: int | None = None
@@ -98,11 +101,12 @@ class Directives:
 
     def shaping_key(self) -> tuple[Any, ...]:
         """What changes the generated answer (part of the answer-cache key)."""
-        return (self.tokens, self.reasoning_tokens, self.chunk_tokens, self.finish, self.insufficient_after)
+        return (self.tokens, self.reasoning_tokens, self.chunk_tokens, self.finish, self.insufficient_after,
+                self.ignore_schema)
 
 
 _FLAGS = {"html", "keepalive_forever", "reset_before_headers", "empty_body", "blank_body",
-          "legacy_usage_chunk"}
+          "legacy_usage_chunk", "ignore_schema"}
 _INTS = {"status", "reset_after", "error_event_after", "insufficient_after", "tokens", "reasoning_tokens",
          "chunk_tokens", "times"}
 _FLOATS = {"delay_headers", "delay_chunks", "stall_first_token", "keepalive"}

@@ -6,12 +6,13 @@ What it produces, following docs/deepseek-api-notes.md:
 * thinking mode: reasoning tokens first (length by `reasoning_effort`),
   then the answer (docs/deepseek-api-notes.md#streaming-and-keep-alives);
 * tool calls: when tools are offered and the last turn is the user's (or tool_choice forces it),
-  call the tools the user message names (parallel calls, distinct indexes) or else the first tool;
-  after a `tool` result, answer in text. Arguments are generated from each tool's JSON schema
-  (objects, required properties, strings with formats, numbers, integers, booleans, enums, arrays,
-  nested objects, anyOf, local $ref) and are always valid JSON;
-* JSON mode (docs/deepseek-api-notes.md#json-output): a JSON object (mimicking the first example object found
-  in the prompt) when a prompt mentions "json"; otherwise only spaces;
+  call the tools the user message names, else the tools that fit it, in parallel (distinct
+  indexes), else the first tool (`tool_pick.py`); after a `tool` result, answer in text.
+  Arguments are generated from each tool's JSON schema (`schema_values.py`) and are always
+  valid JSON;
+* JSON mode (docs/deepseek-api-notes.md#json-output), when a prompt mentions "json": an object
+  valid against the JSON schema the prompt carries (what `parse()` sends), else mimicking the
+  first example object found in the prompt (`json_mode.py`); otherwise only spaces;
 * prefix completion (docs/deepseek-api-notes.md#prefix-completion-beta):
   a continuation of the assistant prefix (code, then a closing fence,
   when the prefix opened a ``` block). When the prefix (content, and `reasoning_content` in
@@ -38,8 +39,10 @@ import msgspec
 from .config import EmulatorConfig
 from .errors import ApiError
 from .faults import Directives
-from .schema_values import WORDS, ArgumentBudget, SchemaError, value_from_schema
+from .json_mode import json_object, prompt_text
+from .schema_values import WORDS, ArgumentBudget, SchemaError, text_tokens, value_from_schema
 from .tokens import tokenize
+from .tool_pick import pick_tools
 from .validate import ChatRequest, FimRequest
 
 __all__ = [
@@ -86,24 +89,6 @@ def seed_of(material: Any, config_seed: int) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def text_tokens(rng: random.Random, n: int, lead_space: bool = False) -> list[str]:
-    """Exactly `n` tokens of sentences made of WORDS."""
-    out: list[str] = []
-    choice, randint = rng.choice, rng.randint
-    while len(out) < n:
-        for j in range(randint(4, 12)):
-            w = choice(WORDS)
-            if j == 0:
-                w = w.capitalize()
-                out.append(w if not out and not lead_space else " " + w)
-            else:
-                out.append(" " + w)
-            if len(out) >= n:
-                return out
-        out.append(".")
-    return out
-
-
 def _code_text(rng: random.Random, n_tokens: int) -> str:
     parts: list[str] = []
     size = 0
@@ -125,69 +110,11 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _pick_tools(req: ChatRequest) -> list[dict[str, Any]]:
-    """Which tools to call (see module docstring): deterministic and easy to steer from a test."""
-    if not req.tools or req.tool_choice == "none" or req.prefix:
+def _json_content(req: ChatRequest, rng: random.Random, n: int, limit: int, schema: bool) -> list[str]:
+    if "json" not in prompt_text(req.messages).lower():
         return []
-    if req.tool_choice == "named":
-        return [t for t in req.tools if t["function"]["name"] == req.tool_name][:1]
-    last = next((m for m in reversed(req.messages) if m["role"] != "system"), req.messages[-1])
-    if last["role"] == "tool" and req.tool_choice != "required":
-        return []  # tool results are in: answer in text
-    text = _text(last.get("content"))
-    found = sorted(
-        ((text.find(t["function"]["name"]), i) for i, t in enumerate(req.tools)
-         if t["function"]["name"] in text),
-    )
-    if found:
-        return [req.tools[i] for _, i in found[:16]]
-    return [req.tools[0]]
-
-
-def _find_json_example(text: str) -> Any:
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    tries = 0
-    while start != -1 and tries < 50:
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except (ValueError, RecursionError):  # a deeply nested "example" is no example
-            value = None
-        if isinstance(value, dict) and value:
-            return value
-        start = text.find("{", start + 1)
-        tries += 1
-    return None
-
-
-def _mimic(example: Any, rng: random.Random, depth: int = 0) -> Any:
-    if isinstance(example, dict):
-        if depth > 6:  # like lists: a nested example is copied to a bounded depth
-            return {}
-        return {k: _mimic(v, rng, depth + 1) for k, v in example.items()}
-    if isinstance(example, list):
-        if not example or depth > 6:
-            return []
-        return [_mimic(example[0], rng, depth + 1) for _ in range(rng.randint(1, 3))]
-    if isinstance(example, bool):
-        return rng.random() < 0.5
-    if isinstance(example, int):
-        return rng.randint(0, 100)
-    if isinstance(example, float):
-        return round(rng.random() * 100, 2)
-    if isinstance(example, str):
-        return "".join(text_tokens(rng, rng.randint(1, 4))).rstrip(".")
-    return None
-
-
-def _json_content(req: ChatRequest, rng: random.Random, n: int) -> list[str]:
-    prompt = " ".join(_text(m.get("content")) for m in req.messages if m["role"] in ("system", "user"))
-    if "json" not in prompt.lower():
-        return []
-    example = _find_json_example(prompt)
-    if example is not None:
-        obj = _mimic(example, rng)
-    else:
+    obj = json_object(req.messages, rng, limit, schema)
+    if obj is None:
         obj = {"answer": "".join(text_tokens(rng, max(4, n - 10))), "confidence": round(rng.random(), 2)}
     return tokenize(json.dumps(obj, ensure_ascii=False))
 
@@ -224,9 +151,11 @@ def _pieces(tokens: list[str], size: int) -> list[str]:
     return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
 
 
-def _tool_calls(req: ChatRequest, rng: random.Random, chunk: int, limit: int) -> list[ToolCallOut]:
+def _tool_calls(req: ChatRequest, rng: random.Random, chunk: int, limit: int,
+                parallel_default: bool) -> list[ToolCallOut]:
     out = []
-    for index, tool in enumerate(_pick_tools(req)):
+    parallel = req.parallel_tools if req.parallel_tools is not None else parallel_default
+    for index, tool in enumerate(pick_tools(req, parallel)):
         fn = tool["function"]
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         try:
@@ -267,13 +196,13 @@ def generate_chat(req: ChatRequest, d: Directives, config: EmulatorConfig) -> An
         if n_r is None:
             n_r = round(config.default_reasoning_tokens * _EFFORT_FACTOR[req.effort])
         reasoning = ["Let", " me", " think", " about", " this", ".", *text_tokens(rng, n_r, True)][:n_r]
-    calls = _tool_calls(req, rng, chunk, config.max_tool_argument_chars)
+    calls = _tool_calls(req, rng, chunk, config.max_tool_argument_chars, config.parallel_tool_calls)
     finish = "tool_calls" if calls else "stop"
     content: list[str] = []
     if calls:
         pass
     elif req.json_mode:
-        content = _json_content(req, rng, n_content)
+        content = _json_content(req, rng, n_content, config.max_tool_argument_chars, not d.ignore_schema)
         # no "json" in the prompt: the API returns only spaces (docs/deepseek-api-notes.md#json-output)
         if not content:
             if config.json_without_hint == "until_limit":

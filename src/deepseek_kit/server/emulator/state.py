@@ -29,7 +29,7 @@ from .cache_sim import PrefixCache
 from .config import EmulatorConfig
 from .faults import parse_directives
 
-__all__ = ["STATE_KEY", "Account", "BoundedCounter", "EmulatorState"]
+__all__ = ["SECRET_HEADERS", "STATE_KEY", "Account", "BoundedCounter", "EmulatorState", "masked_headers"]
 
 _CENT = Decimal("0.01")
 _K = TypeVar("_K", bound=Hashable)
@@ -91,6 +91,24 @@ class Account:
         }
 
 
+#: Headers that carry credentials: kept as `****` + their last four characters (what DeepSeek's
+#: own "invalid api key" message shows), never whole.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"})
+
+
+def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """`headers` with the values of SECRET_HEADERS masked (`Bearer ****abcd`)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if name.lower() in SECRET_HEADERS:
+            scheme, sep, token = value.partition(" ")
+            secret = token if sep else value
+            shown = f"****{secret[-4:]}" if len(secret) > 8 else "****"
+            value = f"{scheme} {shown}" if sep else shown
+        out[name] = value
+    return out
+
+
 class EmulatorState:
     """Everything the emulator remembers between requests."""
 
@@ -114,20 +132,34 @@ class EmulatorState:
         self.max_in_flight = 0
         self.disconnects = 0
         self.recent: deque[tuple[str, bytes]] = deque(maxlen=self.config.recent_bodies)
+        #: (method, path, headers with secrets masked, body) of recent requests, for
+        #: `deepseek_kit.testing`; bodies over `recent_body_max` are kept as b"".
+        self.received: deque[tuple[str, str, dict[str, str], bytes]] = deque(maxlen=self.config.recent_bodies)
         self._times_seen: BoundedCounter[tuple[str, str]] = BoundedCounter(limit)
         self._model_in_flight: Counter[tuple[str, str]] = Counter()
 
+    def forget(self) -> None:
+        """A fresh start: counters, recent requests, accounts (balances back to the configured
+        ones) and the prefix cache (`deepseek_kit.testing` calls it between tests)."""
+        self.reset_counters()
+        self.accounts.clear()
+        self.cache = PrefixCache(self.config.cache_unit, self.config.cache_capacity)
+
     # -- request bookkeeping ----------------------------------------------------------------------
 
-    def begin(self, path: str, emulate: str, body: bytes) -> int:
+    def begin(self, path: str, emulate: str, body: bytes, method: str = "POST",
+              headers: Mapping[str, str] | None = None) -> int:
         """Count a request; returns how many requests so far carried this directive string (the
         count restarts for a string not seen among the last `max_tracked` distinct ones)."""
         self.total_requests += 1
         self.requests_per_path.add(path)
         if emulate:
             self.requests_per_emulate.add(emulate)
-        if body and len(body) <= self.config.recent_body_max:  # big bodies are not kept (memory)
+        small = len(body) <= self.config.recent_body_max  # big bodies are not kept (memory)
+        if body and small:
             self.recent.append((path, body))
+        if headers is not None and self.config.recent_bodies:
+            self.received.append((method, path, masked_headers(headers), body if small else b""))
         self.in_flight += 1
         if self.in_flight > self.max_in_flight:
             self.max_in_flight = self.in_flight

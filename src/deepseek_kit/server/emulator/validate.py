@@ -57,6 +57,8 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     prefix: bool = False
+    #: the request's `parallel_tool_calls` (None: not sent, the server's setting applies)
+    parallel_tools: bool | None = None
 
 
 @dataclass(slots=True)
@@ -169,6 +171,8 @@ def validate_chat(raw: bytes, *, beta: bool, config: EmulatorConfig) -> ChatRequ
     req.include_usage = _include_usage(body)
     rf = body.get("response_format")
     req.json_mode = isinstance(rf, dict) and rf.get("type") == "json_object"
+    parallel = body.get("parallel_tool_calls")  # not a DeepSeek field: a non-boolean is ignored like it
+    req.parallel_tools = parallel if isinstance(parallel, bool) else None
     _tools(req, body, beta)
     _messages_semantics(req, beta, config, raw)
     return req

@@ -26,11 +26,14 @@ if TYPE_CHECKING:
         VirtualKey,
         check_pepper,
     )
+    from .oauth_clients import ClientRecord
+    from .oauth_tokens import TokenService, tokens_for
     from .state import open_state
 
 _LAZY: dict[str, str] = {
     "AccessLogHandler": ".accesslog",
     "BEIJING": "deepseek_kit._wire.pricing",
+    "ClientRecord": ".oauth_clients",
     "GATEWAY_KEY": ".app",
     "GatewayConfig": ".config",
     "GatewayConfigError": ".config",
@@ -38,6 +41,7 @@ _LAZY: dict[str, str] = {
     "GatewayState": ".keys",
     "KeyRecord": ".keys",
     "StateUnavailableError": ".keys",
+    "TokenService": ".oauth_tokens",
     "VirtualKey": ".keys",
     "check_pepper": ".keys",
     "create_gateway_app": ".app",
@@ -45,6 +49,7 @@ _LAZY: dict[str, str] = {
     "now": "deepseek_kit._wire.pricing",
     "open_state": ".state",
     "parse_gateway_config": ".config",
+    "tokens_for": ".oauth_tokens",
 }
 
 
@@ -54,12 +59,14 @@ __all__ = [
     "BEIJING",
     "GATEWAY_KEY",
     "AccessLogHandler",
+    "ClientRecord",
     "GatewayConfig",
     "GatewayConfigError",
     "GatewayKeyError",
     "GatewayState",
     "KeyRecord",
     "StateUnavailableError",
+    "TokenService",
     "VirtualKey",
     "check_pepper",
     "create_gateway_app",
@@ -67,4 +74,5 @@ __all__ = [
     "now",
     "open_state",
     "parse_gateway_config",
+    "tokens_for",
 ]

@@ -7,6 +7,7 @@ handlers that create, list, show, revoke and rotate virtual keys and report thei
     POST   {prefix}/keys/{id}/revoke     revoke (also DELETE {prefix}/keys/{id})
     POST   {prefix}/keys/{id}/rotate     new secret -> 200
     GET    {prefix}/keys/{id}/usage      spend per Beijing day and model (?since=2026-12-01)
+    ...    {prefix}/clients, {prefix}/oauth/signing-keys   OAuth clients (oauth_routes.py)
 
 Every request needs `Authorization: Bearer <admin key>`, the value of the environment variable
 named by `admin_key_env`; it is compared in constant time (`hmac.compare_digest`). With no admin key
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from .keys import GatewayKeyError, GatewayState, KeyRecord
+from .oauth_routes import add_client_admin_routes
 
 __all__ = ["add_admin_routes"]
 
@@ -193,3 +195,4 @@ def add_admin_routes(
     app.router.add_post(f"{p}/keys/{{id}}/revoke", a.guard(a.revoke))
     app.router.add_post(f"{p}/keys/{{id}}/rotate", a.guard(a.rotate))
     app.router.add_get(f"{p}/keys/{{id}}/usage", a.guard(a.usage))
+    add_client_admin_routes(app, a.guard, a.state, p)  # OAuth clients (oauth_routes.py)

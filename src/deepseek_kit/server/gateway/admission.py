@@ -83,8 +83,13 @@ class Admission:
         if not authorization or not authorization.startswith("Bearer ") or not authorization[7:].strip():
             raise GatewayError(401, "Authentication Fails (auth header format should be Bearer sk-...)",
                                type="authentication_error")
+        token = authorization[7:].strip()
         try:
-            return await self.state.authenticate(authorization[7:].strip(), ip)
+            if token.count(".") == 2:  # a JWT: an OAuth access token acting as its client's key
+                from .oauth_tokens import tokens_for
+
+                return await tokens_for(self.state).authenticate(token, ip)
+            return await self.state.authenticate(token, ip)
         except GatewayKeyError as exc:
             raise _gateway_error(exc) from None
 

@@ -34,16 +34,19 @@ from .admin import add_admin_routes
 from .admission import DEFAULT_RESERVE_TOKENS, TOKENS_PER_BYTE, Admission, worst_case
 from .balance import BalanceCollector, BalanceWatch
 from .config import GatewayConfig, GatewayConfigError, load_gateway_config
+from .dashboard import DashboardSources, LiveStats, add_dashboard_routes
 from .errors import GatewayError, error_response
 from .health import healthz, readyz
 from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
+from .oauth_routes import add_token_routes
 from .ops_metrics import BudgetRefresher, QueueCollector
 from .relay import Call, Relay, timeout_at
 from .repair import ReasoningMemory
 from .stitch import Stitcher
 from .tpm import StreamMeter
 from .upstream_limits import UpstreamCaps, carrier_limits, has_caps
+from .websocket import add_websocket_routes
 
 __all__ = ["GATEWAY_KEY", "Gateway", "create_gateway_app"]
 
@@ -75,6 +78,7 @@ class Gateway:
         self._global = (config.rpm, config.tpm, config.max_in_flight)
         self.meter = StreamMeter()
         self.budgets: BudgetRefresher | None = None
+        self.live = LiveStats()  # the dashboard's rolling window of finished requests
 
     def build_client(self) -> AsyncClient:
         c = self.config
@@ -264,7 +268,11 @@ class Gateway:
 
     # -- handlers ----------------------------------------------------------------------------------
 
-    async def completions(self, request: web.Request, path: str, beta: bool) -> web.StreamResponse:
+    async def completions(self, request: web.Request, path: str, beta: bool, *, message: bytes | None = None,
+                          out: web.StreamResponse | None = None) -> web.StreamResponse:
+        """One call: admission, relay, settlement. The WebSocket route (websocket.py) passes the
+        request `message` (instead of the body) and the `out` sink the stream is written to; the
+        stream is then forced on and a GatewayError is raised to it instead of answered."""
         assert self.relay is not None and self.metrics is not None
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -283,15 +291,17 @@ class Gateway:
                 call.key_id, call.key_name = key.id, key.name
                 if self.budgets is not None:
                     self.budgets.seen(key)  # its budget gauge is refreshed in the background
-            body = await self.read_body(request)
+            body = await self.read_body(request) if message is None else message
             body_len = len(body)
             doc = self.parse(body, fim=path == "/completions")
             model = call.model = doc["model"]
-            call.stream = bool(doc.get("stream"))
+            call.stream = bool(doc.get("stream")) or out is not None
             if not self.admission.allowed(key, model):
                 raise GatewayError(403, f"this key may not use model {model!r}", type="permission_error",
                                    code="model_not_allowed", param="model")
-            changed = False
+            changed = out is not None and doc.get("stream") is not True
+            if changed:
+                doc["stream"] = True  # WebSocket: always a stream (docs/gateway.md, WebSocket streaming)
             resolved = self.config.aliases.get(model, model)
             if resolved != model:
                 doc["model"] = resolved
@@ -321,9 +331,11 @@ class Gateway:
             stitcher = (Stitcher(doc, self.prefix_names) if call.stream and self.prefix_names
                         and path == "/chat/completions" else None)
             return await self.relay.relay(request, path, body, call.stream, beta, call, record=tools,
-                                          stitcher=stitcher)
+                                          stitcher=stitcher, out=out)
         except GatewayError as err:
             call.status, call.error = err.status, err.message[:200]
+            if out is not None:
+                raise
             return error_response(err)
         finally:
             self.metrics.in_flight.dec()
@@ -348,6 +360,7 @@ class Gateway:
             if call.status == 0:
                 call.status = 499  # the caller went away before an answer
             self.metrics.observe(call, seconds, spent)
+            self.live.record(seconds, call.ttft, call.status)
             if self.config.access_log:
                 access_line(call, request.method, request.path, seconds, spent)
 
@@ -451,14 +464,22 @@ def create_gateway_app(config: GatewayConfig, *, clock: Callable[[], float] | No
     for prefix in ("", "/v1"):
         r.add_get(prefix + "/models", gw.models)
         r.add_get(prefix + "/user/balance", gw.balance)
+    add_dashboard_routes(app, DashboardSources(  # dashboard/: log in with the admin key; stats, keys
+        state=lambda: gw.admission.state, endpoints=lambda: gw.client.endpoints() if gw.client else [],
+        balances=lambda: gw.upstream_balance, live=gw.live, currency=config.currency,
+        admin_key=(os.environ.get(config.admin_key_env) if config.admin_key_env else None) or None,
+        now=lambda: datetime.fromtimestamp(gw.admission.clock(), timezone.utc), draining=lambda: gw.draining,
+        state_url=config.state))
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz(lambda: gw.client.endpoints() if gw.client is not None else [],
                                 lambda: gw.draining))
     r.add_get("/metrics", gw.prometheus)
+    add_websocket_routes(app, gw)
     if config.auth == "keys":
         # The admin HTTP API (admin.py): on only when the admin key's variable is set.
         admin_key = os.environ.get(config.admin_key_env) if config.admin_key_env else None
         wall = gw.admission.clock
         add_admin_routes(app, lambda: gw.admission.state, admin_key or None, currency=config.currency,
                          clock=lambda: datetime.fromtimestamp(wall(), timezone.utc))
+        add_token_routes(app, lambda: gw.admission.state)  # OAuth2 client credentials (oauth_routes.py)
     return app

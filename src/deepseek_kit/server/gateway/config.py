@@ -87,6 +87,11 @@ class GatewayConfig:
     currency: str = "CNY"
     shutdown_grace: float = 30.0
     client_timeout: float = 30.0  # seconds a caller may take to send its request body
+    # WebSocket streaming (websocket.py): ping interval, wait for a connection's first request,
+    # wait after an answer for the next request before closing with 1000
+    ws_heartbeat: float = 20.0
+    ws_idle: float = 30.0
+    ws_linger: float = 0.25
     rpm: float | None = None  # the whole gateway's caps (limits.py), shared across workers
     tpm: float | None = None
     max_in_flight: int | None = None
@@ -118,6 +123,7 @@ _GATEWAY: dict[str, tuple[type, ...]] = {
     "max_body_bytes": _INT, "cors_origins": (list,), "access_log": _BOOL,
     "repair_entries": _INT, "currency": _STR, "shutdown_grace": _NUM, "client_timeout": _NUM,
     "rpm": _NUM, "tpm": _NUM, "max_in_flight": _INT, "balance_poll": _NUM, "balance_recheck": _NUM,
+    "ws_heartbeat": _NUM, "ws_idle": _NUM, "ws_linger": _NUM,
 }
 _UPSTREAM: dict[str, tuple[type, ...]] = {
     "name": _STR, "base_url": _STR, "api_key_env": _STR, "kind": _STR, "priority": _INT,
@@ -296,10 +302,11 @@ def parse_gateway_config(text: str, *, path: str | None = None,
     if "listen" in gw:
         out["host"], out["port"] = _listen(gw["listen"], check)
     for name in ("state", "admin_key_env", "pepper_env", "max_body_bytes", "access_log",
-                 "repair_entries", "shutdown_grace", "client_timeout"):
+                 "repair_entries", "shutdown_grace", "client_timeout",
+                 "ws_heartbeat", "ws_idle", "ws_linger"):
         if name in gw:
             out[name] = gw[name]
-    for name in ("shutdown_grace", "client_timeout"):
+    for name in ("shutdown_grace", "client_timeout", "ws_heartbeat", "ws_idle", "ws_linger"):
         if name in gw and not 0 < gw[name] < float("inf"):
             raise check.fail(f"[gateway] {name}", f"must be a positive number of seconds, got {gw[name]!r}",
                              "gateway", None, name)

@@ -252,18 +252,22 @@ class Relay:
         call.ttft = loop.time() - call.started
 
     async def relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
-                    call: Call, record: bool, stitcher: Stitcher | None = None) -> web.StreamResponse:
+                    call: Call, record: bool, stitcher: Stitcher | None = None,
+                    out: web.StreamResponse | None = None) -> web.StreamResponse:
+        """Relay one call; a stream is written to `out` when given (the WebSocket route's sink,
+        websocket.py) instead of a new SSE response."""
         self.active += 1
         self.idle.clear()
         try:
-            return await self._relay(request, path, body, stream, beta, call, record, stitcher)
+            return await self._relay(request, path, body, stream, beta, call, record, stitcher, out)
         finally:
             self.active -= 1
             if not self.active:
                 self.idle.set()
 
     async def _relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
-                     call: Call, record: bool, stitcher: Stitcher | None) -> web.StreamResponse:
+                     call: Call, record: bool, stitcher: Stitcher | None,
+                     out: web.StreamResponse | None) -> web.StreamResponse:
         resp = await self._open(path, body, stream, beta, call)
         call.trace_id = resp.trace_id
         headers = {"x-dsk-upstream": call.upstream}
@@ -276,13 +280,15 @@ class Relay:
                 self.memory.record_body(resp.body)
             call.status = 200
             return web.Response(body=resp.body, content_type="application/json", headers=headers)
-        return await self._stream(request, resp, headers, call, record, stitcher)
+        return await self._stream(request, resp, headers, call, record, stitcher, out)
 
     async def _stream(self, request: web.Request, resp: Response, headers: dict[str, str], call: Call,
-                      record: bool, stitcher: Stitcher | None) -> web.StreamResponse:
+                      record: bool, stitcher: Stitcher | None, sink: web.StreamResponse | None
+                      ) -> web.StreamResponse:
         events = resp.events
         assert events is not None
-        out = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+        out = sink if sink is not None else web.StreamResponse(status=200,
+                                                               headers={**_SSE_HEADERS, **headers})
         await out.prepare(request)
         call.status = 200
         task = asyncio.current_task()

@@ -17,7 +17,7 @@ from deepseek_kit.server import EmulatorThread
 async def main(base_url: str) -> None:
     async with AsyncClient(api_key="sk-demo", base_url=base_url) as client:
         conv = Conversation(client, system="You are a concise travel agent.",
-                            policy=SlidingWindow(rounds=5) | TokenBudget(32_000))
+                            policy=SlidingWindow(keep=5) | TokenBudget(32_000))
         reply = await conv.send("Plan two days in Lisbon.")
         print("reasoning:", len(reply.choices[0].message.reasoning_content or ""), "chars kept in history")
         async with conv.stream("Now add a day trip.") as s:

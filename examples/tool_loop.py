@@ -19,7 +19,7 @@ from deepseek_kit.server import EmulatorThread
 
 
 @tool
-def get_weather(city: str, units: Literal["metric", "imperial"] = "metric") -> dict:
+def get_weather(city: str, units: Literal["metric", "imperial"] = "metric") -> dict[str, object]:
     """Current weather for a city.
 
     Args:
@@ -53,7 +53,7 @@ async def main(url: str) -> None:
                 pass  # print(ev.text, end="") to stream the answer
             elif isinstance(ev, Final):
                 print("roles:", [m["role"] for m in ev.messages], "| steps:", ev.steps,
-                      "| tokens:", ev.usage.total_tokens)
+                      "| tokens:", ev.usage and ev.usage.total_tokens)
         print(await parse(client, "The largest city in Peru?", City, model="deepseek-flash"))
 
 
