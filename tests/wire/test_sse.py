@@ -174,3 +174,22 @@ def test_seam_between_chunks_finds_the_blank_line():
     assert dec.feed(b"data: 3\r") == []
     assert dec.feed(b"\n") == []
     assert dec.feed(b"\r\n") == [b"3"]
+
+
+_PIECES = [b'data: {"a":1}\n\n', b"data: [DONE]\n\n", b": ka\n\n", b"data: x\ndata: y\n\n", b"\n",
+           b"data:z\n\n", b"event: e\n", b"data: \n\n", b"data: p", b"\r\n", b"id: 1\n\n", b"data: q\n"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=20), st.lists(st.integers(min_value=0), max_size=8))
+def test_whole_frame_fast_path_matches_byte_by_byte(pieces, cuts):
+    # Byte-by-byte feeding never takes feed()'s whole-frame shortcut: both must agree on any mix
+    # of plain frames, comments, multi-line events, other fields, stray newlines and partial tails.
+    data = b"".join(pieces)
+    assert decode_all(split_at(data, cuts)) == decode_all([data[i:i + 1] for i in range(len(data))])
+
+
+def test_whole_frames_in_one_read_with_a_partial_tail():
+    dec = SSEDecoder()
+    assert dec.feed(b"data: 1\n\ndata: 2\n\ndata: [DO") == [b"1", b"2"]
+    assert dec.feed(b"NE]\n\n") == [DONE]

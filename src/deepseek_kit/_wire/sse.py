@@ -125,6 +125,28 @@ class SSEDecoder:
         `b"[DONE]"`); comments only increment `comments`. Raises `SSEError` past `max_event`."""
         if not chunk:
             return []
+        if not self._pending_cr and b"\r" not in chunk:
+            # The usual read from a DeepSeek-style server: whole `data: <payload>\n\n` frames,
+            # perhaps completing the previous read's partial one and starting the next. When every
+            # newline in the complete part is one of those frame separators (no multi-line event,
+            # comment or other field), one split gives the payloads: no Python step per event (a
+            # gateway relays bursts of hundreds). Anything else takes the general path below.
+            whole: bytes | None = chunk
+            if self._buf:
+                last = self._more[-1] if self._more else self._buf
+                # the same test as `_blocks`: join the pieces only once a frame can be complete
+                whole = (self._pending() + chunk if b"\n\n" in chunk
+                         or (chunk[:1] == b"\n" and last[-1:] == b"\n") else None)
+            if whole is not None and whole[:6] == b"data: ":
+                end = whole.rfind(b"\n\n")
+                if end > 0:
+                    body = whole[6:end]
+                    parts = body.split(b"\n\ndata: ")
+                    if body.count(b"\n") == 2 * len(parts) - 2:
+                        self._more = []
+                        self._buf = whole[end + 2:]
+                        self._keep(len(self._buf))
+                        return parts
         out: list[bytes] = []
         for block in self._blocks(chunk):
             if block[:6] == b"data: " and b"\n" not in block:

@@ -209,8 +209,15 @@ def _serve_gateway(config: Any, sock: Any) -> None:
         loop = uvloop.new_event_loop()
     except ImportError:
         pass
-    web.run_app(app, sock=sock, handler_cancellation=True, access_log=None,
-                shutdown_timeout=config.shutdown_grace, print=None, loop=loop)
+    try:
+        web.run_app(app, sock=sock, handler_cancellation=True, access_log=None,
+                    shutdown_timeout=config.shutdown_grace, print=None, loop=loop)
+    finally:
+        import logging
+
+        # The access log writes in batches; a forked worker exits without logging's atexit flush.
+        for h in logging.getLogger("deepseek_kit.gateway.access").handlers:
+            h.flush()
 
 
 def run_gateway(args: argparse.Namespace) -> int:
@@ -255,9 +262,9 @@ def run_gateway(args: argparse.Namespace) -> int:
     # One JSON line per request on stderr (no secrets: see server/gateway/metrics.py).
     access = logging.getLogger("deepseek_kit.gateway.access")
     if config.access_log and not access.handlers:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(h)
+        from deepseek_kit.server.gateway import AccessLogHandler
+
+        access.addHandler(AccessLogHandler(sys.stderr))  # lines written in batches
         access.setLevel(logging.INFO)
         access.propagate = False
     print(f"dsk: gateway listening on http://{shown}:{bound} ({args.workers} worker"

@@ -15,6 +15,7 @@ from deepseek_kit._lazy import lazy_namespace
 if TYPE_CHECKING:
     from deepseek_kit._wire.pricing import BEIJING, now
 
+    from .accesslog import AccessLogHandler
     from .app import GATEWAY_KEY, create_gateway_app
     from .config import GatewayConfig, GatewayConfigError, load_gateway_config, parse_gateway_config
     from .keys import (
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .state import open_state
 
 _LAZY: dict[str, str] = {
+    "AccessLogHandler": ".accesslog",
     "BEIJING": "deepseek_kit._wire.pricing",
     "ClientRecord": ".oauth_clients",
     "GATEWAY_KEY": ".app",
@@ -56,6 +58,7 @@ __getattr__, __dir__ = lazy_namespace(__name__, _LAZY)
 __all__ = [
     "BEIJING",
     "GATEWAY_KEY",
+    "AccessLogHandler",
     "ClientRecord",
     "GatewayConfig",
     "GatewayConfigError",

@@ -114,6 +114,10 @@ class Admission:
         """Settle off the request path (also when the caller left mid-stream)."""
         if reservation is None or self.state is None:
             return
+        nowait = getattr(self.state, "settle_nowait", None)  # StateBase: queueing only, no task
+        if nowait is not None:
+            nowait(reservation, actual, model=model)
+            return
         task = asyncio.ensure_future(self.state.settle(reservation, actual, model=model))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .accesslog import AccessLogHandler
 from .relay import Call
 
 __all__ = ["ACCESS_LOG", "GatewayMetrics"]
@@ -126,7 +127,7 @@ def access_line(call: Call, method: str, path: str, seconds: float, cost: Decima
     if not ACCESS_LOG.isEnabledFor(logging.INFO):
         return
     u = call.usage or {}
-    ACCESS_LOG.info(_encode({
+    text = _encode({
         "ts": round(time.time(), 3), "method": method, "path": path, "status": call.status,
         "key": call.key_id, "key_name": call.key_name, "model": call.model, "upstream": call.upstream,
         "stream": call.stream, "ms": round(seconds * 1000, 2),
@@ -135,4 +136,9 @@ def access_line(call: Call, method: str, path: str, seconds: float, cost: Decima
         "cache_hit_tokens": u.get("prompt_cache_hit_tokens"), "chunks": call.chunks,
         "cost": None if cost is None else str(cost), "trace_id": call.trace_id, "tried": call.tried,
         "error": call.error,
-    }).decode())
+    }).decode()
+    handlers = ACCESS_LOG.handlers
+    if len(handlers) == 1 and isinstance(handlers[0], AccessLogHandler) and not ACCESS_LOG.filters:
+        handlers[0].line(text)  # no LogRecord: the line is final (accesslog.py)
+    else:
+        ACCESS_LOG.info(text)

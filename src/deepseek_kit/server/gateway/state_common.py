@@ -286,6 +286,11 @@ class StateBase:
 
     async def settle(self, reservation: Reservation, actual: Decimal, *, model: str | None = None) -> None:
         """Replace the hold with the exact cost (0 for a request that failed unbilled)."""
+        self.settle_nowait(reservation, actual, model=model)
+
+    def settle_nowait(self, reservation: Reservation, actual: Decimal, *, model: str | None = None) -> None:
+        """`settle` without a coroutine: it only queues (the gateway calls it once per request, on
+        the event loop; a task per call would cost more than the queueing)."""
         nanos = max(to_nanos(actual), 0)
         if reservation.held:
             self._queue_settle(reservation, nanos)

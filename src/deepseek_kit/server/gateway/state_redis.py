@@ -13,16 +13,18 @@ Layout (all under `dsk:gw:`):
     usage:<id>          HASH <day>|<model>|n and <day>|<model>|c -> requests, nano-units
     settled:<hold id>   marker of an applied settlement (expires after a day)
 
-A hold is one Lua script (`_HOLD`): drop the key's expired holds, sum what is held and spent in the
-request's day and month, refuse or add the hold, atomically with every other worker's. Settling
-(remove the hold, add the exact cost) is queued (state_common.py) and rides on this process's next
-hold script, or on one `_SETTLE` script for the whole queue after at most `SETTLE_DELAY`. Expiry
-uses the gateway's clock (not Redis's `TIME`) so that tests can drive it; hosts must keep their
-clocks in sync (NTP), as a skew only moves when an abandoned hold is released.
+A hold is one Lua script (`_HOLD_MANY`, for every hold asked in one turn of the event loop): drop
+the key's expired holds, sum what is held and spent in the request's day and month, refuse or add
+the hold, atomically with every other worker's. Settling (remove the hold, add the exact cost) is
+queued (state_common.py) and rides on this process's next hold script, or on one `_SETTLE` script
+for the whole queue after at most `SETTLE_DELAY`. Expiry uses the gateway's clock (not Redis's
+`TIME`) so that tests can drive it; hosts must keep their clocks in sync (NTP), as a skew only
+moves when an abandoned hold is released.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -83,6 +85,51 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5]
 return {''}
 """
 
+# Holds asked for in one turn of the event loop, decided in one script (group commit: one round
+# trip instead of one per request; a script runs alone on the server, so this is as atomic across
+# workers as one script per hold, each hold seeing the ones before it). ARGV: now, number of
+# holds, then per hold: id, key id, nanos, day, month, daily, monthly budget (-1: none), expiry;
+# then queued settlements (_APPLY). Returns one verdict per hold ("" / daily / monthly).
+_HOLD_MANY = _APPLY + """
+local now, count = ARGV[1], tonumber(ARGV[2])
+apply(3 + count * 8)
+local totals, out = {}, {}
+for i = 3, 2 + count * 8, 8 do
+  local id, kid, n, day, month = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
+  local holds, hold = 'dsk:gw:holds:' .. kid, 'dsk:gw:hold:' .. kid
+  local tk = kid .. ' ' .. day .. ' ' .. month
+  local t = totals[tk]
+  if not t then
+    local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+    for _, e in ipairs(expired) do redis.call('HDEL', hold, e) end
+    if #expired > 0 then redis.call('ZREMRANGEBYSCORE', holds, '-inf', now) end
+    local hd, hm = 0, 0
+    for _, v in ipairs(redis.call('HVALS', hold)) do
+      local amount, d, m = string.match(v, '^(%d+) (%S+) (%S+)$')
+      if d == day then hd = hd + tonumber(amount) end
+      if m == month then hm = hm + tonumber(amount) end
+    end
+    local spend = 'dsk:gw:spend:' .. kid
+    t = {tonumber(redis.call('HGET', spend, 'd:' .. day) or '0'), hd,
+         tonumber(redis.call('HGET', spend, 'm:' .. month) or '0'), hm}
+    totals[tk] = t
+  end
+  local daily, monthly = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  if daily >= 0 and t[1] + t[2] + n > daily then
+    out[#out + 1] = 'daily'
+  elseif monthly >= 0 and t[3] + t[4] + n > monthly then
+    out[#out + 1] = 'monthly'
+  else
+    t[2] = t[2] + n
+    t[4] = t[4] + n
+    redis.call('ZADD', holds, ARGV[i + 7], id)
+    redis.call('HSET', hold, id, ARGV[i + 2] .. ' ' .. day .. ' ' .. month)
+    out[#out + 1] = ''
+  end
+end
+return out
+"""
+
 # KEYS: hash:<hmac>. Returns the record JSON of a live key, or false.
 _LOOKUP = """
 local id = redis.call('GET', KEYS[1])
@@ -118,6 +165,9 @@ class RedisState(StateBase):
                                                         socket_connect_timeout=10)
         self._r = aioredis.Redis(connection_pool=pool)
         self._hold = self._r.register_script(_HOLD)
+        self._hold_many = self._r.register_script(_HOLD_MANY)
+        self._holds: list[tuple[list[Any], list[Settle], asyncio.Future[str | None]]] = []
+        self._hold_tasks: set[asyncio.Task[None]] = set()
         self._settle_script = self._r.register_script(_SETTLE)
         self._lookup_script = self._r.register_script(_LOOKUP)
 
@@ -172,11 +222,41 @@ class RedisState(StateBase):
 
     async def _reserve(self, res: Reservation, nanos: int, daily: int, monthly: int,
                        expires: float, now: float, settles: list[Settle]) -> str | None:
-        out = await self._hold(keys=self._budget_keys(res.key_id),
-                               args=[repr(now), res.id, nanos, res.day, res.month, daily, monthly,
-                                     repr(expires), *(v for st in settles for v in st)])
-        refused = _s(out[0])
-        return refused or None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str | None] = loop.create_future()
+        args = [res.id, res.key_id, nanos, res.day, res.month, daily, monthly, repr(expires)]
+        self._holds.append((args, settles, fut))
+        if len(self._holds) == 1:  # the first of this loop turn: decide them all on the next
+            loop.call_soon(self._decide_holds, repr(now))
+        return await fut
+
+    def _decide_holds(self, now: str) -> None:
+        batch, self._holds = self._holds, []
+        task = asyncio.get_running_loop().create_task(self._decide(now, batch))
+        self._hold_tasks.add(task)
+        task.add_done_callback(self._hold_tasks.discard)
+
+    async def _decide(self, now: str, batch: list[tuple[list[Any], list[Settle], asyncio.Future[str | None]]],
+                      ) -> None:
+        args: list[Any] = [now, len(batch)]
+        for a, _, _ in batch:
+            args += a
+        for _, settles, _ in batch:
+            args += [v for st in settles for v in st]
+        try:
+            out = await self._hold_many(keys=[], args=args)
+        except Exception as exc:  # each caller gets the store's error (state_common._store)
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        except BaseException:  # cancelled (shutdown): so are the callers waiting on it
+            for _, _, fut in batch:
+                fut.cancel()
+            raise
+        for (_, _, fut), verdict in zip(batch, out, strict=True):
+            if not fut.done():
+                fut.set_result(_s(verdict) or None)
 
     async def _settle_many(self, settles: list[Settle]) -> None:
         await self._settle_script(keys=[], args=[v for st in settles for v in st])

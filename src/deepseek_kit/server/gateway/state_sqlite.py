@@ -24,6 +24,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -78,6 +79,18 @@ def _path_of(url: str) -> str:
     return rest
 
 
+@dataclass(slots=True)
+class _Hold:
+    res: Reservation
+    nanos: int
+    daily: int
+    monthly: int
+    expires: float
+    now: float
+    settles: list[Settle]
+    fut: asyncio.Future[str | None]
+
+
 class SqliteState(StateBase):
     """`GatewayState` over one SQLite database file."""
 
@@ -90,6 +103,8 @@ class SqliteState(StateBase):
         self._conn: sqlite3.Connection | None = None  # the thread's (the only one for :memory:)
         self._inline: sqlite3.Connection | None = None  # the event loop's, never waits
         self._prune_at: dict[str, float] = {}  # key id -> when to delete its expired holds next
+        self._holds: list[_Hold] = []  # asked for in this turn of the loop, decided together
+        self._hold_tasks: set[asyncio.Task[None]] = set()
 
     def _db(self) -> sqlite3.Connection:
         """The thread's connection, created (with the file and the schema) on first use."""
@@ -216,28 +231,92 @@ class SqliteState(StateBase):
 
     async def _reserve(self, res: Reservation, nanos: int, daily: int, monthly: int,
                        expires: float, now: float, settles: list[Settle]) -> str | None:
-        def hold(c: sqlite3.Connection) -> str | None:
-            self._apply(c, settles)
-            if now >= self._prune_at.get(res.key_id, 0.0):
-                # Expired holds (a process that died before settling) are left out of the sums
-                # below anyway; deleting them once a second per key, not per request, saves a
-                # statement on the request path.
-                c.execute("DELETE FROM gw_holds WHERE key_id = ? AND expires <= ?", (res.key_id, now))
-                if len(self._prune_at) >= 100_000:
-                    self._prune_at.clear()
-                self._prune_at[res.key_id] = now + 1.0
-            k = res.key_id
-            args = (res.day, res.month, k, f"d:{res.day}", k, f"m:{res.month}", k, now)
-            sd, hd, sm, hm = c.execute(_HELD_AND_SPENT, args).fetchone()
-            if daily >= 0 and sd + hd + nanos > daily:
-                return "daily"
-            if monthly >= 0 and sm + hm + nanos > monthly:
-                return "monthly"
-            c.execute("INSERT INTO gw_holds (id, key_id, day, month, amount, expires) "
-                      "VALUES (?, ?, ?, ?, ?, ?)", (res.id, res.key_id, res.day, res.month, nanos, expires))
-            return None
+        # Group commit: holds asked for in the same turn of the event loop (a burst of callers) are
+        # decided in ONE write transaction, one after another, each seeing the ones before it. The
+        # write lock is held for the whole batch, so across processes it is exactly as atomic as
+        # one transaction per hold (the overspend bound is unchanged), at one BEGIN/COMMIT (most of
+        # a hold's cost) and one totals query per key per batch instead of per request.
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._holds.append(_Hold(res, nanos, daily, monthly, expires, now, settles, fut))
+        if len(self._holds) == 1:
+            asyncio.get_running_loop().call_soon(self._decide_holds)
+        return await fut
 
-        return await self._fast(self._tx(hold))
+    def _decide_holds(self) -> None:
+        batch, self._holds = self._holds, []
+        try:
+            verdicts = self._try_inline(self._tx(lambda c: self._hold_all(c, batch)))
+        except Exception as exc:  # each caller gets the store's error (state_common._store)
+            for h in batch:
+                if not h.fut.done():
+                    h.fut.set_exception(exc)
+            return
+        if verdicts is None:  # the write lock is held by another process: wait for it off the loop
+            task = asyncio.get_running_loop().create_task(self._decide_slow(batch))
+            self._hold_tasks.add(task)
+            task.add_done_callback(self._hold_tasks.discard)
+            return
+        for h, v in zip(batch, verdicts, strict=True):
+            if not h.fut.done():
+                h.fut.set_result(v)
+
+    async def _decide_slow(self, batch: list[_Hold]) -> None:
+        try:
+            # _fast: opens the loop's connection on first use, waits for a held lock on the thread
+            verdicts = await self._fast(self._tx(lambda c: self._hold_all(c, batch)))
+        except Exception as exc:
+            for h in batch:
+                if not h.fut.done():
+                    h.fut.set_exception(exc)
+            return
+        for h, v in zip(batch, verdicts, strict=True):
+            if not h.fut.done():
+                h.fut.set_result(v)
+
+    def _try_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T | None:
+        """`fn` on the loop's connection (None: its lock is held elsewhere; redo it with `_slow`)."""
+        if self._inline is None:
+            return None  # first use: `_fast` creates the file and the schema off the loop
+        try:
+            return fn(self._inline)
+        except sqlite3.OperationalError as exc:
+            if self._memory or not ("locked" in str(exc) or "busy" in str(exc)):
+                raise
+        return None
+
+    def _hold_all(self, c: sqlite3.Connection, batch: list[_Hold]) -> list[str | None]:
+        self._apply(c, [s for h in batch for s in h.settles])
+        totals: dict[tuple[str, str, str], list[int]] = {}
+        verdicts: list[str | None] = []
+        rows: list[tuple[str, str, str, str, int, float]] = []
+        for h in batch:
+            res, now, k = h.res, h.now, h.res.key_id
+            t = totals.get((k, res.day, res.month))
+            if t is None:
+                if now >= self._prune_at.get(k, 0.0):
+                    # Expired holds (a process that died before settling) are left out of the sums
+                    # below anyway; deleting them once a second per key, not per request, saves a
+                    # statement on the request path.
+                    c.execute("DELETE FROM gw_holds WHERE key_id = ? AND expires <= ?", (k, now))
+                    if len(self._prune_at) >= 100_000:
+                        self._prune_at.clear()
+                    self._prune_at[k] = now + 1.0
+                args = (res.day, res.month, k, f"d:{res.day}", k, f"m:{res.month}", k, now)
+                t = totals[(k, res.day, res.month)] = list(c.execute(_HELD_AND_SPENT, args).fetchone())
+            sd, hd, sm, hm = t
+            if h.daily >= 0 and sd + hd + h.nanos > h.daily:
+                verdicts.append("daily")
+            elif h.monthly >= 0 and sm + hm + h.nanos > h.monthly:
+                verdicts.append("monthly")
+            else:
+                verdicts.append(None)
+                t[1] += h.nanos
+                t[3] += h.nanos
+                rows.append((res.id, k, res.day, res.month, h.nanos, h.expires))
+        if rows:
+            c.executemany("INSERT INTO gw_holds (id, key_id, day, month, amount, expires) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return verdicts
 
     async def _settle_many(self, settles: list[Settle]) -> None:
         await self._fast(self._tx(lambda c: self._apply(c, settles)))
