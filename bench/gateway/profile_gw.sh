@@ -62,5 +62,5 @@ echo "gateway CPU: $((t1 - t0)) ticks of 1/$(getconf CLK_TCK) s for $N requests 
 [[ -n $SP ]] && { kill -INT $SP; wait $SP || true; }
 kill -INT $GP; wait $GP || true
 kill -QUIT $NGP; wait $NGP || true
-[[ -n $RP ]] && { kill $RP; wait $RP || true; }
+[[ -n $RP ]] && { redis-cli -p "$port" info commandstats > "$D/redis_stats.txt" 2>&1 || true; kill $RP; wait $RP || true; }
 exit 0

@@ -9,6 +9,7 @@
 # Knobs (env): REPS=3 PHASES=nonstream,stream,rss TARGETS=direct,nginx,bare,dsk,dsk_redis,litellm
 #   N_TPUT_NS=2000 N_TPUT_S=200 N_LAT=500 RATE_NS=25 N_TTFC=40 RATE_S=4 RSS_STREAMS=500 DEADLINE=120
 #   DSK_BASE_SRC=DIR (adds target dsk_base: the gateway from another src tree, before/after)
+#   DSK_BASE_STATE=redis (dsk_base on Redis state instead of SQLite)
 #   LITELLM=1 (0: skip installing/running it) BENCH_NETNS=auto|off  PY=python with aiohttp+msgspec
 # Setup (outside the namespace, it may need the package index): LiteLLM in its own venv,
 # bench/gateway/.venv (`litellm[proxy]`, never 1.107.0, as the kit's gateway/setup.sh does); if it

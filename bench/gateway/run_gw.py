@@ -49,6 +49,9 @@ PORTS = {"dsk": 18500, "dsk_redis": 18501, "dsk_base": 18502, "bare": 18503, "li
 # dsk_base: the SQLite gateway from another source tree (DSK_BASE_SRC, e.g. `git archive` of an
 # older commit), for a before/after comparison in the same run
 BASE_SRC = os.environ.get("DSK_BASE_SRC", "")
+# DSK_BASE_STATE=redis: dsk_base keeps its state in Redis (db 1 of the run's redis-server), for a
+# before/after of the Redis state
+BASE_REDIS = os.environ.get("DSK_BASE_STATE", "sqlite") == "redis"
 REDIS_PORT = 16379
 CLK = os.sysconf("SC_CLK_TCK")
 T0 = time.monotonic()
@@ -189,6 +192,7 @@ def probe(base, stream, key):
 # ---------------------------------------------------------------- our gateway
 def dsk_config(name, path_mode):
     state = (f"redis://127.0.0.1:{REDIS_PORT}/0" if name == "dsk_redis"
+             else f"redis://127.0.0.1:{REDIS_PORT}/1" if name == "dsk_base" and BASE_REDIS
              else f"sqlite:///{os.path.join(RES, name + '.db')}")
     text = f"""# written by bench/gateway/run_gw.py
 [gateway]
@@ -360,7 +364,7 @@ def main():
         servers.append(proxy)
         wait_up(UP + "/nginx_status", 10)
         wait_up(PX + "/proxy_status", 10)
-        if "dsk_redis" in targets:
+        if "dsk_redis" in targets or ("dsk_base" in targets and BASE_REDIS):
             redis = Server("redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
                                      "--appendonly", "no"])
             servers.append(redis)

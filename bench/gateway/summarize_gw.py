@@ -14,7 +14,8 @@ import sys
 TARGETS = ("direct", "nginx", "bare", "dsk_base", "dsk", "dsk_redis", "litellm")
 NAMES = {"direct": "direct (no gateway)", "nginx": "nginx proxy", "bare": "bare aiohttp proxy (floor)", "dsk": "**dsk gateway (SQLite)**",
          "dsk_redis": "**dsk gateway (Redis)**",
-         "dsk_base": "dsk gateway (SQLite), DSK_BASE_SRC tree", "litellm": "LiteLLM proxy"}
+         "dsk_base": "dsk gateway (%s), DSK_BASE_SRC tree" % (
+             "Redis" if os.environ.get("DSK_BASE_STATE") == "redis" else "SQLite"), "litellm": "LiteLLM proxy"}
 
 
 def med(xs):

@@ -16,14 +16,34 @@ Redis restart, a flush or an idle expiry gives a new epoch, which tells holders 
 in the old state that their schedule is gone (`_steps/limits/redis.py`, docs/attack-round-2026-12.md, R1).
 """
 
-__all__ = ["ACQUIRE", "EPOCH", "RELEASE", "RENEW", "STATE"]
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["ACQUIRE", "EPOCH", "RELEASE", "RENEW", "STATE", "pack"]
+
+
+def pack(values: Iterable[Any]) -> str:
+    """Per-request fields as one script argument, each followed by a newline (`_SPLIT` takes them
+    apart). redis-py encodes every argument on its own (type checks and a length header each),
+    which cost more CPU than the round trip itself with three to five arguments per request. The
+    fields are our lease ids and numbers: none holds a newline."""
+    return "".join([f"{v}\n" for v in values])
+
+
+_SPLIT = """
+local function split(s)
+  local t = {}
+  for v in string.gmatch(s, '([^\\n]*)\\n') do t[#t + 1] = v end
+  return t
+end
+"""
 
 # KEYS: state, leases, queue, alive. ARGV: cap, s/request, s/token, request burst, token burst, lease
-# ttl, idle expiry ms, wake channel, epoch to set if none, scope, number of ids to drop, the ids,
-# then (ticket, tokens, budget s or -1) per waiter in order. Returns factor, cap in force, seconds to
-# the next expiry (-1 none), the epoch, then (status, wait) per waiter: "ok", "wait" (queued) or
-# "rpm"/"tpm" (refused: over budget).
-ACQUIRE = """
+# ttl, idle expiry ms, wake channel, epoch to set if none, scope, the ids to drop (packed), then
+# (ticket, tokens, budget s or -1) per waiter in order (packed). Returns, each field followed by a
+# newline: factor, cap in force, seconds to the next expiry (-1 none), the epoch, then (status,
+# wait) per waiter: "ok", "wait" (queued) or "rpm"/"tpm" (refused: over budget).
+ACQUIRE = _SPLIT + """
 local st, leases, queue, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -40,13 +60,11 @@ if lu and now < lu then
   tat_r, tat_t, last, changed = tat_r - d, tat_t - d, last - d, true
 end
 redis.call('HSET', st, 'lu', string.format('%.6f', now))
-local i = 12
 local freed = 0
-for _ = 1, tonumber(ARGV[11]) do
-  freed = freed + redis.call('ZREM', leases, ARGV[i])
-  redis.call('ZREM', queue, ARGV[i])
-  redis.call('ZREM', alive, ARGV[i])
-  i = i + 1
+for _, id in ipairs(split(ARGV[11])) do
+  freed = freed + redis.call('ZREM', leases, id)
+  redis.call('ZREM', queue, id)
+  redis.call('ZREM', alive, id)
 end
 local held, capnow = 0, 0
 if cap > 0 then
@@ -59,9 +77,9 @@ if cap > 0 then
 end
 local out = {}
 local blocked = false
-while i <= #ARGV do
-  local id, tokens, budget = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+local W = split(ARGV[12])
+for i = 1, #W, 3 do
+  local id, tokens, budget = W[i], tonumber(W[i + 1]), tonumber(W[i + 2])
   local go = true
   if cap > 0 then
     if not redis.call('ZSCORE', queue, id) then
@@ -127,13 +145,14 @@ table.insert(out, 1, s[5])
 table.insert(out, 1, tostring(nxt))
 table.insert(out, 1, capnow)
 table.insert(out, 1, tostring(f))
-return out
+out[#out + 1] = ''
+return table.concat(out, '\\n')
 """
 
 # KEYS: state, leases, queue. ARGV: s/token, decrease, increase, floor, cooldown, channel, scope, idle
 # expiry ms, then (lease id or "", token correction, outcome: 1 ok, 0 neutral, -1 rate limited) per
-# finished request, in the order they finished. Returns the adaptive factor.
-RELEASE = """
+# finished request, in the order they finished (packed). Returns the adaptive factor.
+RELEASE = _SPLIT + """
 local st, leases, queue = KEYS[1], KEYS[2], KEYS[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -143,9 +162,10 @@ local s = redis.call('HMGET', st, 'f', 'sa')
 local f = tonumber(s[1]) or 1
 local f0, sa, shrunk = f, tonumber(s[2]) or 0, false
 local freed, corr = 0, 0
-for i = 9, #ARGV, 3 do
-  if ARGV[i] ~= '' then freed = freed + redis.call('ZREM', leases, ARGV[i]) end
-  local diff, outcome = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+local E = split(ARGV[9])
+for i = 1, #E, 3 do
+  if E[i] ~= '' then freed = freed + redis.call('ZREM', leases, E[i]) end
+  local diff, outcome = tonumber(E[i + 1]), tonumber(E[i + 2])
   if diff ~= 0 and ti > 0 then corr = corr + diff * ti / f end
   if outcome > 0 and f < 1 then
     f = math.min(1, f + inc)

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 from deepseek_kit._transport.request import Response
 
 from .base import NEUTRAL, OK, LimitBackendError, Limits, LimitState, queue_timeout, used_tokens
-from .lua import ACQUIRE, EPOCH, RELEASE, RENEW, STATE
+from .lua import ACQUIRE, EPOCH, RELEASE, RENEW, STATE, pack
 
 __all__ = ["RedisLimiter"]
 
@@ -280,16 +280,17 @@ class RedisLimiter:
 
     async def _run_acquire(self, scope: str, batch: list[_Entry], cancels: list[str],
                            now: float) -> tuple[list[Any], list[tuple[str, float]]]:
-        args = [*self._head_args, secrets.token_hex(8), scope, len(cancels), *cancels]
+        waiters: list[Any] = []
         for e in batch:
             budget = -1.0 if e.budget_end is None else max(0.0, e.budget_end - now)
-            args += (e.id, e.tokens, repr(budget))
+            waiters += (e.id, e.tokens, repr(budget))
+        args = [*self._head_args, secrets.token_hex(8), scope, pack(cancels), pack(waiters)]
         if self._cap:
             self._ensure_renewer()
-        out = await self._script("acquire", ACQUIRE)(keys=self._keys_of(scope), args=args)
-        res = [(out[j].decode() if isinstance(out[j], bytes) else str(out[j]), float(out[j + 1]))
-               for j in range(4, len(out), 2)]
-        return out[:4], res
+        raw = await self._script("acquire", ACQUIRE)(keys=self._keys_of(scope), args=args)
+        out = (raw.decode() if isinstance(raw, bytes) else str(raw)).split("\n")[:-1]
+        res = [(out[j], float(out[j + 1])) for j in range(4, len(out), 2)]
+        return list(out[:4]), res
 
     def _saw_epoch(self, scope: str, epoch: Any) -> None:
         """The epoch of `scope`'s state in a reply: a new one means the state was lost (restart,
@@ -345,7 +346,7 @@ class RedisLimiter:
                 ended, self._ended = self._ended, {}
                 for scope, items in ended.items():
                     for i in range(0, len(items), 3 * _MAX_BATCH):
-                        args = [*self._release_args, scope, self._idle_ms, *items[i:i + 3 * _MAX_BATCH]]
+                        args = [*self._release_args, scope, self._idle_ms, pack(items[i:i + 3 * _MAX_BATCH])]
                         try:
                             f = await script(keys=self._keys_of(scope)[:3], args=args)
                         except Exception as exc:  # these leases expire after lease_ttl (not renewed)
