@@ -144,14 +144,7 @@ def _conversation(args: argparse.Namespace, b: common.Backend, client: Any) -> s
         return store.Stored(conv, source="ask")
     st = store.load(ref, conv, none_yet="there is no conversation to continue yet: dsk ask or dsk chat "
                                         "starts one")
-    if args.model:
-        st.conv.model = b.model
-    if args.system:
-        st.conv.system = args.system
-    if args.preset:
-        st.conv.preset = args.preset
-    if args.think is not None:
-        st.conv.thinking = args.think
+    store.apply_command_line(st.conv, args, b.model)
     return st
 
 

@@ -303,15 +303,7 @@ async def _chat(args: argparse.Namespace, b: common.Backend) -> int:
         st = ChatState(conv, r, keep=store.enabled(b, args))
         if args.resume:
             st.load(args.resume)
-            # Options given on the command line win over the saved settings.
-            if args.model:
-                st.conv.model = b.model
-            if args.system:
-                st.conv.system = args.system
-            if args.preset:
-                st.conv.preset = args.preset
-            if args.think is not None:
-                st.conv.thinking = args.think
+            store.apply_command_line(st.conv, args, b.model)
         reader = _reader(interactive)
         where = "the built-in emulator (synthetic answers)" if b.synthetic else b.base_url
         r.banner(f"dsk chat: {st.conv.model} at {where}. /help for commands; exit, quit or Ctrl-D to leave.")

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from deepseek_kit import Conversation
 
 __all__ = [
-    "LAST", "Interruption", "Stored", "enabled", "keep_partial", "last_id", "load", "save", "save_or_warn",
+    "LAST", "Interruption", "Stored", "apply_command_line", "enabled", "keep_partial", "last_id", "load",
+    "save", "save_or_warn",
 ]
 
 LAST = "last"
@@ -156,6 +157,19 @@ def load(ref: str, like: Conversation, *, none_yet: str) -> Stored:
     cut = [Interruption.from_meta(r, offset) for r in meta.get("interrupted") or []]
     return Stored(conv, str(meta["id"]), meta.get("title"), str(meta.get("source") or "chat"),
                   [i for i in cut if i is not None])
+
+
+def apply_command_line(conv: Conversation, args: argparse.Namespace, model: str) -> None:
+    """Options given on the command line win over the settings a stored conversation came back
+    with (`dsk -c --model ...`, `dsk chat --resume ID --system ...`); `model` is the resolved one."""
+    if args.model:
+        conv.model = model
+    if args.system:
+        conv.system = args.system
+    if args.preset:
+        conv.preset = args.preset
+    if args.think is not None:
+        conv.thinking = args.think
 
 
 def keep_partial(st: Stored, user: str, content: str, reasoning: str) -> Interruption:
