@@ -19,6 +19,9 @@ __all__ = ["AccessLogHandler"]
 
 
 class AccessLogHandler(logging.Handler):
+    """A logging handler that writes the access log's lines to `stream` in batches: at most
+    `delay` seconds after the first buffered line, or at once when `max_lines` are buffered."""
+
     def __init__(self, stream: TextIO, *, delay: float = 0.05, max_lines: int = 256) -> None:
         super().__init__()
         self.stream = stream
