@@ -449,12 +449,12 @@ async def _loop(
     yield Final(completion, msgs, max_steps, total, "max_steps", spent, currency)
 
 
-async def run(client: AsyncClient, messages: Iterable[Message], tools: Iterable[ToolLike], *, model: str,
-              max_steps: int = 8, stream: bool = True, parallel: bool = True, thinking: Any = NOT_GIVEN,
-              tool_choice: Any = NOT_GIVEN,
-              on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
-              on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
-              **params: Unpack[LoopParams]) -> ToolRun:
+async def run_tool_loop(client: AsyncClient, messages: Iterable[Message], tools: Iterable[ToolLike], *,
+                        model: str, max_steps: int = 8, stream: bool = True, parallel: bool = True,
+                        thinking: Any = NOT_GIVEN, tool_choice: Any = NOT_GIVEN,
+                        on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+                        on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
+                        **params: Unpack[LoopParams]) -> ToolRun:
     """Run the tool loop to the end (same arguments as `run_tools`) and return a `ToolRun`:
     the answer, the history, and the run's summed usage and cost.
 
@@ -541,12 +541,12 @@ def _drive(client: Client, agen: AsyncGenerator[Event, None]) -> Iterator[Event]
             client._run(close())
 
 
-def run_sync(client: Client, messages: Iterable[Message], tools: Iterable[ToolLike], *, model: str,
-             max_steps: int = 8, stream: bool = True, parallel: bool = True, thinking: Any = NOT_GIVEN,
-             tool_choice: Any = NOT_GIVEN,
-             on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
-             on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
-             **params: Unpack[LoopParams]) -> ToolRun:
+def run_tool_loop_sync(client: Client, messages: Iterable[Message], tools: Iterable[ToolLike], *,
+                       model: str, max_steps: int = 8, stream: bool = True, parallel: bool = True,
+                       thinking: Any = NOT_GIVEN, tool_choice: Any = NOT_GIVEN,
+                       on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+                       on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
+                       **params: Unpack[LoopParams]) -> ToolRun:
     """`run_tool_loop` for the sync `Client`: the same arguments, the same `ToolRun`.
 
     - client: a `Client`.
@@ -567,12 +567,14 @@ def run_sync(client: Client, messages: Iterable[Message], tools: Iterable[ToolLi
 
         result = run_tool_loop_sync(client, messages, [get_weather], model="deepseek-flash")
         print(result.content, result.cost)"""
-    return client._run(run(client.async_client, messages, tools, model=model, max_steps=max_steps,
-                           stream=stream, parallel=parallel, thinking=thinking, tool_choice=tool_choice,
-                           on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
-                           currency=currency, **params))
+    return client._run(run_tool_loop(
+        client.async_client, messages, tools, model=model, max_steps=max_steps, stream=stream,
+        parallel=parallel, thinking=thinking, tool_choice=tool_choice,
+        on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps, currency=currency, **params))
 
 
-# Top-level names (deepseek_kit.run_tool_loop): `run` alone is too generic there.
-run_tool_loop = run
-run_tool_loop_sync = run_sync
+# The functions carry their top-level names (deepseek_kit.run_tool_loop: `run` alone is too
+# generic there), so the reference shows them as functions with their signatures; `run` and
+# `run_sync` are this module's short names for them.
+run = run_tool_loop
+run_sync = run_tool_loop_sync
