@@ -47,8 +47,8 @@ class LogEntry(msgspec.Struct, frozen=True):
         path: The API path, such as "/chat/completions".
         stream: 1 for a streamed call, 0 otherwise.
         status: The last HTTP status, or None when no answer came (a connection error).
-        outcome: "ok"; "closed" (the caller left a stream early, not an error); "broken" or
-            "timeout" (a stream cut); "error"; or "cancelled".
+        outcome: "ok"; "closed" (the caller left a stream early, not an error); "broken" (a
+            stream cut); "timeout"; "error"; or "cancelled".
         error: The error's class name ("RateLimitError", "StreamError"...), None when it went well.
         error_message: The error's message, secrets masked.
         attempts: Requests sent for the call, retries included.
@@ -65,7 +65,7 @@ class LogEntry(msgspec.Struct, frozen=True):
         cache_hit: 1 when the client's own answer cache answered (no request sent), else 0.
         trace_id: DeepSeek's `x-ds-trace-id`, to quote when reporting a problem.
         response_id: The answer's `id`.
-        prompt: The last user message as text (what `dsk logs` shows and searches).
+        prompt: The last user message as text, or a FIM call's prompt (what `dsk logs` shows).
         messages: The request's messages, as JSON text.
         params: The request's other parameters (temperature, max_tokens...), as JSON text.
         answer: The answer's text.

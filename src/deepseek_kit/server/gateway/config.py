@@ -86,7 +86,7 @@ class GatewayConfig:
         pepper_env: Env var holding the key-hash pepper (`dsk keys` reads the same).
         max_body_bytes: Request body cap in bytes, counted after gzip/deflate inflation (413 above).
         cors_origins: Origins allowed by CORS; empty: no CORS headers at all (`("*",)` for any).
-        access_log: One JSON line per request on stderr.
+        access_log: True writes one JSON line per request on stderr (`AccessLogHandler`).
         repair_entries: Tool-call ids whose reasoning the gateway remembers, to put back into
             a later request that dropped it (thinking mode with tools).
         currency: Currency of budgets and costs: "CNY" or "USD".
