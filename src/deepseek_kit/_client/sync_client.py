@@ -252,7 +252,9 @@ class Client:
 
     @_same_arguments_as(AsyncClient)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """The arguments of `AsyncClient`, with the same meaning; the client runs on a private
+        """Create the client and start its event-loop thread.
+
+        The arguments of `AsyncClient`, with the same meaning; the client runs on a private
         event-loop thread, stopped by `close()` or the `with` block. Every argument is optional;
         config-file keys of the same name fill what is left out.
 
