@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deepseek_kit.server import EmulatorThread
-from tests.helpers.doc_blocks import Block, blocks, commands, doc_env, make_workdir, normalize, run_session
+from tests.helpers.doc_blocks import Block, blocks, commands, doc_env, make_workdir, run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -216,7 +216,7 @@ def _check_example(block: Block, folder: Path) -> str | None:
         return f"{block.name} printed nothing"
     if block.output is None or "def test_" in block.text:
         return None  # a pytest file's page shows the pytest command, not its exact report
-    want, have = normalize(block.output, block.volatile), normalize(done.stdout, block.volatile)
+    want, have = block.normalize(block.output), block.normalize(done.stdout)
     if want != have:
         diff = "\n".join(difflib.unified_diff(want.splitlines(), have.splitlines(), "page", "actual",
                                               lineterm=""))
@@ -247,7 +247,7 @@ def _check_session(block: Block, tmp: Path) -> str | None:
     for cmd, (got, code) in zip(cmds, ran, strict=True):
         if code != cmd.exit_code:
             return f"{block.name}: $ {cmd.line}\nexit {code}, the page says {cmd.exit_code}\n{got}"
-        want, have = normalize(cmd.expected, block.volatile), normalize(got, block.volatile)
+        want, have = block.normalize(cmd.expected), block.normalize(got)
         if want != have:
             diff = "\n".join(difflib.unified_diff(want.splitlines(), have.splitlines(), "page", "actual",
                                                   lineterm=""))
