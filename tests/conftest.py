@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -42,7 +43,12 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch,
             monkeypatch.delenv(name)
     # Its own folder, not tmp_path: tests that list tmp_path see only what they made.
     monkeypatch.setenv("DSK_HOME", str(tmp_path_factory.mktemp("dsk-home")))
+    # mypy run in-process (the typing and README tests) raises the interpreter's recursion limit to
+    # 16,384 for good; msgspec's guard against hostile nesting follows that limit, so the tests that
+    # send 5,000-deep JSON would pass or fail by test order. Every test starts and ends with the same.
+    limit = sys.getrecursionlimit()
     yield
+    sys.setrecursionlimit(limit)
 
 
 # --- emulator ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ home folder (the autouse fixture of tests/conftest.py), whatever the shell that 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,16 @@ def test_dsk_home_is_a_fresh_private_folder(tmp_path: Path) -> None:
     home = Path(os.environ["DSK_HOME"])
     assert home != Path("/home/me/.deepseek-kit") and home.is_dir() and list(home.iterdir()) == []
     assert home != tmp_path and home.parent != tmp_path  # tests that list tmp_path see only their files
+
+
+_LIMIT_AT_IMPORT = sys.getrecursionlimit()
+
+
+def test_a_test_may_raise_the_recursion_limit():
+    sys.setrecursionlimit(_LIMIT_AT_IMPORT + 20_000)  # what mypy.api.run does in-process
+
+
+def test_the_next_test_gets_the_limit_back():
+    # Runs after the test above (file order): the nesting guards of the hostile-server tests depend
+    # on this limit, so a raised one must not leak into them.
+    assert sys.getrecursionlimit() == _LIMIT_AT_IMPORT

@@ -26,7 +26,6 @@ from tests.helpers.doc_blocks import (
     commands,
     doc_env,
     make_workdir,
-    normalize,
     run_python,
     run_session,
 )
@@ -69,7 +68,7 @@ def test_terminal_session(block: Block, tmp_path: Path) -> None:
     ran = run_session([c.line for c in cmds], cwd=work, env=env, tty=block.tty)
     for cmd, (got, code) in zip(cmds, ran, strict=True):
         assert code == cmd.exit_code, f"$ {cmd.line}\nexit {code}, the document says {cmd.exit_code}\n{got}"
-        want, have = normalize(cmd.expected, block.volatile), normalize(got, block.volatile)
+        want, have = block.normalize(cmd.expected), block.normalize(got)
         assert have == want, f"$ {cmd.line}\n{_diff(want, have)}"
 
 
@@ -78,7 +77,7 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     done = run_python(block, tmp_path)
     assert done.returncode == 0, f"{block.name} failed:\n{done.stderr[-3000:]}"
     if block.output is not None:
-        want, have = normalize(block.output, block.volatile), normalize(done.stdout, block.volatile)
+        want, have = block.normalize(block.output), block.normalize(done.stdout)
         assert have == want, f"{block.name}\n{_diff(want, have)}"
 
 

@@ -16,7 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
 
     from ._batch.inputs import InputProblem
-    from ._batch.run import BatchProgress, BatchResult, run_batch
+    from ._batch.results import BatchProgress, BatchResult
+    from ._batch.run import run_batch
     from ._client.client import AsyncClient
     from ._client.resume import Resumption
     from ._client.stream import AsyncCompletionStream, AsyncStream
@@ -139,8 +140,8 @@ _LAZY: dict[str, str] = {
     "Balance": "._wire.types",
     "BalanceInfo": "._wire.types",
     "BartSummarizer": "._conversation.summarize",
-    "BatchProgress": "._batch.run",
-    "BatchResult": "._batch.run",
+    "BatchProgress": "._batch.results",
+    "BatchResult": "._batch.results",
     "BreakerPolicy": "._steps.breaker",
     "CacheBackend": "._steps.cache.backends",
     "CachePolicy": "._steps.cache.step",

@@ -72,7 +72,10 @@ class ReceivedRequest:
 
 
 class EmulatorHandle:
-    """A running emulator and what a test does with it: clients, faults, and what it received."""
+    """A running emulator and what a test does with it: clients, faults, and what it received.
+    The pytest fixtures build it around an `EmulatorThread` (`emulator`); `api_key` is the key its
+    `client()` and `sync_client()` send (default "sk-test-deepseek-kit"; in the emulator each key
+    is an account of its own)."""
 
     def __init__(self, emulator: EmulatorThread, api_key: str = DEFAULT_API_KEY) -> None:
         self.emulator = emulator
@@ -87,6 +90,7 @@ class EmulatorHandle:
 
     @property
     def config(self) -> EmulatorConfig:
+        """The emulator's settings (`EmulatorConfig`)."""
         return self.emulator.config
 
     @property

@@ -13,6 +13,8 @@ An HTML comment right before a block (invisible on GitHub) tunes how it is run, 
 
     <!-- readme-test: tty -->              run each command in a pseudo-terminal (what a person sees)
     <!-- readme-test: volatile REGEX -->   in output lines matching REGEX every number may differ
+    <!-- readme-test: drop REGEX -->       text matching REGEX may be there or not (it is removed
+                                           from both sides before comparing)
 
 Output is compared after `normalize`: the parts that change from run to run by nature (ids, clock
 times, durations, rates) are replaced by placeholders on both sides and runs of blanks count as one
@@ -60,7 +62,12 @@ class Block:
     text: str
     tty: bool = False
     volatile: list[str] = dataclasses.field(default_factory=list)
+    drop: list[str] = dataclasses.field(default_factory=list)
     output: str | None = None
+
+    def normalize(self, text: str) -> str:
+        """`normalize(text)` with this block's directives."""
+        return normalize(text, self.volatile, self.drop)
 
     @property
     def name(self) -> str:
@@ -103,11 +110,12 @@ def blocks(path: Path) -> list[Block]:
             body.append(lines[i])
             i += 1
         text = "\n".join(body) + "\n"
-        unknown = set(pending) - {"tty", "volatile"}
+        unknown = set(pending) - {"tty", "volatile", "drop"}
         if unknown:
             raise ValueError(f"{path.name}:{start + 1}: unknown readme-test directive {sorted(unknown)}")
         block = Block(path, start + 1, lang, text, tty="tty" in pending,
-                      volatile=[v for v in pending.get("volatile", []) if v])
+                      volatile=[v for v in pending.get("volatile", []) if v],
+                      drop=[v for v in pending.get("drop", []) if v])
         if lang == "" and found and found[-1].lang == "python" and last_end == start - 1:
             found[-1].output = text
         else:
@@ -145,10 +153,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _NUMBER = re.compile(r"\d[\d,]*(\.\d+)?")
 
 
-def normalize(text: str, volatile: Sequence[str] = ()) -> str:
+def normalize(text: str, volatile: Sequence[str] = (), drop: Sequence[str] = ()) -> str:
     """`text` with run-to-run values replaced by placeholders, spacing runs collapsed (table columns
     move with the width of a duration) and trailing blanks dropped."""
     rules = [re.compile(v) for v in volatile]
+    for d in drop:
+        text = re.sub(d, "", text)
     out: list[str] = []
     text = _ANSI.sub("", text.replace("\r\n", "\n"))
     for line in text.splitlines():
@@ -318,7 +328,7 @@ def update_document(path: Path) -> int:
         before = "\n".join(lines[start:start + n])
         # Only real differences: a rerun that changed nothing but ids, clocks and durations keeps
         # the document's text (and its diff quiet).
-        if normalize(before, block.volatile) != normalize("\n".join(body), block.volatile):
+        if block.normalize(before) != block.normalize("\n".join(body)):
             lines[start:start + n] = body
             changed += 1
     path.write_text("\n".join(lines), encoding="utf-8")

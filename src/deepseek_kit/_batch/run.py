@@ -61,6 +61,7 @@ from .changes import ChangedInputError, check_changed, request_hash, request_par
 from .inputs import MAX_RECORD_BYTES, BatchItem, InputProblem, count_records, iter_items
 from .journal import Journal, JournalTotals
 from .output import ResultSink, encode_line, write_failures
+from .results import BatchProgress, BatchResult
 
 if TYPE_CHECKING:
     from deepseek_kit._client.client import AsyncClient
@@ -83,73 +84,6 @@ _FATAL = (AuthenticationError, InsufficientBalanceError)
 #: leaves room for other servers while keeping a typo such as
 #: `-c 1000000000` from exhausting memory (each worker is a task and a connection slot).
 MAX_CONCURRENCY = 10_000
-
-
-@dataclass(frozen=True)
-class BatchProgress:
-    """A snapshot for progress displays. `done`/`failed` count the whole job (earlier runs
-    included); `done_now`, `rate` (results per second) and `eta` (seconds) this run; `invalid`
-    the malformed lines and duplicate ids seen so far; `total` the input's records (None while
-    still being counted, or for an iterable input)."""
-
-    total: int | None
-    done: int
-    failed: int
-    invalid: int
-    in_flight: int
-    done_now: int
-    failed_now: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: Decimal
-    elapsed: float
-    rate: float
-    eta: float | None
-    stopping: str | None
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """How a run ended. `stopped`: None (input exhausted), "max_cost", "fatal" (see `fatal`).
-    `complete` is True when every valid id of the input has a result line."""
-
-    output: Path
-    journal: Path
-    failures: Path | None
-    done: int
-    failed: int
-    invalid: int
-    pending: int
-    done_now: int
-    failed_now: int
-    skipped: int
-    cost: Decimal
-    cost_now: Decimal
-    prompt_tokens: int
-    completion_tokens: int
-    elapsed: float
-    stopped: str | None = None
-    fatal: BaseException | None = None
-    recovered_bytes: int = 0
-    total: int | None = None
-    #: Answers the journal had but the output no longer held (the file was cut short outside
-    #: dsk batch, or a power loss without fsync): asked again this run.
-    lost: int = 0
-    #: Answered ids whose request changed, taken out and asked again (`redo_changed`).
-    redone: int = 0
-
-    @property
-    def not_run(self) -> int | None:
-        """Records of the input with no outcome yet (None when the total is unknown)."""
-        if self.total is None:
-            return None
-        return max(self.total - self.done - self.failed - self.invalid, 0)
-
-    @property
-    def complete(self) -> bool:
-        """True when every record has its answer in the output: not stopped, nothing failed, nothing
-        left pending (invalid records, reported apart, do not count)."""
-        return self.stopped is None and self.failed == 0 and self.pending == 0
 
 
 def default_paths(output: str | os.PathLike[str]) -> tuple[Path, Path]:

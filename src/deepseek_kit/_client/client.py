@@ -114,7 +114,9 @@ class AsyncClient:
         max_response_bytes: int | None = None,
         max_event_bytes: int | None = None,
     ) -> None:
-        """Every argument is optional; config-file keys of the same name fill what is left out.
+        """Create the client.
+
+        Every argument is optional; config-file keys of the same name fill what is left out.
 
         - api_key, base_url: else DEEPSEEK_API_KEY / DEEPSEEK_BASE_URL, else the config file
           (`deepseek_kit.config`), else no key and https://api.deepseek.com.

@@ -128,7 +128,11 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
     continuation is held back until `ContinuationCheck` accepts it, and one that starts the answer
     again is dropped. `resumed` counts the continuations, `usage_estimated` says a lost piece's
     usage was estimated. An `insufficient_system_resource` finish is a partial answer: when it
-    cannot be continued the stream ends with that finish_reason, never with an error."""
+    cannot be continued the stream ends with that finish_reason, never with an error.
+
+    `client.chat.completions.create(..., stream=True)` builds it (you never construct one):
+    `response` is the transport's answer whose server-sent events it reads, `resumer` the
+    prefix-completion resumer, or None where a break is raised as `StreamError`."""
 
     __slots__ = ("_acc", "_check", "_cut", "_error", "_held", "_over", "_pieces", "_ready", "_resumer",
                  "resumed", "usage_estimated")
@@ -362,7 +366,10 @@ class AsyncStream(_BaseStream[ChatCompletionChunk]):
 
 
 class AsyncCompletionStream(_BaseStream[Completion]):
-    """A FIM (`/beta/completions`) stream of text_completion chunks."""
+    """A FIM (`/beta/completions`) stream of `Completion` chunks, returned by
+    `client.beta.completions.create(..., stream=True)`: iterate it inside `async with`, then
+    `text()` joins the pieces. `response` is the transport's answer whose events it reads (the
+    client builds the stream; you never construct one)."""
 
     __slots__ = ("_texts", "_usage")
 

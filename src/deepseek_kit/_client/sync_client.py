@@ -109,7 +109,10 @@ class Stream(_SyncStream[AsyncStream]):
         with client.chat.completions.create(model="deepseek-flash", messages=msgs, stream=True) as s:
             for chunk in s:
                 print(chunk.choices[0].delta.content or "", end="")
-        answer = s.get_final_completion()"""
+        answer = s.get_final_completion()
+
+    The client builds it (you never construct one): `runner` is the client's event-loop thread
+    and `inner` the `AsyncStream` read on it."""
 
     def __next__(self) -> ChatCompletionChunk:
         return self._next()  # type: ignore[no-any-return]
@@ -128,7 +131,9 @@ class Stream(_SyncStream[AsyncStream]):
 
 class CompletionStream(_SyncStream[AsyncCompletionStream]):
     """A FIM stream (`client.beta.completions.create(..., stream=True)`) for synchronous code:
-    iterate it for `Completion` chunks inside `with`; `text()` joins what has arrived."""
+    iterate it for `Completion` chunks inside `with`; `text()` joins what has arrived. The client
+    builds it: `runner` is the client's event-loop thread and `inner` the `AsyncCompletionStream`
+    read on it."""
 
     def __next__(self) -> Completion:
         return self._next()  # type: ignore[no-any-return]
@@ -247,8 +252,37 @@ class Client:
 
     @_same_arguments_as(AsyncClient)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """The arguments of `AsyncClient` (documented there); the client runs on a private event
-        loop thread, stopped by `close()` or the `with` block."""
+        """Create the client and start its event-loop thread.
+
+        The arguments of `AsyncClient`, with the same meaning; the client runs on a private
+        event-loop thread, stopped by `close()` or the `with` block. Every argument is optional;
+        config-file keys of the same name fill what is left out.
+
+        - api_key, base_url: else DEEPSEEK_API_KEY / DEEPSEEK_BASE_URL, else the config file
+          (`deepseek_kit.config`), else no key and https://api.deepseek.com.
+        - profile, config_file: which `[profiles.NAME]` table and which file to read.
+        - timeout: a `Timeout`, or seconds for every phase; max_retries or retry=`RetryPolicy`.
+        - default_headers: sent with every request (framing headers are refused).
+        - beta_base_url: where prefix completion and FIM go (default: base_url + "/beta").
+        - transport: a `Transport` in place of the network; max_connections, trust_env and proxy
+          configure the default `AiohttpTransport` instead.
+        - steps, inner_steps: your own `Step`s, seen once per call or once per attempt.
+        - auth: an `AuthProvider` (`KeyRotation`, `OAuth2ClientCredentials`) in place of the key.
+        - endpoints, routing: several `Endpoint`s and how a call picks one (`Routing`).
+        - resumption, prefix_completion: how a broken stream is continued through prefix
+          completion, and whether base_url supports it (None: only DeepSeek's own host).
+        - limits: a `Limits` (rate, tokens, calls in flight); cache: True or a `CachePolicy`;
+          metrics: True or a `MetricsConfig`; logs: True or a `LogConfig` (the request log).
+        - holidays: the calendar that decides peak hours for costs.
+        - max_response_bytes, max_event_bytes: caps on a body and on one stream event.
+
+        Raises `UsageError` (saying what to set) when there is no key for DeepSeek's own API or a
+        value is invalid.
+
+            with Client() as client:
+                answer = client.chat.completions.create(
+                    model="deepseek-flash", messages=[{"role": "user", "content": "Hi"}])
+                print(answer.choices[0].message.content)"""
         self._runner = _LoopThread()
         try:
             self._async = self._runner.run(self._make(*args, **kwargs))

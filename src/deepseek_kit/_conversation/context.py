@@ -158,7 +158,10 @@ def as_policy(p: ContextPolicy | Sequence[ContextPolicy] | None) -> ContextPolic
 
 class Chain(ContextPolicy):
     """Policies applied in order, each to what the previous one kept. Each keeps its state under
-    its position ("0", "1", ...)."""
+    its position ("0", "1", ...). `policies` is the list, in the order they apply; a list passed
+    as a conversation's `policy=` becomes a `Chain` of its items.
+
+        policy = Chain([SlidingWindow(keep=4), TokenBudget(60_000)])"""
 
     def __init__(self, policies: Iterable[ContextPolicy]) -> None:
         self.policies = _as_list(list(policies))

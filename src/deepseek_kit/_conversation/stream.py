@@ -31,7 +31,12 @@ class ConversationStream:
     history. Leaving before the finish chunk (break, aclose, exception, cancellation) commits
     nothing and drops the connection. From its first iteration until it ends or is closed, the
     stream holds its conversation: other turns wait (use `async with` so it is always closed; a
-    stream dropped unclosed lets go when it is garbage-collected)."""
+    stream dropped unclosed lets go when it is garbage-collected).
+
+    `Conversation.stream()` builds it (you never construct one): `open_turn` sends the request
+    (holding the conversation) and returns the `AsyncStream` and the model, `commit` adds the
+    finished answer to the history, and `release` lets the conversation go once the turn is
+    over (read to the end, closed, or failed)."""
 
     def __init__(self, open_turn: Callable[[], Awaitable[tuple[AsyncStream, str]]],
                  commit: Callable[[ChatCompletion, str], None],

@@ -31,7 +31,9 @@ __all__ = ["SyncConversation", "SyncConversationStream"]
 
 
 class SyncConversationStream:
-    """`for chunk in conv.stream(text)`, optionally inside `with`; see `ConversationStream`."""
+    """`for chunk in conv.stream(text)`, optionally inside `with`; see `ConversationStream`.
+    `SyncConversation.stream()` builds it: `client` is the sync `Client` whose event-loop thread
+    reads `inner`, the async `ConversationStream`."""
 
     def __init__(self, client: Client, inner: ConversationStream) -> None:
         self._client = client
@@ -87,7 +89,25 @@ class SyncConversation:
     """A conversation over a sync `Client`: `conv.send(text)`, `for chunk in conv.stream(text)`;
     everything else (settings, `history`, `messages()`, `usage`, `to_dict()`...) as on
     `Conversation`, whose keyword arguments it takes after `client` (a sync `Client`):
-    `SyncConversation(client, system="Be brief.", model="deepseek-flash")`."""
+    `SyncConversation(client, system="Be brief.", model="deepseek-flash")`.
+
+    The arguments, as `Conversation` takes them:
+
+    - system: the system prompt (None: none). model: the model of every request.
+    - policy: a context policy, a list of them, or None to send everything (default
+      `SlidingWindow(keep=5)`). preset: a name from `PRESETS` (sets temperature, thinking off).
+    - thinking: None (API default: on), True or False; set later, it overrides the preset's.
+    - keep_reasoning: True sends earlier turns' reasoning_content even without tools.
+    - summarizer: what `Summarize` policies use (default: a `ModelSummarizer` on this client).
+    - currency: "CNY" or "USD" for `usage.cost`.
+    - max_history: keep at most this many messages (oldest whole rounds dropped; None: no bound).
+    - defaults: any other `chat.completions.create()` arguments for every request.
+
+    Raises `UsageError` for an async client or a bad setting, `TypeError` for a misspelt keyword.
+
+        with Client() as client:
+            conv = SyncConversation(client, system="Be brief.")
+            print(conv.send("Hello").choices[0].message.content, conv.usage.cost)"""
 
     def __init__(
         self,

@@ -23,7 +23,18 @@ __all__ = ["ConversationUsage"]
 
 @dataclass
 class ConversationUsage:
-    """Tokens and cost of a conversation's requests, summed from each response's `usage`."""
+    """Tokens and cost of a conversation's requests, summed from each response's `usage`.
+
+    Attributes:
+        requests: Requests counted.
+        prompt_tokens: Input tokens, cache hits and misses together.
+        cache_hit_tokens: Input tokens served from DeepSeek's context cache (the cheap ones).
+        cache_miss_tokens: Input tokens not in the cache.
+        completion_tokens: Output tokens, reasoning included.
+        reasoning_tokens: The part of `completion_tokens` spent thinking.
+        cost: The summed cost (`Decimal`), each request priced at the time it ran, peak or
+            off-peak (docs/pricing.md).
+        currency: "CNY" or "USD", the currency of `cost`."""
 
     requests: int = 0
     prompt_tokens: int = 0

@@ -37,7 +37,42 @@ __all__ = ["LogEntry", "LogStats", "Logs"]
 
 class LogEntry(msgspec.Struct, frozen=True):
     """One logged call (a row of `requests`). Text fields are None when `content=False` logged it;
-    `messages`, `params` and `tool_calls` are JSON text (see `message_list()`)."""
+    `messages`, `params` and `tool_calls` are JSON text (see `message_list()`).
+
+    Attributes:
+        id: The row's number in the log (`dsk logs show ID`).
+        ts: When the call started, in epoch seconds.
+        model: The model asked for, or None (models list, balance).
+        endpoint: The router's endpoint name, else the server's host:port.
+        path: The API path, such as "/chat/completions".
+        stream: 1 for a streamed call, 0 otherwise.
+        status: The last HTTP status, or None when no answer came (a connection error).
+        outcome: "ok"; "closed" (the caller left a stream early, not an error); "broken" (a
+            stream cut); "timeout"; "error"; or "cancelled".
+        error: The error's class name ("RateLimitError", "StreamError"...), None when it went well.
+        error_message: The error's message, secrets masked.
+        attempts: Requests sent for the call, retries included.
+        latency: Seconds from the call to its end (the whole stream for a stream).
+        ttft: Seconds to the first stream event (time to first token); None for a non-stream call.
+        finish_reason: The answer's finish_reason ("stop", "length", "tool_calls"...).
+        prompt_tokens: Input tokens, cache hits and misses together.
+        completion_tokens: Output tokens, reasoning included.
+        reasoning_tokens: The part of `completion_tokens` spent thinking.
+        cache_hit_tokens: Input tokens served from DeepSeek's context cache.
+        cache_miss_tokens: Input tokens not in that cache.
+        cost: The call's cost in `currency`, priced at the time it ran (peak or off-peak).
+        currency: "CNY" or "USD".
+        cache_hit: 1 when the client's own answer cache answered (no request sent), else 0.
+        trace_id: DeepSeek's `x-ds-trace-id`, to quote when reporting a problem.
+        response_id: The answer's `id`.
+        prompt: The last user message as text, or a FIM call's prompt (what `dsk logs` shows).
+        messages: The request's messages, as JSON text.
+        params: The request's other parameters (temperature, max_tokens...), as JSON text.
+        answer: The answer's text.
+        reasoning: The answer's reasoning_content (thinking mode).
+        tool_calls: The answer's tool calls, as JSON text.
+        synthetic: 1 when deepseek-kit's emulator answered, else 0.
+        snippet: In search results, the matching text with the matches in [brackets]; else None."""
 
     id: int
     ts: float
@@ -104,7 +139,29 @@ def _json(text: str) -> Any:
 
 class LogStats(msgspec.Struct):
     """Totals and percentiles over a set of logged calls (`group`: the model or endpoint, or None
-    for all). Seconds for latencies; `cost` per currency."""
+    for all). Seconds for latencies; `cost` per currency.
+
+    Attributes:
+        group: The model or endpoint these calls share, or None for all calls.
+        requests: Calls counted.
+        ok: Calls that went well (a stream the caller left early counts as ok).
+        errors: Calls that failed.
+        errors_by_class: Failed calls by error class ("RateLimitError": 3...), most frequent first.
+        latency_p50: Median latency of the calls that went well.
+        latency_p95: 95th-percentile latency of the calls that went well.
+        ttft_p50: Median time to the first stream event.
+        ttft_p95: 95th-percentile time to the first stream event.
+        tokens_per_s_p50: Median output speed: completion tokens per second of generation (after
+            the first event, for a stream).
+        prompt_tokens: Input tokens, cache hits and misses together.
+        completion_tokens: Output tokens, reasoning included.
+        reasoning_tokens: The part of `completion_tokens` spent thinking.
+        cache_hit_tokens: Input tokens served from DeepSeek's context cache.
+        cache_miss_tokens: Input tokens not in that cache.
+        client_cache_hits: Calls the client's own answer cache answered.
+        cost: Summed cost per currency ({"CNY": 0.42}).
+        first_ts: When the first counted call started, in epoch seconds (None: no calls).
+        last_ts: When the last counted call started, in epoch seconds."""
 
     group: str | None
     requests: int = 0

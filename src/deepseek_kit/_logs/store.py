@@ -242,7 +242,17 @@ def _connection(path: str | Path | None) -> Iterator[sqlite3.Connection]:
 
 
 class ConversationInfo(msgspec.Struct, frozen=True):
-    """A saved conversation, as `list_conversations()` shows it (times are epoch seconds)."""
+    """A saved conversation, as `list_conversations()` shows it (times are epoch seconds).
+
+    Attributes:
+        id: The conversation's id, to load or resume it (`dsk chat --resume ID`).
+        title: Its title: the one given when saved, else the start of the first user message
+            (80 characters); None when there is neither.
+        created: When it was created, in epoch seconds.
+        updated: When it last changed, in epoch seconds.
+        model: The model it talks to, or None when unset.
+        system: Its system prompt, or None.
+        messages: How many messages its history holds."""
 
     id: str
     title: str | None

@@ -80,7 +80,7 @@ __all__ = [
 
 class ReasoningDelta(msgspec.Struct, frozen=True):
     """A piece of the model's reasoning (thinking mode) in step `step` (1-based), as it streams;
-    with `stream=False`, one event holding the whole reasoning of the step."""
+    with `stream=False`, one event holding the whole reasoning of the step. `text` is the piece."""
 
     step: int
     text: str
@@ -95,7 +95,8 @@ class ContentDelta(msgspec.Struct, frozen=True):
 
 
 class ToolCallStarted(msgspec.Struct, frozen=True):
-    """A call is about to run; `arguments` is the raw JSON text the model sent."""
+    """A call is about to run: tool `name`, asked for in step `step` (1-based) with the id
+    `call_id`; `arguments` is the raw JSON text the model sent."""
 
     step: int
     call_id: str
@@ -104,7 +105,8 @@ class ToolCallStarted(msgspec.Struct, frozen=True):
 
 
 class ToolResult(msgspec.Struct, frozen=True):
-    """A call returned `value`; `content` is what the model receives."""
+    """A call returned `value`; `content` is what the model receives. `step`, `call_id` and `name`
+    are those of its `ToolCallStarted`."""
 
     step: int
     call_id: str
@@ -115,7 +117,9 @@ class ToolResult(msgspec.Struct, frozen=True):
 
 class ToolError(msgspec.Struct, frozen=True):
     """A call failed; `kind` is "arguments" (invalid JSON or validation), "unknown_tool" or
-    "exception". `content` is the text fed back to the model in place of a result."""
+    "exception". `error` is the exception (a `ToolArgumentsError` for bad arguments), `content`
+    the text fed back to the model in place of a result. `step`, `call_id` and `name` are those of
+    its `ToolCallStarted`."""
 
     step: int
     call_id: str
@@ -126,8 +130,10 @@ class ToolError(msgspec.Struct, frozen=True):
 
 
 class StepFinished(msgspec.Struct, frozen=True):
-    """One model call and the tools it called are done. `usage` and `cost` are the run's so far
-    (every step up to this one, summed; `cost` a `Decimal` in `currency`)."""
+    """One model call and the tools it called are done: step `step` (1-based), its answer
+    `completion`, and how many tool calls it made (`tool_calls`, 0 for the final answer). `usage`
+    and `cost` are the run's so far (every step up to this one, summed; `cost` a `Decimal` in
+    `currency`)."""
 
     step: int
     completion: ChatCompletion
@@ -182,7 +188,9 @@ class ToolRun(msgspec.Struct, frozen=True):
 
 class MaxStepsExceeded(DeepSeekError):
     """The model still called tools after `max_steps` model calls. `messages` is the complete
-    history (the last step's tool results included), so the run can be continued from it."""
+    history (the last step's tool results included), so the run can be continued from it;
+    `steps` the model calls made, `completion` the last answer, `usage` and `cost` (a `Decimal`)
+    the whole run's, summed over its steps."""
 
     def __init__(self, steps: int, completion: ChatCompletion, messages: list[Any],
                  usage: Usage | None, cost: Decimal = Decimal(0)) -> None:
@@ -441,14 +449,31 @@ async def _loop(
     yield Final(completion, msgs, max_steps, total, "max_steps", spent, currency)
 
 
-async def run(client: AsyncClient, messages: Iterable[Message], tools: Iterable[ToolLike], *, model: str,
-              max_steps: int = 8, stream: bool = True, parallel: bool = True, thinking: Any = NOT_GIVEN,
-              tool_choice: Any = NOT_GIVEN,
-              on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
-              on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
-              **params: Unpack[LoopParams]) -> ToolRun:
+async def run_tool_loop(client: AsyncClient, messages: Iterable[Message], tools: Iterable[ToolLike], *,
+                        model: str, max_steps: int = 8, stream: bool = True, parallel: bool = True,
+                        thinking: Any = NOT_GIVEN, tool_choice: Any = NOT_GIVEN,
+                        on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+                        on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
+                        **params: Unpack[LoopParams]) -> ToolRun:
     """Run the tool loop to the end (same arguments as `run_tools`) and return a `ToolRun`:
     the answer, the history, and the run's summed usage and cost.
+
+    - client: an `AsyncClient`.
+    - messages: the conversation so far (dicts or answer messages).
+    - tools: `@tool` functions, `Tool`s or plain functions (wrapped with `tool()`).
+    - model: the model of every call; max_steps: model calls at most (>= 1).
+    - stream: True streams the reasoning and answer of each call; False asks for whole answers.
+      parallel: run a turn's tool calls concurrently.
+    - thinking, tool_choice: as in `chat.completions.create` (a forcing tool_choice applies to
+      the first step); on_thinking_conflict: "raise" or "disable_thinking" when tool_choice
+      forces a tool in thinking mode; on_max_steps: "raise" `MaxStepsExceeded` or "return" the
+      history so far (`stopped="max_steps"`).
+    - currency: "CNY" or "USD" for the `cost`.
+    - params: any other `chat.completions.create` argument for every call (temperature,
+      max_tokens, max_retries, extra_headers...).
+
+    Raises `UsageError` for bad settings and `TypeError` for an unknown keyword (both before
+    any request), `MaxStepsExceeded`, and the client's errors for failed requests.
 
         result = await run_tool_loop(client, messages, [get_weather], model="deepseek-flash")
         print(result.content, result.usage, result.cost)"""
@@ -470,7 +495,26 @@ def run_tools_sync(client: Client, messages: Iterable[Message], tools: Iterable[
                    **params: Unpack[LoopParams]) -> Iterator[Event]:
     """`run_tools` for the sync `Client`: a plain generator of the same events. The loop runs on
     the client's event-loop thread, so async tools run there and sync tools in its threads.
-    Arguments are checked at the call, before the first event is asked for."""
+    Arguments are checked at the call, before the first event is asked for.
+
+    - client: a `Client`.
+    - messages: the conversation so far (dicts or answer messages).
+    - tools: `@tool` functions, `Tool`s or plain functions (wrapped with `tool()`).
+    - model: the model of every call; max_steps: model calls at most (>= 1).
+    - stream: True streams the reasoning and answer of each call; False asks for whole answers.
+      parallel: run a turn's tool calls concurrently.
+    - thinking, tool_choice: as in `chat.completions.create` (a forcing tool_choice applies to
+      the first step); on_thinking_conflict: "raise" or "disable_thinking" when tool_choice
+      forces a tool in thinking mode; on_max_steps: "raise" `MaxStepsExceeded` or "return" the
+      history so far (`stopped="max_steps"`).
+    - currency: "CNY" or "USD" for the `cost`.
+    - params: any other `chat.completions.create` argument for every call (temperature,
+      max_tokens, max_retries, extra_headers...).
+
+        for event in run_tools_sync(client, [{"role": "user", "content": "Weather in Paris?"}],
+                                    [get_weather], model="deepseek-flash"):
+            if isinstance(event, Final):
+                print(event.completion.choices[0].message.content)"""
     agen = run_tools(client.async_client, messages, tools, model=model, max_steps=max_steps, stream=stream,
                      parallel=parallel, thinking=thinking, tool_choice=tool_choice,
                      on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
@@ -497,19 +541,40 @@ def _drive(client: Client, agen: AsyncGenerator[Event, None]) -> Iterator[Event]
             client._run(close())
 
 
-def run_sync(client: Client, messages: Iterable[Message], tools: Iterable[ToolLike], *, model: str,
-             max_steps: int = 8, stream: bool = True, parallel: bool = True, thinking: Any = NOT_GIVEN,
-             tool_choice: Any = NOT_GIVEN,
-             on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
-             on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
-             **params: Unpack[LoopParams]) -> ToolRun:
-    """`run` for the sync `Client` (same arguments, same `ToolRun`)."""
-    return client._run(run(client.async_client, messages, tools, model=model, max_steps=max_steps,
-                           stream=stream, parallel=parallel, thinking=thinking, tool_choice=tool_choice,
-                           on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps,
-                           currency=currency, **params))
+def run_tool_loop_sync(client: Client, messages: Iterable[Message], tools: Iterable[ToolLike], *,
+                       model: str, max_steps: int = 8, stream: bool = True, parallel: bool = True,
+                       thinking: Any = NOT_GIVEN, tool_choice: Any = NOT_GIVEN,
+                       on_thinking_conflict: Literal["raise", "disable_thinking"] = "raise",
+                       on_max_steps: Literal["raise", "return"] = "raise", currency: str = "CNY",
+                       **params: Unpack[LoopParams]) -> ToolRun:
+    """`run_tool_loop` for the sync `Client`: the same arguments, the same `ToolRun`.
+
+    - client: a `Client`.
+    - messages: the conversation so far (dicts or answer messages).
+    - tools: `@tool` functions, `Tool`s or plain functions (wrapped with `tool()`).
+    - model: the model of every call; max_steps: model calls at most (>= 1).
+    - stream: True streams the reasoning and answer of each call; False asks for whole answers.
+      parallel: run a turn's tool calls concurrently.
+    - thinking, tool_choice: as in `chat.completions.create` (a forcing tool_choice applies to
+      the first step); on_thinking_conflict: "raise" or "disable_thinking" when tool_choice
+      forces a tool in thinking mode; on_max_steps: "raise" `MaxStepsExceeded` or "return" the
+      history so far (`stopped="max_steps"`).
+    - currency: "CNY" or "USD" for the `cost`.
+    - params: any other `chat.completions.create` argument for every call (temperature,
+      max_tokens, max_retries, extra_headers...).
+
+    Raises as `run_tool_loop` does.
+
+        result = run_tool_loop_sync(client, messages, [get_weather], model="deepseek-flash")
+        print(result.content, result.cost)"""
+    return client._run(run_tool_loop(
+        client.async_client, messages, tools, model=model, max_steps=max_steps, stream=stream,
+        parallel=parallel, thinking=thinking, tool_choice=tool_choice,
+        on_thinking_conflict=on_thinking_conflict, on_max_steps=on_max_steps, currency=currency, **params))
 
 
-# Top-level names (deepseek_kit.run_tool_loop): `run` alone is too generic there.
-run_tool_loop = run
-run_tool_loop_sync = run_sync
+# The functions carry their top-level names (deepseek_kit.run_tool_loop: `run` alone is too
+# generic there), so the reference shows them as functions with their signatures; `run` and
+# `run_sync` are this module's short names for them.
+run = run_tool_loop
+run_sync = run_tool_loop_sync

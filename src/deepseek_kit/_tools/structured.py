@@ -75,7 +75,8 @@ _encode = msgspec.json.Encoder().encode
 
 class StructuredOutputError(DeepSeekError):
     """No valid object after every attempt. `raw` is the last reply's text, `errors` one message
-    per failed attempt (blank reply, invalid JSON, validation), `completion` the last answer."""
+    per failed attempt (blank reply, invalid JSON, validation), `attempts` the model calls made
+    (`max_reasks + 1`), `completion` the last answer."""
 
     def __init__(self, message: str, *, raw: str, errors: list[str], attempts: int,
                  completion: ChatCompletion | None) -> None:
@@ -319,7 +320,18 @@ def parse_sync(client: Client, messages: str | Iterable[Message], output_type: t
 
 def parse_sync(client: Client, messages: str | Iterable[Message], output_type: type[T], *, model: str,
                **kwargs: Any) -> T | Parsed[T]:
-    """`parse` for the sync `Client`: the same arguments, and the same result."""
+    """`parse` for the sync `Client`: the same arguments, and the same result.
+
+    - client: a `Client`.
+    - messages: a plain string (one user message) or a list of messages.
+    - output_type: a pydantic model, msgspec Struct, dataclass or TypedDict (a JSON object).
+    - model: the model of every request.
+    - the keyword arguments of `parse`: max_reasks, example, instructions, full, currency and
+      any other `chat.completions.create` argument.
+
+    Raises as `parse` does.
+
+        city = parse_sync(client, "The largest city in Peru? Reply in json.", City, model="deepseek-flash")"""
     if "max_retries" in kwargs and "max_reasks" not in kwargs:
         warnings.warn("parse_sync(max_retries=N) is deprecated: it counted re-asks, and max_retries "
                       "means transport retries everywhere else; pass max_reasks=N", DeprecationWarning,

@@ -54,7 +54,8 @@ NO_OUTPUT = "(no output)"
 
 class ToolArgumentsError(DeepSeekError, ValueError):
     """The model's arguments for a tool call are not valid JSON, not an object, or do not match
-    the parameters. `tool` names the tool, `arguments` is the raw text the model sent."""
+    the parameters. `tool` names the tool, `detail` says what is wrong (the tool loop shows the
+    model this message, so it can call again), `arguments` is the raw text the model sent."""
 
     def __init__(self, tool: str, detail: str, arguments: Any = None) -> None:
         super().__init__(f"Invalid arguments for tool '{tool}': {detail}")

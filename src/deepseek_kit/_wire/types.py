@@ -181,7 +181,19 @@ class CompletionTokensDetails(_Out, gc=False):
 
 class Usage(_Out, gc=False):
     """Token usage. `prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens` on DeepSeek;
-    `completion_tokens_details` is absent when thinking was off (docs/deepseek-api-notes.md#usage-fields)."""
+    `completion_tokens_details` is absent when thinking was off (docs/deepseek-api-notes.md#usage-fields).
+
+    Attributes:
+        prompt_tokens: Input tokens of the request, cache hits and misses together.
+        completion_tokens: Output tokens: the answer, plus the reasoning in thinking mode.
+        total_tokens: `prompt_tokens + completion_tokens`.
+        prompt_cache_hit_tokens: Input tokens served from DeepSeek's context cache (billed at the
+            cache-hit price); None from servers that do not report it.
+        prompt_cache_miss_tokens: Input tokens not in the cache (billed at the full input price).
+        prompt_tokens_details: OpenAI's form of the cache count (`cached_tokens`), when the server
+            sends it.
+        completion_tokens_details: `reasoning_tokens` of the answer; read `reasoning_tokens`
+            instead (0 when this is absent)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -221,7 +233,12 @@ class Function(_Out, gc=False):
 class ToolCall(_Out, gc=False):
     """One call of a function tool in an answer's `message.tool_calls`: `id` (echo it in the tool
     result message), `function.name` and `function.arguments`, a JSON *string* the model wrote, which
-    may not parse: decode it yourself, or let `run_tools` validate it against the tool's schema."""
+    may not parse: decode it yourself, or let `run_tools` validate it against the tool's schema.
+
+    Attributes:
+        id: The call's id, to send back as the tool message's `tool_call_id`.
+        type: Always "function" (the only tool type DeepSeek has).
+        function: The function's `name` and its `arguments` (a JSON string)."""
 
     id: str = ""
     type: str = "function"
@@ -231,7 +248,15 @@ class ToolCall(_Out, gc=False):
 class ChatCompletionMessage(_Out, gc=False):
     """The assistant's message in a `Choice`: the answer `content`, the thinking-mode
     `reasoning_content`, and `tool_calls` when the model asks for tools. Send it back in the next
-    request's history with `to_param()`."""
+    request's history with `to_param()`.
+
+    Attributes:
+        role: Always "assistant".
+        content: The answer text; None (or "") when the model only called tools.
+        reasoning_content: The thinking-mode reasoning; None when thinking was off.
+        tool_calls: The tool calls the model asks for, or None.
+        reasoning: Where vLLM and Ollama put the reasoning; the client moves it into
+            `reasoning_content`, so it reads UNSET on the answers it returns."""
 
     role: str = "assistant"
     content: str | None = None
@@ -254,7 +279,13 @@ class ChatCompletionMessage(_Out, gc=False):
 class Choice(_Out, gc=False):
     """One answer in `ChatCompletion.choices` (DeepSeek returns one): its `message`, the
     `finish_reason` ("stop", "length", "tool_calls", "content_filter", "insufficient_system_resource")
-    and `logprobs` when they were asked for."""
+    and `logprobs` when they were asked for.
+
+    Attributes:
+        index: The choice's position in `choices` (0, as DeepSeek returns one choice).
+        message: The assistant's answer.
+        logprobs: Token log-probabilities when the request set `logprobs`, else None.
+        finish_reason: Why the answer ended (the values above)."""
 
     index: int = 0
     message: ChatCompletionMessage = msgspec.field(default_factory=ChatCompletionMessage)
@@ -269,7 +300,17 @@ class ChatCompletion(_Out, gc=False):
         completion.choices[0].message.content   # the answer
         completion.usage.prompt_cache_hit_tokens
 
-    A stream builds the same object: `stream.get_final_completion()`."""
+    A stream builds the same object: `stream.get_final_completion()`.
+
+    Attributes:
+        id: The answer's id (a UUID at DeepSeek); the logs store it as `response_id`.
+        object: Always "chat.completion".
+        created: When the server made the answer, in Unix seconds.
+        model: The model that answered, as the server names it.
+        system_fingerprint: The server's build; the emulator's marks its answers as synthetic
+            (see `synthetic`).
+        choices: The answers, one at DeepSeek.
+        usage: Token counts, the basis of the cost; None when the server sent none."""
 
     id: str = ""
     object: str = "chat.completion"
@@ -294,7 +335,13 @@ class ChoiceDeltaToolCall(_Out, gc=False):
     """A tool-call fragment: the first carries id/type/name, the rest
     only index + arguments (docs/deepseek-api-notes.md#tool-calls).
     `index` defaults to 0 for servers that omit it; some send `null` (docs/dialects.md), kept as None
-    for the accumulator to place by id."""
+    for the accumulator to place by id.
+
+    Attributes:
+        index: Which call of the answer this fragment belongs to.
+        id: The call's id, on its first fragment.
+        type: "function", on the first fragment.
+        function: The function's `name` (first fragment) and a piece of its `arguments`."""
 
     index: int | None = 0
     id: str | None = None
@@ -305,7 +352,15 @@ class ChoiceDeltaToolCall(_Out, gc=False):
 class ChoiceDelta(_Out, gc=False):
     """What one stream chunk adds to a choice: a piece of `content` or `reasoning_content`,
     tool-call fragments (`tool_calls`), and `role` on the first chunk. Concatenate the pieces, or let
-    the stream accumulate them (`get_final_completion()`)."""
+    the stream accumulate them (`get_final_completion()`).
+
+    Attributes:
+        role: "assistant" on the first chunk, None after.
+        content: The next piece of the answer text, or None.
+        reasoning_content: The next piece of the reasoning (thinking mode), or None.
+        tool_calls: Tool-call fragments, or None.
+        reasoning: Where vLLM and Ollama stream the reasoning; the stream moves it into
+            `reasoning_content`, so it reads UNSET on the chunks it yields."""
 
     role: str | None = None
     content: str | None = None
@@ -317,7 +372,13 @@ class ChoiceDelta(_Out, gc=False):
 
 class ChunkChoice(_Out, gc=False):
     """One choice in a `ChatCompletionChunk`: its `delta`, and `finish_reason` on the chunk that
-    ends it (None before)."""
+    ends it (None before).
+
+    Attributes:
+        index: The choice's position (0, as DeepSeek returns one choice).
+        delta: What this chunk adds.
+        logprobs: This chunk's token log-probabilities when the request set `logprobs`.
+        finish_reason: Why the answer ended, on its last chunk; None before."""
 
     index: int = 0
     delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
@@ -331,7 +392,18 @@ class ChatCompletionChunk(_Out, gc=False):
 
         async with await client.chat.completions.create(..., stream=True) as stream:
             async for chunk in stream:
-                print(chunk.choices[0].delta.content or "", end="")"""
+                print(chunk.choices[0].delta.content or "", end="")
+
+    Attributes:
+        id: The answer's id, the same on every chunk of a stream.
+        object: Always "chat.completion.chunk".
+        created: When the server began the answer, in Unix seconds.
+        model: The model that answers.
+        system_fingerprint: The server's build (as on `ChatCompletion`).
+        choices: This chunk's deltas; empty on a usage-only chunk.
+        usage: The answer's token counts, on the last chunk; None before.
+        error: An error object the server sent inside the stream; the client raises
+            `APIError` rather than yield such a chunk, so it reads None."""
 
     id: str = ""
     object: str = "chat.completion.chunk"
@@ -362,7 +434,19 @@ class CompletionChoice(_Out, gc=False):
 
 
 class Completion(_Out, gc=False):
-    """`text_completion` object of FIM (`POST /beta/completions`)."""
+    """`text_completion` object of FIM (`POST /beta/completions`): the text that fills the gap
+    between `prompt` and `suffix` is `completion.choices[0].text`.
+
+    Attributes:
+        id: The answer's id.
+        object: Always "text_completion".
+        created: When the server made the answer, in Unix seconds.
+        model: The model that answered.
+        system_fingerprint: The server's build (as on `ChatCompletion`).
+        choices: The answers (`text`, `finish_reason`, `logprobs`), one at DeepSeek.
+        usage: Token counts; None when the server sent none.
+        error: An error object the server sent inside a stream; the client raises rather than
+            return it, so it reads None."""
 
     id: str = ""
     object: str = "text_completion"
@@ -375,7 +459,13 @@ class Completion(_Out, gc=False):
 
 
 class Model(_Out, gc=False):
-    """One entry of `client.models.list()`: the model `id` to pass as `model=`, and its owner."""
+    """One entry of `client.models.list()`: the model `id` to pass as `model=`, and its owner.
+
+    Attributes:
+        id: The model name to pass as `model=`.
+        object: Always "model".
+        owned_by: Who serves it ("deepseek" at DeepSeek).
+        created: When the model was published, in Unix seconds; None, as DeepSeek sends none."""
 
     id: str = ""
     object: str = "model"
@@ -384,7 +474,11 @@ class Model(_Out, gc=False):
 
 
 class ModelList(_Out, gc=False):
-    """The answer of `client.models.list()`: iterate it (or read `.data`) for the `Model` entries."""
+    """The answer of `client.models.list()`: iterate it (or read `.data`) for the `Model` entries.
+
+    Attributes:
+        object: Always "list".
+        data: The models."""
 
     object: str = "list"
     data: list[Model] = []
@@ -397,7 +491,14 @@ class ModelList(_Out, gc=False):
 
 
 class BalanceInfo(_Out, gc=False):
-    """Amounts are decimal *strings* on the wire (docs/deepseek-api-notes.md#balance)."""
+    """The balance in one currency. Amounts are decimal *strings* on the wire, kept as strings:
+    read them with `Decimal(...)`, never `float` (docs/deepseek-api-notes.md#balance).
+
+    Attributes:
+        currency: "CNY" or "USD".
+        total_balance: What the account can spend, `granted_balance + topped_up_balance`.
+        granted_balance: Granted credit; it can expire.
+        topped_up_balance: Paid credit; it does not expire."""
 
     currency: str = ""
     total_balance: str = "0"
@@ -407,7 +508,11 @@ class BalanceInfo(_Out, gc=False):
 
 class Balance(_Out, gc=False):
     """The answer of `client.user.balance()` (`GET /user/balance`): whether the account can make
-    calls now (`is_available`) and one `BalanceInfo` per currency."""
+    calls now (`is_available`) and one `BalanceInfo` per currency.
+
+    Attributes:
+        is_available: Whether the balance can pay for calls now.
+        balance_infos: One `BalanceInfo` per currency the account holds."""
 
     is_available: bool = False
     balance_infos: list[BalanceInfo] = []

@@ -383,7 +383,11 @@ def _expect_handler(cap: int) -> Any:
 
 
 def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application:
-    """The emulator as an aiohttp application (run it with any aiohttp runner)."""
+    """The emulator as an aiohttp application (run it with any aiohttp runner), serving
+    `config` (None: the defaults, `EmulatorConfig()`). Its `EmulatorState` is `app[STATE_KEY]`.
+
+        app = create_emulator_app(EmulatorConfig(api_keys={"sk-test"}))
+        web.run_app(app, host="127.0.0.1", port=8000)"""
     config = config or EmulatorConfig()
     quiet_client_mistakes()  # aiohttp's parse-error tracebacks become one INFO line
     app = web.Application(client_max_size=config.max_body_size, middlewares=[_json_errors])

@@ -51,95 +51,118 @@ class EmulatorConfigError(ValueError):
 
 @dataclass
 class EmulatorConfig:
-    """Knobs of the emulator. All fields are optional."""
+    """Knobs of the emulator. All fields are optional; the defaults reproduce DeepSeek's API.
+    `dsk serve --mock --config FILE` reads them from the file's `[emulator]` table (`from_toml`).
 
-    #: Accepted bearer keys; None accepts any well-formed bearer key (each key is its own account).
+        EmulatorConfig(api_keys={"sk-test"}, queue_delay=2.0, faults="status=429;times=1")
+
+    Attributes:
+        api_keys: Accepted bearer keys; None accepts any well-formed bearer key (each key is its
+            own account).
+        balance: Per-key balance (all of it topped-up, no granted part). Keys not listed start
+            with `default_granted` + `default_topped_up`.
+        default_granted: Granted balance of a key not in `balance`.
+        default_topped_up: Topped-up balance of a key not in `balance`.
+        currency: Balance and billing currency: "CNY" or "USD" (docs/deepseek-api-notes.md#balance).
+        clock: Billing clock (epoch seconds) deciding peak/off-peak; the default honours
+            DSK_FAKE_NOW, so tests bill at a fixed peak or off-peak time. Code only (not in a file).
+        holidays: Holidays for billing: a `HolidayCalendar` (default: the built-in one) or a list
+            of dates ("YYYY-MM-DD"), taken as the complete list.
+        faults: Server-wide fault directives, in the syntax of the `X-DSK-Emulate` header
+            (`Directives`).
+        keepalive_interval: Seconds between `: keep-alive` comments (stream) / blank lines
+            (non-stream) while a request is queued.
+        queue_delay: Simulated queue time before inference starts, on every request
+            (docs/deepseek-api-notes.md#streaming-and-keep-alives).
+        queue_timeout: The connection is closed when inference has not started after this long,
+            in seconds (DeepSeek: 10 minutes, docs/deepseek-api-notes.md#what-the-emulator-reproduces).
+        default_tokens: Answer length in tokens (content).
+        default_reasoning_tokens: Reasoning length in tokens at `reasoning_effort=high`.
+        chunk_tokens: Tokens per stream chunk; DeepSeek sends about one token per chunk.
+        echo_model_for_aliases: Echo a legacy alias (e.g. `deepseek-v4-flash`) as the response
+            `model`; False reports the serving model `deepseek-flash` instead (which one DeepSeek
+            echoes is unconfirmed, docs/deepseek-api-notes.md#what-the-emulator-reproduces).
+        strict_reasoning_passback: Thinking + tools: an assistant turn with tool calls but no
+            `reasoning_content` gets a 400, as at DeepSeek
+            (docs/deepseek-api-notes.md#what-the-emulator-reproduces).
+        concurrency_limits: Concurrent requests per account and serving model; more get a 429
+            (docs/deepseek-api-notes.md#rate-limits-and-concurrency).
+        seed: Mixed into every generated answer and the system fingerprint.
+        json_without_hint: JSON mode without "json" in the prompt
+            (docs/deepseek-api-notes.md#json-output): "spaces" answers with spaces and
+            finish_reason "stop"; "until_limit" with whitespace until max_tokens, finish_reason
+            "length".
+        legacy_usage_chunk: Older servers: usage in a trailing `choices: []` chunk instead of on
+            the finish chunk (docs/deepseek-api-notes.md#usage-fields).
+        cache_simulation: Simulate DeepSeek's prefix cache, so repeated prefixes come back as
+            `prompt_cache_hit_tokens` (docs/deepseek-api-notes.md#context-caching).
+        cache_unit: The cache's unit in tokens: DeepSeek's measured 128.
+        cache_capacity: Cached units kept over all accounts; the least recently used go first.
+        validation_status: Status of request-body deserialization errors: 400 now, 422 in
+            2024-early 2025 (docs/deepseek-api-notes.md#errors-and-status-codes).
+        models: Ids returned by `GET /models` (docs/deepseek-api-notes.md#models-list).
+        fingerprint_date: The date part of `system_fingerprint` (`fp_dsk_emulator_<10hex>_<date>`).
+        plan_cache_size: Cached generated answers (keyed by request-body hash): at most this many.
+        plan_cache_bytes: Bytes of cached answers at most (an estimate; a bigger single
+            answer is not cached at all).
+        recent_bodies: Recent request bodies kept for tests (`EmulatorState.recent`).
+        recent_body_max: Bodies above this many bytes are not kept (their path is, with an empty
+            body).
+        max_body_size: Largest accepted request body in bytes, after decompression; bigger ones
+            get a JSON 413 without being read (or inflated) past this size.
+        max_tracked: Distinct request paths and `X-DSK-Emulate` strings (for counts and `times=`)
+            kept; the least recently used are forgotten beyond this.
+        max_accounts: Accounts kept; beyond this the least recently used is forgotten, and comes
+            back with the default balance.
+        context_length: The models' context length in tokens (1M,
+            docs/deepseek-api-notes.md#models-and-aliases); longer prompts (+ max_tokens) get a 400.
+        max_tool_argument_chars: Upper bound of the generated arguments of one tool call, in
+            characters: a schema that needs more (`minLength: 1000000000`) gets a 400 instead of
+            freezing the server.
+        parallel_tool_calls: Several tools called in one turn when several fit the request
+            (docs/emulator.md, "Tool calls"); False: at most one call per turn. A request's
+            `parallel_tool_calls` overrides it."""
+
     api_keys: set[str] | None = None
-    #: Per-key balance (all of it topped-up, no granted part). Keys not listed start with
-    #: `default_granted` + `default_topped_up`.
     balance: dict[str, Decimal] = field(default_factory=dict)
     default_granted: Decimal = Decimal("10.00")
     default_topped_up: Decimal = Decimal("90.00")
-    #: Balance and billing currency: "CNY" or "USD" (docs/deepseek-api-notes.md#balance).
     currency: str = "CNY"
-    #: Billing clock (epoch seconds) deciding peak/off-peak; the default honours DSK_FAKE_NOW
-    #: (`_pricing.default_clock`), so tests bill at a fixed peak or off-peak time.
+    # The default honours DSK_FAKE_NOW (`_pricing.default_clock`).
     clock: Callable[[], float] = field(default_factory=_pricing.default_clock, compare=False)
-    #: Holidays for billing: a `HolidayCalendar` (default: the built-in one) or a list of dates
-    #: ("YYYY-MM-DD"), taken as the complete list.
     holidays: Any = None
-    #: Server-wide fault directives, same syntax as the `X-DSK-Emulate` header (see faults.py).
     faults: str = ""
-    #: Seconds between `: keep-alive` comments (stream) / blank lines (non-stream) while queued.
     keepalive_interval: float = 1.0
-    #: Simulated queue time before inference starts on every request
-    #: (docs/deepseek-api-notes.md#streaming-and-keep-alives, #what-the-emulator-reproduces).
     queue_delay: float = 0.0
-    #: The connection is closed when inference has not started after this long
-    #: (docs/deepseek-api-notes.md#what-the-emulator-reproduces: 10 min).
     queue_timeout: float = 600.0
-    #: Answer length in tokens (content) and reasoning length at `reasoning_effort=high`.
     default_tokens: int = 32
     default_reasoning_tokens: int = 48
-    #: Tokens per stream chunk; DeepSeek sends about one token per chunk.
     chunk_tokens: int = 1
-    #: Echo a legacy alias (e.g. `deepseek-v4-flash`) as the response `model`; False reports the
-    #: serving model `deepseek-flash` instead (UNCONFIRMED which one DeepSeek
-    #: echoes, docs/deepseek-api-notes.md#what-the-emulator-reproduces).
+    # UNCONFIRMED which name DeepSeek echoes for an alias (docs/deepseek-api-notes.md).
     echo_model_for_aliases: bool = True
-    #: Thinking + tools: an assistant turn with tool calls but no `reasoning_content`
-    #: -> 400 (docs/deepseek-api-notes.md#what-the-emulator-reproduces).
     strict_reasoning_passback: bool = True
-    #: Per-account concurrent requests per serving model; more ->
-    #: 429 (docs/deepseek-api-notes.md#rate-limits-and-concurrency).
     concurrency_limits: dict[str, int] = field(
         default_factory=lambda: {"deepseek-flash": 2500, "deepseek-v4-pro": 500}
     )
-    #: Mixed into every generated answer and the system fingerprint.
     seed: int = 0
-    #: JSON mode without "json" in the prompt (docs/deepseek-api-notes.md#json-output):
-    #: "spaces" = the answer replaced by spaces with
-    #: finish_reason "stop"; "until_limit" = whitespace until max_tokens, finish_reason "length".
     json_without_hint: str = "spaces"
-    #: Older servers: usage in a trailing `choices: []` chunk instead of
-    #: on the finish chunk (docs/deepseek-api-notes.md#usage-fields).
     legacy_usage_chunk: bool = False
-    #: Prefix-cache simulation (docs/deepseek-api-notes.md#context-caching);
-    #: the unit is DeepSeek's measured 128 tokens.
     cache_simulation: bool = True
     cache_unit: int = 128
     cache_capacity: int = 1_000_000
-    #: Status of request-body deserialization errors: 400 now, 422 in
-    #: 2024-early 2025 (docs/deepseek-api-notes.md#errors-and-status-codes).
     validation_status: int = 400
-    #: Ids returned by GET /models (docs/deepseek-api-notes.md#models-list, current list UNCONFIRMED).
+    # The current list is UNCONFIRMED (docs/deepseek-api-notes.md#models-list).
     models: tuple[str, ...] = CANONICAL_MODELS
-    #: The date part of `system_fingerprint` (`fp_dsk_emulator_<10hex>_<date>`).
     fingerprint_date: str = "20261017"
-    #: Cached generated answers (keyed by request-body hash): at most this many, and at most
-    #: `plan_cache_bytes` of answers (an estimate; a bigger single answer is not cached at all).
     plan_cache_size: int = 4096
     plan_cache_bytes: int = 64 * 1024 * 1024
-    #: Recent request bodies kept for tests (`EmulatorState.recent`); bodies above
-    #: `recent_body_max` bytes are not kept (their path is, with an empty body).
     recent_bodies: int = 100
     recent_body_max: int = 1024 * 1024
-    #: Largest accepted request body, after decompression; bigger ones get a JSON 413 without
-    #: being read (or inflated) past this size.
     max_body_size: int = 64 * 1024 * 1024
-    #: Distinct request paths, `X-DSK-Emulate` strings (for counts and `times=`) and accounts kept
-    #: in the per-request maps; the least recently used are forgotten beyond these (an evicted
-    #: account comes back with the default balance).
     max_tracked: int = 4096
     max_accounts: int = 10_000
-    #: The models' context length (docs/deepseek-api-notes.md#models-and-aliases:
-    #: 1M); longer prompts (+ max_tokens) -> 400.
     context_length: int = 1_048_576
-    #: Upper bound of the generated arguments of one tool call, in characters: a schema that needs
-    #: more (`minLength: 1000000000`, `minItems: 100000000`) gets a 400 instead of freezing the server.
     max_tool_argument_chars: int = 65_536
-    #: Several tools called in one turn when several fit the request (docs/emulator.md, "Tool
-    #: calls"); False: at most one call per turn. A request's `parallel_tool_calls` overrides it.
     parallel_tool_calls: bool = True
 
     def __post_init__(self) -> None:

@@ -56,7 +56,36 @@ class ClientGone(Exception):
 class Directives:
     """A parsed `X-DSK-Emulate` string (see the module docstring): which fault to inject into a
     response and how to shape it. Get one with `parse_directives("status=503;times=2")`; the fields
-    before `tokens` are failures limited by `times`, the rest shape every response."""
+    before `tokens` are failures limited by `times`, the rest shape every response.
+
+    Attributes:
+        status: Answer with this error status (400-599), in DeepSeek's error shape.
+        retry_after: The `Retry-After` header of that error, passed through as given (seconds).
+        retry_after_ms: The `retry-after-ms` header of that error, passed through as given.
+        html: Send the error as an HTML page, as proxies do (needs `status`).
+        delay_headers: Seconds before the response headers.
+        delay_chunks: Seconds between stream chunks.
+        stall_first_token: Seconds of keep-alives only before the first token (`queue=S` is
+            another name for it).
+        keepalive_forever: Send the answer, then keep-alive comments forever and no `[DONE]`.
+        reset_before_headers: Drop the connection (TCP reset) before the headers.
+        reset_after: Drop the connection after this many stream events.
+        empty_body: A 200 with no body.
+        blank_body: A 200 whose body is only blank lines.
+        error_event_after: An error event inside the stream after this many events.
+        insufficient_after: End with DeepSeek's `insufficient_system_resource` finish after this
+            many events.
+        finish: End with this `finish_reason` ("length", "content_filter", "tool_calls"...).
+        ignore_schema: JSON mode answers as if the prompt carried no JSON schema (a model that
+            ignores it): with `times=1`, a test sees a client re-ask once and then get a valid object.
+        tokens: The answer's length in tokens.
+        reasoning_tokens: The reasoning's length in tokens (thinking mode).
+        chunk_tokens: Tokens per stream chunk.
+        keepalive: Seconds between keep-alive comments while the answer waits (at least 0.05).
+        legacy_usage_chunk: Usage in a trailing `choices: []` chunk, as older servers send it.
+        times: Apply the failures to the first N requests carrying this exact directive string,
+            then answer normally.
+        key: Any text, making the directive string (and so its `times` count) unique to one test."""
 
     # failure directives (limited by `times`)
     status: int | None = None
@@ -74,8 +103,6 @@ class Directives:
     error_event_after: int | None = None
     insufficient_after: int | None = None
     finish: str | None = None
-    #: JSON mode answers as if the prompt carried no JSON schema (a model that ignores it): with
-    #: `times=1`, a test sees a client re-ask once and then get a valid object.
     ignore_schema: bool = False
     # shaping directives (always apply)
     tokens: int | None = None
@@ -170,10 +197,14 @@ def _parse_item(name: str, eq: str, value: str) -> Any:
 
 
 def parse_directives(text: str) -> dict[str, Any]:
-    """Parse a directive string into {field: value}; only the items present are returned, so a
-    header's items can override a server's. Values that would do nothing (a non-error `status`,
-    `html` without `status`) or too much (`tokens` above the max output, `keepalive` under 50 ms)
-    are refused with `DirectiveError`, which names the item."""
+    """Parse a directive string (`text`, as in the `X-DSK-Emulate` header) into {field: value};
+    only the items present are returned, so a header's items can override a server's. Values that
+    would do nothing (a non-error `status`) or too much (`tokens` above the max output,
+    `keepalive` under 50 ms) are refused with `DirectiveError`, which names the item; `html`
+    without `status` is refused by `check_combination`, once a header is merged with the server's.
+
+        >>> parse_directives("status=503;retry_after=2;times=2")
+        {'status': 503, 'retry_after': '2', 'times': 2}"""
     out: dict[str, Any] = {}
     for raw in text.split(";"):
         item = raw.strip()

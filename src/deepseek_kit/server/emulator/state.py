@@ -59,7 +59,13 @@ class BoundedCounter(OrderedDict[_K, int], Generic[_K]):
 
 @dataclass
 class Account:
-    """One API key's balance (an emulated account per key)."""
+    """One API key's balance (an emulated account per key), in `EmulatorConfig.currency`.
+
+    Attributes:
+        granted: Granted balance left; spent first.
+        topped_up: Topped-up balance left; spent once `granted` is gone (the last request of
+            an account may take it slightly below zero, as it is still billed).
+        spent: What the account's requests have cost so far."""
 
     granted: Decimal
     topped_up: Decimal
@@ -110,7 +116,9 @@ def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class EmulatorState:
-    """Everything the emulator remembers between requests."""
+    """Everything the emulator remembers between requests: accounts and balances, the prefix
+    cache, request counts and recent bodies. `config` is the `EmulatorConfig` it serves. A test
+    reads it from the app: `app[STATE_KEY]` (or `EmulatorThread.state`)."""
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config

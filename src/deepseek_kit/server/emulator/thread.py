@@ -122,7 +122,10 @@ class EmulatorThread:
 
 def run_emulator(host: str = "127.0.0.1", port: int = 8000, config: EmulatorConfig | None = None,
                  *, print_banner: bool = True) -> None:
-    """Serve the emulator until interrupted (blocking); used by `dsk serve --mock`."""
+    """Serve the emulator on `host`:`port` until interrupted (blocking); used by `dsk serve --mock`.
+    `config` is its `EmulatorConfig` (None: the defaults); `print_banner=False` leaves out the
+    "DeepSeek emulator on http://..." line. For tests, `EmulatorThread` runs it in the background
+    on a free port instead."""
     app = create_emulator_app(config)
 
     def banner(text: str) -> None:

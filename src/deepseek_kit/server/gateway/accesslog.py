@@ -19,8 +19,11 @@ __all__ = ["AccessLogHandler"]
 
 
 class AccessLogHandler(logging.Handler):
-    """A logging handler that writes the access log's lines to `stream` in batches: at most
-    `delay` seconds after the first buffered line, or at once when `max_lines` are buffered."""
+    """A `logging.Handler` that writes its lines to `stream` in batches: a line waits at most
+    `delay` seconds, and `max_lines` buffered lines are written at once. `dsk serve` installs it
+    on its access logger; install it yourself to send that log to another stream:
+
+        logging.getLogger("deepseek_kit.gateway.access").addHandler(AccessLogHandler(sys.stderr))"""
 
     def __init__(self, stream: TextIO, *, delay: float = 0.05, max_lines: int = 256) -> None:
         super().__init__()

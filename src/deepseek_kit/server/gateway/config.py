@@ -71,7 +71,45 @@ class Upstream:
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """The whole gateway config (`load_gateway_config(path)` or `parse_gateway_config(text)`)."""
+    """The whole gateway config (`load_gateway_config(path)` or `parse_gateway_config(text)`),
+    read from a TOML file whose tables docs/gateway.md describes key by key.
+
+    Attributes:
+        upstreams: The `[[upstream]]` servers (at least one), each an `Upstream`.
+        host: Address to listen on (`listen = "HOST:PORT"`; `dsk serve --host` overrides it).
+        port: Port to listen on (`dsk serve --port` overrides it).
+        state: Where virtual keys and budgets live: `sqlite:///abs/path.db`,
+            `sqlite:///:memory:`, or Redis (`redis://host:port/db`, `rediss://`, `unix://`),
+            shared by several workers (needed with `auth = "keys"`).
+        auth: "keys" (virtual keys from `state`) or "none" (open, nothing charged: local use only).
+        admin_key_env: Env var holding the admin API key; None (the default) turns that API off.
+        pepper_env: Env var holding the key-hash pepper (`dsk keys` reads the same).
+        max_body_bytes: Request body cap in bytes, counted after gzip/deflate inflation (413 above).
+        cors_origins: Origins allowed by CORS; empty: no CORS headers at all (`("*",)` for any).
+        access_log: True writes one JSON line per request on stderr (`AccessLogHandler`).
+        repair_entries: Tool-call ids whose reasoning the gateway remembers, to put back into
+            a later request that dropped it (thinking mode with tools).
+        currency: Currency of budgets and costs: "CNY" or "USD".
+        shutdown_grace: Seconds calls in flight may take to finish after SIGTERM (and after a
+            reload).
+        client_timeout: Seconds a caller may take to send its request body (408 after).
+        ws_heartbeat: WebSocket: seconds between pings.
+        ws_idle: WebSocket: seconds a new connection may wait before its first request.
+        ws_linger: WebSocket: seconds to wait after an answer for the next request before
+            closing with 1000.
+        rpm: Requests per minute of the whole gateway (every key together), or None.
+        tpm: Tokens per minute of the whole gateway, or None.
+        max_in_flight: Calls in flight through the whole gateway at once, or None.
+        balance_poll: Seconds between balance polls of each `kind = "deepseek"` upstream (0: off).
+        balance_recheck: Seconds between polls of an upstream out of balance (after a 402).
+        aliases: Model name a caller may send -> the model served (`[models] aliases`).
+        models: The model names served (`[models] served`).
+        timeout: The upstream calls' `Timeout` (`[timeout]`; first token and idle 60 s here).
+        routing: How a call picks an upstream (`[routing]`, a `Routing`).
+        limits: Upstream-side rate limits (`[limits]`, a `Limits`), or None.
+        cache: The answer cache (`[cache]`, a `CachePolicy`), or None for none.
+        logs: The request log (`[logs]`, a `LogConfig`), or None for none.
+        path: The file this config was read from (None when parsed from text); SIGHUP re-reads it."""
 
     upstreams: tuple[Upstream, ...]
     host: str = "127.0.0.1"
@@ -286,8 +324,13 @@ def _upstream(raw: Any, i: int, check: _Checker, env: Mapping[str, str]) -> Upst
 
 def parse_gateway_config(text: str, *, path: str | None = None,
                          env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """A validated `GatewayConfig` from TOML text (`env`: where `*_env` names are read, default
-    `os.environ`)."""
+    """A validated `GatewayConfig` from TOML `text`. `path` names the file in error messages
+    (and is kept as `GatewayConfig.path`); `env` is where `*_env` names (upstream keys) are
+    read, default `os.environ`.
+
+    Raises `GatewayConfigError`, naming the file, line and key, for anything invalid.
+
+        config = parse_gateway_config(text, env={"DEEPSEEK_API_KEY": "sk-..."})"""
     env = os.environ if env is None else env
     check = _Checker(text, path)
     try:
@@ -367,7 +410,12 @@ def parse_gateway_config(text: str, *, path: str | None = None,
 
 
 def load_gateway_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Read and validate a gateway config file (see the module docstring)."""
+    """Read and validate the gateway config file at `path` (see the module docstring); `env` is
+    where `*_env` names (upstream keys) are read, default `os.environ`.
+
+    Raises `GatewayConfigError` for a missing, unreadable or invalid file, saying what to fix.
+
+        config = load_gateway_config("gateway.toml")"""
     p = Path(path)
     try:
         if not p.is_file():

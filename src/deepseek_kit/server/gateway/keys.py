@@ -65,7 +65,20 @@ class VirtualKey:
     """What the relay needs to admit one request. Never holds the token or its hash.
 
     `models` None = every model; `allow_ip` empty = every address. Budgets are in the gateway's
-    pricing currency (module docstring); None = no budget in that window."""
+    pricing currency (module docstring); None = no budget in that window.
+
+    Attributes:
+        id: The key's id (`key_...`), what `dsk keys` and the admin API name it by.
+        name: The name given at creation (`--name team-a`).
+        prefix: The token's display prefix, `sk-dsk-<8 characters>`: safe to show and log.
+        models: The models the key may call, or None for every model (403 otherwise).
+        rpm: Requests per minute allowed, or None for no limit.
+        tpm: Tokens per minute allowed, or None for no limit.
+        max_in_flight: Calls in flight at once allowed, or None for no limit.
+        budget_daily: Spend allowed per day, Beijing time like DeepSeek's billing (402 past it).
+        budget_monthly: Spend allowed per calendar month, Beijing time.
+        expires_at: When the key stops working (401 after), or None for never.
+        allow_ip: Networks the key may be used from; empty for every address."""
 
     id: str
     name: str
@@ -100,7 +113,13 @@ class VirtualKey:
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """A key as the admin sees it (list/show): the request view plus its history."""
+    """A key as the admin sees it (list/show): the request view plus its history.
+
+    Attributes:
+        key: The `VirtualKey` (limits, budgets, models).
+        created_at: When the key was created.
+        revoked_at: When it was revoked, or None.
+        rotated_at: When its secret was last replaced (`dsk keys rotate`), or None."""
 
     key: VirtualKey
     created_at: datetime
@@ -201,6 +220,9 @@ def display_prefix(token: str) -> str | None:
 
 
 def check_pepper(pepper: bytes) -> bytes:
+    """`pepper`, the secret key tokens are hashed with, when it is long enough (16 bytes or more);
+    else a `GatewayKeyError` saying how to set one (the env var named by `pepper_env`, e.g.
+    `DSK_GATEWAY_PEPPER=$(openssl rand -hex 32)`)."""
     if not isinstance(pepper, bytes) or len(pepper) < _MIN_PEPPER:
         raise GatewayKeyError(f"the gateway pepper must be at least {_MIN_PEPPER} bytes of secret "
                               "(set it in the environment variable named by pepper_env, e.g. "

@@ -43,7 +43,19 @@ class ClientNotFoundError(KeyNotFoundError):
 
 @dataclass(frozen=True, slots=True)
 class ClientRecord:
-    """An OAuth client as stored and as the admin sees it. Never holds the secret or its hash."""
+    """An OAuth client as stored and as the admin sees it. Never holds the secret or its hash.
+
+    Attributes:
+        client_id: The client's id (`dskc_` and 20 hex digits), its OAuth `client_id`.
+        name: The name given at creation (`--name billing-bot`).
+        key_id: The virtual key the client acts as: its tokens pass where that key may go.
+        scope: Space-separated scope words, carried in the tokens for your own services to read.
+        token_ttl: Lifetime of the access tokens it gets, in seconds (1 to 86400).
+        created: When the client was created.
+        revoked: When it was revoked (its tokens stop working), or None.
+        rotated: When its secret was last replaced, or None.
+        version: The secret's version, +1 on every rotation; tokens carry it as `ver`, so
+            rotating ends the tokens issued under the old secret."""
 
     client_id: str
     name: str

@@ -120,7 +120,9 @@ def _refuse(why: str) -> InvalidKeyError:
 
 class TokenService:
     """Issues and verifies access tokens for the OAuth clients of one gateway state (one per state:
-    `tokens_for(state)`); `clients` manages the clients themselves."""
+    `tokens_for(state)`); `clients` manages the clients themselves. Tokens carry `issuer` as
+    their `iss` claim and `audience` as `aud` (both "dsk-gateway" by default), and only tokens
+    with both are accepted."""
 
     def __init__(self, state: GatewayState, *, issuer: str = ISSUER, audience: str = AUDIENCE) -> None:
         self.clients = OAuthClients(state)
