@@ -31,6 +31,7 @@ from tests.helpers.net import closed_port, free_port
 from tests.helpers.redis import start_redis, stop_redis
 
 # Proxy variables in both spellings: urllib (and so the client) reads the lowercase ones first.
+_RECURSION_LIMIT = sys.getrecursionlimit()
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
               "http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -45,10 +46,11 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("DSK_HOME", str(tmp_path_factory.mktemp("dsk-home")))
     # mypy run in-process (the typing and README tests) raises the interpreter's recursion limit to
     # 16,384 for good; msgspec's guard against hostile nesting follows that limit, so the tests that
-    # send 5,000-deep JSON would pass or fail by test order. Every test starts and ends with the same.
-    limit = sys.getrecursionlimit()
+    # send 5,000-deep JSON would pass or fail by test order. Every test starts and ends with the limit
+    # the session started with (also when a module-scoped fixture ran mypy before this fixture).
+    sys.setrecursionlimit(_RECURSION_LIMIT)
     yield
-    sys.setrecursionlimit(limit)
+    sys.setrecursionlimit(_RECURSION_LIMIT)
 
 
 # --- emulator ---------------------------------------------------------------------------------------

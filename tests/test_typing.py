@@ -127,7 +127,8 @@ EXPECTED = {
                    '"max_tokens"?  [call-arg]'),
     ("bad.py", 17, 'No overload variant of "parse" matches argument types "AsyncClient", "str", '
                    '"type[City]", "str", "str"  [call-overload]'),
-    ("bad.py", 18, 'Unexpected keyword argument "max_token"; did you mean "max_tokens"?  [call-arg]'),
+    ("bad.py", 18, 'Unexpected keyword argument "max_token" for "run_tool_loop"; did you mean "max_tokens"?  '
+                   '[call-arg]'),
     ("bad.py", 19, 'Argument 2 to "cost" has incompatible type "int"; expected "str"  [arg-type]'),
     ("bad.py", 24, 'Unexpected keyword argument "temprature" for "SyncConversation"; did you mean '
                    '"temperature"?  [call-arg]'),
