@@ -68,6 +68,7 @@ from deepseek_kit._wire.tokens import MESSAGE_OVERHEAD, count_messages, count_to
 from deepseek_kit._wire.types import ChatCompletion, ChatCompletionMessage, Usage
 
 from .context import ContextPolicy, PolicyContext, SlidingWindow, Turn, as_policy
+from .messages import checked_message, plain_message, thinking_switch
 from .stream import ConversationStream
 from .summarize import ModelSummarizer, Summarizer
 from .usage import ConversationUsage
@@ -84,37 +85,10 @@ __all__ = ["Conversation", "ConversationStream", "ConversationUsage"]
 FORMAT_VERSION = 1
 _DEFAULT: Any = object()
 NOT_SET: Any = msgspec.UNSET  # "not given" for run_tools' thinking / tool_choice
-_ROLES = frozenset({"system", "user", "assistant", "tool"})
 #: What `Conversation(**defaults)` takes: `create()` arguments but `thinking` (a parameter of its own).
 _DEFAULT_KEYS = ALL_PARAMS - {"thinking"}
 #: What `send()`/`stream()` may override for one turn: any `create()` argument and the model.
 _TURN_KEYS = ALL_PARAMS | {"model"}
-
-
-def _thinking(value: Any) -> bool | None:
-    """None (the API default, thinking on for current models, docs/deepseek-api-notes.md#thinking-mode), or
-    on/off from a bool, "enabled"/"disabled", "on"/"off" or `{"type": ...}`."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, Mapping):
-        value = value.get("type")
-    if isinstance(value, str) and value.lower() in ("enabled", "on", "true", "yes"):
-        return True
-    if isinstance(value, str) and value.lower() in ("disabled", "off", "false", "no"):
-        return False
-    raise UsageError(f"thinking must be True, False, 'enabled', 'disabled' or None, not {value!r}")
-
-
-def _plain(m: Any) -> dict[str, Any]:
-    """A message as an independent plain dict (structs converted, nested values copied)."""
-    if isinstance(m, ChatCompletionMessage):
-        return m.to_param()
-    if isinstance(m, msgspec.Struct):
-        out: dict[str, Any] = msgspec.to_builtins(m)
-        return out
-    if not isinstance(m, Mapping):
-        raise UsageError(f"a message must be a dict like {{'role': 'user', 'content': '...'}}, not {m!r}")
-    return copy.deepcopy(dict(m))
 
 
 class Conversation:
@@ -223,7 +197,7 @@ class Conversation:
 
     @thinking.setter
     def thinking(self, value: Any) -> None:
-        self._thinking = _thinking(value)
+        self._thinking = thinking_switch(value)
 
     @property
     def preset(self) -> str | None:
@@ -277,7 +251,7 @@ class Conversation:
     def describe(self) -> str:
         """One line: model, thinking, preset, policy, turns - for `dsk chat` status lines."""
         kw = self.request_kwargs()
-        thinking = _thinking(kw.get("thinking"))
+        thinking = thinking_switch(kw.get("thinking"))
         state = {None: "on (API default)", True: "on", False: "off"}[thinking]
         parts = [str(kw["model"]), f"thinking {state}"]
         if self._preset:
@@ -295,9 +269,7 @@ class Conversation:
     def append(self, message: Mapping[str, Any] | ChatCompletionMessage) -> None:
         """Add a message to the history as is (a tool result, an earlier answer, a user turn to be
         answered by `send()` with no text)."""
-        m = _plain(message)
-        if m.get("role") not in _ROLES:
-            raise UsageError(f"message role must be one of {sorted(_ROLES)}, got {m.get('role')!r}")
+        m = checked_message(message)
         self._history.append(m)
         self._trim()
 
@@ -393,10 +365,7 @@ class Conversation:
                                  "message first")
             return None
         if isinstance(content, Mapping):
-            m = _plain(content)
-            if m.get("role") not in _ROLES:
-                raise UsageError(f"message role must be one of {sorted(_ROLES)}")
-            return m
+            return checked_message(content)
         if isinstance(content, (str, list)):
             return {"role": "user", "content": copy.deepcopy(content)}
         raise UsageError("send() takes the user's text (a str), a list of content parts, or a message dict")
@@ -534,7 +503,7 @@ class Conversation:
             if pending is not None:
                 self._history.append(pending)
             for m in final.messages[len(messages):]:
-                m = _plain(m)
+                m = plain_message(m)
                 m.pop("reasoning", None)
                 self._history.append(m)
             self.last = final.completion
