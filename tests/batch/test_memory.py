@@ -54,9 +54,11 @@ def test_100k_batch_memory_stays_flat(emulator_factory, tmp_path):
             try:
                 st = _status(p.pid)
                 written = out.stat().st_size if out.exists() else 0
+                sample = (written, st["VmRSS"], st["VmHWM"])
             except (FileNotFoundError, ProcessLookupError, KeyError):
-                break  # exited between poll() and the read
-            samples.append((written, st["VmRSS"], st["VmHWM"]))
+                # Exited between poll() and the read: a zombie's status has no Vm* lines.
+                break
+            samples.append(sample)
             time.sleep(0.1)
         _, err = p.communicate(timeout=60)
     finally:  # a timeout or a failed read: never leave the run behind (nor its stderr pipe)
