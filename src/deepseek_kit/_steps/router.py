@@ -128,14 +128,17 @@ class Routing:
 class _EndpointState:
     """Runtime state of one endpoint: what the auth step and the metrics read off `request.endpoint`."""
 
-    __slots__ = ("auth", "beta_url", "breaker", "ep", "index", "name", "stats")
+    __slots__ = ("auth", "base_url", "beta_url", "breaker", "ep", "index", "models", "name", "stats")
 
     def __init__(self, ep: Endpoint, index: int) -> None:
         self.ep = ep
         self.index = index
         self.name = ep.name
         self.auth: AuthProvider | None = ep.auth or (StaticKey(ep.api_key) if ep.api_key else None)
+        # Constant per endpoint (the Endpoint is frozen): read on every try, so kept at hand.
+        self.base_url = ep.base_url
         self.beta_url = (ep.beta_base_url or beta_url(ep.base_url)).rstrip("/")
+        self.models = ep.models
         self.breaker = CircuitBreaker(ep.breaker)
         self.stats = EndpointStats()
 
@@ -214,6 +217,9 @@ class RouterStep:
             raise UsageError(f"endpoint names must be unique: {names}")
         self.routing = routing or Routing()
         self.live = [_EndpointState(e, i) for i, e in enumerate(endpoints)]
+        # The "priority" order depends only on the (frozen) endpoints: sorted once, not per call.
+        # Breaker states are not part of any order (`pick` skips open breakers at call time).
+        self._by_priority = sorted(self.live, key=lambda lv: (lv.ep.priority, lv.index))
 
     def endpoint(self, name: str) -> _EndpointState:
         return next(lv for lv in self.live if lv.name == name)
@@ -226,14 +232,19 @@ class RouterStep:
 
     def _order(self, only: Any = None) -> list[_EndpointState]:
         live = self.live
-        if only is not None:  # e.g. a continuation that must stay on endpoints that can serve it
+        if only is None:
+            if len(live) == 1:  # every strategy orders one endpoint the same way
+                return [live[0]]
+            if self.routing.strategy == "priority":
+                return list(self._by_priority)
+        else:  # e.g. a continuation that must stay on endpoints that can serve it
             live = [lv for lv in live if lv.name in only]
             if not live:
                 raise UsageError(f"only_endpoints={sorted(only)!r} names none of the endpoints "
                                  f"{[lv.name for lv in self.live]}")
         s = self.routing.strategy
         if s == "priority":
-            return sorted(live, key=lambda lv: (lv.ep.priority, lv.index))
+            return [lv for lv in self._by_priority if lv.name in only]
         if s == "least_in_flight":
             return sorted(live, key=lambda lv: (lv.stats.in_flight, lv.ep.priority, lv.index))
         if s == "least_latency":  # unmeasured endpoints first, so each gets measured
@@ -247,16 +258,16 @@ class RouterStep:
 
     def _request_for(self, request: Request, lv: _EndpointState, more: bool) -> Request:
         body = request.body
-        if lv.ep.models and body:
+        if lv.models and body:
             try:
                 doc = msgspec.json.decode(body)
             except (msgspec.DecodeError, RecursionError):
                 doc = None  # not JSON: not ours to judge, the server answers it
             model = doc.get("model") if isinstance(doc, dict) else None
-            if isinstance(doc, dict) and isinstance(model, str) and model in lv.ep.models:
-                doc["model"] = lv.ep.models[model]
+            if isinstance(doc, dict) and isinstance(model, str) and model in lv.models:
+                doc["model"] = lv.models[model]
                 body = msgspec.json.encode(doc)
-        base = lv.beta_url if request.beta else lv.ep.base_url
+        base = lv.beta_url if request.beta else lv.base_url
         options = dict(request.options)
         # "failover": another endpoint can take this call, so the retry step does not retry
         # "cannot serve now" errors here and the limits step does not queue (Limits.failover_wait).
@@ -313,9 +324,39 @@ class RouterStep:
         deadline: float | None = opts.get("deadline")
         queue = self._order(opts.get("only_endpoints"))
         route: list[list[Any]] = opts.setdefault("route", [])
+        if self.routing.hedge and len(queue) > 1:
+            return await self._hedged(request, call_next, queue, route, deadline)
+        # Plain failover, the hot path: no task, no closure per call (the hedged path's `pick`
+        # below does the same per endpoint, with the race's pending tries counted in `more`).
+        failures: list[tuple[str, BaseException]] = []
+        late: list[str] = []  # endpoints never tried because the deadline passed
+        while queue:
+            lv = queue.pop(0)
+            if deadline is not None and loop.time() >= deadline:
+                late.append(lv.name)
+                late.extend(o.name for o in queue)
+                break
+            if not lv.breaker.allow():
+                route.append([lv.name, 0, "breaker_open"])
+                failures.append((lv.name, APIConnectionError(f"circuit breaker of {lv.name} is open")))
+                continue
+            more = any(o.breaker.current_state() != "open" for o in queue)
+            entry = [lv.name, 0, "pending"]
+            route.append(entry)
+            try:
+                return await self._try(request, lv, call_next, more, entry)
+            except _FAILOVER_ERRORS as exc:
+                if not fails_over(exc):
+                    raise
+                failures.append((lv.name, exc))
+        self._all_failed(failures, late)
+
+    async def _hedged(self, request: Request, call_next: CallNext, queue: list[_EndpointState],
+                      route: list[list[Any]], deadline: float | None) -> Response:
+        """Failover with hedging: a slow first endpoint gets a second one raced against it."""
+        loop = asyncio.get_running_loop()
         failures: list[tuple[str, BaseException]] = []
         pending: dict[asyncio.Future[Response], _EndpointState] = {}
-        hedge = self.routing.hedge and len(queue) > 1
         hedge_at: float | None = None
         late: list[str] = []  # endpoints never tried because the deadline passed
 
@@ -337,17 +378,6 @@ class RouterStep:
                 route.append(entry)
                 return lv, more, entry
             return None
-
-        if not hedge:  # plain failover: no task per call on the hot path
-            while (got := pick()) is not None:
-                lv, more, entry = got
-                try:
-                    return await self._try(request, lv, call_next, more, entry)
-                except _FAILOVER_ERRORS as exc:
-                    if not fails_over(exc):
-                        raise
-                    failures.append((lv.name, exc))
-            self._all_failed(failures, late)
 
         def launch() -> bool:
             got = pick()
