@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from deepseek_kit._wire.pricing import charge, cost, default_clock, price_for
+from deepseek_kit._wire.pricing import PriceBook, charge, default_clock, price_for
+from deepseek_kit._wire.usage import split_usage
 
 from .budget import Reservation
 from .config import GatewayConfig
@@ -36,11 +37,43 @@ TOKENS_PER_BYTE = 0.3
 
 
 def worst_case(model: str, body_len: int, max_tokens: int | None, at: datetime, currency: str) -> Decimal:
-    price = price_for(model, at, currency)
-    if price is None:
+    p = _scaled(model, at, currency)
+    if p is None:
         return Decimal(0)
     out = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_RESERVE_TOKENS
-    return charge(price, 0, math.ceil(body_len * TOKENS_PER_BYTE), out)
+    return _charge(p, model, at, currency, 0, math.ceil(body_len * TOKENS_PER_BYTE), out)
+
+
+# Per-request pricing without the reference's Decimal arithmetic, to the same Decimal (digits and
+# exponent): the peak state is cached per minute and each price per (model, peak) as scaled
+# integers (`PriceBook`), so a charge is integer arithmetic and two Decimal operations where
+# `pricing.charge` does three products, two sums and a division. tests/server/gateway/
+# test_admission_pricing.py compares the two on random usages.
+_BOOKS: dict[str, PriceBook] = {}
+_MILLION = Decimal(1_000_000)
+_EXACT_BELOW = 10**26  # integer prices x tokens below this stay within Decimal's 28 digits
+
+
+def _scaled(model: str, at: datetime, currency: str) -> tuple[int, int, int, int] | None:
+    """`scaled_price(price_for(model, at, currency))`, or None without a price."""
+    book = _BOOKS.get(currency)
+    if book is None:
+        book = _BOOKS[currency] = PriceBook(currency)  # the default calendar, as price_for's
+    wall = (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)).timestamp()
+    return book.scaled(model, book.is_peak(wall))
+
+
+def _charge(p: tuple[int, int, int, int], model: str, at: datetime, currency: str,
+            hit: int, miss: int, output: int) -> Decimal:
+    """`pricing.charge(price_for(model, at, currency), hit, miss, output)` from its scaled price."""
+    amount = hit * p[0] + miss * p[1] + output * p[2]
+    if hit < 0 or miss < 0 or output < 0 or amount >= _EXACT_BELOW:
+        # beyond Decimal's precision the reference rounds its intermediate products: do as it does
+        price = price_for(model, at, currency)
+        return Decimal(0) if price is None else charge(price, hit, miss, output)
+    # The reference's numerator is exactly `amount` x 10^-s (s: the prices' decimal places); its
+    # division by 10^6 then picks the result's exponent: the same division here.
+    return Decimal(amount).scaleb(p[3] + 6) / _MILLION
 
 
 class Admission:
@@ -108,7 +141,12 @@ class Admission:
     def cost(self, model: str, usage: Mapping[str, Any] | None, fallback: Decimal | None) -> Decimal | None:
         if usage is None:
             return fallback
-        return cost(model, usage, self.now(), self.config.currency)
+        at, currency = self.now(), self.config.currency
+        p = _scaled(model, at, currency)
+        if p is None:
+            return Decimal(0)
+        t = split_usage(usage)  # as pricing.cost reads it
+        return _charge(p, model, at, currency, t.cache_hit, t.cache_miss, t.completion)
 
     def settle(self, reservation: Reservation | None, actual: Decimal, model: str) -> None:
         """Settle off the request path (also when the caller left mid-stream)."""
