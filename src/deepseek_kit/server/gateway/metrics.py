@@ -79,6 +79,7 @@ class GatewayMetrics:
         self._upstreams = _Upstreams(router)
         self.registry.register(self._upstreams)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._series: dict[tuple[str, str, str, int], _Series] = {}
 
     def watch(self, router: Any) -> None:
         """Report this router's upstreams from now on (after a config reload)."""
@@ -92,31 +93,66 @@ class GatewayMetrics:
         return child
 
     def observe(self, call: Call, seconds: float, cost: Decimal | None) -> None:
-        k, m, u = call.key_id, call.model, call.upstream
-        self._child(self.requests, k, m, u, str(call.status)).inc()
-        self._child(self.latency, k, m, u).observe(seconds)
+        k, m, u, status = call.key_id, call.model, call.upstream, call.status
+        # One lookup per request for every child of its label set (`.labels()` and even a cache
+        # keyed per metric cost more than the updates themselves).
+        series = self._series.get((k, m, u, status))
+        if series is None:
+            series = self._series[(k, m, u, status)] = _Series(self, k, m, u, str(status))
+        series.requests.inc()
+        series.latency.observe(seconds)
         if call.ttft is not None:
-            self._child(self.ttft, k, m, u).observe(call.ttft)
+            series.child("ttft", self.ttft).observe(call.ttft)
         if call.chunks:
             self._child(self.chunks, u).inc(call.chunks)
         usage = call.usage
         if usage:
-            for kind, name in (("prompt_cache_hit", "prompt_cache_hit_tokens"),
-                               ("prompt_cache_miss", "prompt_cache_miss_tokens"),
-                               ("completion", "completion_tokens")):
+            for kind, name in _TOKEN_KINDS:
                 n = usage.get(name)
                 if isinstance(n, int) and n > 0:
-                    self._child(self.tokens, k, m, u, kind).inc(n)
+                    series.child(kind, self.tokens).inc(n)
             details = usage.get("completion_tokens_details")
             n = details.get("reasoning_tokens") if isinstance(details, dict) else None
             if isinstance(n, int) and n > 0:
-                self._child(self.tokens, k, m, u, "reasoning").inc(n)
+                series.child("reasoning", self.tokens).inc(n)
         if cost:
-            self._child(self.cost, k, m, u, self.currency).inc(float(cost))
+            series.child("cost", self.cost).inc(float(cost))
 
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)
         return data
+
+
+_TOKEN_KINDS = (("prompt_cache_hit", "prompt_cache_hit_tokens"),
+                ("prompt_cache_miss", "prompt_cache_miss_tokens"),
+                ("completion", "completion_tokens"))
+
+
+class _Series:
+    """The labelled children of one (key, model, upstream, status), each made on first use (a
+    child shows in /metrics from the moment it exists, so none is made before it counts)."""
+
+    __slots__ = ("_k", "_m", "_made", "_metrics", "_u", "latency", "requests")
+
+    def __init__(self, metrics: GatewayMetrics, k: str, m: str, u: str, status: str) -> None:
+        self._metrics, self._k, self._m, self._u = metrics, k, m, u
+        self.requests = metrics._child(metrics.requests, k, m, u, status)
+        self.latency = metrics._child(metrics.latency, k, m, u)
+        self._made: dict[str, Any] = {}
+
+    def child(self, name: str, metric: Any) -> Any:
+        """The child of `metric` for this label set; `name`: "ttft", "cost" or a token kind."""
+        made = self._made.get(name)
+        if made is None:
+            mx, k, m, u = self._metrics, self._k, self._m, self._u
+            if name == "ttft":
+                made = mx._child(metric, k, m, u)
+            elif name == "cost":
+                made = mx._child(metric, k, m, u, mx.currency)
+            else:
+                made = mx._child(metric, k, m, u, name)
+            self._made[name] = made
+        return made
 
 
 _encode = msgspec.json.Encoder().encode
