@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -115,6 +116,7 @@ def record_from_json(text: str | bytes) -> KeyRecord:
     return KeyRecord(key, created, _dt(d["revoked_at"]), _dt(d.get("rotated_at")))
 
 
+@functools.lru_cache(maxsize=1024)  # a key's budgets, on every hold: converted once
 def _budget_nanos(b: Decimal | None) -> int:
     return -1 if b is None else to_nanos(b)
 

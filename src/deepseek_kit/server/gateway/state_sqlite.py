@@ -21,13 +21,14 @@ written in batches by the flusher).
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from deepseek_kit._sqlite import enable_wal, private_db_file
 
@@ -67,6 +68,34 @@ _HELD_AND_SPENT = (
     "FROM gw_holds WHERE key_id = ?7 AND expires > ?8")
 _ADD_SPEND = ("INSERT INTO gw_spend (key_id, win, spent) VALUES (?, ?, ?) "
               "ON CONFLICT (key_id, win) DO UPDATE SET spent = spent + excluded.spent")
+
+
+_HOLD_COLUMNS = "INSERT INTO gw_holds (id, key_id, day, month, amount, expires) VALUES "
+# Rows per statement: powers of two, so a handful of statements are ever prepared (sqlite3 caches
+# them by text); 128 x 6 parameters stays under old SQLite's 999.
+_SIZES = (128, 64, 32, 16, 8, 4, 2, 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_holds(n: int) -> str:
+    return _HOLD_COLUMNS + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+
+
+@functools.lru_cache(maxsize=32)
+def _delete_holds(n: int) -> str:
+    return f"DELETE FROM gw_holds WHERE id IN ({', '.join('?' * n)})"
+
+
+def _many(c: sqlite3.Connection, sql: Callable[[int], str], rows: list[Any], width: int) -> None:
+    """`rows` in a few many-row statements rather than `executemany`, which steps (and releases and
+    retakes the GIL, on the event loop's thread) once per row. `width`: values per row (rows of
+    one value are the values themselves)."""
+    i, n = 0, len(rows)
+    for size in _SIZES:
+        while n - i >= size:
+            chunk = rows[i:i + size]
+            c.execute(sql(size), chunk if width == 1 else [v for row in chunk for v in row])
+            i += size
 
 
 def _path_of(url: str) -> str:
@@ -220,7 +249,7 @@ class SqliteState(StateBase):
     def _apply(c: sqlite3.Connection, settles: list[Settle]) -> None:
         if not settles:
             return
-        c.executemany("DELETE FROM gw_holds WHERE id = ?", [(s[0],) for s in settles])
+        _many(c, _delete_holds, [s[0] for s in settles], 1)
         spend: dict[tuple[str, str], int] = {}
         for _, key_id, day, month, nanos in settles:
             if nanos:
@@ -314,8 +343,7 @@ class SqliteState(StateBase):
                 t[3] += h.nanos
                 rows.append((res.id, k, res.day, res.month, h.nanos, h.expires))
         if rows:
-            c.executemany("INSERT INTO gw_holds (id, key_id, day, month, amount, expires) "
-                          "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            _many(c, _insert_holds, rows, 6)
         return verdicts
 
     async def _settle_many(self, settles: list[Settle]) -> None:
