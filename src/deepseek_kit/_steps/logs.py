@@ -58,7 +58,7 @@ from deepseek_kit._wire.usage import split_usage
 
 from .base import CallNext
 from .metrics.record import RECORD_OPTION, RequestRecord
-from .metrics.step import build_record
+from .metrics.step import _request_model, build_record
 
 __all__ = ["LogStep"]
 
@@ -204,10 +204,22 @@ class LogStep:
                 else:
                     answer = getattr(c, "text", None)  # FIM
         cache_hit = bool(resp is not None and resp.cache_hit)
-        if resp is not None and (record is None or record.currency != self._currency):
-            # Metrics off (or in another currency): the record the metrics step would build.
+        if resp is not None and record is not None and record.currency == self._currency:
+            p_tokens, hit, miss, out, r_tokens = (record.prompt_tokens, record.prompt_cache_hit_tokens,
+                                                  record.prompt_cache_miss_tokens, record.completion_tokens,
+                                                  record.reasoning_tokens)
+            cost = float(record.cost)
+        elif resp is not None and usage is not None:
+            # Metrics off (or in another currency): the tokens and cost the metrics step's record
+            # would hold (`build_record` given a usage: that usage, split, priced for the requested
+            # model), without building the rest of a record.
+            tokens = split_usage(usage)
+            p_tokens, hit, miss, out, r_tokens = tokens
+            peak = self._prices.is_peak(wall)
+            cost = 0.0 if resp.cache_hit else float(self._prices.charge(_request_model(request.body), tokens,
+                                                                        peak))
+        elif resp is not None:  # no usage at hand: the record reads the body for one
             record = build_record(request, resp, wall, t0, t0 + latency, self._prices, usage)
-        if resp is not None and record is not None:
             p_tokens, hit, miss, out, r_tokens = (record.prompt_tokens, record.prompt_cache_hit_tokens,
                                                   record.prompt_cache_miss_tokens, record.completion_tokens,
                                                   record.reasoning_tokens)
