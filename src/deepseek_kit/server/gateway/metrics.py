@@ -56,6 +56,32 @@ class _Upstreams(Collector):
         yield inflight
 
 
+class _Level(Collector):
+    """A gauge without labels as a plain number, for the ones moved twice per request: `inc` and
+    `dec` as `prometheus_client.Gauge` has them, without its lock and call chain (the event loop is
+    the only writer); collected as the same gauge."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
+
+
 class _Flush(Collector):
     """Registered first: every collection of the registry (the /metrics page, `generate_latest`,
     `get_sample_value`) first applies the updates `observe` deferred."""
@@ -94,7 +120,8 @@ class GatewayMetrics:
         self.cost = Counter(f"{_NS}_cost", "Cost at DeepSeek's prices",
                             ["key", "model", "upstream", "currency"], registry=r)
         self.chunks = Counter(f"{_NS}_stream_chunks", "Stream chunks relayed", ["upstream"], registry=r)
-        self.in_flight = Gauge(f"{_NS}_in_flight", "Requests being answered", registry=r)
+        self.in_flight = _Level(f"{_NS}_in_flight", "Requests being answered")
+        r.register(self.in_flight)
         self.repairs = Counter(f"{_NS}_reasoning_repairs", "Assistant turns whose dropped reasoning_content "
                                "was put back", registry=r)
         self.budget_remaining = Gauge(f"{_NS}_budget_remaining", "Remaining budget of a key (last seen)",
