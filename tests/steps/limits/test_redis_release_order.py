@@ -66,6 +66,26 @@ async def test_acquire_sees_the_slot_freed_by_the_request_before(client):
         await lim.aclose()
 
 
+
+async def test_acquire_waits_for_the_release_in_flight_and_carries_the_rest(client):
+    """Cap 2, both held. The first finishes and its release goes out; the second finishes while
+    that call is unanswered. Two acquires then need both slots: they go after the call in flight
+    and carry the second release."""
+    lim = RedisLimiter(Limits(name="two", max_in_flight=2), client=client)
+    try:
+        a = await lim.acquire("s", 0, 0.0)
+        b = await lim.acquire("s", 0, 0.0)
+        a.finish(None, OK)
+        await asyncio.sleep(0)  # a's release is on its way
+        b.finish(None, OK)
+        c, d = await asyncio.gather(lim.acquire("s", 0, 0.0), lim.acquire("s", 0, 0.0))
+        c.finish(None, OK)
+        d.finish(None, OK)
+        st = await lim.state("s")
+        assert (st.in_flight, st.waiting) == (0, 0)
+    finally:
+        await lim.aclose()
+
 @pytest.mark.parametrize("limiters", [1, 2])
 async def test_many_cycles_all_complete_and_free_every_slot(redis_url, limiters):
     """50 tasks x 10 acquire/finish cycles on one quota (cap 5, and tokens corrected at each

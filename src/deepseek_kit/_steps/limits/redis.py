@@ -543,7 +543,9 @@ class RedisLimiter:
             pump.drop(e)
 
     async def state(self, scope: str) -> LimitState:
-        await self._settle(scope)  # read our own releases
+        # Read our own releases. Sent by a task of its own: a caller giving up (a timeout around
+        # state()) must not drop them on the way.
+        await asyncio.shield(self._spawn(self._settle(scope)))
         try:
             f, held, queued = await self._script("state", STATE)(keys=self._keys_of(scope), args=[])
         except Exception as exc:
