@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +35,7 @@ from .session import (
     is_https,
     same_origin,
 )
-from .shared_sessions import sessions_for
+from .shared_sessions import failures_beside, sessions_for
 from .stats import health_view, usage_view
 
 if TYPE_CHECKING:
@@ -106,7 +105,9 @@ class Dashboard:
                  limiter: LoginLimiter | None = None) -> None:
         self.src = src
         self.sessions = sessions or sessions_for(src.state_url)
-        self.limiter = limiter or LoginLimiter()
+        # counted beside the sessions (the state's SQLite file or Redis): every worker sees every failure
+        self.limiter = limiter or LoginLimiter(clock=lambda: src.now().timestamp(),
+                                               store=failures_beside(self.sessions))
         self.files = _static_files()
 
     # -- wrappers ---------------------------------------------------------------------------------
@@ -180,16 +181,15 @@ class Dashboard:
         if not same_origin(request):
             return refuse(403, "cross-origin login refused: the Origin does not match this host")
         ip = request.remote or "-"
-        wait = self.limiter.retry_after(ip)
+        wait = await self.limiter.retry_after(ip)
         if wait > 0:
-            return refuse(429, f"too many failed logins: try again in {math.ceil(wait)} s",
-                          {"Retry-After": str(math.ceil(wait))})
+            return refuse(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
         if (request.content_length or 0) > _MAX_LOGIN_BODY:
             return refuse(413, "login form too large")
         form = await request.post()
         given = form.get("admin_key")
         if not isinstance(given, str) or not admin_key_matches(given, self.src.admin_key):
-            self.limiter.failed(ip)
+            await self.limiter.failed(ip)
             return refuse(401, "wrong admin key")
         sid, s = await self.sessions.create()
         resp: web.Response
