@@ -239,6 +239,8 @@ class TokenService:
         newest key comes first. Never a private half (`d`)."""
         from cryptography.hazmat.primitives import serialization
 
+        if time.monotonic() - self._checked > REVALIDATE:  # a key rotated by another worker
+            await self._revalidate()
         await self._signing_key()  # makes the first key if there is none: the set is never empty
         keys = await self._load_keys()
         horizon = self.now() - MAX_TOKEN_TTL - LEEWAY
