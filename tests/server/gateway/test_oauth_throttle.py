@@ -15,6 +15,7 @@ from decimal import Decimal
 import aiohttp
 import pytest
 
+from deepseek_kit import AsyncClient, OAuth2ClientCredentials, RateLimitError
 from deepseek_kit.server.gateway.auth_throttle import FailureLimiter, Limit, MemoryFailures, wait_seconds
 from deepseek_kit.server.gateway.oauth_routes import TOKEN_FAILURES_PER_ADDRESS, TOKEN_FAILURES_PER_CLIENT
 from deepseek_kit.server.gateway.oauth_tokens import tokens_for
@@ -152,3 +153,17 @@ async def test_limiter_lets_in_exactly_after_retry_after():
     assert await lim.retry_after([(rule, "x")]) > 0
     now[0] += 1
     assert await lim.retry_after([(rule, "x")]) == 0
+
+
+async def test_the_library_provider_reports_the_lock_out(pair):
+    p = await _make(pair)
+    cid, secret = p.clients[0]
+    for _ in range(10):
+        await _token(p.a, cid, "wrong")
+    auth = OAuth2ClientCredentials(p.b + "/v1/oauth/token", cid, secret)
+    async with AsyncClient(base_url=p.b, auth=auth, max_retries=0) as client:
+        with pytest.raises(RateLimitError) as exc:
+            await client.models.list()
+    # the library reads the RFC 6749 body's `error` (its `error_description` not yet)
+    assert exc.value.status_code == 429 and "slow_down" in exc.value.message
+    assert secret not in str(exc.value)
