@@ -7,6 +7,7 @@ The limiter's arithmetic itself is tested without sockets at the end."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import secrets
@@ -145,14 +146,25 @@ async def test_limiter_lets_in_exactly_after_retry_after():
     lim = FailureLimiter(MemoryFailures(), lambda: now[0])
     rule = Limit("t", 3, 60.0)
     for _ in range(3):
-        assert await lim.retry_after([(rule, "x")]) == 0
-        await lim.failed([(rule, "x")])
-    wait = await lim.retry_after([(rule, "x")])
-    assert wait > 0 and await lim.retry_after([(rule, "y")]) == 0
+        assert (await lim.attempt([(rule, "x")])).retry_after == 0
+    wait = (await lim.attempt([(rule, "x")])).retry_after
+    assert wait > 0 and (await lim.attempt([(rule, "y")])).retry_after == 0
     now[0] += wait - 1
-    assert await lim.retry_after([(rule, "x")]) > 0
+    assert (await lim.attempt([(rule, "x")])).retry_after > 0
     now[0] += 1
-    assert await lim.retry_after([(rule, "x")]) == 0
+    ok = await lim.attempt([(rule, "x")])
+    assert ok.retry_after == 0
+    await lim.succeeded(ok)
+    assert (await lim.attempt([(rule, "x")])).retry_after == 0  # the success was taken back
+
+
+async def test_concurrent_guesses_get_no_more_than_the_limit(pair):
+    """All at once: a check before counting would let every one of them through."""
+    p = await _make(pair)
+    cid, _ = p.clients[0]
+    answers = await asyncio.gather(*(_token(p.a if i % 2 else p.b, cid, f"guess-{i}") for i in range(30)))
+    statuses = sorted(s for s, _, _ in answers)
+    assert statuses == [401] * 10 + [429] * 20
 
 
 async def test_the_library_provider_reports_the_lock_out(pair):

@@ -2,6 +2,12 @@
 endpoint's (per client_id and per caller address) and the dashboard login's (per address and
 overall). A limit is `limit` failures per `period` seconds for one bucket (say, one client_id).
 
+Every attempt is counted as a failure up front (`FailureLimiter.attempt`, one atomic increment
+that also reads the counts), and taken back when it succeeds (`succeeded`) or is refused for being
+over the limit. Checking first and counting after the secret check would let a burst of
+concurrent guesses all pass the check before any of them is counted; this way at most `limit`
+guesses are ever judged per window, however many arrive at once.
+
 Counting: a sliding window estimated from two fixed windows (the "sliding window counter" of
 https://blog.cloudflare.com/counting-things-a-lot-of-different-things/): the failures of the
 current window plus the previous window's, weighted by how much of it still overlaps the last
@@ -25,11 +31,11 @@ import math
 import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["FailureLimiter", "FailureStore", "Limit", "MemoryFailures", "RedisFailures", "SqliteFailures",
-           "failures_of_state", "wait_seconds"]
+__all__ = ["Attempt", "FailureLimiter", "FailureStore", "Limit", "MemoryFailures", "RedisFailures",
+           "SqliteFailures", "failures_of_state", "wait_seconds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +50,11 @@ class Limit:
 class FailureStore(Protocol):
     """Counters by name, shared by whoever shares the store."""
 
-    async def read(self, names: list[str]) -> list[int]:
-        """The counters (0 for a missing one), in order."""
-
-    async def add(self, names: list[tuple[str, float]], now: float) -> None:
-        """+1 on each named counter; a counter may be deleted once `now` passes its float."""
+    async def bump(self, current: list[tuple[str, float]], previous: list[str], delta: int,
+                   now: float) -> tuple[list[int], list[int]]:
+        """In one atomic step: add `delta` to each counter of `current` (a missing one counts from 0;
+        it may be deleted once `now` passes its float) and read `previous` (0 when missing).
+        Returns (the new values of `current`, the values of `previous`), in order."""
 
 
 def wait_seconds(prev: int, curr: int, elapsed: float, period: float, limit: int) -> float:
@@ -69,8 +75,17 @@ def _bucket(limit: Limit, value: str) -> str:
     return f"{limit.name}:{hashlib.sha256(value.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}"
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One counted attempt: `retry_after` whole seconds to wait (0: go ahead; it counts as a
+    failure unless `FailureLimiter.succeeded` takes it back)."""
+
+    retry_after: int
+    counted: list[tuple[str, float]] = field(default_factory=list)
+
+
 class FailureLimiter:
-    """Checks and counts failures against limits in a `FailureStore`; `clock` gives epoch seconds."""
+    """Counts attempts against limits in a `FailureStore`; `clock` gives epoch seconds."""
 
     def __init__(self, store: FailureStore, clock: Callable[[], float]) -> None:
         self.store = store
@@ -79,32 +94,34 @@ class FailureLimiter:
     def __repr__(self) -> str:
         return f"<FailureLimiter {type(self.store).__name__}>"
 
-    async def retry_after(self, checks: list[tuple[Limit, str]]) -> int:
-        """Whole seconds until every (limit, value) in `checks` allows another try (0: now). Rounded
-        up past the exact moment, so that a client retrying after it is let in."""
+    async def attempt(self, checks: list[tuple[Limit, str]]) -> Attempt:
+        """Count an attempt for each (limit, value) of `checks` and judge it. Over any limit (counting
+        the failures before this one), the attempt is taken back at once and `retry_after` says
+        how long to wait: whole seconds, rounded up past the exact moment so that a client retrying
+        then is let in. Otherwise it stays counted as a failure until `succeeded` is called."""
         now = self.clock()
-        names: list[str] = []
+        current: list[tuple[str, float]] = []
+        previous: list[str] = []
         for limit, value in checks:
             window = math.floor(now / limit.period)
             b = _bucket(limit, value)
-            names += [f"{b}:{window - 1}", f"{b}:{window}"]
-        counts = await self.store.read(names)
-        wait = 0.0
-        for i, (limit, _) in enumerate(checks):
-            elapsed = now - math.floor(now / limit.period) * limit.period
-            prev, curr = counts[2 * i], counts[2 * i + 1]
-            wait = max(wait, wait_seconds(prev, curr, elapsed, limit.period, limit.limit))
-        return 0 if wait <= 0 else int(wait) + 1
-
-    async def failed(self, checks: list[tuple[Limit, str]]) -> None:
-        """Count one failure for each (limit, value) in `checks`."""
-        now = self.clock()
-        names = []
-        for limit, value in checks:
-            window = math.floor(now / limit.period)
             # kept until the window after next begins: only then it stops being "prev"
-            names.append((f"{_bucket(limit, value)}:{window}", (window + 2) * limit.period))
-        await self.store.add(names, now)
+            current.append((f"{b}:{window}", (window + 2) * limit.period))
+            previous.append(f"{b}:{window - 1}")
+        currs, prevs = await self.store.bump(current, previous, 1, now)
+        wait = 0.0
+        for (limit, _), prev, curr in zip(checks, prevs, currs, strict=True):
+            elapsed = now - math.floor(now / limit.period) * limit.period
+            wait = max(wait, wait_seconds(prev, curr - 1, elapsed, limit.period, limit.limit))
+        if wait > 0:
+            await self.store.bump(current, [], -1, now)  # a refused attempt guessed nothing
+            return Attempt(int(wait) + 1)
+        return Attempt(0, current)
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        """Take back an attempt that turned out right (it was no failure)."""
+        if attempt.counted:
+            await self.store.bump(attempt.counted, [], -1, self.clock())
 
 
 class MemoryFailures:
@@ -114,14 +131,16 @@ class MemoryFailures:
         self._n: dict[str, tuple[int, float]] = {}
         self._cap = cap
 
-    async def read(self, names: list[str]) -> list[int]:
-        return [self._n.get(n, (0, 0.0))[0] for n in names]
-
-    async def add(self, names: list[tuple[str, float]], now: float) -> None:
+    async def bump(self, current: list[tuple[str, float]], previous: list[str], delta: int,
+                   now: float) -> tuple[list[int], list[int]]:
         if len(self._n) > self._cap:  # many distinct values: drop the counters that no longer count
             self._n = {k: v for k, v in self._n.items() if v[1] > now}
-        for name, until in names:
-            self._n[name] = (self._n.get(name, (0, 0.0))[0] + 1, until)
+        out = []
+        for name, until in current:
+            n = self._n.get(name, (0, 0.0))[0] + delta
+            self._n[name] = (n, until)
+            out.append(n)
+        return out, [self._n.get(n, (0, 0.0))[0] for n in previous]
 
 
 _SCHEMA = """
@@ -129,66 +148,72 @@ CREATE TABLE IF NOT EXISTS gw_auth_failures (k TEXT PRIMARY KEY, n INTEGER NOT N
 CREATE INDEX IF NOT EXISTS gw_auth_failures_until ON gw_auth_failures (until);
 """
 
+_BUMP = ("INSERT INTO gw_auth_failures (k, n, until) VALUES (?, ?, ?) "
+         "ON CONFLICT (k) DO UPDATE SET n = n + excluded.n RETURNING n")  # RETURNING: SQLite >= 3.35
+
 SqlRun = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
 
 class SqliteFailures:
-    """Counters in the `gw_auth_failures` table of a SQLite file. `read` and `write` run a function
-    on a connection to it (the caller's: the gateway state's, or the dashboard sessions'); `write`
-    runs it in one transaction or on autocommit, `ddl` outside any transaction (the table is
-    created on first use)."""
+    """Counters in the `gw_auth_failures` table of a SQLite file. `run` runs a function on an
+    autocommit connection to it, off the event loop (the gateway state's thread, or the dashboard
+    sessions'); each bump is one `BEGIN IMMEDIATE` transaction, so processes sharing the file
+    count one after the other."""
 
-    def __init__(self, read: SqlRun, write: SqlRun, ddl: SqlRun | None = None) -> None:
-        self._read, self._write, self._ddl = read, write, ddl or write
+    def __init__(self, run: SqlRun) -> None:
+        self._run = run
         self._ready = False
 
-    async def _schema(self) -> None:
+    async def bump(self, current: list[tuple[str, float]], previous: list[str], delta: int,
+                   now: float) -> tuple[list[int], list[int]]:
         if not self._ready:
-            await self._ddl(lambda c: c.executescript(_SCHEMA))
+            await self._run(lambda c: c.executescript(_SCHEMA))
             self._ready = True
 
-    async def read(self, names: list[str]) -> list[int]:
-        await self._schema()
+        def write(c: sqlite3.Connection) -> tuple[list[int], list[int]]:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if delta > 0:  # forget what no longer counts (indexed), as the table grows
+                    c.execute("DELETE FROM gw_auth_failures WHERE until <= ?", (now,))
+                out = []
+                for name, until in current:
+                    row = c.execute(_BUMP, (name, delta, until)).fetchone()
+                    out.append(int(row[0]))
+                prev = []
+                for name in previous:
+                    row = c.execute("SELECT n FROM gw_auth_failures WHERE k = ?", (name,)).fetchone()
+                    prev.append(0 if row is None else int(row[0]))
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return out, prev
 
-        def read(c: sqlite3.Connection) -> list[int]:
-            marks = ",".join("?" * len(names))
-            rows = c.execute(f"SELECT k, n FROM gw_auth_failures WHERE k IN ({marks})", names)
-            found = dict(rows.fetchall())
-            return [int(found.get(n, 0)) for n in names]
-
-        out: list[int] = await self._read(read)
-        return out
-
-    async def add(self, names: list[tuple[str, float]], now: float) -> None:
-        await self._schema()
-
-        def write(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM gw_auth_failures WHERE until <= ?", (now,))
-            c.executemany("INSERT INTO gw_auth_failures (k, n, until) VALUES (?, 1, ?) "
-                          "ON CONFLICT (k) DO UPDATE SET n = n + 1", names)
-
-        await self._write(write)
+        result: tuple[list[int], list[int]] = await self._run(write)
+        return result
 
 
 class RedisFailures:
-    """Counters as Redis keys under `dsk:gw:authfail:` (a redis.asyncio client)."""
+    """Counters as Redis keys under `dsk:gw:authfail:` (a redis.asyncio client); each bump is one
+    MULTI/EXEC transaction."""
 
     PREFIX = "dsk:gw:authfail:"
 
     def __init__(self, redis: Any) -> None:
         self._r = redis
 
-    async def read(self, names: list[str]) -> list[int]:
-        values = await self._r.mget([self.PREFIX + n for n in names])
-        return [0 if v is None else int(v) for v in values]
-
-    async def add(self, names: list[tuple[str, float]], now: float) -> None:
+    async def bump(self, current: list[tuple[str, float]], previous: list[str], delta: int,
+                   now: float) -> tuple[list[int], list[int]]:
         async with self._r.pipeline(transaction=True) as p:
-            for name, until in names:
-                p.incr(self.PREFIX + name)
+            for name, until in current:
+                p.incrby(self.PREFIX + name, delta)
                 # Redis's own clock deletes it; a minute past its last use on the caller's clock
                 p.expire(self.PREFIX + name, max(60, math.ceil(until - now) + 60))
-            await p.execute()
+            for name in previous:
+                p.get(self.PREFIX + name)
+            res = await p.execute()
+        k = 2 * len(current)
+        return [int(v) for v in res[0:k:2]], [0 if v is None else int(v) for v in res[k:]]
 
 
 _BY_STATE: weakref.WeakKeyDictionary[Any, FailureStore] = weakref.WeakKeyDictionary()
@@ -205,8 +230,7 @@ def failures_of_state(state: Any) -> FailureStore:
 
     store: FailureStore
     if isinstance(state, SqliteState):
-        # reads inline on the loop's connection, writes in one BEGIN IMMEDIATE on the state's thread
-        store = SqliteFailures(state._fast, lambda fn: state._slow(state._tx(fn)), state._slow)
+        store = SqliteFailures(state._slow)  # the state's writer thread (its only connection for :memory:)
     elif isinstance(state, RedisState):
         store = RedisFailures(state._r)
     else:

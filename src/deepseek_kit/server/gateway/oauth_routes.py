@@ -154,17 +154,18 @@ def add_token_routes(app: web.Application, state: Callable[[], GatewayState | No
             service = tokens_for(st)
             checks = [(TOKEN_FAILURES_PER_CLIENT, cid), (TOKEN_FAILURES_PER_ADDRESS, request.remote or "-")]
             limiter = throttle_for(st)
-            wait = await _store("checking the failed-login limit", limiter.retry_after(checks))
-            if wait > 0:
+            attempt = await _store("counting client authentications", limiter.attempt(checks))
+            if attempt.retry_after:
                 # Judged before the secret, so that a right secret is refused too (else the answer
                 # would confirm a guess) and an unknown client_id gets the same answer as a real one.
                 raise _OAuthError("slow_down", f"too many failed client authentications for this client_id "
-                                  f"or from this address; retry in {wait} s", 429, retry_after=wait)
+                                  f"or from this address; retry in {attempt.retry_after} s", 429,
+                                  retry_after=attempt.retry_after)
             client = await service.clients.check(cid, secret)
-            if client is None:
-                await _store("counting a failed login", limiter.failed(checks))
+            if client is None:  # the attempt stays counted as a failure
                 raise _OAuthError("invalid_client", "unknown client, wrong secret, or revoked client",
                                   401, basic)
+            await _store("counting client authentications", limiter.succeeded(attempt))
             scope = _scope(client, params.get("scope"))
             bound = await service.key_record(client.key_id)
             status = "unknown" if bound is None else bound.status(service.clients.clock())

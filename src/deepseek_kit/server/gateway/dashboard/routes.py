@@ -180,17 +180,17 @@ class Dashboard:
                                "[gateway] admin_key_env and restart the gateway)")
         if not same_origin(request):
             return refuse(403, "cross-origin login refused: the Origin does not match this host")
-        ip = request.remote or "-"
-        wait = await self.limiter.retry_after(ip)
-        if wait > 0:
-            return refuse(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
         if (request.content_length or 0) > _MAX_LOGIN_BODY:
             return refuse(413, "login form too large")
         form = await request.post()
+        attempt = await self.limiter.attempt(request.remote or "-")
+        wait = attempt.retry_after
+        if wait > 0:
+            return refuse(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
         given = form.get("admin_key")
         if not isinstance(given, str) or not admin_key_matches(given, self.src.admin_key):
-            await self.limiter.failed(ip)
-            return refuse(401, "wrong admin key")
+            return refuse(401, "wrong admin key")  # the attempt stays counted as a failure
+        await self.limiter.succeeded(attempt)
         sid, s = await self.sessions.create()
         resp: web.Response
         if wants_json:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..auth_throttle import FailureLimiter, FailureStore, Limit, MemoryFailures
+from ..auth_throttle import Attempt, FailureLimiter, FailureStore, Limit, MemoryFailures
 
 __all__ = ["COOKIE", "LoginLimiter", "Session", "Sessions", "admin_key_matches", "same_origin"]
 
@@ -99,13 +99,14 @@ class LoginLimiter:
     def _checks(self, ip: str) -> list[tuple[Limit, str]]:
         return [(self.by_ip, ip), (self.overall, "*")]
 
-    async def retry_after(self, ip: str) -> int:
-        """Whole seconds until `ip` may try again (0: it may now)."""
-        return await self._limiter.retry_after(self._checks(ip))
+    async def attempt(self, ip: str) -> Attempt:
+        """Count a login attempt from `ip` as a failure until `succeeded`; its `retry_after` is the
+        whole seconds to wait first (0: judge it now)."""
+        return await self._limiter.attempt(self._checks(ip))
 
-    async def failed(self, ip: str) -> None:
-        """Count a failed login from `ip`."""
-        await self._limiter.failed(self._checks(ip))
+    async def succeeded(self, attempt: Attempt) -> None:
+        """Take back the attempt of a login that succeeded."""
+        await self._limiter.succeeded(attempt)
 
 
 def is_https(request: web.Request) -> bool:

@@ -147,7 +147,7 @@ def failures_beside(sessions: Sessions) -> FailureStore:
     """The failed-login counters in the same store as `sessions`, on its connection (a
     `gw_auth_failures` table in the SQLite file, `dsk:gw:authfail:` keys in Redis)."""
     if isinstance(sessions, SqliteSessions):
-        return SqliteFailures(sessions._run, sessions._run)  # autocommit connection, own thread
+        return SqliteFailures(sessions._run)  # its autocommit connection, on its own thread
     if isinstance(sessions, RedisSessions):
         return RedisFailures(sessions._redis)
     return MemoryFailures()
