@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..keys import GatewayKeyError, GatewayState
+from ..state_common import _store
 from .live import LiveStats
 from .session import (
     COOKIE,
@@ -183,14 +184,15 @@ class Dashboard:
         if (request.content_length or 0) > _MAX_LOGIN_BODY:
             return refuse(413, "login form too large")
         form = await request.post()
-        attempt = await self.limiter.attempt(request.remote or "-")
+        # a store failure is a 503 naming it (StateUnavailableError), not a 500
+        attempt = await _store("counting dashboard logins", self.limiter.attempt(request.remote or "-"))
         wait = attempt.retry_after
         if wait > 0:
             return refuse(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
         given = form.get("admin_key")
         if not isinstance(given, str) or not admin_key_matches(given, self.src.admin_key):
             return refuse(401, "wrong admin key")  # the attempt stays counted as a failure
-        await self.limiter.succeeded(attempt)
+        await _store("counting dashboard logins", self.limiter.succeeded(attempt))
         sid, s = await self.sessions.create()
         resp: web.Response
         if wants_json:
