@@ -30,6 +30,8 @@ OK = (b'{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[
       b'"message":{"role":"assistant","content":"fine"},"finish_reason":"stop"}],'
       b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
 
+
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Raw"], Awaitable[None]]
 
 
@@ -466,3 +468,28 @@ def test_arguments_are_checked():
     with pytest.raises(UsageError, match="proxy"):
         HttpToolsTransport(proxy="ftp://x")
     assert isinstance(gateway_transport(), HttpToolsTransport)
+
+
+# --- uvloop ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", [
+    test_chunked_body_is_read_and_the_connection_reused,
+    test_connection_close_and_http_1_0_are_not_reused,
+    test_a_connection_closed_while_idle_is_not_used,
+    test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_one,
+    test_no_retry_once_bytes_of_the_answer_arrived,
+    test_reset_mid_body_fails_the_read_and_is_a_stream_error_above,
+    test_connect_refused_is_one_line_naming_the_host,
+    test_a_tls_handshake_that_never_finishes_is_a_connect_timeout,
+    test_a_slow_reader_pauses_the_socket,
+    test_max_connections_queues_first_come_first_served,
+    test_cancelled_while_waiting_for_a_slot_or_headers_leaves_nothing_open,
+    test_abort_wakes_a_pending_read,
+], ids=lambda f: f.__name__.removeprefix("test_"))
+def test_the_same_on_uvloop(scenario):
+    """`dsk serve` runs on uvloop, whose transports are not asyncio.Transport subclasses."""
+    import uvloop  # installed with the cli extra
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())

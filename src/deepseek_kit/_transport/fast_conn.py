@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["HIGH_WATER", "Conn", "ConnectionLost", "Source"]
 
@@ -112,8 +112,8 @@ class Conn(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         if self.idle or self.head is None:  # in the pool: the server sent what nobody asked for

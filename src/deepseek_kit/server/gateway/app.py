@@ -28,6 +28,7 @@ from deepseek_kit._client.client import AsyncClient
 from deepseek_kit._client.resume import supports_prefix_completion
 from deepseek_kit._steps.auth import StaticKey
 from deepseek_kit._steps.router import Endpoint
+from deepseek_kit._transport.fast import gateway_transport
 from deepseek_kit._wire.types import decode_json
 
 from .admin import add_admin_routes
@@ -94,7 +95,7 @@ class Gateway:
                              endpoints=endpoints, routing=c.routing, timeout=c.timeout,
                              limits=carrier_limits(c.limits) if caps else c.limits,
                              cache=c.cache if c.cache is not None else False, logs=c.logs or False,
-                             metrics=False, max_retries=1)
+                             metrics=False, max_retries=1, transport=gateway_transport())
         if caps and client.limits is not None:  # per-upstream caps (upstream_limits.py)
             base = client.limits.backend if c.limits is not None and c.limits.active else None
             redis = self.key_limits.redis_url or (c.limits.redis_url if c.limits is not None else None)
