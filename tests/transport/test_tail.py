@@ -31,7 +31,8 @@ TRANSPORTS = pytest.mark.parametrize("transport", [AiohttpTransport, HttpToolsTr
 @TRANSPORTS
 async def test_keepalive_forever_after_the_answer_ends_within_idle(emulator, transport):
     h = {"X-DSK-Emulate": f"keepalive_forever;keepalive=0.05;key={uuid.uuid4().hex[:8]}"}
-    async with AsyncClient(api_key="sk-tail", base_url=emulator.base_url, max_retries=0, transport=transport(),
+    async with AsyncClient(api_key="sk-tail", base_url=emulator.base_url, max_retries=0,
+                           transport=transport(),
                            timeout=Timeout(first_token=10, idle=IDLE, total=60)) as c:
         final, elapsed, s = await _read_all(c, "deepseek-flash", extra_headers=h, thinking=False)
         assert final.choices[0].finish_reason == "stop" and final.usage is not None
