@@ -222,6 +222,22 @@ async def test_connection_close_and_http_1_0_are_not_reused():
     assert srv.connections == 2
 
 
+async def test_an_interim_100_continue_is_skipped():
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, srv: Raw) -> None:
+        while True:
+            await srv.request(r)
+            w.write(b"HTTP/1.1 100 Continue\r\n\r\n" + response(OK, b"X-Real: yes\r\n"))
+            await w.drain()
+
+    async with Raw(handler) as srv, transport() as t:
+        for _ in range(2):
+            raw = await t.open(req(srv.url))
+            assert raw.status == 200 and raw.headers["x-real"] == "yes"
+            assert await raw.source.read() == OK
+            raw.source.release()
+    assert srv.connections == 1
+
+
 async def test_request_head_host_length_and_headers_as_given():
     async with Raw(keep_alive()) as srv, transport() as t:
         given = {"X-Trace": "abc", "Accept-Encoding": "identity"}
