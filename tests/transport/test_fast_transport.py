@@ -279,6 +279,21 @@ async def test_a_connection_closed_while_idle_is_not_used():
     assert srv.connections == 2
 
 
+async def test_a_connection_idle_past_keepalive_timeout_is_replaced():
+    async with Raw(keep_alive()) as srv, transport(keepalive_timeout=0.1) as t:
+        assert await read_all(t, req(srv.url)) == (200, OK)
+        assert await read_all(t, req(srv.url)) == (200, OK)  # reused
+        assert srv.connections == 1
+        await asyncio.sleep(0.3)
+        assert await read_all(t, req(srv.url)) == (200, OK)
+        assert srv.connections == 2
+        for _ in range(100):
+            if srv.open == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert srv.open == 1  # the old one was closed
+
+
 async def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_one():
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, srv: Raw) -> None:
         await srv.request(r)
@@ -483,6 +498,8 @@ def test_arguments_are_checked():
         HttpToolsTransport(max_connections=0)
     with pytest.raises(UsageError, match="proxy"):
         HttpToolsTransport(proxy="ftp://x")
+    with pytest.raises(UsageError, match="keepalive_timeout"):
+        HttpToolsTransport(keepalive_timeout=-1)
     assert isinstance(gateway_transport(), HttpToolsTransport)
 
 
@@ -509,3 +526,16 @@ def test_the_same_on_uvloop(scenario):
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+async def test_the_gateway_sends_upstream_requests_over_it(emulator):
+    from deepseek_kit.server.gateway.app import Gateway
+    from tests.server.gateway.relay_helpers import config_for
+
+    client = Gateway(config_for(emulator)).build_client()
+    try:
+        assert isinstance(client._transport, HttpToolsTransport)
+        r = await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
+        assert r.choices[0].message.content
+    finally:
+        await client.close()

@@ -96,6 +96,8 @@ class HttpToolsTransport:
     `trust_env=True`, the proxy variables of the environment send the matching requests through an
     internal `AiohttpTransport` (no proxy protocol is spoken here). `ssl`: an `ssl.SSLContext`
     for https connections (default: `ssl.create_default_context()`, the system's CAs).
+    `keepalive_timeout`: seconds an idle connection is kept for reuse (aiohttp's default, 15 s):
+    older ones are closed rather than used, since a load balancer may have dropped them silently.
 
         client = AsyncClient(transport=HttpToolsTransport(max_connections=200))
 
@@ -109,7 +111,7 @@ class HttpToolsTransport:
     read_errors: tuple[type[BaseException], ...] = (ConnectionLost,)
 
     def __init__(self, *, max_connections: int = 1000, trust_env: bool = True, proxy: str | None = None,
-                 ssl: _ssl.SSLContext | None = None) -> None:
+                 ssl: _ssl.SSLContext | None = None, keepalive_timeout: float = 15.0) -> None:
         try:
             import httptools  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
@@ -117,10 +119,13 @@ class HttpToolsTransport:
                              "pip install 'deepseek-kit[gateway]'") from None
         if type(max_connections) is not int or max_connections < 1:
             raise UsageError(f"max_connections must be an integer >= 1, got {max_connections!r}")
+        if (type(keepalive_timeout) not in (int, float) or not 0 <= keepalive_timeout < float("inf")):
+            raise UsageError(f"keepalive_timeout must be a number of seconds >= 0, got {keepalive_timeout!r}")
         if proxy is not None:
             _Proxy(proxy)  # a malformed proxy URL is a UsageError now, not at the first request
         self._parser_cls = httptools.HttpResponseParser
         self._max = max_connections
+        self._keepalive = float(keepalive_timeout)
         self._trust_env = trust_env
         self._proxy = proxy
         self._ssl = ssl
@@ -248,9 +253,15 @@ class HttpToolsTransport:
             conn = idle.pop()  # the most recently used: the least likely to have timed out
             conn.idle = False
             t = conn.transport
-            if not conn.lost and t is not None and not t.is_closing():
+            if conn.lost or t is None or t.is_closing():
+                conn.close()
+                continue
+            if conn.loop.time() - conn.idle_since <= self._keepalive:
                 return conn
-            conn.close()
+            for old in (conn, *idle):  # idle too long, and every one below it longer still
+                old.idle = False
+                old.close()
+            idle.clear()
         return None
 
     def _done(self, conn: Conn, reusable: bool) -> None:
@@ -258,6 +269,7 @@ class HttpToolsTransport:
         aborted: the connection goes back to the pool or is closed; the slot goes to the next."""
         if reusable and not self._closed:
             conn.idle = True
+            conn.idle_since = conn.loop.time()
             conn.head = None
             self._idle.setdefault(conn.key, []).append(conn)
         else:

@@ -86,6 +86,7 @@ class Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False  # connection_lost seen (or we closed it)
         self.idle = False  # in the pool
+        self.idle_since = 0.0  # loop time it went back to the pool
         self.uses = 0  # requests sent on it
         self.loop = asyncio.get_running_loop()
         # One parser for the connection's life: llhttp reads keep-alive responses one after the
