@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -50,7 +51,8 @@ class Raw:
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Raw:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        if self.server is None:
+            self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
 
@@ -396,6 +398,58 @@ async def test_a_tls_handshake_that_never_finishes_is_a_connect_timeout():
             await t.open(req(url, connect=0.2))
         assert t._in_use == 0
     assert "connect" in str(ei.value)
+
+
+def _tls_pair(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1: the server's context and a client context that
+    trusts it (cryptography comes with the dev extra, through pyjwt[crypto])."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - day).not_valid_after(now + day)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = tmp_path / "cert.pem"
+    key_pem = tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_pem, key_pem)
+    client = ssl.create_default_context(cafile=str(cert_pem))
+    # Python 3.13+ checks CA certificates strictly (key usage, key identifiers): not the point here
+    client.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+    return server, client
+
+
+async def test_https_with_a_private_ca_and_an_untrusted_certificate(tmp_path):
+    server_ctx, client_ctx = _tls_pair(tmp_path)
+    srv = Raw(keep_alive())
+    srv.server = await asyncio.start_server(srv._conn, "127.0.0.1", 0, ssl=server_ctx)
+    url = f"https://127.0.0.1:{srv.server.sockets[0].getsockname()[1]}"
+    async with srv, transport(ssl=client_ctx) as t:
+        assert await read_all(t, req(url)) == (200, OK)
+        assert await read_all(t, req(url)) == (200, OK)
+        assert srv.connections == 1
+        async with transport() as untrusting:  # the system's CAs
+            with pytest.raises(APIConnectionError, match="certificate verify failed") as ei:
+                await untrusting.open(req(url))
+            assert untrusting._in_use == 0
+    assert str(ei.value).startswith(f"Could not reach {url}: ")
+    assert ei.value.__context__ is None
 
 
 # --- flow control, the cap, cancellation ----------------------------------------------------------
