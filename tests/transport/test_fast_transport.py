@@ -372,6 +372,20 @@ async def test_reset_mid_body_fails_the_read_and_is_a_stream_error_above():
             assert t._in_use == 0
 
 
+async def test_a_server_that_does_not_speak_http_is_a_connection_error():
+    async def garbage(r: asyncio.StreamReader, w: asyncio.StreamWriter, srv: Raw) -> None:
+        await srv.request(r)
+        w.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await w.drain()
+        await r.read()
+
+    async with Raw(garbage) as srv, transport() as t:
+        with pytest.raises(APIConnectionError, match="not a valid HTTP response") as ei:
+            await t.open(req(srv.url))
+        assert t._in_use == 0
+    assert ei.value.__context__ is None
+
+
 # --- connecting ------------------------------------------------------------------------------------
 
 
