@@ -386,6 +386,20 @@ async def test_a_server_that_does_not_speak_http_is_a_connection_error():
     assert ei.value.__context__ is None
 
 
+async def test_endless_response_headers_stop_at_the_cap():
+    async def endless(r: asyncio.StreamReader, w: asyncio.StreamWriter, srv: Raw) -> None:
+        await srv.request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+        while True:
+            w.write(b"a" * 16384)
+            await w.drain()
+
+    async with Raw(endless) as srv, transport() as t:
+        with pytest.raises(APIConnectionError, match="headers are over 64 KiB"):
+            await t.open(req(srv.url))
+        assert t._in_use == 0
+
+
 # --- connecting ------------------------------------------------------------------------------------
 
 

@@ -17,10 +17,12 @@ import zlib
 from collections.abc import Callable
 from typing import Any, cast
 
-__all__ = ["HIGH_WATER", "Conn", "ConnectionLost", "Source"]
+__all__ = ["HIGH_WATER", "MAX_HEAD", "Conn", "ConnectionLost", "Source"]
 
 #: Unread body bytes buffered before the socket stops being read (resumed by the next read()).
 HIGH_WATER = 256 * 1024
+#: Most bytes read before the response headers are complete (aiohttp allows 8 KiB per line).
+MAX_HEAD = 64 * 1024
 #: Largest piece a compressed body inflates to per read().
 INFLATE_STEP = 256 * 1024
 
@@ -102,6 +104,7 @@ class Conn(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.got_bytes = False
+        self.head_bytes = 0
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.paused = False
@@ -127,6 +130,12 @@ class Conn(asyncio.Protocol):
         except Exception as exc:  # httptools' parser errors (the message is kept)
             why = f"not a valid HTTP response ({type(exc).__name__}: {exc})"
         else:
+            if not self.headers_done:
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD:  # llhttp itself buffers a header of any length
+                    self._fail(f"the response headers are over {MAX_HEAD >> 10} KiB")
+                    self.close()
+                    return
             if self.waiter is not None and (self.chunks or self.complete):
                 self._wake()
             return
