@@ -1,0 +1,608 @@
+"""The gateway's fast HTTP/1.1 path: an asyncio protocol that serves the hot routes itself.
+
+`POST /chat/completions` (also under `/v1` and `/beta`) and `POST /beta/completions` are parsed
+with httptools (the llhttp C parser uvicorn uses) and handed to `Gateway.completions` as a small
+`FastRequest`; the answer is written as one status-line-plus-headers write, then the body
+(`Content-Length`) or the stream (chunked on HTTP/1.1, one chunk per write, as aiohttp frames it;
+close-delimited on HTTP/1.0). Any other request (GET routes, admin, dashboard, OAuth, WebSocket
+upgrades, OPTIONS, unknown paths, a `br` body, anything malformed) hands the connection over to
+aiohttp at that request's first byte: aiohttp's protocol takes the transport and every byte
+received from there on, and keeps the connection. Why hand-written: aiohttp's server spends more
+CPU per request on its request/response objects, middlewares and router than the gateway spends on
+its own work (docs/gateway.md, Performance); this path does the same HTTP work for a fraction.
+
+Kept from the aiohttp path: the errors middleware (DeepSeek-shaped errors, a 500 logged with no
+secret, CORS headers when configured), the body cap counted after gzip/deflate inflation, chunked
+bodies, `Expect: 100-continue`, the slow-body timeout (408, in `Gateway.read_body`), the keep-alive
+timeout, pipelined requests answered in order, `Connection: close` and HTTP/1.0, and the handler
+task cancelled when the caller goes away (aiohttp's handler_cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
+from multidict import CIMultiDict
+
+from .app import GATEWAY_KEY, Gateway, _cors_headers
+from .errors import GatewayError, error_response
+from .relay import timeout_at
+
+__all__ = ["FastRequest", "FastStream", "HotProtocol"]
+
+log = logging.getLogger("deepseek_kit.gateway")
+
+#: path -> (the upstream path, beta): the routes this protocol serves itself (app.py has the same)
+HOT_ROUTES: dict[bytes, tuple[str, bool]] = {
+    b"/chat/completions": ("/chat/completions", False),
+    b"/v1/chat/completions": ("/chat/completions", False),
+    b"/beta/chat/completions": ("/chat/completions", True),
+    b"/beta/completions": ("/completions", True),
+}
+# aiohttp's limits (web_protocol.RequestHandler defaults): past them, aiohttp answers the request
+MAX_LINE = 8190
+MAX_FIELD = 8190
+MAX_HEADERS = 128
+MAX_HEAD = 64 * 1024  # bytes of one request's head buffered before aiohttp is asked to judge it
+MAX_QUEUED = 16  # pipelined requests waiting behind the one served: reading pauses past it
+_SERVER = SERVER_SOFTWARE.encode()
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+class _Stop(Exception):
+    """Internal: stop parsing here; the connection goes to aiohttp."""
+
+
+_date_cache: list[Any] = [0, b""]
+
+
+def _date() -> bytes:
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode()
+    return bytes(_date_cache[1])  # the same object: bytes(b) does not copy
+
+
+class FastRequest:
+    """One hot request (the relay's `Inbound`): what the gateway reads, its body as it arrives."""
+
+    __slots__ = ("_cap", "_done", "_error", "_inflate", "_over", "_parts", "_proto", "_size", "_waiter",
+                 "content_length", "expect", "headers", "keep_alive", "method", "path", "remote", "route",
+                 "stream", "version")
+
+    def __init__(self, proto: HotProtocol, route: tuple[str, bool], headers: CIMultiDict[str],
+                 version: str, keep_alive: bool, cap: int) -> None:
+        self.method = "POST"
+        self.route = route
+        self.path = ""
+        self.remote = proto.remote
+        self.headers = headers
+        cl = headers.get("Content-Length")
+        self.content_length = int(cl) if cl is not None and cl.isdigit() else None
+        self.version = version
+        self.keep_alive = keep_alive
+        self.expect = False
+        self.stream: FastStream | None = None
+        self._proto = proto
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._cap = cap
+        self._over = False
+        self._done = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: str | None = None
+        self._inflate: Any = None
+        enc = headers.get("Content-Encoding", "").strip().lower()
+        if enc == "gzip":
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self._inflate = "deflate"  # zlib-wrapped or raw: decided on the first byte, like aiohttp
+
+    # -- fed by the protocol -------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        if self._over or self._error is not None:
+            return
+        inflate = self._inflate
+        if inflate is not None:
+            if inflate == "deflate":
+                inflate = self._inflate = zlib.decompressobj(
+                    zlib.MAX_WBITS if data[0] & 0x0F == 8 else -zlib.MAX_WBITS)
+            room = self._cap - self._size
+            try:
+                # max_length: a small gzip bomb never inflates past the cap in memory
+                data = inflate.decompress(data, room + 1)
+            except zlib.error:
+                self._fail("ContentEncodingError")
+                return
+            if inflate.unconsumed_tail:
+                self._over = True
+                self._parts.clear()
+                return
+        self._size += len(data)
+        if self._size > self._cap:
+            self._over = True
+            self._parts.clear()
+            return
+        self._parts.append(data)
+
+    def finish(self) -> None:
+        if self._inflate is not None and not isinstance(self._inflate, str) and not self._over \
+                and self._error is None:
+            tail = self._inflate.flush()
+            if not self._inflate.eof:
+                self._error = "ContentEncodingError"
+            elif tail:
+                self.feed_plain(tail)
+        self._done = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def feed_plain(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._cap:
+            self._over = True
+            self._parts.clear()
+        else:
+            self._parts.append(data)
+
+    def _fail(self, why: str) -> None:
+        self._error = why
+        self._parts.clear()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- the relay's Inbound ---------------------------------------------------------------------
+
+    async def read_capped(self, cap: int, timeout: float) -> bytes:
+        if not self._done and not self._over and self._error is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with timeout_at(asyncio.get_running_loop().time() + timeout):
+                    await self._waiter
+            except asyncio.TimeoutError:
+                raise GatewayError(408, f"the request body did not arrive within {timeout:g} s",
+                                   code="request_timeout") from None
+            finally:
+                self._waiter = None
+        if self._over or self._size > cap:
+            raise GatewayError(413, f"request body is over the gateway's limit of {cap:,} bytes "
+                               "(counted after decompression)", code="request_too_large")
+        if self._error is not None:
+            raise GatewayError(400, f"the request body could not be read ({self._error})")
+        parts = self._parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def stream_sink(self, headers: Mapping[str, str]) -> web.StreamResponse:
+        self.stream = FastStream(self, headers)
+        return self.stream
+
+
+class FastStream(web.StreamResponse):
+    """The relay's stream sink on the fast path: chunked on HTTP/1.1 (one chunk per write, the
+    terminating chunk at write_eof, as aiohttp frames it), close-delimited on HTTP/1.0; a write
+    waits while the transport's buffer is over its high-water mark."""
+
+    def __init__(self, request: FastRequest, headers: Mapping[str, str]) -> None:
+        super().__init__(status=200)
+        self._fr = request
+        self._extra = headers
+        self._started = False
+        self._ended = False
+        self._chunked = request.version == "1.1"
+
+    @property
+    def prepared(self) -> bool:
+        return self._started
+
+    async def prepare(self, request: Any) -> None:
+        if self._started:
+            return
+        self._started = True
+        req = self._fr
+        if not self._chunked:
+            req.keep_alive = False  # HTTP/1.0: the end of the stream is the close
+        head = [b"HTTP/", req.version.encode(), b" 200 OK\r\n"]
+        for k, v in self._extra.items():
+            head += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
+        if self._chunked:
+            head.append(b"Transfer-Encoding: chunked\r\n")
+        head += (b"Date: ", _date(), b"\r\nServer: ", _SERVER, b"\r\n")
+        if not req.keep_alive:
+            head.append(b"Connection: close\r\n")
+        head.append(b"\r\n")
+        await req._proto.send(b"".join(head))
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if self._ended:
+            raise RuntimeError("cannot write after write_eof")
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), bytes(data))
+        await self._fr._proto.send(bytes(data))
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self._ended:
+            return
+        if data:
+            await self.write(data)
+        self._ended = True
+        if self._chunked:
+            await self._fr._proto.send(b"0\r\n\r\n")
+
+
+class HotProtocol(asyncio.Protocol):
+    """One client connection, until it is handed over to aiohttp (see the module docstring)."""
+
+    def __init__(self, gw: Gateway, server: web.Server, keepalive: float) -> None:
+        self.gw = gw
+        self.server = server
+        self.keepalive = keepalive
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.remote: str | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        # Bytes received since the parser was last between requests at the end of a read: the
+        # current request's first byte is at `_start` (None: not known, see _find_start).
+        self._raw = bytearray()
+        self._start: int | None = 0
+        self._next: int | None = None
+        self._head_end = 0
+        self._url = b""
+        self._names: list[bytes] = []
+        self._values: list[bytes] = []
+        self._head_size = 0
+        self._in_message = False
+        self._parsing: FastRequest | None = None  # the request whose body is arriving
+        self._queue: deque[FastRequest] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._handover: bytearray | None = None  # bytes for aiohttp once the queue is done
+        self._closing = False
+        self._paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are not registered as asyncio.Transport subclasses)
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, (tuple, list)) and peer else None
+        # Registered with aiohttp's server so runner.cleanup() closes and waits for it like its own
+        # connections (pre_shutdown -> close(), shutdown() -> shutdown(timeout)).
+        self.server._connections[self] = self.transport  # type: ignore[index,assignment]
+        self._last = self.loop.time()
+        self._idle()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.server._connections.pop(self, None)  # type: ignore[call-overload]
+        self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the caller went away: as aiohttp's handler_cancellation
+        self._queue.clear()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(ConnectionResetError("the client closed the connection"))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._handover is not None:
+            self._handover += data
+            return
+        self._last = self.loop.time()
+        raw = self._raw
+        raw += data
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # an Upgrade request was handed over at its headers (on_headers_complete)
+        except httptools.HttpParserError as exc:  # also _Stop: a request for aiohttp
+            self._bad(exc)
+            return
+        if not self._in_message:
+            raw.clear()
+            self._start = 0
+        elif self._parsing is not None:
+            # inside a hot request's body: only where the next request starts matters
+            n = len(raw)
+            raw.clear()
+            if self._next is not None:
+                self._next -= n
+            self._head_end = 0
+        elif self._parsing is None and len(raw) - (self._start or 0) > MAX_HEAD:
+            self._give_up()  # a head this big: aiohttp's limits answer it
+
+    # -- httptools callbacks -----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._names = []
+        self._values = []
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_LINE:
+            raise _Stop
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > MAX_FIELD or len(self._names) >= MAX_HEADERS:
+            raise _Stop
+        self._names.append(name)
+        self._values.append(value)
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        url = self._url
+        q = url.find(b"?")
+        route = HOT_ROUTES.get(url if q < 0 else url[:q])
+        if route is None or parser.get_method() != b"POST" or parser.should_upgrade():
+            raise _Stop
+        headers: CIMultiDict[str] = CIMultiDict()
+        for n, v in zip(self._names, self._values, strict=True):
+            headers.add(n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+        enc = headers.get("Content-Encoding")
+        if enc is not None and enc.strip().lower() == "br":
+            raise _Stop  # aiohttp decodes brotli when it is installed, else answers it
+        expect = headers.get("Expect")
+        if expect is not None and expect.lower() != "100-continue":
+            raise _Stop  # aiohttp's answer: 417
+        te = headers.get("Transfer-Encoding")
+        chunked = te is not None and "chunked" in te.lower()
+        version = parser.get_http_version()
+        req = FastRequest(self, route, headers, version, parser.should_keep_alive(),
+                          self.gw.config.max_body_bytes)
+        req.path = (url if q < 0 else url[:q]).decode("ascii", "replace")
+        req.expect = expect is not None and version == "1.1"
+        self._parsing = req
+        # where the next request starts in _raw (exact for Content-Length bodies)
+        start = self._start
+        if start is not None and not chunked:
+            end = self._raw.find(b"\r\n\r\n", start)
+            self._next = end + 4 + (req.content_length or 0) if end >= 0 else None
+        else:
+            self._next = None
+        self._head_end = self._raw.find(b"\r\n\r\n", start or 0) + 4
+        self._queue.append(req)
+        if self._task is None:
+            self._serve_next()
+        elif len(self._queue) > MAX_QUEUED and self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.feed(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        req = self._parsing
+        self._parsing = None
+        self._start = self._next
+        if req is not None:
+            req.finish()
+
+    # -- hand-over to aiohttp --------------------------------------------------------------------
+
+    def _find_start(self) -> int | None:
+        """The current request's first byte in _raw; after a chunked request pipelined in the same
+        read its end is not known, so look for this request's line after that request's head."""
+        if self._start is not None:
+            return self._start
+        line = self.parser.get_method() + b" " + self._url
+        at = self._raw.find(line, self._head_end)
+        return at if at >= 0 else None
+
+    def _bad(self, exc: Exception) -> None:
+        """The parser stopped: a request for aiohttp (handed over) or bytes that are not HTTP."""
+        if self._parsing is not None:  # broken framing inside a hot request's body
+            self._parsing._fail(type(exc).__name__)
+            self._parsing.keep_alive = False
+            self._parsing = None
+            self._handover = bytearray()  # nothing more is read from this connection
+            self._closing = True
+            return
+        self._give_up()
+
+    def _give_up(self) -> None:
+        start = self._find_start()
+        if start is None:
+            # the request's first byte cannot be found: this connection cannot be served on
+            if self.transport is not None:
+                self.transport.close()
+            self._handover = bytearray()
+            return
+        self._handover = bytearray(self._raw[start:])
+        self._raw = bytearray()
+        if self._task is None:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        transport = self.transport
+        data = self._handover
+        if transport is None or data is None or transport.is_closing():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server._connections.pop(self, None)  # type: ignore[call-overload]
+        self.transport = None
+        handler = self.server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._reading_paused:
+            transport.resume_reading()
+        if self._closing:
+            handler.close()
+        if data:
+            handler.data_received(bytes(data))
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def _serve_next(self) -> None:
+        req = self._queue.popleft()
+        if self._reading_paused and len(self._queue) <= MAX_QUEUED // 2 and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        self._task = self.loop.create_task(self._serve(req))
+
+    async def _serve(self, req: FastRequest) -> None:
+        gw = self.gw
+        path, beta = req.route
+        origin = req.headers.get("Origin")
+        origins = gw.config.cors_origins
+        cors = origin is not None and (origin in origins or "*" in origins)
+        keep = False
+        try:
+            if req.expect and self.transport is not None and not req._done:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                resp = await gw.completions(req, path, beta)
+            except GatewayError as err:
+                resp = error_response(err)
+            except (asyncio.CancelledError, ConnectionResetError):
+                raise
+            except Exception as exc:  # a bug: never a traceback or a secret to the caller
+                if req.stream is not None and req.stream.prepared:
+                    raise
+                log.exception("gateway: unexpected error on %s %s", req.method, req.path)
+                resp = error_response(GatewayError(500, f"internal gateway error ({type(exc).__name__})"))
+            if isinstance(resp, FastStream):
+                await resp.write_eof()
+            else:
+                if req.stream is not None and req.stream.prepared:
+                    raise RuntimeError("a response after the stream began")
+                if not req._done:
+                    req.keep_alive = False  # the rest of its body is not read: close after the answer
+                self._answer(req, resp, origin if cors else None)
+            keep = req.keep_alive and not self._closing
+        except asyncio.CancelledError:
+            pass  # the caller went away, or the shutdown's grace ran out
+        except ConnectionResetError:
+            pass
+        except Exception:
+            log.exception("gateway: unexpected error on %s %s", req.method, req.path)
+        finally:
+            self._task = None
+            self._done_with(keep)
+
+    def _done_with(self, keep: bool) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if not keep:
+            transport.close()
+            return
+        if self._queue:
+            self._serve_next()
+        elif self._handover is not None:
+            self._hand_over()
+        else:
+            self._last = self.loop.time()
+            self._idle()
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
+
+    def _answer(self, req: FastRequest, resp: web.StreamResponse, origin: str | None) -> None:
+        """A whole answer (web.Response: the relay's non-stream answer or an error) in one write."""
+        assert isinstance(resp, web.Response)
+        body = resp.body
+        data = body if isinstance(body, bytes) else b""
+        status = resp.status
+        head = [b"HTTP/", req.version.encode(), b" %d %b\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+        for k, v in resp.headers.items():
+            head += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
+        if origin is not None:
+            for k, v in _cors_headers(origin, preflight=False).items():
+                head += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
+        head += (b"Content-Length: %d\r\nDate: " % len(data), _date(), b"\r\nServer: ", _SERVER, b"\r\n")
+        if not req.keep_alive or self._closing:
+            head.append(b"Connection: close\r\n")
+        elif req.version == "1.0":
+            head.append(b"Connection: keep-alive\r\n")
+        head += (b"\r\n", data)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(head))
+
+    async def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Cannot write to closing transport")
+        transport.write(data)
+        if self._paused:
+            self._drain = self.loop.create_future()
+            try:
+                await self._drain
+            finally:
+                self._drain = None
+
+    # -- keep-alive and shutdown -------------------------------------------------------------------
+
+    def _idle(self) -> None:
+        # one timer, re-armed lazily: a request does not cancel and schedule a handle
+        if self._timer is None and self.keepalive > 0:
+            self._timer = self.loop.call_at(self._last + self.keepalive, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self.transport is None:
+            return
+        busy = self._task is not None or self._in_message
+        due = self._last + self.keepalive
+        if not busy and self.loop.time() >= due:
+            self.transport.close()
+        elif not busy:
+            self._timer = self.loop.call_at(due, self._check_idle)
+
+    def close(self) -> None:
+        """aiohttp's pre_shutdown: no new requests; an idle connection is closed now, a busy one
+        after its answer."""
+        self._closing = True
+        if self._task is None and not self._queue and self.transport is not None:
+            self.transport.close()
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        """aiohttp's shutdown: wait for the request in flight (up to `timeout`), then close."""
+        self._closing = True
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                async with timeout_at(None if timeout is None else self.loop.time() + timeout):
+                    await asyncio.shield(task)
+            except (asyncio.CancelledError, asyncio.TimeoutError):
+                task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def protocol_factory(app: web.Application, server: web.Server, keepalive: float) -> Callable[[], HotProtocol]:
+    """The listener's protocol factory for `app` (a gateway app) whose aiohttp side is `server`."""
+    gw = app[GATEWAY_KEY]
+    return lambda: HotProtocol(gw, server, keepalive)
