@@ -22,24 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
-from email.utils import formatdate
-from http import HTTPStatus
-from typing import Any
+from collections.abc import Callable
 
 import httptools
 from aiohttp import web
-from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
 from .app import GATEWAY_KEY, Gateway, _cors_headers
 from .errors import GatewayError, error_response
+from .fastreq import SERVER, FastRequest, FastStream, date_header, reason
 from .relay import timeout_at
 
-__all__ = ["FastRequest", "FastStream", "HotProtocol"]
+__all__ = ["HotProtocol", "protocol_factory"]
 
 log = logging.getLogger("deepseek_kit.gateway")
 
@@ -56,192 +51,8 @@ MAX_FIELD = 8190
 MAX_HEADERS = 128
 MAX_HEAD = 64 * 1024  # bytes of one request's head buffered before aiohttp is asked to judge it
 MAX_QUEUED = 16  # pipelined requests waiting behind the one served: reading pauses past it
-_SERVER = SERVER_SOFTWARE.encode()
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-
-
 class _Stop(Exception):
     """Internal: stop parsing here; the connection goes to aiohttp."""
-
-
-_date_cache: list[Any] = [0, b""]
-
-
-def _date() -> bytes:
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[0] = now
-        _date_cache[1] = formatdate(now, usegmt=True).encode()
-    return bytes(_date_cache[1])  # the same object: bytes(b) does not copy
-
-
-class FastRequest:
-    """One hot request (the relay's `Inbound`): what the gateway reads, its body as it arrives."""
-
-    __slots__ = ("_cap", "_done", "_error", "_inflate", "_over", "_parts", "_proto", "_size", "_waiter",
-                 "content_length", "expect", "headers", "keep_alive", "method", "path", "remote", "route",
-                 "stream", "version")
-
-    def __init__(self, proto: HotProtocol, route: tuple[str, bool], headers: CIMultiDict[str],
-                 version: str, keep_alive: bool, cap: int) -> None:
-        self.method = "POST"
-        self.route = route
-        self.path = ""
-        self.remote = proto.remote
-        self.headers = headers
-        cl = headers.get("Content-Length")
-        self.content_length = int(cl) if cl is not None and cl.isdigit() else None
-        self.version = version
-        self.keep_alive = keep_alive
-        self.expect = False
-        self.stream: FastStream | None = None
-        self._proto = proto
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._cap = cap
-        self._over = False
-        self._done = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: str | None = None
-        self._inflate: Any = None
-        enc = headers.get("Content-Encoding", "").strip().lower()
-        if enc == "gzip":
-            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif enc == "deflate":
-            self._inflate = "deflate"  # zlib-wrapped or raw: decided on the first byte, like aiohttp
-
-    # -- fed by the protocol -------------------------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        if self._over or self._error is not None:
-            return
-        inflate = self._inflate
-        if inflate is not None:
-            if inflate == "deflate":
-                inflate = self._inflate = zlib.decompressobj(
-                    zlib.MAX_WBITS if data[0] & 0x0F == 8 else -zlib.MAX_WBITS)
-            room = self._cap - self._size
-            try:
-                # max_length: a small gzip bomb never inflates past the cap in memory
-                data = inflate.decompress(data, room + 1)
-            except zlib.error:
-                self._fail("ContentEncodingError")
-                return
-            if inflate.unconsumed_tail:
-                self._over = True
-                self._parts.clear()
-                return
-        self._size += len(data)
-        if self._size > self._cap:
-            self._over = True
-            self._parts.clear()
-            return
-        self._parts.append(data)
-
-    def finish(self) -> None:
-        if self._inflate is not None and not isinstance(self._inflate, str) and not self._over \
-                and self._error is None:
-            tail = self._inflate.flush()
-            if not self._inflate.eof:
-                self._error = "ContentEncodingError"
-            elif tail:
-                self.feed_plain(tail)
-        self._done = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def feed_plain(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._size > self._cap:
-            self._over = True
-            self._parts.clear()
-        else:
-            self._parts.append(data)
-
-    def _fail(self, why: str) -> None:
-        self._error = why
-        self._parts.clear()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    # -- the relay's Inbound ---------------------------------------------------------------------
-
-    async def read_capped(self, cap: int, timeout: float) -> bytes:
-        if not self._done and not self._over and self._error is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with timeout_at(asyncio.get_running_loop().time() + timeout):
-                    await self._waiter
-            except asyncio.TimeoutError:
-                raise GatewayError(408, f"the request body did not arrive within {timeout:g} s",
-                                   code="request_timeout") from None
-            finally:
-                self._waiter = None
-        if self._over or self._size > cap:
-            raise GatewayError(413, f"request body is over the gateway's limit of {cap:,} bytes "
-                               "(counted after decompression)", code="request_too_large")
-        if self._error is not None:
-            raise GatewayError(400, f"the request body could not be read ({self._error})")
-        parts = self._parts
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def stream_sink(self, headers: Mapping[str, str]) -> web.StreamResponse:
-        self.stream = FastStream(self, headers)
-        return self.stream
-
-
-class FastStream(web.StreamResponse):
-    """The relay's stream sink on the fast path: chunked on HTTP/1.1 (one chunk per write, the
-    terminating chunk at write_eof, as aiohttp frames it), close-delimited on HTTP/1.0; a write
-    waits while the transport's buffer is over its high-water mark."""
-
-    def __init__(self, request: FastRequest, headers: Mapping[str, str]) -> None:
-        super().__init__(status=200)
-        self._fr = request
-        self._extra = headers
-        self._started = False
-        self._ended = False
-        self._chunked = request.version == "1.1"
-
-    @property
-    def prepared(self) -> bool:
-        return self._started
-
-    async def prepare(self, request: Any) -> None:
-        if self._started:
-            return
-        self._started = True
-        req = self._fr
-        if not self._chunked:
-            req.keep_alive = False  # HTTP/1.0: the end of the stream is the close
-        head = [b"HTTP/", req.version.encode(), b" 200 OK\r\n"]
-        for k, v in self._extra.items():
-            head += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
-        if self._chunked:
-            head.append(b"Transfer-Encoding: chunked\r\n")
-        head += (b"Date: ", _date(), b"\r\nServer: ", _SERVER, b"\r\n")
-        if not req.keep_alive:
-            head.append(b"Connection: close\r\n")
-        head.append(b"\r\n")
-        await req._proto.send(b"".join(head))
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not data:
-            return
-        if self._ended:
-            raise RuntimeError("cannot write after write_eof")
-        if self._chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), bytes(data))
-        await self._fr._proto.send(bytes(data))
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        if self._ended:
-            return
-        if data:
-            await self.write(data)
-        self._ended = True
-        if self._chunked:
-            await self._fr._proto.send(b"0\r\n\r\n")
 
 
 class HotProtocol(asyncio.Protocol):
@@ -315,6 +126,9 @@ class HotProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._handover is not None:
             self._handover += data
+            if len(self._handover) > MAX_HEAD and not self._reading_paused and self.transport is not None:
+                self._reading_paused = True  # aiohttp takes over after the answer in flight
+                self.transport.pause_reading()
             return
         self._last = self.loop.time()
         raw = self._raw
@@ -536,13 +350,13 @@ class HotProtocol(asyncio.Protocol):
         body = resp.body
         data = body if isinstance(body, bytes) else b""
         status = resp.status
-        head = [b"HTTP/", req.version.encode(), b" %d %b\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+        head = [b"HTTP/", req.version.encode(), b" %d %b\r\n" % (status, reason(status))]
         for k, v in resp.headers.items():
             head += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
         if origin is not None:
             for k, v in _cors_headers(origin, preflight=False).items():
                 head += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
-        head += (b"Content-Length: %d\r\nDate: " % len(data), _date(), b"\r\nServer: ", _SERVER, b"\r\n")
+        head += (b"Content-Length: %d\r\nDate: " % len(data), date_header(), b"\r\nServer: ", SERVER, b"\r\n")
         if not req.keep_alive or self._closing:
             head.append(b"Connection: close\r\n")
         elif req.version == "1.0":
@@ -574,7 +388,9 @@ class HotProtocol(asyncio.Protocol):
         self._timer = None
         if self.transport is None:
             return
-        busy = self._task is not None or self._in_message
+        # a head that never completes counts as idle (as in aiohttp); a body that does not is the
+        # handler's 408
+        busy = self._task is not None or bool(self._queue)
         due = self._last + self.keepalive
         if not busy and self.loop.time() >= due:
             self.transport.close()
