@@ -75,7 +75,6 @@ class HotProtocol(asyncio.Protocol):
         self._url = b""
         self._names: list[bytes] = []
         self._values: list[bytes] = []
-        self._head_size = 0
         self._in_message = False
         self._parsing: FastRequest | None = None  # the request whose body is arriving
         self._queue: deque[FastRequest] = deque()
@@ -87,7 +86,6 @@ class HotProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._waiter: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -112,8 +110,6 @@ class HotProtocol(asyncio.Protocol):
         self._queue.clear()
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ConnectionResetError("the client closed the connection"))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -160,7 +156,6 @@ class HotProtocol(asyncio.Protocol):
         self._url = b""
         self._names = []
         self._values = []
-        self._head_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -341,8 +336,6 @@ class HotProtocol(asyncio.Protocol):
         else:
             self._last = self.loop.time()
             self._idle()
-            if self._waiter is not None and not self._waiter.done():
-                self._waiter.set_result(None)
 
     def _answer(self, req: FastRequest, resp: web.StreamResponse, origin: str | None) -> None:
         """A whole answer (web.Response: the relay's non-stream answer or an error) in one write."""
