@@ -38,16 +38,53 @@ local function split(s)
 end
 """
 
+# The release logic, shared by RELEASE and ACQUIRE (which takes the releases queued for its quota
+# first, in the same call: see `_steps/limits/redis.py`). E holds (lease id or "", token correction,
+# outcome: 1 ok, 0 neutral, -1 rate limited) per finished request from index `i0`, in the order they
+# finished. Returns the adaptive factor and whether someone queued should look again (a slot freed or
+# the factor grew).
+_RELEASE_FN = """
+local function release(st, leases, now, ti, dec, inc, floor, cooldown, E, i0)
+  local s = redis.call('HMGET', st, 'f', 'sa')
+  local f = tonumber(s[1]) or 1
+  local f0, sa, shrunk = f, tonumber(s[2]) or 0, false
+  local freed, corr = 0, 0
+  for i = i0, #E, 3 do
+    if E[i] ~= '' then freed = freed + redis.call('ZREM', leases, E[i]) end
+    local diff, outcome = tonumber(E[i + 1]), tonumber(E[i + 2])
+    if diff ~= 0 and ti > 0 then corr = corr + diff * ti / f end
+    if outcome > 0 and f < 1 then
+      f = math.min(1, f + inc)
+    elseif outcome < 0 and now - sa >= cooldown then
+      f = math.max(floor, f * dec)
+      sa, shrunk = now, true
+    end
+  end
+  if corr ~= 0 then redis.call('HINCRBYFLOAT', st, 'tt', string.format('%.6f', corr)) end
+  if shrunk then redis.call('HSET', st, 'sa', string.format('%.6f', sa)) end
+  if f ~= f0 then redis.call('HSET', st, 'f', string.format('%.6f', f)) end
+  return f, freed > 0 or f > f0
+end
+"""
+
 # KEYS: state, leases, queue, alive. ARGV: cap, s/request, s/token, request burst, token burst, lease
 # ttl, idle expiry ms, wake channel, epoch to set if none, scope, the ids to drop (packed), then
-# (ticket, tokens, budget s or -1) per waiter in order (packed). Returns, each field followed by a
-# newline: factor, cap in force, seconds to the next expiry (-1 none), the epoch, then (status,
-# wait) per waiter: "ok", "wait" (queued) or "rpm"/"tpm" (refused: over budget).
-ACQUIRE = _SPLIT + """
+# (ticket, tokens, budget s or -1) per waiter in order (packed), then "" or the releases to apply
+# first (packed: decrease, increase, floor, cooldown, then the finished requests as RELEASE takes
+# them). Returns, each field followed by a newline: factor (after those releases), cap in force,
+# seconds to the next expiry (-1 none), the epoch, then (status, wait) per waiter: "ok", "wait"
+# (queued) or "rpm"/"tpm" (refused: over budget).
+ACQUIRE = _SPLIT + _RELEASE_FN + """
 local st, leases, queue, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cap, ri, ti = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wake = false
+local R = split(ARGV[13])
+if #R > 0 then
+  local _
+  _, wake = release(st, leases, now, ti, tonumber(R[1]), tonumber(R[2]), tonumber(R[3]), tonumber(R[4]), R, 5)
+end
 local rb, tb, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 redis.call('HSETNX', st, 'ep', ARGV[9])
 local s = redis.call('HMGET', st, 'f', 'tr', 'tt', 'ls', 'ep', 'lu')
@@ -138,8 +175,9 @@ if cap > 0 then
     local e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if e[2] and (nxt < 0 or tonumber(e[2]) - now < nxt) then nxt = math.max(0, tonumber(e[2]) - now) end
   end
-  if freed > 0 and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[10]) end
+  if freed > 0 then wake = true end
 end
+if wake and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[8], ARGV[10]) end
 for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[7]) end
 table.insert(out, 1, s[5])
 table.insert(out, 1, tostring(nxt))
@@ -150,34 +188,15 @@ return table.concat(out, '\\n')
 """
 
 # KEYS: state, leases, queue. ARGV: s/token, decrease, increase, floor, cooldown, channel, scope, idle
-# expiry ms, then (lease id or "", token correction, outcome: 1 ok, 0 neutral, -1 rate limited) per
-# finished request, in the order they finished (packed). Returns the adaptive factor.
-RELEASE = _SPLIT + """
+# expiry ms, then the finished requests (packed, as `_RELEASE_FN` reads them). Returns the adaptive
+# factor.
+RELEASE = _SPLIT + _RELEASE_FN + """
 local st, leases, queue = KEYS[1], KEYS[2], KEYS[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local ti, dec, inc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local floor, cooldown = tonumber(ARGV[4]), tonumber(ARGV[5])
-local s = redis.call('HMGET', st, 'f', 'sa')
-local f = tonumber(s[1]) or 1
-local f0, sa, shrunk = f, tonumber(s[2]) or 0, false
-local freed, corr = 0, 0
-local E = split(ARGV[9])
-for i = 1, #E, 3 do
-  if E[i] ~= '' then freed = freed + redis.call('ZREM', leases, E[i]) end
-  local diff, outcome = tonumber(E[i + 1]), tonumber(E[i + 2])
-  if diff ~= 0 and ti > 0 then corr = corr + diff * ti / f end
-  if outcome > 0 and f < 1 then
-    f = math.min(1, f + inc)
-  elseif outcome < 0 and now - sa >= cooldown then
-    f = math.max(floor, f * dec)
-    sa, shrunk = now, true
-  end
-end
-if corr ~= 0 then redis.call('HINCRBYFLOAT', st, 'tt', string.format('%.6f', corr)) end
-if shrunk then redis.call('HSET', st, 'sa', string.format('%.6f', sa)) end
-if f ~= f0 then redis.call('HSET', st, 'f', string.format('%.6f', f)) end
-if (freed > 0 or f > f0) and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+local f, wake = release(st, leases, now, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                        tonumber(ARGV[4]), tonumber(ARGV[5]), split(ARGV[9]), 1)
+if wake and redis.call('ZCARD', queue) > 0 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 redis.call('PEXPIRE', st, ARGV[8])
 return tostring(f)
 """

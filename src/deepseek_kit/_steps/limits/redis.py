@@ -11,6 +11,14 @@ Same semantics as `_steps/limits/local.py`, kept in Redis by three Lua scripts (
 
 Time is Redis's own clock (`TIME`), so hosts need not agree on the time. Waits are relative.
 
+Finished requests reach Redis in the background, but never after this process's next acquire of
+the same quota: when the quota's pump has waiters to send, it takes the releases queued for it and
+`acquire` applies them first in the same script run (the release logic is shared, `lua.py`), so the
+waiters are judged with the slots freed and the token estimates corrected, at no extra round trip.
+Quotas with no waiter here get a group commit (`release`, one call per quota for what finished
+meanwhile). A per-quota lock keeps one call carrying its releases in flight at a time, and an
+acquire from overtaking one sent before it on another connection.
+
 Fairness (FIFO across processes): every request that finds the in-flight cap reached gets a ticket
 in a sorted set scored by a global sequence number (`HINCRBY seq`); a ticket is granted only when
 fewer tickets are ahead of it than there are free slots, so a later ticket never takes a slot an
@@ -108,12 +116,19 @@ class _Pump:
                 self.pending = deque(e for e in self.pending if not e.fut.done())
                 if not self.pending and not self.cancels:
                     return
-                batch = list(itertools.islice(self.pending, _MAX_BATCH))
-                cancels, self.cancels = self.cancels, []
-                for e in batch:
-                    e.sent = True
-                now = loop.time()
-                head, results = await owner._run_acquire(self.scope, batch, cancels, now)
+                # The lock: this call goes after any call already carrying this quota's releases,
+                # and takes the ones queued since (see `RedisLimiter._release`).
+                async with owner._lock_of(self.scope):
+                    self.pending = deque(e for e in self.pending if not e.fut.done())
+                    if not self.pending and not self.cancels:
+                        continue
+                    batch = list(itertools.islice(self.pending, _MAX_BATCH))
+                    cancels, self.cancels = self.cancels, []
+                    for e in batch:
+                        e.sent = True
+                    released = await owner._take_released(self.scope)
+                    now = loop.time()
+                    head, results = await owner._run_acquire(self.scope, batch, cancels, now, released)
                 factor, nxt = float(head[0]), float(head[2])
                 self.capn = int(head[1]) or None
                 owner._factor[self.scope] = factor
@@ -137,7 +152,7 @@ class _Pump:
                                                           would_wait=wait))
                 self.pending = deque(e for e in self.pending if not e.fut.done())
                 unsent = any(not e.sent for e in self.pending)
-                if granted or unsent or self.cancels or not self.pending:
+                if granted or unsent or self.cancels or not self.pending or self.scope in owner._ended:
                     continue
                 if await owner._listen():
                     continue  # just subscribed: look again in case a release was missed
@@ -151,6 +166,8 @@ class _Pump:
             self._fail(owner._backend_error(exc))
         finally:
             self.task = None
+            if self.scope in owner._ended and not owner._closed:  # left for the flusher to send
+                owner._ensure_flusher()
 
     def _fail(self, err: LimitBackendError) -> None:
         for e in self.pending:
@@ -221,6 +238,7 @@ class RedisLimiter:
         ad = limits.adaptive
         adapt = [ad.decrease, ad.increase, ad.floor, ad.cooldown] if ad is not None else [1.0, 0.0, 1.0, 0.0]
         self._release_args: list[Any] = [repr(self._ti), *map(repr, adapt), self._channel]
+        self._adapt_packed = pack(map(repr, adapt))
         self._idle_ms = idle_ms
         self._tag = f"{os.getpid()}.{secrets.token_hex(4)}."
         self._ids = itertools.count()
@@ -230,6 +248,7 @@ class RedisLimiter:
         self._factor: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ended: dict[str, list[Any]] = {}  # scope -> (lease id, correction, outcome)* to send
+        self._locks: dict[str, asyncio.Lock] = {}  # scope -> held by the call sending its releases
         self._flusher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._pubsub: Any = None
@@ -278,13 +297,14 @@ class RedisLimiter:
         return LimitBackendError(f"limits {self.limits.name!r}: Redis at {url} failed ({type(exc).__name__}: "
                                  f"{exc}); the request was not sent. {hint}")
 
-    async def _run_acquire(self, scope: str, batch: list[_Entry], cancels: list[str],
-                           now: float) -> tuple[list[Any], list[tuple[str, float]]]:
+    async def _run_acquire(self, scope: str, batch: list[_Entry], cancels: list[str], now: float,
+                           released: list[Any]) -> tuple[list[Any], list[tuple[str, float]]]:
         waiters: list[Any] = []
         for e in batch:
             budget = -1.0 if e.budget_end is None else max(0.0, e.budget_end - now)
             waiters += (e.id, e.tokens, repr(budget))
-        args = [*self._head_args, secrets.token_hex(8), scope, pack(cancels), pack(waiters)]
+        args = [*self._head_args, secrets.token_hex(8), scope, pack(cancels), pack(waiters),
+                self._adapt_packed + pack(released) if released else ""]
         if self._cap:
             self._ensure_renewer()
         raw = await self._script("acquire", ACQUIRE)(keys=self._keys_of(scope), args=args)
@@ -333,32 +353,85 @@ class RedisLimiter:
         return self._epochs[scope] == epoch
 
     def _release(self, scope: str, lease_id: str, diff: int, outcome: int) -> None:
-        """Queue a finished request; one task sends what finished meanwhile in one call per scope
-        (group commit: under load one round trip ends many leases)."""
+        """Queue a finished request. Its quota's pump, when it has waiters to send, carries it in
+        its next acquire call (ordered before the waiters in that one script run, so they are
+        judged with the slot freed and the tokens corrected); otherwise one task sends what
+        finished meanwhile in one call per quota (group commit: under load one round trip ends
+        many leases)."""
         self._ended.setdefault(scope, []).extend((lease_id, diff, outcome))
+        pump = self._pumps.get(scope)
+        if pump is not None and pump.task is not None:
+            pump.kick.set()
+        else:
+            self._ensure_flusher()
+
+    def _ensure_flusher(self) -> None:
         if self._flusher is None:
             self._flusher = self._spawn(self._flush())
 
-    async def _flush(self) -> None:
+    def _lock_of(self, scope: str) -> asyncio.Lock:
+        """Held by whichever call carries `scope`'s releases, and by its pump's acquire calls: an
+        acquire never overtakes a release sent before it (the two may travel on different
+        connections, and Redis would run whichever arrives first). Each holder takes the releases
+        queued when it gets the lock, so a waiter waits for at most the one call in flight."""
+        lock = self._locks.get(scope)
+        if lock is None:
+            lock = self._locks[scope] = asyncio.Lock()
+        return lock
+
+    async def _take_released(self, scope: str) -> list[Any]:
+        """The releases queued for `scope`, for an acquire call to carry (lock held). A backlog
+        beyond one batch goes ahead in release calls of its own, so no script call grows
+        without bound."""
+        items = self._ended.pop(scope, [])
+        while len(items) > 3 * _MAX_BATCH:
+            await self._send_released(scope, items[:3 * _MAX_BATCH])
+            items = items[3 * _MAX_BATCH:]
+        return items
+
+    async def _send_released(self, scope: str, items: list[Any]) -> None:
+        """Release calls for `scope` (lock held); a failure is logged: those leases expire after
+        lease_ttl (no longer renewed)."""
         script = self._script("release", RELEASE)
+        for i in range(0, len(items), 3 * _MAX_BATCH):
+            args = [*self._release_args, scope, self._idle_ms, pack(items[i:i + 3 * _MAX_BATCH])]
+            try:
+                f = await script(keys=self._keys_of(scope)[:3], args=args)
+            except Exception as exc:
+                log.warning("%s", self._backend_error(exc))
+            else:
+                self._factor[scope] = float(f)
+
+    async def _settle(self, scope: str) -> None:
+        """Return once every release of `scope` queued before this call is in Redis."""
+        async with self._lock_of(scope):
+            items = self._ended.pop(scope, None)
+            if items:
+                await self._send_released(scope, items)
+
+    async def _flush(self) -> None:
+        """The group commit, for quotas whose pump is idle (a busy pump carries its own), oldest
+        first, one call in flight at a time."""
         try:
-            while self._ended:
-                ended, self._ended = self._ended, {}
-                for scope, items in ended.items():
-                    for i in range(0, len(items), 3 * _MAX_BATCH):
-                        args = [*self._release_args, scope, self._idle_ms, pack(items[i:i + 3 * _MAX_BATCH])]
-                        try:
-                            f = await script(keys=self._keys_of(scope)[:3], args=args)
-                        except Exception as exc:  # these leases expire after lease_ttl (not renewed)
-                            log.warning("%s", self._backend_error(exc))
-                        else:
-                            self._factor[scope] = float(f)
+            while True:
+                scope = next((s for s in self._ended if not self._pump_busy(s)), None)
+                if scope is None:
+                    return
+                await self._settle(scope)
         finally:
             self._flusher = None
 
+    def _pump_busy(self, scope: str) -> bool:
+        pump = self._pumps.get(scope)
+        return pump is not None and pump.task is not None
+
     async def _flushed(self) -> None:
-        while self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        """Every release queued so far is in Redis (pumps that were carrying some included)."""
+        while self._ended:
+            await self._settle(next(iter(self._ended)))
+        for lock in list(self._locks.values()):
+            async with lock:  # a call carrying releases may still be unanswered
+                pass
 
     async def _listen(self) -> bool:
         """Subscribe to wake-ups once per process; True when this call subscribed."""
@@ -470,7 +543,9 @@ class RedisLimiter:
             pump.drop(e)
 
     async def state(self, scope: str) -> LimitState:
-        await self._flushed()  # read our own releases
+        # Read our own releases. Sent by a task of its own: a caller giving up (a timeout around
+        # state()) must not drop them on the way.
+        await asyncio.shield(self._spawn(self._settle(scope)))
         try:
             f, held, queued = await self._script("state", STATE)(keys=self._keys_of(scope), args=[])
         except Exception as exc:
@@ -483,7 +558,7 @@ class RedisLimiter:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:  # let releases reach Redis: slots free now, not after lease_ttl
+        if self._ended or self._flusher is not None:  # slots free now, not after lease_ttl
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._flushed(), max(1.0, self._ttl / 3))
         for t in list(self._tasks):
