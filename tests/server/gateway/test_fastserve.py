@@ -13,6 +13,7 @@ import zlib
 import pytest
 
 from deepseek_kit.server.gateway import GATEWAY_KEY
+from deepseek_kit.server.gateway.state import open_state
 
 from .relay_helpers import GatewayThread, config_for
 
@@ -208,3 +209,32 @@ async def test_a_caller_leaving_mid_stream_releases_its_hold(emulator_factory):
         line, _, _ = await asyncio.wait_for(_response(r2), 30)
         assert line == "HTTP/1.1 200 OK"
         await _close(w2)
+
+
+async def test_the_peer_address_is_what_ip_allow_lists_see(emulator_factory, tmp_path, monkeypatch):
+    pepper = "fastserve-test-pepper-0123456789abcdef"
+    monkeypatch.setenv("DSK_GATEWAY_PEPPER", pepper)
+    url = f"sqlite:///{tmp_path}/gw.db"
+    st = open_state(url, pepper=pepper.encode())
+    inside, _ = await st.create_key("loopback", allow_ip=["127.0.0.0/8"])
+    outside, _ = await st.create_key("office", allow_ip=["10.0.0.0/8"])
+    await st.aclose()
+    with GatewayThread(config_for(emulator_factory(), auth="keys", state=url)) as g:
+        r, w = await asyncio.open_connection("127.0.0.1", g.port)
+        for key, status in ((inside, "200"), (outside, "403")):
+            w.write(_post(json.dumps(ASK).encode(), extra=f"Authorization: Bearer {key}\r\n"))
+            line, _, body = await _response(r)
+            assert line.split()[1] == status, body
+        await _close(w)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_runner_keepalive_timeout(emulator_factory):
+    g = GatewayThread(config_for(emulator_factory()))
+    g.runner_kw = {"keepalive_timeout": 0.3}
+    with g:
+        r, w = await asyncio.open_connection("127.0.0.1", g.port)
+        w.write(_post(json.dumps(ASK).encode()))
+        line, _, _ = await _response(r)
+        assert line == "HTTP/1.1 200 OK"
+        assert await asyncio.wait_for(r.read(), 10) == b""  # closed by the gateway once idle
+        await _close(w)
