@@ -27,11 +27,10 @@ from collections.abc import Callable
 
 import httptools
 from aiohttp import web
-from multidict import CIMultiDict
 
 from .app import GATEWAY_KEY, Gateway, _cors_headers
 from .errors import GatewayError, error_response
-from .fastreq import SERVER, FastRequest, FastStream, date_header, reason
+from .fastreq import SERVER, FastRequest, FastStream, Headers, date_header, reason
 from .relay import timeout_at
 
 __all__ = ["HotProtocol", "protocol_factory"]
@@ -175,9 +174,11 @@ class HotProtocol(asyncio.Protocol):
         route = HOT_ROUTES.get(url if q < 0 else url[:q])
         if route is None or parser.get_method() != b"POST" or parser.should_upgrade():
             raise _Stop
-        headers: CIMultiDict[str] = CIMultiDict()
-        for n, v in zip(self._names, self._values, strict=True):
-            headers.add(n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+        headers = Headers()
+        # backwards, so that the first of a repeated header is the one kept; names are llhttp-checked
+        # tokens (ASCII), values decoded as aiohttp decodes them
+        for n, v in zip(reversed(self._names), reversed(self._values), strict=True):
+            headers[n.decode("latin-1").lower()] = v.decode("utf-8", "surrogateescape")
         enc = headers.get("Content-Encoding")
         if enc is not None and enc.strip().lower() == "br":
             raise _Stop  # aiohttp decodes brotli when it is installed, else answers it
