@@ -8,7 +8,9 @@ import contextlib
 import dataclasses
 import gzip
 import json
+import socket
 import zlib
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +18,7 @@ from deepseek_kit.server.gateway import GATEWAY_KEY
 from deepseek_kit.server.gateway.state import open_state
 
 from .relay_helpers import GatewayThread, config_for
+from .ws_helpers import CountingUpstream
 
 ASK = {"model": "deepseek-flash", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -238,3 +241,32 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_runner_keepaliv
         assert line == "HTTP/1.1 200 OK"
         assert await asyncio.wait_for(r.read(), 10) == b""  # closed by the gateway once idle
         await _close(w)
+
+
+async def test_a_stream_to_a_caller_who_does_not_read_holds_the_upstream_back():
+    up = await CountingUpstream(chunks=50_000).start()  # ~50 MB if nothing held it back
+    try:
+        with GatewayThread(config_for(SimpleNamespace(base_url=up.base_url))) as g:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", g.port))
+            _, w = await asyncio.open_connection(sock=sock, limit=4096)
+            w.write(_post(json.dumps({**ASK, "stream": True}).encode()))
+            await w.drain()
+            # the caller reads nothing: once the buffers are full the gateway's writes wait
+            # (pause_writing), its upstream reads stop, and so do the upstream's writes
+            end = asyncio.get_running_loop().time() + 20
+            while up.written == 0:
+                assert asyncio.get_running_loop().time() < end
+                await asyncio.sleep(0.02)
+            last, still = -1, 0
+            while still < 10:  # 10 looks 0.1 s apart with no progress
+                await asyncio.sleep(0.1)
+                still = still + 1 if up.written == last else 0
+                last = up.written
+            assert up.written < 20_000, up.written  # ~20 MB at most in all the buffers on the way
+            w.close()
+            await asyncio.wait_for(up.cancelled.wait(), 20)  # and leaving cancels it
+    finally:
+        await up.stop()
