@@ -270,3 +270,16 @@ async def test_a_stream_to_a_caller_who_does_not_read_holds_the_upstream_back():
             await asyncio.wait_for(up.cancelled.wait(), 20)  # and leaving cancels it
     finally:
         await up.stop()
+
+
+async def test_a_get_pipelined_behind_a_chunked_request_is_handed_over_intact(gw):
+    r, w = await _open(gw)
+    body = json.dumps(ASK).encode()
+    chunked = (b"POST /chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body))
+    w.write(chunked + b"GET /models HTTP/1.1\r\nHost: gw\r\n\r\n")  # where the GET starts is found
+    line, _, answer = await _response(r)
+    assert line == "HTTP/1.1 200 OK" and json.loads(answer)["object"] == "chat.completion"
+    line, _, answer = await _response(r)
+    assert line == "HTTP/1.1 200 OK" and json.loads(answer)["object"] == "list"
+    await _close(w)
