@@ -29,6 +29,7 @@ from deepseek_kit._transport.request import Request, Response
 from deepseek_kit._wire.errors import APIConnectionError, AuthenticationError, UsageError, make_status_error
 
 from .base import CallNext
+from .retry import retry_after_seconds
 
 __all__ = ["AuthProvider", "AuthStep", "KeyRotation", "OAuth2ClientCredentials", "StaticKey",
            "provider_secrets"]
@@ -216,6 +217,14 @@ class OAuth2ClientCredentials:
                                             secrets=(self._form["client_secret"],))
                     err.message = (f"token endpoint {self.token_url} refused the client credentials: "
                                    f"{err.message}")
+                    if r.status == 429:
+                        # A token endpoint's 429 is a lock-out of these credentials (too many failed
+                        # attempts), often for minutes: waiting it out inside a request would
+                        # hold the caller far past any sensible deadline. Fail now, saying when.
+                        wait = retry_after_seconds(r.headers)
+                        if wait is not None and "retry" not in err.message.lower():
+                            err.message += f"; retry in {wait:g} s"
+                        err.final = True  # type: ignore[attr-defined]
                     raise err
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise APIConnectionError(f"could not reach the token endpoint {self.token_url}: "

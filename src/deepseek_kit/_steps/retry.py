@@ -70,6 +70,8 @@ class RetryPolicy:
     def is_retryable(self, exc: BaseException) -> bool:
         """True for connection errors and timeouts, and for status errors whose code is in
         `retry_statuses` (408, 409, 429, 500, 502, 503, 504 by default)."""
+        if getattr(exc, "final", False):
+            return False  # an answer that retrying cannot change (e.g. a token endpoint's lock-out)
         if isinstance(exc, APIStatusError):
             return exc.status_code in self.retry_statuses
         return isinstance(exc, APIConnectionError)

@@ -299,6 +299,11 @@ def error_fields(body: Any) -> tuple[str | None, str | None, str | int | None, s
         return None
     err = body.get("error")
     if isinstance(err, str):
+        desc = body.get("error_description")
+        if isinstance(desc, str) and desc.strip():
+            # RFC 6749 section 5.2 (OAuth2 token endpoints): `error` is a code, the description is
+            # what a person can act on ("retry in 176 s").
+            return f"{desc.strip()[:500]} ({err})", None, err, None
         return err, None, None, None
     if not isinstance(err, dict):
         if body.get("object") == "error" or "detail" in body:

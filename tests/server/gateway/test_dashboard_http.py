@@ -1,14 +1,18 @@
 """The dashboard over plain HTTP on a real gateway (SQLite and Redis state) in front of the
-emulator: login with the admin key (wrong key refused, failures rate-limited, no admin key: no
-login), the cookie's flags, security headers, CSRF token and same-origin checks on every
-state-changing request, logout, stats aggregated from the usage rows, and the OAuth panel's 404."""
+emulator: login with the admin key (wrong key refused, failures rate-limited and counted by every
+worker sharing the state, no admin key: no login), the cookie's flags, security headers, CSRF token
+and same-origin checks on every state-changing request, logout, stats aggregated from the usage
+rows, and the OAuth panel's 404."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from yarl import URL
 
-from .dash_helpers import ADMIN, ASK, browser_session, dashboard_gateway, login
+from .dash_helpers import ADMIN, ASK, NOW, PEPPER, browser_session, dashboard_gateway, login
+from .relay_helpers import GatewayThread, config_for
 
 
 async def _chat(base: str, token: str) -> int:
@@ -249,3 +253,28 @@ async def test_a_session_works_on_every_worker_sharing_the_state(backend, emulat
         async with browser_session() as stolen, stolen.get(a.base_url + "/dashboard/api/stats", headers=h,
                                                            cookies={"dsk_dashboard": sid}) as r:
             assert r.status == 401
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_failed_logins_are_counted_by_every_worker_sharing_the_state(backend, emulator, tmp_path,
+                                                                           monkeypatch, request):
+    """Two gateways on one state stand for two workers: failed logins on either count on both, the
+    right key waits out the lock-out everywhere, and gets in once the gateway's clock passes it."""
+    url = f"sqlite:///{tmp_path}/gw.db" if backend == "sqlite" else request.getfixturevalue("redis_url")
+    now = [NOW + 17.0]
+    monkeypatch.setenv("DSK_GATEWAY_PEPPER", PEPPER)
+    monkeypatch.setenv("GW_TEST_ADMIN", ADMIN)
+    cfg = dataclasses.replace(config_for(emulator, auth="keys", state=url), admin_key_env="GW_TEST_ADMIN")
+    with GatewayThread(cfg, clock=lambda: now[0]) as a, GatewayThread(cfg, clock=lambda: now[0]) as b:
+        async with browser_session() as s:
+            statuses = [(await login(s, (a, b)[i % 2].base_url, f"guess-{i}"))[0] for i in range(5)]
+            assert statuses == [401] * 5  # 5 per address per minute: 3 on a, 2 on b
+            waits = []
+            for gw in (a, b):
+                async with s.post(gw.base_url + "/dashboard/login", data={"admin_key": ADMIN},
+                                  headers={"Origin": gw.base_url, "Accept": "application/json"}) as r:
+                    assert r.status == 429, await r.text()
+                    waits.append(int(r.headers["Retry-After"]))
+            assert waits[0] == waits[1] > 0
+            now[0] += waits[0]
+            assert (await login(s, b.base_url))[0] == 200

@@ -103,18 +103,26 @@ async def test_shared_sessions_expire_and_store_no_session_id(backend, tmp_path,
         await store.aclose()
 
 
-def test_login_limiter_per_address_and_overall():
-    clock = Clock()
+async def test_login_limiter_per_address_and_overall():
+    clock = Clock()  # t=1000: 40 s into the 60 s window that began at 960
     lim = LoginLimiter(per_ip=3, overall=5, period=60, clock=clock)
-    for _ in range(3):
-        assert lim.retry_after("10.0.0.1") == 0
-        lim.failed("10.0.0.1")
-    assert lim.retry_after("10.0.0.1") == 60 and lim.retry_after("10.0.0.2") == 0
-    lim.failed("10.0.0.2")
-    lim.failed("10.0.0.3")
-    assert lim.retry_after("10.0.0.9") == 60  # five failures overall: everyone waits
-    clock.now += 60
-    assert lim.retry_after("10.0.0.1") == 0 and lim.retry_after("10.0.0.9") == 0
+
+    async def wait(ip: str) -> int:
+        return (await lim.attempt(ip)).retry_after  # an attempt let through counts as a failure
+
+    assert [await wait("10.0.0.1") for _ in range(3)] == [0, 0, 0]
+    # blocked to the end of the window (20 s), rounded up past it; a refused try is not counted
+    assert await wait("10.0.0.1") == 21 and await wait("10.0.0.1") == 21
+    assert await wait("10.0.0.2") == 0 and await wait("10.0.0.3") == 0
+    assert await wait("10.0.0.9") == 21  # five failures overall: everyone waits
+    clock.now += 20
+    assert await wait("10.0.0.1") == 1  # the window turned: its 3 still weigh 3 * 60/60
+    clock.now += 1
+    ok = await lim.attempt("10.0.0.1")
+    assert ok.retry_after == 0
+    await lim.succeeded(ok)  # a right key: taken back
+    assert await wait("10.0.0.1") == 0  # a wrong one: 3 * 59/60 + 1 now, over until 1040
+    assert await wait("10.0.0.1") == 20
 
 
 def test_live_counts_stay_exact_past_the_sample_cap():

@@ -34,6 +34,7 @@ DEFAULT_TOKEN_TTL = 900
 MAX_TOKEN_TTL = 86_400
 SECRET_PREFIX = "dsk-cs-"
 _CLIENT_ID_RE = re.compile(r"dskc_[0-9a-f]{20}")
+_NO_CLIENT_HASH = "0" * 64  # compared against when the client does not exist (never a real hash)
 _SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
 
 
@@ -208,11 +209,13 @@ class OAuthClients:
         """The live client these credentials belong to, or None (unknown id, wrong secret, revoked):
         the token endpoint answers all three alike, `invalid_client`."""
         if not _CLIENT_ID_RE.fullmatch(client_id) or not secret:
-            return None
+            return None  # tells only what the public id format already tells
         row = await _store("checking OAuth client credentials", self.store.client(client_id))
-        if row is None:
+        # The secret is hashed and compared whether or not the client exists, so that an unknown
+        # id and a wrong secret take the same time (no enumeration of client ids by timing).
+        stored = _NO_CLIENT_HASH if row is None else row[1]
+        matches = hmac.compare_digest(self.hash_secret(secret), stored)
+        if row is None or not matches:
             return None
         rec = ClientRecord.from_json(row[0])
-        if not hmac.compare_digest(self.hash_secret(secret), row[1]) or rec.revoked is not None:
-            return None
-        return rec
+        return None if rec.revoked is not None else rec

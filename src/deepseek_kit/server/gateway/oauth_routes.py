@@ -1,6 +1,7 @@
 """HTTP routes of the gateway's OAuth2 client-credentials grant (RFC 6749 section 4.4):
 
     POST /v1/oauth/token (also /oauth/token)   the token endpoint
+    GET /.well-known/jwks.json (also /v1/oauth/jwks)  the public signing keys (RFC 7517 JWK Set)
     POST   {admin}/clients                     create -> 201 with "client_secret" (shown once)
     GET    {admin}/clients                     {"data": [every client, never a secret]}
     POST   {admin}/clients/{id}/revoke         revoke (also DELETE {admin}/clients/{id})
@@ -15,6 +16,16 @@ failure: `{"error", "error_description"}` (section 5.2) with 400, or 401 for `in
 (plus `WWW-Authenticate: Basic` when Basic was used). Every answer has `Cache-Control: no-store`.
 Unknown client, wrong secret and revoked client are one answer, so the endpoint tells an attacker
 nothing about which client ids exist.
+
+Failed client authentications are limited (auth_throttle.py, shared by every worker and gateway on
+the state): `TOKEN_FAILURES_PER_CLIENT` per client_id, known or not, and
+`TOKEN_FAILURES_PER_ADDRESS` per caller address. Over either, the endpoint answers 429 with
+`Retry-After` and `{"error": "slow_down"}` before looking at the secret, so a right secret is
+refused too until the window passes. Why `slow_down`: RFC 6749 section 5.2 has no error for "too
+many attempts"; `slow_down` is the one error registered for token-endpoint responses (IANA OAuth
+Extensions Error registry, RFC 8628 section 3.5) that means "back off and retry later", and 429
+with Retry-After is RFC 6585's. `invalid_client` would be wrong: the client cannot tell from it
+that retrying with the same (maybe right) secret is what it should do later.
 """
 
 from __future__ import annotations
@@ -22,17 +33,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
+from .auth_throttle import FailureLimiter, Limit, failures_of_state
 from .keys import GatewayKeyError, GatewayState, StateUnavailableError
 from .oauth_clients import DEFAULT_SCOPE, DEFAULT_TOKEN_TTL, ClientRecord, check_scope
 from .oauth_tokens import tokens_for
+from .state_common import _store
 
-__all__ = ["add_client_admin_routes", "add_token_routes"]
+__all__ = ["JWKS_MAX_AGE", "TOKEN_FAILURES_PER_ADDRESS", "TOKEN_FAILURES_PER_CLIENT",
+           "add_client_admin_routes", "add_token_routes", "throttle_for"]
+
+#: Failed client authentications at the token endpoint allowed per client_id (known or not) ...
+TOKEN_FAILURES_PER_CLIENT = Limit("oauth-client", 10, 300.0)
+#: ... and per caller address, counted by every worker and gateway sharing the state.
+TOKEN_FAILURES_PER_ADDRESS = Limit("oauth-ip", 50, 300.0)
+#: Seconds caches may keep the JWKS (a rotated key shows up within this).
+JWKS_MAX_AGE = 300
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_BODY = 16 * 1024
@@ -40,14 +62,18 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class _OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400, basic: bool = False) -> None:
+    def __init__(self, error: str, description: str, status: int = 400, basic: bool = False,
+                 retry_after: int | None = None) -> None:
         super().__init__(description)
         self.error, self.description, self.status, self.basic = error, description, status, basic
+        self.retry_after = retry_after
 
     def response(self) -> web.Response:
         headers = dict(_NO_STORE)
         if self.basic:
             headers["WWW-Authenticate"] = 'Basic realm="dsk-gateway", charset="UTF-8"'
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
         return web.json_response({"error": self.error, "error_description": self.description},
                                  status=self.status, headers=headers)
 
@@ -126,10 +152,20 @@ def add_token_routes(app: web.Application, state: Callable[[], GatewayState | No
                 raise _OAuthError("invalid_client", "client_id and client_secret are required (in HTTP "
                                   "Basic or in the body)", 401, basic)
             service = tokens_for(st)
+            checks = [(TOKEN_FAILURES_PER_CLIENT, cid), (TOKEN_FAILURES_PER_ADDRESS, request.remote or "-")]
+            limiter = throttle_for(st)
+            attempt = await _store("counting client authentications", limiter.attempt(checks))
+            if attempt.retry_after:
+                # Judged before the secret, so that a right secret is refused too (else the answer
+                # would confirm a guess) and an unknown client_id gets the same answer as a real one.
+                raise _OAuthError("slow_down", f"too many failed client authentications for this client_id "
+                                  f"or from this address; retry in {attempt.retry_after} s", 429,
+                                  retry_after=attempt.retry_after)
             client = await service.clients.check(cid, secret)
-            if client is None:
+            if client is None:  # the attempt stays counted as a failure
                 raise _OAuthError("invalid_client", "unknown client, wrong secret, or revoked client",
                                   401, basic)
+            await _store("counting client authentications", limiter.succeeded(attempt))
             scope = _scope(client, params.get("scope"))
             bound = await service.key_record(client.key_id)
             status = "unknown" if bound is None else bound.status(service.clients.clock())
@@ -148,8 +184,35 @@ def add_token_routes(app: web.Application, state: Callable[[], GatewayState | No
         return web.json_response({"access_token": access, "token_type": "Bearer", "expires_in": ttl,
                                   "scope": scope}, headers=_NO_STORE)
 
+    async def jwks(request: web.Request) -> web.Response:
+        st = state()
+        try:
+            if st is None:
+                raise StateUnavailableError("the gateway is starting; try again shortly")
+            doc = await tokens_for(st).jwks()
+        except GatewayKeyError as exc:  # the store is down (503), or no JOSE library here (501)
+            return web.json_response({"error": {"message": exc.message, "type": exc.type}}, status=exc.status,
+                                     headers={"Cache-Control": "no-store"})
+        return web.json_response(doc, content_type="application/jwk-set+json",
+                                 headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
+                                 dumps=lambda o: json.dumps(o, separators=(",", ":")))
+
     app.router.add_post("/v1/oauth/token", token)
     app.router.add_post("/oauth/token", token)
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/v1/oauth/jwks", jwks)
+
+
+_LIMITERS: weakref.WeakKeyDictionary[Any, FailureLimiter] = weakref.WeakKeyDictionary()
+
+
+def throttle_for(state: GatewayState) -> FailureLimiter:
+    """The token endpoint's failure limiter on `state`'s store, on the state's (injectable) clock."""
+    found = _LIMITERS.get(state)
+    if found is None:
+        clock = tokens_for(state).now
+        found = _LIMITERS[state] = FailureLimiter(failures_of_state(state), clock)
+    return found
 
 
 def _scope(client: ClientRecord, asked: str | None) -> str:

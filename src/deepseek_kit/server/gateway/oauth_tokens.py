@@ -51,7 +51,7 @@ from .keys import (
     StateUnavailableError,
     VirtualKey,
 )
-from .oauth_clients import ClientRecord, OAuthClients
+from .oauth_clients import MAX_TOKEN_TTL, ClientRecord, OAuthClients
 from .state_common import REVALIDATE, _store
 
 __all__ = ["ALGORITHM", "AUDIENCE", "ISSUER", "MAX_TOKEN_LEN", "OAuthUnavailableError", "TokenService",
@@ -231,6 +231,24 @@ class TokenService:
         return [{"kid": k.kid, "alg": ALGORITHM, "current": k.kid == self._current,
                  "retired": None if k.retired is None else
                  datetime.fromtimestamp(k.retired, timezone.utc).isoformat()} for k in keys.values()]
+
+    async def jwks(self) -> dict[str, Any]:
+        """The JSON Web Key Set (RFC 7517 section 5, OKP keys of RFC 8037) of the public halves of
+        the current signing key and of every retired one whose tokens may still be valid: a key
+        retired at t signed nothing after t, and no token lives longer than `MAX_TOKEN_TTL`. The
+        newest key comes first. Never a private half (`d`)."""
+        from cryptography.hazmat.primitives import serialization
+
+        if time.monotonic() - self._checked > REVALIDATE:  # a key rotated by another worker
+            await self._revalidate()
+        await self._signing_key()  # makes the first key if there is none: the set is never empty
+        keys = await self._load_keys()
+        horizon = self.now() - MAX_TOKEN_TTL - LEEWAY
+        live = [k for k in keys.values() if k.retired is None or k.retired > horizon]
+        live.sort(key=lambda k: (k.retired is None, k.retired or 0.0), reverse=True)
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": _b64(k.public.public_bytes(*raw)),
+                          "kid": k.kid, "use": "sig", "alg": ALGORITHM} for k in live]}
 
     # -- issuing -----------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..keys import GatewayKeyError, GatewayState
+from ..state_common import _store
 from .live import LiveStats
 from .session import (
     COOKIE,
@@ -36,7 +36,7 @@ from .session import (
     is_https,
     same_origin,
 )
-from .shared_sessions import sessions_for
+from .shared_sessions import failures_beside, sessions_for
 from .stats import health_view, usage_view
 
 if TYPE_CHECKING:
@@ -106,7 +106,9 @@ class Dashboard:
                  limiter: LoginLimiter | None = None) -> None:
         self.src = src
         self.sessions = sessions or sessions_for(src.state_url)
-        self.limiter = limiter or LoginLimiter()
+        # counted beside the sessions (the state's SQLite file or Redis): every worker sees every failure
+        self.limiter = limiter or LoginLimiter(clock=lambda: src.now().timestamp(),
+                                               store=failures_beside(self.sessions))
         self.files = _static_files()
 
     # -- wrappers ---------------------------------------------------------------------------------
@@ -179,18 +181,18 @@ class Dashboard:
                                "[gateway] admin_key_env and restart the gateway)")
         if not same_origin(request):
             return refuse(403, "cross-origin login refused: the Origin does not match this host")
-        ip = request.remote or "-"
-        wait = self.limiter.retry_after(ip)
-        if wait > 0:
-            return refuse(429, f"too many failed logins: try again in {math.ceil(wait)} s",
-                          {"Retry-After": str(math.ceil(wait))})
         if (request.content_length or 0) > _MAX_LOGIN_BODY:
             return refuse(413, "login form too large")
         form = await request.post()
+        # a store failure is a 503 naming it (StateUnavailableError), not a 500
+        attempt = await _store("counting dashboard logins", self.limiter.attempt(request.remote or "-"))
+        wait = attempt.retry_after
+        if wait > 0:
+            return refuse(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
         given = form.get("admin_key")
         if not isinstance(given, str) or not admin_key_matches(given, self.src.admin_key):
-            self.limiter.failed(ip)
-            return refuse(401, "wrong admin key")
+            return refuse(401, "wrong admin key")  # the attempt stays counted as a failure
+        await _store("counting dashboard logins", self.limiter.succeeded(attempt))
         sid, s = await self.sessions.create()
         resp: web.Response
         if wants_json:

@@ -1,5 +1,5 @@
 """Dashboard sessions: the admin-key login check, server-side sessions behind a cookie, CSRF
-tokens, the same-origin check and the rate limit on failed logins.
+tokens, the same-origin check and the limit on failed logins (auth_throttle.py counts them).
 
 The cookie carries only a random session id (`secrets.token_urlsafe`); the session (its CSRF token
 and expiry) is kept server-side, so the admin key never reaches the browser and a logout or expiry
@@ -12,12 +12,14 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from ..auth_throttle import Attempt, FailureLimiter, FailureStore, Limit, MemoryFailures
 
 __all__ = ["COOKIE", "LoginLimiter", "Session", "Sessions", "admin_key_matches", "same_origin"]
 
@@ -84,41 +86,27 @@ class Sessions:
 
 class LoginLimiter:
     """Failed logins allowed per client address (`per_ip` in `period` seconds) and over all
-    addresses (`overall`), so a guesser spread over many addresses is slowed down too."""
+    addresses (`overall`), so a guesser spread over many addresses is slowed down too. Counted in
+    `store` (shared_sessions.py gives the one beside the sessions, so that every worker counts the
+    same failures), on `clock` (epoch seconds; the gateway's, which tests move)."""
 
     def __init__(self, per_ip: int = 5, overall: int = 50, period: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_ip, self.overall, self.period, self.clock = per_ip, overall, period, clock
-        self._all: deque[float] = deque()
-        self._by_ip: dict[str, deque[float]] = {}
+                 clock: Callable[[], float] = time.time, store: FailureStore | None = None) -> None:
+        self.by_ip = Limit("dash-login-ip", per_ip, period)
+        self.overall = Limit("dash-login-all", overall, period)
+        self._limiter = FailureLimiter(store or MemoryFailures(), clock)
 
-    def _trim(self, q: deque[float], now: float) -> None:
-        while q and q[0] <= now - self.period:
-            q.popleft()
+    def _checks(self, ip: str) -> list[tuple[Limit, str]]:
+        return [(self.by_ip, ip), (self.overall, "*")]
 
-    def retry_after(self, ip: str) -> float:
-        """Seconds until `ip` may try again (0: it may now)."""
-        now = self.clock()
-        self._trim(self._all, now)
-        q = self._by_ip.get(ip)
-        waits = [0.0]
-        if q is not None:
-            self._trim(q, now)
-            if not q:
-                del self._by_ip[ip]
-            elif len(q) >= self.per_ip:
-                waits.append(q[0] + self.period - now)
-        if len(self._all) >= self.overall:
-            waits.append(self._all[0] + self.period - now)
-        return max(waits)
+    async def attempt(self, ip: str) -> Attempt:
+        """Count a login attempt from `ip` as a failure until `succeeded`; its `retry_after` is the
+        whole seconds to wait first (0: judge it now)."""
+        return await self._limiter.attempt(self._checks(ip))
 
-    def failed(self, ip: str) -> None:
-        now = self.clock()
-        self._all.append(now)
-        self._by_ip.setdefault(ip, deque()).append(now)
-        if len(self._by_ip) > 10_000:  # many addresses: forget the ones with nothing recent
-            for k in [k for k, q in self._by_ip.items() if not q or q[-1] <= now - self.period]:
-                del self._by_ip[k]
+    async def succeeded(self, attempt: Attempt) -> None:
+        """Take back the attempt of a login that succeeded."""
+        await self._limiter.succeeded(attempt)
 
 
 def is_https(request: web.Request) -> bool:

@@ -20,9 +20,10 @@ from typing import Any
 
 from deepseek_kit._sqlite import private_db_file
 
+from ..auth_throttle import FailureStore, MemoryFailures, RedisFailures, SqliteFailures
 from .session import Session, Sessions
 
-__all__ = ["RedisSessions", "SqliteSessions", "sessions_for"]
+__all__ = ["RedisSessions", "SqliteSessions", "failures_beside", "sessions_for"]
 
 
 def _digest(sid: str) -> str:
@@ -140,6 +141,16 @@ class SqliteSessions(Sessions):
             await self._run(close)
             self._conn = None
         self._pool.shutdown(wait=False)
+
+
+def failures_beside(sessions: Sessions) -> FailureStore:
+    """The failed-login counters in the same store as `sessions`, on its connection (a
+    `gw_auth_failures` table in the SQLite file, `dsk:gw:authfail:` keys in Redis)."""
+    if isinstance(sessions, SqliteSessions):
+        return SqliteFailures(sessions._run)  # its autocommit connection, on its own thread
+    if isinstance(sessions, RedisSessions):
+        return RedisFailures(sessions._redis)
+    return MemoryFailures()
 
 
 def sessions_for(state_url: str | None) -> Sessions:
