@@ -42,7 +42,7 @@ from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
 from .oauth_routes import add_token_routes
 from .ops_metrics import BudgetRefresher, QueueCollector
-from .relay import Call, Relay, timeout_at
+from .relay import Call, Caller, Relay, timeout_at
 from .repair import ReasoningMemory
 from .stitch import Stitcher
 from .tpm import StreamMeter
@@ -196,12 +196,14 @@ class Gateway:
 
     # -- request parsing ---------------------------------------------------------------------------
 
-    async def read_body(self, request: web.Request) -> bytes:
+    async def read_body(self, request: Caller) -> bytes:
         cap = self.config.max_body_bytes
         size = request.content_length
         if size is not None and size > cap and "Content-Encoding" not in request.headers:
             raise GatewayError(413, f"request body of {size:,} bytes is over the gateway's limit of "
                                f"{cap:,} bytes", code="request_too_large")
+        if not isinstance(request, web.BaseRequest):  # the fast server's request (fastproto.py)
+            return await request.read_capped(cap, self.config.client_timeout)
         content = request.content
         if content.is_eof():
             # The whole body is already here (the usual case for a chat request): take it without
@@ -269,7 +271,7 @@ class Gateway:
 
     # -- handlers ----------------------------------------------------------------------------------
 
-    async def completions(self, request: web.Request, path: str, beta: bool, *, message: bytes | None = None,
+    async def completions(self, request: Caller, path: str, beta: bool, *, message: bytes | None = None,
                           out: web.StreamResponse | None = None) -> web.StreamResponse:
         """One call: admission, relay, settlement. The WebSocket route (websocket.py) passes the
         request `message` (instead of the body) and the `out` sink the stream is written to; the
