@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     )
     from ._tools.structured import Parsed, StructuredOutputError, parse, parse_sync
     from ._tools.tool import Tool, ToolArgumentsError, tool
+    from ._transport.fast import HttpToolsTransport
     from ._transport.request import Request, Response
     from ._transport.timeouts import Timeout
     from ._transport.transports import AiohttpTransport, MockResponse, MockTransport, Transport
@@ -129,6 +130,7 @@ _LAZY: dict[str, str] = {
     "APITimeoutError": "._wire.errors",
     "Adaptive": "._steps.limits.base",
     "AiohttpTransport": "._transport.transports",
+    "HttpToolsTransport": "._transport.fast",
     "AllEndpointsFailedError": "._wire.errors",
     "AsyncClient": "._client.client",
     "AsyncCompletionStream": "._client.stream",
@@ -318,6 +320,7 @@ __all__ = [
     "Final",
     "HolidayCalendar",
     "HolidayCalendarWarning",
+    "HttpToolsTransport",
     "InputProblem",
     "InsufficientBalanceError",
     "InternalServerError",

@@ -1,7 +1,8 @@
 """Stream resumption through prefix completion, against the real emulator: a broken stream, once
 resumed, yields exactly the text the emulator sends unbroken. The emulator supports prefix
 completion but is not DeepSeek's host, so these clients opt in (`prefix_completion=True`); the scope
-rule itself is tested in tests/client/test_resume_scope.py."""
+rule itself is tested in tests/client/test_resume_scope.py. Over both transports (AiohttpTransport,
+HttpToolsTransport): resets and stalls mid-stream are transport-level events."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import uuid
 
 import pytest
 
-from deepseek_kit import AsyncClient, Resumption, RetryPolicy, StreamError, StreamTimeoutError, Timeout
+from deepseek_kit import (
+    AiohttpTransport,
+    AsyncClient,
+    HttpToolsTransport,
+    Resumption,
+    RetryPolicy,
+    StreamError,
+    StreamTimeoutError,
+    Timeout,
+)
 
 MSGS = [{"role": "user", "content": "Tell me a long story about the sea."}]
 
@@ -19,9 +29,10 @@ def directive(spec: str) -> dict[str, str]:
     return {"X-DSK-Emulate": f"{spec};key={uuid.uuid4().hex[:10]}"}
 
 
-@pytest.fixture
-async def client(emulator):
+@pytest.fixture(params=[AiohttpTransport, HttpToolsTransport], ids=["aiohttp", "httptools"])
+async def client(emulator, request):
     c = AsyncClient(api_key="sk-resume", base_url=emulator.base_url, prefix_completion=True,
+                    transport=request.param(),
                     retry=RetryPolicy(max_retries=1, initial_delay=0.01),
                     timeout=Timeout(first_token=10, idle=0.5, total=60))
     yield c

@@ -28,6 +28,7 @@ from deepseek_kit import (
     StreamError,
     Timeout,
 )
+from deepseek_kit._transport.fast import HttpToolsTransport
 from tests.helpers.servers import ThreadedServer
 
 KEY = "sk-SECRET-canary-123456"
@@ -61,8 +62,14 @@ class Hostile(ThreadedServer):
         await writer.drain()
 
 
-@pytest.fixture
-def hostile():
+# Which transport `client()` gives the client: every test runs over both (the default aiohttp
+# one, and the gateway's HttpToolsTransport).
+TRANSPORT = ["aiohttp"]
+
+
+@pytest.fixture(params=["aiohttp", "httptools"])
+def hostile(request):
+    TRANSPORT[0] = request.param
     started: list[Hostile] = []
 
     def make(handler: Handler) -> Hostile:
@@ -93,6 +100,8 @@ def sse(*events: bytes, tail: bytes = b"") -> Handler:
 def client(url: str, **kw) -> AsyncClient:
     kw.setdefault("max_retries", 0)
     kw.setdefault("timeout", Timeout(total=20))
+    if TRANSPORT[0] == "httptools":
+        kw.setdefault("transport", HttpToolsTransport())
     return AsyncClient(api_key=KEY, base_url=url, **kw)
 
 
@@ -166,7 +175,8 @@ async def test_deeply_nested_answer_fails_over(hostile):
     bad = hostile(reply(DEEP))
     good = hostile(reply(OK))
     eps = [Endpoint(bad.url, name="bad", api_key="k1"), Endpoint(good.url, name="good", api_key="k2", priority=1)]
-    async with AsyncClient(endpoints=eps, routing=Routing(strategy="priority"), max_retries=0) as c:
+    fast = {"transport": HttpToolsTransport()} if TRANSPORT[0] == "httptools" else {}
+    async with AsyncClient(endpoints=eps, routing=Routing(strategy="priority"), max_retries=0, **fast) as c:
         resp = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert resp.choices[0].message.content == "fine"
     assert len(bad.requests) == 1 and len(good.requests) == 1

@@ -1,14 +1,17 @@
 """A request body above 1 MiB (a long document in the prompt) goes out file-like: aiohttp sends a
 bytes body in one write and warns above that size, which under warnings-as-errors is a failure in
-the caller's program. Retries resend the whole body."""
+the caller's program. Retries resend the whole body. Over both transports (HttpToolsTransport writes
+head and body in one write: asyncio buffers what the socket does not take at once)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from aiohttp import web
 
-from deepseek_kit import AsyncClient, RetryPolicy
+from deepseek_kit import AiohttpTransport, AsyncClient, RetryPolicy
+from deepseek_kit._transport.fast import HttpToolsTransport
 from tests.helpers.servers import serve_app
 
 ANSWER = {"id": "c", "object": "chat.completion", "created": 1, "model": "deepseek-chat",
@@ -17,7 +20,8 @@ ANSWER = {"id": "c", "object": "chat.completion", "created": 1, "model": "deepse
           "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 
 
-async def test_a_3_mb_prompt_is_sent_whole_without_a_warning_and_resent_whole_on_retry():
+@pytest.mark.parametrize("transport", [AiohttpTransport, HttpToolsTransport])
+async def test_a_3_mb_prompt_is_sent_whole_without_a_warning_and_resent_whole_on_retry(transport):
     seen: list[int] = []
 
     async def chat(request: web.Request) -> web.Response:
@@ -32,7 +36,7 @@ async def test_a_3_mb_prompt_is_sent_whole_without_a_warning_and_resent_whole_on
     app.router.add_post("/chat/completions", chat)
     prompt = "word " * (3 * 1024 * 1024 // 5)
     async with serve_app(app) as url, AsyncClient(
-            api_key="sk-test", base_url=url,
+            api_key="sk-test", base_url=url, transport=transport(),
             retry=RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.01)) as c:
         r = await c.chat.completions.create(model="deepseek-chat",
                                             messages=[{"role": "user", "content": prompt}])

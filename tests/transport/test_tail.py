@@ -1,12 +1,15 @@
 """`Timeout.tail` never outlasts `idle`: a complete answer followed by keep-alive
-comments forever ends normally within about `idle`, and its connection is closed, not pooled."""
+comments forever ends normally within about `idle`, and its connection is closed, not pooled.
+Over both transports (AiohttpTransport, HttpToolsTransport)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
-from deepseek_kit import AsyncClient, Timeout
+import pytest
+
+from deepseek_kit import AiohttpTransport, AsyncClient, HttpToolsTransport, Timeout
 from tests.helpers.restart_server import TEXT, USAGE, RestartServer
 
 MSGS = [{"role": "user", "content": "Hi"}]
@@ -22,9 +25,14 @@ async def _read_all(client: AsyncClient, model: str, **kw):
     return final, loop.time() - t0, s
 
 
-async def test_keepalive_forever_after_the_answer_ends_within_idle(emulator):
+TRANSPORTS = pytest.mark.parametrize("transport", [AiohttpTransport, HttpToolsTransport])
+
+
+@TRANSPORTS
+async def test_keepalive_forever_after_the_answer_ends_within_idle(emulator, transport):
     h = {"X-DSK-Emulate": f"keepalive_forever;keepalive=0.05;key={uuid.uuid4().hex[:8]}"}
     async with AsyncClient(api_key="sk-tail", base_url=emulator.base_url, max_retries=0,
+                           transport=transport(),
                            timeout=Timeout(first_token=10, idle=IDLE, total=60)) as c:
         final, elapsed, s = await _read_all(c, "deepseek-flash", extra_headers=h, thinking=False)
         assert final.choices[0].finish_reason == "stop" and final.usage is not None
@@ -38,9 +46,10 @@ async def test_keepalive_forever_after_the_answer_ends_within_idle(emulator):
         assert emulator.state.disconnects == 1 and emulator.state.in_flight == 0
 
 
-async def test_the_connection_is_dropped_not_pooled():
+@TRANSPORTS
+async def test_the_connection_is_dropped_not_pooled(transport):
     async with RestartServer(ending="keepalive", then="stop") as srv, \
-            AsyncClient(api_key="sk-tail", base_url=srv.base_url, max_retries=0,
+            AsyncClient(api_key="sk-tail", base_url=srv.base_url, max_retries=0, transport=transport(),
                         timeout=Timeout(first_token=10, idle=IDLE, total=60)) as c:
         final, elapsed, _ = await _read_all(c, "m")
         assert final.choices[0].message.content == TEXT

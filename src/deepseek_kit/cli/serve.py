@@ -192,7 +192,7 @@ def _serve_gateway(config: Any, sock: Any) -> None:
 
     from aiohttp import web
 
-    from deepseek_kit.server.gateway import GATEWAY_KEY, create_gateway_app
+    from deepseek_kit.server.gateway import GATEWAY_KEY, create_gateway_app, run_gateway_app
 
     app = create_gateway_app(config)
 
@@ -210,8 +210,8 @@ def _serve_gateway(config: Any, sock: Any) -> None:
     except ImportError:
         pass
     try:
-        web.run_app(app, sock=sock, handler_cancellation=True, access_log=None,
-                    shutdown_timeout=config.shutdown_grace, print=None, loop=loop)
+        # the hot routes on the fast protocol, the rest on aiohttp (server/gateway/fastserve.py)
+        run_gateway_app(app, sock, shutdown_timeout=config.shutdown_grace, loop=loop)
     finally:
         import logging
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from deepseek_kit.server.gateway import create_gateway_app, parse_gateway_config
+from deepseek_kit.server.gateway import GatewaySite, create_gateway_app, parse_gateway_config
 
 UPSTREAM_KEY = "sk-upstream-ops-secret-4242"
 
@@ -44,7 +44,7 @@ class AppThread:
     async def _start(self) -> None:
         self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = GatewaySite(self.runner, "127.0.0.1", 0)  # the path `dsk serve` uses
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 

@@ -7,7 +7,7 @@ import threading
 
 from aiohttp import web
 
-from deepseek_kit.server.gateway import create_gateway_app, parse_gateway_config
+from deepseek_kit.server.gateway import GatewaySite, create_gateway_app, parse_gateway_config
 
 
 class GatewayThread:
@@ -19,6 +19,7 @@ class GatewayThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._runner: web.AppRunner | None = None
+        self.runner_kw: dict = {}  # more AppRunner arguments (e.g. keepalive_timeout)
 
     @property
     def base_url(self) -> str:
@@ -51,9 +52,9 @@ class GatewayThread:
 
     async def _start(self) -> None:
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
-                                     shutdown_timeout=2.0)
+                                     shutdown_timeout=2.0, **self.runner_kw)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = GatewaySite(self._runner, "127.0.0.1", 0)  # the path `dsk serve` uses
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 

@@ -36,6 +36,19 @@ async def _wait_for(cond, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _refused_over_http(base_url: str, key: str, timeout: float = 10.0) -> None:
+    import aiohttp
+
+    end = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(base_url + "/v1/models", headers={"Authorization": f"Bearer {key}"}) as r:
+                if r.status == 401:
+                    return
+            assert time.monotonic() < end, "the revoked key was still accepted after 10 s"
+            await asyncio.sleep(0.05)
+
+
 def _url(gw) -> str:
     return gw.base_url.replace("http://", "ws://") + "/v1/chat/stream"
 
@@ -168,6 +181,10 @@ async def test_each_request_is_admitted_again_rate_limit_and_revocation(keyed):
                         pass
                     if then is not None:
                         await st.revoke(then)
+                        # Revocation reaches a worker within a second (its key cache): wait until
+                        # this gateway refuses the key over HTTP, so the WebSocket request below is
+                        # judged after it, however slow the box (a fixed sleep raced it under load).
+                        await _refused_over_http(gw.base_url, key)
                     await ws.send(json.dumps(short))  # the same connection, a second request
                     err = json.loads(await ws.recv())["error"]
                     await ws.wait_closed()

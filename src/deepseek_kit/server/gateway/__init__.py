@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .accesslog import AccessLogHandler
     from .app import GATEWAY_KEY, create_gateway_app
     from .config import GatewayConfig, GatewayConfigError, load_gateway_config, parse_gateway_config
+    from .fastserve import GatewaySite, run_gateway_app
     from .keys import (
         GatewayKeyError,
         GatewayState,
@@ -38,6 +39,7 @@ _LAZY: dict[str, str] = {
     "GatewayConfig": ".config",
     "GatewayConfigError": ".config",
     "GatewayKeyError": ".keys",
+    "GatewaySite": ".fastserve",
     "GatewayState": ".keys",
     "KeyRecord": ".keys",
     "StateUnavailableError": ".keys",
@@ -49,6 +51,7 @@ _LAZY: dict[str, str] = {
     "now": "deepseek_kit._wire.pricing",
     "open_state": ".state",
     "parse_gateway_config": ".config",
+    "run_gateway_app": ".fastserve",
     "tokens_for": ".oauth_tokens",
 }
 
@@ -63,6 +66,7 @@ __all__ = [
     "GatewayConfig",
     "GatewayConfigError",
     "GatewayKeyError",
+    "GatewaySite",
     "GatewayState",
     "KeyRecord",
     "StateUnavailableError",
@@ -74,5 +78,6 @@ __all__ = [
     "now",
     "open_state",
     "parse_gateway_config",
+    "run_gateway_app",
     "tokens_for",
 ]

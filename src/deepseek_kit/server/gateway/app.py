@@ -28,6 +28,7 @@ from deepseek_kit._client.client import AsyncClient
 from deepseek_kit._client.resume import supports_prefix_completion
 from deepseek_kit._steps.auth import StaticKey
 from deepseek_kit._steps.router import Endpoint
+from deepseek_kit._transport.fast import gateway_transport
 from deepseek_kit._wire.types import decode_json
 
 from .admin import add_admin_routes
@@ -41,7 +42,7 @@ from .keylimits import KeyLimits
 from .metrics import GatewayMetrics, access_line
 from .oauth_routes import add_token_routes
 from .ops_metrics import BudgetRefresher, QueueCollector
-from .relay import Call, Relay, timeout_at
+from .relay import Call, Caller, Relay, timeout_at
 from .repair import ReasoningMemory
 from .stitch import Stitcher
 from .tpm import StreamMeter
@@ -94,7 +95,7 @@ class Gateway:
                              endpoints=endpoints, routing=c.routing, timeout=c.timeout,
                              limits=carrier_limits(c.limits) if caps else c.limits,
                              cache=c.cache if c.cache is not None else False, logs=c.logs or False,
-                             metrics=False, max_retries=1)
+                             metrics=False, max_retries=1, transport=gateway_transport())
         if caps and client.limits is not None:  # per-upstream caps (upstream_limits.py)
             base = client.limits.backend if c.limits is not None and c.limits.active else None
             redis = self.key_limits.redis_url or (c.limits.redis_url if c.limits is not None else None)
@@ -195,12 +196,14 @@ class Gateway:
 
     # -- request parsing ---------------------------------------------------------------------------
 
-    async def read_body(self, request: web.Request) -> bytes:
+    async def read_body(self, request: Caller) -> bytes:
         cap = self.config.max_body_bytes
         size = request.content_length
         if size is not None and size > cap and "Content-Encoding" not in request.headers:
             raise GatewayError(413, f"request body of {size:,} bytes is over the gateway's limit of "
                                f"{cap:,} bytes", code="request_too_large")
+        if not isinstance(request, web.BaseRequest):  # the fast server's request (fastproto.py)
+            return await request.read_capped(cap, self.config.client_timeout)
         content = request.content
         if content.is_eof():
             # The whole body is already here (the usual case for a chat request): take it without
@@ -268,7 +271,7 @@ class Gateway:
 
     # -- handlers ----------------------------------------------------------------------------------
 
-    async def completions(self, request: web.Request, path: str, beta: bool, *, message: bytes | None = None,
+    async def completions(self, request: Caller, path: str, beta: bool, *, message: bytes | None = None,
                           out: web.StreamResponse | None = None) -> web.StreamResponse:
         """One call: admission, relay, settlement. The WebSocket route (websocket.py) passes the
         request `message` (instead of the body) and the `out` sink the stream is written to; the

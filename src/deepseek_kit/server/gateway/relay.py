@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
@@ -40,12 +40,40 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10: aiohttp depends on async-timeout there
     from async_timeout import timeout_at  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["Call", "Relay", "timeout_at"]
+__all__ = ["Call", "Caller", "Inbound", "Relay", "timeout_at"]
 
 _DONE = b"data: [DONE]\n\n"
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no"}
+
+
+class Inbound(Protocol):
+    """A call that did not come through aiohttp (the fast server, fastproto.py): what the gateway
+    reads from it, a way to read its body and the sink its stream is written to. aiohttp's
+    `web.Request` is the other kind of caller (the WebSocket route and every other route)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def remote(self) -> str | None: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read_capped(self, cap: int, timeout: float) -> bytes:
+        """The whole body, inflated; GatewayError 413 past `cap` bytes, 408 past `timeout`."""
+        ...
+
+    def stream_sink(self, headers: Mapping[str, str]) -> web.StreamResponse:
+        """A 200 response the relay prepares and writes a stream to."""
+        ...
+
+
+Caller = web.Request | Inbound
 
 
 class _Delta(msgspec.Struct):
@@ -251,7 +279,7 @@ class Relay:
         events._i = 0
         call.ttft = loop.time() - call.started
 
-    async def relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
+    async def relay(self, request: Caller, path: str, body: bytes, stream: bool, beta: bool,
                     call: Call, record: bool, stitcher: Stitcher | None = None,
                     out: web.StreamResponse | None = None) -> web.StreamResponse:
         """Relay one call; a stream is written to `out` when given (the WebSocket route's sink,
@@ -265,7 +293,7 @@ class Relay:
             if not self.active:
                 self.idle.set()
 
-    async def _relay(self, request: web.Request, path: str, body: bytes, stream: bool, beta: bool,
+    async def _relay(self, request: Caller, path: str, body: bytes, stream: bool, beta: bool,
                      call: Call, record: bool, stitcher: Stitcher | None,
                      out: web.StreamResponse | None) -> web.StreamResponse:
         resp = await self._open(path, body, stream, beta, call)
@@ -282,14 +310,18 @@ class Relay:
             return web.Response(body=resp.body, content_type="application/json", headers=headers)
         return await self._stream(request, resp, headers, call, record, stitcher, out)
 
-    async def _stream(self, request: web.Request, resp: Response, headers: dict[str, str], call: Call,
+    async def _stream(self, request: Caller, resp: Response, headers: dict[str, str], call: Call,
                       record: bool, stitcher: Stitcher | None, sink: web.StreamResponse | None
                       ) -> web.StreamResponse:
         events = resp.events
         assert events is not None
-        out = sink if sink is not None else web.StreamResponse(status=200,
-                                                               headers={**_SSE_HEADERS, **headers})
-        await out.prepare(request)
+        if sink is not None:
+            out = sink
+        elif isinstance(request, web.BaseRequest):
+            out = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+        else:
+            out = request.stream_sink({**_SSE_HEADERS, **headers})
+        await out.prepare(request)  # type: ignore[arg-type]  # an Inbound's own sink ignores it
         call.status = 200
         task = asyncio.current_task()
         if task is not None:
