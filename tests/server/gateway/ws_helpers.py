@@ -118,3 +118,18 @@ class CountingUpstream:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+    async def assert_held_back(self, limit: int = 20_000) -> None:
+        """Wait until the upstream has written and then stopped (10 looks 0.1 s apart with no
+        progress): a caller that reads nothing must hold the upstream back through the gateway's
+        flow control, with at most `limit` chunks (~20 MB) in all the buffers on the way."""
+        end = asyncio.get_running_loop().time() + 20
+        while self.written == 0:
+            assert asyncio.get_running_loop().time() < end, "the upstream never wrote"
+            await asyncio.sleep(0.02)
+        last, still = -1, 0
+        while still < 10:
+            await asyncio.sleep(0.1)
+            still = still + 1 if self.written == last else 0
+            last = self.written
+        assert self.written < limit, self.written
