@@ -115,8 +115,8 @@ FORBIDDEN: dict[str, set[str]] = {
     # deepseek_kit.config: the public name of the settings leaf, nothing more
     "config": {"transport", "steps", "logs", "client", *FEATURES, "server", "server.emulator",
                "server.gateway", "cli", "facade"},
-    "version": {"wire", "leaf", "transport", "steps", "logs", "client", *FEATURES, "server", "server.emulator",
-             "server.gateway", "cli", "facade"},
+    "version": {"wire", "leaf", "transport", "steps", "logs", "client", *FEATURES, "server",
+                "server.emulator", "server.gateway", "cli", "facade"},
 }
 # The one sanctioned crossing between features (docs/architecture.md): a conversation runs the tool
 # loop as one of its turns. One module, one direction (tools never import conversations).

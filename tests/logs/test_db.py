@@ -11,11 +11,10 @@ import sys
 import textwrap
 
 import pytest
-from tests.logs.test_logstep import KEY, MODEL, fake_row, user
 
 from deepseek_kit import AsyncClient, UsageError
+from deepseek_kit._logs.migrations import MIGRATIONS, Migration, applied, migrate
 from deepseek_kit._logs.query import Logs
-from deepseek_kit._steps.logs import LogStep
 from deepseek_kit._logs.store import (
     LogConfig,
     connect,
@@ -25,7 +24,8 @@ from deepseek_kit._logs.store import (
     save_conversation,
 )
 from deepseek_kit._logs.writer import LogStore
-from deepseek_kit._logs.migrations import MIGRATIONS, Migration, applied, migrate
+from deepseek_kit._steps.logs import LogStep
+from tests.logs.test_logstep import KEY, MODEL, fake_row, user
 
 
 def raw(path):

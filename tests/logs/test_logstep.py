@@ -13,12 +13,12 @@ import msgspec
 import pytest
 
 from deepseek_kit import AsyncClient, Client, Resumption
-from deepseek_kit._steps.cache.step import CachePolicy
-from deepseek_kit._wire.errors import APIConnectionError, BadRequestError, StreamError
 from deepseek_kit._logs.query import Logs
-from deepseek_kit._steps.logs import LogStep
 from deepseek_kit._logs.store import REQUEST_COLUMNS, LogConfig
 from deepseek_kit._logs.writer import LogStore
+from deepseek_kit._steps.cache.step import CachePolicy
+from deepseek_kit._steps.logs import LogStep
+from deepseek_kit._wire.errors import APIConnectionError, BadRequestError, StreamError
 from deepseek_kit._wire.pricing import cost
 
 KEY = "sk-logtest-NEVER-STORED-4e1d9b77c0"
@@ -399,4 +399,5 @@ async def test_a_failed_call_is_logged_alike_with_metrics_on_and_off(emulator, d
             await step.aclose()
     on, off = rows(db)
     for e in (on, off):
-        assert (e.outcome, e.error, e.status, e.cost, e.prompt_tokens) == ("error", "BadRequestError", 400, 0, 0)
+        got = (e.outcome, e.error, e.status, e.cost, e.prompt_tokens)
+        assert got == ("error", "BadRequestError", 400, 0, 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Literal, Optional, TypedDict
+from typing import Literal, TypedDict
 
 import msgspec
 import pydantic
@@ -30,7 +30,7 @@ class CityModel(pydantic.BaseModel):
     population: int
     area_km2: float
     capital: bool
-    mayor: Optional[str] = None
+    mayor: str | None = None
 
 
 @dataclasses.dataclass
@@ -110,8 +110,10 @@ async def test_blank_reply_with_the_instruction_gets_a_nudge(emulator):
     assert isinstance(out, City)
     first, second = chat_bodies(emulator)
     assert second["messages"][:-1] == first["messages"]
-    assert second["messages"][-1] == {"role": "user", "content": "Your reply was empty. Reply now with the JSON "
-                                                                 "object only."}
+    assert second["messages"][-1] == {
+        "role": "user",
+        "content": "Your reply was empty. Reply now with the JSON object only.",
+    }
 
 
 async def test_invalid_json_is_fed_back_and_re_asked(emulator):
@@ -119,7 +121,7 @@ async def test_invalid_json_is_fed_back_and_re_asked(emulator):
         out = await parse(c, "Describe a city.", City, model=MODEL,
                           extra_headers={"X-DSK-Emulate": "insufficient_after=3;times=1;key=cut"})
     assert isinstance(out, City)
-    first, second = chat_bodies(emulator)
+    _first, second = chat_bodies(emulator)
     bad, feedback = second["messages"][-2:]
     assert bad["role"] == "assistant" and bad["content"].startswith("{") and not bad["content"].endswith("}")
     assert bad["reasoning_content"]  # the turn goes back as the API gave it
@@ -145,7 +147,7 @@ async def test_validation_error_text_is_fed_back_and_the_second_answer_accepted(
     async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
         out = await parse(c, "Describe a city.", Checked, model=MODEL)
     assert isinstance(out, Checked) and len(calls) == 2
-    first, second = chat_bodies(emulator)
+    _first, second = chat_bodies(emulator)
     feedback = second["messages"][-1]["content"]
     assert feedback.startswith("That reply is not valid: population: Value error, population must be an "
                                "official census figure")
@@ -201,7 +203,9 @@ async def test_code_fences_and_prose_are_stripped():
             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": fenced}}]}
         return MockResponse(200, json.dumps(body).encode())
 
-    async with AsyncClient(api_key="sk-test", base_url="http://unit.test", transport=MockTransport(handler)) as c:
+    async with AsyncClient(
+        api_key="sk-test", base_url="http://unit.test", transport=MockTransport(handler)
+    ) as c:
         assert await parse(c, "x", City, model=MODEL) == City("Lima", 9, ["Miraflores"])
     assert _extract('Here you go:\n{"a": 1}\nDone.') == '{"a": 1}'
     assert _extract("```\n{\"a\": 1}\n```") == '{"a": 1}'
@@ -222,7 +226,9 @@ async def test_given_example_is_used(emulator):
         await parse(c, "x", CityModel, model=MODEL,
                     example=CityModel(name="Lima", population=10_000_000, area_km2=2672.3, capital=True))
     instruction = chat_bodies(emulator)[0]["messages"][0]["content"]
-    assert '{"name":"Lima","population":10000000,"area_km2":2672.3,"capital":true,"mayor":null}' in instruction
+    assert (
+        '{"name":"Lima","population":10000000,"area_km2":2672.3,"capital":true,"mayor":null}' in instruction
+    )
 
 
 def test_parse_sync(emulator):

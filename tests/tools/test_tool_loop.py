@@ -77,7 +77,8 @@ async def test_streamed_events_in_order_and_history_with_reasoning(emulator):
     assert [e.name for e in started] == ["get_weather", "add"]
     results = {e.name: e for e in events if isinstance(e, ToolResult)}
     args = json.loads(started[1].arguments)
-    assert results["add"].value == args["a"] + args["b"] and results["add"].content == str(args["a"] + args["b"])
+    total = args["a"] + args["b"]
+    assert results["add"].value == total and results["add"].content == str(total)
     assert json.loads(results["get_weather"].content)["temp_c"] == 21
 
     final = events[-1]
@@ -291,12 +292,14 @@ async def test_leaving_early_cancels_running_tools(emulator):
     async def quick(city: str) -> str:
         return "quick"
 
-    async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
-        async with contextlib.aclosing(run_tools(c, user("slow and quick"), [slow, quick], model=MODEL)) as events:
-            async for ev in events:
-                if isinstance(ev, ToolResult):  # quick is done, slow is still waiting
-                    assert ev.name == "quick"
-                    break
+    async with (
+        AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c,
+        contextlib.aclosing(run_tools(c, user("slow and quick"), [slow, quick], model=MODEL)) as events,
+    ):
+        async for ev in events:
+            if isinstance(ev, ToolResult):  # quick is done, slow is still waiting
+                assert ev.name == "quick"
+                break
     assert cancelled.is_set()
 
 

@@ -87,8 +87,11 @@ def test_google_docstring_and_basic_types():
     assert params["required"] == ["query"]
     p = params["properties"]
     assert p["query"] == {"type": "string", "description": "Words to look for."}
-    assert p["limit"] == {"type": "integer", "description": "At most this many results, counted after ranking.",
-                          "default": 10}
+    assert p["limit"] == {
+        "type": "integer",
+        "description": "At most this many results, counted after ranking.",
+        "default": 10,
+    }
     assert p["exact"] == {"type": "boolean", "default": False}
     assert p["boost"] == {"type": "number", "default": 1.5}
     assert "$defs" not in params and "title" not in json.dumps(params)
@@ -146,7 +149,13 @@ def test_optional_literal_enum_containers_and_annotated():
     assert p["tags"] == {"type": "array", "items": {"type": "string"}}
     assert p["weights"] == {"type": "object", "additionalProperties": {"type": "number"}}
     assert p["note"] == {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}
-    assert p["level"] == {"type": "integer", "minimum": 1, "maximum": 5, "description": "1 to 5", "default": 3}
+    assert p["level"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 5,
+        "description": "1 to 5",
+        "default": 3,
+    }
     assert p["label"] == {"type": "string", "description": "shown to people", "default": ""}
     assert f.schema["function"]["parameters"]["required"] == ["mode", "color", "tags", "weights"]
 
@@ -186,7 +195,9 @@ def test_pydantic_parameters_use_pydantic_schema():
     p = props(greet)
     assert p["person"]["description"] == "Who to greet."
     assert p["person"]["properties"]["name"]["type"] == "string"
-    assert greet.parse_arguments('{"person": {"name": "Ann", "age": "41"}}') == {"person": Person(name="Ann", age=41)}
+    assert greet.parse_arguments('{"person": {"name": "Ann", "age": "41"}}') == {
+        "person": Person(name="Ann", age=41)
+    }
     with pytest.raises(ToolArgumentsError, match=r"person.name: Field required"):
         greet.parse_arguments('{"person": {"age": 3}}')
 
@@ -208,7 +219,11 @@ def test_name_description_overrides_and_bad_names():
     def no_params() -> str:
         return "x"
 
-    assert tool(no_params).schema["function"]["parameters"] == {"type": "object", "properties": {}, "required": []}
+    assert tool(no_params).schema["function"]["parameters"] == {
+        "type": "object",
+        "properties": {},
+        "required": [],
+    }
 
 
 # -- strict mode ----------------------------------------------------------------------------------
@@ -276,8 +291,14 @@ def test_non_strict_schema_fails_the_strict_validator():
 async def test_strict_tools_accepted_by_the_emulator_under_beta(emulator):
     tools = [t.schema for t in _strict_tools()]
     async with AsyncClient(api_key="sk-test", base_url=emulator.base_url) as c:
-        body = msgspec.json.encode({"model": "deepseek-flash", "tools": tools, "thinking": {"type": "disabled"},
-                                    "messages": [{"role": "user", "content": "call everything"}]})
+        body = msgspec.json.encode(
+            {
+                "model": "deepseek-flash",
+                "tools": tools,
+                "thinking": {"type": "disabled"},
+                "messages": [{"role": "user", "content": "call everything"}],
+            }
+        )
         resp = await c.request("POST", "/chat/completions", body=body, beta=True)
         answer = json.loads(resp.body)
         call = answer["choices"][0]["message"]["tool_calls"][0]

@@ -119,7 +119,9 @@ async def test_deeply_nested_200_is_a_connection_error(hostile, body):
 
 async def test_deeply_nested_200_is_retried(hostile):
     h = hostile(reply(DEEP))
-    async with client(h.url, max_retries=None, retry=RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02)) as c:
+    async with client(
+        h.url, max_retries=None, retry=RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02)
+    ) as c:
         with pytest.raises(APIConnectionError) as ei:
             await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert ei.value.attempts == 3 and len(h.requests) == 3
@@ -174,7 +176,10 @@ def test_deeply_nested_sync_client(hostile):
 async def test_deeply_nested_answer_fails_over(hostile):
     bad = hostile(reply(DEEP))
     good = hostile(reply(OK))
-    eps = [Endpoint(bad.url, name="bad", api_key="k1"), Endpoint(good.url, name="good", api_key="k2", priority=1)]
+    eps = [
+        Endpoint(bad.url, name="bad", api_key="k1"),
+        Endpoint(good.url, name="good", api_key="k2", priority=1),
+    ]
     fast = {"transport": HttpToolsTransport()} if TRANSPORT[0] == "httptools" else {}
     async with AsyncClient(endpoints=eps, routing=Routing(strategy="priority"), max_retries=0, **fast) as c:
         resp = await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
@@ -185,8 +190,18 @@ async def test_deeply_nested_answer_fails_over(hostile):
 # --- C4: completions without choices --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [b'{"choices": []}', b"{}", b'{"id":"x","object":"chat.completion","pad":"aaaa"}',
-                                  b'{"choices": 5}', b"[]", b"5", b'"text"'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"choices": []}',
+        b"{}",
+        b'{"id":"x","object":"chat.completion","pad":"aaaa"}',
+        b'{"choices": 5}',
+        b"[]",
+        b"5",
+        b'"text"',
+    ],
+)
 async def test_completion_without_choices_is_malformed(hostile, body):
     h = hostile(reply(body))
     async with client(h.url) as c:
@@ -227,7 +242,9 @@ def _big(n: int, chunked: bool, encoding: bytes | None = None) -> Handler:
             comp = zlib.compressobj(9, zlib.DEFLATED, 31 if encoding == b"gzip" else 15)
             data = comp.compress(b'{"x":"') + b"".join(comp.compress(blk) for _ in range(n // len(blk)))
             data += comp.flush()
-            w.write(head + b"Content-Encoding: " + encoding + b"\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+            w.write(
+                head + b"Content-Encoding: " + encoding + b"\r\nContent-Length: %d\r\n\r\n" % len(data) + data
+            )
             return
         if chunked:
             w.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
@@ -372,7 +389,8 @@ async def test_negative_usage_in_a_stream_is_zero(hostile):
         async for _ in stream:
             pass
     u = stream.get_final_completion().usage
-    assert u is not None and (u.prompt_tokens, u.completion_tokens, u.total_tokens, u.reasoning_tokens) == (0, 0, 0, 0)
+    assert u is not None
+    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens, u.reasoning_tokens) == (0, 0, 0, 0)
 
 
 # --- second round: response headers with invalid UTF-8 --------------------------------------------------

@@ -24,7 +24,9 @@ def pieces(text: str, cuts: list[int]) -> list[str]:
 
 def chunk(delta, finish=None, usage=None, index=0, choices=True):
     obj = {"id": "id-1", "object": "chat.completion.chunk", "created": 5, "model": "deepseek-flash"}
-    obj["choices"] = [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []
+    obj["choices"] = (
+        [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []
+    )
     if usage is not None:
         obj["usage"] = usage
     return chunk_decoder.decode(msgspec.json.encode(obj))

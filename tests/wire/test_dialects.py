@@ -15,15 +15,6 @@ import json
 
 import msgspec
 import pytest
-from tests.helpers.dialect_servers import (
-    CALLS,
-    COMPLETION_TOKENS,
-    CONTENT,
-    DIALECTS,
-    PROMPT_TOKENS,
-    REASONING,
-    serve,
-)
 
 from deepseek_kit import (
     APIStatusError,
@@ -36,9 +27,23 @@ from deepseek_kit import (
     UnprocessableEntityError,
 )
 from deepseek_kit._wire.accumulate import ChunkAccumulator
-from deepseek_kit._wire.dialects import decode_chat_completion, error_object, normalize_completion, stream_error
+from deepseek_kit._wire.dialects import (
+    decode_chat_completion,
+    error_object,
+    normalize_completion,
+    stream_error,
+)
 from deepseek_kit._wire.errors import make_status_error, status_for_error
 from deepseek_kit._wire.types import ChatCompletion, chat_completion_decoder, chunk_decoder
+from tests.helpers.dialect_servers import (
+    CALLS,
+    COMPLETION_TOKENS,
+    CONTENT,
+    DIALECTS,
+    PROMPT_TOKENS,
+    REASONING,
+    serve,
+)
 
 MSGS = [{"role": "user", "content": "Tell me about the sea."}]
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n, _ in CALLS]

@@ -75,7 +75,10 @@ def test_adjusted_working_saturday_is_off_peak_unless_listed_as_workday():
     # builtin=False: only your own list
     assert _pricing.is_peak(holiday, HolidayCalendar(builtin=False, holidays=["2026-01-01"])) is True
     # a plain set of dates is the complete list, as before
-    assert _pricing.is_peak(holiday, frozenset()) is True and _pricing.is_peak(holiday, {holiday.date()}) is False
+    assert (
+        _pricing.is_peak(holiday, frozenset()) is True
+        and _pricing.is_peak(holiday, {holiday.date()}) is False
+    )
 
 
 @pytest.mark.parametrize(("table", "msg"), [
@@ -153,7 +156,9 @@ def test_warning_category_is_a_user_warning_named_for_filters():
 
 
 @pytest.mark.parametrize(("when", "peak"), [(PEAK, True), (OFF_PEAK, False)])
-async def test_metrics_logs_and_emulator_bill_the_same_at_a_pinned_time(emulator_factory, tmp_path, when, peak):
+async def test_metrics_logs_and_emulator_bill_the_same_at_a_pinned_time(
+    emulator_factory, tmp_path, when, peak
+):
     clock = when.timestamp
     emu = emulator_factory(EmulatorConfig(clock=clock))
     metrics = MetricsStep(MetricsConfig(clock=clock))
@@ -167,7 +172,8 @@ async def test_metrics_logs_and_emulator_bill_the_same_at_a_pinned_time(emulator
                 pass
         b = s.get_final_completion()
     logs.flush(10)
-    expected = (_pricing.cost("deepseek-flash", a.usage, when) + _pricing.cost("deepseek-v4-pro", b.usage, when))
+    expected = (_pricing.cost("deepseek-flash", a.usage, when)
+                + _pricing.cost("deepseek-v4-pro", b.usage, when))
     at_peak = (_pricing.cost("deepseek-flash", a.usage, peak=True)
                + _pricing.cost("deepseek-v4-pro", b.usage, peak=True))
     assert expected == (at_peak if peak else at_peak / 2) > 0
@@ -189,7 +195,9 @@ async def test_fake_now_env_and_config_file_holidays_reach_every_default(emulato
     holiday = when.date() + timedelta(days=1)  # a Wednesday made a holiday by the config file
     (tmp_path / "config.toml").write_text(
         f'metrics = true\nlogs = true\n[pricing]\nholidays = ["{holiday.isoformat()}"]\n')
-    async with AsyncClient(api_key=KEY, base_url=emu.base_url, config_file=tmp_path / "config.toml") as client:
+    async with AsyncClient(
+        api_key=KEY, base_url=emu.base_url, config_file=tmp_path / "config.toml"
+    ) as client:
         assert holiday in client.holidays.holidays and client.logs is not None
         assert client.logs.config.holidays == client.holidays
         r = await client.chat.completions.create(model="deepseek-flash", messages=MSGS)
@@ -208,13 +216,23 @@ def test_fake_now_must_be_an_iso_time_with_an_offset(monkeypatch, bad):
         MetricsConfig()
 
 
-@pytest.mark.parametrize(("config", "env", "says"), [
-    ('[pricing]\nholidays = ["2027-02-30"]\n', {}, "config file [pricing] holidays: '2027-02-30' is not a date"),
-    ('[pricing]\nholidays = "2027-01-01"\n', {}, "must be a list of dates"),
-    ('[pricing]\nholidays = ["2027-01-01"]\nworkdays = [2027-01-01]\n', {},
-     "config file [pricing]: ['2027-01-01'] listed both as holidays and as workdays"),
-    ("", {"DSK_FAKE_NOW": "next tuesday"}, "DSK_FAKE_NOW must be an ISO 8601 time"),
-])
+@pytest.mark.parametrize(
+    ("config", "env", "says"),
+    [
+        (
+            '[pricing]\nholidays = ["2027-02-30"]\n',
+            {},
+            "config file [pricing] holidays: '2027-02-30' is not a date",
+        ),
+        ('[pricing]\nholidays = "2027-01-01"\n', {}, "must be a list of dates"),
+        (
+            '[pricing]\nholidays = ["2027-01-01"]\nworkdays = [2027-01-01]\n',
+            {},
+            "config file [pricing]: ['2027-01-01'] listed both as holidays and as workdays",
+        ),
+        ("", {"DSK_FAKE_NOW": "next tuesday"}, "DSK_FAKE_NOW must be an ISO 8601 time"),
+    ],
+)
 def test_dsk_refuses_bad_pricing_settings_in_one_line(tmp_path, config, env, says):
     from tests.helpers.dsk import dsk_env, run_dsk
 
@@ -264,8 +282,12 @@ async def test_batch_prices_each_answer_on_its_own_side_of_noon(emulator_factory
 
     emu = emulator_factory()
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": "Same."}]}) + "\n"
-                           for i in range(2)))
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": "Same."}]}) + "\n"
+            for i in range(2)
+        )
+    )
     async with AsyncClient(api_key=KEY, base_url=emu.base_url, metrics=MetricsConfig(clock=clock)) as c:
         assert c.clock is clock
         await run_batch(c, src, tmp_path / "out.jsonl", model="deepseek-flash", concurrency=1, ordered=True)
@@ -288,8 +310,14 @@ def test_dsk_shows_the_calendar_warning_as_one_line_on_a_terminal_only(tmp_path)
     assert p.returncode == 0 and p.stderr == "", p.stderr
     master, slave = pty.openpty()
     try:
-        q = subprocess.run([sys.executable, "-m", "deepseek_kit.cli.main", "ask", "--mock", "--no-think", "hi"],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=60)
+        q = subprocess.run(
+            [sys.executable, "-m", "deepseek_kit.cli.main", "ask", "--mock", "--no-think", "hi"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+            timeout=60,
+        )
         os.close(slave)
         err = b""
         while True:
@@ -304,5 +332,7 @@ def test_dsk_shows_the_calendar_warning_as_one_line_on_a_terminal_only(tmp_path)
         os.close(master)
     assert q.returncode == 0
     lines = [ln for ln in err.decode().splitlines() if "2027" in ln]
-    assert len(lines) == 1 and lines[0].startswith("dsk: warning: deepseek-kit has no Chinese holiday calendar"), err
+    assert len(lines) == 1 and lines[0].startswith(
+        "dsk: warning: deepseek-kit has no Chinese holiday calendar"
+    ), err
     assert b"HolidayCalendarWarning" not in err and b"Traceback" not in err

@@ -48,7 +48,8 @@ def test_one_estimate_for_text_bytes_limits_resumption_and_chat():
     from deepseek_kit._wire.tokens import estimate_utf8_tokens
 
     assert resume.estimate_tokens is estimate_tokens
-    samples = ["", "a", EN, ZH, EN + ZH, "ｆｕｌｌ　ｗｉｄｔｈ。", "こんにちは 한국어", "café naïve 🙂 ñ", "\ud800x"]
+    samples = ["", "a", EN, ZH, EN + ZH, "ｆｕｌｌ　ｗｉｄｔｈ。", "こんにちは 한국어", "café naïve 🙂 ñ",
+               "\ud800x"]
     for text in samples:
         data = text.encode("utf-8", "surrogatepass")
         want = estimate_tokens(data.decode("utf-8", "replace"))
@@ -107,8 +108,17 @@ def test_count_messages_adds_template_overhead_tools_and_sent_reasoning():
     assert with_answer == base + MESSAGE_OVERHEAD + count_tokens(ZH + "\n" + EN)
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
     assert count_messages(msgs, tools=[tool]) > base
-    call = {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_00_x", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}
+    call = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call_00_x",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+            }
+        ],
+    }
     assert count_messages([*msgs, call]) > base + MESSAGE_OVERHEAD
     # Array content: only the text parts count.
     parts = [{"role": "user", "content": [{"type": "text", "text": EN},
@@ -121,7 +131,14 @@ def test_count_messages_adds_template_overhead_tools_and_sent_reasoning():
 
 def test_presets_are_deepseeks_recommended_temperatures_with_thinking_off():
     assert preset_names() == ["coding", "math", "data", "conversation", "translation", "creative"]
-    expected = {"coding": 0.0, "math": 0.0, "data": 1.0, "conversation": 1.3, "translation": 1.3, "creative": 1.5}
+    expected = {
+        "coding": 0.0,
+        "math": 0.0,
+        "data": 1.0,
+        "conversation": 1.3,
+        "translation": 1.3,
+        "creative": 1.5,
+    }
     assert {name: p.temperature for name, p in PRESETS.items()} == expected
     for name in expected:
         assert preset(name) == {"temperature": expected[name], "thinking": {"type": "disabled"}}
