@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from deepseek_kit import AsyncClient, UsageError
-from deepseek_kit._batch.run import ChangedInputError, run_batch
 from deepseek_kit._batch.journal import Journal
+from deepseek_kit._batch.run import ChangedInputError, run_batch
 
 
 def _write(path, records):

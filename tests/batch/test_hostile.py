@@ -11,8 +11,8 @@ import os
 import pytest
 
 from deepseek_kit import AsyncClient, UsageError
-from deepseek_kit._batch.run import MAX_CONCURRENCY, run_batch
 from deepseek_kit._batch.inputs import count_records, iter_items
+from deepseek_kit._batch.run import MAX_CONCURRENCY, run_batch
 
 
 def _write(path, records):

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from deepseek_kit import UsageError
-from deepseek_kit._batch.output import ResultSink, encode_line
 from deepseek_kit._batch.journal import Journal
+from deepseek_kit._batch.output import ResultSink, encode_line
 
 
 def _line(i):

@@ -12,12 +12,17 @@ MSGS = [{"role": "user", "content": "hi"}]
 
 async def test_a_call_stays_on_the_named_endpoints(emulator_factory):
     a, b = emulator_factory(), emulator_factory()
-    eps = [Endpoint(a.base_url, name="a", api_key="sk-a"), Endpoint(b.base_url, name="b", api_key="sk-b", priority=1)]
+    eps = [
+        Endpoint(a.base_url, name="a", api_key="sk-a"),
+        Endpoint(b.base_url, name="b", api_key="sk-b", priority=1),
+    ]
     async with AsyncClient(endpoints=eps) as c:
         await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
         assert (a.state.total_requests, b.state.total_requests) == (1, 0)  # priority: a first
         await c.chat.completions.create(model="deepseek-flash", messages=MSGS, endpoints={"b"})
-        s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True, endpoints=["b"])
+        s = await c.chat.completions.create(
+            model="deepseek-flash", messages=MSGS, stream=True, endpoints=["b"]
+        )
         async for _ in s:
             pass
         await c.beta.completions.create(model="deepseek-flash", prompt="def f(", endpoints=("b",))

@@ -14,8 +14,9 @@ async def test_fim_create_typed_options_and_typos(emulator):
         with pytest.raises(TypeError, match=r"'sufix' \(did you mean 'suffix'\?\)"):
             await c.beta.completions.create(model="deepseek-flash", prompt="def f(", sufix=")")  # type: ignore[call-overload]
         assert emulator.state.total_requests == 0
-        done = await c.beta.completions.create(model="deepseek-flash", prompt="def f(", suffix=")", max_tokens=8,
-                                               cache=False)
+        done = await c.beta.completions.create(
+            model="deepseek-flash", prompt="def f(", suffix=")", max_tokens=8, cache=False
+        )
         assert isinstance(done, Completion) and done.choices
         s = await c.beta.completions.create(model="deepseek-flash", prompt="def f(", stream=True)
         assert isinstance(s, AsyncCompletionStream)
@@ -26,7 +27,9 @@ async def test_fim_create_typed_options_and_typos(emulator):
 
 def test_sync_fim_create(emulator):
     with Client(api_key="sk-test", base_url=emulator.base_url) as c:
-        assert isinstance(c.beta.completions.create(model="deepseek-flash", prompt="x", max_tokens=4), Completion)
+        assert isinstance(
+            c.beta.completions.create(model="deepseek-flash", prompt="x", max_tokens=4), Completion
+        )
         with c.beta.completions.create(model="deepseek-flash", prompt="x", stream=True) as s:
             assert isinstance(s, CompletionStream)
             for _ in s:

@@ -46,8 +46,13 @@ def fault(spec: str) -> dict[str, str]:
 
 @pytest.fixture
 async def client(emulator):
-    c = AsyncClient(resumption=NO_RESUME, api_key="sk-live-test-key-abcdef", base_url=emulator.base_url, retry=FAST,
-                    timeout=Timeout(connect=2, first_token=10, idle=10, total=30))
+    c = AsyncClient(
+        resumption=NO_RESUME,
+        api_key="sk-live-test-key-abcdef",
+        base_url=emulator.base_url,
+        retry=FAST,
+        timeout=Timeout(connect=2, first_token=10, idle=10, total=30),
+    )
     yield c
     await c.close()
 
@@ -176,7 +181,9 @@ async def test_auth_error_typed_and_key_redacted(emulator_keys):
 
 
 async def test_insufficient_balance_is_never_retried(emulator_broke):
-    c = AsyncClient(resumption=NO_RESUME, api_key="sk-broke-account-0000", base_url=emulator_broke.base_url, retry=FAST)
+    c = AsyncClient(
+        resumption=NO_RESUME, api_key="sk-broke-account-0000", base_url=emulator_broke.base_url, retry=FAST
+    )
     with pytest.raises(InsufficientBalanceError) as ei:
         await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert ei.value.attempts == 1 and ei.value.status_code == 402
@@ -216,7 +223,9 @@ async def test_retry_after_is_honoured(client, emulator):
 
 async def test_stream_retried_on_status_before_first_token(client, emulator):
     h = fault("status=503;times=1")
-    s = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True, extra_headers=h)
+    s = await client.chat.completions.create(
+        model="deepseek-flash", messages=MSGS, stream=True, extra_headers=h
+    )
     assert (await s.until_done()).choices[0].message.content
     assert hits(emulator, h) == 2 and s.attempts == 2
 
@@ -263,21 +272,29 @@ async def test_reset_mid_stream_raises_stream_error_with_partial_and_no_replay(c
     assert partial is not None and partial.choices[0].message.content == "".join(got)
     assert got  # tokens reached us ...
     assert hits(emulator, h) == 1  # ... so the stream was not replayed
-    full = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=False,
-                                                extra_headers={"X-DSK-Emulate": "tokens=60;chunk_tokens=1;reasoning_tokens=0"})
+    full = await client.chat.completions.create(
+        model="deepseek-flash",
+        messages=MSGS,
+        thinking=False,
+        extra_headers={"X-DSK-Emulate": "tokens=60;chunk_tokens=1;reasoning_tokens=0"},
+    )
     assert full.choices[0].message.content.startswith("".join(got))
 
 
 async def test_reset_before_first_event_is_retried(client, emulator):
     h = fault("reset_after=0;times=1")
-    s = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True, extra_headers=h)
+    s = await client.chat.completions.create(
+        model="deepseek-flash", messages=MSGS, stream=True, extra_headers=h
+    )
     assert (await s.until_done()).choices[0].message.content
     assert hits(emulator, h) == 2
 
 
 async def test_error_event_mid_stream(client):
     h = fault("error_event_after=3")
-    s = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True, extra_headers=h)
+    s = await client.chat.completions.create(
+        model="deepseek-flash", messages=MSGS, stream=True, extra_headers=h
+    )
     with pytest.raises(StreamError) as ei:
         await s.until_done()
     assert ei.value.error is not None and ei.value.error.message
@@ -286,7 +303,9 @@ async def test_error_event_mid_stream(client):
 
 async def test_insufficient_system_resource_finish(client):
     h = {"X-DSK-Emulate": "insufficient_after=4;reasoning_tokens=0"}
-    r = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=False, extra_headers=h)
+    r = await client.chat.completions.create(
+        model="deepseek-flash", messages=MSGS, thinking=False, extra_headers=h
+    )
     assert r.choices[0].finish_reason == "insufficient_system_resource"
     s = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=False,
                                              stream=True, extra_headers=h)
@@ -300,13 +319,20 @@ async def test_insufficient_system_resource_finish(client):
 
 
 async def test_stall_with_keepalives_fires_first_token_timeout(emulator):
-    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, retry=RetryPolicy(max_retries=1, initial_delay=0.01),
-                    timeout=Timeout(first_token=0.6, idle=5, total=30))
+    c = AsyncClient(
+        resumption=NO_RESUME,
+        api_key="sk-x",
+        base_url=emulator.base_url,
+        retry=RetryPolicy(max_retries=1, initial_delay=0.01),
+        timeout=Timeout(first_token=0.6, idle=5, total=30),
+    )
     h = fault("stall_first_token=30;keepalive=0.1")
     t0 = time.monotonic()
     for stream in (True, False):
         with pytest.raises(APITimeoutError) as ei:
-            r = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=stream, extra_headers=h)
+            r = await c.chat.completions.create(
+                model="deepseek-flash", messages=MSGS, stream=stream, extra_headers=h
+            )
             if stream:
                 await r.until_done()
         assert ei.value.which == "first_token" and ei.value.attempts == 2
@@ -319,7 +345,9 @@ async def test_delay_before_headers_fires_first_token_timeout(emulator):
     c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, max_retries=0,
                     timeout=Timeout(first_token=0.5))
     with pytest.raises(APITimeoutError) as ei:
-        await c.chat.completions.create(model="deepseek-flash", messages=MSGS, extra_headers=fault("delay_headers=20"))
+        await c.chat.completions.create(
+            model="deepseek-flash", messages=MSGS, extra_headers=fault("delay_headers=20")
+        )
     assert ei.value.which == "first_token" and "first token" in str(ei.value)
     # the client still works afterwards (the cancelled attempt left no broken state behind)
     assert (await c.models.list()).data
@@ -329,7 +357,9 @@ async def test_delay_before_headers_fires_first_token_timeout(emulator):
 async def test_queue_keepalives_are_tolerated(client):
     h = {"X-DSK-Emulate": "queue=0.5;keepalive=0.1"}
     r = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, extra_headers=h)
-    s = await client.chat.completions.create(model="deepseek-flash", messages=MSGS, extra_headers=h, stream=True)
+    s = await client.chat.completions.create(
+        model="deepseek-flash", messages=MSGS, extra_headers=h, stream=True
+    )
     final = await s.until_done()
     assert r.choices[0].message.content == final.choices[0].message.content
 
@@ -337,8 +367,14 @@ async def test_queue_keepalives_are_tolerated(client):
 async def test_slow_chunks_fire_idle_timeout_with_partial(emulator):
     c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=emulator.base_url, max_retries=0,
                     timeout=Timeout(first_token=10, idle=0.4, total=30))
-    ok = await (await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
-                                                extra_headers={"X-DSK-Emulate": "delay_chunks=0.05;tokens=10;reasoning_tokens=2"})).until_done()
+    ok = await (
+        await c.chat.completions.create(
+            model="deepseek-flash",
+            messages=MSGS,
+            stream=True,
+            extra_headers={"X-DSK-Emulate": "delay_chunks=0.05;tokens=10;reasoning_tokens=2"},
+        )
+    ).until_done()
     assert ok.choices[0].message.content
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True,
                                         extra_headers=fault("delay_chunks=3"))
@@ -402,7 +438,9 @@ async def test_leaving_a_stream_early_releases_the_connection(client, emulator):
 
 async def test_finished_streams_reuse_connections(client):
     for _ in range(5):
-        await (await client.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)).until_done()
+        await (
+            await client.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
+        ).until_done()
     connector = client._transport._session.connector
     assert len(connector._acquired) == 0
     assert sum(len(v) for v in connector._conns.values()) == 1  # one keep-alive socket reused
@@ -421,8 +459,9 @@ def test_sync_client_mirrors_async(emulator):
         assert "".join(parts) == r.choices[0].message.content == final.choices[0].message.content
         assert c.models.list().data and c.user.balance().is_available
         with pytest.raises(ServiceUnavailableError):
-            c.chat.completions.create(model="deepseek-flash", messages=MSGS, extra_headers=fault("status=503"),
-                                      max_retries=1)
+            c.chat.completions.create(
+                model="deepseek-flash", messages=MSGS, extra_headers=fault("status=503"), max_retries=1
+            )
         assert "sk-sync-key-000" not in repr(c)
 
 
@@ -438,10 +477,14 @@ async def test_done_callbacks_fire_once_with_outcome_and_usage(client):
     class Spy:
         async def handle(self, request, call_next):
             resp: Response = await call_next(request)
-            resp.add_done_callback(lambda r: seen.append((r.outcome, r.usage.total_tokens if r.usage else -1)))
+            resp.add_done_callback(
+                lambda r: seen.append((r.outcome, r.usage.total_tokens if r.usage else -1))
+            )
             return resp
 
-    c = AsyncClient(resumption=NO_RESUME, api_key="sk-x", base_url=client.base_url, steps=[Spy()], max_retries=0)
+    c = AsyncClient(
+        resumption=NO_RESUME, api_key="sk-x", base_url=client.base_url, steps=[Spy()], max_retries=0
+    )
     s = await c.chat.completions.create(model="deepseek-flash", messages=MSGS, stream=True)
     await s.until_done()
     assert seen == [("ok", s.get_final_completion().usage.total_tokens)]

@@ -106,8 +106,13 @@ async def test_break_inside_tool_call_arguments_is_not_resumed(client, emulator)
         "type": "object", "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
         "required": ["query", "limit"]}}}]
     h = directive("reset_after=5;times=1;chunk_tokens=1;reasoning_tokens=2")
-    s = await client.chat.completions.create(model="deepseek-flash", stream=True, extra_headers=h, tools=tools,
-                                             messages=[{"role": "user", "content": "use lookup"}])
+    s = await client.chat.completions.create(
+        model="deepseek-flash",
+        stream=True,
+        extra_headers=h,
+        tools=tools,
+        messages=[{"role": "user", "content": "use lookup"}],
+    )
     with pytest.raises(StreamError) as ei:
         await s.until_done()
     call = ei.value.partial.choices[0].message.tool_calls[0]

@@ -131,7 +131,7 @@ async def test_beta_url_strips_v1():
 ])
 async def test_status_errors_are_typed_and_carry_details(status, cls):
     body = {"error": {"message": f"boom {KEY}", "type": "t", "param": None, "code": "invalid_request_error"}}
-    c, t = client(lambda r: MockResponse(status, msgspec.json.encode(body), {"x-ds-trace-id": "abc123"}),
+    c, _t = client(lambda r: MockResponse(status, msgspec.json.encode(body), {"x-ds-trace-id": "abc123"}),
                   retry=RetryPolicy(max_retries=0))
     with pytest.raises(cls) as ei:
         await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
@@ -210,7 +210,7 @@ def test_retry_after_parsing():
 
 
 def test_bad_arguments_are_usage_errors():
-    with pytest.raises(UsageError, match="Timeout.idle"):
+    with pytest.raises(UsageError, match=r"Timeout\.idle"):
         Timeout(idle=-1)
     with pytest.raises(UsageError, match="max_retries"):
         RetryPolicy(max_retries=-1)
@@ -289,7 +289,9 @@ async def test_strict_tools_go_to_beta():
 async def test_bad_create_arguments_are_usage_errors(kw, name):
     c, t = client(lambda r: MockResponse(200, OK))
     with pytest.raises(UsageError, match=name):
-        await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "x"}], **kw)
+        await c.chat.completions.create(
+            model="deepseek-flash", messages=[{"role": "user", "content": "x"}], **kw
+        )
     assert t.requests == []  # refused before anything went on the wire
 
 
@@ -363,6 +365,9 @@ async def test_infinite_timeout_means_no_limit():
     t = Timeout.coerce(float("inf"))
     assert (t.connect, t.first_token, t.idle, t.total) == (None, None, None, None)
     c, _ = client(lambda r: MockResponse(200, OK))
-    resp = await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "x"}],
-                                           timeout=Timeout(total=float("inf"), first_token=float("inf")))
+    resp = await c.chat.completions.create(
+        model="deepseek-flash",
+        messages=[{"role": "user", "content": "x"}],
+        timeout=Timeout(total=float("inf"), first_token=float("inf")),
+    )
     assert resp.choices

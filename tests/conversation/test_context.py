@@ -3,6 +3,8 @@ with tool calls), summarization with a summarizer plugin, composition, and prefi
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,7 +62,11 @@ def test_split_rounds_keeps_tool_results_with_their_round():
     msgs = [
         {"role": "assistant", "content": "Hi! How can I help?"},  # before any user turn: its own round
         {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "a", "function": {"name": "w", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "a", "function": {"name": "w", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "a", "content": "sunny"},
         {"role": "assistant", "content": "Sunny."},
         {"role": "user", "content": "thanks"},
@@ -90,9 +96,9 @@ def test_window_default_drops_in_coarse_steps_and_keeps_at_least_five_rounds():
         starts.append(kept[0])
     # The first kept round only moves every 5 turns: the prompt prefix is stable in between.
     assert sorted(set(starts)) == [0, 5, 10, 15, 20, 25]
-    assert sum(1 for a, b in zip(starts, starts[1:]) if a != b) == 5
+    assert sum(1 for a, b in itertools.pairwise(starts) if a != b) == 5
     seed = [rounds_of(SlidingWindow(rounds=5, step=1).select(chat(n), ctx()))[0] for n in range(1, 31)]
-    assert sum(1 for a, b in zip(seed, seed[1:]) if a != b) == 25  # the seed's window moves every turn
+    assert sum(1 for a, b in itertools.pairwise(seed) if a != b) == 25  # the seed's window moves every turn
 
 
 @pytest.mark.parametrize(("keep", "step"), [(5, 5), (2, 3), (0, 1), (3, 1), (4, 2)])
@@ -108,7 +114,7 @@ def test_stepped_window_sends_between_keep_and_keep_plus_step_minus_one_earlier_
         starts.append(kept[0])
     assert earlier[:keep + 1] == list(range(keep + 1))  # everything while there is little
     assert set(earlier[keep:]) == set(range(keep, keep + step))
-    assert sum(1 for a, b in zip(starts, starts[1:]) if a != b) == (40 - 1 - keep) // step
+    assert sum(1 for a, b in itertools.pairwise(starts) if a != b) == (40 - 1 - keep) // step
 
 
 def test_stepped_window_example_from_the_docstring_and_defaults():
@@ -121,7 +127,8 @@ def test_stepped_window_example_from_the_docstring_and_defaults():
     assert SlidingWindow(keep=0).step == 1
     # rounds= (the current round included) sends exactly what it always did
     for n in range(1, 30):
-        assert SlidingWindow(rounds=5).select(chat(n), ctx()) == SlidingWindow(keep=4, step=5).select(chat(n), ctx())
+        stepped = SlidingWindow(keep=4, step=5).select(chat(n), ctx())
+        assert SlidingWindow(rounds=5).select(chat(n), ctx()) == stepped
     with pytest.raises(UsageError, match="not both"):
         SlidingWindow(keep=3, rounds=4)
     with pytest.raises(UsageError, match="keep"):
@@ -151,9 +158,17 @@ def histories(draw):
         for _ in range(draw(st.integers(0, 2))):
             ids = [f"call_{call_no + k}" for k in range(draw(st.integers(1, 3)))]
             call_no += len(ids)
-            msgs.append({"role": "assistant", "content": "", "reasoning_content": "r" * draw(st.integers(0, 200)),
-                         "tool_calls": [{"id": i, "type": "function",
-                                         "function": {"name": "f", "arguments": "{}"}} for i in ids]})
+            msgs.append(
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "reasoning_content": "r" * draw(st.integers(0, 200)),
+                    "tool_calls": [
+                        {"id": i, "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                        for i in ids
+                    ],
+                }
+            )
             for i in ids:
                 msgs.append({"role": "tool", "tool_call_id": i, "content": "y" * draw(st.integers(0, 300))})
         if draw(st.booleans()) or r < n_rounds - 1:
@@ -218,7 +233,9 @@ def test_token_budget_drops_to_the_low_mark_and_then_holds_the_prefix():
         history.append(Turn(len(history) - 1, {"role": "user", "content": f"question {i} " + "word " * 20}))
         await policy.prepare(history, state)
         out = policy.select(history, state)
-        history.append(Turn(len(history) - 1, {"role": "assistant", "content": f"answer {i} " + "text " * 20}))
+        history.append(
+            Turn(len(history) - 1, {"role": "assistant", "content": f"answer {i} " + "text " * 20})
+        )
         return out
 
     for i in range(30):
@@ -226,16 +243,16 @@ def test_token_budget_drops_to_the_low_mark_and_then_holds_the_prefix():
         firsts.append(rounds_of(out)[0])
         sent.append(out)
         assert total(out) <= 600
-    breaks = sum(1 for a, b in zip(firsts, firsts[1:]) if a != b)
+    breaks = sum(1 for a, b in itertools.pairwise(firsts) if a != b)
     # Each drop goes down to ~300 tokens, so the budget holds several turns before the next drop.
     assert 0 < breaks <= 30 // 4
-    for a, b, fa, fb in zip(sent, sent[1:], firsts, firsts[1:]):
+    for (a, b), (fa, fb) in zip(itertools.pairwise(sent), itertools.pairwise(firsts), strict=True):
         if fa == fb:
             assert b[: len(a)] == a  # between drops each request extends the previous one
     # drop_to=1.0 (fit exactly) moves the prefix on nearly every turn once full.
     exact = TokenBudget(600, drop_to=1.0)
     firsts_exact = [rounds_of(exact.select(chat(n, words=20), ctx()))[0] for n in range(1, 31)]
-    assert sum(1 for a, b in zip(firsts_exact, firsts_exact[1:]) if a != b) > breaks
+    assert sum(1 for a, b in itertools.pairwise(firsts_exact) if a != b) > breaks
 
 
 # -- summarization -----------------------------------------------------------------------------------
@@ -289,14 +306,31 @@ async def test_summarize_keeps_system_and_recent_rounds_and_summarizes_the_rest(
 
 
 async def test_summarize_with_the_offline_extractive_summarizer():
-    turns = [SYSTEM] + [Turn(i, m) for i, m in enumerate([
-        {"role": "user", "content": "Our database is PostgreSQL 15 on a single server. The server has 64 GB."},
-        {"role": "assistant", "content": "PostgreSQL 15 handles that well. Tune shared_buffers for the server."},
-        {"role": "user", "content": "The PostgreSQL server is slow on reports. Reports scan the orders table."},
-        {"role": "assistant", "content": "Add an index on orders for the report filters. Check the PostgreSQL plan."},
-        {"role": "user", "content": "What about the weather?"},
-        {"role": "assistant", "content": "I cannot see the weather."},
-    ])]
+    turns = [SYSTEM] + [
+        Turn(i, m)
+        for i, m in enumerate(
+            [
+                {
+                    "role": "user",
+                    "content": "Our database is PostgreSQL 15 on a single server. The server has 64 GB.",
+                },
+                {
+                    "role": "assistant",
+                    "content": "PostgreSQL 15 handles that well. Tune shared_buffers for the server.",
+                },
+                {
+                    "role": "user",
+                    "content": "The PostgreSQL server is slow on reports. Reports scan the orders table.",
+                },
+                {
+                    "role": "assistant",
+                    "content": "Add an index on orders for the report filters. Check the PostgreSQL plan.",
+                },
+                {"role": "user", "content": "What about the weather?"},
+                {"role": "assistant", "content": "I cannot see the weather."},
+            ]
+        )
+    ]
     policy = Summarize(threshold_chars=100, keep_rounds=1, summarizer=ExtractiveSummarizer(max_chars=200))
     c = ctx()
     await policy.prepare(turns, c)

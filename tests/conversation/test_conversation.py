@@ -206,15 +206,17 @@ async def test_cache_hits_grow_across_turns_with_a_stable_prefix(emulator_factor
     assert sum(hits) > 2 * sum(seed_hits)
     # Cheaper too, though it sends more tokens in all (misses are 50x the
     # price of hits, docs/deepseek-api-notes.md#pricing-and-off-peak-hours).
-    misses = sum(p - h for p, h in zip(prompts, hits))
-    seed_misses = sum(p - h for p, h in zip(seed_prompts, seed_hits))
+    misses = sum(p - h for p, h in zip(prompts, hits, strict=True))
+    seed_misses = sum(p - h for p, h in zip(seed_prompts, seed_hits, strict=True))
     assert misses < seed_misses
     assert conv.usage.cache_hit_tokens == sum(hits)
 
 
 async def test_a_failing_summary_does_not_fail_the_turn(emulator, client):
     bad = ModelSummarizer(client, extra_headers={"X-DSK-Emulate": "status=400"})
-    conv = Conversation(client, system="S.", policy=Summarize(threshold_chars=200, keep_rounds=1, summarizer=bad))
+    conv = Conversation(
+        client, system="S.", policy=Summarize(threshold_chars=200, keep_rounds=1, summarizer=bad)
+    )
     for i in range(3):
         await conv.send(f"Question {i} " + "about something long " * 5)
     assert len(conv) == 6  # every turn went through
@@ -264,7 +266,8 @@ async def test_usage_tallies_match_the_responses(client, monkeypatch, peak):
     assert u.completion_tokens == sum(r.usage.completion_tokens for r in rs)
     assert u.reasoning_tokens == sum(r.usage.reasoning_tokens for r in rs) > 0
     assert u.cache_hit_tokens + u.cache_miss_tokens == u.prompt_tokens
-    assert u.cost == sum((cost("deepseek-flash", r.usage, currency="USD", peak=peak) for r in rs), Decimal(0)) > 0
+    expected = sum((cost("deepseek-flash", r.usage, currency="USD", peak=peak) for r in rs), Decimal(0))
+    assert u.cost == expected > 0
     assert ConversationUsage.from_dict(json.loads(json.dumps(u.to_dict()))) == u
 
 
@@ -295,9 +298,11 @@ async def test_to_dict_from_dict_and_fork(emulator, client):
 async def test_usage_errors(client):
     with pytest.raises(UsageError, match="nothing to answer"):
         await Conversation(client).send()
-    with pytest.raises(UsageError, match="SyncConversation"):
-        with Client(api_key="sk-test", base_url="http://127.0.0.1:9") as sync_client:
-            Conversation(sync_client)
+    with (
+        pytest.raises(UsageError, match="SyncConversation"),
+        Client(api_key="sk-test", base_url="http://127.0.0.1:9") as sync_client,
+    ):
+        Conversation(sync_client)
     with pytest.raises(UsageError, match="thinking must be"):
         Conversation(client, thinking="maybe")
     with pytest.raises(UsageError, match="message role"):

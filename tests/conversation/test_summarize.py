@@ -58,9 +58,21 @@ def test_extractive_picks_the_most_frequent_topic_sentences_in_order():
 
 
 def test_transcript_names_speakers_and_tool_calls_and_drops_reasoning():
-    msgs = [*TALK[:2], {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "find_hotels", "arguments": '{"city":"Lisbon"}'}}]},
-        {"role": "tool", "tool_call_id": "c", "content": "Hotel Mar, 95 euros"}]
+    msgs = [
+        *TALK[:2],
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c",
+                    "type": "function",
+                    "function": {"name": "find_hotels", "arguments": '{"city":"Lisbon"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c", "content": "Hotel Mar, 95 euros"},
+    ]
     text = transcript(msgs, previous="Earlier: greetings.")
     assert text.startswith("Earlier summary: Earlier: greetings.")
     assert "User: We are planning" in text and "Assistant: The train" in text
@@ -99,9 +111,12 @@ async def test_conversation_summarizes_with_its_own_model_and_keeps_system_and_r
     summary_requests = [b for b in bodies if "Summarize this conversation" in b["messages"][-1]["content"]]
     chats = [b for b in bodies if b not in summary_requests]
     assert len(chats) == 8 and summary_requests
-    assert all(b["model"] == "deepseek-flash" and b["thinking"] == {"type": "disabled"} for b in summary_requests)
+    assert all(
+        b["model"] == "deepseek-flash" and b["thinking"] == {"type": "disabled"} for b in summary_requests
+    )
     last = chats[-1]["messages"]
-    assert last[0] == {"role": "system", "content": "You are a travel agent."}  # the system prompt stays first
+    # the system prompt stays first
+    assert last[0] == {"role": "system", "content": "You are a travel agent."}
     assert last[1]["role"] == "system" and last[1]["content"].startswith(SUMMARY_PREFIX)
     # The recent turns are sent verbatim, the latest question last.
     users = [m["content"] for m in last if m["role"] == "user"]
@@ -125,7 +140,9 @@ def tiny_bart():
     corpus = [transcript(TALK), "summary of the trip to lisbon by train", "hotels near the station in may"]
     tk = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
+    tk.train_from_iterator(
+        corpus, trainers.WordLevelTrainer(special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    )
     tk.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
                                                       special_tokens=[("<s>", 0), ("</s>", 2)])
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",

@@ -35,7 +35,9 @@ async def test_key_rotation_skips_a_rejected_key(emulator_factory):
 
 async def test_key_rotation_all_bad_is_an_authentication_error(emulator_factory):
     emu = emulator_factory(api_keys={"sk-only-valid-9999"})
-    c = AsyncClient(base_url=emu.base_url, auth=KeyRotation(["sk-bad-a-0001", "sk-bad-b-0002"]), max_retries=0)
+    c = AsyncClient(
+        base_url=emu.base_url, auth=KeyRotation(["sk-bad-a-0001", "sk-bad-b-0002"]), max_retries=0
+    )
     with pytest.raises(AuthenticationError) as ei:
         await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert "sk-bad" not in str(ei.value)
@@ -82,7 +84,9 @@ async def test_oauth_token_fetched_once_for_concurrent_calls_and_cached(emulator
     ts = await token_server(tokens=["tok-1"], delay=0.1)
     auth = OAuth2ClientCredentials(ts.url, "client-a", "s3cret-value", scope="chat")
     c = AsyncClient(base_url=emu.base_url, auth=auth, max_retries=0)
-    await asyncio.gather(*(c.chat.completions.create(model="deepseek-flash", messages=MSGS) for _ in range(20)))
+    await asyncio.gather(
+        *(c.chat.completions.create(model="deepseek-flash", messages=MSGS) for _ in range(20))
+    )
     await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert ts.fetches == 1 and auth.fetches == 1
     assert ts.forms[0] == {"grant_type": "client_credentials", "client_id": "client-a",
@@ -119,7 +123,9 @@ async def test_oauth_bad_secret_and_unreachable_token_url_are_clear(emulator_fac
     with pytest.raises(AuthenticationError, match="refused the client credentials") as ei:
         await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert "wrong-secret-value" not in str(ei.value)
-    c2 = AsyncClient(base_url=emu.base_url, auth=OAuth2ClientCredentials("http://127.0.0.1:9/token", "c", "s"))
+    c2 = AsyncClient(
+        base_url=emu.base_url, auth=OAuth2ClientCredentials("http://127.0.0.1:9/token", "c", "s")
+    )
     with pytest.raises(APIConnectionError, match="token endpoint"):
         await c2.chat.completions.create(model="deepseek-flash", messages=MSGS)
     await c.close()
@@ -142,14 +148,18 @@ async def echo_server():
                 resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
                 await resp.prepare(request)
                 await resp.write(b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n')
-                await resp.write(b'data: {"error":{"message":"bad key ' + tok.encode() + b'","type":"x"}}\n\n')
+                await resp.write(
+                    b'data: {"error":{"message":"bad key ' + tok.encode() + b'","type":"x"}}\n\n'
+                )
                 return resp
             return web.json_response({"error": {"message": f"bad key {tok} (Bearer {tok})", "type": "x"}},
                                      status=401)
 
         async def models(request):  # a 200 that echoes the token (a debug gateway, say)
             tok = request.headers.get("Authorization", "").removeprefix("Bearer ")
-            return web.json_response({"object": "list", "data": [{"id": f"model-for-{tok}", "object": "model"}]})
+            return web.json_response(
+                {"object": "list", "data": [{"id": f"model-for-{tok}", "object": "model"}]}
+            )
 
         app = web.Application()
         app.router.add_post("/chat/completions", handle)
@@ -187,7 +197,7 @@ async def test_echoed_secrets_are_masked_in_errors_and_logs(echo_server, token_s
     for _ in range(2):
         try:
             await c.chat.completions.create(model="deepseek-flash", messages=MSGS)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(e)
     await c.close()
     assert errors
@@ -203,7 +213,9 @@ async def test_echoed_secrets_are_masked_in_errors_and_logs(echo_server, token_s
         assert ts.fetches >= 1 and all(isinstance(e, AuthenticationError) for e in errors)
 
 
-async def test_oauth_token_fetched_after_start_is_masked_in_logged_bodies(echo_server, token_server, tmp_path):
+async def test_oauth_token_fetched_after_start_is_masked_in_logged_bodies(
+    echo_server, token_server, tmp_path
+):
     # The log step is built with the client, before any OAuth2 token exists: it must read the
     # client's secrets when it stores a row, or a token a 200 body echoes is stored in clear.
     from deepseek_kit import LogConfig

@@ -169,10 +169,19 @@ async def test_limits_cache_single_flight_and_failover_together(emulator_factory
                     cache=CachePolicy(), timeout=Timeout(first_token=2, total=30), metrics=True)
     try:
         t0 = time.monotonic()
-        calls = [c.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=False, temperature=0)
-                 for _ in range(10)]
-        others = [c.chat.completions.create(model="deepseek-flash", thinking=False, temperature=0,
-                                            messages=[{"role": "user", "content": f"q{i}"}]) for i in range(6)]
+        calls = [
+            c.chat.completions.create(model="deepseek-flash", messages=MSGS, thinking=False, temperature=0)
+            for _ in range(10)
+        ]
+        others = [
+            c.chat.completions.create(
+                model="deepseek-flash",
+                thinking=False,
+                temperature=0,
+                messages=[{"role": "user", "content": f"q{i}"}],
+            )
+            for i in range(6)
+        ]
         out = await asyncio.gather(*calls, *others, return_exceptions=True)
         assert _errors(out) == []
         assert time.monotonic() - t0 < 2 + 3

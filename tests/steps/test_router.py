@@ -49,7 +49,10 @@ async def test_503_moves_to_next_endpoint_at_once(emulator_factory):
 
 async def test_killed_endpoint_fails_over_mid_run(emulator_factory):
     a, b = emulator_factory(), emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", api_key="sk-a"), Endpoint(b.base_url, name="b", priority=1, api_key="sk-router-test"))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="sk-a"),
+        Endpoint(b.base_url, name="b", priority=1, api_key="sk-router-test"),
+    )
     for _ in range(3):
         await ask(c)
     assert n(a) == 3 and n(b) == 0
@@ -63,7 +66,10 @@ async def test_killed_endpoint_fails_over_mid_run(emulator_factory):
 
 async def test_caller_errors_never_fail_over(emulator_factory):
     a, b = emulator_factory(), emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", api_key="sk-router-test"), Endpoint(b.base_url, name="b", api_key="sk-router-test"))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="sk-router-test"),
+        Endpoint(b.base_url, name="b", api_key="sk-router-test"),
+    )
     with pytest.raises(BadRequestError):
         await c.chat.completions.create(model="deepseek-chat", messages=MSGS)  # retired model: 400
     assert n(a) == 1 and n(b) == 0
@@ -72,12 +78,18 @@ async def test_caller_errors_never_fail_over(emulator_factory):
 
 async def test_all_endpoints_failed_carries_each_attempt(emulator_factory):
     a, b = emulator_factory(faults="status=503"), emulator_factory(faults="status=500")
-    c = client(Endpoint(a.base_url, name="a", api_key="sk-router-test"), Endpoint(b.base_url, name="b", api_key="sk-router-test"))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="sk-router-test"),
+        Endpoint(b.base_url, name="b", api_key="sk-router-test"),
+    )
     with pytest.raises(AllEndpointsFailedError) as ei:
         await ask(c)
     names = [name for name, _ in ei.value.attempts]
     assert names == ["a", "b"]
-    assert [type(e).__name__ for _, e in ei.value.attempts] == ["ServiceUnavailableError", "InternalServerError"]
+    assert [type(e).__name__ for _, e in ei.value.attempts] == [
+        "ServiceUnavailableError",
+        "InternalServerError",
+    ]
     assert n(b) == 3  # the last endpoint still gets its retries (500 retried 2x)
     await c.close()
 
@@ -85,8 +97,11 @@ async def test_all_endpoints_failed_carries_each_attempt(emulator_factory):
 async def test_first_token_timeout_fails_over_without_retrying(emulator_factory):
     a = emulator_factory(faults="stall_first_token=20;keepalive=0.05")
     b = emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", api_key="sk-router-test"), Endpoint(b.base_url, name="b", api_key="sk-router-test"),
-               timeout=Timeout(first_token=0.3, idle=5, total=30))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="sk-router-test"),
+        Endpoint(b.base_url, name="b", api_key="sk-router-test"),
+        timeout=Timeout(first_token=0.3, idle=5, total=30),
+    )
     t0 = time.monotonic()
     s = await ask(c, stream=True)
     assert (await s.until_done()).choices[0].message.content
@@ -99,7 +114,10 @@ async def test_breaker_opens_and_recovers_through_half_open_probe(emulator_facto
     a = emulator_factory(faults="status=503;times=3")  # unhealthy for 3 requests, then fine
     b = emulator_factory()
     pol = BreakerPolicy(failures=3, open_for=0.4, min_requests=100)
-    c = client(Endpoint(a.base_url, name="a", breaker=pol, api_key="sk-router-test"), Endpoint(b.base_url, name="b", api_key="sk-router-test"))
+    c = client(
+        Endpoint(a.base_url, name="a", breaker=pol, api_key="sk-router-test"),
+        Endpoint(b.base_url, name="b", api_key="sk-router-test"),
+    )
     brk = c.router.endpoint("a").breaker
     for _ in range(3):
         await ask(c)
@@ -118,8 +136,12 @@ async def test_breaker_opens_and_recovers_through_half_open_probe(emulator_facto
 
 async def test_failed_probe_reopens(emulator_factory):
     a, b = emulator_factory(faults="status=503"), emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", breaker=BreakerPolicy(failures=1, open_for=0.2), api_key="sk-router-test"),
-               Endpoint(b.base_url, name="b", api_key="sk-router-test"))
+    c = client(
+        Endpoint(
+            a.base_url, name="a", breaker=BreakerPolicy(failures=1, open_for=0.2), api_key="sk-router-test"
+        ),
+        Endpoint(b.base_url, name="b", api_key="sk-router-test"),
+    )
     await ask(c)
     await asyncio.sleep(0.3)
     await ask(c)
@@ -131,8 +153,11 @@ async def test_failed_probe_reopens(emulator_factory):
 async def test_hedging_races_a_second_endpoint_and_cancels_the_slow_one(emulator_factory):
     slow = emulator_factory(faults="delay_headers=5")
     fast = emulator_factory()
-    c = client(Endpoint(slow.base_url, name="slow", api_key="sk-router-test"), Endpoint(fast.base_url, name="fast", priority=1, api_key="sk-router-test"),
-               routing=Routing(hedge=True, hedge_after=0.2))
+    c = client(
+        Endpoint(slow.base_url, name="slow", api_key="sk-router-test"),
+        Endpoint(fast.base_url, name="fast", priority=1, api_key="sk-router-test"),
+        routing=Routing(hedge=True, hedge_after=0.2),
+    )
     t0 = time.monotonic()
     s = await ask(c, stream=True)
     final = await s.until_done()
@@ -150,8 +175,11 @@ async def test_hedging_races_a_second_endpoint_and_cancels_the_slow_one(emulator
 
 async def test_hedging_keeps_the_primary_when_it_answers_in_time(emulator_factory):
     a, b = emulator_factory(), emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", api_key="sk-router-test"), Endpoint(b.base_url, name="b", api_key="sk-router-test"),
-               routing=Routing(hedge=True, hedge_after=2.0))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="sk-router-test"),
+        Endpoint(b.base_url, name="b", api_key="sk-router-test"),
+        routing=Routing(hedge=True, hedge_after=2.0),
+    )
     for _ in range(3):
         await ask(c)
     assert n(a) == 3 and n(b) == 0
@@ -160,8 +188,11 @@ async def test_hedging_keeps_the_primary_when_it_answers_in_time(emulator_factor
 
 async def test_weighted_strategy_follows_weights(emulator_factory):
     a, b = emulator_factory(), emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", weight=3, api_key="sk-router-test"), Endpoint(b.base_url, name="b", weight=1, api_key="sk-router-test"),
-               routing=Routing(strategy="weighted"))
+    c = client(
+        Endpoint(a.base_url, name="a", weight=3, api_key="sk-router-test"),
+        Endpoint(b.base_url, name="b", weight=1, api_key="sk-router-test"),
+        routing=Routing(strategy="weighted"),
+    )
     await asyncio.gather(*(ask(c) for _ in range(400)))
     assert n(a) + n(b) == 400
     assert 2.0 < n(a) / n(b) < 4.5
@@ -170,8 +201,11 @@ async def test_weighted_strategy_follows_weights(emulator_factory):
 
 async def test_least_latency_prefers_the_faster_endpoint(emulator_factory):
     slow, fast = emulator_factory(faults="delay_headers=0.15"), emulator_factory()
-    c = client(Endpoint(slow.base_url, name="slow", api_key="sk-router-test"), Endpoint(fast.base_url, name="fast", api_key="sk-router-test"),
-               routing=Routing(strategy="least_latency"))
+    c = client(
+        Endpoint(slow.base_url, name="slow", api_key="sk-router-test"),
+        Endpoint(fast.base_url, name="fast", api_key="sk-router-test"),
+        routing=Routing(strategy="least_latency"),
+    )
     for _ in range(12):
         await ask(c)
     assert n(fast) >= 10 and n(slow) <= 2
@@ -180,8 +214,11 @@ async def test_least_latency_prefers_the_faster_endpoint(emulator_factory):
 
 async def test_least_in_flight_spreads_concurrent_calls(emulator_factory):
     a, b = emulator_factory(faults="delay_headers=0.2"), emulator_factory(faults="delay_headers=0.2")
-    c = client(Endpoint(a.base_url, name="a", api_key="sk-router-test"), Endpoint(b.base_url, name="b", api_key="sk-router-test"),
-               routing=Routing(strategy="least_in_flight"))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="sk-router-test"),
+        Endpoint(b.base_url, name="b", api_key="sk-router-test"),
+        routing=Routing(strategy="least_in_flight"),
+    )
     await asyncio.gather(*(ask(c) for _ in range(20)))
     assert n(a) == 10 and n(b) == 10
     await c.close()
@@ -189,10 +226,12 @@ async def test_least_in_flight_spreads_concurrent_calls(emulator_factory):
 
 async def test_model_names_are_mapped_per_endpoint(emulator_factory):
     a = emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", models={"house-model": "deepseek-v4-pro"}, api_key="sk-router-test"))
+    c = client(
+        Endpoint(a.base_url, name="a", models={"house-model": "deepseek-v4-pro"}, api_key="sk-router-test")
+    )
     r = await c.chat.completions.create(model="house-model", messages=MSGS)
     assert r.model == "deepseek-v4-pro"
-    path, body = a.state.recent[-1]
+    _path, body = a.state.recent[-1]
     assert json.loads(body)["model"] == "deepseek-v4-pro"
     await c.close()
 
@@ -205,7 +244,12 @@ def test_endpoint_values_are_checked():
     with pytest.raises(UsageError, match="strategy"):
         Routing(strategy="fastest")
     with pytest.raises(UsageError, match="unique"):
-        AsyncClient(endpoints=[Endpoint("http://a:1", name="x", api_key="sk-router-test"), Endpoint("http://b:1", name="x", api_key="sk-router-test")])
+        AsyncClient(
+            endpoints=[
+                Endpoint("http://a:1", name="x", api_key="sk-router-test"),
+                Endpoint("http://b:1", name="x", api_key="sk-router-test"),
+            ]
+        )
     assert "sk-" not in repr(Endpoint("http://a:1", api_key="sk-secret-1234"))
 
 
@@ -220,13 +264,21 @@ async def test_only_endpoints_restricts_the_order(emulator_factory):
     from deepseek_kit import UsageError
 
     a, b = emulator_factory(), emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", api_key="k"), Endpoint(b.base_url, name="b", api_key="k", priority=1))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="k"), Endpoint(b.base_url, name="b", api_key="k", priority=1)
+    )
     async with c:
-        r = await c.request("POST", "/chat/completions", body=json.dumps(
-            {"model": "deepseek-flash", "messages": MSGS}).encode(), options={"only_endpoints": frozenset({"b"})})
+        r = await c.request(
+            "POST",
+            "/chat/completions",
+            body=json.dumps({"model": "deepseek-flash", "messages": MSGS}).encode(),
+            options={"only_endpoints": frozenset({"b"})},
+        )
         assert r.endpoint == "b" and n(a) == 0 and n(b) == 1
         with pytest.raises(UsageError, match="only_endpoints"):
-            await c.request("POST", "/chat/completions", body=b"{}", options={"only_endpoints": frozenset({"zz"})})
+            await c.request(
+                "POST", "/chat/completions", body=b"{}", options={"only_endpoints": frozenset({"zz"})}
+            )
 
 
 async def test_every_breaker_open_fails_fast_then_probes_again(emulator_factory):
@@ -302,8 +354,11 @@ async def test_hedge_where_both_answer_at_once_frees_the_loser(emulator_factory)
 
 async def test_primary_failing_before_the_hedge_delay_still_fails_over(emulator_factory):
     a, b = emulator_factory(faults="status=503"), emulator_factory()
-    c = client(Endpoint(a.base_url, name="a", api_key="k"), Endpoint(b.base_url, name="b", api_key="k", priority=1),
-               routing=Routing(hedge=True, hedge_after=5.0))
+    c = client(
+        Endpoint(a.base_url, name="a", api_key="k"),
+        Endpoint(b.base_url, name="b", api_key="k", priority=1),
+        routing=Routing(hedge=True, hedge_after=5.0),
+    )
     async with c:
         t0 = time.monotonic()
         assert (await ask(c)).choices[0].message.content

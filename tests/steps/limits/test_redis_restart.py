@@ -21,7 +21,7 @@ from tests.helpers.redis import start_redis
 
 def _cmd(port: int, *words: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(("*%d\r\n" % len(words) + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)).encode())
+        s.sendall((f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)).encode())
         return s.recv(256)
 
 
@@ -56,7 +56,9 @@ def own_redis(tmp_path):
     r.kill()
 
 
-async def _run(limiter: RedisLimiter, callers: int, duration: float, at: float, reset) -> tuple[list[float], int]:
+async def _run(
+    limiter: RedisLimiter, callers: int, duration: float, at: float, reset
+) -> tuple[list[float], int]:
     """`callers` loops acquiring turns for `duration` s (then cancelled); `reset()` runs (in a
     thread) at `at` s. Returns the grant times (s from the start) and how many acquisitions
     failed (Redis down)."""
@@ -112,8 +114,11 @@ async def test_reset_seen_only_by_another_process_still_holds_the_rate(own_redis
     A never sends an acquire in between, so it learns of the reset only by the check at the end of
     each sleep. (Two limiters with their own connections stand for two processes.)"""
     rpm, at, duration = 600, 1.0, 3.0
-    mk = lambda: RedisLimiter(Limits(rpm=rpm, burst=0.1, redis_url=own_redis.url, max_queue_wait=None,
-                                     name="r1-two"))  # noqa: E731
+
+    def mk() -> RedisLimiter:
+        return RedisLimiter(Limits(rpm=rpm, burst=0.1, redis_url=own_redis.url, max_queue_wait=None,
+                                   name="r1-two"))
+
     a, b = mk(), mk()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -210,7 +215,8 @@ async def test_in_flight_cap_counts_leases_held_across_a_restart(own_redis):
     try:
         held = [await a.acquire("", 1, None) for _ in range(3)]
         await asyncio.to_thread(own_redis.restart)
-        await asyncio.sleep(ttl / 3 * 2 + 0.2)  # A's renewals: one may hit the restart, the next puts them back
+        # A's renewals: one may hit the restart, the next puts them back
+        await asyncio.sleep(ttl / 3 * 2 + 0.2)
         with pytest.raises(QueueTimeoutError):  # before the fix: B is granted at once (cap 3 + 1 in flight)
             await b.acquire("", 1, 1.0)
         held.pop().finish(1, 1)

@@ -32,11 +32,10 @@ from deepseek_kit import (
     UsageError,
 )
 from deepseek_kit._steps.metrics.step import MetricsConfig, MetricsStep, RequestRecord
-from deepseek_kit._wire.pricing import scaled_price
-from deepseek_kit._wire.usage import split_usage as _tokens
 from deepseek_kit._steps.metrics.summary import Metrics, percentile
 from deepseek_kit._wire import pricing as _pricing
-from deepseek_kit._wire.pricing import ModelPrice
+from deepseek_kit._wire.pricing import ModelPrice, scaled_price
+from deepseek_kit._wire.usage import split_usage as _tokens
 from tests.helpers.servers import serve_app
 
 MSGS = [{"role": "user", "content": "Tell me about the sea."}]
@@ -550,7 +549,10 @@ async def test_prometheus_http_endpoints(emulator):
         server.shutdown()
         server.server_close()  # shutdown() stops serving; the listening socket stays open until this
         thread.join(5)
-    assert 'dsk_requests_total{endpoint="",error="",model="deepseek-flash",outcome="ok",status="200"} 1.0' in text
+    assert (
+        'dsk_requests_total{endpoint="",error="",model="deepseek-flash",outcome="ok",status="200"} 1.0'
+        in text
+    )
 
     from aiohttp import web
 
@@ -679,13 +681,14 @@ async def test_failover_shows_in_records_summary_prometheus_and_health(emulator_
         health = client.endpoints()
         assert all(isinstance(h, EndpointHealth) for h in health)
         ha, hb = health
-        assert (ha.name, ha.state, ha.consecutive_failures, ha.requests, ha.failures) == ("a", "open", 2, 2, 2)
+        got = (ha.name, ha.state, ha.consecutive_failures, ha.requests, ha.failures)
+        assert got == ("a", "open", 2, 2, 2)
         assert ha.reopens_in is not None and 0 < ha.reopens_in <= 30
         assert (hb.name, hb.state, hb.in_flight, hb.requests, hb.failures) == ("b", "closed", 0, 3, 0)
         assert hb.p95_ttft is not None and hb.ewma_ttft is not None
 
         # records: who answered and the route taken
-        r1, r2, r3 = hook.records
+        r1, _r2, r3 = hook.records
         assert r1.endpoint == "b" and r1.route == (("a", 1, "ServiceUnavailableError"), ("b", 1, "ok"))
         assert r1.failovers == 1 and r1.attempts == 2 and r1.retries == 0
         assert client.metrics.snapshot()["retries"] == 0  # a failover is not a retry
