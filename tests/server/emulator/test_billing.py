@@ -60,7 +60,9 @@ async def test_cache_isolated_per_key_and_user_id(emulator):
     msgs = [{"role": "user", "content": LONG}]
     await usage(emulator.base_url, msgs, user_id="alice")
     assert (await usage(emulator.base_url, msgs, user_id="bob"))[0]["prompt_cache_hit_tokens"] == 0
-    assert (await usage(emulator.base_url, msgs, key="sk-other", user_id="alice"))[0]["prompt_cache_hit_tokens"] == 0
+    assert (await usage(emulator.base_url, msgs, key="sk-other", user_id="alice"))[0][
+        "prompt_cache_hit_tokens"
+    ] == 0
     assert (await usage(emulator.base_url, msgs, user_id="alice"))[0]["prompt_cache_hit_tokens"] > 0
 
 
@@ -152,7 +154,9 @@ async def test_402_when_balance_is_exhausted(emulator_factory):
 @pytest.mark.parametrize("when", [PEAK_AT, OFF_PEAK_AT])
 async def test_usd_billing(emulator_factory, when):
     emu = emulator_factory(currency="USD", clock=when.timestamp)
-    u, _ = await usage(emu.base_url, [{"role": "user", "content": "hi"}], headers={"X-DSK-Emulate": "tokens=60000"})
+    u, _ = await usage(
+        emu.base_url, [{"role": "user", "content": "hi"}], headers={"X-DSK-Emulate": "tokens=60000"}
+    )
     spent = Decimal("100") - emu.state.balance(KEY)
     assert spent == _pricing.cost("deepseek-flash", u, when, "USD") > 0
 

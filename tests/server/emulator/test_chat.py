@@ -16,9 +16,18 @@ from deepseek_kit.server.emulator.tokens import tokenize
 AUTH = {"Authorization": "Bearer sk-test-abcd"}
 USER = [{"role": "user", "content": "Tell me about the sea."}]
 OFF = {"type": "disabled"}
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
-    "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city"],
+        },
+    },
+}
 FP_RE = re.compile(r"fp_dsk_emulator_[0-9a-f]{10}_\d{8}")
 CALL_ID_RE = re.compile(r"call_(\d{2})_[A-Za-z0-9]{24}")
 
@@ -145,7 +154,9 @@ async def test_non_stream_without_thinking(emulator):
 async def test_reasoning_effort_changes_reasoning_length(emulator):
     lengths = {}
     for effort in ("low", "medium", "high", "max", "ultra"):
-        body = await complete(emulator.base_url, model="deepseek-flash", messages=USER, reasoning_effort=effort)
+        body = await complete(
+            emulator.base_url, model="deepseek-flash", messages=USER, reasoning_effort=effort
+        )
         lengths[effort] = body["usage"]["completion_tokens_details"]["reasoning_tokens"]
     assert lengths["low"] < lengths["medium"] == lengths["high"] < lengths["max"] == lengths["ultra"]
 
@@ -179,7 +190,9 @@ async def test_stop_sequence_truncates(emulator):
 
 
 async def test_logprobs(emulator):
-    body = await complete(emulator.base_url, model="deepseek-flash", messages=USER, logprobs=True, top_logprobs=3)
+    body = await complete(
+        emulator.base_url, model="deepseek-flash", messages=USER, logprobs=True, top_logprobs=3
+    )
     lp = body["choices"][0]["logprobs"]
     msg = body["choices"][0]["message"]
     assert "".join(e["token"] for e in lp["content"]) == msg["content"]
@@ -308,8 +321,9 @@ async def test_parallel_tool_calls_for_named_tools(emulator):
     time_tool = {"type": "function", "function": {"name": "get_time", "parameters": {
         "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}}
     msgs = [{"role": "user", "content": "Use get_time and then get_weather for Oslo"}]
-    body = await complete(emulator.base_url, model="deepseek-flash", messages=msgs, tools=[WEATHER, time_tool],
-                          thinking=OFF)
+    body = await complete(
+        emulator.base_url, model="deepseek-flash", messages=msgs, tools=[WEATHER, time_tool], thinking=OFF
+    )
     calls = body["choices"][0]["message"]["tool_calls"]
     assert [c["function"]["name"] for c in calls] == ["get_time", "get_weather"]
     assert [CALL_ID_RE.fullmatch(c["id"]).group(1) for c in calls] == ["00", "01"]
@@ -372,7 +386,9 @@ async def test_arguments_follow_complex_schemas(emulator):
     tool = {"type": "function", "function": {"name": "make", "parameters": COMPLEX}}
     for i in range(15):
         msgs = [{"role": "user", "content": f"make thing {i}"}]
-        body = await complete(emulator.base_url, model="deepseek-flash", messages=msgs, tools=[tool], thinking=OFF)
+        body = await complete(
+            emulator.base_url, model="deepseek-flash", messages=msgs, tools=[tool], thinking=OFF
+        )
         args = json.loads(body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
         assert conforms(args, COMPLEX), args
 
@@ -381,8 +397,10 @@ async def test_arguments_follow_complex_schemas(emulator):
 
 
 async def test_json_mode_with_json_in_prompt(emulator):
-    msgs = [{"role": "system", "content": 'Reply in JSON like {"question": "...", "answer": "...", "score": 1}'},
-            {"role": "user", "content": "Which is the longest river?"}]
+    msgs = [
+        {"role": "system", "content": 'Reply in JSON like {"question": "...", "answer": "...", "score": 1}'},
+        {"role": "user", "content": "Which is the longest river?"},
+    ]
     body = await complete(emulator.base_url, model="deepseek-flash", messages=msgs,
                           response_format={"type": "json_object"})
     obj = json.loads(body["choices"][0]["message"]["content"])
@@ -419,7 +437,7 @@ async def test_prefix_completion_continues_code(emulator):
     assert body["choices"][0]["message"]["content"].startswith(" ")
 
 
-# -- FIM -------------------------------------------------------------------------------------------------------
+# -- FIM -----------------------------------------------------------------------------------------------------
 
 
 async def test_fim_non_stream(emulator):
@@ -446,8 +464,14 @@ async def test_fim_echo_and_logprobs(emulator):
 
 
 async def test_fim_stream(emulator):
-    chunks, _ = await stream(emulator.base_url, "/beta/completions", model="deepseek-flash", prompt="def f():",
-                             max_tokens=6, stream_options={"include_usage": True})
+    chunks, _ = await stream(
+        emulator.base_url,
+        "/beta/completions",
+        model="deepseek-flash",
+        prompt="def f():",
+        max_tokens=6,
+        stream_options={"include_usage": True},
+    )
     assert all(c["object"] == "text_completion" for c in chunks)
     assert all(c["usage"] is None for c in chunks[:-1])
     text = "".join(c["choices"][0]["text"] for c in chunks)
@@ -456,7 +480,7 @@ async def test_fim_stream(emulator):
     assert chunks[-1]["usage"]["completion_tokens"] == 6
 
 
-# -- determinism ----------------------------------------------------------------------------------------------
+# -- determinism ---------------------------------------------------------------------------------------------
 
 
 def _strip_ids(raw: bytes) -> bytes:
@@ -479,7 +503,9 @@ async def test_seed_and_messages_change_the_answer(emulator, emulator_factory):
     a = await complete(emulator.base_url, model="deepseek-flash", messages=USER)
     other = emulator_factory(seed=42)
     b = await complete(other.base_url, model="deepseek-flash", messages=USER)
-    c = await complete(emulator.base_url, model="deepseek-flash", messages=[{"role": "user", "content": "Hi!"}])
+    c = await complete(
+        emulator.base_url, model="deepseek-flash", messages=[{"role": "user", "content": "Hi!"}]
+    )
     texts = {x["choices"][0]["message"]["content"] for x in (a, b, c)}
     assert len(texts) == 3
     assert a["system_fingerprint"] != b["system_fingerprint"]
@@ -493,7 +519,9 @@ async def test_prefix_that_is_the_start_of_the_answer_continues_it_exactly(emula
     c = AsyncClient(api_key="sk-x", base_url=emulator.base_url, max_retries=0)
     m = [{"role": "user", "content": "tell me about rivers"}]
     for think in (False, True):
-        full = (await c.chat.completions.create(model="deepseek-flash", messages=m, thinking=think)).choices[0]
+        full = (await c.chat.completions.create(model="deepseek-flash", messages=m, thinking=think)).choices[
+            0
+        ]
         fm = full.message
         for cut in (0, 1, 9, len(fm.content) - 1):
             prefix = {"role": "assistant", "content": fm.content[:cut], "prefix": True}

@@ -15,7 +15,11 @@ from deepseek_kit.server import EmulatorConfig, EmulatorThread
 from tests.helpers.servers import serve_app
 
 AUTH = {"Authorization": "Bearer sk-test-abcd"}
-BODY = {"model": "deepseek-flash", "messages": [{"role": "user", "content": "Hi"}], "thinking": {"type": "disabled"}}
+BODY = {
+    "model": "deepseek-flash",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "thinking": {"type": "disabled"},
+}
 SBODY = {**BODY, "stream": True}
 
 
@@ -40,12 +44,18 @@ async def wait_for(predicate, what: str):
 # -- status faults ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "message", "etype"), [
-    (429, "Rate Limit Reached", "rate_limit_error"), (500, "Server Error", "server_error"),
-    (502, "Bad Gateway", "server_error"), (503, "Server Overloaded", "server_error"),
-    (504, "Gateway Timeout", "server_error"), (401, "Authentication Fails (no such user)", "authentication_error"),
-    (402, "Insufficient Balance", "unknown_error"),
-])
+@pytest.mark.parametrize(
+    ("status", "message", "etype"),
+    [
+        (429, "Rate Limit Reached", "rate_limit_error"),
+        (500, "Server Error", "server_error"),
+        (502, "Bad Gateway", "server_error"),
+        (503, "Server Overloaded", "server_error"),
+        (504, "Gateway Timeout", "server_error"),
+        (401, "Authentication Fails (no such user)", "authentication_error"),
+        (402, "Insufficient Balance", "unknown_error"),
+    ],
+)
 async def test_status_directive(emulator, status, message, etype):
     got, headers, body = await post(emulator.base_url, headers=fault(f"status={status}"))
     assert got == status
@@ -56,7 +66,9 @@ async def test_status_directive(emulator, status, message, etype):
 
 
 async def test_retry_after_headers_only_when_asked(emulator):
-    _, headers, _ = await post(emulator.base_url, headers=fault("status=429;retry_after=2;retry_after_ms=1500"))
+    _, headers, _ = await post(
+        emulator.base_url, headers=fault("status=429;retry_after=2;retry_after_ms=1500")
+    )
     assert headers["Retry-After"] == "2" and headers["retry-after-ms"] == "1500"
 
 
@@ -135,7 +147,9 @@ async def test_stall_stream_sends_keepalive_comments(emulator, name):
 
 
 async def test_stall_non_stream_sends_blank_lines(emulator):
-    status, headers, raw = await post(emulator.base_url, headers=fault("stall_first_token=0.35;keepalive=0.1"))
+    status, headers, raw = await post(
+        emulator.base_url, headers=fault("stall_first_token=0.35;keepalive=0.1")
+    )
     assert status == 200 and "Content-Length" not in headers
     assert raw.startswith(b"\n\n") and raw.lstrip(b"\n").startswith(b"{")
     assert json.loads(raw)["object"] == "chat.completion"
@@ -165,7 +179,7 @@ async def test_delay_chunks(emulator):
     assert raw.endswith(b"data: [DONE]\n\n")
 
 
-# -- connection faults ----------------------------------------------------------------------------------------
+# -- connection faults ---------------------------------------------------------------------------------------
 
 
 async def test_reset_before_headers(emulator):

@@ -182,5 +182,5 @@ async def test_ignore_schema_once_makes_parse_ask_again_then_succeed(emulator):
         invoice = await parse(c, "Extract the invoice.", Invoice, model=MODEL,
                               extra_headers={"X-DSK-Emulate": "ignore_schema;times=1;key=reask"})
     assert isinstance(invoice, Invoice)
-    first, second = chat_bodies(emulator)
+    _first, second = chat_bodies(emulator)
     assert second["messages"][-1]["content"].startswith("That reply is not valid:")

@@ -151,9 +151,11 @@ async def test_authentication_error(emulator_factory):
 
 def test_insufficient_balance(emulator_factory):
     emu = emulator_factory(balance={"sk-broke": "0"})
-    with OpenAI(api_key="sk-broke", base_url=emu.base_url, max_retries=0) as c:
-        with pytest.raises(openai.APIStatusError) as info:
-            c.chat.completions.create(model="deepseek-flash", messages=MSGS)
+    with (
+        OpenAI(api_key="sk-broke", base_url=emu.base_url, max_retries=0) as c,
+        pytest.raises(openai.APIStatusError) as info,
+    ):
+        c.chat.completions.create(model="deepseek-flash", messages=MSGS)
     assert info.value.status_code == 402
     assert info.value.body["message"] == "Insufficient Balance"
 
@@ -161,7 +163,9 @@ def test_insufficient_balance(emulator_factory):
 async def test_bad_request(aclient):
     with pytest.raises(openai.BadRequestError) as info:
         await aclient.chat.completions.create(model="deepseek-flash", messages=MSGS, max_tokens=0)
-    assert info.value.body["message"] == "Invalid max_tokens value, the valid range of max_tokens is [1, 393216]"
+    assert (
+        info.value.body["message"] == "Invalid max_tokens value, the valid range of max_tokens is [1, 393216]"
+    )
     with pytest.raises(openai.BadRequestError, match="Model Not Exist"):
         await aclient.chat.completions.create(model="deepseek-chat", messages=MSGS)
     with pytest.raises(openai.BadRequestError, match="Thinking mode does not support this tool_choice"):
@@ -174,7 +178,9 @@ async def test_bad_request(aclient):
                                            ("status=500", openai.InternalServerError)])
 async def test_server_errors_via_header(aclient, emulator, spec, exc):
     with pytest.raises(exc) as info:
-        await aclient.chat.completions.create(model="deepseek-flash", messages=MSGS, extra_headers=fault(spec))
+        await aclient.chat.completions.create(
+            model="deepseek-flash", messages=MSGS, extra_headers=fault(spec)
+        )
     assert info.value.status_code == int(spec.split("=")[1])
     assert emulator.state.total_requests == 1  # max_retries=0: one attempt
 

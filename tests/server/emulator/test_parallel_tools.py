@@ -84,10 +84,17 @@ def _req(text: str, *tools: dict[str, object]) -> ChatRequest:
 
 
 def test_pick_rules():
-    weather, stocks, search = _fn("get_weather"), _fn("stock_price", "Latest quote of a ticker"), _fn("search")
+    weather, stocks, search = (
+        _fn("get_weather"),
+        _fn("stock_price", "Latest quote of a ticker"),
+        _fn("search"),
+    )
     names = lambda picked: [t["function"]["name"] for t in picked]  # noqa: E731
     # named tools win, in the order named
-    assert names(pick_tools(_req("use search then get_weather", weather, search), True)) == ["search", "get_weather"]
+    assert names(pick_tools(_req("use search then get_weather", weather, search), True)) == [
+        "search",
+        "get_weather",
+    ]
     # a name word or a description word (plurals folded) fits; generic verbs ("get") do not
     assert names(pick_tools(_req("Weather and quotes for Paris?", weather, stocks, search), True)) == [
         "get_weather", "stock_price"]

@@ -122,7 +122,9 @@ async def test_balance_usd_and_per_key(emulator_factory):
     import json
 
     emu = emulator_factory(EmulatorConfig(currency="USD", balance={"sk-poor": "0"}))
-    _, _, body = await call("GET", emu.base_url + "/user/balance", headers={"Authorization": "Bearer sk-poor"})
+    _, _, body = await call(
+        "GET", emu.base_url + "/user/balance", headers={"Authorization": "Bearer sk-poor"}
+    )
     assert json.loads(body) == {"is_available": False, "balance_infos": [
         {"currency": "USD", "total_balance": "0.00", "granted_balance": "0.00", "topped_up_balance": "0.00"}]}
 

@@ -47,10 +47,15 @@ def test_rendering_concatenates_token_streams(messages):
 
 
 _leaf = st.one_of(
-    st.just({"type": "string"}), st.just({"type": "integer", "minimum": -5, "maximum": 5}),
-    st.just({"type": "number", "minimum": 0.5, "maximum": 0.75}), st.just({"type": "boolean"}),
-    st.just({"type": "null"}), st.just({"enum": ["a", 1, None]}), st.just({"type": "string", "format": "email"}),
-    st.just({"type": ["string", "null"]}), st.just({"type": "string", "minLength": 5, "maxLength": 6}),
+    st.just({"type": "string"}),
+    st.just({"type": "integer", "minimum": -5, "maximum": 5}),
+    st.just({"type": "number", "minimum": 0.5, "maximum": 0.75}),
+    st.just({"type": "boolean"}),
+    st.just({"type": "null"}),
+    st.just({"enum": ["a", 1, None]}),
+    st.just({"type": "string", "format": "email"}),
+    st.just({"type": ["string", "null"]}),
+    st.just({"type": "string", "minLength": 5, "maxLength": 6}),
     st.just({"const": "fixed"}),
 )
 
@@ -77,11 +82,21 @@ def test_schema_values_conform(schema, seed):
 
 
 def test_schema_refs_and_all_of():
-    schema = {"type": "object", "properties": {"p": {"$ref": "#/definitions/pt"},
-                                               "q": {"allOf": [{"properties": {"a": {"type": "integer"}},
-                                                                "required": ["a"]}]}},
-              "required": ["p", "q"], "definitions": {"pt": {"type": "object", "properties": {
-                  "x": {"type": "integer", "exclusiveMinimum": 3, "exclusiveMaximum": 5}}, "required": ["x"]}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "p": {"$ref": "#/definitions/pt"},
+            "q": {"allOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]}]},
+        },
+        "required": ["p", "q"],
+        "definitions": {
+            "pt": {
+                "type": "object",
+                "properties": {"x": {"type": "integer", "exclusiveMinimum": 3, "exclusiveMaximum": 5}},
+                "required": ["x"],
+            }
+        },
+    }
     for seed in range(20):
         v = value_from_schema(schema, random.Random(seed))
         assert v["p"]["x"] == 4 and isinstance(v["q"]["a"], int)

@@ -47,11 +47,13 @@ def chat(**extra):
     (b"{}", DESER + "missing field `messages` at line 1 column 2"),
     (b'{"messages":[]}', DESER + "missing field `model` at line 1 column 15"),
     (b"[1]", DESER + "invalid type: sequence, expected struct ChatCompletionRequest at line 1 column 0"),
-    (b'{"model":1,"messages":[]}', DESER + "model: invalid type: integer `1`, expected a string at line 1 column 10"),
+    (b'{"model":1,"messages":[]}',
+     DESER + "model: invalid type: integer `1`, expected a string at line 1 column 10"),
     (b'{"model":"deepseek-flash","messages":"hi"}',
      DESER + 'messages: invalid type: string "hi", expected a sequence at line 1 column 41'),
     (b'{"model":"deepseek-flash","messages":[{"role":"user","content":[[]]}]}',
-     DESER + "messages[0]: invalid type: sequence, expected internally tagged enum ContentPart at line 1 column 68"),
+     DESER + "messages[0]: invalid type: sequence, expected internally tagged enum ContentPart"
+     " at line 1 column 68"),
     (b'{"model":"deepseek-flash","messages":[{"content":"x"}]}',
      DESER + "messages[0]: missing field `role` at line 1 column 53"),
     (b'{"model":"deepseek-flash","messages":[{"role":"bot","content":"x"}]}',
@@ -178,7 +180,8 @@ async def test_temperature_checked_only_without_thinking(emulator):
 
 async def test_tool_limits_and_names(emulator):
     tools = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]
-    await expect(emulator.base_url, chat(tools=tools), 400, "Invalid tools: the number of tools must not exceed 128")
+    await expect(emulator.base_url, chat(tools=tools), 400,
+                 "Invalid tools: the number of tools must not exceed 128")
     assert (await send(emulator.base_url, chat(tools=tools[:128])))[0] == 200
     bad = [{"type": "function", "function": {"name": "get weather"}}]
     await expect(emulator.base_url, chat(tools=bad), 400,
@@ -191,7 +194,8 @@ async def test_tool_limits_and_names(emulator):
 async def test_thinking_rejects_forcing_tool_choice(emulator, choice):
     await expect(emulator.base_url, chat(tools=[TOOL], tool_choice=choice), 400,
                  "Thinking mode does not support this tool_choice")
-    status, _ = await send(emulator.base_url, chat(tools=[TOOL], tool_choice=choice, thinking={"type": "disabled"}))
+    status, _ = await send(emulator.base_url,
+                           chat(tools=[TOOL], tool_choice=choice, thinking={"type": "disabled"}))
     assert status == 200
 
 
@@ -234,7 +238,8 @@ async def test_image_parts_only_for_vision_models(emulator):
     assert (await send(emulator.base_url, {"model": "deepseek-flash", "messages": msgs}))[0] == 200
     status, body = await send(emulator.base_url, {"model": "deepseek-v4-pro", "messages": msgs})
     assert status == 400
-    assert body["error"]["message"].startswith(DESER + "messages[0]: unknown variant `image_url`, expected `text`")
+    assert body["error"]["message"].startswith(
+        DESER + "messages[0]: unknown variant `image_url`, expected `text`")
     text_only = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     assert (await send(emulator.base_url, {"model": "deepseek-v4-pro", "messages": text_only}))[0] == 200
 

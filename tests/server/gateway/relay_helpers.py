@@ -81,4 +81,6 @@ def config_for(*emulators, extra: str = "", timeout: str = "first_token = 5.0\ni
                      f'api_key_env = "GW_TEST_UPSTREAM_KEY"\npriority = {i}\n')
     parts.append(f"[timeout]\n{timeout}\n")
     parts.append(extra)
-    return parse_gateway_config("\n".join(parts), env=env or {"GW_TEST_UPSTREAM_KEY": "sk-upstream-secret-1234"})
+    return parse_gateway_config(
+        "\n".join(parts), env=env or {"GW_TEST_UPSTREAM_KEY": "sk-upstream-secret-1234"}
+    )

@@ -18,7 +18,6 @@ import pytest
 from deepseek_kit.server.gateway.budget import from_nanos, to_nanos, windows
 from deepseek_kit.server.gateway.keys import BudgetExceededError
 from deepseek_kit.server.gateway.state import open_state
-
 from tests.helpers.clock import Clock
 
 PEPPER = b"test-pepper-0123456789abcdef"
@@ -64,7 +63,7 @@ async def test_hold_refuse_settle_remaining(state):
 
 
 async def test_unbudgeted_key_holds_nothing(state):
-    token, key = await state.create_key("free")
+    _token, key = await state.create_key("free")
     res = await state.reserve(key, Decimal("1000"))
     assert not res.held
     assert await state.remaining(key) is None

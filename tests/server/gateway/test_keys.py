@@ -10,9 +10,6 @@ from decimal import Decimal
 
 import pytest
 
-from deepseek_kit.server.gateway.state import open_state
-
-from tests.helpers.clock import Clock
 from deepseek_kit.server.gateway.keys import (
     ForbiddenError,
     GatewayKeyError,
@@ -20,6 +17,8 @@ from deepseek_kit.server.gateway.keys import (
     KeyNotFoundError,
     StateUnavailableError,
 )
+from deepseek_kit.server.gateway.state import open_state
+from tests.helpers.clock import Clock
 
 PEPPER = b"test-pepper-0123456789abcdef"
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
@@ -64,7 +63,9 @@ async def test_create_verify_and_secret_shape(state):
     assert token not in repr(key) and token[len(key.prefix) + 1:] not in repr(key)
     got = await state.authenticate(token, "127.0.0.1")
     assert got == key
-    assert got.models == frozenset({"deepseek-flash"}) and got.rpm == 60 and got.budget_daily == Decimal("1.5")
+    assert (
+        got.models == frozenset({"deepseek-flash"}) and got.rpm == 60 and got.budget_daily == Decimal("1.5")
+    )
     assert got.allows_model("deepseek-flash") and not got.allows_model("deepseek-v4-pro")
     assert (await state.get_key(key.id)).key == key
     assert (await state.get_key(key.prefix)).key.id == key.id

@@ -23,8 +23,10 @@ TOKEN_RE = re.compile(r"sk-dsk-[A-Za-z0-9]{8}-[A-Za-z0-9_\-]{43}")
 
 def _config(tmp_path, url):
     path = tmp_path / "gateway.toml"
-    path.write_text(f'[gateway]\nlisten = "127.0.0.1:8080"\nstate = "{url}"\nadmin_key_env = "DSK_ADMIN_KEY"\n'
-                    'pepper_env = "MY_PEPPER"\ncurrency = "usd"\n')
+    path.write_text(
+        f'[gateway]\nlisten = "127.0.0.1:8080"\nstate = "{url}"\nadmin_key_env = "DSK_ADMIN_KEY"\n'
+        'pepper_env = "MY_PEPPER"\ncurrency = "usd"\n'
+    )
     return path, url
 
 

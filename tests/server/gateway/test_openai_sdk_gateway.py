@@ -54,8 +54,11 @@ def test_sync_chat_stream_and_tools(gateway):
                 reasoning.append((d.model_extra or {}).get("reasoning_content") or "")
             usage = chunk.usage or usage
         assert "".join(parts) and "".join(reasoning) and usage.prompt_tokens > 0
-        r = c.chat.completions.create(model="deepseek-flash", tools=TOOLS,
-                                      messages=[{"role": "user", "content": "weather in Paris? use the tool"}])
+        r = c.chat.completions.create(
+            model="deepseek-flash",
+            tools=TOOLS,
+            messages=[{"role": "user", "content": "weather in Paris? use the tool"}],
+        )
         call = r.choices[0].message.tool_calls[0]
         assert call.function.name == "get_weather" and json.loads(call.function.arguments) is not None
         # the SDK drops reasoning_content from the message it sends back: the gateway repairs it
@@ -83,7 +86,7 @@ async def test_async_stream_and_legacy_alias(gateway):
 
 
 async def test_sdk_errors(gateway):
-    gw, key, flash_only = gateway
+    gw, _key, flash_only = gateway
     async with AsyncOpenAI(api_key="sk-dsk-wrongwro-" + "x" * 43, base_url=gw.base_url, max_retries=0) as c:
         with pytest.raises(openai.AuthenticationError) as e:
             await c.chat.completions.create(model="deepseek-flash", messages=MSGS)

@@ -24,15 +24,17 @@ def pair(emulator_factory):
 
 
 async def _sse(url: str, body: dict, headers=None) -> tuple[int, dict, list[bytes], bytes]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(url + "/chat/completions", json=body, headers=headers or {}) as r:
-            raw = await r.read()
-            events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
-            return r.status, dict(r.headers), events, raw
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/chat/completions", json=body, headers=headers or {}) as r,
+    ):
+        raw = await r.read()
+        events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+        return r.status, dict(r.headers), events, raw
 
 
 async def test_stream_fields_reach_the_caller(pair):
-    gw, a, b = pair
+    gw, a, _b = pair
     body = {"model": "deepseek-flash", "stream": True, "logprobs": True, "top_logprobs": 2,
             "messages": [{"role": "user", "content": "hello there"}]}
     status, headers, events, raw = await _sse(gw.base_url, body)
@@ -68,8 +70,9 @@ async def test_stream_tool_call_fragments(pair):
 async def test_non_stream_fields_and_our_client(pair):
     gw, _, _ = pair
     async with AsyncClient(api_key="sk-caller", base_url=gw.base_url, max_retries=0) as c:
-        r = await c.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "hi"}],
-                                            logprobs=True)
+        r = await c.chat.completions.create(
+            model="deepseek-flash", messages=[{"role": "user", "content": "hi"}], logprobs=True
+        )
         assert r.choices[0].message.reasoning_content and r.choices[0].message.content
         assert r.usage.prompt_cache_miss_tokens is not None
         assert r.usage.completion_tokens_details.reasoning_tokens > 0

@@ -117,9 +117,11 @@ async def test_admin_api_is_mounted_with_the_admin_key(keyed, monkeypatch):
 
 
 async def test_per_key_rpm_and_in_flight_caps_are_429_with_retry_after(keyed, emulator_factory):
-    cfg, make_keys, emu = keyed
+    cfg, make_keys, _emu = keyed
     await make_keys()
-    st = open_state(cfg.state, pepper=PEPPER.encode(), clock=lambda: datetime.fromtimestamp(NOW, timezone.utc))
+    st = open_state(
+        cfg.state, pepper=PEPPER.encode(), clock=lambda: datetime.fromtimestamp(NOW, timezone.utc)
+    )
     rpm2, _ = await st.create_key("rpm2", rpm=2)
     one_at_a_time, _ = await st.create_key("one", max_in_flight=1)
     await st.aclose()

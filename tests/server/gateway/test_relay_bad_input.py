@@ -25,12 +25,11 @@ def gw(emulator_factory):
 
 
 async def _raw(url: str, data: bytes, headers=None, method="POST") -> tuple[int, dict, dict]:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(method, url, data=data, headers={"Content-Type": "application/json",
-                                                              **(headers or {})}) as r:
-            raw = await r.read()
-            err = json.loads(raw).get("error") if raw.startswith(b"{") else None
-            return r.status, dict(r.headers), err or json.loads(raw)
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    async with aiohttp.ClientSession() as s, s.request(method, url, data=data, headers=sent) as r:
+        raw = await r.read()
+        err = json.loads(raw).get("error") if raw.startswith(b"{") else None
+        return r.status, dict(r.headers), err or json.loads(raw)
 
 
 @pytest.mark.parametrize(("body", "status", "param"), [

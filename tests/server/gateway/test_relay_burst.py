@@ -31,7 +31,9 @@ class BurstUpstream:
     """A 127.0.0.1 server answering every chat request with `payloads` in ONE write."""
 
     def __init__(self, payloads: list[bytes], done: bool = True) -> None:
-        self.body = b"".join(b"data: " + p + b"\n\n" for p in payloads) + (b"data: [DONE]\n\n" if done else b"")
+        self.body = b"".join(b"data: " + p + b"\n\n" for p in payloads) + (
+            b"data: [DONE]\n\n" if done else b""
+        )
         self.runner: web.AppRunner | None = None
         self.base_url = ""
 

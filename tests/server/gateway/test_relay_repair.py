@@ -17,9 +17,11 @@ Q = [{"role": "user", "content": "weather in Paris? use the tool"}]
 
 
 async def _post(url: str, body: dict) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(url + "/chat/completions", json=body, headers={"Authorization": "Bearer sk-x"}) as r:
-            return r.status, await r.read()
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/chat/completions", json=body, headers={"Authorization": "Bearer sk-x"}) as r,
+    ):
+        return r.status, await r.read()
 
 
 def _assistant_turn(raw: bytes, stream: bool) -> dict:

@@ -10,13 +10,19 @@ import pytest
 
 from .relay_helpers import GatewayThread, config_for
 
-ASK = {"model": "deepseek-flash", "stream": True, "messages": [{"role": "user", "content": "tell me a story"}]}
+ASK = {
+    "model": "deepseek-flash",
+    "stream": True,
+    "messages": [{"role": "user", "content": "tell me a story"}],
+}
 
 
 async def _stream(url: str, body: dict) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(url + "/chat/completions", json=body, headers={"Authorization": "Bearer sk-x"}) as r:
-            return r.status, await r.read()
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/chat/completions", json=body, headers={"Authorization": "Bearer sk-x"}) as r,
+    ):
+        return r.status, await r.read()
 
 
 def _text(raw: bytes) -> tuple[str, str, list[dict]]:
@@ -63,7 +69,7 @@ async def test_error_event_mid_stream_is_a_break_not_a_chunk(emulator_factory, p
         cfg = type(cfg)(**{**cfg.__dict__, "upstreams": tuple(
             type(u)(**{**u.__dict__, "prefix_completion": True}) for u in cfg.upstreams)})
     with GatewayThread(cfg) as gw:
-        status, raw = await _stream(gw.base_url, ASK)
+        _status, raw = await _stream(gw.base_url, ASK)
     _, _, events = _text(raw)
     errors = [e for e in events if "error" in e]
     if prefix:

@@ -74,7 +74,9 @@ async def test_tutorial_chat_system_with_current_websockets(gw, capsys):
     exec(chat_system_source("additional_headers"), ns)
     await ns["ChatSystem"](ws_url(gw), "sk-tutorial").chat("hello there")
     printed = capsys.readouterr().out.splitlines()
-    sse = [json.loads(p) for p in await _sse(gw.base_url, {**ASK, "model": "deepseek-chat"}) if p != b"[DONE]"]
+    sse = [
+        json.loads(p) for p in await _sse(gw.base_url, {**ASK, "model": "deepseek-chat"}) if p != b"[DONE]"
+    ]
     assert printed == [str(c["choices"][0]["delta"]["content"]) for c in sse]
 
 
@@ -205,7 +207,9 @@ async def test_metrics_and_access_line_count_websocket_calls(gw, caplog):
     assert code == 1000
     async with aiohttp.ClientSession() as s, s.get(gw.base_url + "/metrics") as r:
         text = await r.text()
-    assert 'dsk_gateway_requests_total{key="-",model="deepseek-flash",status="200",upstream="up0"} 1.0' in text
+    assert (
+        'dsk_gateway_requests_total{key="-",model="deepseek-flash",status="200",upstream="up0"} 1.0' in text
+    )
     assert f'dsk_gateway_stream_chunks_total{{upstream="up0"}} {float(len(msgs))}' in text
     assert "dsk_gateway_in_flight 0.0" in text
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "deepseek_kit.gateway.access"]
@@ -217,7 +221,9 @@ async def test_metrics_and_access_line_count_websocket_calls(gw, caplog):
 def test_websocket_settings_in_the_config_file():
     from deepseek_kit.server.gateway import GatewayConfigError, parse_gateway_config
     up = '[[upstream]]\nname = "a"\nbase_url = "http://127.0.0.1:9"\n'
-    cfg = parse_gateway_config(f'[gateway]\nauth = "none"\nws_heartbeat = 5\nws_idle = 60\nws_linger = 1.5\n{up}')
+    cfg = parse_gateway_config(
+        f'[gateway]\nauth = "none"\nws_heartbeat = 5\nws_idle = 60\nws_linger = 1.5\n{up}'
+    )
     assert (cfg.ws_heartbeat, cfg.ws_idle, cfg.ws_linger) == (5, 60, 1.5)
     with pytest.raises(GatewayConfigError, match="ws_linger"):
         parse_gateway_config(f'[gateway]\nauth = "none"\nws_linger = 0\n{up}')

@@ -73,16 +73,24 @@ def keyed(emulator_factory, tmp_path, monkeypatch):
 
 async def test_handshake_refusals_and_policy_closes(keyed):
     cfg, make_keys, _, _ = keyed
-    full, pro_only, poor = await make_keys()
+    _full, pro_only, poor = await make_keys()
     with GatewayThread(cfg, clock=lambda: NOW) as gw:
-        for headers in ({}, {"Authorization": "Bearer sk-dsk-AAAAAAAA-" + "x" * 43}, {"Authorization": "Basic x"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer sk-dsk-AAAAAAAA-" + "x" * 43},
+            {"Authorization": "Basic x"},
+        ):
             with pytest.raises(InvalidStatus) as exc:
                 async with websockets.connect(_url(gw), additional_headers=headers):
                     pass
             resp = exc.value.response
-            assert resp.status_code == 401 and json.loads(resp.body)["error"]["type"] == "authentication_error"
+            assert (
+                resp.status_code == 401 and json.loads(resp.body)["error"]["type"] == "authentication_error"
+            )
         for key, status, etype in ((poor, 402, "unknown_error"), (pro_only, 403, "permission_error")):
-            async with websockets.connect(_url(gw), additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+            async with websockets.connect(
+                _url(gw), additional_headers={"Authorization": f"Bearer {key}"}
+            ) as ws:
                 await ws.send(json.dumps(ASK))
                 err = json.loads(await ws.recv())["error"]
                 await ws.wait_closed()
@@ -132,7 +140,7 @@ async def test_a_reader_that_does_not_read_pauses_the_upstream():
     try:
         cfg = config_for(SimpleNamespace(base_url=up.base_url), auth="none")
         with GatewayThread(cfg) as gw:
-            reader, writer = await raw_connect(gw.port, rcvbuf=4096)
+            _reader, writer = await raw_connect(gw.port, rcvbuf=4096)
             writer.write(client_frame(json.dumps(ASK).encode()))
             await writer.drain()
             # the peer reads nothing: after the socket buffers fill, the upstream's writes stop
@@ -169,7 +177,9 @@ async def test_each_request_is_admitted_again_rate_limit_and_revocation(keyed):
         with GatewayThread(dataclasses.replace(cfg, ws_linger=30.0), clock=lambda: NOW) as gw:
             for key, then, code, etype in ((limited, None, 1013, "rate_limit_error"),
                                            (revoked, rec.id, 1008, "authentication_error")):
-                async with websockets.connect(_url(gw), additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+                async with websockets.connect(
+                    _url(gw), additional_headers={"Authorization": f"Bearer {key}"}
+                ) as ws:
                     await ws.send(json.dumps(short))
                     while "finish_reason\":\"length" not in await ws.recv():
                         pass

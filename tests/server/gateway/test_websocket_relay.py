@@ -11,7 +11,11 @@ from websockets.exceptions import ConnectionClosedError
 
 from .relay_helpers import GatewayThread, config_for
 
-ASK = {"model": "deepseek-flash", "stream": True, "messages": [{"role": "user", "content": "tell me a story"}]}
+ASK = {
+    "model": "deepseek-flash",
+    "stream": True,
+    "messages": [{"role": "user", "content": "tell me a story"}],
+}
 
 
 async def _ws(gw) -> tuple[list[dict], int | None, str]:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 # The tutorial's ChatSystem, written as the tutorial has it; `{HEADERS}` is `extra_headers` (the
 # websockets 13 legacy client) or `additional_headers` (websockets >= 14).
-CHAT_SYSTEM = '''
+CHAT_SYSTEM = """
 import asyncio
 import json
 
@@ -36,7 +36,7 @@ class ChatSystem:
             async for message in ws:
                 data = json.loads(message)
                 print(data["choices"][0]["delta"]["content"])
-'''
+"""  # noqa: E501 (the tutorial's code as the tutorial has it, one line 111 characters long)
 
 
 def chat_system_source(headers_kw: str) -> str:
@@ -94,8 +94,13 @@ class CountingUpstream:
         filler = "x" * 1000
         try:
             for i in range(self.chunks):
-                chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "deepseek-flash",
-                         "choices": [{"index": 0, "delta": {"content": f"{i} {filler}"}, "finish_reason": None}]}
+                chunk = {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": "deepseek-flash",
+                    "choices": [{"index": 0, "delta": {"content": f"{i} {filler}"}, "finish_reason": None}],
+                }
                 await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                 self.written += 1
         except (asyncio.CancelledError, ConnectionError):
