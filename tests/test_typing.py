@@ -44,10 +44,12 @@ async def main(flag: bool) -> Decimal:
         c: ChatCompletion = await client.chat.completions.create(
             model="deepseek-flash", messages=msgs, cache="refresh", resume=True, timeout=30, max_retries=2,
             thinking=False, user_id="u1", extra_headers={"X-A": "b"}, endpoints={"deepseek"})
-        s: AsyncStream = await client.chat.completions.create(model="deepseek-flash", messages=msgs, stream=True)
+        s: AsyncStream = await client.chat.completions.create(
+            model="deepseek-flash", messages=msgs, stream=True)
         either: ChatCompletion | AsyncStream = await client.chat.completions.create(
             model="deepseek-flash", messages=msgs, stream=flag)
-        f: Completion = await client.beta.completions.create(model="deepseek-flash", prompt="def f(", suffix=")")
+        f: Completion = await client.beta.completions.create(
+            model="deepseek-flash", prompt="def f(", suffix=")")
         fs: AsyncCompletionStream = await client.beta.completions.create(
             model="deepseek-flash", prompt="x", stream=True, cache=True)
         conv = Conversation(client, system="Be brief.", temperature=0.2, max_history=50)
@@ -56,17 +58,18 @@ async def main(flag: bool) -> Decimal:
         city: City = await parse(client, "json please", City, model="deepseek-flash", temperature=0.1)
         full: Parsed[City] = await parse(client, "json please", City, model="deepseek-flash", full=True)
         name: str = full.value.name
-        loop: ToolRun = await run_tool_loop(client, msgs, [get_weather], model="deepseek-flash", max_tokens=100)
+        loop: ToolRun = await run_tool_loop(
+            client, msgs, [get_weather], model="deepseek-flash", max_tokens=100)
         async for event in run_tools(client, msgs, [get_weather], model="deepseek-flash", temperature=0.0):
             pass
         return cost(c.usage, "deepseek-flash") + full.cost + loop.cost + run.cost
 '''
 
-GOOD_SYNC = '''
+GOOD_SYNC = """
 import msgspec
 
-from deepseek_kit import (ChatCompletion, Client, Completion, CompletionStream, Parsed, Stream, SyncConversation,
-                          parse_sync, run_tool_loop_sync)
+from deepseek_kit import (ChatCompletion, Client, Completion, CompletionStream, Parsed, Stream,
+                          SyncConversation, parse_sync, run_tool_loop_sync)
 
 
 class City(msgspec.Struct):
@@ -83,7 +86,7 @@ def main(flag: bool) -> None:
         answer: ChatCompletion = conv.send("hi", temperature=0.5)
         p: Parsed[City] = parse_sync(client, "json", City, model="deepseek-flash", full=True)
         run_tool_loop_sync(client, [], [len], model="deepseek-flash", max_retries=1)
-'''
+"""
 
 BAD = '''
 import msgspec

@@ -45,7 +45,11 @@ def test_jsonl_with_malformed_lines_reports_them_and_runs_the_rest(emulator_fact
     assert "dsk: batch: 10 done" in err and "3 invalid" in err
     assert sorted(r["id"] for r in read_out(out)) == sorted(r["id"] for r in recs)
     fails = read_out(tmp_path / "out.failures.jsonl")
-    assert [(f["line"], f["error"]) for f in fails] == [(5, "InputError"), (7, "InputError"), (14, "DuplicateId")]
+    assert [(f["line"], f["error"]) for f in fails] == [
+        (5, "InputError"),
+        (7, "InputError"),
+        (14, "DuplicateId"),
+    ]
     assert proc.stdout == ""
 
 

@@ -219,10 +219,9 @@ def test_disk_full_when_opening_the_journal_or_rewriting_for_redo(emulator_facto
     args = ("-o", out, "--base-url", emu.base_url, "-q", "--no-log")
     assert dsk_batch(tmp_path, src, *args).returncode == 0
     before = out.read_bytes()
-    with open(tiny_fs / "filler", "wb", buffering=0) as f:  # fill what is left
-        with pytest.raises(OSError):
-            while True:
-                f.write(b"\0" * 4096)
+    with open(tiny_fs / "filler", "wb", buffering=0) as f, pytest.raises(OSError):  # fill what is left
+        while True:
+            f.write(b"\0" * 4096)
     proc = dsk_batch(tmp_path, src, *args, "--system", "changed", "--redo-changed")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith(f"dsk: error: {tiny_fs}/"), proc.stderr

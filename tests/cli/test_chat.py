@@ -191,11 +191,13 @@ def test_sigint_during_a_scripted_answer_keeps_the_session(emulator_factory, env
 
 
 def stream_reply(base_url: str, messages: list[dict], **kw):
-    with Client(api_key=FAKE_KEY, base_url=base_url, max_retries=0) as c:
-        with c.chat.completions.create(model=MODEL, messages=messages, stream=True, **kw) as s:
-            for _ in s:
-                pass
-            return s.get_final_completion()
+    with (
+        Client(api_key=FAKE_KEY, base_url=base_url, max_retries=0) as c,
+        c.chat.completions.create(model=MODEL, messages=messages, stream=True, **kw) as s,
+    ):
+        for _ in s:
+            pass
+        return s.get_final_completion()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")

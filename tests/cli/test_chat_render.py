@@ -67,7 +67,10 @@ def test_interrupted_while_thinking_says_so_with_an_estimate():
     turn(RichRenderer(console=console), ["x" * 100], [], interrupted=True)
     out = buf.getvalue()
     # DeepSeek's ratio (0.3 token per character, docs/deepseek-api-notes.md#token-counting): ~30 tokens.
-    assert [line.rstrip() for line in out.splitlines()[:2]] == ["thought for ~30 tokens, interrupted (/think show)", "[interrupted]"]
+    assert [line.rstrip() for line in out.splitlines()[:2]] == [
+        "thought for ~30 tokens, interrupted (/think show)",
+        "[interrupted]",
+    ]
 
 
 def test_a_long_answer_scrolls_without_losing_or_repeating_lines():

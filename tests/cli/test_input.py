@@ -82,7 +82,9 @@ def test_huge_limits_mean_all(tmp_path, args, dsk_main):
     assert len(proc.stdout.splitlines()) == 2
 
 
-@pytest.mark.parametrize("words", [["中文"] * 3 + [f"词{i}" for i in range(2000)], [f"w{i}" for i in range(65)]])
+@pytest.mark.parametrize(
+    "words", [["中文"] * 3 + [f"词{i}" for i in range(2000)], [f"w{i}" for i in range(65)]]
+)
 def test_search_with_too_many_words_is_one_line(tmp_path, words, dsk_main):
     assert run_dsk("ask", "--mock", "请 翻译 这个", env=dsk_env(tmp_path)).returncode == 0
     proc = dsk_main("logs", "search", *words, env=dsk_env(tmp_path))

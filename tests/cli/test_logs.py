@@ -112,11 +112,18 @@ def test_dsk_stats_from_real_calls(logged, home, dsk_main):
         assert cost == pytest.approx(float(_pricing.cost(model, usage, peak=_pricing.is_peak(at))), abs=1e-15)
     total = sum(r[4] for r in rows)
     assert total > 0 and lines["cost"] == f"¥{total:.6f}"
-    (s,) = [json.loads(x) for x in dsk_main("stats", "--include-synthetic", "--json", env=env).stdout.splitlines()]
+    (s,) = [
+        json.loads(x) for x in dsk_main("stats", "--include-synthetic", "--json", env=env).stdout.splitlines()
+    ]
     assert (s["requests"], s["ok"], s["errors"]) == (4, 3, 1)
     assert s["completion_tokens"] > 0 and s["cost"]["CNY"] == pytest.approx(total)
     assert s["latency_p95"] >= s["latency_p50"] > 0
-    by = [json.loads(x) for x in dsk_main("stats", "--include-synthetic", "--by", "endpoint", "--json", env=env).stdout.splitlines()]
+    by = [
+        json.loads(x)
+        for x in dsk_main(
+            "stats", "--include-synthetic", "--by", "endpoint", "--json", env=env
+        ).stdout.splitlines()
+    ]
     got = sorted((g["group"] == "emulator", g["requests"]) for g in by)
     assert got == [(False, 1), (False, 1), (True, 2)]
     table = dsk_main("stats", "--include-synthetic", "--by", "model", env=env).stdout.splitlines()

@@ -125,7 +125,9 @@ def test_synthetic_calls_are_flagged_shown_and_left_out_of_stats(tmp_path, upstr
 
     listing = run_dsk("logs", env=env).stdout.splitlines()[1:]
     by_id = {ln.split()[0]: ln for ln in listing}
-    assert "ok (synthetic)" in by_id["1"] and "ok (synthetic)" in by_id["4"] and "ok (synthetic)" in by_id["5"]
+    assert (
+        "ok (synthetic)" in by_id["1"] and "ok (synthetic)" in by_id["4"] and "ok (synthetic)" in by_id["5"]
+    )
     assert "synthetic" not in by_id["2"] and "synthetic" not in by_id["3"]
     show = run_dsk("logs", "show", "5", env=env).stdout
     assert "synthetic: answered by deepseek-kit's emulator" in show
@@ -137,7 +139,9 @@ def test_synthetic_calls_are_flagged_shown_and_left_out_of_stats(tmp_path, upstr
     assert (s["requests"], s["ok"], s["prompt_tokens"], s["completion_tokens"]) == (2, 2, 10, 14)
     assert "3 call(s) answered by the emulator (synthetic) not counted" in stats.stderr
     assert "--include-synthetic" in stats.stderr
-    (s,) = [json.loads(x) for x in run_dsk("stats", "--json", "--include-synthetic", env=env).stdout.splitlines()]
+    (s,) = [
+        json.loads(x) for x in run_dsk("stats", "--json", "--include-synthetic", env=env).stdout.splitlines()
+    ]
     assert s["requests"] == 5
     summary = run_dsk("stats", env=env).stdout
     assert summary.startswith("calls         2 (2 ok, 0 failed)")
@@ -151,8 +155,10 @@ def test_old_databases_flag_their_emulator_rows_when_migrated(tmp_path):
     before = [m for m in MIGRATIONS if m.name < "0004"]
     migrate(conn, before)
     for endpoint in ("emulator", "api.deepseek.com"):
-        conn.execute("INSERT INTO requests (ts, endpoint, path, outcome) VALUES (1, ?, '/chat/completions', 'ok')",
-                     (endpoint,))
+        conn.execute(
+            "INSERT INTO requests (ts, endpoint, path, outcome) VALUES (1, ?, '/chat/completions', 'ok')",
+            (endpoint,),
+        )
     conn.close()
     conn = connect(path)
     assert conn.execute("SELECT endpoint, synthetic FROM requests ORDER BY id").fetchall() == [

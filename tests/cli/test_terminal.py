@@ -48,7 +48,10 @@ def test_terminal_safe_makes_controls_visible():
     from deepseek_kit.cli.common import terminal_safe
 
     assert terminal_safe(HOSTILE) == ("Hi \\x1b]52;c;SGFja2Vk\\x07 there \\x1b[2J\\x1b[31mred\\x9b2Jend")
-    assert terminal_safe("tabs\tand\nnewlines stay; ünïcödé 中文 too") == "tabs\tand\nnewlines stay; ünïcödé 中文 too"
+    assert (
+        terminal_safe("tabs\tand\nnewlines stay; ünïcödé 中文 too")
+        == "tabs\tand\nnewlines stay; ünïcödé 中文 too"
+    )
 
 
 @pytest.mark.parametrize("extra", [[], ["--no-stream"], ["--show-reasoning"]])
