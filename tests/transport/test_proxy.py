@@ -55,16 +55,20 @@ class ForwardProxy(ThreadedServer):
             hostport, _, path = target[len("http://"):].partition("/")
             host, _, port = hostport.rpartition(":")
             up_r, up_w = await asyncio.open_connection(host, int(port))
-            out = [f"{method} /{path} {version}"]
-            out += [f"{k}: {v}" for k, v in headers.items()
-                    if k not in ("connection", "proxy-authorization", "proxy-connection")]
-            out.append("Connection: close")
-            up_w.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
-            await up_w.drain()
-            while data := await up_r.read(65536):
-                writer.write(data)
-                await writer.drain()
-            up_w.close()
+            try:
+                out = [f"{method} /{path} {version}"]
+                out += [f"{k}: {v}" for k, v in headers.items()
+                        if k not in ("connection", "proxy-authorization", "proxy-connection")]
+                out.append("Connection: close")
+                up_w.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
+                await up_w.drain()
+                while data := await up_r.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                # also when the client went away mid-answer (drain raised): an unclosed upstream
+                # writer was garbage-collected in a later test's teardown, a ResourceWarning there
+                up_w.close()
         except ValueError:  # a request line or port that does not parse: drop the connection
             pass
 
