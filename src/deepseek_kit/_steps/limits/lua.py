@@ -19,18 +19,19 @@ in the old state that their schedule is gone (`_steps/limits/redis.py`, docs/att
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ACQUIRE", "EPOCH", "RELEASE", "RENEW", "STATE", "pack"]
+__all__ = ["ACQUIRE", "EPOCH", "RELEASE", "RENEW", "SPLIT", "STATE", "pack"]
 
 
 def pack(values: Iterable[Any]) -> str:
-    """Per-request fields as one script argument, each followed by a newline (`_SPLIT` takes them
+    """Per-request fields as one script argument, each followed by a newline (`SPLIT` takes them
     apart). redis-py encodes every argument on its own (type checks and a length header each),
     which cost more CPU than the round trip itself with three to five arguments per request. The
     fields are our lease ids and numbers: none holds a newline."""
     return "".join([f"{v}\n" for v in values])
 
 
-_SPLIT = """
+# A Lua `split` for `pack`ed arguments; the gateway's Redis state uses both too.
+SPLIT = """
 local function split(s)
   local t = {}
   for v in string.gmatch(s, '([^\\n]*)\\n') do t[#t + 1] = v end
@@ -74,7 +75,7 @@ end
 # them). Returns, each field followed by a newline: factor (after those releases), cap in force,
 # seconds to the next expiry (-1 none), the epoch, then (status, wait) per waiter: "ok", "wait"
 # (queued) or "rpm"/"tpm" (refused: over budget).
-ACQUIRE = _SPLIT + _RELEASE_FN + """
+ACQUIRE = SPLIT + _RELEASE_FN + """
 local st, leases, queue, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -190,7 +191,7 @@ return table.concat(out, '\\n')
 # KEYS: state, leases, queue. ARGV: s/token, decrease, increase, floor, cooldown, channel, scope, idle
 # expiry ms, then the finished requests (packed, as `_RELEASE_FN` reads them). Returns the adaptive
 # factor.
-RELEASE = _SPLIT + _RELEASE_FN + """
+RELEASE = SPLIT + _RELEASE_FN + """
 local st, leases, queue = KEYS[1], KEYS[2], KEYS[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000

@@ -30,6 +30,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from deepseek_kit._steps.limits.lua import SPLIT, pack
+
 from .budget import Reservation, UsageRow, from_nanos
 from .keys import GatewayKeyError, KeyRecord, VirtualKey
 from .state_common import Settle, StateBase, record_from_json, record_to_json
@@ -39,23 +41,17 @@ __all__ = ["RedisState"]
 _P = "dsk:gw:"
 _POOL = 64
 
-# Per-request fields travel packed, each followed by "\n", in one argument per kind (`_pack`):
+# Per-request fields travel packed, each followed by "\n", in one argument per kind (`pack` and
+# the Lua `split`, shared with the limits scripts):
 # redis-py encodes every argument on its own (type checks and a length header each), which cost
 # more CPU per request than the round trip itself when each hold sent 13 separate arguments.
 # The fields are our ids, numbers and dates: none holds a newline.
-_SPLIT = """
-local function split(s)
-  local t = {}
-  for v in string.gmatch(s, '([^\\n]*)\\n') do t[#t + 1] = v end
-  return t
-end
-"""
 
 # Queued settlements, A[first..] in groups of 5: hold id, key id, day, month, nanos. The keys
 # are built from the key ids (one standalone Redis; the key names are ours). Applying one twice
 # changes nothing (the `settled:` marker, kept a day): a script whose reply was lost, then resent
 # by redis-py's retry or queued again by us, must not charge twice.
-_APPLY = _SPLIT + """
+_APPLY = SPLIT + """
 local function apply(A, first)
   for i = first, #A, 5 do
     local hold, kid, n = A[i], A[i + 1], tonumber(A[i + 4])
@@ -157,11 +153,6 @@ def _safe_url(url: str) -> str:
     return url.replace(f":{p.password}@", ":****@") if p.password else url
 
 
-def _pack(values: Any) -> str:
-    """Fields for `split` in the scripts: each followed by a newline (see _SPLIT)."""
-    return "".join([f"{v}\n" for v in values])
-
-
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -257,8 +248,8 @@ class RedisState(StateBase):
 
     async def _decide(self, now: str, batch: list[tuple[list[Any], list[Settle], asyncio.Future[str | None]]],
                       ) -> None:
-        args = [now, _pack(v for a, _, _ in batch for v in a),
-                _pack(v for _, settles, _ in batch for st in settles for v in st)]
+        args = [now, pack(v for a, _, _ in batch for v in a),
+                pack(v for _, settles, _ in batch for st in settles for v in st)]
         try:
             out = _s(await self._hold_many(keys=[], args=args)).split("\n")[:-1]
         except Exception as exc:  # each caller gets the store's error (state_common._store)
@@ -275,7 +266,7 @@ class RedisState(StateBase):
                 fut.set_result(verdict or None)
 
     async def _settle_many(self, settles: list[Settle]) -> None:
-        await self._settle_script(keys=[], args=[_pack(v for st in settles for v in st)])
+        await self._settle_script(keys=[], args=[pack(v for st in settles for v in st)])
 
     async def _totals(self, key_id: str, day: str, month: str, now: float) -> tuple[int, int, int, int]:
         out = await self._hold(keys=self._budget_keys(key_id),
