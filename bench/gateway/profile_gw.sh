@@ -6,6 +6,7 @@
 #
 #   bash bench/gateway/profile_gw.sh [SRC_DIR] [json|sse] [N]      # CPU ticks for N requests
 #   PROF=spy bash bench/gateway/profile_gw.sh                      # + py-spy (pip install py-spy)
+#   ACCESS_LOG=false AUTH=none LOGS=0 bash bench/gateway/profile_gw.sh   # ablations: what each part costs
 #   PROF=cprofile STATE_URL=redis://127.0.0.1:16379/0 LOGS=0 C=50 bash bench/gateway/profile_gw.sh
 # Output in bench/gateway/.run/profile/: gw.log, spy.txt (py-spy raw stacks) or gw.prof.
 set -euo pipefail
@@ -33,7 +34,8 @@ cat > "$D/gw.toml" <<T
 listen = "127.0.0.1:18500"
 state = "${STATE_URL:-sqlite:///$D/gw.db}"
 pepper_env = "BENCH_PEPPER"
-access_log = true
+access_log = ${ACCESS_LOG:-true}
+auth = "${AUTH:-keys}"
 
 [[upstream]]
 name = "fixture"
@@ -54,11 +56,11 @@ if [[ $PROF == spy ]]; then
   sleep 1
 fi
 S=""; [[ $MODE == sse ]] && S=--stream
-t0=$(awk '{print $14+$15}' /proc/$GP/stat)
+t0=$(awk '{print $14+$15}' /proc/$GP/stat); u0=$(awk '{print $14" "$15}' /proc/$GP/stat)
 BENCH_MODEL=deepseek-flash BENCH_API_KEY=$KEY "$PY" "$KIT/gateway/drv_aiohttp_gw.py" --n "$N" --concurrency "${C:-100}" \
   $S --base-url http://127.0.0.1:18500/v1 --manifest "$UPD/www/manifest.json" --deadline 120 --label profile | tail -1
-t1=$(awk '{print $14+$15}' /proc/$GP/stat)
-echo "gateway CPU: $((t1 - t0)) ticks of 1/$(getconf CLK_TCK) s for $N requests (+ the driver's warm-up)"
+t1=$(awk '{print $14+$15}' /proc/$GP/stat); u1=$(awk '{print $14" "$15}' /proc/$GP/stat)
+echo "gateway CPU: $((t1 - t0)) ticks of 1/$(getconf CLK_TCK) s for $N requests (+ the driver's warm-up); user/system: $(awk -v a="$u0" -v b="$u1" 'BEGIN{split(a,x," ");split(b,y," ");print y[1]-x[1]"/"y[2]-x[2]}')"
 [[ -n $SP ]] && { kill -INT $SP; wait $SP || true; }
 kill -INT $GP; wait $GP || true
 kill -QUIT $NGP; wait $NGP || true
