@@ -8,8 +8,9 @@
 #   PROF=spy bash bench/gateway/profile_gw.sh                      # + py-spy (pip install py-spy)
 #   ACCESS_LOG=false AUTH=none LOGS=0 bash bench/gateway/profile_gw.sh   # ablations: what each part costs
 #   RATE=25 bash bench/gateway/profile_gw.sh $PWD/src json 300        # latency at 25 req/s, gateway then direct
+#   PROF=strace bash bench/gateway/profile_gw.sh                    # + syscall counts (strace -c)
 #   PROF=cprofile STATE_URL=redis://127.0.0.1:16379/0 LOGS=0 C=50 bash bench/gateway/profile_gw.sh
-# Output in bench/gateway/.run/profile/: gw.log, spy.txt (py-spy raw stacks) or gw.prof.
+# Output in bench/gateway/.run/profile/: gw.log, spy.txt (py-spy raw stacks), strace.txt or gw.prof.
 set -euo pipefail
 GW=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$GW/../.." && pwd)
@@ -56,21 +57,25 @@ if [[ $PROF == spy ]]; then
   "$(dirname "$PY")/py-spy" record -r 400 --nonblocking --threads -f raw -o "$D/spy.txt" -p $GP > "$D/spy.log" 2>&1 & SP=$!
   sleep 1
 fi
+if [[ $PROF == strace ]]; then  # system calls per request, by name (slows the gateway down)
+  strace -c -f -p $GP -o "$D/strace.txt" 2> "$D/strace.log" & SP=$!
+  sleep 1
+fi
 S=""; [[ $MODE == sse ]] && S=--stream
-t0=$(awk '{print $14+$15}' /proc/$GP/stat); u0=$(awk '{print $14" "$15}' /proc/$GP/stat)
+t0=$(awk '{print $14+$15}' /proc/$GP/stat); u0=$(awk '{print $14" "$15" "$10}' /proc/$GP/stat)
 if [[ -n ${RATE:-} ]]; then  # latency at an open-loop rate: the gateway, then nginx direct
   for url in http://127.0.0.1:18500/v1 http://127.0.0.1:18080/$MODE/v1; do
     BENCH_MODEL=deepseek-flash BENCH_API_KEY=$KEY "$PY" "$KIT/gateway/drv_latency.py" --n "$N" --rate "$RATE" \
       --concurrency 20 $S --base-url "$url" --manifest "$UPD/www/manifest.json" --deadline 300 --label lat \
       | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(sys.argv[1], {k: v for k, v in d.items() if k.startswith(("lat", "ttf"))})' "$url"
-    [[ $url == *18500* ]] && t1=$(awk '{print $14+$15}' /proc/$GP/stat) && u1=$(awk '{print $14" "$15}' /proc/$GP/stat)
+    [[ $url == *18500* ]] && t1=$(awk '{print $14+$15}' /proc/$GP/stat) && u1=$(awk '{print $14" "$15" "$10}' /proc/$GP/stat)
   done
 else
 BENCH_MODEL=deepseek-flash BENCH_API_KEY=$KEY "$PY" "$KIT/gateway/drv_aiohttp_gw.py" --n "$N" --concurrency "${C:-100}" \
   $S --base-url http://127.0.0.1:18500/v1 --manifest "$UPD/www/manifest.json" --deadline 120 --label profile | tail -1
 fi
-[[ -n ${RATE:-} ]] || { t1=$(awk '{print $14+$15}' /proc/$GP/stat); u1=$(awk '{print $14" "$15}' /proc/$GP/stat); }
-echo "gateway CPU: $((t1 - t0)) ticks of 1/$(getconf CLK_TCK) s for $N requests (+ the driver's warm-up); user/system: $(awk -v a="$u0" -v b="$u1" 'BEGIN{split(a,x," ");split(b,y," ");print y[1]-x[1]"/"y[2]-x[2]}')"
+[[ -n ${RATE:-} ]] || { t1=$(awk '{print $14+$15}' /proc/$GP/stat); u1=$(awk '{print $14" "$15" "$10}' /proc/$GP/stat); }
+echo "gateway CPU: $((t1 - t0)) ticks of 1/$(getconf CLK_TCK) s for $N requests (+ the driver's warm-up); user/system: $(awk -v a="$u0" -v b="$u1" 'BEGIN{split(a,x," ");split(b,y," ");print y[1]-x[1]"/"y[2]-x[2]"; minor page faults: "y[3]-x[3]}')"
 [[ -n $SP ]] && { kill -INT $SP; wait $SP || true; }
 kill -INT $GP; wait $GP || true
 kill -QUIT $NGP; wait $NGP || true
