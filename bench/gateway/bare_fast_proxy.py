@@ -71,6 +71,7 @@ class Caller(asyncio.Protocol):
         self.body: list[bytes] = []
         self.queue: list[bytes] = []
         self.busy = False
+        self.up: Upstream | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
@@ -80,6 +81,12 @@ class Caller(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up is not None and self.up.client is self:  # left mid-answer: drop that upstream
+            self.up.client = None
+            assert self.up.transport is not None
+            self.up.transport.close()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -109,7 +116,7 @@ class Caller(asyncio.Protocol):
         self.send(up, body)
 
     def send(self, up: Upstream, body: bytes) -> None:
-        up.client = self
+        up.client, self.up = self, up
         assert up.transport is not None
         up.transport.write(self.target[2] + b"%d\r\n\r\n%s" % (len(body), body))
 

@@ -9,7 +9,9 @@ Starts, all on 127.0.0.1, each stopped by its pid at the end:
              in-flight caps and a daily budget (so every request authenticates, takes a limits
              lease and holds budget), the access log (to a file), /metrics and [logs] on     :18500
   dsk_redis  the same with state = redis:// (redis-server started here on :16379)            :18501
-  bare       bench/gateway/bare_proxy.py: a bare aiohttp pass-through proxy (the Python floor)  :18503
+  bare       bench/gateway/bare_proxy.py: a bare aiohttp pass-through proxy (floor on aiohttp)  :18503
+  bare_fast  bench/gateway/bare_fast_proxy.py: the same on uvloop + httptools protocols, the
+             stack `dsk serve` runs on (the Python floor for our gateway)                     :18504
   dsk_base   (only when DSK_BASE_SRC names another src tree) dsk from that tree: before/after :18502
   litellm    LiteLLM proxy, the kit's gateway/litellm configs, one worker                    :18400
 and measures each target (direct = no gateway) REPS times, target order rotated per rep:
@@ -45,7 +47,7 @@ PY = os.environ.get("PY", sys.executable)  # drivers and our gateway
 LL_PY = os.environ.get("LL_PY", "")  # the LiteLLM venv's python ("" = no LiteLLM)
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 UP, PX = "http://127.0.0.1:18080", "http://127.0.0.1:18081"
-PORTS = {"dsk": 18500, "dsk_redis": 18501, "dsk_base": 18502, "bare": 18503, "litellm": 18400}
+PORTS = {"dsk": 18500, "dsk_redis": 18501, "dsk_base": 18502, "bare": 18503, "bare_fast": 18504, "litellm": 18400}
 # dsk_base: the SQLite gateway from another source tree (DSK_BASE_SRC, e.g. `git archive` of an
 # older commit), for a before/after comparison in the same run
 BASE_SRC = os.environ.get("DSK_BASE_SRC", "")
@@ -244,11 +246,12 @@ def start_target(name, mode, keys):
                      env=dsk_env(name), quit_sig=signal.SIGINT)
         wait_up(f"http://127.0.0.1:{PORTS[name]}/healthz", 60, srv)
         return srv, f"http://127.0.0.1:{PORTS[name]}/v1", keys[name]
-    if name == "bare":
-        srv = Server(f"bare_{mode}", [PY, os.path.join(HERE, "bare_proxy.py"), "--upstream", f"{UP}/{mode}/v1",
-                                      "--port", str(PORTS["bare"])])
-        wait_port(PORTS["bare"], 30, srv)
-        return srv, f"http://127.0.0.1:{PORTS['bare']}/v1", ""
+    if name in ("bare", "bare_fast"):
+        script = "bare_proxy.py" if name == "bare" else "bare_fast_proxy.py"
+        srv = Server(f"{name}_{mode}", [PY, os.path.join(HERE, script), "--upstream", f"{UP}/{mode}/v1",
+                                        "--port", str(PORTS[name])])
+        wait_port(PORTS[name], 30, srv)
+        return srv, f"http://127.0.0.1:{PORTS[name]}/v1", ""
     if name == "litellm":
         with open(os.path.join(KIT, "gateway", "litellm", "config_sse.yaml")) as f:
             text = re.sub(r"/sse/v1", f"/{mode}/v1", f.read())
@@ -314,7 +317,7 @@ def main():
     env = os.environ.get
     ap.add_argument("--reps", type=int, default=int(env("REPS", 3)))
     ap.add_argument("--phases", default=env("PHASES", "nonstream,stream,rss"))
-    ap.add_argument("--targets", default=env("TARGETS", "direct,nginx,bare,dsk,dsk_redis,litellm"))
+    ap.add_argument("--targets", default=env("TARGETS", "direct,nginx,bare,bare_fast,dsk,dsk_redis,litellm"))
     ap.add_argument("--n-tput-ns", type=int, default=int(env("N_TPUT_NS", 2000)))
     ap.add_argument("--n-tput-s", type=int, default=int(env("N_TPUT_S", 200)))
     ap.add_argument("--n-lat", type=int, default=int(env("N_LAT", 500)))

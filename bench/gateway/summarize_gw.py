@@ -11,8 +11,8 @@ import os
 import statistics
 import sys
 
-TARGETS = ("direct", "nginx", "bare", "dsk_base", "dsk", "dsk_redis", "litellm")
-NAMES = {"direct": "direct (no gateway)", "nginx": "nginx proxy", "bare": "bare aiohttp proxy (floor)", "dsk": "**dsk gateway (SQLite)**",
+TARGETS = ("direct", "nginx", "bare", "bare_fast", "dsk_base", "dsk", "dsk_redis", "litellm")
+NAMES = {"direct": "direct (no gateway)", "nginx": "nginx proxy", "bare": "bare aiohttp proxy (floor on aiohttp)", "bare_fast": "bare uvloop+httptools proxy (floor on our stack)", "dsk": "**dsk gateway (SQLite)**",
          "dsk_redis": "**dsk gateway (Redis)**",
          "dsk_base": "dsk gateway (%s), DSK_BASE_SRC tree" % (
              "Redis" if os.environ.get("DSK_BASE_STATE") == "redis" else "SQLite"), "litellm": "LiteLLM proxy"}
