@@ -49,7 +49,8 @@ async def budget(url, token, n, worst, go_file):
     await asyncio.gather(*(one() for _ in range(n)))
     await st.aclose()
     print(
-        json.dumps({"admitted": len(charged), "refused": refused, "charged": str(sum(charged, Decimal(0)))}),
+        json.dumps({"admitted": len(charged), "refused": refused, "charged": str(sum(charged, Decimal(0))),
+                    "leases": st.leases.granted, "drawn": st.leases.drawn}),
         flush=True,
     )
 

@@ -23,6 +23,8 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 from deepseek_kit._wire.pricing import BEIJING
 
+from .lease import Lease
+
 __all__ = [
     "NANO",
     "Reservation",
@@ -82,7 +84,8 @@ _last: tuple[int | None, str, str] = (None, "", "")
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """A budget hold made at admission, to `settle` (or `release`) once. `held` False: the key has
-    no budget, nothing was held and settling only records spend."""
+    no budget, nothing was held and settling only records spend. `lease`: the amount was drawn from
+    this process's lease of the key's budget (lease.py) instead of held on its own."""
 
     id: str
     key_id: str
@@ -91,6 +94,7 @@ class Reservation:
     month: str
     model: str = ""
     held: bool = True
+    lease: Lease | None = None
 
     @staticmethod
     def new_id() -> str:

@@ -45,6 +45,7 @@ from .keys import (
     new_token,
     parse_networks,
 )
+from .lease import LEASE_AGE, Lease, Leases, lease_size
 
 __all__ = ["REVALIDATE", "SETTLE_DELAY", "Settle", "StateBase", "record_from_json", "record_to_json"]
 
@@ -147,6 +148,14 @@ class StateBase:
         self._settles: list[Settle] = []
         self._settle_timer: asyncio.TimerHandle | None = None
         self._settle_tasks: set[asyncio.Task[None]] = set()
+        self._leases = Leases()
+        self._leasing: dict[str, asyncio.Future[None]] = {}  # key id -> a lease being asked for
+        self._lease_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def leases(self) -> Leases:
+        """This process's budget leases (lease.py); `.granted` and `.drawn` count their use."""
+        return self._leases
 
     def __repr__(self) -> str:  # never the pepper
         return f"<{type(self).__name__} keys cached={len(self._cache)}>"
@@ -270,21 +279,58 @@ class StateBase:
             raise GatewayKeyError(f"a reservation must be a finite amount >= 0, got {worst_case}")
         if key.budget_daily is None and key.budget_monthly is None:
             return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model, held=False)
+        ts = now.timestamp()
+        nanos = to_nanos(worst_case, up=True)
+        daily, monthly = _budget_nanos(key.budget_daily), _budget_nanos(key.budget_monthly)
+        size = lease_size(nanos, daily, monthly)
+        while size:
+            # this process's lease of the key's budget (lease.py): no store call
+            lease = self._leases.draw(key.id, day, month, nanos, time.monotonic())
+            if lease is not None:
+                return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model, lease=lease)
+            asking = self._leasing.get(key.id)
+            if asking is None:
+                break
+            await asyncio.shield(asking)  # one lease request per key at a time; then draw from it
+        if size:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._leasing[key.id] = done
+            try:
+                res = Reservation(Reservation.new_id(), key.id, from_nanos(size), day, month, model)
+                refused = await self._store_hold(res, size, daily, monthly, ts)
+                if refused is None:
+                    lease = self._leases.start(res.id, key.id, day, month, size, nanos, time.monotonic())
+                    if self._lease_timer is None and not self._closed:
+                        self._lease_timer = asyncio.get_running_loop().call_later(LEASE_AGE, self._age_leases)
+                    self._queue_ready()  # the lease this one replaced, when it was idle
+                    return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model,
+                                       lease=lease)
+                # Too little left for a lease: give this process's lease of the key up (its unused
+                # part stops counting once settled: with the hold below when it is idle) and hold
+                # this request alone, exactly as without leases.
+                self._leases.give_up(key.id)
+                self._queue_ready()
+            finally:
+                del self._leasing[key.id]
+                done.set_result(None)
         res = Reservation(Reservation.new_id(), key.id, worst_case, day, month, model)
-        settles = self._take_settles()
-        hold = self._reserve(res, to_nanos(worst_case, up=True), _budget_nanos(key.budget_daily),
-                             _budget_nanos(key.budget_monthly), now.timestamp() + self._ttl, now.timestamp(),
-                             settles)
-        try:
-            refused = await _store("reserving budget", hold)
-        except BaseException:
-            self._restore_settles(settles)
-            raise
+        refused = await self._store_hold(res, nanos, daily, monthly, ts)
         if refused is not None:
             budget = key.budget_daily if refused == "daily" else key.budget_monthly
             raise BudgetExceededError(f"Insufficient Balance: the {refused} budget of key {key.prefix}**** "
                                       f"({budget}) cannot cover this request (worst case {worst_case})")
         return res
+
+    async def _store_hold(self, res: Reservation, nanos: int, daily: int, monthly: int,
+                          ts: float) -> str | None:
+        """One hold in the store, with the queued settlements applied in the same call."""
+        settles = self._take_settles()
+        try:
+            return await _store("reserving budget", self._reserve(res, nanos, daily, monthly, ts + self._ttl,
+                                                                  ts, settles))
+        except BaseException:
+            self._restore_settles(settles)
+            raise
 
     async def settle(self, reservation: Reservation, actual: Decimal, *, model: str | None = None) -> None:
         """Replace the hold with the exact cost (0 for a request that failed unbilled)."""
@@ -294,18 +340,33 @@ class StateBase:
         """`settle` without a coroutine: it only queues (the gateway calls it once per request, on
         the event loop; a task per call would cost more than the queueing)."""
         nanos = max(to_nanos(actual), 0)
-        if reservation.held:
+        lease = reservation.lease
+        if lease is not None:
+            self._leases.done(lease, to_nanos(reservation.amount, up=True), nanos)
+            self._queue_ready()
+        elif reservation.held:
             self._queue_settle(reservation, nanos)
         self._usage.add(reservation.key_id, reservation.day, model or reservation.model, nanos)
         self._start_flusher()
 
     async def release(self, reservation: Reservation) -> None:
         """Give the hold back without charging (the request never reached an upstream)."""
-        if reservation.held:
+        if reservation.lease is not None:
+            self._leases.done(reservation.lease, to_nanos(reservation.amount, up=True), 0)
+            self._queue_ready()
+        elif reservation.held:
             self._queue_settle(reservation, 0)
 
     def _queue_settle(self, res: Reservation, nanos: int) -> None:
-        self._settles.append((res.id, res.key_id, res.day, res.month, nanos))
+        self._queue((res.id, res.key_id, res.day, res.month, nanos))
+
+    def _queue_ready(self) -> None:
+        """Settle the leases that are closed and done: their hold goes, their draws' cost stays."""
+        for lease in self._leases.take_ready():
+            self._queue((lease.id, lease.key_id, lease.day, lease.month, lease.spent))
+
+    def _queue(self, settle: Settle) -> None:
+        self._settles.append(settle)
         if self._settle_timer is None and not self._closed:
             self._settle_timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._settle_soon)
 
@@ -344,18 +405,43 @@ class StateBase:
 
     async def spent(self, key: VirtualKey) -> tuple[Decimal, Decimal]:
         """(today, this month) settled spend of budgeted keys; unbudgeted keys track usage rows only."""
+        busy = self._give_up_leases(key.id)
         await self.apply_settles()
         now = self._clock()
-        sd, _, sm, _ = await _store("reading spend", self._totals(key.id, *windows(now), now.timestamp()))
+        day, month = windows(now)
+        sd, _, sm, _ = await _store("reading spend", self._totals(key.id, day, month, now.timestamp()))
+        # the done draws of leases still in flight are not in the store yet
+        sd += sum(lease.spent for lease in busy if lease.day == day)
+        sm += sum(lease.spent for lease in busy if lease.month == month)
         return from_nanos(sd), from_nanos(sm)
+
+    def _age_leases(self) -> None:
+        """Close the leases past their age (settled now when idle), while any is open."""
+        self._lease_timer = None
+        self._leases.give_up(now=time.monotonic())
+        self._queue_ready()
+        if self._leases.open_count() and not self._closed:
+            self._lease_timer = asyncio.get_running_loop().call_later(LEASE_AGE / 2, self._age_leases)
+
+    def _give_up_leases(self, key_id: str) -> list[Lease]:
+        """Close the key's lease so that a reading is exact: settle it now when idle; returns the
+        leases still in flight (what they hold beyond their draws is added back by the reader)."""
+        self._leases.give_up(key_id)
+        self._queue_ready()
+        return self._leases.busy(key_id)
 
     async def remaining(self, key: VirtualKey) -> Decimal | None:
         """What is left of the tighter budget (spent and held subtracted), or None without one."""
         if key.budget_daily is None and key.budget_monthly is None:
             return None
+        busy = self._give_up_leases(key.id)
         await self.apply_settles()
         now = self._clock()
-        sd, hd, sm, hm = await _store("reading budgets", self._totals(key.id, *windows(now), now.timestamp()))
+        day, month = windows(now)
+        sd, hd, sm, hm = await _store("reading budgets", self._totals(key.id, day, month, now.timestamp()))
+        # a lease in flight holds its free part for nobody: that part is still left
+        hd -= sum(lease.free for lease in busy if lease.day == day)
+        hm -= sum(lease.free for lease in busy if lease.month == month)
         left: list[int] = []
         if key.budget_daily is not None:
             left.append(to_nanos(key.budget_daily) - sd - hd)
@@ -378,7 +464,10 @@ class StateBase:
                 log.warning("gateway usage flush failed (will retry): %s", type(exc).__name__)
 
     async def flush(self) -> None:
-        """Write the queued settlements and the buffered usage rows now."""
+        """Write the queued settlements (leases past their age among them) and the buffered usage
+        rows now."""
+        self._leases.give_up(now=time.monotonic())
+        self._queue_ready()
         await self.apply_settles()
         if not len(self._usage):
             return
@@ -470,7 +559,12 @@ class StateBase:
         """Write what is queued (settlements, usage rows) and close the store."""
         if self._closed:
             return
+        self._leases.give_up()  # leases in flight now settle at their last draw, if it comes
+        self._queue_ready()
         self._closed = True
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+            self._lease_timer = None
         if self._settle_timer is not None:
             self._settle_timer.cancel()
             self._settle_timer = None

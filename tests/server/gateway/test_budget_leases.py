@@ -1,0 +1,139 @@
+"""Budget leases (server/gateway/lease.py) on a real SQLite file and a real redis-server: a busy
+key's requests are served from one store hold, readings stay exact, a key near the end of its
+budget falls back to exact per-request holds (no early refusal in one process), Beijing-day windows
+are kept apart, and the overspend bound holds with two processes leasing from one budget."""
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from deepseek_kit.server.gateway.keys import BudgetExceededError
+from deepseek_kit.server.gateway.lease import LEASE_AGE, Leases, lease_size
+from deepseek_kit.server.gateway.state import open_state
+from tests.helpers.clock import Clock
+from tests.server.gateway.test_budget import PEPPER, _env, _start
+
+T0 = datetime(2026, 12, 2, 15, 30, tzinfo=timezone.utc)  # 23:30 Beijing time
+
+
+@pytest.fixture
+async def state(state_url):
+    clock = Clock(T0)
+    st = open_state(state_url, pepper=PEPPER, clock=clock, reservation_ttl=900)
+    st.clock = clock
+    yield st
+    await st.aclose()
+
+
+def test_lease_size_rules():
+    assert lease_size(10, -1, -1) == 0  # no budget: nothing to lease
+    assert lease_size(10, 1_000_000, -1) == 640  # 64 worst cases
+    assert lease_size(10, 6_400, 1_000_000) == 100  # 1/64 of the tighter budget
+    assert lease_size(10, 1_279, -1) == 0  # 1/64 would cover one request: hold it alone
+    assert lease_size(0, 1_000, -1) == 0
+
+
+def test_leases_close_by_age_and_settle_at_the_last_draw():
+    ls = Leases()
+    lease = ls.start("h1", "k", "2026-12-03", "2026-12", 100, 10, now=0.0)
+    assert ls.draw("k", "2026-12-03", "2026-12", 10, now=0.5) is lease
+    assert lease.free == 80 and lease.inflight == 2
+    ls.done(lease, 10, 4)  # cost 4 of worst 10: 6 free again
+    assert (lease.free, lease.spent, lease.inflight) == (86, 4, 1)
+    assert ls.draw("k", "2026-12-03", "2026-12", 90, now=0.5) is None  # does not fit
+    assert ls.draw("k", "2026-12-03", "2026-12", 10, now=LEASE_AGE) is None  # too old: closed
+    assert lease.closed and ls.take_ready() == []  # a draw is still in flight
+    ls.done(lease, 10, 10)
+    assert ls.take_ready() == [lease] and lease.spent == 14 and len(ls) == 0
+    other = ls.start("h2", "k", "2026-12-04", "2026-12", 100, 10, now=5.0)
+    ls.done(other, 10, 3)
+    assert ls.draw("k", "2026-12-03", "2026-12", 10, now=5.1) is None  # another day: closed
+    assert ls.take_ready() == [other] and (ls.granted, ls.drawn) == (2, 1)
+
+
+async def test_a_busy_key_is_served_from_one_hold_and_readings_stay_exact(state, state_url):
+    _, key = await state.create_key("busy", budget_daily=Decimal("100"))
+    other = open_state(state_url, pepper=PEPPER, clock=state.clock)  # another worker's view
+    try:
+        worst, charged = Decimal("0.001"), Decimal(0)
+        for i in range(40):
+            res = await state.reserve(key, worst)
+            actual = worst * (i % 5 + 1) / 5
+            await state.settle(res, actual)
+            charged += actual
+        assert (state.leases.granted, state.leases.drawn) == (1, 39)
+        # the store saw one hold of 64 worst cases, not 40 holds: the other worker sees it held
+        assert await other.remaining(key) == Decimal("100") - 64 * worst
+        # a reading in this process gives the lease up: exact, here and for the other worker
+        assert await state.spent(key) == (charged, charged)
+        assert await state.remaining(key) == Decimal("100") - charged
+        assert await other.remaining(key) == Decimal("100") - charged
+        assert [(r.requests, r.cost) for r in await state.usage(key.id)] == [(40, charged)]
+    finally:
+        await other.aclose()
+
+
+async def test_near_the_end_of_a_budget_every_request_that_fits_is_admitted(state):
+    budget, worst = Decimal("0.64"), Decimal("0.001")  # leases of 10 worst cases (1/64 of it)
+    _, key = await state.create_key("drain", budget_daily=budget)
+    admitted = 0
+    while True:
+        try:
+            res = await state.reserve(key, worst)
+        except BudgetExceededError:
+            break
+        await state.settle(res, worst)  # every request costs its worst case
+        admitted += 1
+        assert admitted <= 640
+    assert admitted == 640  # exactly what fits: no room lost to a lease
+    assert state.leases.granted > 1
+    assert await state.spent(key) == (budget, budget)
+    assert await state.remaining(key) == Decimal(0)
+
+
+async def test_a_lease_does_not_cross_beijing_midnight(state):
+    _, key = await state.create_key("night", budget_daily=Decimal("10"), budget_monthly=Decimal("100"))
+    worst = Decimal("0.01")
+    await state.settle(await state.reserve(key, worst), Decimal("0.004"))
+    await state.settle(await state.reserve(key, worst), Decimal("0.004"))
+    state.clock.at = T0 + timedelta(minutes=31)  # 00:01 Beijing time, 2026-12-03
+    await state.settle(await state.reserve(key, worst), Decimal("0.002"))
+    assert state.leases.granted == 2
+    assert await state.spent(key) == (Decimal("0.002"), Decimal("0.01"))
+    assert [(r.day, r.cost) for r in await state.usage(key.id)] == [
+        ("2026-12-02", Decimal("0.008")), ("2026-12-03", Decimal("0.002"))]
+
+
+async def test_concurrent_first_requests_share_one_lease(state):
+    _, key = await state.create_key("burst", budget_daily=Decimal("100"))
+    held = await asyncio.gather(*(state.reserve(key, Decimal("0.001")) for _ in range(50)))
+    assert state.leases.granted == 1 and all(r.lease is held[0].lease for r in held)
+    for r in held:
+        await state.settle(r, Decimal("0.0005"))
+    assert await state.spent(key) == (Decimal("0.025"), Decimal("0.025"))
+
+
+async def test_overspend_bound_two_processes_leasing(state_url, tmp_path):
+    budget, worst = Decimal("0.05"), Decimal("0.0001")  # leases of ~7 worst cases (1/64 of it)
+    st = open_state(state_url, pepper=PEPPER)
+    token, key = await st.create_key("shared", budget_daily=budget)
+    go = tmp_path / "go"
+    procs = [_start(["budget", state_url, token, "600", str(worst), str(go)], _env()) for _ in range(2)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        go.touch()
+        outs = [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs]
+    finally:
+        for p in procs:
+            p.kill() if p.poll() is None else None
+    spent_day, _ = await st.spent(key)
+    await st.aclose()
+    assert sum(o["admitted"] + o["refused"] for o in outs) == 1200
+    assert all(o["drawn"] > o["leases"] > 0 for o in outs)  # both served requests from leases
+    assert spent_day == sum(Decimal(o["charged"]) for o in outs)
+    assert spent_day <= budget + worst
+    assert sum(o["refused"] for o in outs) > 0
