@@ -274,3 +274,60 @@ async def test_a_get_pipelined_behind_a_chunked_request_is_handed_over_intact(gw
     line, _, answer = await _response(r)
     assert line == "HTTP/1.1 200 OK" and json.loads(answer)["object"] == "list"
     await _close(w)
+
+
+class _Recorder:
+    """The connection side of a FastStream (fastreq._Conn), recording each socket write."""
+
+    remote = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    async def send(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def send_nowait(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+def _stream(version: str = "1.1"):
+    from deepseek_kit.server.gateway.fastreq import FastRequest, FastStream, Headers
+
+    conn = _Recorder()
+    req = FastRequest(conn, ("/chat/completions", False), Headers(), version, True, 1 << 20)
+    return conn, FastStream(req, {"Content-Type": "text/event-stream"})
+
+
+async def test_a_stream_head_goes_out_with_its_first_chunk_in_one_write():
+    conn, out = _stream()
+    await out.prepare(None)
+    await out.write(b"data: {}\n\n")
+    assert len(conn.writes) == 1
+    head, _, body = conn.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Transfer-Encoding: chunked" in head
+    assert body == b"a\r\ndata: {}\n\n\r\n"
+    await asyncio.sleep(0)  # the end-of-turn send finds nothing left to send
+    await out.write_eof()
+    assert conn.writes[1:] == [b"0\r\n\r\n"]
+
+
+async def test_a_stream_head_with_no_chunk_in_the_same_turn_goes_out_alone_at_its_end():
+    conn, out = _stream()
+    await out.prepare(None)
+    assert conn.writes == []
+    await asyncio.sleep(0)
+    assert len(conn.writes) == 1 and conn.writes[0].endswith(b"\r\n\r\n")
+    await out.write(b"x")
+    assert conn.writes[1] == b"1\r\nx\r\n"
+
+
+async def test_an_empty_stream_sends_its_head_and_end_together():
+    conn, out = _stream()
+    await out.prepare(None)
+    await out.write_eof()
+    assert len(conn.writes) == 1 and conn.writes[0].endswith(b"\r\n\r\n0\r\n\r\n")
+    conn, out = _stream("1.0")
+    await out.prepare(None)
+    await out.write_eof()
+    assert len(conn.writes) == 1 and b"Connection: close" in conn.writes[0]

@@ -371,6 +371,13 @@ class HotProtocol(asyncio.Protocol):
             finally:
                 self._drain = None
 
+    def send_nowait(self, data: bytes) -> None:
+        """A small write that does not wait for the buffer to drain (a stream's head); dropped
+        when the caller has gone."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
     # -- keep-alive and shutdown -------------------------------------------------------------------
 
     def _idle(self) -> None:

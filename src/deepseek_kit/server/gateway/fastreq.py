@@ -53,6 +53,8 @@ class _Conn(Protocol):
 
     async def send(self, data: bytes) -> None: ...
 
+    def send_nowait(self, data: bytes) -> None: ...
+
 
 _date_cache: list[Any] = [0, b""]
 
@@ -183,7 +185,12 @@ class FastRequest:
 class FastStream(web.StreamResponse):
     """The relay's stream sink on the fast path: chunked on HTTP/1.1 (one chunk per write, the
     terminating chunk at write_eof, as aiohttp frames it), close-delimited on HTTP/1.0; a write
-    waits while the transport's buffer is over its high-water mark."""
+    waits while the transport's buffer is over its high-water mark.
+
+    The status line and headers go out with the first chunk when it is written in the same turn
+    of the event loop as `prepare` (the relay's case: it prepares once the first token is in), so
+    the caller wakes once for its first token instead of twice; otherwise on their own, at the end
+    of that turn."""
 
     def __init__(self, request: FastRequest, headers: Mapping[str, str]) -> None:
         super().__init__(status=200)
@@ -192,6 +199,7 @@ class FastStream(web.StreamResponse):
         self._started = False
         self._ended = False
         self._chunked = request.version == "1.1"
+        self._head: bytes | None = None  # prepared, not sent yet
 
     @property
     def prepared(self) -> bool:
@@ -213,7 +221,13 @@ class FastStream(web.StreamResponse):
         if not req.keep_alive:
             head.append(b"Connection: close\r\n")
         head.append(b"\r\n")
-        await req._proto.send(b"".join(head))
+        self._head = b"".join(head)
+        asyncio.get_running_loop().call_soon(self._head_alone)
+
+    def _head_alone(self) -> None:
+        head, self._head = self._head, None
+        if head is not None:
+            self._fr._proto.send_nowait(head)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -222,7 +236,8 @@ class FastStream(web.StreamResponse):
             raise RuntimeError("cannot write after write_eof")
         if self._chunked:
             data = b"%x\r\n%b\r\n" % (len(data), bytes(data))
-        await self._fr._proto.send(bytes(data))
+        head, self._head = self._head, None
+        await self._fr._proto.send(bytes(data) if head is None else head + data)
 
     async def write_eof(self, data: bytes = b"") -> None:
         if self._ended:
@@ -231,4 +246,7 @@ class FastStream(web.StreamResponse):
             await self.write(data)
         self._ended = True
         if self._chunked:
-            await self._fr._proto.send(b"0\r\n\r\n")
+            head, self._head = self._head, None
+            await self._fr._proto.send(b"0\r\n\r\n" if head is None else head + b"0\r\n\r\n")
+        else:
+            self._head_alone()
