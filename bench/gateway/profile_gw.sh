@@ -67,7 +67,7 @@ if [[ -n ${RATE:-} ]]; then  # latency at an open-loop rate: the gateway, then n
   for url in http://127.0.0.1:18500/v1 http://127.0.0.1:18080/$MODE/v1; do
     BENCH_MODEL=deepseek-flash BENCH_API_KEY=$KEY "$PY" "$KIT/gateway/drv_latency.py" --n "$N" --rate "$RATE" \
       --concurrency 20 $S --base-url "$url" --manifest "$UPD/www/manifest.json" --deadline 300 --label lat \
-      | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(sys.argv[1], {k: v for k, v in d.items() if k.startswith(("lat", "ttf"))})' "$url"
+      | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(sys.argv[1], {k: v for k, v in d.items() if k.startswith(("lat", "ttf", "first"))})' "$url"
     [[ $url == *18500* ]] && t1=$(awk '{print $14+$15}' /proc/$GP/stat) && u1=$(awk '{print $14" "$15" "$10}' /proc/$GP/stat)
   done
 else
