@@ -137,3 +137,54 @@ async def test_overspend_bound_two_processes_leasing(state_url, tmp_path):
     assert spent_day == sum(Decimal(o["charged"]) for o in outs)
     assert spent_day <= budget + worst
     assert sum(o["refused"] for o in outs) > 0
+
+
+class _Mono:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_a_lease_past_half_its_age_is_renewed_after_the_answer(state, state_url):
+    _, key = await state.create_key("steady", budget_daily=Decimal("100"))
+    state.monotonic = mono = _Mono()
+    worst = Decimal("0.001")
+    first = await state.reserve(key, worst)
+    await state.settle(first, Decimal("0.0004"))
+    assert state.leases.granted == 1  # young: no renewal
+    mono.t += LEASE_AGE * 0.6
+    second = await state.reserve(key, worst)
+    assert second.lease is first.lease
+    await state.settle(second, Decimal("0.0004"))  # past half its age: the successor is asked for
+    for _ in range(100):
+        if state.leases.granted == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert state.leases.granted == 2
+    third = await state.reserve(key, worst)  # drawn from the successor, no store call
+    assert third.lease is not first.lease and state.leases.granted == 2
+    assert first.lease.closed
+    await state.settle(third, Decimal("0.0004"))
+    other = open_state(state_url, pepper=PEPPER, clock=state.clock)
+    try:
+        assert await state.spent(key) == (Decimal("0.0012"), Decimal("0.0012"))
+        assert await other.remaining(key) == Decimal("100") - Decimal("0.0012")
+    finally:
+        await other.aclose()
+
+
+async def test_a_renewal_granted_during_close_is_settled(state_url):
+    st = open_state(state_url, pepper=PEPPER, clock=Clock(T0))
+    _, key = await st.create_key("closing", budget_daily=Decimal("100"))
+    st.monotonic = mono = _Mono()
+    res = await st.reserve(key, Decimal("0.001"))
+    mono.t += LEASE_AGE * 0.6
+    await st.settle(res, Decimal("0.001"))  # a renewal starts, then the store closes at once
+    await st.aclose()
+    other = open_state(state_url, pepper=PEPPER, clock=Clock(T0))
+    try:
+        assert await other.remaining(key) == Decimal("100") - Decimal("0.001")  # no hold left behind
+    finally:
+        await other.aclose()

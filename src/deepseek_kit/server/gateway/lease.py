@@ -6,7 +6,8 @@ machine that was about 280 µs of the gateway's 1.1 ms at a low request rate (do
 Performance). A lease is an ordinary hold, made through the same atomic check as a per-request
 hold, of a larger amount; this process's next requests of that key draw their worst case from it
 in memory, and the lease is settled in one go (its hold removed, the exact cost of every draw added
-to the spend) once it is closed and its last draw is done.
+to the spend) once it is closed and its last draw is done. Its successor is asked for after an
+answer (`Leases.due`: past half its age, or down to a quarter), off the request path.
 
 Why the overspend bound is unchanged: the store still sees every draw covered by a hold (the
 lease's) and admits a lease only when spent + held + lease fits the budget, exactly as it admits a
@@ -55,9 +56,12 @@ class Lease:
     size: int
     free: int
     until: float  # draws are taken before this instant (time.monotonic())
+    daily: int = -1  # the key's budgets in nano-units (-1: none), for its renewal
+    monthly: int = -1
     inflight: int = 0
     spent: int = 0  # exact cost of the draws done
     closed: bool = False
+    renewing: bool = False  # its successor was asked for (once)
 
 
 class Leases:
@@ -90,12 +94,14 @@ class Leases:
         return lease
 
     def start(self, hold_id: str, key_id: str, day: str, month: str, size: int, worst: int,
-              now: float) -> Lease:
-        """A lease the store just granted (`size` held under `hold_id`), with its first draw."""
+              now: float, *, daily: int = -1, monthly: int = -1) -> Lease:
+        """A lease the store just granted (`size` held under `hold_id`), with its first draw of
+        `worst` (0: none, a renewal); the key's previous lease is closed."""
         old = self._open.pop(key_id, None)
         if old is not None:
             self._close(old)
-        lease = Lease(hold_id, key_id, day, month, size, size - worst, now + LEASE_AGE, inflight=1)
+        lease = Lease(hold_id, key_id, day, month, size, size - worst, now + LEASE_AGE, daily, monthly,
+                      inflight=1 if worst else 0)
         self._open[key_id] = lease
         self.granted += 1
         return lease
@@ -122,6 +128,16 @@ class Leases:
         for lease in targets:
             if now is None or now >= lease.until:
                 self._close(lease)
+
+    def due(self, lease: Lease, now: float) -> bool:
+        """Whether to ask for `lease`'s successor now (once): it is still the key's open lease and
+        is past half its age or down to a quarter of its size."""
+        if lease.renewing or lease.closed or self._open.get(lease.key_id) is not lease:
+            return False
+        if now >= lease.until - LEASE_AGE / 2 or lease.free < lease.size // 4:
+            lease.renewing = True
+            return True
+        return False
 
     def take_ready(self) -> list[Lease]:
         """The leases ready to settle since the last call (each returned once)."""

@@ -152,6 +152,9 @@ class StateBase:
         self._leasing: dict[str, asyncio.Future[None]] = {}  # key id -> a lease being asked for
         self._lease_timer: asyncio.TimerHandle | None = None
 
+    #: The clock of lease ages (tests replace it on the instance).
+    monotonic: Callable[[], float] = staticmethod(time.monotonic)
+
     @property
     def leases(self) -> Leases:
         """This process's budget leases (lease.py); `.granted` and `.drawn` count their use."""
@@ -285,7 +288,7 @@ class StateBase:
         size = lease_size(nanos, daily, monthly)
         while size:
             # this process's lease of the key's budget (lease.py): no store call
-            lease = self._leases.draw(key.id, day, month, nanos, time.monotonic())
+            lease = self._leases.draw(key.id, day, month, nanos, self.monotonic())
             if lease is not None:
                 return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model, lease=lease)
             asking = self._leasing.get(key.id)
@@ -299,10 +302,9 @@ class StateBase:
                 res = Reservation(Reservation.new_id(), key.id, from_nanos(size), day, month, model)
                 refused = await self._store_hold(res, size, daily, monthly, ts)
                 if refused is None:
-                    lease = self._leases.start(res.id, key.id, day, month, size, nanos, time.monotonic())
-                    if self._lease_timer is None and not self._closed:
-                        self._lease_timer = asyncio.get_running_loop().call_later(LEASE_AGE, self._age_leases)
-                    self._queue_ready()  # the lease this one replaced, when it was idle
+                    lease = self._leases.start(res.id, key.id, day, month, size, nanos, self.monotonic(),
+                                               daily=daily, monthly=monthly)
+                    self._leased()
                     return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model,
                                        lease=lease)
                 # Too little left for a lease: give this process's lease of the key up (its unused
@@ -311,7 +313,8 @@ class StateBase:
                 self._leases.give_up(key.id)
                 self._queue_ready()
             finally:
-                del self._leasing[key.id]
+                if self._leasing.get(key.id) is done:
+                    del self._leasing[key.id]
                 done.set_result(None)
         res = Reservation(Reservation.new_id(), key.id, worst_case, day, month, model)
         refused = await self._store_hold(res, nanos, daily, monthly, ts)
@@ -344,6 +347,15 @@ class StateBase:
         if lease is not None:
             self._leases.done(lease, to_nanos(reservation.amount, up=True), nanos)
             self._queue_ready()
+            if self._leases.due(lease, self.monotonic()) and lease.key_id not in self._leasing \
+                    and not self._closed:
+                # The next lease is asked for now, after this answer went out, so that the key's
+                # next request draws from it instead of waiting for the store.
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._leasing[lease.key_id] = done  # taken now: reserve() waits for it, not races it
+                task = asyncio.get_running_loop().create_task(self._renew(lease, done))
+                self._settle_tasks.add(task)
+                task.add_done_callback(self._settle_tasks.discard)
         elif reservation.held:
             self._queue_settle(reservation, nanos)
         self._usage.add(reservation.key_id, reservation.day, model or reservation.model, nanos)
@@ -415,10 +427,36 @@ class StateBase:
         sm += sum(lease.spent for lease in busy if lease.month == month)
         return from_nanos(sd), from_nanos(sm)
 
+    def _leased(self) -> None:
+        """A lease was granted: its age is watched, the one it replaced settles when idle."""
+        if self._lease_timer is None and not self._closed:
+            self._lease_timer = asyncio.get_running_loop().call_later(LEASE_AGE, self._age_leases)
+        self._queue_ready()
+
+    async def _renew(self, old: Lease, done: asyncio.Future[None]) -> None:
+        """Ask the store for the successor of `old` (same key, size and windows); `done` is the
+        key's entry in `_leasing`, resolved at the end whatever happens."""
+        try:
+            now = self._clock()
+            day, month = windows(now)
+            if (day, month) == (old.day, old.month):
+                res = Reservation(Reservation.new_id(), old.key_id, from_nanos(old.size), day, month)
+                if await self._store_hold(res, old.size, old.daily, old.monthly, now.timestamp()) is None:
+                    self._leases.start(res.id, old.key_id, day, month, old.size, 0, self.monotonic(),
+                                       daily=old.daily, monthly=old.monthly)
+                    self._leased()
+                # refused: the key is near the end of its budget; its requests take reserve()'s path
+        except Exception as exc:  # the store is down: the next request asks (and reports) itself
+            log.warning("gateway budget lease renewal failed: %s", type(exc).__name__)
+        finally:
+            if self._leasing.get(old.key_id) is done:
+                del self._leasing[old.key_id]
+            done.set_result(None)
+
     def _age_leases(self) -> None:
         """Close the leases past their age (settled now when idle), while any is open."""
         self._lease_timer = None
-        self._leases.give_up(now=time.monotonic())
+        self._leases.give_up(now=self.monotonic())
         self._queue_ready()
         if self._leases.open_count() and not self._closed:
             self._lease_timer = asyncio.get_running_loop().call_later(LEASE_AGE / 2, self._age_leases)
@@ -466,7 +504,7 @@ class StateBase:
     async def flush(self) -> None:
         """Write the queued settlements (leases past their age among them) and the buffered usage
         rows now."""
-        self._leases.give_up(now=time.monotonic())
+        self._leases.give_up(now=self.monotonic())
         self._queue_ready()
         await self.apply_settles()
         if not len(self._usage):
@@ -570,6 +608,8 @@ class StateBase:
             self._settle_timer = None
         if self._settle_tasks:
             await asyncio.gather(*self._settle_tasks, return_exceptions=True)
+            self._leases.give_up()  # one a renewal in flight was granted meanwhile
+            self._queue_ready()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
