@@ -20,19 +20,10 @@ from deepseek_kit.server.gateway.keys import BudgetExceededError
 from deepseek_kit.server.gateway.state import open_state
 from tests.helpers.clock import Clock
 
-PEPPER = b"test-pepper-0123456789abcdef"
-# Wednesday 2026-12-02 23:30 Beijing time (15:30 UTC).
-T0 = datetime(2026, 12, 2, 15, 30, tzinfo=timezone.utc)
+from .conftest import BUDGET_PEPPER as PEPPER
+from .conftest import BUDGET_T0 as T0
+
 WORKER = Path(__file__).with_name("gw_worker.py")
-
-
-@pytest.fixture
-async def state(state_url):
-    clock = Clock(T0)
-    st = open_state(state_url, pepper=PEPPER, clock=clock, reservation_ttl=900)
-    st.clock = clock
-    yield st
-    await st.aclose()
 
 
 def test_money_units_and_windows():
@@ -163,20 +154,25 @@ def _env():
                                                       os.environ.get("PYTHONPATH", "")] if p)}
 
 
-async def test_overspend_bound_two_processes_200_concurrent(state_url, tmp_path):
-    budget, worst = Decimal("0.01"), Decimal("0.0007")
-    st = open_state(state_url, pepper=PEPPER)  # real clock: the workers use theirs
-    token, key = await st.create_key("tiny", budget_daily=budget)
-    go = tmp_path / "go"
-    procs = [_start(["budget", state_url, token, "100", str(worst), str(go)], _env()) for _ in range(2)]
+def budget_workers(state_url: str, token: str, n: int, worst: Decimal, go: Path) -> list[dict]:
+    """Two gw_worker.py processes each admitting `n` concurrent requests of `worst` on `token`'s
+    budget, started together (the `go` file); their JSON reports."""
+    procs = [_start(["budget", state_url, token, str(n), str(worst), str(go)], _env()) for _ in range(2)]
     try:
         for p in procs:
             assert p.stdout.readline().strip() == "ready", p.stderr.read()
         go.touch()
-        outs = [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs]
+        return [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs]
     finally:
         for p in procs:
             p.kill() if p.poll() is None else None
+
+
+async def test_overspend_bound_two_processes_200_concurrent(state_url, tmp_path):
+    budget, worst = Decimal("0.01"), Decimal("0.0007")
+    st = open_state(state_url, pepper=PEPPER)  # real clock: the workers use theirs
+    token, key = await st.create_key("tiny", budget_daily=budget)
+    outs = budget_workers(state_url, token, 100, worst, tmp_path / "go")
     spent_day, _ = await st.spent(key)
     await st.aclose()
     assert sum(o["admitted"] + o["refused"] for o in outs) == 200

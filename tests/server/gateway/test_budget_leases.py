@@ -4,28 +4,14 @@ budget falls back to exact per-request holds (no early refusal in one process), 
 are kept apart, and the overspend bound holds with two processes leasing from one budget."""
 
 import asyncio
-import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
-
-import pytest
 
 from deepseek_kit.server.gateway.keys import BudgetExceededError
 from deepseek_kit.server.gateway.lease import LEASE_AGE, Leases, lease_size
 from deepseek_kit.server.gateway.state import open_state
 from tests.helpers.clock import Clock
-from tests.server.gateway.test_budget import PEPPER, _env, _start
-
-T0 = datetime(2026, 12, 2, 15, 30, tzinfo=timezone.utc)  # 23:30 Beijing time
-
-
-@pytest.fixture
-async def state(state_url):
-    clock = Clock(T0)
-    st = open_state(state_url, pepper=PEPPER, clock=clock, reservation_ttl=900)
-    st.clock = clock
-    yield st
-    await st.aclose()
+from tests.server.gateway.test_budget import PEPPER, T0, budget_workers
 
 
 def test_lease_size_rules():
@@ -120,16 +106,7 @@ async def test_overspend_bound_two_processes_leasing(state_url, tmp_path):
     budget, worst = Decimal("0.05"), Decimal("0.0001")  # leases of ~7 worst cases (1/64 of it)
     st = open_state(state_url, pepper=PEPPER)
     token, key = await st.create_key("shared", budget_daily=budget)
-    go = tmp_path / "go"
-    procs = [_start(["budget", state_url, token, "600", str(worst), str(go)], _env()) for _ in range(2)]
-    try:
-        for p in procs:
-            assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        go.touch()
-        outs = [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs]
-    finally:
-        for p in procs:
-            p.kill() if p.poll() is None else None
+    outs = budget_workers(state_url, token, 600, worst, tmp_path / "go")
     spent_day, _ = await st.spent(key)
     await st.aclose()
     assert sum(o["admitted"] + o["refused"] for o in outs) == 1200
