@@ -165,3 +165,18 @@ async def test_a_renewal_granted_during_close_is_settled(state_url):
         assert await other.remaining(key) == Decimal("100") - Decimal("0.001")  # no hold left behind
     finally:
         await other.aclose()
+
+
+async def test_closing_settles_a_lease_with_a_draw_still_in_flight(state_url):
+    st = open_state(state_url, pepper=PEPPER, clock=Clock(T0))
+    _, key = await st.create_key("shutdown", budget_daily=Decimal("100"))
+    done = await st.reserve(key, Decimal("0.001"))
+    await st.reserve(key, Decimal("0.001"))  # still in flight when the store closes
+    await st.settle(done, Decimal("0.0003"))
+    await st.aclose()
+    other = open_state(state_url, pepper=PEPPER, clock=Clock(T0))
+    try:
+        # the lease's hold is gone and the finished draw's cost is in the store
+        assert await other.remaining(key) == Decimal("100") - Decimal("0.0003")
+    finally:
+        await other.aclose()

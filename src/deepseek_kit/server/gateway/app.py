@@ -353,8 +353,8 @@ class Gateway:
     def _account(self, call: Call, request: Caller, seconds: float, resolved: str, body_len: int,
                  reservation: Any, metered: Any, lease: Any, glease: Any) -> None:
         """Settle one finished call: its budget hold, its limits, metrics, the access line."""
+        spent: Decimal | None = None
         try:
-            assert self.metrics is not None
             spent = self.admission.cost(resolved, call.usage, None)
             if spent is not None and call.lost_tokens:  # a resumed stream: the broken piece too
                 spent += worst_case(resolved, body_len, call.lost_tokens, self.admission.now(),
@@ -364,6 +364,11 @@ class Gateway:
                 # have billed, the input estimate plus one token per relayed chunk.
                 spent = worst_case(resolved, body_len, call.chunks, self.admission.now(),
                                    self.config.currency) if call.chunks else Decimal(0)
+        except Exception:  # a usage we cannot price: charge the hold, never leave it (or its lease) open
+            log.exception("gateway: could not price a call to %s; charging its reservation", resolved)
+            spent = reservation.amount if reservation is not None else None
+        try:
+            assert self.metrics is not None
             if reservation is not None:
                 self.admission.settle(reservation, spent or Decimal(0), resolved)
             self.meter.remove(metered)

@@ -112,7 +112,7 @@ class Leases:
         lease.inflight -= 1
         lease.spent += cost
         lease.free += worst - cost
-        if lease.closed and lease.inflight <= 0 and lease in self._busy:
+        if lease.closed and lease.inflight == 0 and lease in self._busy:
             self._busy.discard(lease)
             self._ready.append(lease)
 
@@ -138,6 +138,13 @@ class Leases:
             lease.renewing = True
             return True
         return False
+
+    def abandon(self) -> None:
+        """Closing down: every lease becomes ready to settle now, those with draws still in flight
+        too (with the cost of their finished draws; a draw finished later is not counted)."""
+        self.give_up()
+        self._ready.extend(self._busy)
+        self._busy.clear()
 
     def take_ready(self) -> list[Lease]:
         """The leases ready to settle since the last call (each returned once)."""

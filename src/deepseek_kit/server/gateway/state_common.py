@@ -597,8 +597,6 @@ class StateBase:
         """Write what is queued (settlements, usage rows) and close the store."""
         if self._closed:
             return
-        self._leases.give_up()  # leases in flight now settle at their last draw, if it comes
-        self._queue_ready()
         self._closed = True
         if self._lease_timer is not None:
             self._lease_timer.cancel()
@@ -608,8 +606,10 @@ class StateBase:
             self._settle_timer = None
         if self._settle_tasks:
             await asyncio.gather(*self._settle_tasks, return_exceptions=True)
-            self._leases.give_up()  # one a renewal in flight was granted meanwhile
-            self._queue_ready()
+        # Leases with draws still in flight are settled too, with what their finished draws cost:
+        # their holds must not outlive the process holding the spend they stand for.
+        self._leases.abandon()
+        self._queue_ready()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
