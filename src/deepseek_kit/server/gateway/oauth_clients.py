@@ -21,7 +21,7 @@ from typing import Any
 
 from .keys import GatewayKeyError, GatewayState, KeyNotFoundError, KeyRecord, hash_token
 from .oauth_store import OAuthStore, oauth_store
-from .state_common import _store
+from .state_admin import store_call
 
 __all__ = ["DEFAULT_SCOPE", "DEFAULT_TOKEN_TTL", "MAX_TOKEN_TTL", "ClientNotFoundError", "ClientRecord",
            "OAuthClients"]
@@ -147,7 +147,7 @@ class OAuthClients:
         rec = ClientRecord(f"dskc_{secrets.token_hex(10)}", name.strip(), bound.key.id, check_scope(scope),
                            check_ttl(token_ttl), self.clock())
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        await _store("creating an OAuth client", self.store.insert_client(rec.client_id, rec.to_json(),
+        await store_call("creating an OAuth client", self.store.insert_client(rec.client_id, rec.to_json(),
                                                                          self.hash_secret(secret)))
         return secret, rec
 
@@ -163,7 +163,7 @@ class OAuthClients:
 
     async def list_clients(self) -> list[ClientRecord]:
         """Every client, revoked ones included, oldest first."""
-        rows = await _store("listing OAuth clients", self.store.clients())
+        rows = await store_call("listing OAuth clients", self.store.clients())
         return sorted((ClientRecord.from_json(d) for d, _ in rows), key=lambda r: (r.created, r.client_id))
 
     async def get(self, client_id: str) -> ClientRecord:
@@ -174,7 +174,7 @@ class OAuthClients:
         cid = client_id.strip() if isinstance(client_id, str) else ""
         row = None
         if _CLIENT_ID_RE.fullmatch(cid):
-            row = await _store("looking up an OAuth client", self.store.client(cid))
+            row = await store_call("looking up an OAuth client", self.store.client(cid))
         if row is None:
             raise ClientNotFoundError(f"no OAuth client with id {cid[:40]!r} (dsk clients list shows them)")
         return ClientRecord.from_json(row[0]), row[1]
@@ -184,7 +184,7 @@ class OAuthClients:
         rec, h = await self._row(client_id)
         if rec.revoked is None:
             rec = replace(rec, revoked=self.clock())
-            await _store("revoking an OAuth client",
+            await store_call("revoking an OAuth client",
                          self.store.update_client(rec.client_id, rec.to_json(), h))
         self._changed()
         return rec
@@ -200,7 +200,7 @@ class OAuthClients:
             raise GatewayKeyError(f"client {rec.client_id} is revoked; create a new one instead of rotating")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         rec = replace(rec, rotated=self.clock(), version=rec.version + 1)
-        await _store("rotating an OAuth client", self.store.update_client(rec.client_id, rec.to_json(),
+        await store_call("rotating an OAuth client", self.store.update_client(rec.client_id, rec.to_json(),
                                                                          self.hash_secret(secret)))
         self._changed()
         return secret, rec
@@ -210,7 +210,7 @@ class OAuthClients:
         the token endpoint answers all three alike, `invalid_client`."""
         if not _CLIENT_ID_RE.fullmatch(client_id) or not secret:
             return None  # tells only what the public id format already tells
-        row = await _store("checking OAuth client credentials", self.store.client(client_id))
+        row = await store_call("checking OAuth client credentials", self.store.client(client_id))
         # The secret is hashed and compared whether or not the client exists, so that an unknown
         # id and a wrong secret take the same time (no enumeration of client ids by timing).
         stored = _NO_CLIENT_HASH if row is None else row[1]

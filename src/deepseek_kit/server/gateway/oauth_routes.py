@@ -44,7 +44,7 @@ from .auth_throttle import FailureLimiter, Limit, failures_of_state
 from .keys import GatewayKeyError, GatewayState, StateUnavailableError
 from .oauth_clients import DEFAULT_SCOPE, DEFAULT_TOKEN_TTL, ClientRecord, check_scope
 from .oauth_tokens import tokens_for
-from .state_common import _store
+from .state_admin import store_call
 
 __all__ = ["JWKS_MAX_AGE", "TOKEN_FAILURES_PER_ADDRESS", "TOKEN_FAILURES_PER_CLIENT",
            "add_client_admin_routes", "add_token_routes", "throttle_for"]
@@ -154,7 +154,7 @@ def add_token_routes(app: web.Application, state: Callable[[], GatewayState | No
             service = tokens_for(st)
             checks = [(TOKEN_FAILURES_PER_CLIENT, cid), (TOKEN_FAILURES_PER_ADDRESS, request.remote or "-")]
             limiter = throttle_for(st)
-            attempt = await _store("counting client authentications", limiter.attempt(checks))
+            attempt = await store_call("counting client authentications", limiter.attempt(checks))
             if attempt.retry_after:
                 # Judged before the secret, so that a right secret is refused too (else the answer
                 # would confirm a guess) and an unknown client_id gets the same answer as a real one.
@@ -165,7 +165,7 @@ def add_token_routes(app: web.Application, state: Callable[[], GatewayState | No
             if client is None:  # the attempt stays counted as a failure
                 raise _OAuthError("invalid_client", "unknown client, wrong secret, or revoked client",
                                   401, basic)
-            await _store("counting client authentications", limiter.succeeded(attempt))
+            await store_call("counting client authentications", limiter.succeeded(attempt))
             scope = _scope(client, params.get("scope"))
             bound = await service.key_record(client.key_id)
             status = "unknown" if bound is None else bound.status(service.clients.clock())

@@ -18,7 +18,7 @@ import sqlite3
 from typing import Any, Protocol
 
 from .keys import GatewayState, KeyRecord
-from .state_common import record_from_json
+from .state_admin import record_from_json
 
 __all__ = ["OAuthStore", "oauth_store"]
 

@@ -52,7 +52,8 @@ from .keys import (
     VirtualKey,
 )
 from .oauth_clients import MAX_TOKEN_TTL, ClientRecord, OAuthClients
-from .state_common import REVALIDATE, _store
+from .state_admin import store_call
+from .state_common import REVALIDATE
 
 __all__ = ["ALGORITHM", "AUDIENCE", "ISSUER", "MAX_TOKEN_LEN", "OAuthUnavailableError", "TokenService",
            "tokens_for"]
@@ -194,7 +195,7 @@ class TokenService:
         async with self._lock:
             if self._keys is None:
                 epoch = self._epoch
-                current, rows = await _store("reading token-signing keys", self.store.signing_keys())
+                current, rows = await store_call("reading token-signing keys", self.store.signing_keys())
                 loaded = {k.kid: k for k in (self._unseal(d, r) for d, r in rows)}
                 if epoch == self._epoch:
                     self._keys, self._current = loaded, current
@@ -215,7 +216,7 @@ class TokenService:
 
         kid = secrets.token_urlsafe(12)
         data = self._seal(kid, Ed25519PrivateKey.generate())
-        current = await _store("storing a token-signing key",
+        current = await store_call("storing a token-signing key",
                                self.store.add_signing_key(kid, data, self.now(), only_if_none))
         self.forget()
         return current
@@ -311,12 +312,12 @@ class TokenService:
         return key
 
     async def _read_client(self, client_id: str) -> ClientRecord | None:
-        row = await _store("looking up an OAuth client", self.store.client(client_id))
+        row = await store_call("looking up an OAuth client", self.store.client(client_id))
         return None if row is None else ClientRecord.from_json(row[0])
 
     async def key_record(self, key_id: str) -> KeyRecord | None:
         """The bound key's record by id (one indexed read, revoked keys too), or None."""
-        return await _store("looking up a key", self.store.key_record(key_id))
+        return await store_call("looking up a key", self.store.key_record(key_id))
 
     async def _cached(self, cache: dict[str, Any], ident: str, read: Any) -> Any:
         if ident in cache:
@@ -332,7 +333,7 @@ class TokenService:
     async def _revalidate(self) -> None:
         self._checked = time.monotonic()
         try:
-            gen = await _store("checking for revocations", self.store.generation())
+            gen = await store_call("checking for revocations", self.store.generation())
         except BaseException:
             self._checked = -1e9
             raise

@@ -1,6 +1,7 @@
-"""What the SQLite and Redis states share: the in-memory key cache behind `authenticate`, the
-reserve/settle/remaining flow over a backend's atomic primitives, the usage flusher, and the JSON
-form of a key record.
+"""What the SQLite and Redis states share on the request path: the in-memory key cache behind
+`authenticate`, the reserve/settle/remaining flow over a backend's atomic primitives (with this
+process's budget leases, lease.py), and the usage flusher. Key administration and the stored form
+of a key record are in state_admin.py.
 
 Key cache (no store access per request): token hash -> VirtualKey (or None for unknown/revoked,
 so a flood of bad tokens does not reach the store either), and in front of it token string ->
@@ -18,36 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
-import json
 import logging
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import date, datetime, timezone
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
 
-from .budget import Reservation, UsageBuffer, UsageRow, default_clock, from_nanos, to_nanos, windows
+from .budget import Reservation, UsageBuffer, default_clock, from_nanos, to_nanos, windows
 from .keys import (
     TOKEN_PREFIX,
     BudgetExceededError,
     ForbiddenError,
     GatewayKeyError,
     InvalidKeyError,
-    IPNetwork,
-    KeyRecord,
-    KeySpec,
-    StateUnavailableError,
     VirtualKey,
     display_prefix,
     hash_token,
-    new_token,
-    parse_networks,
 )
 from .lease import LEASE_AGE, Lease, Leases, lease_size
+from .state_admin import KeyAdmin, store_call
 
-__all__ = ["REVALIDATE", "SETTLE_DELAY", "Settle", "StateBase", "record_from_json", "record_to_json"]
+__all__ = ["REVALIDATE", "SETTLE_DELAY", "Settle", "StateBase"]
 
 log = logging.getLogger("deepseek_kit.gateway")
 
@@ -60,61 +52,6 @@ _MISSING = object()
 SETTLE_DELAY = 0.1
 #: (hold id, key id, day, month, exact cost in nano-units)
 Settle = tuple[str, str, str, str, int]
-T = TypeVar("T")
-
-
-async def _store(what: str, aw: Awaitable[T]) -> T:
-    """Await a store call; a failure of the store (not a refusal) becomes a 503
-    `StateUnavailableError` naming what failed, without the store's own message (it may hold a
-    URL with a password)."""
-    try:
-        return await aw
-    except GatewayKeyError:
-        raise
-    except Exception as exc:
-        log.warning("gateway state failed while %s: %s", what, type(exc).__name__)
-        raise StateUnavailableError(f"the gateway's key store is unavailable ({type(exc).__name__} "
-                                    f"while {what}); try again shortly") from None
-
-
-def _ts(at: datetime | None) -> float | None:
-    return None if at is None else at.timestamp()
-
-
-def _dt(ts: Any) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(float(ts), timezone.utc)
-
-
-def record_to_json(rec: KeyRecord) -> str:
-    """The stored form of a key record (no secret, no hash: those never enter the record)."""
-    k = rec.key
-    return json.dumps({
-        "id": k.id, "name": k.name, "prefix": k.prefix,
-        "models": None if k.models is None else sorted(k.models),
-        "rpm": k.rpm, "tpm": k.tpm, "max_in_flight": k.max_in_flight,
-        "budget_daily": None if k.budget_daily is None else str(k.budget_daily),
-        "budget_monthly": None if k.budget_monthly is None else str(k.budget_monthly),
-        "expires_at": _ts(k.expires_at), "allow_ip": [str(n) for n in k.allow_ip],
-        "created_at": _ts(rec.created_at), "revoked_at": _ts(rec.revoked_at),
-        "rotated_at": _ts(rec.rotated_at),
-    }, separators=(",", ":"))
-
-
-def record_from_json(text: str | bytes) -> KeyRecord:
-    """A key record back from `record_to_json`'s text."""
-    d = json.loads(text)
-    key = VirtualKey(
-        id=d["id"], name=d["name"], prefix=d["prefix"],
-        models=None if d["models"] is None else frozenset(d["models"]),
-        rpm=d["rpm"], tpm=d["tpm"], max_in_flight=d["max_in_flight"],
-        budget_daily=None if d["budget_daily"] is None else Decimal(d["budget_daily"]),
-        budget_monthly=None if d["budget_monthly"] is None else Decimal(d["budget_monthly"]),
-        expires_at=_dt(d["expires_at"]),
-        allow_ip=tuple(ipaddress.ip_network(n) for n in d["allow_ip"]),
-    )
-    created = _dt(d["created_at"])
-    assert created is not None
-    return KeyRecord(key, created, _dt(d["revoked_at"]), _dt(d.get("rotated_at")))
 
 
 @functools.lru_cache(maxsize=1024)  # a key's budgets, on every hold: converted once
@@ -122,7 +59,7 @@ def _budget_nanos(b: Decimal | None) -> int:
     return -1 if b is None else to_nanos(b)
 
 
-class StateBase:
+class StateBase(KeyAdmin):
     """The backend-independent half of a `GatewayState`; subclasses supply the store primitives
     (`_generation`, `_lookup`, `_reserve`, `_settle_many`, `_totals`, `_write_usage`, ...).
 
@@ -190,20 +127,6 @@ class StateBase:
     async def _write_usage(self, rows: dict[tuple[str, str, str], list[int]]) -> None:
         raise NotImplementedError
 
-    async def _insert_key(self, token_hash: str, rec: KeyRecord) -> None:
-        raise NotImplementedError
-
-    async def _replace_key(self, rec: KeyRecord, old_hash: str | None, new_hash: str | None) -> None:
-        """Store `rec` (same id), move its hash when rotating, and bump the generation."""
-        raise NotImplementedError
-
-    async def _records(self) -> list[tuple[str, KeyRecord]]:
-        """Every key as (hash, record)."""
-        raise NotImplementedError
-
-    async def _usage_rows(self, key_id: str, since: str) -> list[UsageRow]:
-        raise NotImplementedError
-
     async def _close(self) -> None:
         raise NotImplementedError
 
@@ -229,7 +152,7 @@ class StateBase:
             token_hash = hash_token(self._pepper, token)
             cached = self._cache.get(token_hash, _MISSING)
             if cached is _MISSING:
-                key = await _store("looking up a key", self._lookup(token_hash))
+                key = await store_call("looking up a key", self._lookup(token_hash))
                 if epoch == self._epoch:  # no revocation seen while we looked: safe to remember
                     if len(self._cache) >= _CACHE_MAX:
                         self._cache.clear()
@@ -256,7 +179,7 @@ class StateBase:
     async def _revalidate(self) -> None:
         self._checked = time.monotonic()  # concurrent callers use the cache meanwhile
         try:
-            gen = await _store("checking for revocations", self._generation())
+            gen = await store_call("checking for revocations", self._generation())
         except BaseException:
             self._checked = -1e9  # ask again on the next request rather than trust a stale cache
             raise
@@ -329,8 +252,8 @@ class StateBase:
         """One hold in the store, with the queued settlements applied in the same call."""
         settles = self._take_settles()
         try:
-            return await _store("reserving budget", self._reserve(res, nanos, daily, monthly, ts + self._ttl,
-                                                                  ts, settles))
+            hold = self._reserve(res, nanos, daily, monthly, ts + self._ttl, ts, settles)
+            return await store_call("reserving budget", hold)
         except BaseException:
             self._restore_settles(settles)
             raise
@@ -410,7 +333,7 @@ class StateBase:
         if not settles:
             return
         try:
-            await _store("settling", self._settle_many(settles))
+            await store_call("settling", self._settle_many(settles))
         except BaseException:
             self._restore_settles(settles)
             raise
@@ -421,7 +344,7 @@ class StateBase:
         await self.apply_settles()
         now = self._clock()
         day, month = windows(now)
-        sd, _, sm, _ = await _store("reading spend", self._totals(key.id, day, month, now.timestamp()))
+        sd, _, sm, _ = await store_call("reading spend", self._totals(key.id, day, month, now.timestamp()))
         # the done draws of leases still in flight are not in the store yet
         sd += sum(lease.spent for lease in busy if lease.day == day)
         sm += sum(lease.spent for lease in busy if lease.month == month)
@@ -476,7 +399,8 @@ class StateBase:
         await self.apply_settles()
         now = self._clock()
         day, month = windows(now)
-        sd, hd, sm, hm = await _store("reading budgets", self._totals(key.id, day, month, now.timestamp()))
+        totals = self._totals(key.id, day, month, now.timestamp())
+        sd, hd, sm, hm = await store_call("reading budgets", totals)
         # a lease in flight holds its free part for nobody: that part is still left
         hd -= sum(lease.free for lease in busy if lease.day == day)
         hm -= sum(lease.free for lease in busy if lease.month == month)
@@ -515,83 +439,6 @@ class StateBase:
         except BaseException:
             self._usage.put_back(rows)
             raise
-
-    # -- admin ------------------------------------------------------------------------------------
-
-    async def create_key(
-        self, name: str, *, models: Iterable[str] | None = None, rpm: int | None = None,
-        tpm: int | None = None, max_in_flight: int | None = None, budget_daily: Decimal | None = None,
-        budget_monthly: Decimal | None = None, expires_at: datetime | None = None,
-        allow_ip: Sequence[str | IPNetwork] = (),
-    ) -> tuple[str, VirtualKey]:
-        """A new key; the returned token is the only copy of the secret."""
-        spec = KeySpec(name, None if models is None else frozenset(models), rpm, tpm, max_in_flight,
-                       budget_daily, budget_monthly, expires_at, parse_networks(allow_ip)).validated()
-        if spec.expires_at is not None and spec.expires_at <= self._clock():
-            raise GatewayKeyError(f"expires_at {spec.expires_at.isoformat()} is in the past")
-        if isinstance(models, str):
-            raise GatewayKeyError("models must be a list of model names, not one string")
-        token = new_token()
-        prefix = display_prefix(token)
-        assert prefix is not None
-        key = VirtualKey(f"key_{secrets.token_hex(8)}", spec.name, prefix, spec.models, spec.rpm, spec.tpm,
-                         spec.max_in_flight, spec.budget_daily, spec.budget_monthly, spec.expires_at,
-                         spec.allow_ip)
-        rec = KeyRecord(key, self._clock())
-        await _store("creating a key", self._insert_key(hash_token(self._pepper, token), rec))
-        return token, key
-
-    async def list_keys(self) -> list[KeyRecord]:
-        """Every key, revoked ones included, oldest first."""
-        records = await _store("listing keys", self._records())
-        return sorted((rec for _, rec in records), key=lambda r: (r.created_at, r.key.id))
-
-    async def _find(self, id_or_prefix: str) -> tuple[str, KeyRecord]:
-        want = id_or_prefix.strip()
-        short = want[len("sk-dsk-"):] if want.startswith("sk-dsk-") else want
-        for h, rec in await _store("finding a key", self._records()):
-            if want in (rec.key.id, rec.key.prefix) or short == rec.key.prefix[len("sk-dsk-"):]:
-                return h, rec
-        from .keys import KeyNotFoundError
-
-        raise KeyNotFoundError(f"no key with id or prefix {want[:40]!r} (dsk keys list shows them)")
-
-    async def get_key(self, id_or_prefix: str) -> KeyRecord:
-        """One key by id (`key_...`) or display prefix (`sk-dsk-...`); 404 KeyNotFoundError."""
-        return (await self._find(id_or_prefix))[1]
-
-    async def revoke(self, key_id: str) -> KeyRecord:
-        """Refuse the key from now on, in every process within a second; idempotent."""
-        h, rec = await self._find(key_id)
-        if rec.revoked_at is None:
-            rec = KeyRecord(rec.key, rec.created_at, self._clock(), rec.rotated_at)
-            await _store("revoking", self._replace_key(rec, h, None))
-        self._forget()
-        return rec
-
-    async def rotate(self, key_id: str) -> tuple[str, VirtualKey]:
-        """A new secret (and display prefix) for the same key id, budgets and spend; the old token
-        stops working everywhere within a second."""
-        h, rec = await self._find(key_id)
-        if rec.revoked_at is not None:
-            raise GatewayKeyError(f"key {rec.key.id} is revoked; create a new one instead of rotating")
-        token = new_token()
-        prefix = display_prefix(token)
-        assert prefix is not None
-        k = rec.key
-        key = VirtualKey(k.id, k.name, prefix, k.models, k.rpm, k.tpm, k.max_in_flight, k.budget_daily,
-                         k.budget_monthly, k.expires_at, k.allow_ip)
-        await _store("rotating", self._replace_key(KeyRecord(key, rec.created_at, None, self._clock()), h,
-                                                   hash_token(self._pepper, token)))
-        self._forget()
-        return token, key
-
-    async def usage(self, key_id: str, since: date | None = None) -> list[UsageRow]:
-        """Spend per Beijing day and model, oldest first (this process's buffer flushed first)."""
-        _, rec = await self._find(key_id)
-        with contextlib.suppress(Exception):
-            await self.flush()
-        return await _store("reading usage", self._usage_rows(rec.key.id, since.isoformat() if since else ""))
 
     async def aclose(self) -> None:
         """Write what is queued (settlements, usage rows) and close the store."""

@@ -34,7 +34,8 @@ from deepseek_kit._steps.limits.lua import SPLIT, pack
 
 from .budget import Reservation, UsageRow, from_nanos
 from .keys import GatewayKeyError, KeyRecord, VirtualKey
-from .state_common import Settle, StateBase, record_from_json, record_to_json
+from .state_admin import record_from_json, record_to_json
+from .state_common import Settle, StateBase
 
 __all__ = ["RedisState"]
 
@@ -252,7 +253,7 @@ class RedisState(StateBase):
                 pack(v for _, settles, _ in batch for st in settles for v in st)]
         try:
             out = _s(await self._hold_many(keys=[], args=args)).split("\n")[:-1]
-        except Exception as exc:  # each caller gets the store's error (state_common._store)
+        except Exception as exc:  # each caller gets the store's error (state_admin.store_call)
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)

@@ -34,7 +34,8 @@ from deepseek_kit._sqlite import enable_wal, private_db_file
 
 from .budget import Reservation, UsageRow, from_nanos
 from .keys import GatewayKeyError, KeyRecord, VirtualKey
-from .state_common import Settle, StateBase, record_from_json, record_to_json
+from .state_admin import record_from_json, record_to_json
+from .state_common import Settle, StateBase
 
 __all__ = ["SqliteState"]
 
@@ -275,7 +276,7 @@ class SqliteState(StateBase):
         batch, self._holds = self._holds, []
         try:
             verdicts = self._try_inline(self._tx(lambda c: self._hold_all(c, batch)))
-        except Exception as exc:  # each caller gets the store's error (state_common._store)
+        except Exception as exc:  # each caller gets the store's error (state_admin.store_call)
             for h in batch:
                 if not h.fut.done():
                     h.fut.set_exception(exc)

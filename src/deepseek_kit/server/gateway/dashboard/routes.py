@@ -24,7 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..keys import GatewayKeyError, GatewayState
-from ..state_common import _store
+from ..state_admin import store_call
 from .live import LiveStats
 from .session import (
     COOKIE,
@@ -185,14 +185,14 @@ class Dashboard:
             return refuse(413, "login form too large")
         form = await request.post()
         # a store failure is a 503 naming it (StateUnavailableError), not a 500
-        attempt = await _store("counting dashboard logins", self.limiter.attempt(request.remote or "-"))
+        attempt = await store_call("counting dashboard logins", self.limiter.attempt(request.remote or "-"))
         wait = attempt.retry_after
         if wait > 0:
             return refuse(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
         given = form.get("admin_key")
         if not isinstance(given, str) or not admin_key_matches(given, self.src.admin_key):
             return refuse(401, "wrong admin key")  # the attempt stays counted as a failure
-        await _store("counting dashboard logins", self.limiter.succeeded(attempt))
+        await store_call("counting dashboard logins", self.limiter.succeeded(attempt))
         sid, s = await self.sessions.create()
         resp: web.Response
         if wants_json:
