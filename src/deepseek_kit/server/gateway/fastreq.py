@@ -229,6 +229,11 @@ class FastStream(web.StreamResponse):
         if head is not None:
             self._fr._proto.send_nowait(head)
 
+    def _with_head(self, data: bytes) -> bytes:
+        """`data`, behind the head when the head has not gone out yet."""
+        head, self._head = self._head, None
+        return data if head is None else head + data
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
@@ -236,8 +241,7 @@ class FastStream(web.StreamResponse):
             raise RuntimeError("cannot write after write_eof")
         if self._chunked:
             data = b"%x\r\n%b\r\n" % (len(data), bytes(data))
-        head, self._head = self._head, None
-        await self._fr._proto.send(bytes(data) if head is None else head + data)
+        await self._fr._proto.send(self._with_head(bytes(data)))
 
     async def write_eof(self, data: bytes = b"") -> None:
         if self._ended:
@@ -246,7 +250,6 @@ class FastStream(web.StreamResponse):
             await self.write(data)
         self._ended = True
         if self._chunked:
-            head, self._head = self._head, None
-            await self._fr._proto.send(b"0\r\n\r\n" if head is None else head + b"0\r\n\r\n")
+            await self._fr._proto.send(self._with_head(b"0\r\n\r\n"))
         else:
             self._head_alone()

@@ -219,15 +219,10 @@ class StateBase(KeyAdmin):
                 break
             await asyncio.shield(asking)  # one lease request per key at a time; then draw from it
         if size:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._leasing[key.id] = done
+            done = self._claim(key.id)
             try:
-                res = Reservation(Reservation.new_id(), key.id, from_nanos(size), day, month, model)
-                refused = await self._store_hold(res, size, daily, monthly, ts)
-                if refused is None:
-                    lease = self._leases.start(res.id, key.id, day, month, size, nanos, self.monotonic(),
-                                               daily=daily, monthly=monthly)
-                    self._leased()
+                lease = await self._new_lease(key.id, day, month, size, daily, monthly, ts, nanos)
+                if lease is not None:
                     return Reservation(Reservation.new_id(), key.id, worst_case, day, month, model,
                                        lease=lease)
                 # Too little left for a lease: give this process's lease of the key up (its unused
@@ -236,9 +231,7 @@ class StateBase(KeyAdmin):
                 self._leases.give_up(key.id)
                 self._queue_ready()
             finally:
-                if self._leasing.get(key.id) is done:
-                    del self._leasing[key.id]
-                done.set_result(None)
+                self._unclaim(key.id, done)
         res = Reservation(Reservation.new_id(), key.id, worst_case, day, month, model)
         refused = await self._store_hold(res, nanos, daily, monthly, ts)
         if refused is not None:
@@ -274,8 +267,7 @@ class StateBase(KeyAdmin):
                     and not self._closed:
                 # The next lease is asked for now, after this answer went out, so that the key's
                 # next request draws from it instead of waiting for the store.
-                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._leasing[lease.key_id] = done  # taken now: reserve() waits for it, not races it
+                done = self._claim(lease.key_id)  # taken now: reserve() waits for it, not races it
                 task = asyncio.get_running_loop().create_task(self._renew(lease, done))
                 self._settle_tasks.add(task)
                 task.add_done_callback(self._settle_tasks.discard)
@@ -350,31 +342,45 @@ class StateBase(KeyAdmin):
         sm += sum(lease.spent for lease in busy if lease.month == month)
         return from_nanos(sd), from_nanos(sm)
 
-    def _leased(self) -> None:
-        """A lease was granted: its age is watched, the one it replaced settles when idle."""
+    def _claim(self, key_id: str) -> asyncio.Future[None]:
+        """Mark a lease of `key_id` as being asked for: reserve() waits for it instead of asking too."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._leasing[key_id] = done
+        return done
+
+    def _unclaim(self, key_id: str, done: asyncio.Future[None]) -> None:
+        if self._leasing.get(key_id) is done:
+            del self._leasing[key_id]
+        done.set_result(None)
+
+    async def _new_lease(self, key_id: str, day: str, month: str, size: int, daily: int, monthly: int,
+                         ts: float, first: int) -> Lease | None:
+        """A lease of `size` from the store with a first draw of `first` (0: none), replacing the
+        key's open one; None when the budget cannot cover it."""
+        res = Reservation(Reservation.new_id(), key_id, from_nanos(size), day, month)
+        if await self._store_hold(res, size, daily, monthly, ts) is not None:
+            return None
+        lease = self._leases.start(res.id, key_id, day, month, size, first, self.monotonic(),
+                                   daily=daily, monthly=monthly)
         if self._lease_timer is None and not self._closed:
             self._lease_timer = asyncio.get_running_loop().call_later(LEASE_AGE, self._age_leases)
-        self._queue_ready()
+        self._queue_ready()  # the lease it replaced, when that one is idle
+        return lease
 
     async def _renew(self, old: Lease, done: asyncio.Future[None]) -> None:
         """Ask the store for the successor of `old` (same key, size and windows); `done` is the
-        key's entry in `_leasing`, resolved at the end whatever happens."""
+        key's claim (`_claim`), released at the end whatever happens."""
         try:
             now = self._clock()
             day, month = windows(now)
             if (day, month) == (old.day, old.month):
-                res = Reservation(Reservation.new_id(), old.key_id, from_nanos(old.size), day, month)
-                if await self._store_hold(res, old.size, old.daily, old.monthly, now.timestamp()) is None:
-                    self._leases.start(res.id, old.key_id, day, month, old.size, 0, self.monotonic(),
-                                       daily=old.daily, monthly=old.monthly)
-                    self._leased()
-                # refused: the key is near the end of its budget; its requests take reserve()'s path
+                # refused (None): the key is near the end of its budget; its requests take reserve()'s path
+                await self._new_lease(old.key_id, day, month, old.size, old.daily, old.monthly,
+                                      now.timestamp(), 0)
         except Exception as exc:  # the store is down: the next request asks (and reports) itself
             log.warning("gateway budget lease renewal failed: %s", type(exc).__name__)
         finally:
-            if self._leasing.get(old.key_id) is done:
-                del self._leasing[old.key_id]
-            done.set_result(None)
+            self._unclaim(old.key_id, done)
 
     def _age_leases(self) -> None:
         """Close the leases past their age (settled now when idle), while any is open."""
