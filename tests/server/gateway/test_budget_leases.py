@@ -14,6 +14,14 @@ from tests.helpers.clock import Clock
 from tests.server.gateway.test_budget import PEPPER, T0, budget_workers
 
 
+class _Mono:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_lease_size_rules():
     assert lease_size(10, -1, -1) == 0  # no budget: nothing to lease
     assert lease_size(10, 1_000_000, -1) == 640  # 64 worst cases
@@ -42,6 +50,7 @@ def test_leases_close_by_age_and_settle_at_the_last_draw():
 
 async def test_a_busy_key_is_served_from_one_hold_and_readings_stay_exact(state, state_url):
     _, key = await state.create_key("busy", budget_daily=Decimal("100"))
+    state.monotonic = _Mono()  # the lease does not age (nor renew) however slow the machine
     other = open_state(state_url, pepper=PEPPER, clock=state.clock)  # another worker's view
     try:
         worst, charged = Decimal("0.001"), Decimal(0)
@@ -82,6 +91,7 @@ async def test_near_the_end_of_a_budget_every_request_that_fits_is_admitted(stat
 
 async def test_a_lease_does_not_cross_beijing_midnight(state):
     _, key = await state.create_key("night", budget_daily=Decimal("10"), budget_monthly=Decimal("100"))
+    state.monotonic = _Mono()
     worst = Decimal("0.01")
     await state.settle(await state.reserve(key, worst), Decimal("0.004"))
     await state.settle(await state.reserve(key, worst), Decimal("0.004"))
@@ -95,6 +105,7 @@ async def test_a_lease_does_not_cross_beijing_midnight(state):
 
 async def test_concurrent_first_requests_share_one_lease(state):
     _, key = await state.create_key("burst", budget_daily=Decimal("100"))
+    state.monotonic = _Mono()
     held = await asyncio.gather(*(state.reserve(key, Decimal("0.001")) for _ in range(50)))
     assert state.leases.granted == 1 and all(r.lease is held[0].lease for r in held)
     for r in held:
@@ -114,14 +125,6 @@ async def test_overspend_bound_two_processes_leasing(state_url, tmp_path):
     assert spent_day == sum(Decimal(o["charged"]) for o in outs)
     assert spent_day <= budget + worst
     assert sum(o["refused"] for o in outs) > 0
-
-
-class _Mono:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 async def test_a_lease_past_half_its_age_is_renewed_after_the_answer(state, state_url):

@@ -81,7 +81,7 @@ async def test_admission_statuses_and_per_key_views(keyed):
         st = open_state(cfg.state, pepper=PEPPER.encode(),
                         clock=lambda: datetime.fromtimestamp(NOW, timezone.utc))
         try:
-            for _ in range(50):  # settled off the request path
+            for _ in range(100):  # settled off the request path (a lease: within about 1.1 s)
                 rec = (await st.list_keys())
                 key = next(r.key for r in rec if r.key.name == "full")
                 left = await st.remaining(key)
