@@ -244,7 +244,7 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_runner_keepaliv
 
 
 async def test_a_stream_to_a_caller_who_does_not_read_holds_the_upstream_back():
-    up = await CountingUpstream(chunks=50_000).start()  # ~50 MB if nothing held it back
+    up = await CountingUpstream(chunks=200_000).start()  # ~220 MB if nothing held it back
     try:
         with GatewayThread(config_for(SimpleNamespace(base_url=up.base_url))) as g:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

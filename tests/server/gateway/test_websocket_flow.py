@@ -136,7 +136,7 @@ async def test_client_leaving_cancels_the_upstream_and_releases_the_hold(keyed):
 
 
 async def test_a_reader_that_does_not_read_pauses_the_upstream():
-    up = await CountingUpstream(chunks=50_000).start()  # ~50 MB if nothing held it back
+    up = await CountingUpstream(chunks=200_000).start()  # ~220 MB if nothing held it back
     try:
         cfg = config_for(SimpleNamespace(base_url=up.base_url), auth="none")
         with GatewayThread(cfg) as gw:

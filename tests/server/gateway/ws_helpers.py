@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import struct
+from pathlib import Path
 
 from aiohttp import web
 
@@ -76,6 +77,15 @@ async def raw_connect(port: int, token: str | None = None, path: str = "/v1/chat
     return reader, writer
 
 
+def kernel_buffer_chunks(chunk_bytes: int = 1_100) -> int:
+    """How many ~1 KB chunks the loopback sockets between upstream, gateway and caller may hold by
+    themselves: the gateway's receive buffer autotunes up to tcp_rmem's maximum (32 MB on the CI
+    machine; a run that reached it held 20,383 chunks), each sender's up to tcp_wmem's."""
+    rmem = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+    wmem = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return (rmem + 2 * wmem) // chunk_bytes
+
+
 class CountingUpstream:
     """An SSE upstream on a free loopback port that streams `chunks` chunks of about 1 KB as fast
     as its socket takes them, counting the ones written (each `write` waits for the socket)."""
@@ -124,10 +134,13 @@ class CountingUpstream:
         if self.runner is not None:
             await self.runner.cleanup()
 
-    async def assert_held_back(self, limit: int = 20_000) -> None:
+    async def assert_held_back(self, limit: int | None = None) -> None:
         """Wait until the upstream has written and then stopped (10 looks 0.1 s apart with no
         progress): a caller that reads nothing must hold the upstream back through the gateway's
-        flow control, with at most `limit` chunks (~20 MB) in all the buffers on the way."""
+        flow control, with at most `limit` chunks in all the buffers on the way (default: what the
+        kernel's socket buffers may hold, `kernel_buffer_chunks`, plus 5,000 for the gateway's own)."""
+        if limit is None:
+            limit = kernel_buffer_chunks() + 5_000
         end = asyncio.get_running_loop().time() + 20
         while self.written == 0:
             assert asyncio.get_running_loop().time() < end, "the upstream never wrote"
