@@ -295,6 +295,72 @@ def test_a_full_queue_drops_rows_and_never_blocks(db):
         assert logs.count() == accepted
 
 
+def _rowids_by_ts(db):
+    import sqlite3
+    with sqlite3.connect(db) as conn:
+        return [ts for (ts,) in conn.execute("SELECT ts FROM requests ORDER BY rowid")]
+
+
+async def test_rows_put_on_a_loop_are_held_there_and_handed_over_as_one_batch(db):
+    """A put on an event loop wakes nothing (the writer's queue stays empty: a wake-up in the middle
+    of a call delays it); the loop hands the rows over together after batch_delay, in order."""
+    import asyncio
+
+    store = LogStore(LogConfig(path=db, batch_delay=0.05))
+    try:
+        for i in range(20):
+            assert store.put(lambda i=i: fake_row(ts=float(i)))
+        assert store._q.qsize() == 0 and len(store._held) == 20
+        for _ in range(200):  # the hand-off timer runs on this loop
+            await asyncio.sleep(0.01)
+            if not store._held:
+                break
+        assert not store._held
+        assert await asyncio.get_running_loop().run_in_executor(None, store.flush, 10.0)
+        assert store.written == 20 and _rowids_by_ts(db) == [float(i) for i in range(20)]
+    finally:
+        store.close()
+
+
+def test_rows_held_by_a_loop_that_stopped_are_written_by_the_next_put_flush_or_close(db):
+    import asyncio
+
+    store = LogStore(LogConfig(path=db, batch_delay=30.0))  # the loop's hand-off never comes
+
+    async def on_a_loop(first):
+        for i in range(first, first + 3):
+            store.put(lambda i=i: fake_row(ts=float(i)))
+
+    asyncio.run(on_a_loop(0))
+    assert len(store._held) == 3
+    store.put(lambda: fake_row(ts=3.0))  # off any loop: straight to the writer, after the held ones
+    asyncio.run(on_a_loop(4))
+    assert store.flush(10)
+    assert _rowids_by_ts(db) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    asyncio.run(on_a_loop(7))
+    store.close()  # (at exit, every store is closed)
+    assert store.written == 10 and _rowids_by_ts(db)[-3:] == [7.0, 8.0, 9.0]
+
+
+async def test_the_queue_bound_counts_rows_held_on_the_loop_and_handed_over(db):
+    import asyncio
+
+    store = LogStore(LogConfig(path=db, max_queue=5, batch_delay=0.02))
+    try:
+        accepted = sum(store.put(lambda: fake_row()) for _ in range(50))
+        assert accepted == 5 and store.dropped == 45
+        await asyncio.sleep(0)
+        store._hand_over(None)  # as the loop's timer does: one queue item for five rows
+        assert store._q.qsize() == 1
+        assert store.put(lambda: fake_row()) is False  # still five rows waiting for the writer
+        assert await asyncio.get_running_loop().run_in_executor(None, store.flush, 10.0)
+        assert store.put(lambda: fake_row()) is True  # written: room again
+        assert await asyncio.get_running_loop().run_in_executor(None, store.flush, 10.0)
+        assert store.written == 6
+    finally:
+        store.close()
+
+
 def test_retention_prunes_old_calls(db):
     store = LogStore(LogConfig(path=db, retention_days=1, batch_delay=0))
     now = datetime.now(timezone.utc).timestamp()

@@ -4,8 +4,11 @@ Callers hand it `make_row` callables (`put`, from any thread, never blocks: when
 is full the row is dropped and counted), so decoding bodies and pricing happen on the writer
 thread, not the event loop. The thread inserts rows in batches, one transaction per batch; it waits
 `batch_delay` after the first row of a batch, so a busy client wakes it once per batch rather than
-once per call (each wake-up costs the event loop a GIL hand-off). `flush()` waits for everything
-queued before it; `close()` writes what is queued and stops. At exit, every store is closed (rows
+once per call (each wake-up costs the event loop a GIL hand-off). On an event loop, rows are
+held on the loop's side and handed over together `batch_delay` after the first, from a timer: a
+hand-off wakes the writer thread, and a wake-up in the middle of a call (between the upstream's
+answer and the caller's) delays that call (docs/gateway.md, Performance). `flush()` waits for
+everything queued before it; `close()` writes what is queued and stops. At exit, every store is closed (rows
 queued by a finishing `dsk` command are written); after `fork()`, the child starts afresh.
 
 Search indexing (FTS5) is not on the insert path: when the queue is empty after a batch, the
@@ -15,6 +18,7 @@ writer indexes what it wrote, 500 rows per transaction, stopping as soon as new 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import functools
@@ -25,6 +29,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,6 +97,16 @@ class LogStore:
         self._max = cfg.max_queue
         self._delay = cfg.batch_delay
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Rows put on an event loop, waiting for that loop's hand-off timer (a deque: appends and
+        # pops are atomic, and flush/close may drain it from another thread).
+        self._held: deque[MakeRow] = deque()
+        self._timer_loop: asyncio.AbstractEventLoop | None = None  # the loop a hand-off waits on
+        # Rows given to the writer (counted under the lock: putters may be on several threads)
+        # and taken by it (only the writer thread counts those): the queue's bound counts rows,
+        # and a hand-off is one queue item for many.
+        self._given = 0
+        self._taken = 0
+        self._count_lock = threading.Lock()
         self._urgent = threading.Event()  # set by flush/close: stop waiting for a batch to fill
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -121,18 +136,47 @@ class LogStore:
             self._start()
         # SimpleQueue (C, lock-free put) rather than queue.Queue(maxsize), whose put takes two
         # Python-level locks on the event loop's thread; the bound is checked here instead.
-        if self._q.qsize() >= self._max:
+        if self._given - self._taken + len(self._held) >= self._max:
             self.dropped += 1
             self._warn("full", "logs: the writer is behind, dropping rows (LogStore.dropped counts them)")
             return False
+        if self._delay:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._held.append(make_row)
+                if self._timer_loop is not loop:
+                    self._timer_loop = loop
+                    loop.call_later(self._delay, self._hand_over, loop)
+                return True
+        self._hand_over(None)  # rows held on a loop first: the order of rows is kept
+        with self._count_lock:
+            self._given += 1
         self._q.put(make_row)
         return True
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Move the rows held on event loops to the writer's queue, as one batch (one wake-up)."""
+        if loop is not None and self._timer_loop is loop:
+            self._timer_loop = None
+        held = self._held
+        batch: list[MakeRow] = []
+        with contextlib.suppress(IndexError):  # another thread drained it meanwhile
+            while held:
+                batch.append(held.popleft())
+        if batch:
+            with self._count_lock:
+                self._given += len(batch)
+            self._q.put(batch)
 
     def flush(self, timeout: float | None = None, *, index: bool = False) -> bool:
         """Wait until every row queued before this call is written (or dropped); with `index`, also
         added to the search index. False on timeout."""
         if self._thread is None:
             return True
+        self._hand_over(None)
         done = _Marker(index)
         self._q.put(done)
         self._urgent.set()
@@ -143,6 +187,7 @@ class LogStore:
         thread = self._thread
         if thread is None or not thread.is_alive():
             return
+        self._hand_over(None)
         self._q.put(_STOP)
         self._urgent.set()
         thread.join(timeout)
@@ -159,12 +204,14 @@ class LogStore:
         while True:
             first = q.get()
             items = [first]
-            if self._delay and first is not _STOP and not isinstance(first, _Marker):
+            if self._delay and callable(first) and not isinstance(first, _Marker):
                 self._urgent.wait(self._delay)  # let a batch gather: one wake-up per batch
             self._urgent.clear()
             with contextlib.suppress(queue.Empty):
                 while len(items) < _MAX_BATCH:
                     items.append(q.get_nowait())
+            items = [one for it in items for one in (it if isinstance(it, list) else (it,))]
+            self._taken += sum(1 for it in items if callable(it) and not isinstance(it, _Marker))
             rows: list[tuple[Any, ...]] = []
             markers: list[_Marker] = []
             stop = False
@@ -256,6 +303,10 @@ class LogStore:
         # The writer thread does not exist in a child process, and a SQLite connection must not
         # cross a fork: start afresh (the parent's queued rows are the parent's to write).
         self._q = queue.SimpleQueue()
+        self._held = deque()
+        self._timer_loop = None
+        self._given = self._taken = 0
+        self._count_lock = threading.Lock()
         self._urgent = threading.Event()
         self._thread = None
         self._start_lock = threading.Lock()
