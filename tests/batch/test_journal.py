@@ -148,3 +148,50 @@ def test_a_full_disk_at_the_final_flush_names_the_output(tmp_path):
         jr.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_journal_transaction_rolled_back_by_a_full_disk_is_never_committed_over(tmp_path):
+    """SQLite rolls the open transaction back by itself when the journal's disk fills (SQLITE_FULL):
+    the claims since the last commit are gone. The final commit of the stopping run used to go on
+    in autocommit mode and record `committed_offset` over the lines of those ids, so the rerun
+    answered them again (a CI run of test_batch_faults saw 178 ids twice). Now that commit is
+    refused and the rerun cuts the file back to the last real commit."""
+    import sqlite3
+    import subprocess
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (this test needs root): {mounted.stderr.strip()}")
+    try:
+        out = tmp_path / "out.jsonl"  # on the big disk: only the journal runs out of space
+        jr = Journal(mnt / "j.sqlite", output=out)
+        sink = ResultSink(jr, out, jr.recover().offset, durable=False)
+        for i in range(10):
+            assert jr.claim(str(i), i, i)[0] == "new"
+        jr.commit(sink.offset)
+        for i in range(5):
+            sink.result(0, str(i), _line(i), Decimal("0.001"), 3, 4)
+        sink.commit()
+        committed = out.read_bytes()
+        for i in range(5, 10):  # answered, their lines in the file's buffer, not committed yet
+            sink.result(0, str(i), _line(i), Decimal("0.001"), 3, 4)
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            for i in range(10, 100_000):  # the run reads on: its claims fill the journal's disk
+                jr.claim(f"{i}-{'x' * 200}", i, i)
+        with pytest.raises(OSError, match="lost its uncommitted results") as info:
+            sink.close()  # the runner's close on the way out (it keeps the first error)
+        assert info.value.filename == str(mnt / "j.sqlite")
+        jr.close()
+
+        subprocess.run(["mount", "-o", "remount,size=20m", str(mnt)], check=True)
+        jr = Journal(mnt / "j.sqlite", output=out)
+        rec = jr.recover()
+        assert rec.offset == len(committed) and out.read_bytes() == committed
+        assert [jr.status(str(i)) for i in range(10)] == ["done"] * 5 + ["pending"] * 5
+        assert jr.totals().done == 5
+        jr.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -43,6 +43,7 @@ belong to the current run: they are re-found each time the input is read again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import sqlite3
@@ -142,6 +143,7 @@ class Journal:
         self.output = Path(output)
         self.existed = self.path.exists() and self.path.stat().st_size > 0
         self._done: list[tuple[int, int, int, int, str]] = []
+        self._lost: OSError | None = None  # set once SQLite dropped the open transaction
         for d in {self.path.parent, self.output.parent}:
             if not d.is_dir():
                 raise UsageError(f"{d}: no such directory")
@@ -437,6 +439,7 @@ class Journal:
     def commit(self, committed_offset: int) -> None:
         """Commit everything recorded since the last commit, with the output size it covers.
         The caller has already flushed (and fsynced) the output up to `committed_offset`."""
+        self._check_open()
         if self._done:
             self._db.executemany(
                 "UPDATE items SET status=1, end_offset=?, cost_pico=?, prompt_tokens=?, "
@@ -447,8 +450,25 @@ class Journal:
         self._commit()
 
     def _commit(self) -> None:
+        self._check_open()
         self._db.execute("COMMIT")
         self._db.execute("BEGIN")
+
+    def _check_open(self) -> None:
+        """Refuse to commit once SQLite has rolled the open transaction back by itself, as it may
+        after SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM (https://www.sqlite.org/lang_transaction.html,
+        "Response To Errors Within A Transaction"): the claims and done marks since the last commit
+        are gone, and a commit now would record `committed_offset` over result lines whose ids the
+        journal no longer has as done. A rerun would then answer those ids again, a second line
+        each (seen on a full disk, where the output's ENOSPC is followed by the final commit).
+        Refused, the run stops; the rerun's recover() cuts the file back to the last commit."""
+        if self._lost is None and not self._db.in_transaction:
+            self._lost = OSError(errno.EIO, "the batch journal lost its uncommitted results (SQLite "
+                                 "rolled them back after an error, a full disk or an I/O error); "
+                                 "free space and rerun: the run resumes from its last commit",
+                                 str(self.path))
+        if self._lost is not None:
+            raise self._lost
 
     def close(self) -> None:
         """Roll back what was not committed (its lines, if any, are cut on the next recover())."""
