@@ -3,6 +3,8 @@ first `committed_offset` bytes, and recover() repairs whatever a crash left behi
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
 from decimal import Decimal
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from deepseek_kit import UsageError
 from deepseek_kit._batch.journal import Journal
 from deepseek_kit._batch.output import ResultSink, encode_line
+from tests.helpers.tmpfs import tmpfs
 
 
 def _line(i):
@@ -123,19 +126,7 @@ def test_a_full_disk_at_the_final_flush_names_the_output(tmp_path):
     """The last lines sit in the output's buffer until the final commit; when that flush hits a full
     disk, the error names the output. (Closing the file flushed again and raised a second ENOSPC
     naming no file, which replaced the first: the user read "No space left on device" alone.)"""
-    import subprocess
-    from decimal import Decimal
-
-    from deepseek_kit._batch.journal import Journal
-    from deepseek_kit._batch.output import ResultSink
-
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (this test needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "16k") as mnt:
         out = mnt / "out.jsonl"
         jr = Journal(tmp_path / "j.sqlite", output=out)
         sink = ResultSink(jr, out, 0, durable=False)
@@ -146,8 +137,6 @@ def test_a_full_disk_at_the_final_flush_names_the_output(tmp_path):
             sink.close()
         assert info.value.filename == str(out) and "No space left" in str(info.value)
         jr.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_journal_transaction_rolled_back_by_a_full_disk_is_never_committed_over(tmp_path):
@@ -156,16 +145,7 @@ def test_a_journal_transaction_rolled_back_by_a_full_disk_is_never_committed_ove
     in autocommit mode and record `committed_offset` over the lines of those ids, so the rerun
     answered them again (a CI run of test_batch_faults saw 178 ids twice). Now that commit is
     refused and the rerun cuts the file back to the last real commit."""
-    import sqlite3
-    import subprocess
-
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (this test needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "64k") as mnt:
         out = tmp_path / "out.jsonl"  # on the big disk: only the journal runs out of space
         jr = Journal(mnt / "j.sqlite", output=out)
         sink = ResultSink(jr, out, jr.recover().offset, durable=False)
@@ -193,5 +173,3 @@ def test_a_journal_transaction_rolled_back_by_a_full_disk_is_never_committed_ove
         assert [jr.status(str(i)) for i in range(10)] == ["done"] * 5 + ["pending"] * 5
         assert jr.totals().done == 5
         jr.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)

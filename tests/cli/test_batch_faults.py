@@ -14,6 +14,7 @@ import pytest
 
 from deepseek_kit._batch.run import MAX_CONCURRENCY
 from tests.helpers.dsk import dsk_batch, keyed_env
+from tests.helpers.tmpfs import tmpfs
 
 # The child's own peak RSS, read from /proc/self/status at exit. Not os.wait4's ru_maxrss: Linux
 # carries the high-water mark of the forked copy of pytest across exec, so ru_maxrss would measure
@@ -53,19 +54,9 @@ def _ids(path):
 @pytest.fixture
 def tiny_fs(tmp_path, request):
     """A 200 KB tmpfs (or the size given by `@pytest.mark.parametrize("tiny_fs", ["2m"],
-    indirect=True)`). CI runs as root on this machine, so mounting must work: a failure to mount
-    fails the test rather than skipping it (a skipped disk-full test would hide a regression)."""
-    size = getattr(request, "param", "200k")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (the disk-full tests need root): {proc.stderr.strip()}")
-    try:
+    indirect=True)`); see tests/helpers/tmpfs.py."""
+    with tmpfs(tmp_path / "tiny", getattr(request, "param", "200k")) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_stops_the_run_with_one_line_and_a_rerun_resumes_exactly_once(
