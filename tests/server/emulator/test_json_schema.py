@@ -107,13 +107,13 @@ def _number(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["integer", "number"]))
     schema: dict[str, Any] = {"type": kind}
     lo = draw(st.integers(-1000, 1000))
-    width = draw(st.integers(2, 500))
+    width = draw(st.integers(3, 500))  # an open interval of width 3 holds two integers, one even
     if draw(st.booleans()):
         schema["exclusiveMinimum" if draw(st.booleans()) else "minimum"] = lo
     if draw(st.booleans()):
         schema["exclusiveMaximum" if draw(st.booleans()) else "maximum"] = lo + width
     if draw(st.booleans()):
-        schema["multipleOf"] = draw(st.integers(1, 2))  # always a multiple in a range of width >= 2
+        schema["multipleOf"] = draw(st.integers(1, 2))  # so a multiple of 1 or 2 always fits
     return schema
 
 
