@@ -204,14 +204,13 @@ class LogStore:
         while True:
             first = q.get()
             items = [first]
-            if self._delay and callable(first) and not isinstance(first, _Marker):
+            if self._delay and callable(first):  # one row put off a loop (a hand-off is a list)
                 self._urgent.wait(self._delay)  # let a batch gather: one wake-up per batch
             self._urgent.clear()
             with contextlib.suppress(queue.Empty):
                 while len(items) < _MAX_BATCH:
                     items.append(q.get_nowait())
             items = [one for it in items for one in (it if isinstance(it, list) else (it,))]
-            self._taken += sum(1 for it in items if callable(it) and not isinstance(it, _Marker))
             rows: list[tuple[Any, ...]] = []
             markers: list[_Marker] = []
             stop = False
@@ -221,6 +220,7 @@ class LogStore:
                 elif isinstance(it, _Marker):
                     markers.append(it)
                 else:
+                    self._taken += 1
                     try:
                         row = it()
                     except Exception:  # a bug in row building must not stop the writer
