@@ -209,6 +209,14 @@ def test_retry_after_parsing():
         assert 0 <= RetryPolicy(initial_delay=1, max_delay=30).backoff(n) <= min(30, 2 ** n)
 
 
+async def test_max_retries_overrides_only_that_field_of_a_policy():
+    policy = RetryPolicy(max_retries=5, initial_delay=0.25, max_delay=3.0, max_retry_after=7.0)
+    async with AsyncClient(api_key=KEY, retry=policy, max_retries=1) as c:
+        assert c.retry == RetryPolicy(max_retries=1, initial_delay=0.25, max_delay=3.0, max_retry_after=7.0)
+    with pytest.raises(UsageError, match="max_retries"):
+        AsyncClient(api_key=KEY, retry=policy, max_retries=-2)
+
+
 def test_bad_arguments_are_usage_errors():
     with pytest.raises(UsageError, match=r"Timeout\.idle"):
         Timeout(idle=-1)

@@ -155,7 +155,7 @@ class AsyncClient:
         self.timeout = Timeout.coerce(timeout)
         policy = retry or RetryPolicy()
         if max_retries is not None:
-            policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
+            policy = dataclasses.replace(policy, max_retries=max_retries)
         self.retry = policy
         self.config = cfg
         # Broken streams are continued through prefix completion where the server supports it
